@@ -1,0 +1,5 @@
+"""``python -m tally.aggregator``."""
+
+from tally.aggregator.cli import main
+
+main()

@@ -1,0 +1,83 @@
+"""``tally-aggregator`` / ``python -m tally.aggregator``: run one aggregator process.
+
+Subcommands: ``run`` (default) consumes until SIGTERM/SIGINT, then flushes, commits and exits
+0; ``check`` verifies that Kafka and ClickHouse are reachable and applies the DDL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from tally.aggregator import logs
+from tally.aggregator.metrics import AggregatorMetrics
+from tally.aggregator.settings import AggregatorSettings, from_args
+from tally.aggregator.sink import RollupSink
+from tally.aggregator.worker import Aggregator
+
+log = logging.getLogger("tally.aggregator")
+
+
+async def serve(settings: AggregatorSettings) -> None:
+    """Run until a termination signal arrives."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    metrics = AggregatorMetrics()
+    if settings.metrics_port is not None:
+        metrics.serve(settings.metrics_port)
+    log.info(
+        "aggregator starting",
+        extra={
+            "topic": settings.topic,
+            "group": settings.group,
+            "clickhouse": settings.clickhouse.url,
+        },
+    )
+    await Aggregator(settings, metrics).run(stop)
+    log.info("aggregator stopped cleanly")
+
+
+async def check(settings: AggregatorSettings) -> None:
+    """Reach ClickHouse (and apply the DDL) and list the topic's partitions."""
+    from aiokafka import AIOKafkaConsumer
+
+    sink = RollupSink(settings.clickhouse, settings.schema)
+    await sink.start()
+    await sink.apply_ddl()
+    await sink.close()
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers, **settings.security.aiokafka_kwargs()
+    )
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(settings.topic) or set()
+        where = f"ClickHouse {settings.clickhouse.url}, topic {settings.topic}"
+        print(f"ok: {where}: {len(partitions)} partitions")
+    finally:
+        await consumer.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = "run"
+    if args and args[0] in ("run", "check"):
+        command = args.pop(0)
+    settings = from_args(args)
+    logs.configure()
+    runner = serve if command == "run" else check
+    try:
+        import uvloop
+
+        uvloop.run(runner(settings))
+    except ImportError:
+        asyncio.run(runner(settings))
+
+
+if __name__ == "__main__":
+    main()

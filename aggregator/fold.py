@@ -1,0 +1,255 @@
+"""Pre-aggregation of one partition's records in memory, with per-event validation.
+
+Events are folded at minute resolution by (keyset, minute, shape): the values of all events
+with the same keys, minute and paths are summed element-wise, which is a few list operations
+per event. ``rows`` expands that into rollup rows per (granularity, key, bucket, path) only at
+flush time, so the per-event cost does not grow with fan-out or the number of granularities.
+Invalid events are returned as ``Rejected`` and never stop the rest of their record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from tally.schemas.granularity import Calendar, Granularity
+from tally.schemas.limits import Limits
+from tally.schemas.wire import SCHEMA_VERSION, BatchDecoder, EventV1, WireError
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """One record (``index`` -1) or one event of a record that is dead-lettered."""
+
+    offset: int
+    index: int
+    reason: str
+    detail: str
+    event: Any = None
+
+
+@dataclass(slots=True)
+class RollupRows:
+    """Column-oriented rows for the ``rollups`` table."""
+
+    granularity: list[str]
+    key: list[str]
+    bucket: list[int]
+    path: list[str]
+    value: list[float]
+
+    def __len__(self) -> int:
+        return len(self.key)
+
+    def columns(self) -> list[list]:
+        """Columns in table order (granularity, key, bucket, path, value)."""
+        return [self.granularity, self.key, self.bucket, self.path, self.value]
+
+
+COLUMNS = ("granularity", "key", "bucket", "path", "value")
+
+
+class BucketCache:
+    """Memoised ``Calendar.floor`` from minute starts to each stored granularity's bucket."""
+
+    def __init__(self, calendar: Calendar, granularities: list[Granularity]) -> None:
+        self.calendar = calendar
+        self.granularities = granularities
+        self._cache: dict[int, list[tuple[str, int]]] = {}
+
+    def buckets(self, minute: int) -> list[tuple[str, int]]:
+        """``[(granularity, bucket start)]`` for the minute starting at ``minute``."""
+        found = self._cache.get(minute)
+        if found is None:
+            if len(self._cache) > 100_000:
+                self._cache.clear()
+            floor = self.calendar.floor
+            found = [(str(g), floor(minute, g)) for g in self.granularities]
+            self._cache[minute] = found
+        return found
+
+
+class PartitionFold:
+    """The in-memory sums of one partition since its last flush."""
+
+    def __init__(self, limits: Limits, decoder: BatchDecoder) -> None:
+        self.limits = limits
+        self.decoder = decoder
+        self.acc: dict[tuple[int, int, int], list] = {}
+        self.keysets: dict[tuple[str, ...], int] = {}
+        self.shapes: dict[tuple[str, ...], int] = {}
+        self.shape_list: list[tuple[str, ...]] = []
+        self.events = 0
+
+    def __len__(self) -> int:
+        return len(self.acc)
+
+    def clear(self) -> None:
+        """Forget everything folded (after a flush)."""
+        self.acc = {}
+        self.keysets = {}
+        self.shapes = {}
+        self.shape_list = []
+        self.events = 0
+
+    def add_record(self, payload: bytes, offset: int, timestamp_ms: int) -> list[Rejected]:
+        """Fold one Kafka record; return what was rejected (the rest is folded)."""
+        try:
+            batch = self.decoder.decode(payload)
+        except WireError as exc:
+            if exc.reason != "malformed_fields":
+                return [Rejected(offset, -1, exc.reason, exc.detail[:500])]
+            return self._salvage(payload, offset, timestamp_ms)
+        return self._fold(
+            batch.strings, batch.keysets, batch.shapes, batch.events, offset, timestamp_ms, False
+        )
+
+    def _salvage(self, payload: bytes, offset: int, timestamp_ms: int) -> list[Rejected]:
+        """Slow path for a batch with some ill-typed field: keep every valid event."""
+        raw = msgspec.msgpack.decode(payload)
+        if not (isinstance(raw, list) and len(raw) >= 6 and raw[0] == SCHEMA_VERSION):
+            return [Rejected(offset, -1, "malformed_batch", "not a version-1 batch")]
+        _, _, strings, keysets, shapes, events = raw[:6]
+        tables_ok = (
+            isinstance(strings, list)
+            and all(isinstance(s, str) for s in strings)
+            and isinstance(keysets, list)
+            and isinstance(shapes, list)
+            and isinstance(events, list)
+        )
+        if not tables_ok:
+            return [Rejected(offset, -1, "malformed_batch", "bad string/keyset/shape tables")]
+        converted: list[EventV1 | None] = [
+            EventV1(*e) if isinstance(e, list) and len(e) == 4 else None for e in events
+        ]
+        return self._fold(strings, keysets, shapes, converted, offset, timestamp_ms, True)
+
+    def _intern_tables(
+        self, strings: list[str], tables: list[Any], is_keys: bool
+    ) -> list[int | str]:
+        """Map each keyset/shape of a batch to a fold-wide id, or to a rejection reason."""
+        limits = self.limits
+        intern = self.keysets if is_keys else self.shapes
+        out: list[int | str] = []
+        for table in tables:
+            try:
+                names = tuple(strings[i] for i in table if type(i) is int and i >= 0)
+                if len(names) != len(table) or not names:
+                    raise IndexError
+            except (IndexError, TypeError):
+                out.append("bad_reference")
+                continue
+            if is_keys:
+                problem = next(filter(None, map(limits.key_problem, names)), None)
+                if len(names) > limits.max_keys:
+                    problem = "too_many_keys"
+            else:
+                problem = next(filter(None, map(limits.path_problem, names)), None)
+                if len(names) > limits.max_values:
+                    problem = "too_many_values"
+            if problem:
+                out.append(problem)
+                continue
+            found = intern.get(names)
+            if found is None:
+                found = intern[names] = len(intern)
+                if not is_keys:
+                    self.shape_list.append(names)
+            out.append(found)
+        return out
+
+    def _fold(
+        self,
+        strings: list[str],
+        keysets: list[Any],
+        shapes: list[Any],
+        events: list[Any],
+        offset: int,
+        timestamp_ms: int,
+        careful: bool,
+    ) -> list[Rejected]:
+        limits = self.limits
+        ks_ids = self._intern_tables(strings, keysets, True)
+        sh_ids = self._intern_tables(strings, shapes, False)
+        n_ks, n_sh = len(ks_ids), len(sh_ids)
+        reference = timestamp_ms // 1000
+        lo, hi = reference - limits.max_past_seconds, reference + limits.max_future_seconds
+        cap = limits.max_abs_value
+        acc = self.acc
+        shape_list = self.shape_list
+        rejected: list[Rejected] = []
+        folded = 0
+        for index, ev in enumerate(events):
+            if ev is None:
+                rejected.append(Rejected(offset, index, "malformed_event", "not [at, k, s, v]"))
+                continue
+            at, ks, sh, values = ev.at, ev.keyset, ev.shape, ev.values
+            reason = None
+            if type(at) is not int or not lo <= at <= hi:
+                reason = limits.time_problem(at, reference)
+            elif (
+                type(ks) is not int
+                or not 0 <= ks < n_ks
+                or type(sh) is not int
+                or not 0 <= sh < n_sh
+            ):
+                reason = "bad_reference"
+            else:
+                ks, sh = ks_ids[ks], sh_ids[sh]
+                if type(ks) is str:
+                    reason = ks
+                elif type(sh) is str:
+                    reason = sh
+                elif type(values) is not list or len(values) != len(shape_list[sh]):
+                    reason = "values_shape_mismatch"
+                elif careful or not _fast_ok(values, cap):
+                    reason = next(filter(None, map(limits.value_problem, values)), None)
+            if reason is not None:
+                rejected.append(Rejected(offset, index, reason, "", _plain(ev)))
+                continue
+            slot = (ks, at - at % 60, sh)
+            sums = acc.get(slot)
+            if sums is None:
+                acc[slot] = list(values)
+            else:
+                acc[slot] = [a + b for a, b in zip(sums, values, strict=True)]
+            folded += 1
+        self.events += folded
+        return rejected
+
+    def rows(self, buckets: BucketCache) -> RollupRows:
+        """Expand the sums into rollup rows, one per (granularity, key, bucket, path)."""
+        keysets = list(self.keysets)
+        shapes = self.shape_list
+        merged: dict[tuple[str, str, int, str], float] = {}
+        for (ks, minute, sh), sums in self.acc.items():
+            keys, paths = keysets[ks], shapes[sh]
+            for granularity, bucket in buckets.buckets(minute):
+                for key in keys:
+                    for path, value in zip(paths, sums, strict=True):
+                        slot = (granularity, key, bucket, path)
+                        merged[slot] = merged.get(slot, 0) + value
+        rows = RollupRows([], [], [], [], [])
+        for (granularity, key, bucket, path), value in merged.items():
+            rows.granularity.append(granularity)
+            rows.key.append(key)
+            rows.bucket.append(bucket)
+            rows.path.append(path)
+            rows.value.append(float(value))
+        return rows
+
+
+def _fast_ok(values: list, cap: float) -> bool:
+    """True when every value is a finite number within ``cap`` (a cheap sufficient check)."""
+    try:
+        return sum(map(abs, values)) <= cap
+    except TypeError:
+        return False
+
+
+def _plain(event: Any) -> Any:
+    if isinstance(event, EventV1):
+        return [event.at, event.keyset, event.shape, event.values]
+    return event

@@ -1,0 +1,66 @@
+"""Client settings: built once by the application and passed to ``Tracker``."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tally.kafka_security import KafkaSecurity
+from tally.schemas.limits import Limits
+
+
+def default_source() -> str:
+    """A producer identity for debugging: host, pid and a random suffix."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """Everything the thin client needs; no environment reads happen deeper in the code.
+
+    Overflow policy: the in-memory buffer holds at most ``buffer_events`` events and the
+    sender holds at most ``pending_bytes`` of encoded records awaiting the broker. Past
+    those bounds, records go to ``spool_dir`` when set (bounded by ``spool_bytes``); what
+    still does not fit is dropped, newest first, and counted in ``TrackerStats``.
+    """
+
+    bootstrap_servers: str
+    topic: str = "tally.events"
+    security: KafkaSecurity = field(default_factory=KafkaSecurity)
+    limits: Limits = field(default_factory=Limits)
+    strict: bool = False
+    linger_ms: int = 50
+    buffer_events: int = 200_000
+    record_events: int = 2_000
+    pending_bytes: int = 64 * 1024 * 1024
+    compression: str | None = "lz4"
+    request_timeout_ms: int = 30_000
+    spool_dir: Path | None = None
+    spool_bytes: int = 1024 * 1024 * 1024
+    close_timeout_s: float = 10.0
+    source: str = field(default_factory=default_source)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> ClientSettings:
+        """Settings from ``TALLY_*`` variables (bootstrap, topic, strict, spool dir, security)."""
+        env = dict(os.environ if env is None else env)
+        security = KafkaSecurity(
+            protocol=env.get("TALLY_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
+            sasl_mechanism=env.get("TALLY_KAFKA_SASL_MECHANISM", "PLAIN"),
+            sasl_username=env.get("TALLY_KAFKA_SASL_USERNAME"),
+            sasl_password=env.get("TALLY_KAFKA_SASL_PASSWORD"),
+            ssl_cafile=env.get("TALLY_KAFKA_SSL_CAFILE"),
+        )
+        values: dict[str, object] = {
+            "bootstrap_servers": env.get("TALLY_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
+            "topic": env.get("TALLY_TOPIC", "tally.events"),
+            "security": security,
+            "strict": env.get("TALLY_STRICT", "") in ("1", "true", "yes"),
+        }
+        if env.get("TALLY_SPOOL_DIR"):
+            values["spool_dir"] = Path(env["TALLY_SPOOL_DIR"])
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]

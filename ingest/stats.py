@@ -1,0 +1,49 @@
+"""Counters the client keeps about itself."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerStats:
+    """A snapshot of the client's counters (all since the Tracker was created)."""
+
+    accepted: int = 0
+    invalid: int = 0
+    dropped_overflow: int = 0
+    internal_errors: int = 0
+    sent_events: int = 0
+    sent_records: int = 0
+    send_failures: int = 0
+    spooled_records: int = 0
+    unspooled_records: int = 0
+    dropped_spool_full: int = 0
+    buffered: int = 0
+    pending_bytes: int = 0
+    drained: int = 0
+
+
+class Counters:
+    """Thread-safe mutable counters behind ``TrackerStats``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values = {f.name: 0 for f in fields(TrackerStats)}
+
+    def add(self, name: str, n: int = 1) -> None:
+        """Add ``n`` to counter ``name``."""
+        with self._lock:
+            self._values[name] += n
+
+    def get(self, name: str) -> int:
+        """Current value of counter ``name``."""
+        return self._values[name]
+
+    def snapshot(self, **gauges: int) -> TrackerStats:
+        """Counters plus the given gauges as an immutable snapshot."""
+        with self._lock:
+            values = dict(self._values)
+        values.update(gauges)
+        return TrackerStats(**values)

@@ -1,0 +1,180 @@
+"""The thin client facade: ``Tracker.track`` enqueues an event in microseconds.
+
+``track`` validates and flattens on the caller's thread (so a later mutation of the caller's
+dict cannot change what was tracked), appends to a bounded in-memory buffer and returns. A
+background ``Sender`` thread does the encoding and the network. ``track`` never raises into
+the job unless ``strict`` is set; rejected events are counted and logged (rate limited).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+
+from tally.ingest.flatten import InvalidValues, flatten
+from tally.ingest.sender import Sender
+from tally.ingest.settings import ClientSettings
+from tally.ingest.stats import Counters, TrackerStats
+
+log = logging.getLogger("tally.ingest")
+
+
+class Tracker:
+    """Tracks business metrics: ``tracker.track(["calc", f"calc::{tenant}"], {"count": 1})``."""
+
+    def __init__(self, settings: ClientSettings) -> None:
+        self.settings = settings
+        self._limits = settings.limits
+        self._capacity = settings.buffer_events
+        self._buffer: deque = deque()
+        self._counters = Counters()
+        self._sender: Sender | None = None
+        self._pid = os.getpid()
+        self._start_lock = threading.Lock()
+        self._closed = False
+        self._last_warning = 0.0
+        ref = weakref.ref(self)
+        atexit.register(_close_at_exit, ref)
+        os.register_at_fork(after_in_child=lambda: _reset_after_fork(ref))
+
+    def track(
+        self,
+        keys: str | Iterable[str],
+        values: Mapping[str, object],
+        at: datetime | float | None = None,
+        route: str | None = None,
+    ) -> bool:
+        """Add ``values`` (nested numbers, summed per bucket) to every key in ``keys``.
+
+        ``at`` defaults to now; ``route`` (default: the last key) picks the Kafka partition, so
+        events sharing it are pre-aggregated together. Returns False if the event was rejected
+        or dropped (counted in ``stats()``); raises only in strict mode.
+        """
+        try:
+            key_tuple = (keys,) if type(keys) is str else tuple(keys)
+            for key in key_tuple:
+                problem = self._limits.key_problem(key)
+                if problem:
+                    raise InvalidValues(problem, repr(key)[:80])
+            if not key_tuple or len(key_tuple) > self._limits.max_keys:
+                raise InvalidValues("bad_keys", f"{len(key_tuple)} keys")
+            paths, numbers = flatten(values, self._limits)
+            ts = int(time.time()) if at is None else _to_seconds(at)
+            if len(self._buffer) >= self._capacity:
+                self._counters.add("dropped_overflow")
+                self._warn("buffer full (%d events); event dropped", self._capacity)
+                return False
+            self._buffer.append((ts, key_tuple, paths, numbers, route or key_tuple[-1]))
+            if self._sender is None or self._pid != os.getpid():
+                self._start_sender()
+            return True
+        except InvalidValues as exc:
+            self._counters.add("invalid")
+            if self.settings.strict:
+                raise
+            self._warn("invalid event rejected: %s", exc)
+            return False
+        except Exception as exc:
+            self._counters.add("internal_errors")
+            if self.settings.strict:
+                raise
+            self._warn("tally track failed: %r", exc)
+            return False
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Block until everything tracked so far is acknowledged (or spooled); True if done."""
+        if self._sender is None:
+            return not self._buffer
+        try:
+            self._sender.request_flush().result(timeout)
+            return True
+        except Exception:
+            return False
+
+    async def aflush(self, timeout: float = 30.0) -> bool:
+        """``flush`` for async callers: awaits without blocking the event loop."""
+        if self._sender is None:
+            return not self._buffer
+        try:
+            future = asyncio.wrap_future(self._sender.request_flush())
+            await asyncio.wait_for(future, timeout)
+            return True
+        except Exception:
+            return False
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Flush, stop the sender thread; unsent records are spooled or counted. Idempotent."""
+        with self._start_lock:
+            self._closed = True
+            sender, self._sender = self._sender, None
+        if sender is None:
+            return True
+        return sender.stop(self.settings.close_timeout_s if timeout is None else timeout)
+
+    def stats(self) -> TrackerStats:
+        """A snapshot of the counters, plus the current buffer and pending sizes."""
+        sender = self._sender
+        pending = sender.pending_bytes if sender else 0
+        drained = self._counters.get("drained")
+        return self._counters.snapshot(
+            accepted=drained + len(self._buffer),
+            buffered=len(self._buffer),
+            pending_bytes=pending,
+        )
+
+    def __enter__(self) -> Tracker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _start_sender(self) -> None:
+        with self._start_lock:
+            if self._pid != os.getpid():
+                self._after_fork()
+            if self._sender is None and not self._closed:
+                self._sender = Sender(self.settings, self._buffer, self._counters)
+
+    def _after_fork(self) -> None:
+        """In a forked child: forget the parent's buffer and thread (the parent sends those)."""
+        self._pid = os.getpid()
+        self._buffer.clear()
+        self._sender = None
+        self._start_lock = threading.Lock()
+        self._closed = False
+
+    def _warn(self, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._last_warning > 10:
+            self._last_warning = now
+            log.warning(message, *args)
+
+
+def _to_seconds(at: datetime | float) -> int:
+    if isinstance(at, datetime):
+        if at.tzinfo is None:
+            raise InvalidValues("naive_datetime", "pass an aware datetime or unix seconds")
+        return int(at.timestamp())
+    if type(at) is bool or not isinstance(at, int | float):
+        raise InvalidValues("bad_timestamp", repr(at)[:40])
+    return int(at)
+
+
+def _close_at_exit(ref: weakref.ref[Tracker]) -> None:
+    tracker = ref()
+    if tracker is not None:
+        tracker.close()
+
+
+def _reset_after_fork(ref: weakref.ref[Tracker]) -> None:
+    tracker = ref()
+    if tracker is not None:
+        tracker._after_fork()

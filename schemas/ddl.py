@@ -1,0 +1,111 @@
+"""ClickHouse DDL for the rollups: one stored table, one view per granularity.
+
+``rollups`` holds every stored granularity (``1m``, ``1h``, ``1d`` by default; the aggregator
+computes their buckets in the configured time zone), summed by an AggregatingMergeTree. The
+views ``rollups_<g>`` expose each granularity already summed, with buckets shown in the
+configured zone; ``1w``/``1mo``/``1q``/``1y`` are derived from the daily rows on the fly, with
+the configured week start. Every statement is idempotent.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+from tally.schemas.granularity import WEEKDAYS, Granularity
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+DERIVED_FROM_DAYS = ("1w", "1mo", "1q", "1y")
+DEFAULT_TTL_DAYS = {"1m": 14, "1h": 400, "1d": 3650}
+TABLE = "rollups"
+
+
+def identifier(name: str) -> str:
+    """``name`` if it is a safe ClickHouse identifier, else ValueError (no SQL from input)."""
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f"{name!r} is not a valid database or table name")
+    return name
+
+
+@dataclass(frozen=True)
+class RollupSchema:
+    """What to create: database, stored granularities, their TTLs, the calendar."""
+
+    database: str = "tally"
+    stored: Sequence[str] = ("1m", "1h", "1d")
+    ttl_days: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_TTL_DAYS))
+    time_zone: str = "UTC"
+    week_start: str = "monday"
+    engine: str = "AggregatingMergeTree"
+    dedup_window: int = 100_000
+
+    def __post_init__(self) -> None:
+        identifier(self.database)
+        for g in self.stored:
+            Granularity.parse(g)
+        ZoneInfo(self.time_zone)  # raises for an unknown zone
+        if self.week_start not in WEEKDAYS:
+            raise ValueError(f"week_start must be one of {WEEKDAYS}")
+        if not re.match(r"^(Replicated)?AggregatingMergeTree(\('[^;]*'\))?$", self.engine):
+            raise ValueError(
+                "engine must be AggregatingMergeTree or ReplicatedAggregatingMergeTree"
+            )
+
+    @property
+    def table(self) -> str:
+        """Fully qualified name of the stored table."""
+        return f"{self.database}.{TABLE}"
+
+    def ttl_clause(self) -> str:
+        """The TTL expression: each granularity keeps its own number of days."""
+        arms = ", ".join(
+            f"granularity = '{g}', {int(self.ttl_days.get(g, 3650))}" for g in self.stored
+        )
+        return f"bucket + toIntervalDay(multiIf({arms}, 3650))"
+
+    def statements(self) -> list[str]:
+        """All DDL, in order; safe to run on every start."""
+        db, tz = self.database, self.time_zone
+        out = [
+            f"CREATE DATABASE IF NOT EXISTS {db}",
+            f"""CREATE TABLE IF NOT EXISTS {self.table} (
+    granularity LowCardinality(String) COMMENT 'stored granularity, e.g. 1m 1h 1d',
+    key String COMMENT 'metric key, e.g. calc or calc::tenant42',
+    bucket DateTime('UTC') COMMENT 'bucket start (computed in the configured zone)',
+    path LowCardinality(String) COMMENT 'dotted value path, e.g. duration.sum',
+    value SimpleAggregateFunction(sum, Float64) COMMENT 'sum of tracked values'
+) ENGINE = {self.engine}
+PARTITION BY (granularity, toYYYYMM(bucket))
+ORDER BY (granularity, key, path, bucket)
+TTL {self.ttl_clause()}
+SETTINGS non_replicated_deduplication_window = {int(self.dedup_window)}""",
+        ]
+        for g in self.stored:
+            out.append(
+                f"""CREATE OR REPLACE VIEW {db}.rollups_{g} AS
+SELECT key, toTimeZone(bucket, '{tz}') AS bucket, path, sum(value) AS value
+FROM {self.table} WHERE granularity = '{g}'
+GROUP BY key, bucket, path"""
+            )
+        if "1d" in self.stored:
+            for g in DERIVED_FROM_DAYS:
+                if g not in self.stored:
+                    out.append(self._derived_view(g))
+        return out
+
+    def _derived_view(self, g: str) -> str:
+        tz = self.time_zone
+        start = WEEKDAYS.index(self.week_start) + 1  # ClickHouse: Monday = 1
+        local_start = {
+            "1w": f"addDays(d, -((toDayOfWeek(d) - {start} + 7) % 7))",
+            "1mo": "toStartOfMonth(d)",
+            "1q": "toStartOfQuarter(d)",
+            "1y": "toStartOfYear(d)",
+        }[g]
+        return f"""CREATE OR REPLACE VIEW {self.database}.rollups_{g} AS
+SELECT key, toDateTime({local_start}, '{tz}') AS bucket, path, sum(value) AS value
+FROM (SELECT key, toDate(bucket, '{tz}') AS d, path, value
+      FROM {self.table} WHERE granularity = '1d')
+GROUP BY key, bucket, path"""
