@@ -139,7 +139,7 @@ class Sender:
                     self._flush_requests.extendleft(reversed(flushes))
                     raise
                 for future in flushes:
-                    future.set_result(None)
+                    _resolve(future)
                 backoff = 0.1
             except (KafkaError, OSError) as exc:
                 self.counters.add("send_failures")
@@ -307,7 +307,7 @@ class Sender:
         if self.buffer:
             self._spool_unrouted()
         for future in self._take_flush_requests():
-            future.set_exception(TimeoutError("tally client stopped before delivery"))
+            _resolve(future, TimeoutError("tally client stopped before delivery"))
         await self._drop_producer()
         if self._spool is not None:
             self._spool.close()
@@ -321,3 +321,12 @@ class Sender:
             chunk = items[start : start + step]
             payload = self._encoder.encode(item[:4] for item in chunk)
             self._spool_or_drop(PendingRecord(UNROUTED, payload, len(chunk)))
+
+
+def _resolve(future: concurrent.futures.Future[None], error: Exception | None = None) -> None:
+    """Complete a flush future unless its waiter already gave up on it."""
+    with contextlib.suppress(concurrent.futures.InvalidStateError):
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)

@@ -59,7 +59,7 @@ def test_int_subclasses_are_plain_numbers():
     class Level(enum.IntEnum):
         HIGH = 3
 
-    paths, numbers = flatten({"level": Level.HIGH}, LIMITS)
+    _paths, numbers = flatten({"level": Level.HIGH}, LIMITS)
     assert numbers == [3] and type(numbers[0]) is int
 
 

@@ -1,0 +1,162 @@
+"""The whole pipeline on this machine: Kafka, ClickHouse, topics and N aggregator processes.
+
+Used by ``make demo``, the load tests and the integration tests; everything it starts it
+stops, and every port is a free one on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import clickhouse_connect
+
+from tally.aggregator.settings import ClickHouseSettings
+from tally.aggregator.sink import RollupSink
+from tally.embedded.clickhouse_http import EmbeddedClickHouse, start_clickhouse
+from tally.embedded.kafka_broker import EmbeddedKafka, create_topic, start_kafka
+from tally.schemas.ddl import RollupSchema
+
+
+@dataclass
+class StackConfig:
+    """Knobs for a local stack. Test-only speedups (short group timeouts) live here."""
+
+    partitions: int = 8
+    aggregators: int = 2
+    topic: str = "tally.events"
+    group: str = "tally-aggregators"
+    database: str = "tally"
+    flush_interval_s: float = 1.0
+    session_timeout_ms: int = 6_000
+    heartbeat_ms: int = 500
+    time_zone: str = "UTC"
+    extra_args: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Stack:
+    """A running local stack."""
+
+    workdir: Path
+    config: StackConfig
+    kafka: EmbeddedKafka
+    clickhouse: EmbeddedClickHouse
+    aggregators: list[subprocess.Popen] = field(default_factory=list)
+
+    @property
+    def dlq_topic(self) -> str:
+        """The dead-letter topic."""
+        return f"{self.config.topic}.dlq"
+
+    def aggregator_command(self, index: int) -> list[str]:
+        """The command line of aggregator ``index``."""
+        c = self.config
+        return [
+            sys.executable, "-m", "tally.aggregator", "run",
+            "--bootstrap", self.kafka.bootstrap,
+            "--topic", c.topic,
+            "--group", c.group,
+            "--clickhouse-url", self.clickhouse.url,
+            "--database", c.database,
+            "--time-zone", c.time_zone,
+            "--flush-interval", str(c.flush_interval_s),
+            "--session-timeout-ms", str(c.session_timeout_ms),
+            "--heartbeat-ms", str(c.heartbeat_ms),
+            "--metrics-port", "0",
+            *c.extra_args,
+        ]  # fmt: skip
+
+    def start_aggregator(self) -> subprocess.Popen:
+        """Start one more aggregator process (logs in the workdir)."""
+        index = len(self.aggregators)
+        log = open(self.workdir / f"aggregator-{index}.log", "ab")  # noqa: SIM115
+        proc = subprocess.Popen(
+            self.aggregator_command(index), stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        log.close()
+        self.aggregators.append(proc)
+        return proc
+
+    def clickhouse_client(self):
+        """A sync clickhouse-connect client to the stack's ClickHouse."""
+        return clickhouse_connect.get_client(
+            host=self.clickhouse.host, port=self.clickhouse.port, database="default"
+        )
+
+    def stop_aggregators(self, timeout: float = 60) -> list[int]:
+        """SIGTERM every aggregator and wait; returns their exit codes."""
+        for proc in self.aggregators:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        codes = []
+        for proc in self.aggregators:
+            try:
+                codes.append(proc.wait(timeout))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                codes.append(proc.wait())
+        self.aggregators.clear()
+        return codes
+
+    def stop(self) -> None:
+        """Stop everything this stack started."""
+        try:
+            self.stop_aggregators()
+        finally:
+            try:
+                self.kafka.stop()
+            finally:
+                self.clickhouse.stop()
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_stack(
+    workdir: Path, config: StackConfig | None = None, aggregators: bool = True
+) -> Stack:
+    """Start Kafka and ClickHouse, create the topics, then the aggregators."""
+    config = config or StackConfig()
+    workdir.mkdir(parents=True, exist_ok=True)
+    clickhouse = start_clickhouse(workdir / "clickhouse")
+    try:
+        kafka = start_kafka(workdir / "kafka")
+    except BaseException:
+        clickhouse.stop()
+        raise
+    stack = Stack(workdir, config, kafka, clickhouse)
+    try:
+        asyncio.run(_prepare(stack))
+        if aggregators:
+            for _ in range(config.aggregators):
+                stack.start_aggregator()
+    except BaseException:
+        stack.stop()
+        raise
+    return stack
+
+
+async def _prepare(stack: Stack) -> None:
+    """Topics, and the rollup DDL (so readers never race the aggregators' start)."""
+    await create_topic(stack.kafka.bootstrap, stack.config.topic, stack.config.partitions)
+    await create_topic(stack.kafka.bootstrap, stack.dlq_topic, 1)
+    c = stack.config
+    sink = RollupSink(
+        ClickHouseSettings(url=stack.clickhouse.url),
+        RollupSchema(database=c.database, time_zone=c.time_zone),
+    )
+    await sink.start()
+    try:
+        await sink.apply_ddl()
+    finally:
+        await sink.close()
