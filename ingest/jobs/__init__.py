@@ -1,0 +1,1 @@
+"""Job instrumentation on top of the thin client."""
