@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-faults lint fmt kafka bench up down clean
+.PHONY: demo test test-fast test-faults lint fmt kafka system-deps bench up down clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -15,7 +15,19 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-kafka: $(STAMP)
+# Debian packages the local stack needs: Java 17 + Maven (Kafka jars), Redis (job frameworks).
+system-deps:
+	@missing=""; \
+	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
+	command -v mvn >/dev/null || missing="$$missing maven"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+kafka: $(STAMP) system-deps
 	$(BIN)/python -m tally.embedded.kafka_broker install
 
 demo: $(STAMP) kafka

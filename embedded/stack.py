@@ -19,7 +19,7 @@ import clickhouse_connect
 from tally.aggregator.settings import ClickHouseSettings
 from tally.aggregator.sink import RollupSink
 from tally.embedded.clickhouse_http import EmbeddedClickHouse, start_clickhouse
-from tally.embedded.kafka_broker import EmbeddedKafka, create_topic, start_kafka
+from tally.embedded.kafka_broker import EmbeddedKafka, create_topic, free_ports, start_kafka
 from tally.schemas.ddl import RollupSchema
 
 
@@ -37,6 +37,7 @@ class StackConfig:
     heartbeat_ms: int = 500
     time_zone: str = "UTC"
     extra_args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -48,13 +49,14 @@ class Stack:
     kafka: EmbeddedKafka
     clickhouse: EmbeddedClickHouse
     aggregators: list[subprocess.Popen] = field(default_factory=list)
+    metrics_ports: dict[int, int] = field(default_factory=dict)
 
     @property
     def dlq_topic(self) -> str:
         """The dead-letter topic."""
         return f"{self.config.topic}.dlq"
 
-    def aggregator_command(self, index: int) -> list[str]:
+    def aggregator_command(self, index: int, metrics_port: int = 0) -> list[str]:
         """The command line of aggregator ``index``."""
         c = self.config
         return [
@@ -68,21 +70,39 @@ class Stack:
             "--flush-interval", str(c.flush_interval_s),
             "--session-timeout-ms", str(c.session_timeout_ms),
             "--heartbeat-ms", str(c.heartbeat_ms),
-            "--metrics-port", "0",
+            "--metrics-port", str(metrics_port),
             *c.extra_args,
         ]  # fmt: skip
 
     def start_aggregator(self) -> subprocess.Popen:
         """Start one more aggregator process (logs in the workdir)."""
-        index = len(self.aggregators)
+        index = len(self.metrics_ports)
+        port = free_ports(1)[0]
         log = open(self.workdir / f"aggregator-{index}.log", "ab")  # noqa: SIM115
         proc = subprocess.Popen(
-            self.aggregator_command(index), stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            self.aggregator_command(index, port), stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, env={**os.environ, **self.config.env},
         )  # fmt: skip
         log.close()
         self.aggregators.append(proc)
+        self.metrics_ports[proc.pid] = port
         return proc
+
+    def metrics(self, proc: subprocess.Popen) -> dict[str, float]:
+        """The Prometheus samples of one aggregator, by ``name{labels}``."""
+        from urllib.request import urlopen
+
+        from prometheus_client.parser import text_string_to_metric_families
+
+        port = self.metrics_ports[proc.pid]
+        with urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        samples: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+        return samples
 
     def clickhouse_client(self):
         """A sync clickhouse-connect client to the stack's ClickHouse."""

@@ -25,6 +25,11 @@ class ClientSettings:
     sender holds at most ``pending_bytes`` of encoded records awaiting the broker. Past
     those bounds, records go to ``spool_dir`` when set (bounded by ``spool_bytes``); what
     still does not fit is dropped, newest first, and counted in ``TrackerStats``.
+
+    ``flush_on_sigterm``: if SIGTERM would otherwise kill the process outright (no handler
+    installed, as in plain scripts), the tracker installs one that closes it (deliver or spool)
+    and then dies of SIGTERM as before. Frameworks with their own handler exit through
+    ``atexit``, which closes the tracker too.
     """
 
     bootstrap_servers: str
@@ -41,6 +46,7 @@ class ClientSettings:
     spool_dir: Path | None = None
     spool_bytes: int = 1024 * 1024 * 1024
     close_timeout_s: float = 10.0
+    flush_on_sigterm: bool = True
     source: str = field(default_factory=default_source)
 
     @classmethod

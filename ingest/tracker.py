@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import logging
 import os
+import signal
 import threading
 import time
 import weakref
@@ -142,6 +144,8 @@ class Tracker:
                 self._after_fork()
             if self._sender is None and not self._closed:
                 self._sender = Sender(self.settings, self._buffer, self._counters)
+                if self.settings.flush_on_sigterm:
+                    _close_on_sigterm(weakref.ref(self))
 
     def _after_fork(self) -> None:
         """In a forked child: forget the parent's buffer and thread (the parent sends those)."""
@@ -166,6 +170,27 @@ def _to_seconds(at: datetime | float) -> int:
     if type(at) is bool or not isinstance(at, int | float):
         raise InvalidValues("bad_timestamp", repr(at)[:40])
     return int(at)
+
+
+def _close_on_sigterm(ref: weakref.ref[Tracker]) -> None:
+    """Chain a SIGTERM handler that closes the tracker, where SIGTERM would just kill us."""
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is not signal.SIG_DFL and not getattr(previous, "_tally", False):
+        return  # the host (a job framework) handles SIGTERM and exits through atexit
+
+    def handler(signum: int, frame: object) -> None:
+        tracker = ref()
+        if tracker is not None:
+            tracker.close()
+        if callable(previous):
+            previous(signum, frame)
+            return
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    handler._tally = True  # type: ignore[attr-defined]
+    with contextlib.suppress(ValueError):  # not the main thread: rely on atexit
+        signal.signal(signal.SIGTERM, handler)
 
 
 def _close_at_exit(ref: weakref.ref[Tracker]) -> None:

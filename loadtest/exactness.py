@@ -15,24 +15,63 @@ Slot = tuple[str, str, int, str]  # granularity, key, bucket, path
 
 
 class Expected:
-    """Running totals of what was tracked, per (granularity, key, bucket, path)."""
+    """Running totals of what was tracked, per (granularity, key, bucket, path).
+
+    Events are summed per (keys, minute, paths) as they arrive and expanded to slots only
+    when ``totals`` is read, so a million events cost seconds, not minutes.
+    """
 
     def __init__(self, calendar: Calendar, granularities: Iterable[str]) -> None:
         self.calendar = calendar
         self.granularities = [Granularity.parse(g) for g in granularities]
-        self.totals: Counter[Slot] = Counter()
         self.events = 0
         self._limits = Limits()
+        self._sums: dict[tuple[tuple[str, ...], int, tuple[str, ...]], list] = {}
+        self._totals: Counter[Slot] | None = None
 
     def add(self, event: TrackedEvent) -> None:
         """Account for one event."""
-        paths, numbers = flatten(event.values, self._limits)
-        buckets = [(str(g), self.calendar.floor(event.at, g)) for g in self.granularities]
-        for g, bucket in buckets:
-            for key in event.keys:
-                for path, number in zip(paths, numbers, strict=True):
-                    self.totals[(g, key, bucket, path)] += number
+        self.add_raw(event.keys, event.values, event.at)
+
+    def add_raw(self, keys: tuple[str, ...], values: dict, at: int) -> None:
+        """Account for one ``track(keys, values, at)`` call."""
+        paths, numbers = flatten(values, self._limits)
+        self._accumulate((tuple(keys), at - at % 60, paths), numbers)
         self.events += 1
+        self._totals = None
+
+    def merge(self, other: Expected) -> None:
+        """Add another producer's expectations to these."""
+        for slot, numbers in other._sums.items():
+            self._accumulate(slot, numbers)
+        self.events += other.events
+
+    def _accumulate(
+        self, slot: tuple[tuple[str, ...], int, tuple[str, ...]], numbers: list
+    ) -> None:
+        sums = self._sums.get(slot)
+        self._sums[slot] = (
+            numbers if sums is None else [a + b for a, b in zip(sums, numbers, strict=True)]
+        )
+        self._totals = None
+
+    @property
+    def totals(self) -> Counter[Slot]:
+        """Expected value of every (granularity, key, bucket, path)."""
+        if self._totals is None:
+            totals: Counter[Slot] = Counter()
+            floors: dict[int, list[tuple[str, int]]] = {}
+            for (keys, minute, paths), numbers in self._sums.items():
+                buckets = floors.get(minute)
+                if buckets is None:
+                    buckets = [(str(g), self.calendar.floor(minute, g)) for g in self.granularities]
+                    floors[minute] = buckets
+                for g, bucket in buckets:
+                    for key in keys:
+                        for path, number in zip(paths, numbers, strict=True):
+                            totals[(g, key, bucket, path)] += number
+            self._totals = totals
+        return self._totals
 
 
 @dataclass(frozen=True)
