@@ -12,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
-
 from tally.schemas.granularity import Calendar, Granularity
 from tally.schemas.limits import Limits
 from tally.schemas.wire import SCHEMA_VERSION, BatchDecoder, EventV1, WireError
@@ -108,7 +106,10 @@ class PartitionFold:
 
     def _salvage(self, payload: bytes, offset: int, timestamp_ms: int) -> list[Rejected]:
         """Slow path for a batch with some ill-typed field: keep every valid event."""
-        raw = msgspec.msgpack.decode(payload)
+        try:
+            raw = self.decoder.decode_any(payload)
+        except WireError as exc:
+            return [Rejected(offset, -1, exc.reason, exc.detail[:500])]
         if not (isinstance(raw, list) and len(raw) >= 6 and raw[0] == SCHEMA_VERSION):
             return [Rejected(offset, -1, "malformed_batch", "not a version-1 batch")]
         _, _, strings, keysets, shapes, events = raw[:6]

@@ -82,7 +82,11 @@ def _pom_digest() -> str:
 
 def is_installed(cache_dir: Path | None = None) -> bool:
     """True when the jar cache is complete and matches the current pom.xml."""
-    marker = libs_dir(cache_dir) / MARKER
+    return _is_complete(libs_dir(cache_dir))
+
+
+def _is_complete(libs: Path) -> bool:
+    marker = libs / MARKER
     try:
         return marker.read_text().strip() == _pom_digest()
     except OSError:
@@ -160,8 +164,8 @@ def _copy_dependencies(mvn: str, target: Path) -> None:
 
 
 def _move_into_place(staging: Path, libs: Path) -> None:
-    """Replace an incomplete ``libs`` with ``staging``; tolerate a concurrent winner."""
-    if libs.exists() and not (libs / MARKER).exists():
+    """Replace an incomplete or outdated ``libs`` with ``staging``; tolerate a concurrent winner."""
+    if libs.exists() and not _is_complete(libs):
         shutil.rmtree(libs, ignore_errors=True)
     with contextlib.suppress(FileExistsError, OSError):
         staging.rename(libs)  # fails if a concurrent install got there first
@@ -242,8 +246,15 @@ def render_properties(config: Mapping[str, str]) -> str:
 
 
 def random_cluster_id() -> str:
-    """A 22-character base64url UUID, as ``kafka-storage random-uuid`` prints."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A 22-character base64url UUID, as ``kafka-storage random-uuid`` prints.
+
+    Like Kafka's ``Uuid.randomUuid`` it never starts with ``-``, which the StorageTool
+    command line would take for an option.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _classpath(libs: Path) -> str:
@@ -272,7 +283,7 @@ def format_storage(libs: Path, properties: Path, log_dir: Path) -> None:
     cmd = [
         *_jvm_args(libs),
         "kafka.tools.StorageTool", "format",
-        "-t", random_cluster_id(),
+        f"--cluster-id={random_cluster_id()}",
         "-c", str(properties),
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)

@@ -130,7 +130,14 @@ class BatchDecoder:
             return self._strict.decode(payload)
         except msgspec.ValidationError as exc:
             raise self._classify(payload, exc) from None
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, ValueError) as exc:  # e.g. invalid UTF-8 in a string
+            raise WireError("undecodable", str(exc)) from None
+
+    def decode_any(self, payload: bytes) -> Any:
+        """Schema-less decode (for salvaging); raises ``WireError`` if not msgpack at all."""
+        try:
+            return self._any.decode(payload)
+        except (msgspec.DecodeError, ValueError) as exc:
             raise WireError("undecodable", str(exc)) from None
 
     def decode_loose(self, payload: bytes) -> LooseBatchV1:
@@ -142,9 +149,9 @@ class BatchDecoder:
 
     def _classify(self, payload: bytes, exc: Exception) -> WireError:
         try:
-            raw = self._any.decode(payload)
-        except msgspec.DecodeError:
-            return WireError("undecodable", str(exc))
+            raw = self.decode_any(payload)
+        except WireError as error:
+            return error
         if not isinstance(raw, list) or not raw:
             return WireError("malformed_batch", "payload is not a msgpack array")
         if raw[0] != SCHEMA_VERSION:

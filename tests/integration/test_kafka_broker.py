@@ -62,8 +62,14 @@ async def list_offsets(bootstrap: str, group: str) -> dict[TopicPartition, Offse
 
 
 async def commit_with_metadata(bootstrap: str, topic: str, group: str, metadata: str) -> None:
-    """Join ``group`` on ``topic`` and commit offset 7+p with ``metadata`` for every partition."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, **FAST_GROUP)
+    """Join ``group`` on ``topic`` and commit offset 7+p with ``metadata`` for every partition.
+
+    Auto-commit must be off: it commits positions with empty metadata (periodically and
+    in ``stop()``), which would overwrite the intent.
+    """
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False, **FAST_GROUP
+    )
     await consumer.start()
     try:
         async with asyncio.timeout(20):

@@ -1,0 +1,149 @@
+"""10k+ malformed records and events: no crash, valid ones exact, every bad one dead-lettered."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from collections import Counter
+
+import msgspec
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from tally.loadtest.exactness import Expected, compare, fetch_totals
+from tally.schemas.granularity import Calendar
+
+from .conftest import wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
+
+NOW = int(time.time())
+STRINGS = ["jobs", "jobs::t1", "count", "v", "x" * 300, ".".join("abcdefghij"), "", "a..b"]
+# keyset 0: valid; 1: over-long key; 2: empty key. shape 0: valid; 1: too deep; 2: bad path.
+KEYSETS = [[0, 1], [4], [6]]
+SHAPES = [[2, 3], [5], [7]]
+
+BAD_EVENTS = {
+    "not_finite": lambda: [NOW, 0, 0, [1, math.nan]],
+    "not_finite_inf": lambda: [NOW, 0, 0, [math.inf, 1]],
+    "huge_value": lambda: [NOW, 0, 0, [1, 2**62]],
+    "non_numeric": lambda: [NOW, 0, 0, [1, "7"]],
+    "non_numeric_bool": lambda: [NOW, 0, 0, [True, 1]],
+    "non_numeric_none": lambda: [NOW, 0, 0, [None, 1]],
+    "too_old": lambda: [NOW - 30 * 86400, 0, 0, [1, 1]],
+    "too_far_in_future": lambda: [NOW + 7 * 86400, 0, 0, [1, 1]],
+    "bad_timestamp": lambda: [str(NOW), 0, 0, [1, 1]],
+    "bad_reference": lambda: [NOW, 9, 0, [1, 1]],
+    "values_shape_mismatch": lambda: [NOW, 0, 0, [1, 1, 1]],
+    "key_too_long": lambda: [NOW, 1, 0, [1, 1]],
+    "bad_key": lambda: [NOW, 2, 0, [1, 1]],
+    "too_deep": lambda: [NOW, 0, 1, [1]],
+    "bad_path": lambda: [NOW, 0, 2, [1]],
+    "malformed_event": lambda: [NOW, 0],
+}
+REASON = {name: name.split("_inf")[0].split("_bool")[0].split("_none")[0] for name in BAD_EVENTS}
+
+BAD_RECORDS = {
+    "undecodable": lambda rng: bytes([0xC1]) + rng.randbytes(rng.randrange(0, 40)),
+    "unknown_version": lambda rng: msgspec.msgpack.encode(
+        [rng.randint(2, 99), "s", [], [], [], []]
+    ),
+    "malformed_batch": lambda rng: msgspec.msgpack.encode(rng.choice([{"a": 1}, 7, "x", [], None])),
+}
+
+
+def build(rng: random.Random, expected: Expected) -> tuple[list[bytes | None], Counter]:
+    """Records mixing valid and malformed events, plus whole malformed records."""
+    records: list[bytes | None] = []
+    reasons: Counter = Counter()
+    bad_items = 0
+    while bad_items < 10_000:
+        if rng.random() < 0.2:
+            kind = rng.choice([*BAD_RECORDS, "empty_record"])
+            records.append(None if kind == "empty_record" else BAD_RECORDS[kind](rng))
+            reasons[kind] += 1
+            bad_items += 1
+            continue
+        events = []
+        for _ in range(rng.randint(1, 12)):
+            if rng.random() < 0.5:
+                name = rng.choice(list(BAD_EVENTS))
+                events.append(BAD_EVENTS[name]())
+                reasons[REASON[name]] += 1
+                bad_items += 1
+            else:
+                at, v = NOW - rng.randrange(3600), rng.randrange(100)
+                events.append([at, 0, 0, [1, v]])
+                expected.add_raw(("jobs", "jobs::t1"), {"count": 1, "v": v}, at)
+        records.append(msgspec.msgpack.encode([1, "fuzz", STRINGS, KEYSETS, SHAPES, events]))
+    return records, reasons
+
+
+async def produce(bootstrap: str, topic: str, records: list[bytes | None]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(
+                topic, r, key=None if r is not None else b"tombstone", partition=i % 4
+            )
+            for i, r in enumerate(records)
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def dead_letter_reasons(bootstrap: str, topic: str, want: int, timeout: float) -> Counter:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    reasons: Counter = Counter()
+    try:
+        deadline = time.monotonic() + timeout
+        while sum(reasons.values()) < want and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                for record in records:
+                    reasons[dict(record.headers)["reason"].decode()] += 1
+        await asyncio.sleep(1)  # nothing extra arrives after the expected count
+        for records in (await consumer.getmany(timeout_ms=500)).values():
+            for record in records:
+                reasons[dict(record.headers)["reason"].decode()] += 1
+    finally:
+        await consumer.stop()
+    return reasons
+
+
+def test_malformed_records_and_events_are_dead_lettered_and_the_rest_counted(make_stack):
+    stack = make_stack(partitions=4, aggregators=2)
+    expected = Expected(Calendar("UTC"), ("1m", "1h", "1d"))
+    records, reasons = build(random.Random(3), expected)
+    bad = sum(reasons.values())
+    assert bad >= 10_000 and expected.events > 5_000
+    asyncio.run(produce(stack.kafka.bootstrap, stack.config.topic, records))
+
+    client = stack.clickhouse_client()
+    want = sum(expected.totals.values())
+    wait_for(
+        lambda: (
+            (client.query("SELECT sum(value) FROM tally.rollups").result_rows[0][0] or 0) >= want
+        ),
+        120,
+        "valid events in the rollups",
+    )
+    got = asyncio.run(dead_letter_reasons(stack.kafka.bootstrap, stack.dlq_topic, bad, 60))
+    assert got == reasons
+
+    metrics = [stack.metrics(p) for p in stack.aggregators]
+    counted = Counter()
+    for m in metrics:
+        for name, value in m.items():
+            if name.startswith("tally_dead_letters_total{"):
+                counted[name.split("reason=")[1].rstrip("}")] += int(value)
+    assert counted == reasons
+    assert all(p.poll() is None for p in stack.aggregators), "an aggregator died"
+    assert stack.stop_aggregators() == [0, 0]
+    result = compare(expected.totals, fetch_totals(client))
+    assert result.exact, result.mismatches
