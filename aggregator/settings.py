@@ -38,7 +38,7 @@ class AggregatorSettings:
     limits: Limits = field(default_factory=Limits)
     flush_interval_s: float = 5.0
     flush_rows: int = 500_000
-    max_poll_records: int = 20_000
+    max_poll_records: int = 2_000
     session_timeout_ms: int = 30_000
     heartbeat_interval_ms: int = 3_000
     max_poll_interval_ms: int = 300_000

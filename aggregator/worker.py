@@ -59,6 +59,17 @@ class PartitionState:
         """True if records were consumed since the last flush."""
         return self.start is not None and self.last is not None and self.last >= self.start
 
+    def flushable(self) -> bool:
+        """True if there is a range to flush and it is not a replay cut short.
+
+        A replayed range must end exactly where the original one did: flushing a prefix of
+        it under the original token would be dropped as a duplicate, and the rest of the
+        original range would then be counted again.
+        """
+        if not self.has_range():
+            return False
+        return self.replay is None or (self.last is not None and self.last >= self.replay.end)
+
     def reset(self) -> None:
         """After a durable flush: the next range starts after ``last``."""
         assert self.last is not None
@@ -87,6 +98,7 @@ class Aggregator:
         self.dead_letters: DeadLetters | None = None
         self._dlq_producer: AIOKafkaProducer | None = None
         self._next_flush = 0.0
+        self._entries = 0
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -222,6 +234,7 @@ class Aggregator:
             if state.replay is not None and record.offset > state.replay.end:
                 # The replayed range ended before this record (its tail is gone): close it.
                 if state.has_range():
+                    state.last = state.replay.end
                     await self._flush([tp])
                     if tp not in self.states:
                         return
@@ -229,7 +242,7 @@ class Aggregator:
             if state.start is None:
                 state.start = record.offset
             metrics.records_in.inc()
-            before = state.fold.events
+            before, entries_before = state.fold.events, len(state.fold)
             if record.value is None:
                 rejects = [Rejected(record.offset, -1, "empty_record", "")]
             else:
@@ -244,13 +257,19 @@ class Aggregator:
                 await self.dead_letters.send(tp.topic, tp.partition, record.value, rejects)
             if state.replay is not None and record.offset >= state.replay.end:
                 await self._flush([tp])
+            elif self._grow(len(state.fold) - entries_before):
+                # Memory bound: a burst or a cardinality explosion flushes early.
+                await self._flush(list(self.states))
+
+    def _grow(self, added: int) -> bool:
+        """Track entries held across partitions; True when over ``flush_rows``."""
+        self._entries += added
+        return self._entries >= self.settings.flush_rows
 
     def _flush_due(self) -> bool:
-        entries = sum(len(s.fold) for s in self.states.values())
-        self.metrics.fold_entries.set(entries)
-        if entries >= self.settings.flush_rows:
-            return True
-        return time.monotonic() >= self._next_flush
+        self._entries = sum(len(s.fold) for s in self.states.values())
+        self.metrics.fold_entries.set(self._entries)
+        return self._entries >= self.settings.flush_rows or time.monotonic() >= self._next_flush
 
     # -- flushing ------------------------------------------------------------------------------
 
@@ -258,9 +277,10 @@ class Aggregator:
         """Make the folded ranges of ``tps`` durable in ClickHouse, then commit them."""
         self._next_flush = time.monotonic() + self.settings.flush_interval_s
         states = [
-            self.states[tp] for tp in tps if tp in self.states and self.states[tp].has_range()
+            self.states[tp] for tp in tps if tp in self.states and self.states[tp].flushable()
         ]
         if not states:
+            self._entries = sum(len(s.fold) for s in self.states.values())
             return
         assert self.consumer is not None and self.dead_letters is not None
         started = time.monotonic()
@@ -282,6 +302,7 @@ class Aggregator:
                 state.reset()
         self.metrics.flush_seconds.observe(time.monotonic() - started)
         self._update_lag()
+        self._entries = sum(len(s.fold) for s in self.states.values())
 
     async def _insert(self, state: PartitionState, intent: Intent) -> None:
         rows = state.fold.rows(self.buckets)

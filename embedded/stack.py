@@ -38,6 +38,8 @@ class StackConfig:
     time_zone: str = "UTC"
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    clickhouse_user: str | None = None
+    clickhouse_password: str | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -71,6 +73,7 @@ class Stack:
             "--session-timeout-ms", str(c.session_timeout_ms),
             "--heartbeat-ms", str(c.heartbeat_ms),
             "--metrics-port", str(metrics_port),
+            "--clickhouse-user", c.clickhouse_user or "default",
             *c.extra_args,
         ]  # fmt: skip
 
@@ -81,12 +84,18 @@ class Stack:
         log = open(self.workdir / f"aggregator-{index}.log", "ab")  # noqa: SIM115
         proc = subprocess.Popen(
             self.aggregator_command(index, port), stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, env={**os.environ, **self.config.env},
+            start_new_session=True, env=self._aggregator_env(),
         )  # fmt: skip
         log.close()
         self.aggregators.append(proc)
         self.metrics_ports[proc.pid] = port
         return proc
+
+    def _aggregator_env(self) -> dict[str, str]:
+        env = {**os.environ, **self.config.env}
+        if self.config.clickhouse_password is not None:
+            env.setdefault("TALLY_CLICKHOUSE_PASSWORD", self.config.clickhouse_password)
+        return env
 
     def metrics(self, proc: subprocess.Popen) -> dict[str, float]:
         """The Prometheus samples of one aggregator, by ``name{labels}``."""
@@ -107,7 +116,11 @@ class Stack:
     def clickhouse_client(self):
         """A sync clickhouse-connect client to the stack's ClickHouse."""
         return clickhouse_connect.get_client(
-            host=self.clickhouse.host, port=self.clickhouse.port, database="default"
+            host=self.clickhouse.host,
+            port=self.clickhouse.port,
+            database="default",
+            username=self.config.clickhouse_user or "default",
+            password=self.config.clickhouse_password or "",
         )
 
     def stop_aggregators(self, timeout: float = 60) -> list[int]:
@@ -148,7 +161,9 @@ def start_stack(
     """Start Kafka and ClickHouse, create the topics, then the aggregators."""
     config = config or StackConfig()
     workdir.mkdir(parents=True, exist_ok=True)
-    clickhouse = start_clickhouse(workdir / "clickhouse")
+    clickhouse = start_clickhouse(
+        workdir / "clickhouse", user=config.clickhouse_user, password=config.clickhouse_password
+    )
     try:
         kafka = start_kafka(workdir / "kafka")
     except BaseException:
@@ -172,7 +187,11 @@ async def _prepare(stack: Stack) -> None:
     await create_topic(stack.kafka.bootstrap, stack.dlq_topic, 1)
     c = stack.config
     sink = RollupSink(
-        ClickHouseSettings(url=stack.clickhouse.url),
+        ClickHouseSettings(
+            url=stack.clickhouse.url,
+            user=c.clickhouse_user or "default",
+            password=c.clickhouse_password or "",
+        ),
         RollupSchema(database=c.database, time_zone=c.time_zone),
     )
     await sink.start()

@@ -46,6 +46,8 @@ class Tracker:
         ref = weakref.ref(self)
         atexit.register(_close_at_exit, ref)
         os.register_at_fork(after_in_child=lambda: _reset_after_fork(ref))
+        if settings.spool_dir is not None and any(settings.spool_dir.glob("*/*.rec")):
+            self._start_sender()  # records left by an earlier process: deliver them now
 
     def track(
         self,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tally.schemas.granularity import WEEKDAYS, Granularity
 
@@ -45,7 +45,10 @@ class RollupSchema:
         identifier(self.database)
         for g in self.stored:
             Granularity.parse(g)
-        ZoneInfo(self.time_zone)  # raises for an unknown zone
+        try:
+            ZoneInfo(self.time_zone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {self.time_zone!r}") from exc
         if self.week_start not in WEEKDAYS:
             raise ValueError(f"week_start must be one of {WEEKDAYS}")
         if not re.match(r"^(Replicated)?AggregatingMergeTree(\('[^;]*'\))?$", self.engine):

@@ -1,0 +1,119 @@
+"""The decorator and the context manager that measure a job as one run."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from tally.ingest.jobs.names import callable_name, job_name
+from tally.ingest.jobs.run import Run
+from tally.ingest.jobs.tracking import _ACTIVE, JobTracker, TenantOf
+
+
+class JobDecorator:
+    """Wraps a sync or async job function; built by ``JobTracker.__call__``."""
+
+    __slots__ = ("jobs", "name", "pass_run", "tenant")
+
+    def __init__(
+        self, jobs: JobTracker, name: str | None, tenant: object | TenantOf, pass_run: bool
+    ) -> None:
+        self.jobs = jobs
+        self.name = name
+        self.tenant = tenant
+        self.pass_run = pass_run
+
+    def __call__(self, func: Callable) -> Callable:
+        """The instrumented function (same signature, minus ``run`` when ``pass_run``)."""
+        if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+            raise TypeError("generator jobs are not supported: decorate the consuming function")
+        job = job_name(self.name) if self.name else callable_name(func)
+        wrapper = (
+            self._async(func, job) if inspect.iscoroutinefunction(func) else self._sync(func, job)
+        )
+        wrapper.tally_job = job  # type: ignore[attr-defined]
+        return wrapper
+
+    def _sync(self, func: Callable, job: str) -> Callable:
+        jobs, tenant, pass_run = self.jobs, self.tenant, self.pass_run
+        dynamic = callable(tenant)
+        start, finish, tenant_of, active = jobs.start, jobs.finish, jobs.tenant_of, _ACTIVE
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            run = start(job, tenant_of(tenant, args, kwargs) if dynamic else tenant)
+            token = active.set(run)
+            try:
+                result = func(*args, run=run, **kwargs) if pass_run else func(*args, **kwargs)
+            except BaseException as exc:
+                active.reset(token)
+                finish(run, exc)
+                raise
+            active.reset(token)
+            finish(run)
+            return result
+
+        return wrapper
+
+    def _async(self, func: Callable, job: str) -> Callable:
+        jobs, tenant, pass_run = self.jobs, self.tenant, self.pass_run
+        dynamic = callable(tenant)
+        start, finish, tenant_of, active = jobs.start, jobs.finish, jobs.tenant_of, _ACTIVE
+
+        @functools.wraps(func)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            run = start(job, tenant_of(tenant, args, kwargs) if dynamic else tenant)
+            token = active.set(run)
+            try:
+                if pass_run:
+                    result = await func(*args, run=run, **kwargs)
+                else:
+                    result = await func(*args, **kwargs)
+            except BaseException as exc:
+                active.reset(token)
+                finish(run, exc)
+                raise
+            active.reset(token)
+            finish(run)
+            return result
+
+        return wrapper
+
+
+class RunScope:
+    """``with jobs.run("name", tenant) as run:`` (or ``async with``): the block is one run."""
+
+    __slots__ = ("_attempt", "_due_at", "_job", "_jobs", "_run", "_tenant", "_token")
+
+    def __init__(
+        self,
+        jobs: JobTracker,
+        job: str,
+        tenant: object,
+        due_at: float | None,
+        attempt: int | None,
+    ) -> None:
+        self._jobs = jobs
+        self._job = job
+        self._tenant = tenant
+        self._due_at = due_at
+        self._attempt = attempt
+
+    def __enter__(self) -> Run:
+        run = self._jobs.start(self._job, self._tenant, due_at=self._due_at, attempt=self._attempt)
+        self._run = run
+        self._token = _ACTIVE.set(run)
+        return run
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> bool:
+        _ACTIVE.reset(self._token)
+        self._jobs.finish(self._run, exc)
+        return False
+
+    async def __aenter__(self) -> Run:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> bool:
+        return self.__exit__(exc_type, exc, tb)

@@ -1,0 +1,99 @@
+"""Dramatiq: ``broker.add_middleware(TallyMiddleware(tracker))`` tracks every message.
+
+``before_process_message`` starts the run, ``after_process_message`` finishes it (failure +
+``errors.<Type>`` on an exception; ``dramatiq.Retry`` -> retry; ``RateLimitExceeded`` ->
+limited), ``after_skip_message`` tracks a skipped message. Queue lag = start - the latest of
+``message_timestamp`` (when it was sent), ``options["requeue_timestamp"]`` (when a retry was
+re-queued) and ``options["eta"]`` (when a delayed message was due). Attempt =
+``options["retries"] + 1``, read before the Retries middleware bumps it.
+
+``current_run()`` works in thread actors; AsyncIO actors run in another thread and see none.
+"""
+
+from __future__ import annotations
+
+from contextvars import Token
+from typing import Any
+
+from dramatiq import Middleware
+from dramatiq.errors import RateLimitExceeded, Retry
+
+from tally.ingest.jobs.run import SKIPPED, Run
+from tally.ingest.jobs.tracking import _ACTIVE, ExceptionTypes, JobTracker, TenantOf, Trackable
+
+
+class TallyMiddleware(Middleware):
+    """Tracks each processed message as one run under ``key`` (and ``key::<tenant>``)."""
+
+    def __init__(
+        self,
+        tracker: Trackable,
+        *,
+        key: str = "event::job",
+        tenant: TenantOf | None = None,
+        limited: ExceptionTypes = (RateLimitExceeded,),
+        skipped: ExceptionTypes = (),
+    ) -> None:
+        self.jobs = JobTracker(tracker, key, limited=limited, skipped=skipped, retry=(Retry,))
+        self.tenant = tenant
+        self._active: dict[str, tuple[Run, Token]] = {}
+
+    def before_process_message(self, broker: Any, message: Any) -> None:
+        """Start the message's run."""
+        try:
+            run = self._start(message)
+            self._active[message.message_id] = (run, _ACTIVE.set(run))
+        except Exception as exc:
+            self.jobs.failed("dramatiq before", exc)
+
+    def after_process_message(
+        self,
+        broker: Any,
+        message: Any,
+        *,
+        result: object = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        """Finish the run with the actor's outcome."""
+        run = self._pop(message)
+        if run is None:
+            return
+        if exception is None and message.failed:  # failed by a middleware: never ran
+            run.state = SKIPPED
+        self.jobs.finish(run, exception)
+
+    def after_skip_message(self, broker: Any, message: Any) -> None:
+        """Track a skipped message (started or not) as ``skipped``."""
+        try:
+            run = self._pop(message) or self._start(message)
+        except Exception as exc:
+            self.jobs.failed("dramatiq skip", exc)
+            return
+        run.state = SKIPPED
+        self.jobs.finish(run)
+
+    def _start(self, message: Any) -> Run:
+        options = message.options
+        jobs = self.jobs
+        tenant = None
+        if self.tenant is not None:
+            tenant = jobs.tenant_of(self.tenant, tuple(message.args), dict(message.kwargs))
+        stamps = [message.message_timestamp, options.get("requeue_timestamp"), options.get("eta")]
+        due = max((s for s in stamps if isinstance(s, int | float)), default=None)
+        return jobs.start(
+            jobs.name(message.actor_name),
+            tenant,
+            due_at=due / 1000 if due is not None else None,
+            attempt=int(options.get("retries") or 0) + 1,
+        )
+
+    def _pop(self, message: Any) -> Run | None:
+        entry = self._active.pop(message.message_id, None)
+        if entry is None:
+            return None
+        run, token = entry
+        try:
+            _ACTIVE.reset(token)
+        except ValueError:  # set in another context
+            pass
+        return run

@@ -1,0 +1,107 @@
+"""RQ: ``worker = instrumented_rq_worker(queues, tracker, connection=redis)`` tracks every job.
+
+The worker uses a ``Job`` subclass whose ``perform()`` is measured, so the duration is the job
+function alone (not RQ's bookkeeping). Queue lag = start - ``job.enqueued_at`` (for jobs
+scheduled with ``enqueue_at``/``enqueue_in`` or retried with an interval, RQ sets
+``enqueued_at`` when it moves the job to the queue, so that is the due time to within the
+scheduler's poll interval). Attempt = ``job.number_of_retries + 1``.
+
+With the forking ``Worker`` each job runs in a work horse that leaves with ``os._exit``, so
+the horse flushes the tracker before it exits (one broker round trip per job); prefer
+``SimpleWorker`` for high volume. ``SpawnWorker`` horses start a fresh interpreter and are not
+instrumented.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC
+from typing import Any
+
+from rq.job import Job
+from rq.worker import BaseWorker, SimpleWorker
+
+from tally.ingest.jobs.run import Run
+from tally.ingest.jobs.tracking import _ACTIVE, ExceptionTypes, JobTracker, TenantOf, Trackable
+
+
+def rq_job_class(
+    jobs: JobTracker, tenant: TenantOf | None = None, base: type[Job] = Job
+) -> type[Job]:
+    """A ``Job`` subclass of ``base`` whose ``perform()`` is one tracked run."""
+
+    def start(job: Job) -> Run:
+        try:
+            args, kwargs = tuple(job.args), dict(job.kwargs)
+            name, enqueued, retries = job.func_name, job.enqueued_at, job.number_of_retries
+        except Exception as exc:  # an undeserialisable job: RQ will fail it, we still count it
+            jobs.failed("rq job", exc)
+            args, kwargs, name, enqueued, retries = (), {}, None, None, None
+        if enqueued is not None and enqueued.tzinfo is None:
+            enqueued = enqueued.replace(tzinfo=UTC)
+        return jobs.start(
+            jobs.name(name or "job"),
+            jobs.tenant_of(tenant, args, kwargs) if tenant else None,
+            due_at=enqueued.timestamp() if enqueued else None,
+            attempt=(retries or 0) + 1,
+        )
+
+    class TallyJob(base):  # type: ignore[valid-type, misc]
+        def perform(self) -> Any:
+            run = start(self)
+            token = _ACTIVE.set(run)
+            try:
+                result = super().perform()
+            except BaseException as exc:
+                _ACTIVE.reset(token)
+                jobs.finish(run, exc)
+                raise
+            _ACTIVE.reset(token)
+            jobs.finish(run)
+            return result
+
+    TallyJob.__qualname__ = TallyJob.__name__ = f"Tally{base.__name__}"
+    return TallyJob
+
+
+def rq_worker_class(
+    jobs: JobTracker,
+    tenant: TenantOf | None = None,
+    base: type[BaseWorker] = SimpleWorker,
+    flush_timeout: float = 10.0,
+) -> type[BaseWorker]:
+    """A worker class of ``base`` using ``rq_job_class``; forked horses flush before exit."""
+
+    class TallyWorker(base):  # type: ignore[valid-type, misc]
+        job_class = rq_job_class(jobs, tenant, base.job_class)
+
+        def perform_job(self, job: Job, queue: Any, execution: Any) -> bool:
+            try:
+                return super().perform_job(job, queue, execution)
+            finally:
+                if getattr(self, "_is_horse", False):
+                    jobs.flush(flush_timeout)
+
+    TallyWorker.__qualname__ = TallyWorker.__name__ = f"Tally{base.__name__}"
+    return TallyWorker
+
+
+def instrumented_rq_worker(
+    queues: str | Sequence[Any],
+    tracker: Trackable,
+    *,
+    key: str = "event::job",
+    tenant: TenantOf | None = None,
+    limited: ExceptionTypes = (),
+    skipped: ExceptionTypes = (),
+    worker_class: type[BaseWorker] = SimpleWorker,
+    **worker_kwargs: Any,
+) -> BaseWorker:
+    """An RQ worker (``SimpleWorker`` unless told) whose jobs are tracked under ``key``.
+
+    ``tenant`` is called with each job's arguments; the other keyword arguments go to the
+    worker (``connection=...`` at least).
+    """
+    jobs = JobTracker(tracker, key, limited=limited, skipped=skipped)
+    worker_class = rq_worker_class(jobs, tenant, worker_class)
+    return worker_class(queues, **worker_kwargs)

@@ -1,0 +1,142 @@
+"""One job run and the values it is tracked with.
+
+Every run is tracked as ONE event fanned out to ``key`` and ``key::<tenant>`` with
+
+    {"total": v, "jobs": {<job>: v}, "tenants": {<tenant>: v}}
+
+    v = {"count": 1,
+         "duration": {"count": 1, "sum": ms, "square": ms * ms},
+         "resources": n,
+         "state": {<state>: 1},                 # success, failure, limited, skipped, retry, ...
+         "errors": {<ExceptionClass>: 1},       # failures and retries only
+         "codes": {<CODE>: 1},                  # when the job reports a result code
+         "queue_lag": {"count": 1, "sum": ms, "square": ms * ms,
+                       "buckets": {"le_100ms" | "le_1s" | ... | "gt_600s": 1}},  # when known
+         "retries": 0 | 1, "attempt": n,        # when the framework knows the attempt
+         <measure>: {"count": 1, "sum": x, "square": x * x}}  # run.observe(...)
+
+Durations and lags are integer milliseconds (rounded to nearest), so sums stay exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tally.ingest.jobs.names import SYSTEM, label
+from tally.schemas.limits import MAX_ABS_VALUE
+
+SUCCESS = "success"
+FAILURE = "failure"
+LIMITED = "limited"
+SKIPPED = "skipped"
+RETRY = "retry"
+
+LAG_BUCKETS: tuple[tuple[int, str], ...] = (
+    (100, "le_100ms"),
+    (1_000, "le_1s"),
+    (10_000, "le_10s"),
+    (60_000, "le_60s"),
+    (600_000, "le_600s"),
+)
+LAG_OVER = "gt_600s"
+RESERVED = frozenset(
+    {"count", "duration", "resources", "state", "errors", "codes", "queue_lag", "retries"}
+    | {"attempt", "total", "jobs", "tenants"}
+)
+_MAX_SQUARE = int(MAX_ABS_VALUE)
+
+
+@dataclass(slots=True)
+class Run:
+    """What one job run reports; handed to the job (``pass_run``) or via ``current_run()``.
+
+    Jobs may set ``resources``, ``tenant``, ``state`` and ``code`` directly or use the methods.
+    """
+
+    job: str
+    tenant: object = SYSTEM
+    resources: int = 0
+    state: str | None = None
+    code: str | None = None
+    error: str | None = None
+    lag_ms: int | None = None
+    attempt: int | None = None
+    measures: dict[str, dict[str, int | float]] | None = None
+    duration_ms: int = 0
+    started_ns: int = field(default=0, repr=False)
+
+    def add_resources(self, n: int = 1) -> None:
+        """Count ``n`` more resources touched or enqueued by this run."""
+        self.resources += n
+
+    def skip(self) -> None:
+        """Mark the run ``skipped`` (it ran but had nothing to do)."""
+        self.state = SKIPPED
+
+    def result(self, state: str | None = None, code: str | None = None) -> None:
+        """Report the result state (e.g. ``duplicate``) and/or a result code (e.g. ``OK``)."""
+        if state is not None:
+            self.state = state
+        if code is not None:
+            self.code = code
+
+    def observe(self, name: str, value: int | float) -> None:
+        """Add ``value`` to measure ``name`` as count/sum/square (e.g. price in cents)."""
+        name = label(name)
+        if name in RESERVED:
+            name = f"{name}_"
+        measures = self.measures if self.measures is not None else {}
+        self.measures = measures
+        slot = measures.setdefault(name, {"count": 0, "sum": 0, "square": 0})
+        slot["count"] += 1
+        slot["sum"] += value
+        slot["square"] += value * value
+
+
+def lag_bucket(lag_ms: int) -> str:
+    """The distribution bucket of a queue lag: ``le_100ms`` ... ``le_600s`` or ``gt_600s``."""
+    for bound, name in LAG_BUCKETS:
+        if lag_ms <= bound:
+            return name
+    return LAG_OVER
+
+
+def job_values(run: Run) -> dict:
+    """The per-run measurement ``v`` (see the module docstring)."""
+    ms = run.duration_ms
+    values: dict = {
+        "count": 1,
+        "duration": {"count": 1, "sum": ms, "square": min(ms * ms, _MAX_SQUARE)},
+        "resources": int(run.resources),
+        "state": {label(run.state or SUCCESS): 1},
+    }
+    if run.error is not None:
+        values["errors"] = {label(run.error): 1}
+    if run.code is not None:
+        values["codes"] = {label(run.code): 1}
+    lag = run.lag_ms
+    if lag is not None:
+        values["queue_lag"] = {
+            "count": 1,
+            "sum": lag,
+            "square": min(lag * lag, _MAX_SQUARE),
+            "buckets": {lag_bucket(lag): 1},
+        }
+    if run.attempt is not None:
+        values["retries"] = int(run.attempt > 1)
+        values["attempt"] = run.attempt
+    if run.measures:
+        values.update(run.measures)
+    return values
+
+
+def event_values(job: str, tenant: str, values: dict) -> dict:
+    """The fanned-out shape: the same ``values`` under total, jobs.<job> and tenants.<tenant>."""
+    return {"total": values, "jobs": {job: values}, "tenants": {tenant: values}}
+
+
+def lag_ms(started_at: float, due_at: float | None) -> int | None:
+    """Milliseconds from ``due_at`` (enqueue or ETA, unix seconds) to ``started_at``; >= 0."""
+    if due_at is None:
+        return None
+    return max(0, round((started_at - due_at) * 1000))

@@ -1,0 +1,70 @@
+"""``RecordingTracker``: a ``Trackable`` that keeps every call, for tests of instrumented jobs."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from tally.ingest.flatten import flatten
+from tally.schemas.limits import Limits
+
+
+@dataclass(frozen=True)
+class TrackCall:
+    """One recorded ``track`` call, with its values flattened to dotted paths."""
+
+    keys: tuple[str, ...]
+    values: Mapping[str, object]
+    at: datetime | float | None
+    route: str | None
+
+    @property
+    def flat(self) -> dict[str, int | float]:
+        """``{"total.count": 1, ...}`` (validated like the real client does)."""
+        paths, numbers = flatten(self.values, Limits())
+        return dict(zip(paths, numbers, strict=True))
+
+
+@dataclass
+class RecordingTracker:
+    """Records ``track`` calls (thread-safe); ``wait`` blocks until enough have arrived."""
+
+    calls: list[TrackCall] = field(default_factory=list)
+    _cond: threading.Condition = field(default_factory=threading.Condition, repr=False)
+
+    def track(
+        self,
+        keys: str | Iterable[str],
+        values: Mapping[str, object],
+        at: datetime | float | None = None,
+        route: str | None = None,
+    ) -> bool:
+        """Record the call; always accepted."""
+        call = TrackCall((keys,) if isinstance(keys, str) else tuple(keys), values, at, route)
+        with self._cond:
+            self.calls.append(call)
+            self._cond.notify_all()
+        return True
+
+    def flush(self, timeout: float = 0.0) -> bool:
+        """Nothing to flush."""
+        return True
+
+    def wait(self, count: int, timeout: float = 30.0) -> list[TrackCall]:
+        """Block until ``count`` calls were recorded; AssertionError after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self.calls) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"{len(self.calls)} of {count} track calls recorded")
+                self._cond.wait(left)
+            return list(self.calls)
+
+    def for_job(self, job: str) -> list[TrackCall]:
+        """Calls whose ``jobs`` breakdown names ``job``."""
+        with self._cond:
+            return [c for c in self.calls if job in c.values.get("jobs", {})]  # type: ignore[operator]

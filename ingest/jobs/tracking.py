@@ -1,0 +1,223 @@
+"""``JobTracker``: start a run, classify its outcome, emit one ``track()`` call.
+
+All instrumentation work is guarded: nothing here raises into the job. Problems (a tenant
+function that raised, values the client rejected, a strict client raising) are counted in
+``JobTracker.errors`` and logged at most every 10 s.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from tally.ingest.jobs.names import SYSTEM, job_name, tenant_key
+from tally.ingest.jobs.run import (
+    FAILURE,
+    LIMITED,
+    RETRY,
+    SKIPPED,
+    Run,
+    event_values,
+    job_values,
+)
+
+if TYPE_CHECKING:
+    from tally.ingest.jobs.decorators import JobDecorator, RunScope
+
+log = logging.getLogger("tally.ingest.jobs")
+
+_ACTIVE: ContextVar[Run | None] = ContextVar("tally_job_run", default=None)
+_NAME_CACHE_SIZE = 4096
+
+ExceptionTypes = tuple[type[BaseException], ...]
+TenantOf = Callable[..., object]
+
+
+@runtime_checkable
+class Trackable(Protocol):
+    """Anything with ``Tracker.track``'s signature (the real ``Tracker``, or a test recorder)."""
+
+    def track(
+        self,
+        keys: str | Iterable[str],
+        values: Mapping[str, object],
+        at: datetime | float | None = None,
+        route: str | None = None,
+    ) -> bool: ...
+
+
+def current_run() -> Run:
+    """The run of the instrumented job executing in this context.
+
+    Outside any instrumented job this returns a fresh detached ``Run`` that is never tracked,
+    so job code can call ``current_run().add_resources(n)`` unconditionally.
+    """
+    run = _ACTIVE.get()
+    return run if run is not None else Run(job="untracked")
+
+
+def active_run() -> Run | None:
+    """The run executing in this context, or None."""
+    return _ACTIVE.get()
+
+
+@dataclass(eq=False)
+class JobTracker:
+    """Tracks job runs under ``key`` (and ``key::<tenant>`` when ``tenant_keys``).
+
+    ``limited``, ``skipped`` and ``retry`` name exception types that end a run in those states
+    instead of ``failure``; the exception still propagates to the caller unchanged.
+    """
+
+    tracker: Trackable
+    key: str = "event::job"
+    tenant_keys: bool = True
+    limited: ExceptionTypes = ()
+    skipped: ExceptionTypes = ()
+    retry: ExceptionTypes = ()
+    errors: int = field(default=0, init=False)
+    _names: dict[str, str] = field(default_factory=dict, init=False, repr=False)
+    _last_warning: float = field(default=0.0, init=False, repr=False)
+
+    def __call__(
+        self,
+        func: Callable | None = None,
+        *,
+        name: str | None = None,
+        tenant: object | TenantOf = None,
+        pass_run: bool = False,
+    ) -> Any:
+        """Decorator for a sync or async job: ``@jobs`` or ``@jobs(name=..., tenant=...)``.
+
+        ``tenant`` is a constant or a callable taking the job's arguments; ``pass_run`` hands
+        the ``Run`` to the job as the keyword argument ``run``.
+        """
+        from tally.ingest.jobs.decorators import JobDecorator
+
+        decorator: JobDecorator = JobDecorator(self, name, tenant, pass_run)
+        return decorator if func is None else decorator(func)
+
+    def run(
+        self,
+        job: str,
+        tenant: object = None,
+        *,
+        due_at: float | None = None,
+        attempt: int | None = None,
+    ) -> RunScope:
+        """Context manager (``with`` or ``async with``) measuring the block as one run."""
+        from tally.ingest.jobs.decorators import RunScope
+
+        return RunScope(self, self.name(job), tenant, due_at, attempt)
+
+    def name(self, raw: str) -> str:
+        """``raw`` sanitised with ``job_name`` (cached per tracker)."""
+        cached = self._names.get(raw)
+        if cached is None:
+            if len(self._names) >= _NAME_CACHE_SIZE:
+                self._names.clear()
+            cached = self._names[raw] = job_name(raw)
+        return cached
+
+    def start(
+        self,
+        job: str,
+        tenant: object = None,
+        *,
+        due_at: float | None = None,
+        attempt: int | None = None,
+    ) -> Run:
+        """A started run of ``job`` (an already sanitised name).
+
+        ``due_at`` (unix seconds: enqueue time, or the ETA when later) gives the queue lag.
+        A run started inside another instrumented run inherits its lag and attempt.
+        """
+        run = Run(job, SYSTEM if tenant is None else tenant)
+        try:
+            if due_at is not None:
+                run.lag_ms = max(0, round((time.time() - due_at) * 1000))
+            run.attempt = attempt
+            outer = _ACTIVE.get()
+            if outer is not None:
+                if run.lag_ms is None:
+                    run.lag_ms = outer.lag_ms
+                if run.attempt is None:
+                    run.attempt = outer.attempt
+        except Exception as exc:  # a bad due_at or attempt from a framework hook
+            self.failed("start", exc)
+        run.started_ns = time.perf_counter_ns()
+        return run
+
+    def finish(self, run: Run, error: BaseException | None = None) -> bool:
+        """Stop the clock, set the state from ``error``, and track; True if tracked."""
+        try:
+            run.duration_ms = (time.perf_counter_ns() - run.started_ns + 500_000) // 1_000_000
+            if error is not None:
+                self.classify(run, error)
+        except Exception as exc:  # e.g. a non-type in ``limited``
+            self.failed("finish", exc)
+            return False
+        return self.emit(run)
+
+    def classify(self, run: Run, error: BaseException, cause: BaseException | None = None) -> None:
+        """Set ``run.state`` (and ``run.error``) for a run that ended with ``error``.
+
+        ``cause`` is the underlying exception when ``error`` is a framework's retry signal
+        (e.g. Celery's ``Retry``): a retry caused by a ``limited`` type is ``limited``.
+        """
+        reason = error if cause is None else cause
+        if isinstance(reason, self.limited) or isinstance(error, self.limited):
+            run.state = LIMITED
+        elif isinstance(reason, self.skipped) or isinstance(error, self.skipped):
+            run.state = SKIPPED
+        elif isinstance(error, self.retry):
+            run.state = RETRY
+            run.error = type(reason).__name__
+        else:
+            run.state = FAILURE
+            run.error = type(reason).__name__
+
+    def emit(self, run: Run) -> bool:
+        """Track ``run`` (already finished) as one event; never raises."""
+        try:
+            tenant = tenant_key(run.tenant)
+            values = event_values(run.job, tenant, job_values(run))
+            keys = (self.key, f"{self.key}::{tenant}") if self.tenant_keys else (self.key,)
+            return self.tracker.track(keys, values)
+        except Exception as exc:
+            self.failed("track", exc)
+            return False
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Flush the underlying tracker if it can be flushed; never raises."""
+        flush = getattr(self.tracker, "flush", None)
+        if flush is None:
+            return True
+        try:
+            return bool(flush(timeout))
+        except Exception as exc:
+            self.failed("flush", exc)
+            return False
+
+    def tenant_of(self, tenant: object | TenantOf, args: tuple, kwargs: Mapping) -> object:
+        """Resolve a constant or callable tenant for one call; None on error (counted)."""
+        if not callable(tenant):
+            return tenant
+        try:
+            return tenant(*args, **kwargs)
+        except Exception as exc:
+            self.failed("tenant", exc)
+            return None
+
+    def failed(self, where: str, exc: BaseException) -> None:
+        """Count an instrumentation problem and log it (rate limited); never raises."""
+        self.errors += 1
+        now = time.monotonic()
+        if now - self._last_warning > 10:
+            self._last_warning = now
+            log.warning("tally job instrumentation (%s) failed: %r", where, exc)
