@@ -104,13 +104,13 @@ class Aggregator:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set, then flush, commit and leave the group."""
-        await self._start_sink(stop)
-        if stop.is_set():
-            return
-        await self._start_kafka()
-        assert self.consumer is not None
-        self._next_flush = time.monotonic() + self.settings.flush_interval_s
         try:
+            await self._until_ready(stop, "ClickHouse", self._start_sink, self.sink.close)
+            await self._until_ready(stop, "Kafka", self._start_kafka, self._close_kafka)
+            if stop.is_set():
+                return
+            assert self.consumer is not None
+            self._next_flush = time.monotonic() + self.settings.flush_interval_s
             while not stop.is_set():
                 batches = await self.consumer.getmany(
                     timeout_ms=100, max_records=self.settings.max_poll_records
@@ -123,19 +123,25 @@ class Aggregator:
         finally:
             await self._shutdown()
 
-    async def _start_sink(self, stop: asyncio.Event) -> None:
+    async def _until_ready(self, stop: asyncio.Event, what: str, start, cleanup) -> None:
+        """Retry ``start`` with backoff until it succeeds or ``stop`` is set (no crash loop)."""
         backoff = 0.5
         while not stop.is_set():
             try:
-                await self.sink.start()
-                if self.settings.apply_ddl:
-                    await self.sink.apply_ddl()
+                await start()
                 return
             except Exception as exc:
-                log.warning("ClickHouse not ready: %s; retrying", exc, extra={"backoff": backoff})
+                log.warning("%s not ready: %s; retrying", what, exc, extra={"backoff": backoff})
+                with contextlib.suppress(Exception):
+                    await cleanup()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), backoff)
                 backoff = min(backoff * 2, self.settings.retry_max_backoff_s)
+
+    async def _start_sink(self) -> None:
+        await self.sink.start()
+        if self.settings.apply_ddl:
+            await self.sink.apply_ddl()
 
     async def _start_kafka(self) -> None:
         s = self.settings
@@ -171,28 +177,35 @@ class Aggregator:
 
     async def _shutdown(self) -> None:
         """Flush what we own, commit, leave the group (stop does not call revoke)."""
-        if self.consumer is not None:
+        if self.consumer is not None and self.states:
             async with self.lock:
                 try:
                     await asyncio.wait_for(self._flush(list(self.states)), 60)
                 except Exception as exc:
                     log.warning("final flush failed; the range will be replayed: %r", exc)
                 self.states.clear()
-            await self.consumer.stop()
-        for closer in (self._dlq_producer, self.admin):
-            if closer is not None:
-                with contextlib.suppress(Exception):
-                    await closer.close() if closer is self.admin else await closer.stop()
+        await self._close_kafka()
         await self.sink.close()
+
+    async def _close_kafka(self) -> None:
+        """Close whatever Kafka clients were opened; safe to call at any stage."""
+        consumer, self.consumer = self.consumer, None
+        producer, self._dlq_producer = self._dlq_producer, None
+        admin, self.admin = self.admin, None
+        for close in (
+            consumer.stop if consumer else None,
+            producer.stop if producer else None,
+            admin.close if admin else None,
+        ):
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()
 
     # -- rebalance -----------------------------------------------------------------------------
 
     async def on_assigned(self, partitions: set[TopicPartition]) -> None:
         """Create state for new partitions, picking up any pending intent to replay."""
-        assert self.admin is not None
-        committed = await self.admin.list_consumer_group_offsets(
-            self.settings.group, partitions=list(partitions)
-        )
+        committed = await self._committed(partitions)
         for tp in partitions:
             state = PartitionState(tp, PartitionFold(self.settings.limits, self.decoder))
             meta = committed.get(tp)
@@ -211,6 +224,27 @@ class Aggregator:
                     )
             self.states[tp] = state
         self.metrics.assigned.set(len(self.states))
+
+    async def _committed(self, partitions: set[TopicPartition]) -> dict:
+        """Committed offsets and metadata, retried until every partition is answered.
+
+        Right after a coordinator (re)loads, Kafka answers an offset fetch with a group-level
+        error that aiokafka turns into an empty result; taking that as "no intent" would lose
+        a pending replay, so an incomplete answer is asked again.
+        """
+        assert self.admin is not None
+        backoff = 0.05
+        while True:
+            try:
+                committed = await self.admin.list_consumer_group_offsets(
+                    self.settings.group, partitions=list(partitions)
+                )
+                if partitions <= committed.keys():
+                    return committed
+            except KafkaError as exc:
+                log.warning("offset fetch failed: %r; retrying", exc)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
 
     async def on_revoked(self, partitions: set[TopicPartition]) -> None:
         """Flush and commit the partitions we are losing; drop their state either way."""

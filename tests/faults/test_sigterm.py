@@ -48,10 +48,11 @@ def test_sigterm_delivers_what_the_job_buffered(make_stack):
 def test_sigterm_during_a_broker_outage_spools_and_a_later_process_delivers(make_stack, tmp_path):
     stack = make_stack(partitions=4, aggregators=1)
     spool = tmp_path / "spool"
+    stack.kafka.stop()  # the job never reaches the broker: nothing is routed yet
     proc = run_client(stack.kafka.bootstrap, 30_000, spool, int(time.time()))
-    stack.kafka.stop()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(90) == -signal.SIGTERM
+    assert list(spool.rglob("*.rec")), "nothing was spooled"
     stack.kafka.restart()
     # A new process (say the restarted worker) adopts the orphaned spool and sends it.
     successor = Tracker(ClientSettings(bootstrap_servers=stack.kafka.bootstrap, spool_dir=spool))
