@@ -45,14 +45,16 @@ def _walk(
     if depth > limits.max_depth:
         raise InvalidValues("too_deep", f"{prefix!r} nests deeper than {limits.max_depth}")
     limit = limits.max_abs_value
+    max_path = limits.max_path_length
+    add_path, add_number = paths.append, numbers.append
     for name, value in node.items():
         if type(name) is not str or not name or "." in name:
             raise InvalidValues("bad_path", f"name {name!r} under {prefix!r}")
-        path = prefix + name
+        path = prefix + name if prefix else name
         kind = type(value)
         if kind is int or kind is float:
             number = value
-        elif isinstance(value, Mapping):
+        elif kind is dict or isinstance(value, Mapping):
             _walk(value, path + ".", depth + 1, limits, paths, numbers)
             continue
         elif isinstance(value, int | float) and kind is not bool:
@@ -63,7 +65,7 @@ def _walk(
         if not -limit <= number <= limit:  # also false for NaN
             reason = "not_finite" if not math.isfinite(number) else "huge_value"
             raise InvalidValues(reason, f"{path}={number!r}")
-        if len(path) > limits.max_path_length:
+        if len(path) > max_path:
             raise InvalidValues("path_too_long", path[:64])
-        paths.append(path)
-        numbers.append(number)
+        add_path(path)
+        add_number(number)

@@ -14,6 +14,7 @@ import concurrent.futures
 import contextlib
 import logging
 import threading
+import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
 
@@ -56,6 +57,7 @@ class Sender:
         self._producer: AIOKafkaProducer | None = None
         self._router: Router | None = None
         self._in_flight_bytes = 0
+        self._last_drop_log = 0.0
         self._wake: asyncio.Event | None = None
         self._ship_wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -206,7 +208,12 @@ class Sender:
         """
         count = len(self.buffer)
         router = self._router
-        if not count or router is None:
+        if router is None:
+            # Never reached the broker yet: keep memory bounded by spooling unrouted records.
+            if self._spool is not None and count >= self.settings.buffer_events // 2:
+                self._spool_unrouted()
+            return
+        if not count:
             return
         by_partition: dict[int, list[Item]] = defaultdict(list)
         popleft, partition_of = self.buffer.popleft, router.partition
@@ -237,7 +244,10 @@ class Sender:
             return
         reason = "dropped_spool_full" if self._spool is not None else "dropped_overflow"
         self.counters.add(reason, record.events)
-        log.error("tally: %s, %d events dropped", reason, record.events)
+        now = time.monotonic()
+        if now - self._last_drop_log > 10:
+            self._last_drop_log = now
+            log.error("tally: %s: events dropped (see TrackerStats.%s)", reason, reason)
 
     async def _send_pending(self, producer: AIOKafkaProducer) -> None:
         """Produce pending records, oldest first, and wait for their acknowledgements."""

@@ -43,6 +43,7 @@ class Tracker:
         self._start_lock = threading.Lock()
         self._closed = False
         self._last_warning = 0.0
+        self._known_keys: set[tuple[str, ...]] = set()
         ref = weakref.ref(self)
         atexit.register(_close_at_exit, ref)
         os.register_at_fork(after_in_child=lambda: _reset_after_fork(ref))
@@ -64,12 +65,8 @@ class Tracker:
         """
         try:
             key_tuple = (keys,) if type(keys) is str else tuple(keys)
-            for key in key_tuple:
-                problem = self._limits.key_problem(key)
-                if problem:
-                    raise InvalidValues(problem, repr(key)[:80])
-            if not key_tuple or len(key_tuple) > self._limits.max_keys:
-                raise InvalidValues("bad_keys", f"{len(key_tuple)} keys")
+            if key_tuple not in self._known_keys:
+                self._check_keys(key_tuple)
             paths, numbers = flatten(values, self._limits)
             ts = int(time.time()) if at is None else _to_seconds(at)
             if len(self._buffer) >= self._capacity:
@@ -77,7 +74,7 @@ class Tracker:
                 self._warn("buffer full (%d events); event dropped", self._capacity)
                 return False
             self._buffer.append((ts, key_tuple, paths, numbers, route or key_tuple[-1]))
-            if self._sender is None or self._pid != os.getpid():
+            if self._sender is None:  # first event in this process (fork resets it)
                 self._start_sender()
             return True
         except InvalidValues as exc:
@@ -92,6 +89,18 @@ class Tracker:
                 raise
             self._warn("tally track failed: %r", exc)
             return False
+
+    def _check_keys(self, keys: tuple[str, ...]) -> None:
+        """Validate a key tuple once; valid ones are remembered (bounded) to skip the check."""
+        if not keys or len(keys) > self._limits.max_keys:
+            raise InvalidValues("bad_keys", f"{len(keys)} keys")
+        for key in keys:
+            problem = self._limits.key_problem(key)
+            if problem:
+                raise InvalidValues(problem, repr(key)[:80])
+        if len(self._known_keys) >= 10_000:
+            self._known_keys.clear()
+        self._known_keys.add(keys)
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Block until everything tracked so far is acknowledged (or spooled); True if done."""

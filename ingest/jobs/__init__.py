@@ -1,1 +1,86 @@
-"""Job instrumentation on top of the thin client."""
+"""Job instrumentation on top of the thin client: one ``track()`` call per job run.
+
+    jobs = JobTracker(tracker, key="event::resource")
+
+    @jobs(tenant=lambda tenant_id, invoice_id: tenant_id)
+    def sync_invoice(tenant_id, invoice_id): ...
+
+    with jobs.run("billing.sync_invoice", tenant_id) as run:
+        run.add_resources(3)
+
+Framework hooks (imported lazily, so the client never needs the frameworks):
+``instrument_celery(app, tracker)``, ``instrumented_rq_worker(queues, tracker, connection=r)``,
+``instrument_arq(WorkerSettings, tracker)``, ``broker.add_middleware(TallyMiddleware(tracker))``.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from tally.ingest.jobs.names import SYSTEM, callable_name, job_name, tenant_key
+from tally.ingest.jobs.patterns import JobFlow, enqueue_each, enqueue_for_tenant, report_result
+from tally.ingest.jobs.run import (
+    FAILURE,
+    LAG_BUCKETS,
+    LIMITED,
+    RETRY,
+    SKIPPED,
+    SUCCESS,
+    Run,
+    event_values,
+    job_values,
+    lag_bucket,
+)
+from tally.ingest.jobs.tracking import JobTracker, Trackable, active_run, current_run
+
+_LAZY = {
+    "instrument_celery": "tally.ingest.jobs.celery",
+    "CeleryHooks": "tally.ingest.jobs.celery",
+    "instrumented_rq_worker": "tally.ingest.jobs.rq",
+    "rq_worker_class": "tally.ingest.jobs.rq",
+    "rq_job_class": "tally.ingest.jobs.rq",
+    "instrument_arq": "tally.ingest.jobs.arq",
+    "TallyMiddleware": "tally.ingest.jobs.dramatiq",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Framework hooks, imported on first use."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(module), name)
+
+
+__all__ = [
+    "FAILURE",
+    "LAG_BUCKETS",
+    "LIMITED",
+    "RETRY",
+    "SKIPPED",
+    "SUCCESS",
+    "SYSTEM",
+    "CeleryHooks",
+    "JobFlow",
+    "JobTracker",
+    "Run",
+    "TallyMiddleware",
+    "Trackable",
+    "active_run",
+    "callable_name",
+    "current_run",
+    "enqueue_each",
+    "enqueue_for_tenant",
+    "event_values",
+    "instrument_arq",
+    "instrument_celery",
+    "instrumented_rq_worker",
+    "job_name",
+    "job_values",
+    "lag_bucket",
+    "report_result",
+    "rq_job_class",
+    "rq_worker_class",
+    "tenant_key",
+]

@@ -15,6 +15,7 @@ Duration is task_prerun -> task_postrun, so it includes storing the result.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping
 from contextvars import Token
@@ -121,10 +122,8 @@ class CeleryHooks:
         if active is None:
             return
         jobs, run = self.jobs, active.run
-        try:
+        with contextlib.suppress(ValueError):  # set in another context: leave it alone
             _ACTIVE.reset(active.token)
-        except ValueError:  # reset from another context: leave the variable alone
-            pass
         try:
             if state == "IGNORED":
                 run.state = SKIPPED

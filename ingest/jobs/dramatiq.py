@@ -12,6 +12,7 @@ re-queued) and ``options["eta"]`` (when a delayed message was due). Attempt =
 
 from __future__ import annotations
 
+import contextlib
 from contextvars import Token
 from typing import Any
 
@@ -92,8 +93,6 @@ class TallyMiddleware(Middleware):
         if entry is None:
             return None
         run, token = entry
-        try:
+        with contextlib.suppress(ValueError):  # set in another context: leave it alone
             _ACTIVE.reset(token)
-        except ValueError:  # set in another context
-            pass
         return run

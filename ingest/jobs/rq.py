@@ -4,7 +4,9 @@ The worker uses a ``Job`` subclass whose ``perform()`` is measured, so the durat
 function alone (not RQ's bookkeeping). Queue lag = start - ``job.enqueued_at`` (for jobs
 scheduled with ``enqueue_at``/``enqueue_in`` or retried with an interval, RQ sets
 ``enqueued_at`` when it moves the job to the queue, so that is the due time to within the
-scheduler's poll interval). Attempt = ``job.number_of_retries + 1``.
+scheduler's poll interval). Attempt = 1 + previous runs: RQ's ``number_of_retries`` (jobs
+that returned ``Retry``) plus the failures kept in ``job.meta["tally_failures"]`` (RQ itself
+only keeps ``retries_left`` for exception retries). A job returning ``Retry`` ends as ``retry``.
 
 With the forking ``Worker`` each job runs in a work horse that leaves with ``os._exit``, so
 the horse flushes the tracker before it exits (one broker round trip per job); prefer
@@ -18,11 +20,13 @@ from collections.abc import Sequence
 from datetime import UTC
 from typing import Any
 
-from rq.job import Job
+from rq.job import Job, Retry
 from rq.worker import BaseWorker, SimpleWorker
 
-from tally.ingest.jobs.run import Run
+from tally.ingest.jobs.run import RETRY, Run
 from tally.ingest.jobs.tracking import _ACTIVE, ExceptionTypes, JobTracker, TenantOf, Trackable
+
+FAILURES = "tally_failures"
 
 
 def rq_job_class(
@@ -33,18 +37,27 @@ def rq_job_class(
     def start(job: Job) -> Run:
         try:
             args, kwargs = tuple(job.args), dict(job.kwargs)
-            name, enqueued, retries = job.func_name, job.enqueued_at, job.number_of_retries
+            name, enqueued = job.func_name, job.enqueued_at
+            retries = (job.number_of_retries or 0) + int(job.meta.get(FAILURES, 0))
         except Exception as exc:  # an undeserialisable job: RQ will fail it, we still count it
             jobs.failed("rq job", exc)
-            args, kwargs, name, enqueued, retries = (), {}, None, None, None
+            args, kwargs, name, enqueued, retries = (), {}, None, None, 0
         if enqueued is not None and enqueued.tzinfo is None:
             enqueued = enqueued.replace(tzinfo=UTC)
         return jobs.start(
             jobs.name(name or "job"),
             jobs.tenant_of(tenant, args, kwargs) if tenant else None,
             due_at=enqueued.timestamp() if enqueued else None,
-            attempt=(retries or 0) + 1,
+            attempt=retries + 1,
         )
+
+    def count_failure(job: Job) -> None:
+        # RQ counts exception retries only as ``retries_left``; keep the attempt in ``meta``,
+        # which RQ saves when it re-enqueues or schedules the retry.
+        try:
+            job.meta[FAILURES] = int(job.meta.get(FAILURES, 0)) + 1
+        except Exception as exc:
+            jobs.failed("rq meta", exc)
 
     class TallyJob(base):  # type: ignore[valid-type, misc]
         def perform(self) -> Any:
@@ -54,9 +67,12 @@ def rq_job_class(
                 result = super().perform()
             except BaseException as exc:
                 _ACTIVE.reset(token)
+                count_failure(self)
                 jobs.finish(run, exc)
                 raise
             _ACTIVE.reset(token)
+            if isinstance(result, Retry):  # RQ's "retry me" return value
+                run.state = RETRY
             jobs.finish(run)
             return result
 

@@ -44,6 +44,7 @@ RESERVED = frozenset(
     | {"attempt", "total", "jobs", "tenants"}
 )
 _MAX_SQUARE = int(MAX_ABS_VALUE)
+_STATES = frozenset({SUCCESS, FAILURE, LIMITED, SKIPPED, RETRY})
 
 
 @dataclass(slots=True)
@@ -104,11 +105,16 @@ def lag_bucket(lag_ms: int) -> str:
 def job_values(run: Run) -> dict:
     """The per-run measurement ``v`` (see the module docstring)."""
     ms = run.duration_ms
+    state = run.state
+    if state is None:
+        state = SUCCESS
+    elif state not in _STATES:
+        state = label(state)
     values: dict = {
         "count": 1,
         "duration": {"count": 1, "sum": ms, "square": min(ms * ms, _MAX_SQUARE)},
         "resources": int(run.resources),
-        "state": {label(run.state or SUCCESS): 1},
+        "state": {state: 1},
     }
     if run.error is not None:
         values["errors"] = {label(run.error): 1}

@@ -82,6 +82,9 @@ class JobTracker:
     retry: ExceptionTypes = ()
     errors: int = field(default=0, init=False)
     _names: dict[str, str] = field(default_factory=dict, init=False, repr=False)
+    _tenants: dict[str, tuple[str, tuple[str, ...]]] = field(
+        default_factory=dict, init=False, repr=False
+    )
     _last_warning: float = field(default=0.0, init=False, repr=False)
 
     def __call__(
@@ -185,13 +188,26 @@ class JobTracker:
     def emit(self, run: Run) -> bool:
         """Track ``run`` (already finished) as one event; never raises."""
         try:
-            tenant = tenant_key(run.tenant)
-            values = event_values(run.job, tenant, job_values(run))
-            keys = (self.key, f"{self.key}::{tenant}") if self.tenant_keys else (self.key,)
-            return self.tracker.track(keys, values)
+            tenant, keys = self._tenant_keys(run.tenant)
+            return self.tracker.track(keys, event_values(run.job, tenant, job_values(run)))
         except Exception as exc:
             self.failed("track", exc)
             return False
+
+    def _tenant_keys(self, raw: object) -> tuple[str, tuple[str, ...]]:
+        """The tenant's path segment and the keys to fan out to (cached per string tenant)."""
+        cacheable = type(raw) is str
+        if cacheable:
+            hit = self._tenants.get(raw)
+            if hit is not None:
+                return hit
+        tenant = tenant_key(raw)
+        keys = (self.key, f"{self.key}::{tenant}") if self.tenant_keys else (self.key,)
+        if cacheable:
+            if len(self._tenants) >= _NAME_CACHE_SIZE:
+                self._tenants.clear()
+            self._tenants[raw] = (tenant, keys)
+        return tenant, keys
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Flush the underlying tracker if it can be flushed; never raises."""

@@ -105,3 +105,30 @@ def test_a_forked_child_starts_empty_and_does_not_resend_the_parents_buffer():
     os.waitpid(pid, 0)
     assert os.read(read, 100) == b"0"
     tracker.close()
+
+
+def test_never_connected_client_spools_instead_of_dropping(tmp_path):
+    tracker = Tracker(settings(buffer_events=4_000, spool_dir=tmp_path / "spool", linger_ms=10))
+    for i in range(20_000):
+        assert tracker.track("k", {"n": 1})
+        if i % 500 == 0:
+            time.sleep(0.02)
+    tracker.close()
+    stats = tracker.stats()
+    assert stats.dropped_overflow == 0 and stats.dropped_spool_full == 0
+    assert stats.spooled_records >= 10
+    assert len(list((tmp_path / "spool").rglob("*.rec"))) == stats.spooled_records
+
+
+def test_spool_full_is_counted_not_silent(tmp_path):
+    tracker = Tracker(
+        settings(buffer_events=2_000, spool_dir=tmp_path / "spool", spool_bytes=2_000, linger_ms=10)
+    )
+    for i in range(10_000):
+        tracker.track("k", {"n": 1})
+        if i % 500 == 0:
+            time.sleep(0.02)
+    tracker.close()
+    stats = tracker.stats()
+    assert stats.dropped_spool_full > 0
+    assert stats.accepted == 10_000 - stats.dropped_overflow
