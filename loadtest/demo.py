@@ -113,8 +113,14 @@ def print_answers(console: Console, client, end: int, hours: int) -> None:
         for column in result.column_names:
             table.add_column(column)
         for row in result.result_rows[:8]:
-            table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
+            table.add_row(*(_cell(v) for v in row))
         console.print(table)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.0f}" if value.is_integer() else f"{value:,.4g}"
+    return str(value)
 
 
 if __name__ == "__main__":
