@@ -40,6 +40,9 @@ test: $(STAMP) kafka
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
 
+test-faults: $(STAMP) kafka
+	$(BIN)/python -m pytest -m faults
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

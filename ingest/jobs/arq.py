@@ -18,7 +18,7 @@ from typing import Any
 from arq.cron import CronJob
 from arq.worker import Retry, func
 
-from tally.ingest.jobs.tracking import _ACTIVE, ExceptionTypes, JobTracker, TenantOf, Trackable
+from tally.ingest.jobs.tracking import ACTIVE_RUN, ExceptionTypes, JobTracker, TenantOf, Trackable
 
 Coroutine = Callable[..., Awaitable[Any]]
 
@@ -66,14 +66,14 @@ def wrap_coroutine(
             due_at=_due_at(ctx),
             attempt=ctx.get("job_try") if isinstance(ctx, dict) else None,
         )
-        token = _ACTIVE.set(run)
+        token = ACTIVE_RUN.set(run)
         try:
             result = await coroutine(ctx, *args, **kwargs)
         except BaseException as exc:
-            _ACTIVE.reset(token)
+            ACTIVE_RUN.reset(token)
             jobs.finish(run, exc)
             raise
-        _ACTIVE.reset(token)
+        ACTIVE_RUN.reset(token)
         jobs.finish(run)
         return result
 

@@ -28,7 +28,7 @@ from celery.exceptions import Ignore, Reject, Retry
 
 from tally.ingest.jobs.run import FAILURE, SKIPPED, Run
 from tally.ingest.jobs.tracking import (
-    _ACTIVE,
+    ACTIVE_RUN,
     ExceptionTypes,
     JobTracker,
     TenantOf,
@@ -100,7 +100,7 @@ class CeleryHooks:
                 due_at=_due_at(request),
                 attempt=int(request.retries or 0) + 1,
             )
-            self._active[task_id] = _Active(run, _ACTIVE.set(run))
+            self._active[task_id] = _Active(run, ACTIVE_RUN.set(run))
         except Exception as exc:
             jobs.failed("celery prerun", exc)
 
@@ -123,7 +123,7 @@ class CeleryHooks:
             return
         jobs, run = self.jobs, active.run
         with contextlib.suppress(ValueError):  # set in another context: leave it alone
-            _ACTIVE.reset(active.token)
+            ACTIVE_RUN.reset(active.token)
         try:
             if state == "IGNORED":
                 run.state = SKIPPED

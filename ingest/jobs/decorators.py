@@ -9,7 +9,7 @@ from typing import Any
 
 from tally.ingest.jobs.names import callable_name, job_name
 from tally.ingest.jobs.run import Run
-from tally.ingest.jobs.tracking import _ACTIVE, JobTracker, TenantOf
+from tally.ingest.jobs.tracking import ACTIVE_RUN, JobTracker, TenantOf
 
 
 class JobDecorator:
@@ -39,7 +39,7 @@ class JobDecorator:
     def _sync(self, func: Callable, job: str) -> Callable:
         jobs, tenant, pass_run = self.jobs, self.tenant, self.pass_run
         dynamic = callable(tenant)
-        start, finish, tenant_of, active = jobs.start, jobs.finish, jobs.tenant_of, _ACTIVE
+        start, finish, tenant_of, active = jobs.start, jobs.finish, jobs.tenant_of, ACTIVE_RUN
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -60,7 +60,7 @@ class JobDecorator:
     def _async(self, func: Callable, job: str) -> Callable:
         jobs, tenant, pass_run = self.jobs, self.tenant, self.pass_run
         dynamic = callable(tenant)
-        start, finish, tenant_of, active = jobs.start, jobs.finish, jobs.tenant_of, _ACTIVE
+        start, finish, tenant_of, active = jobs.start, jobs.finish, jobs.tenant_of, ACTIVE_RUN
 
         @functools.wraps(func)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -104,11 +104,11 @@ class RunScope:
     def __enter__(self) -> Run:
         run = self._jobs.start(self._job, self._tenant, due_at=self._due_at, attempt=self._attempt)
         self._run = run
-        self._token = _ACTIVE.set(run)
+        self._token = ACTIVE_RUN.set(run)
         return run
 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> bool:
-        _ACTIVE.reset(self._token)
+        ACTIVE_RUN.reset(self._token)
         self._jobs.finish(self._run, exc)
         return False
 

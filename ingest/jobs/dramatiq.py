@@ -20,7 +20,7 @@ from dramatiq import Middleware
 from dramatiq.errors import RateLimitExceeded, Retry
 
 from tally.ingest.jobs.run import SKIPPED, Run
-from tally.ingest.jobs.tracking import _ACTIVE, ExceptionTypes, JobTracker, TenantOf, Trackable
+from tally.ingest.jobs.tracking import ACTIVE_RUN, ExceptionTypes, JobTracker, TenantOf, Trackable
 
 
 class TallyMiddleware(Middleware):
@@ -43,7 +43,7 @@ class TallyMiddleware(Middleware):
         """Start the message's run."""
         try:
             run = self._start(message)
-            self._active[message.message_id] = (run, _ACTIVE.set(run))
+            self._active[message.message_id] = (run, ACTIVE_RUN.set(run))
         except Exception as exc:
             self.jobs.failed("dramatiq before", exc)
 
@@ -94,5 +94,5 @@ class TallyMiddleware(Middleware):
             return None
         run, token = entry
         with contextlib.suppress(ValueError):  # set in another context: leave it alone
-            _ACTIVE.reset(token)
+            ACTIVE_RUN.reset(token)
         return run

@@ -24,7 +24,7 @@ from rq.job import Job, Retry
 from rq.worker import BaseWorker, SimpleWorker
 
 from tally.ingest.jobs.run import RETRY, Run
-from tally.ingest.jobs.tracking import _ACTIVE, ExceptionTypes, JobTracker, TenantOf, Trackable
+from tally.ingest.jobs.tracking import ACTIVE_RUN, ExceptionTypes, JobTracker, TenantOf, Trackable
 
 FAILURES = "tally_failures"
 
@@ -62,15 +62,15 @@ def rq_job_class(
     class TallyJob(base):  # type: ignore[valid-type, misc]
         def perform(self) -> Any:
             run = start(self)
-            token = _ACTIVE.set(run)
+            token = ACTIVE_RUN.set(run)
             try:
                 result = super().perform()
             except BaseException as exc:
-                _ACTIVE.reset(token)
+                ACTIVE_RUN.reset(token)
                 count_failure(self)
                 jobs.finish(run, exc)
                 raise
-            _ACTIVE.reset(token)
+            ACTIVE_RUN.reset(token)
             if isinstance(result, Retry):  # RQ's "retry me" return value
                 run.state = RETRY
             jobs.finish(run)

@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tally.ingest.jobs")
 
-_ACTIVE: ContextVar[Run | None] = ContextVar("tally_job_run", default=None)
+# The run of the instrumented job executing in this context (set by decorators and hooks).
+ACTIVE_RUN: ContextVar[Run | None] = ContextVar("tally_job_run", default=None)
 _NAME_CACHE_SIZE = 4096
 
 ExceptionTypes = tuple[type[BaseException], ...]
@@ -57,13 +58,13 @@ def current_run() -> Run:
     Outside any instrumented job this returns a fresh detached ``Run`` that is never tracked,
     so job code can call ``current_run().add_resources(n)`` unconditionally.
     """
-    run = _ACTIVE.get()
+    run = ACTIVE_RUN.get()
     return run if run is not None else Run(job="untracked")
 
 
 def active_run() -> Run | None:
     """The run executing in this context, or None."""
-    return _ACTIVE.get()
+    return ACTIVE_RUN.get()
 
 
 @dataclass(eq=False)
@@ -145,7 +146,7 @@ class JobTracker:
             if due_at is not None:
                 run.lag_ms = max(0, round((time.time() - due_at) * 1000))
             run.attempt = attempt
-            outer = _ACTIVE.get()
+            outer = ACTIVE_RUN.get()
             if outer is not None:
                 if run.lag_ms is None:
                     run.lag_ms = outer.lag_ms

@@ -1,0 +1,235 @@
+"""Documented queries over job-instrumentation data (``tally.ingest.jobs``).
+
+They read the nested shape every instrumented run is tracked with: ``total.<m>``,
+``jobs.<job>.<m>`` and ``tenants.<tenant>.<m>`` under keys such as ``event::cron``,
+``event::schedule`` or ``event::schedule::<tenant>``. ``group`` parameters pick the
+breakdown: ``'jobs'`` or ``'tenants'``. Ranges are ``[start, end)``; ``start``/``end`` (and
+``current``, where a query compares the last window with the ones before it) should sit on
+bucket boundaries of the granularity. Run them like the queries in ``rollups.queries``:
+``client.query(q.sql("tally", "1h"), parameters={...})``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tally.rollups.queries import Query
+from tally.schemas.ddl import identifier
+from tally.schemas.granularity import Granularity
+
+_INTERVAL_UNITS = {
+    "m": "MINUTE",
+    "h": "HOUR",
+    "d": "DAY",
+    "w": "WEEK",
+    "mo": "MONTH",
+    "q": "QUARTER",
+    "y": "YEAR",
+}
+
+
+@dataclass(frozen=True)
+class JobQuery(Query):
+    """A ``Query`` whose template may also use ``{step}``: one bucket as an SQL interval."""
+
+    def sql(self, database: str = "tally", granularity: str = "1h") -> str:
+        """The SQL for a database and granularity (both validated, never user text)."""
+        g = Granularity.parse(granularity)
+        step = f"INTERVAL {g.n} {_INTERVAL_UNITS[g.unit]}"
+        return self.template.format(db=identifier(database), g=granularity, step=step)
+
+
+_RANGE = "bucket >= {{start:DateTime}} AND bucket < {{end:DateTime}}"
+
+
+def _items(group: str = "{{group:String}}") -> str:
+    """One row per (item, bucket, measure) of a breakdown ``<group>.<item>.<measure...>``."""
+    return f"""SELECT splitByChar('.', path)[2] AS item, bucket,
+           arrayStringConcat(arraySlice(splitByChar('.', path), 3), '.') AS measure, value
+    FROM {{db}}.rollups_{{g}}
+    WHERE key = {{{{key:String}}}} AND startsWith(path, {group} || '.')
+      AND {_RANGE}"""
+
+
+CRON_RUNS = JobQuery(
+    "cron_runs",
+    "Did each cron run as often as expected? Runs per job per bucket (zero-filled, including "
+    "the jobs listed in `jobs` that never ran) against `expected` runs per bucket.",
+    f"""SELECT job, bucket, runs, {{{{expected:UInt32}}}} AS expected,
+       runs < expected AS too_few, runs > expected AS too_many
+FROM (
+    SELECT job, bucket, sum(runs) AS runs
+    FROM (
+        SELECT splitByChar('.', path)[2] AS job, bucket, value AS runs
+        FROM {{db}}.rollups_{{g}}
+        WHERE key = {{{{key:String}}}} AND startsWith(path, 'jobs.') AND endsWith(path, '.count')
+          AND length(splitByChar('.', path)) = 3 AND {_RANGE}
+        UNION ALL
+        SELECT arrayJoin({{{{jobs:Array(String)}}}}) AS job,
+               toDateTime({{{{start:DateTime}}}}) AS bucket, 0 AS runs
+    )
+    GROUP BY job, bucket
+    ORDER BY job, bucket
+        WITH FILL FROM toDateTime({{{{start:DateTime}}}}) TO toDateTime({{{{end:DateTime}}}})
+        STEP {{step}}
+)
+ORDER BY job, bucket""",
+)
+
+IDLE_RUNS = JobQuery(
+    "idle_runs",
+    "Did a scheduler run but touch zero resources, and for how long? Per job (or tenant): "
+    "buckets with runs, buckets with runs but no resources, and the current idle streak "
+    "(idle buckets since the last bucket with resources) with its first bucket.",
+    f"""SELECT item, count() AS run_buckets, countIf(idle) AS idle_buckets,
+       countIf(idle AND bucket > last_busy) AS idle_streak,
+       minIf(bucket, idle AND bucket > last_busy) AS idle_since,
+       if(max(resources > 0), toNullable(any(last_busy)), NULL) AS last_busy_bucket
+FROM (
+    SELECT item, bucket, runs, resources, runs > 0 AND resources = 0 AS idle,
+           maxIf(bucket, resources > 0) OVER (PARTITION BY item) AS last_busy
+    FROM (
+        SELECT item, bucket, sumIf(value, measure = 'count') AS runs,
+               sumIf(value, measure = 'resources') AS resources
+        FROM ({_items()})
+        WHERE measure IN ('count', 'resources')
+        GROUP BY item, bucket
+        HAVING runs > 0
+    )
+)
+GROUP BY item
+HAVING idle_buckets > 0
+ORDER BY idle_streak DESC, idle_buckets DESC, item""",
+)
+
+TENANT_SURGE = JobQuery(
+    "tenant_surge",
+    "Which tenant suddenly enqueues far more than usual? Resources per bucket in the current "
+    "window [current, end) against the average per bucket of [start, current); rows where "
+    "the ratio is at least `ratio` (or the tenant is new) and the current average is at least "
+    "`min_resources`. Averages divide by the buckets in which the key had any run.",
+    f"""WITH
+    (SELECT greatest(uniqExact(bucket), 1) FROM {{db}}.rollups_{{g}}
+     WHERE key = {{{{key:String}}}} AND path = 'total.count'
+       AND bucket >= {{{{start:DateTime}}}} AND bucket < {{{{current:DateTime}}}}) AS base_buckets,
+    (SELECT greatest(uniqExact(bucket), 1) FROM {{db}}.rollups_{{g}}
+     WHERE key = {{{{key:String}}}} AND path = 'total.count'
+       AND bucket >= {{{{current:DateTime}}}} AND bucket < {{{{end:DateTime}}}}) AS now_buckets
+SELECT item AS tenant, current_avg, baseline_avg,
+       if(baseline_avg = 0, NULL, round(current_avg / baseline_avg, 3)) AS ratio
+FROM (
+    SELECT item,
+           sumIf(value, bucket >= {{{{current:DateTime}}}}) / now_buckets AS current_avg,
+           sumIf(value, bucket < {{{{current:DateTime}}}}) / base_buckets AS baseline_avg
+    FROM ({_items("'tenants'")})
+    WHERE measure = 'resources'
+    GROUP BY item
+)
+WHERE current_avg >= {{{{min_resources:Float64}}}}
+  AND (baseline_avg = 0 OR current_avg / baseline_avg >= {{{{ratio:Float64}}}})
+ORDER BY baseline_avg = 0 DESC, current_avg / greatest(baseline_avg, 1e-9) DESC, tenant""",
+)
+
+FAILURE_SPREAD = JobQuery(
+    "failure_spread",
+    "Are failures isolated to one scheduler (or tenant) or global? Per item: runs, failures, "
+    "its failure rate, its share of all failures, the overall failure rate and how many "
+    "items failed at all. Isolated: one item holds ~all failures; global: most items fail "
+    "near the overall rate.",
+    f"""SELECT item, runs, failures, round(failures / runs, 4) AS failure_rate,
+       round(failures / nullIf(sum(failures) OVER (), 0), 4) AS share_of_failures,
+       round(sum(failures) OVER () / sum(runs) OVER (), 4) AS overall_rate,
+       countIf(failures > 0) OVER () AS failing_items
+FROM (
+    SELECT item, sumIf(value, measure = 'count') AS runs,
+           sumIf(value, measure = 'state.failure') AS failures
+    FROM ({_items()})
+    WHERE measure IN ('count', 'state.failure')
+    GROUP BY item
+    HAVING runs > 0
+)
+ORDER BY failures DESC, item""",
+)
+
+DURATION_BY_BUCKET = JobQuery(
+    "duration_by_bucket",
+    "Mean duration per bucket per job (or tenant), with resources and ms per resource: "
+    "growing ms per resource means slower; growing resources at steady ms per resource "
+    "means more work.",
+    f"""SELECT item, bucket, runs, round(duration / runs, 3) AS mean_ms, resources,
+       if(resources = 0, NULL, round(duration / resources, 3)) AS ms_per_resource
+FROM (
+    SELECT item, bucket, sumIf(value, measure = 'duration.count') AS runs,
+           sumIf(value, measure = 'duration.sum') AS duration,
+           sumIf(value, measure = 'resources') AS resources
+    FROM ({_items()})
+    WHERE measure IN ('duration.count', 'duration.sum', 'resources')
+    GROUP BY item, bucket
+    HAVING runs > 0
+)
+ORDER BY item, bucket""",
+)
+
+DURATION_TREND = JobQuery(
+    "duration_trend",
+    "Is duration growing? Per job (or tenant): mean duration in the current window "
+    "[current, end) against [start, current), their ratio (`growth`), and ms per resource "
+    "in both windows (to tell more work from slower work).",
+    f"""SELECT item, previous_runs, round(previous_sum / previous_runs, 3) AS previous_mean_ms,
+       current_runs, round(current_sum / current_runs, 3) AS current_mean_ms,
+       round(current_mean_ms / nullIf(previous_mean_ms, 0), 3) AS growth,
+       if(previous_resources = 0, NULL, round(previous_sum / previous_resources, 3))
+           AS previous_ms_per_resource,
+       if(current_resources = 0, NULL, round(current_sum / current_resources, 3))
+           AS current_ms_per_resource
+FROM (
+    SELECT item,
+           sumIf(value, measure = 'duration.count' AND bucket < c) AS previous_runs,
+           sumIf(value, measure = 'duration.sum' AND bucket < c) AS previous_sum,
+           sumIf(value, measure = 'resources' AND bucket < c) AS previous_resources,
+           sumIf(value, measure = 'duration.count' AND bucket >= c) AS current_runs,
+           sumIf(value, measure = 'duration.sum' AND bucket >= c) AS current_sum,
+           sumIf(value, measure = 'resources' AND bucket >= c) AS current_resources
+    FROM (SELECT *, {{{{current:DateTime}}}} AS c FROM ({_items()}))
+    WHERE measure IN ('duration.count', 'duration.sum', 'resources')
+    GROUP BY item
+    HAVING previous_runs > 0 AND current_runs > 0
+)
+ORDER BY growth DESC, item""",
+)
+
+QUEUE_LAG = JobQuery(
+    "queue_lag",
+    "How long do jobs wait in the queue? Per job (or tenant): runs with a known lag, mean "
+    "lag in ms and the runs per lag bucket (le_100ms ... gt_600s).",
+    f"""SELECT item, runs, round(lag_sum / runs, 3) AS mean_lag_ms,
+       le_100ms, le_1s, le_10s, le_60s, le_600s, gt_600s
+FROM (
+    SELECT item, sumIf(value, measure = 'queue_lag.count') AS runs,
+           sumIf(value, measure = 'queue_lag.sum') AS lag_sum,
+           sumIf(value, measure = 'queue_lag.buckets.le_100ms') AS le_100ms,
+           sumIf(value, measure = 'queue_lag.buckets.le_1s') AS le_1s,
+           sumIf(value, measure = 'queue_lag.buckets.le_10s') AS le_10s,
+           sumIf(value, measure = 'queue_lag.buckets.le_60s') AS le_60s,
+           sumIf(value, measure = 'queue_lag.buckets.le_600s') AS le_600s,
+           sumIf(value, measure = 'queue_lag.buckets.gt_600s') AS gt_600s
+    FROM ({_items()})
+    WHERE startsWith(measure, 'queue_lag.')
+    GROUP BY item
+    HAVING runs > 0
+)
+ORDER BY mean_lag_ms DESC, item""",
+)
+
+JOB_QUERIES = {
+    q.name: q
+    for q in (
+        CRON_RUNS,
+        IDLE_RUNS,
+        TENANT_SURGE,
+        FAILURE_SPREAD,
+        DURATION_BY_BUCKET,
+        DURATION_TREND,
+        QUEUE_LAG,
+    )
+}
