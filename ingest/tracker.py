@@ -44,6 +44,7 @@ class Tracker:
         self._closed = False
         self._last_warning = 0.0
         self._known_keys: set[tuple[str, ...]] = set()
+        self._known_paths: set[tuple[str, ...]] = set()
         ref = weakref.ref(self)
         atexit.register(_close_at_exit, ref)
         os.register_at_fork(after_in_child=lambda: _reset_after_fork(ref))
@@ -64,31 +65,87 @@ class Tracker:
         or dropped (counted in ``stats()``); raises only in strict mode.
         """
         try:
-            key_tuple = (keys,) if type(keys) is str else tuple(keys)
-            if key_tuple not in self._known_keys:
-                self._check_keys(key_tuple)
             paths, numbers = flatten(values, self._limits)
-            ts = int(time.time()) if at is None else _to_seconds(at)
-            if len(self._buffer) >= self._capacity:
-                self._counters.add("dropped_overflow")
-                self._warn("buffer full (%d events); event dropped", self._capacity)
-                return False
-            self._buffer.append((ts, key_tuple, paths, numbers, route or key_tuple[-1]))
-            if self._sender is None:  # first event in this process (fork resets it)
-                self._start_sender()
-            return True
-        except InvalidValues as exc:
+            return self._enqueue(self._key_tuple(keys), paths, numbers, at, route)
+        except Exception as exc:
+            return self._rejected(exc)
+
+    def track_flat(
+        self,
+        keys: str | Iterable[str],
+        paths: tuple[str, ...],
+        numbers: list[int | float],
+        at: datetime | float | None = None,
+        route: str | None = None,
+    ) -> bool:
+        """``track`` with values already flattened: ``numbers[i]`` belongs to ``paths[i]``.
+
+        For instrumentation that emits the same shapes over and over: each distinct ``paths``
+        tuple is validated once (the result is cached), numbers are checked on every call.
+        """
+        try:
+            if paths not in self._known_paths:
+                self._check_paths(paths)
+            if len(numbers) != len(paths):
+                raise InvalidValues("values_shape_mismatch", f"{len(numbers)} != {len(paths)}")
+            limit = self._limits.max_abs_value
+            for number in numbers:
+                kind = type(number)
+                if (kind is not int and kind is not float) or not -limit <= number <= limit:
+                    raise InvalidValues(self._limits.value_problem(number) or "bad_value", "")
+            return self._enqueue(self._key_tuple(keys), paths, list(numbers), at, route)
+        except Exception as exc:
+            return self._rejected(exc)
+
+    def _key_tuple(self, keys: str | Iterable[str]) -> tuple[str, ...]:
+        key_tuple = (keys,) if type(keys) is str else tuple(keys)
+        if key_tuple not in self._known_keys:
+            self._check_keys(key_tuple)
+        return key_tuple
+
+    def _enqueue(
+        self,
+        keys: tuple[str, ...],
+        paths: tuple[str, ...],
+        numbers: list[int | float],
+        at: datetime | float | None,
+        route: str | None,
+    ) -> bool:
+        ts = int(time.time()) if at is None else _to_seconds(at)
+        if len(self._buffer) >= self._capacity:
+            self._counters.add("dropped_overflow")
+            self._warn("buffer full (%d events); event dropped", self._capacity)
+            return False
+        self._buffer.append((ts, keys, paths, numbers, route or keys[-1]))
+        if self._sender is None:  # first event in this process (fork resets it)
+            self._start_sender()
+        return True
+
+    def _rejected(self, exc: Exception) -> bool:
+        """Count (and in strict mode re-raise) a rejected event; never raises otherwise."""
+        if isinstance(exc, InvalidValues):
             self._counters.add("invalid")
             if self.settings.strict:
-                raise
+                raise exc
             self._warn("invalid event rejected: %s", exc)
-            return False
-        except Exception as exc:
+        else:
             self._counters.add("internal_errors")
             if self.settings.strict:
-                raise
+                raise exc
             self._warn("tally track failed: %r", exc)
-            return False
+        return False
+
+    def _check_paths(self, paths: tuple[str, ...]) -> None:
+        """Validate a flattened shape once; valid ones are remembered (bounded)."""
+        if type(paths) is not tuple or not paths or len(paths) > self._limits.max_values:
+            raise InvalidValues("bad_paths", f"{type(paths).__name__} of {len(paths)} paths")
+        for path in paths:
+            problem = self._limits.path_problem(path)
+            if problem:
+                raise InvalidValues(problem, repr(path)[:80])
+        if len(self._known_paths) >= 10_000:
+            self._known_paths.clear()
+        self._known_paths.add(paths)
 
     def _check_keys(self, keys: tuple[str, ...]) -> None:
         """Validate a key tuple once; valid ones are remembered (bounded) to skip the check."""

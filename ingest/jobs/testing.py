@@ -49,6 +49,17 @@ class RecordingTracker:
             self._cond.notify_all()
         return True
 
+    def track_flat(
+        self,
+        keys: str | Iterable[str],
+        paths: tuple[str, ...],
+        numbers: list[int | float],
+        at: datetime | float | None = None,
+        route: str | None = None,
+    ) -> bool:
+        """Record a pre-flattened call as the nested values it stands for."""
+        return self.track(keys, unflatten(paths, numbers), at, route)
+
     def flush(self, timeout: float = 0.0) -> bool:
         """Nothing to flush."""
         return True
@@ -68,3 +79,15 @@ class RecordingTracker:
         """Calls whose ``jobs`` breakdown names ``job``."""
         with self._cond:
             return [c for c in self.calls if job in c.values.get("jobs", {})]  # type: ignore[operator]
+
+
+def unflatten(paths: tuple[str, ...], numbers: list[int | float]) -> dict:
+    """The nested dict whose flattening is ``(paths, numbers)``."""
+    root: dict = {}
+    for path, number in zip(paths, numbers, strict=True):
+        node = root
+        *parents, leaf = path.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = number
+    return root

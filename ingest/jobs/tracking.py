@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from tally.ingest.flatten import flatten
 from tally.ingest.jobs.names import SYSTEM, job_name, tenant_key
 from tally.ingest.jobs.run import (
     FAILURE,
@@ -25,6 +26,7 @@ from tally.ingest.jobs.run import (
     event_values,
     job_values,
 )
+from tally.schemas.limits import Limits
 
 if TYPE_CHECKING:
     from tally.ingest.jobs.decorators import JobDecorator, RunScope
@@ -34,6 +36,7 @@ log = logging.getLogger("tally.ingest.jobs")
 # The run of the instrumented job executing in this context (set by decorators and hooks).
 ACTIVE_RUN: ContextVar[Run | None] = ContextVar("tally_job_run", default=None)
 _NAME_CACHE_SIZE = 4096
+_LIMITS = Limits()
 
 ExceptionTypes = tuple[type[BaseException], ...]
 TenantOf = Callable[..., object]
@@ -87,6 +90,9 @@ class JobTracker:
         default_factory=dict, init=False, repr=False
     )
     _last_warning: float = field(default=0.0, init=False, repr=False)
+    _shapes: dict[tuple[str, str, tuple[str, ...]], tuple[str, ...]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     def __call__(
         self,
@@ -190,10 +196,31 @@ class JobTracker:
         """Track ``run`` (already finished) as one event; never raises."""
         try:
             tenant, keys = self._tenant_keys(run.tenant)
-            return self.tracker.track(keys, event_values(run.job, tenant, job_values(run)))
+            values = job_values(run)
+            track_flat = getattr(self.tracker, "track_flat", None)
+            if track_flat is None:
+                return self.tracker.track(keys, event_values(run.job, tenant, values))
+            # Fast path: flatten the measurement once, reuse the fanned-out paths per shape.
+            paths, numbers = flatten(values, _LIMITS)
+            return track_flat(keys, self._fanned_out(run.job, tenant, paths), numbers * 3)
         except Exception as exc:
             self.failed("track", exc)
             return False
+
+    def _fanned_out(self, job: str, tenant: str, paths: tuple[str, ...]) -> tuple[str, ...]:
+        """``paths`` under total, jobs.<job> and tenants.<tenant>, as ``event_values`` nests."""
+        slot = (job, tenant, paths)
+        found = self._shapes.get(slot)
+        if found is None:
+            if len(self._shapes) >= _NAME_CACHE_SIZE:
+                self._shapes.clear()
+            found = tuple(
+                f"{prefix}.{path}"
+                for prefix in ("total", f"jobs.{job}", f"tenants.{tenant}")
+                for path in paths
+            )
+            self._shapes[slot] = found
+        return found
 
     def _tenant_keys(self, raw: object) -> tuple[str, tuple[str, ...]]:
         """The tenant's path segment and the keys to fan out to (cached per string tenant)."""
