@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -18,7 +17,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
+
+from tally.embedded.lifecycle import StopsOnExit, terminate
 
 SERVER_MODULE = "tally.embedded.clickhouse_http"
 PASSWORD_ENV = "CLICKHOUSE_PASSWORD"
@@ -27,7 +27,7 @@ _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 @dataclass
-class EmbeddedClickHouse:
+class EmbeddedClickHouse(StopsOnExit):
     """A running server process; a context manager that stops it on exit."""
 
     host: str
@@ -48,18 +48,7 @@ class EmbeddedClickHouse:
     def stop(self, timeout: float = 10) -> int:
         """SIGTERM, then SIGKILL after ``timeout`` seconds; returns the exit code."""
         shutil.rmtree(self._scratch, ignore_errors=True)
-        return _terminate(self._process, timeout)
-
-    def __enter__(self) -> EmbeddedClickHouse:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        return terminate(self._process, timeout)
 
 
 def start_clickhouse(
@@ -89,7 +78,7 @@ def start_clickhouse(
     try:
         port = _wait_until_ready(process, ready_file, host, timeout)
     except BaseException:
-        _terminate(process, timeout=5)
+        terminate(process, timeout=5)
         shutil.rmtree(scratch, ignore_errors=True)
         raise
     return EmbeddedClickHouse(host, port, process.pid, path, process, scratch)
@@ -128,17 +117,6 @@ def _wait_until_ready(
                 return port
         time.sleep(0.05)
     raise TimeoutError(f"embedded ClickHouse was not ready within {timeout} s")
-
-
-def _terminate(process: subprocess.Popen[bytes], timeout: float) -> int:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return process.returncode
 
 
 def ping(host: str, port: int, timeout: float = 1.0) -> bool:

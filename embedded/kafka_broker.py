@@ -31,13 +31,14 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 from aiokafka.protocol.commit import OffsetFetchRequest
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
+
+from tally.embedded.lifecycle import StopsOnExit
 
 KAFKA_VERSION = "4.1.1"
 MIN_JAVA = 17
@@ -345,7 +346,7 @@ def _tail(text: str, lines: int = 60) -> str:
 
 
 @dataclass
-class EmbeddedKafka:
+class EmbeddedKafka(StopsOnExit):
     """A running single-node KRaft broker; stop it with :meth:`stop` or ``with``."""
 
     bootstrap: str
@@ -411,17 +412,6 @@ class EmbeddedKafka:
 
     def log_tail(self, lines: int = 60) -> str:
         return _tail(_read_from(self.log_path, 0), lines)
-
-    def __enter__(self) -> EmbeddedKafka:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def _all_threads_stopped(pid: int) -> bool:

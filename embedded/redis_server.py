@@ -17,7 +17,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
+
+from tally.embedded.lifecycle import StopsOnExit, terminate
 
 _PR_SET_PDEATHSIG = 1
 
@@ -27,7 +28,7 @@ class RedisServerError(RuntimeError):
 
 
 @dataclass
-class EmbeddedRedis:
+class EmbeddedRedis(StopsOnExit):
     """A running redis-server; a context manager that stops it on exit."""
 
     url: str
@@ -41,24 +42,7 @@ class EmbeddedRedis:
 
     def stop(self, timeout: float = 10) -> int:
         """SIGTERM, then SIGKILL after ``timeout`` seconds; returns the exit code."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                return self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        return self.process.wait()
-
-    def __enter__(self) -> EmbeddedRedis:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        return terminate(self.process, timeout)
 
 
 def start_redis(workdir: Path, timeout: float = 10, attempts: int = 3) -> EmbeddedRedis:

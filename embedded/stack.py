@@ -20,6 +20,7 @@ from tally.aggregator.settings import ClickHouseSettings
 from tally.aggregator.sink import RollupSink
 from tally.embedded.clickhouse_http import EmbeddedClickHouse, start_clickhouse
 from tally.embedded.kafka_broker import EmbeddedKafka, create_topic, free_ports, start_kafka
+from tally.embedded.lifecycle import StopsOnExit
 from tally.schemas.ddl import RollupSchema
 
 
@@ -43,7 +44,7 @@ class StackConfig:
 
 
 @dataclass
-class Stack:
+class Stack(StopsOnExit):
     """A running local stack."""
 
     workdir: Path
@@ -147,12 +148,6 @@ class Stack:
                 self.kafka.stop()
             finally:
                 self.clickhouse.stop()
-
-    def __enter__(self) -> Stack:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def start_stack(
