@@ -33,9 +33,11 @@ kafka: $(STAMP) system-deps
 demo: $(STAMP) kafka
 	$(BIN)/python -m tally.loadtest.demo
 
+# Two workers, one test file each at a time: the suites mostly wait on real services.
 test: $(STAMP) kafka
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests/unit

@@ -15,7 +15,7 @@ def main() -> None:
         ClientSettings(
             bootstrap_servers=bootstrap,
             spool_dir=Path(spool) if spool else None,
-            close_timeout_s=20,
+            close_timeout_s=3,
             request_timeout_ms=3_000,
             linger_ms=200,
         )

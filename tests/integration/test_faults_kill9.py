@@ -54,7 +54,7 @@ def test_kill_9_at_random_moments_keeps_every_total_exact(make_stack):
     expected = Expected(Calendar("UTC"), ("1m", "1h", "1d"))
     produced = threading.Event()
     producer = threading.Thread(
-        target=produce, args=(stack.kafka.bootstrap, expected, produced, 60.0), daemon=True
+        target=produce, args=(stack.kafka.bootstrap, expected, produced, 45.0), daemon=True
     )
     producer.start()
     rng = random.Random(9)
