@@ -2,8 +2,9 @@
 
 Events are folded at minute resolution by (keyset, minute, shape): the values of all events
 with the same keys, minute and paths are summed element-wise, which is a few list operations
-per event. ``rows`` expands that into rollup rows per (granularity, key, bucket, path) only at
-flush time, so the per-event cost does not grow with fan-out or the number of granularities.
+per event. The fan-out to every key, stored granularity (buckets in the configured zone) and
+path happens in ClickHouse (``schemas/ddl.py``: ``rollups_input`` -> ``rollups_expand``), so
+the aggregator's cost does not grow with fan-out or the number of granularities.
 Invalid events are returned as ``Rejected`` and never stop the rest of their record.
 """
 
@@ -12,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tally.schemas.granularity import Calendar, Granularity
 from tally.schemas.limits import Limits
 from tally.schemas.wire import SCHEMA_VERSION, BatchDecoder, EventV1, WireError
 
@@ -29,44 +29,23 @@ class Rejected:
 
 
 @dataclass(slots=True)
-class RollupRows:
-    """Column-oriented rows for the ``rollups`` table."""
+class FoldRows:
+    """Column-oriented rows for ``rollups_input``: one per (keys, minute, paths)."""
 
-    granularity: list[str]
-    key: list[str]
-    bucket: list[int]
-    path: list[str]
-    value: list[float]
+    keys: list[tuple[str, ...]]
+    minute: list[int]
+    paths: list[tuple[str, ...]]
+    values: list[list[float]]
 
     def __len__(self) -> int:
-        return len(self.key)
+        return len(self.minute)
 
     def columns(self) -> list[list]:
-        """Columns in table order (granularity, key, bucket, path, value)."""
-        return [self.granularity, self.key, self.bucket, self.path, self.value]
+        """Columns in table order (keys, minute, paths, values)."""
+        return [self.keys, self.minute, self.paths, self.values]
 
 
-COLUMNS = ("granularity", "key", "bucket", "path", "value")
-
-
-class BucketCache:
-    """Memoised ``Calendar.floor`` from minute starts to each stored granularity's bucket."""
-
-    def __init__(self, calendar: Calendar, granularities: list[Granularity]) -> None:
-        self.calendar = calendar
-        self.granularities = granularities
-        self._cache: dict[int, list[tuple[str, int]]] = {}
-
-    def buckets(self, minute: int) -> list[tuple[str, int]]:
-        """``[(granularity, bucket start)]`` for the minute starting at ``minute``."""
-        found = self._cache.get(minute)
-        if found is None:
-            if len(self._cache) > 100_000:
-                self._cache.clear()
-            floor = self.calendar.floor
-            found = [(str(g), floor(minute, g)) for g in self.granularities]
-            self._cache[minute] = found
-        return found
+COLUMNS = ("keys", "minute", "paths", "values")
 
 
 class PartitionFold:
@@ -220,25 +199,20 @@ class PartitionFold:
         self.events += folded
         return rejected
 
-    def rows(self, buckets: BucketCache) -> RollupRows:
-        """Expand the sums into rollup rows, one per (granularity, key, bucket, path)."""
+    def rows(self) -> FoldRows:
+        """The sums as rows for ``rollups_input``, in fold order (deterministic per range).
+
+        ClickHouse's ``rollups_expand`` view fans them out to every key, stored granularity and
+        path in C++, which is where per-row work belongs.
+        """
         keysets = list(self.keysets)
         shapes = self.shape_list
-        merged: dict[tuple[str, str, int, str], float] = {}
+        rows = FoldRows([], [], [], [])
         for (ks, minute, sh), sums in self.acc.items():
-            keys, paths = keysets[ks], shapes[sh]
-            for granularity, bucket in buckets.buckets(minute):
-                for key in keys:
-                    for path, value in zip(paths, sums, strict=True):
-                        slot = (granularity, key, bucket, path)
-                        merged[slot] = merged.get(slot, 0) + value
-        rows = RollupRows([], [], [], [], [])
-        for (granularity, key, bucket, path), value in merged.items():
-            rows.granularity.append(granularity)
-            rows.key.append(key)
-            rows.bucket.append(bucket)
-            rows.path.append(path)
-            rows.value.append(float(value))
+            rows.keys.append(keysets[ks])
+            rows.minute.append(minute)
+            rows.paths.append(shapes[sh])
+            rows.values.append([float(v) for v in sums])
         return rows
 
 

@@ -16,7 +16,9 @@ class AggregatorMetrics:
         self.dead_letters = Counter(
             "tally_dead_letters", "Records or events dead-lettered", ["reason"], registry=r
         )
-        self.rows_out = Counter("tally_rows_out", "Rollup rows inserted", registry=r)
+        self.rows_out = Counter(
+            "tally_rows_out", "Folded rows inserted (before ClickHouse fans them out)", registry=r
+        )
         self.flushes = Counter("tally_flushes", "Partition flushes inserted", registry=r)
         self.flush_seconds = Histogram(
             "tally_flush_seconds",

@@ -9,18 +9,17 @@ import clickhouse_connect
 from clickhouse_connect.driver.asyncclient import AsyncClient
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from tally.aggregator.fold import COLUMNS, RollupRows
+from tally.aggregator.fold import COLUMNS, FoldRows
 from tally.aggregator.settings import ClickHouseSettings
 from tally.schemas.ddl import RollupSchema
 
 log = logging.getLogger("tally.aggregator.sink")
 
 COLUMN_TYPES = (
-    "LowCardinality(String)",
-    "String",
+    "Array(String)",
     "DateTime('UTC')",
-    "LowCardinality(String)",
-    "SimpleAggregateFunction(sum, Float64)",
+    "Array(LowCardinality(String))",
+    "Array(Float64)",
 )
 
 
@@ -77,10 +76,15 @@ class RollupSink:
                 settings={"materialize_ttl_after_modify": 0},
             )
 
-    async def insert(self, rows: RollupRows, token: str) -> None:
-        """Insert ``rows`` synchronously (durable on return); a replay with ``token`` is a no-op."""
+    async def insert(self, rows: FoldRows, token: str) -> None:
+        """Insert ``rows`` synchronously (durable on return); a replay with ``token`` is a no-op.
+
+        The rows go to the Null table ``rollups_input``; its view writes ``rollups``, and the
+        token is carried to the view's blocks (``deduplicate_blocks_in_dependent_materialized_
+        views``), so a repeated range is dropped there, block by block.
+        """
         await self._require().insert(
-            self.schema.table,
+            self.schema.input_table,
             rows.columns(),
             column_names=list(COLUMNS),
             column_type_names=list(COLUMN_TYPES),
@@ -89,6 +93,8 @@ class RollupSink:
                 "async_insert": 0,
                 "insert_deduplicate": 1,
                 "insert_deduplication_token": token,
+                "deduplicate_blocks_in_dependent_materialized_views": 1,
+                "max_threads": 1,
             },
         )
 

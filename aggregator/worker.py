@@ -30,12 +30,11 @@ from aiokafka.errors import (
 from aiokafka.structs import OffsetAndMetadata
 
 from tally.aggregator.deadletter import DeadLetters
-from tally.aggregator.fold import BucketCache, PartitionFold, Rejected
+from tally.aggregator.fold import PartitionFold, Rejected
 from tally.aggregator.intent import Intent
 from tally.aggregator.metrics import AggregatorMetrics
 from tally.aggregator.settings import AggregatorSettings
 from tally.aggregator.sink import RollupSink, is_data_error
-from tally.schemas.granularity import Calendar, Granularity
 from tally.schemas.wire import BatchDecoder
 
 log = logging.getLogger("tally.aggregator")
@@ -87,8 +86,6 @@ class Aggregator:
         self.settings = settings
         self.metrics = metrics or AggregatorMetrics()
         schema = settings.schema
-        self.calendar = Calendar(schema.time_zone, schema.week_start)
-        self.buckets = BucketCache(self.calendar, [Granularity.parse(g) for g in schema.stored])
         self.decoder = BatchDecoder()
         self.sink = RollupSink(settings.clickhouse, schema)
         self.states: dict[TopicPartition, PartitionState] = {}
@@ -339,7 +336,7 @@ class Aggregator:
         self._entries = sum(len(s.fold) for s in self.states.values())
 
     async def _insert(self, state: PartitionState, intent: Intent) -> None:
-        rows = state.fold.rows(self.buckets)
+        rows = state.fold.rows()
         token = intent.token(state.tp.topic, state.tp.partition)
         await self._retry_forever("insert", lambda: self.sink.insert(rows, token))
         self.metrics.rows_out.inc(len(rows))

@@ -20,6 +20,8 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 DERIVED_FROM_DAYS = ("1w", "1mo", "1q", "1y")
 DEFAULT_TTL_DAYS = {"1m": 14, "1h": 400, "1d": 3650}
 TABLE = "rollups"
+INPUT_TABLE = "rollups_input"
+EXPAND_VIEW = "rollups_expand"
 
 
 def identifier(name: str) -> str:
@@ -61,6 +63,60 @@ class RollupSchema:
         """Fully qualified name of the stored table."""
         return f"{self.database}.{TABLE}"
 
+    @property
+    def input_table(self) -> str:
+        """Where the aggregator inserts folded sums: a Null table, expanded by a view."""
+        return f"{self.database}.{INPUT_TABLE}"
+
+    @property
+    def expand_view(self) -> str:
+        """The materialized view that expands ``rollups_input`` into ``rollups``."""
+        return f"{self.database}.{EXPAND_VIEW}"
+
+    def bucket_expression(self, granularity: str) -> str:
+        """SQL for the bucket start of ``minute`` at ``granularity`` in the configured zone.
+
+        Mirrors ``Calendar.floor`` (the Python oracle the tests compare against).
+        """
+        g, tz = Granularity.parse(granularity), self.time_zone
+        day = f"toDate(minute, '{tz}')"
+        start = WEEKDAYS.index(self.week_start) + 1  # ClickHouse: Monday = 1
+        if g.unit == "m":
+            return (
+                "minute"
+                if g.n == 1
+                else f"toStartOfInterval(minute, INTERVAL {g.n} MINUTE, '{tz}')"
+            )
+        if g.unit == "h":
+            return f"toStartOfInterval(minute, INTERVAL {g.n} HOUR, '{tz}')"
+        local_day = {
+            "d": day,
+            "w": f"addDays({day}, -((toDayOfWeek({day}) - {start} + 7) % 7))",
+            "mo": f"toStartOfInterval({day}, INTERVAL {g.n} MONTH)",
+            "q": f"toStartOfQuarter({day})",
+            "y": f"toStartOfYear({day})",
+        }[g.unit]
+        return f"toDateTime({local_day}, '{tz}')"
+
+    def expand_query(self) -> str:
+        """The view's SELECT: one row per (granularity, key, bucket, path), summed.
+
+        ``ORDER BY`` keeps the output order a function of the input alone, so a replayed
+        insert splits into the same blocks and ClickHouse's per-block dedup tokens line up.
+        """
+        buckets = ", ".join(
+            f"granularity = '{g}', {self.bucket_expression(g)}" for g in self.stored
+        )
+        grans = ", ".join(f"'{g}'" for g in self.stored)
+        return f"""SELECT granularity, key, toDateTime(multiIf({buckets}, minute), 'UTC') AS bucket,
+       path, sum(value) AS value
+FROM {self.input_table}
+ARRAY JOIN keys AS key
+ARRAY JOIN paths AS path, values AS value
+ARRAY JOIN [{grans}] AS granularity
+GROUP BY granularity, key, bucket, path
+ORDER BY granularity, key, path, bucket"""
+
     def ttl_clause(self) -> str:
         """The TTL expression: each granularity keeps its own number of days."""
         arms = ", ".join(
@@ -84,6 +140,14 @@ PARTITION BY (granularity, toYYYYMM(bucket))
 ORDER BY (granularity, key, path, bucket)
 TTL {self.ttl_clause()}
 SETTINGS non_replicated_deduplication_window = {int(self.dedup_window)}""",
+            f"""CREATE TABLE IF NOT EXISTS {self.input_table} (
+    keys Array(String) COMMENT 'the keys the events fan out to',
+    minute DateTime('UTC') COMMENT 'start of the minute the events fall in',
+    paths Array(LowCardinality(String)) COMMENT 'dotted value paths',
+    values Array(Float64) COMMENT 'sums, one per path'
+) ENGINE = Null""",
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {self.expand_view} TO {self.table}\n"
+            f"AS {self.expand_query()}",
         ]
         for g in self.stored:
             out.append(

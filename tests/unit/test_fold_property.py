@@ -8,8 +8,7 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tally.aggregator.fold import BucketCache, PartitionFold
-from tally.schemas.granularity import Calendar, Granularity
+from tally.aggregator.fold import PartitionFold
 from tally.schemas.limits import Limits
 from tally.schemas.wire import BatchDecoder
 
@@ -46,10 +45,11 @@ def test_fold_counts_valid_events_and_rejects_the_rest(items):
     rejects = fold.add_record(payload, 0, NOW * 1000)
     assert len(rejects) == want_bad
     assert fold.events == want_count
-    rows = fold.rows(BucketCache(Calendar(), [Granularity.parse("1d")]))
+    rows = fold.rows()
     by_path: dict[str, float] = {}
-    for path, value in zip(rows.path, rows.value, strict=True):
-        by_path[path] = by_path.get(path, 0) + value
+    for paths, values in zip(rows.paths, rows.values, strict=True):
+        for path, value in zip(paths, values, strict=True):
+            by_path[path] = by_path.get(path, 0) + value
     assert by_path.get("v", 0) == want_sum
     assert by_path.get("count", 0) == want_first
 
