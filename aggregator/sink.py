@@ -63,6 +63,11 @@ class RollupSink:
         client = self._require()
         for statement in self.schema.statements():
             await client.command(statement)
+        # Atomic, idempotent: a changed zone, week start or granularity set takes effect
+        # without a moment in which inserts into rollups_input would go nowhere.
+        await client.command(
+            f"ALTER TABLE {self.schema.expand_view} MODIFY QUERY {self.schema.expand_query()}"
+        )
         engine = await client.command(
             "SELECT engine_full FROM system.tables"
             " WHERE database = {db:String} AND name = 'rollups'",
