@@ -41,8 +41,6 @@ class BaselineSpec:
     naive_events: int = 1_000_000
     flush_events: int = 50_000
     naive_database: str = "tally_naive"
-    time_zone: str = "UTC"
-    granularities: tuple[str, ...] = ("1m", "1h", "1d")
     window: tuple[int, int] | None = None  # unix seconds [start, end) for the queries
     query_runs: int = 10
     insert_rows: int = 1_000_000
