@@ -150,6 +150,12 @@ class Sender:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
+            except Exception:  # a bug must not silently stop delivery: log, back off, go on
+                self.counters.add("internal_errors")
+                log.exception("tally: sender error; retrying in %.1fs", backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
             if not self.pending and not self._flush_requests:
                 await self._wait(self._ship_wake)
 
