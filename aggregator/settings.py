@@ -36,7 +36,7 @@ class AggregatorSettings:
     clickhouse: ClickHouseSettings = field(default_factory=ClickHouseSettings)
     schema: RollupSchema = field(default_factory=RollupSchema)
     limits: Limits = field(default_factory=Limits)
-    flush_interval_s: float = 5.0
+    flush_interval_s: float = 2.0
     flush_rows: int = 500_000
     max_poll_records: int = 2_000
     session_timeout_ms: int = 30_000
@@ -84,7 +84,7 @@ def parser() -> argparse.ArgumentParser:
     add("--week-start", default=env.get("TALLY_WEEK_START", "monday"))
     add("--table-engine", default=env.get("TALLY_TABLE_ENGINE", "AggregatingMergeTree"))
     add("--dedup-window", type=int, default=int(env.get("TALLY_DEDUP_WINDOW", "100000")))
-    add("--flush-interval", type=float, default=float(env.get("TALLY_FLUSH_INTERVAL_S", "5")))
+    add("--flush-interval", type=float, default=float(env.get("TALLY_FLUSH_INTERVAL_S", "2")))
     add("--flush-rows", type=int, default=int(env.get("TALLY_FLUSH_ROWS", "500000")))
     add("--session-timeout-ms", type=int, default=int(env.get("TALLY_SESSION_TIMEOUT_MS", "30000")))
     add("--heartbeat-ms", type=int, default=int(env.get("TALLY_HEARTBEAT_MS", "3000")))

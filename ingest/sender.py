@@ -203,8 +203,11 @@ class Sender:
     async def _wait(self, event: asyncio.Event | None) -> None:
         """Wait for ``event`` or one linger period, whichever comes first."""
         assert event is not None
+        # asyncio.timeout, not wait_for: in 3.11 wait_for can swallow the shipper's
+        # cancellation when it races with the event being set, stalling close().
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), self.settings.linger_ms / 1000)
+            async with asyncio.timeout(self.settings.linger_ms / 1000):
+                await event.wait()
         event.clear()
 
     def _encode_buffer(self) -> None:

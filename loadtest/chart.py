@@ -10,6 +10,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 
+def moving_mean(values: list, window: int) -> list:
+    """Centred mean over ``window`` samples (None entries skipped); flushes arrive in steps."""
+    out = []
+    half = window // 2
+    for i in range(len(values)):
+        near = [v for v in values[max(0, i - half) : i + half + 1] if v is not None]
+        out.append(sum(near) / len(near) if near else None)
+    return out
+
+
 def write_chart(report: dict, path: Path) -> Path:
     """Three stacked panels sharing the time axis (seconds since the load started)."""
     rows = report["timeline"]
@@ -23,8 +33,16 @@ def write_chart(report: dict, path: Path) -> Path:
 
     top.plot(t, [r["target_rate"] for r in rows], "k--", lw=1, label="target")
     mids = [r.get("t_mid", r["t"]) for r in rows]  # a rate belongs to its interval's middle
-    for key, label in (("produced_rate", "produced (track)"), ("aggregated_rate", "aggregated")):
-        top.plot(mids, [r.get(key) for r in rows], lw=1.2, label=label)
+    top.plot(mids, [r.get("produced_rate") for r in rows], lw=1.2, label="produced (track)")
+    aggregated = [r.get("aggregated_rate") for r in rows]
+    top.plot(mids, aggregated, lw=0.6, alpha=0.45, color="tab:orange", label="aggregated (1 s)")
+    top.plot(
+        mids,
+        moving_mean(aggregated, 10),
+        lw=1.4,
+        color="tab:orange",
+        label="aggregated (10 s mean)",
+    )
     top.set_ylabel("events/s")
     top.legend(loc="upper right")
     top.grid(alpha=0.3)

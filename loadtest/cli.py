@@ -130,19 +130,23 @@ def run(
     quiet: Annotated[bool, typer.Option(help="no live progress bar")] = False,
 ) -> None:
     """Drive a load through the pipeline and report throughput, freshness, cost, exactness."""
-    config = RunConfig(
-        scenario=scenario, rate=rate, duration_s=duration, ramp_s=ramp,
-        burst_factor=burst_factor, burst_every_s=burst_every, burst_length_s=burst_length,
-        producers=producers, customers=customers, resellers=resellers, products=products,
-        tenants=tenants, pool=pool, seed=seed, partitions=partitions, aggregators=aggregators,
-        flush_interval_s=flush_interval, bootstrap=bootstrap, clickhouse_url=clickhouse_url,
-        clickhouse_user=clickhouse_user, topic=topic, group=group, database=database,
-        aggregator_pids=tuple(aggregator_pid or ()), micro_calls=micro_calls,
-        baselines=baselines, baseline_events=baseline_events, naive_events=naive_events,
-        catchup=catchup, catchup_max_s=catchup_max, timeline_keys=timeline_keys,
-        query_runs=query_runs, probe_interval_s=probe_interval, drain_timeout_s=drain_timeout,
-        profile=profile, out_dir=out or _default_out(), keep_data=keep_data,
-    )  # fmt: skip
+    try:
+        config = RunConfig(
+            scenario=scenario, rate=rate, duration_s=duration, ramp_s=ramp,
+            burst_factor=burst_factor, burst_every_s=burst_every, burst_length_s=burst_length,
+            producers=producers, customers=customers, resellers=resellers, products=products,
+            tenants=tenants, pool=pool, seed=seed, partitions=partitions,
+            aggregators=aggregators, flush_interval_s=flush_interval, bootstrap=bootstrap,
+            clickhouse_url=clickhouse_url, clickhouse_user=clickhouse_user, topic=topic,
+            group=group, database=database, aggregator_pids=tuple(aggregator_pid or ()),
+            micro_calls=micro_calls, baselines=baselines, baseline_events=baseline_events,
+            naive_events=naive_events, catchup=catchup, catchup_max_s=catchup_max,
+            timeline_keys=timeline_keys, query_runs=query_runs, probe_interval_s=probe_interval,
+            drain_timeout_s=drain_timeout, profile=profile, out_dir=out or _default_out(),
+            keep_data=keep_data,
+        )  # fmt: skip
+    except ValueError as exc:  # a bad scenario, rate profile or flag combination
+        raise typer.BadParameter(str(exc)) from None
     report = execute(config, live=not quiet)
     if report["run"]["errors"] or not report["exactness"]["exact"]:
         raise typer.Exit(1)

@@ -1,7 +1,7 @@
 """End-to-end freshness: how long from ``track()`` until the event is visible in the 1m rollup.
 
 Method: a probe thread tracks one event every ``interval_s`` through its own ``Tracker``
-(default client settings, so the client's linger is included), each to key ``PROBE_KEY`` with
+(default client settings, so the client's linger is included), each to the run's probe key with
 a path no other event has (``probe.s<seq>``) and a routing key of its own, so probes land on
 every partition and queue behind the load like any event. The thread polls the
 ``rollups_1m`` view every ``poll_s`` for the probe paths present. A probe's freshness is the
@@ -70,8 +70,10 @@ class FreshnessProbe(threading.Thread):
         database: str = "tally",
         interval_s: float = 0.25,
         poll_s: float = 0.1,
+        key: str = PROBE_KEY,
     ) -> None:
         super().__init__(name="freshness", daemon=True)
+        self.key = key  # one per run: paths of an earlier run must not count as seen
         self.settings = ClientSettings(bootstrap_servers=bootstrap, topic=topic, source="probe")
         self.clickhouse = clickhouse
         self.database = database
@@ -94,14 +96,14 @@ class FreshnessProbe(threading.Thread):
                 if self.sending.is_set() and now >= next_probe:
                     probe = Probe(len(self.probes) + 1, now)
                     path = f"s{probe.seq}"
-                    tracker.track(PROBE_KEY, {"probe": {path: 1}}, at=now, route=f"probe-{path}")
+                    tracker.track(self.key, {"probe": {path: 1}}, at=now, route=f"probe-{path}")
                     self.probes.append(probe)
                     waiting[f"probe.{path}"] = probe
                     next_probe = max(next_probe + self.interval_s, now)
                 if waiting:
                     asked = time.time()
                     try:
-                        rows = client.query(sql, parameters={"key": PROBE_KEY}).result_rows
+                        rows = client.query(sql, parameters={"key": self.key}).result_rows
                     except Exception:
                         self.errors += 1
                         rows = []

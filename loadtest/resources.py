@@ -98,6 +98,8 @@ class ResourceSampler:
         ours = 0.0
         for name, pids in self.groups.items():
             known = [p for p in pids if p in self._procs]
+            if not known:
+                continue  # e.g. Kafka and ClickHouse of an external pipeline
             cpu = sum(self._cpu_last[p] - self._cpu0[p] for p in known)
             ours += cpu
             usages.append(

@@ -110,9 +110,13 @@ class RollupSchema:
         grans = ", ".join(f"'{g}'" for g in self.stored)
         return f"""SELECT granularity, key, toDateTime(multiIf({buckets}, minute), 'UTC') AS bucket,
        path, sum(value) AS value
-FROM {self.input_table}
-ARRAY JOIN keys AS key
-ARRAY JOIN paths AS path, values AS value
+FROM (
+    SELECT key, minute, path, sum(value) AS value
+    FROM {self.input_table}
+    ARRAY JOIN keys AS key
+    ARRAY JOIN paths AS path, values AS value
+    GROUP BY key, minute, path
+)
 ARRAY JOIN [{grans}] AS granularity
 GROUP BY granularity, key, bucket, path
 ORDER BY granularity, key, path, bucket"""
