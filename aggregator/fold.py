@@ -10,11 +10,18 @@ Invalid events are returned as ``Rejected`` and never stop the rest of their rec
 
 from __future__ import annotations
 
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from tally.schemas.limits import Limits
 from tally.schemas.wire import SCHEMA_VERSION, BatchDecoder, EventV1, WireError
+
+log = logging.getLogger("tally.aggregator.fold")
+EXPIRED_LOG_INTERVAL_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +66,11 @@ class PartitionFold:
         self.shapes: dict[tuple[str, ...], int] = {}
         self.shape_list: list[tuple[str, ...]] = []
         self.events = 0
+        # Events older than a granularity's TTL on arrival: counted per granularity, passed to
+        # ``on_expired`` (the worker wires it to ``tally_expired_on_arrival``) and logged.
+        self.expired: Counter[str] = Counter()
+        self.on_expired: Callable[[str, int], None] | None = None
+        self._expired_logged = 0.0
 
     def __len__(self) -> int:
         return len(self.acc)
@@ -155,8 +167,11 @@ class PartitionFold:
         sh_ids = self._intern_tables(strings, shapes, False)
         n_ks, n_sh = len(ks_ids), len(sh_ids)
         reference = timestamp_ms // 1000
-        lo, hi = reference - limits.max_past_seconds, reference + limits.max_future_seconds
+        lo, hi = limits.time_bounds(reference)
         cap = limits.max_abs_value
+        shortest = limits.shortest_ttl()
+        oldest_kept = reference - shortest[1] if shortest else None
+        stale: list[int] = []
         acc = self.acc
         shape_list = self.shape_list
         rejected: list[Rejected] = []
@@ -196,8 +211,29 @@ class PartitionFold:
             else:
                 acc[slot] = [a + b for a, b in zip(sums, values, strict=True)]
             folded += 1
+            if oldest_kept is not None and at < oldest_kept:
+                stale.append(at)
         self.events += folded
+        if stale:
+            self._count_expired(stale, reference)
         return rejected
+
+    def _count_expired(self, stale: list[int], reference: int) -> None:
+        """Count events folded into granularities whose TTL they have already passed."""
+        counts: Counter[str] = Counter()
+        for at in stale:
+            counts.update(self.limits.expired_in(at, reference))
+        self.expired.update(counts)
+        if self.on_expired is not None:
+            for g, n in counts.items():
+                self.on_expired(g, n)
+        now = time.monotonic()
+        if now - self._expired_logged >= EXPIRED_LOG_INTERVAL_S:
+            self._expired_logged = now
+            log.warning(
+                "events older than a granularity's TTL on arrival: ClickHouse drops them there",
+                extra={"expired_on_arrival": dict(self.expired)},
+            )
 
     def rows(self) -> FoldRows:
         """The sums as rows for ``rollups_input``, in fold order (deterministic per range).

@@ -38,6 +38,12 @@ class AggregatorMetrics:
         )
         self.fold_entries = Gauge("tally_fold_entries", "Entries held in memory", registry=r)
         self.assigned = Gauge("tally_assigned_partitions", "Partitions owned", registry=r)
+        self.expired_on_arrival = Counter(
+            "tally_expired_on_arrival",
+            "Events accepted but older than a granularity's TTL (ClickHouse drops them there)",
+            ["granularity"],
+            registry=r,
+        )
 
     def serve(self, port: int, host: str = "0.0.0.0") -> None:
         """Expose ``/metrics`` on ``port`` (0 picks a free port)."""

@@ -47,6 +47,32 @@ class AggregatorSettings:
     retry_max_backoff_s: float = 10.0
     client_id: str = field(default_factory=lambda: f"tally-aggregator-{os.getpid()}")
 
+    def startup_warnings(self) -> list[str]:
+        """Configuration that silently loses data somewhere; logged at start."""
+        out = []
+        shortest = self.limits.shortest_ttl()
+        if shortest is not None and self.limits.max_past_seconds > shortest[1]:
+            g, ttl = shortest
+            out.append(
+                f"--max-event-age-s {self.limits.max_past_seconds} exceeds the {g} TTL"
+                f" ({ttl // 86400} days): events older than that are accepted but vanish from"
+                f" {g} (counted in tally_expired_on_arrival{{granularity}})"
+            )
+        return out
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a dedup window of 0 would turn dedup off)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"must be >= 1, not {value}: 0 turns off the dedup that exactly-once replays need"
+        )
+    return value
+
 
 def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
@@ -83,7 +109,18 @@ def parser() -> argparse.ArgumentParser:
     add("--time-zone", default=env.get("TALLY_TIME_ZONE", "UTC"))
     add("--week-start", default=env.get("TALLY_WEEK_START", "monday"))
     add("--table-engine", default=env.get("TALLY_TABLE_ENGINE", "AggregatingMergeTree"))
-    add("--dedup-window", type=int, default=int(env.get("TALLY_DEDUP_WINDOW", "100000")))
+    add(
+        "--dedup-window",
+        type=_positive_int,
+        default=env.get("TALLY_DEDUP_WINDOW", "100000"),
+        help="flushes a replay may lag behind and still be deduplicated (applied on start)",
+    )
+    add(
+        "--dedup-window-seconds",
+        type=_positive_int,
+        default=env.get("TALLY_DEDUP_WINDOW_SECONDS", "604800"),
+        help="replicated engines: seconds a replay may lag behind (default 7 days)",
+    )
     add("--flush-interval", type=float, default=float(env.get("TALLY_FLUSH_INTERVAL_S", "2")))
     add("--flush-rows", type=int, default=int(env.get("TALLY_FLUSH_ROWS", "500000")))
     add("--session-timeout-ms", type=int, default=int(env.get("TALLY_SESSION_TIMEOUT_MS", "30000")))
@@ -121,7 +158,9 @@ def from_args(
         week_start=a.week_start,
         engine=a.table_engine,
         dedup_window=a.dedup_window,
+        dedup_window_seconds=a.dedup_window_seconds,
     )
+    ttl_seconds = tuple((g, int(schema.ttl_days.get(g, 3650)) * 86400) for g in schema.stored)
     return AggregatorSettings(
         bootstrap_servers=a.bootstrap,
         topic=a.topic,
@@ -130,7 +169,7 @@ def from_args(
         security=security,
         clickhouse=clickhouse,
         schema=schema,
-        limits=Limits(max_past_seconds=a.max_event_age_s),
+        limits=Limits(max_past_seconds=a.max_event_age_s, ttl_seconds=ttl_seconds),
         flush_interval_s=a.flush_interval,
         flush_rows=a.flush_rows,
         session_timeout_ms=a.session_timeout_ms,

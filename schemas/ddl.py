@@ -16,7 +16,21 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tally.schemas.granularity import WEEKDAYS, Granularity
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+# AggregatingMergeTree, optionally with empty parentheses, or ReplicatedAggregatingMergeTree
+# with no arguments (server defaults) or a Keeper path and a replica name made of path-safe
+# characters and {macros}: nothing else can reach the DDL.
+_ENGINE = re.compile(
+    r"AggregatingMergeTree(\(\))?"
+    r"|ReplicatedAggregatingMergeTree"
+    r"(\(\)|\('[A-Za-z0-9_/{}.-]{1,200}', ?'[A-Za-z0-9_{}.-]{1,100}'\))?"
+)
+# Parts a flush writes per stored granularity: one per month it touches, normally one, two
+# when its events straddle a month boundary (a backfill flush touching more months takes
+# more). The dedup window, set in flushes, is stored in blocks: flushes x granularities x 2.
+BLOCKS_PER_GRANULARITY_PER_FLUSH = 2
+DEFAULT_DEDUP_WINDOW_FLUSHES = 100_000
+DEFAULT_DEDUP_WINDOW_SECONDS = 7 * 86400
 DERIVED_FROM_DAYS = ("1w", "1mo", "1q", "1y")
 DEFAULT_TTL_DAYS = {"1m": 14, "1h": 400, "1d": 3650}
 TABLE = "rollups"
@@ -26,7 +40,7 @@ EXPAND_VIEW = "rollups_expand"
 
 def identifier(name: str) -> str:
     """``name`` if it is a safe ClickHouse identifier, else ValueError (no SQL from input)."""
-    if not _IDENTIFIER.match(name):
+    if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
         raise ValueError(f"{name!r} is not a valid database or table name")
     return name
 
@@ -41,7 +55,8 @@ class RollupSchema:
     time_zone: str = "UTC"
     week_start: str = "monday"
     engine: str = "AggregatingMergeTree"
-    dedup_window: int = 100_000
+    dedup_window: int = DEFAULT_DEDUP_WINDOW_FLUSHES
+    dedup_window_seconds: int = DEFAULT_DEDUP_WINDOW_SECONDS
 
     def __post_init__(self) -> None:
         identifier(self.database)
@@ -53,10 +68,46 @@ class RollupSchema:
             raise ValueError(f"unknown time zone {self.time_zone!r}") from exc
         if self.week_start not in WEEKDAYS:
             raise ValueError(f"week_start must be one of {WEEKDAYS}")
-        if not re.match(r"^(Replicated)?AggregatingMergeTree(\('[^;]*'\))?$", self.engine):
+        if not isinstance(self.engine, str) or not _ENGINE.fullmatch(self.engine):
             raise ValueError(
                 "engine must be AggregatingMergeTree or ReplicatedAggregatingMergeTree"
+                "('<keeper path>', '<replica>') (letters, digits, _ / { } . - only)"
             )
+        for name in ("dedup_window", "dedup_window_seconds"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 1:
+                raise ValueError(
+                    f"{name} must be a positive integer, not {value!r}: 0 would turn off the"
+                    " insert deduplication that exactly-once replays rely on"
+                )
+
+    @property
+    def replicated(self) -> bool:
+        """True for ReplicatedAggregatingMergeTree."""
+        return self.engine.startswith("Replicated")
+
+    @property
+    def dedup_window_blocks(self) -> int:
+        """The dedup window in blocks (what ClickHouse counts): flushes x granularities x 2."""
+        return self.dedup_window * len(self.stored) * BLOCKS_PER_GRANULARITY_PER_FLUSH
+
+    def dedup_settings(self) -> dict[str, int]:
+        """The table's dedup-window settings (applied at CREATE and by ALTER on every start).
+
+        A replicated table keeps block ids in Keeper for ``replicated_deduplication_window``
+        blocks and ``..._seconds``; a plain one keeps ``non_replicated_deduplication_window``
+        block ids (no time limit).
+        """
+        if self.replicated:
+            return {
+                "replicated_deduplication_window": self.dedup_window_blocks,
+                "replicated_deduplication_window_seconds": int(self.dedup_window_seconds),
+            }
+        return {"non_replicated_deduplication_window": self.dedup_window_blocks}
+
+    def dedup_settings_sql(self) -> str:
+        """``name = value, ...`` for SETTINGS / MODIFY SETTING."""
+        return ", ".join(f"{k} = {int(v)}" for k, v in self.dedup_settings().items())
 
     @property
     def table(self) -> str:
@@ -143,7 +194,7 @@ ORDER BY granularity, key, path, bucket"""
 PARTITION BY (granularity, toYYYYMM(bucket))
 ORDER BY (granularity, key, path, bucket)
 TTL {self.ttl_clause()}
-SETTINGS non_replicated_deduplication_window = {int(self.dedup_window)}""",
+SETTINGS {self.dedup_settings_sql()}""",
             f"""CREATE TABLE IF NOT EXISTS {self.input_table} (
     keys Array(String) COMMENT 'the keys the events fan out to',
     minute DateTime('UTC') COMMENT 'start of the minute the events fall in',

@@ -55,5 +55,5 @@ def test_inserts_are_parameterised_not_built_from_event_content():
 
     from tally.aggregator import sink
 
-    source = inspect.getsource(sink.RollupSink.insert)
+    source = inspect.getsource(sink.RollupSink.insert_piece)
     assert "column_oriented=True" in source and "format(" not in source and 'f"' not in source
