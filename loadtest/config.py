@@ -8,6 +8,7 @@ from pathlib import Path
 from tally.loadtest.pacing import RateProfile
 from tally.loadtest.scenarios import Scenario
 from tally.loadtest.workloads import Cardinality
+from tally.schemas.ddl import identifier
 
 MICRO_TOPIC = "tally.loadtest.micro"
 PROFILES = ("none", "aggregator", "producer", "clickhouse", "catchup")
@@ -68,6 +69,8 @@ class RunConfig:
         if self.profile not in PROFILES:
             raise ValueError(f"profile must be one of {PROFILES}")
         self.rate_profile()  # validates the load shape
+        identifier(self.database)  # both end up in SQL text: only plain identifiers
+        identifier(self.naive_database)
         self.scenario_spec()
 
     @property

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from tally.ingest.flatten import flatten
 from tally.loadtest.workloads import TrackedEvent
+from tally.schemas.ddl import identifier
 from tally.schemas.granularity import Calendar, Granularity
 from tally.schemas.limits import Limits
 
@@ -92,7 +93,7 @@ def fetch_totals(client, database: str = "tally") -> Counter[Slot]:
     """All rollup totals via a sync clickhouse-connect client."""
     result = client.query(
         f"SELECT granularity, key, toUnixTimestamp(bucket), path, sum(value) "
-        f"FROM {database}.rollups GROUP BY granularity, key, bucket, path"
+        f"FROM {identifier(database)}.rollups GROUP BY granularity, key, bucket, path"
     )
     return Counter({(g, k, int(b), p): v for g, k, b, p, v in result.result_rows})
 

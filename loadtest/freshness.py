@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from tally.ingest import ClientSettings, Tracker
 from tally.loadtest.scenarios import PROBE_KEY
 from tally.loadtest.trackers import close_in_background
+from tally.schemas.ddl import identifier
 
 
 @dataclass
@@ -76,7 +77,7 @@ class FreshnessProbe(threading.Thread):
         self.key = key  # one per run: paths of an earlier run must not count as seen
         self.settings = ClientSettings(bootstrap_servers=bootstrap, topic=topic, source="probe")
         self.clickhouse = clickhouse
-        self.database = database
+        self.database = identifier(database)  # formatted into SQL below
         self.interval_s = interval_s
         self.poll_s = poll_s
         self.probes: list[Probe] = []

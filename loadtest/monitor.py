@@ -16,6 +16,7 @@ from tally.loadtest.lag import LagProbe
 from tally.loadtest.pacing import RateProfile
 from tally.loadtest.resources import ResourceSampler
 from tally.loadtest.scenarios import markers_sql
+from tally.schemas.ddl import identifier
 
 
 @dataclass
@@ -33,7 +34,8 @@ class Sample:
 
 def aggregated_events(client, database: str) -> int:
     """Events visible in the minute rollups (sum of the marker paths)."""
-    sql = f"SELECT sum(value) FROM {database}.rollups WHERE granularity = '1m' AND {markers_sql()}"
+    table = f"{identifier(database)}.rollups"
+    sql = f"SELECT sum(value) FROM {table} WHERE granularity = '1m' AND {markers_sql()}"
     return int(client.query(sql).result_rows[0][0] or 0)
 
 

@@ -6,12 +6,16 @@ They read the nested shape every instrumented run is tracked with: ``total.<m>``
 breakdown: ``'jobs'`` or ``'tenants'``. Ranges are ``[start, end)``; ``start``/``end`` (and
 ``current``, where a query compares the last window with the ones before it) should sit on
 bucket boundaries of the granularity. Run them like the queries in ``rollups.queries``:
-``client.query(q.sql("tally", "1h"), parameters={...})``.
+``client.query(q.sql("tally", "1h"), parameters={...})``, or with ``run_job_query``, which
+raises ``MissingPathsError`` naming the paths a query expected when it finds no rows because
+the data lacks them (e.g. ``duration`` tracked as a plain number instead of count/sum/square).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from tally.rollups.queries import Query
 from tally.schemas.ddl import identifier
@@ -28,9 +32,20 @@ _INTERVAL_UNITS = {
 }
 
 
+class MissingPathsError(LookupError):
+    """A job query found no rows because the key has none of the paths it needs."""
+
+
 @dataclass(frozen=True)
 class JobQuery(Query):
-    """A ``Query`` whose template may also use ``{step}``: one bucket as an SQL interval."""
+    """A ``Query`` whose template may also use ``{step}``: one bucket as an SQL interval.
+
+    ``requires``: the measures (``<group>.<item>.<measure>``) without which it returns no rows;
+    ``group``: the breakdown it always reads (else the ``group`` parameter).
+    """
+
+    requires: tuple[str, ...] = ()
+    group: str | None = None
 
     def sql(self, database: str = "tally", granularity: str = "1h") -> str:
         """The SQL for a database and granularity (both validated, never user text)."""
@@ -40,6 +55,17 @@ class JobQuery(Query):
 
 
 _RANGE = "bucket >= {{start:DateTime}} AND bucket < {{end:DateTime}}"
+
+_MEASURES = JobQuery(
+    "measures",
+    "Which measures does a key have under a breakdown in a range? (diagnostic)",
+    f"""SELECT DISTINCT arrayStringConcat(arraySlice(splitByChar('.', path), 3), '.') AS measure
+FROM {{db}}.rollups_{{g}}
+WHERE key = {{{{key:String}}}} AND startsWith(path, {{{{group:String}}}} || '.')
+  AND length(splitByChar('.', path)) >= 3 AND {_RANGE}
+ORDER BY measure
+LIMIT 100""",
+)
 
 
 def _items(group: str = "{{group:String}}") -> str:
@@ -74,6 +100,8 @@ FROM (
         STEP {{step}}
 )
 ORDER BY job, bucket""",
+    requires=("count",),
+    group="jobs",
 )
 
 IDLE_RUNS = JobQuery(
@@ -100,6 +128,7 @@ FROM (
 GROUP BY item
 HAVING idle_buckets > 0
 ORDER BY idle_streak DESC, idle_buckets DESC, item""",
+    requires=("count",),
 )
 
 TENANT_SURGE = JobQuery(
@@ -128,6 +157,8 @@ FROM (
 WHERE current_avg >= {{{{min_resources:Float64}}}}
   AND (baseline_avg = 0 OR current_avg / baseline_avg >= {{{{ratio:Float64}}}})
 ORDER BY baseline_avg = 0 DESC, current_avg / greatest(baseline_avg, 1e-9) DESC, tenant""",
+    requires=("resources",),
+    group="tenants",
 )
 
 FAILURE_SPREAD = JobQuery(
@@ -149,6 +180,7 @@ FROM (
     HAVING runs > 0
 )
 ORDER BY failures DESC, item""",
+    requires=("count",),
 )
 
 DURATION_BY_BUCKET = JobQuery(
@@ -168,6 +200,7 @@ FROM (
     HAVING runs > 0
 )
 ORDER BY item, bucket""",
+    requires=("duration.count", "duration.sum"),
 )
 
 DURATION_TREND = JobQuery(
@@ -196,6 +229,7 @@ FROM (
     HAVING previous_runs > 0 AND current_runs > 0
 )
 ORDER BY growth DESC, item""",
+    requires=("duration.count", "duration.sum"),
 )
 
 QUEUE_LAG = JobQuery(
@@ -219,6 +253,7 @@ FROM (
     HAVING runs > 0
 )
 ORDER BY mean_lag_ms DESC, item""",
+    requires=("queue_lag.count", "queue_lag.sum"),
 )
 
 JOB_QUERIES = {
@@ -233,3 +268,38 @@ JOB_QUERIES = {
         QUEUE_LAG,
     )
 }
+
+
+def run_job_query(
+    client: Any,
+    query: JobQuery,
+    parameters: Mapping[str, Any],
+    database: str = "tally",
+    granularity: str = "1h",
+) -> list[tuple]:
+    """Run ``query`` with a clickhouse-connect client; its rows.
+
+    When there are none and the key lacks a measure the query needs under its breakdown in
+    the range, raise ``MissingPathsError`` saying which paths were expected and which
+    measures the key has, instead of an empty answer that looks like "nothing happened".
+    """
+    rows = client.query(query.sql(database, granularity), parameters=dict(parameters)).result_rows
+    if rows or not query.requires:
+        return rows
+    group = query.group or str(parameters.get("group", ""))
+    probe = {k: parameters[k] for k in ("key", "start", "end") if k in parameters}
+    found = [
+        r[0]
+        for r in client.query(
+            _MEASURES.sql(database, granularity), parameters={**probe, "group": group}
+        ).result_rows
+    ]
+    missing = [m for m in query.requires if m not in found]
+    if missing:
+        expected = ", ".join(f"{group}.<item>.{m}" for m in query.requires)
+        raise MissingPathsError(
+            f"{query.name}: no rows, because key {parameters.get('key')!r} has no"
+            f" {', '.join(missing)} under {group}.* in the range; it reads {expected}"
+            f" (measures found there: {', '.join(found) or 'none'})"
+        )
+    return rows
