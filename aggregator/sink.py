@@ -166,13 +166,15 @@ def classify_error(exc: BaseException) -> ErrorKind:
     type errors, ``Too many partitions for single INSERT block``, constraint and ``throwIf``
     violations). Transient: connection errors and timeouts, HTTP errors without a code (a
     proxy's 502/503), and the codes in ``TRANSIENT_CODES`` (memory, too many parts,
-    throttling, Keeper, auth, missing table).
+    throttling, Keeper, auth, missing table, a pinned setting the profile makes readonly).
     """
     code = error_code(exc)
     if code is not None:
         if code == TOO_MANY_PARTS:
             return "data" if "Too many partitions" in str(exc) else "transient"
         return "transient" if code in TRANSIENT_CODES else "data"
+    if isinstance(exc, ProgrammingError) and "is readonly" in str(exc):
+        return "transient"  # a profile forbids a pinned setting: configuration, not rows
     if isinstance(exc, DataError | ProgrammingError):
         return "data"
     if isinstance(exc, OperationalError | DatabaseError):

@@ -114,6 +114,7 @@ def test_start_warns_when_max_age_exceeds_the_shortest_ttl():
     [
         (DataError("Failed to write column 'minute': 'I' format requires 0 <= number"), "data"),
         (ProgrammingError("Insert data column count does not match column names"), "data"),
+        (ProgrammingError("Setting max_threads is readonly"), "transient"),
         (
             DatabaseError(
                 "Received ClickHouse exception, code: 252, server response: Code: 252. "
