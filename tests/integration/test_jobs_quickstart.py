@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import secrets
-from pathlib import Path
 
 import pytest
 
@@ -23,17 +22,11 @@ pytestmark = pytest.mark.integration
 FRAMEWORKS = ("celery", "rq", "arq", "dramatiq")
 
 
-def test_the_quickstart_covers_every_framework_and_the_doc_lists_the_client_variables():
+def test_the_quickstart_has_every_framework_and_the_shared_blocks():
     for framework in FRAMEWORKS:
         qs = quickstart(framework)
         assert {"pricing.py", "query.py", "enqueue.py"} <= set(qs.files)
-    settings = (Path(__file__).parents[2] / "ingest" / "settings.py").read_text()
-    import re
-
-    read = set(re.findall(r'"(TALLY_\w+)"', settings))
-    doc = (Path(__file__).parents[2] / "docs" / "jobs.md").read_text()
-    documented = set(re.findall(r"^\| `(TALLY_\w+)` \|", doc, re.MULTILINE))
-    assert read and read <= documented  # every variable ClientSettings.from_env() reads
+        assert qs.worker and qs.stack and len(qs.output) == 10
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
