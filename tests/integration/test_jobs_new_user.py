@@ -152,6 +152,16 @@ def check(world: World, truth: dict[str, int], tenants: list[str]) -> None:
     every_tenant = {f"event::job::{t}" for t in CELERY_TENANTS + RQ_TENANTS}
     assert {f"event::job::{t}" for t in tenants} <= keys <= every_tenant | {"event::job::system"}
     assert "event::job::7" not in keys  # the cron's batch number is no tenant
+    # one name per job: the hook's key carries the decorators' names, never the task names
+    names = {
+        row[0]
+        for row in client.query(
+            "SELECT DISTINCT splitByChar('.', path)[2] FROM tally.rollups_1h "
+            "WHERE key = 'event::job' AND startsWith(path, 'jobs.')"
+        ).result_rows
+    }
+    decorated = {"shop__cron_job", "shop__schedule_job", CALCULATE}
+    assert decorated <= names <= decorated | {"shop__audit", "rq_shop__audit"}
     # the documented queries answer the same
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     window = {"start": end - timedelta(hours=3), "end": end}
@@ -162,6 +172,11 @@ def check(world: World, truth: dict[str, int], tenants: list[str]) -> None:
     assert {f"{t}|code|{c}": int(n) for t, c, n, _ in codes if t in tenants} == {
         k: v for k, v in truth.items() if "|code|" in k
     }
+    crons = client.query(
+        JOB_QUERIES["cron_runs"].sql("tally", "1h"),
+        parameters={**window, "key": "event::cron", "expected": 1, "jobs": []},
+    ).result_rows
+    assert {row[0] for row in crons} == {"shop__cron_job"} and sum(r[2] for r in crons) >= 1
     states = client.query(
         JOB_QUERIES["job_states"].sql("tally", "1h"),
         parameters={**window, "key": "event::resource", "group": "tenants"},
