@@ -4,8 +4,14 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# One virtualenv per job framework, holding only that framework's extra (+ the test runner),
+# at the newest versions the registry serves when it is built: see `frameworks` below.
+FRAMEWORKS := celery rq arq dramatiq
+FW_VENVS := .venvs
+FW_STAMPS := $(foreach f,$(FRAMEWORKS),$(FW_VENVS)/$(f)/.installed)
 
-.PHONY: demo test test-fast test-faults lint fmt kafka system-deps bench up down clean
+.PHONY: demo test test-fast test-faults test-frameworks frameworks lint fmt kafka system-deps \
+	bench up down clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -14,6 +20,15 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# uv (pinned in the dev extra) builds each in seconds; the stamp follows pyproject.toml.
+$(FW_VENVS)/%/.installed: pyproject.toml $(STAMP)
+	rm -rf $(FW_VENVS)/$*
+	UV_PYTHON_DOWNLOADS=never $(BIN)/uv venv -q --python $(PY) $(FW_VENVS)/$*
+	$(BIN)/uv pip install -q --python $(FW_VENVS)/$*/bin/python -e '.[$*,testing]'
+	touch $@
+
+frameworks: $(FW_STAMPS)
 
 # Debian packages the local stack needs: Java 17 + Maven (Kafka jars), Redis (job frameworks).
 system-deps:
@@ -34,10 +49,19 @@ demo: $(STAMP) kafka
 	$(BIN)/python -m tally.loadtest.demo
 
 # Two workers, one test file each at a time: the suites mostly wait on real services.
-test: $(STAMP) kafka
+test: $(STAMP) kafka frameworks
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(MAKE) --no-print-directory test-frameworks
+
+# Each framework's hook tests, in the environment that has only that framework installed.
+test-frameworks: frameworks system-deps
+	@set -e; for f in $(FRAMEWORKS); do \
+	  echo "== $$f ($(FW_VENVS)/$$f)"; \
+	  TALLY_FRAMEWORK=$$f $(FW_VENVS)/$$f/bin/python -m pytest -q -p no:cacheprovider \
+	    tests/frameworks/test_$$f.py; \
+	done
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
@@ -63,4 +87,4 @@ down:
 	docker compose down -v
 
 clean:
-	rm -rf $(VENV) .tally build *.egg-info
+	rm -rf $(VENV) $(FW_VENVS) .tally build *.egg-info

@@ -51,7 +51,26 @@ class ClientSettings:
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> ClientSettings:
-        """Settings from ``TALLY_*`` variables (bootstrap, topic, strict, spool dir, security)."""
+        """Settings from the environment (``env``, default ``os.environ``); ``overrides`` win.
+
+        ============================== ================== ==========================
+        variable                       default            field
+        ============================== ================== ==========================
+        ``TALLY_KAFKA_BOOTSTRAP``      ``127.0.0.1:9092`` ``bootstrap_servers``
+        ``TALLY_TOPIC``                ``tally.events``   ``topic``
+        ``TALLY_STRICT``               off                ``strict`` (``1``/``true``/``yes``)
+        ``TALLY_SPOOL_DIR``            unset: no spool    ``spool_dir``
+        ``TALLY_KAFKA_SECURITY_PROTOCOL`` ``PLAINTEXT``   ``security.protocol``
+        ``TALLY_KAFKA_SASL_MECHANISM`` ``PLAIN``          ``security.sasl_mechanism``
+        ``TALLY_KAFKA_SASL_USERNAME``  unset              ``security.sasl_username``
+        ``TALLY_KAFKA_SASL_PASSWORD``  unset              ``security.sasl_password``
+        ``TALLY_KAFKA_SSL_CAFILE``     unset: system CAs  ``security.ssl_cafile``
+        ============================== ================== ==========================
+
+        Every other field keeps its default unless passed in ``overrides``
+        (``ClientSettings.from_env(linger_ms=20)``). docs/jobs.md lists them with the variables
+        the query side reads (``TALLY_CLICKHOUSE_URL``, ``_USER``, ``_PASSWORD``).
+        """
         env = dict(os.environ if env is None else env)
         security = KafkaSecurity(
             protocol=env.get("TALLY_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),

@@ -256,9 +256,90 @@ ORDER BY mean_lag_ms DESC, item""",
     requires=("queue_lag.count", "queue_lag.sum"),
 )
 
+_STATE_COLUMNS = """sumIf(value, measure = 'count') AS runs,
+           sumIf(value, measure = 'state.success') AS success,
+           sumIf(value, measure = 'state.failure') AS failure,
+           sumIf(value, measure = 'state.limited') AS limited,
+           sumIf(value, measure = 'state.skipped') AS skipped,
+           sumIf(value, measure = 'state.retry') AS retry"""
+_STATE_OUTPUT = """runs, success, failure, limited, skipped, retry,
+       runs - success - failure - limited - skipped - retry AS other,
+       round(success / runs, 4) AS success_rate"""
+
+JOB_STATES = JobQuery(
+    "job_states",
+    "How did the runs of each job (or tenant) end? Per item: runs, the runs per state "
+    "(success, failure, limited, skipped, retry; `other` = the job's own states such as "
+    "duplicate or deleted) and success_rate = success / runs.",
+    f"""SELECT item, {_STATE_OUTPUT}
+FROM (
+    SELECT item, {_STATE_COLUMNS}
+    FROM ({_items()})
+    WHERE measure = 'count' OR startsWith(measure, 'state.')
+    GROUP BY item
+    HAVING runs > 0
+)
+ORDER BY item""",
+)
+
+STATE_TIMELINE = JobQuery(
+    "state_timeline",
+    "How did all runs of a key end, per bucket? Overall for a global key (event::resource), "
+    "one tenant's for a tenant key (event::resource::acme): runs, runs per state, `other` "
+    "and success_rate (buckets without runs are left out).",
+    f"""SELECT bucket, {_STATE_OUTPUT}
+FROM (
+    SELECT bucket, {_STATE_COLUMNS}
+    FROM (
+        SELECT bucket, substring(path, 7) AS measure, value
+        FROM {{db}}.rollups_{{g}}
+        WHERE key = {{{{key:String}}}} AND startsWith(path, 'total.') AND {_RANGE}
+    )
+    WHERE measure = 'count' OR startsWith(measure, 'state.')
+    GROUP BY bucket
+    HAVING runs > 0
+)
+ORDER BY bucket""",
+)
+
+LIMITED_RUNS = JobQuery(
+    "limited_runs",
+    "How often was a job (or tenant) stopped by a busy lock or limiter? Per item and bucket "
+    "with runs: runs, limited runs and limited_rate = limited / runs.",
+    f"""SELECT item, bucket, runs, limited, round(limited / runs, 4) AS limited_rate
+FROM (
+    SELECT item, bucket, sumIf(value, measure = 'count') AS runs,
+           sumIf(value, measure = 'state.limited') AS limited
+    FROM ({_items()})
+    WHERE measure IN ('count', 'state.limited')
+    GROUP BY item, bucket
+    HAVING runs > 0
+)
+ORDER BY item, bucket""",
+)
+
+RESULT_CODES = JobQuery(
+    "result_codes",
+    "Which result codes did each tenant (or job) get? Per item and code: runs with that "
+    "code and its share of the item's runs that reported a code.",
+    f"""SELECT item, code, runs, round(runs / sum(runs) OVER (PARTITION BY item), 4) AS share
+FROM (
+    SELECT item, substring(measure, 7) AS code, sum(value) AS runs
+    FROM ({_items()})
+    WHERE startsWith(measure, 'codes.')
+    GROUP BY item, code
+    HAVING runs > 0
+)
+ORDER BY item, runs DESC, code""",
+)
+
 JOB_QUERIES = {
     q.name: q
     for q in (
+        JOB_STATES,
+        STATE_TIMELINE,
+        LIMITED_RUNS,
+        RESULT_CODES,
         CRON_RUNS,
         IDLE_RUNS,
         TENANT_SURGE,

@@ -3,15 +3,45 @@
 Each query reads a ``rollups_<granularity>`` view (already summed, buckets in the configured
 zone) and takes ClickHouse query parameters (``{key:String}`` ...), so no value is ever pasted
 into SQL. Run them with any client: ``client.query(q.sql(), parameters={...})`` in
-clickhouse-connect, or ``curl --data-urlencode param_key=...`` over HTTP.
+clickhouse-connect, or ``curl --data-urlencode param_key=...`` over HTTP. Every parameter a
+query uses must be passed: ``q.parameters()`` lists them, ``PARAMETERS`` says what each means.
+
+On job-instrumentation data (``tally.ingest.jobs``) every path sits under ``total.``,
+``jobs.<job>.`` or ``tenants.<tenant>.``: ``timeline`` works with ``path = 'total.count'``,
+``breakdown`` with ``prefix = 'total.codes.'``, ``mean_stddev`` with ``measure =
+'total.duration'``; ``success_rate`` does not (it reads top-level ``success``/``count``), and
+``rollups.job_queries`` has the queries made for that shape.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from tally.schemas.ddl import identifier
 from tally.schemas.granularity import Granularity
+
+# Every query parameter used by this module and ``rollups.job_queries``, with its meaning.
+PARAMETERS: dict[str, str] = {
+    "key": "the rollup key, e.g. `event::resource` (all tenants) or `event::resource::acme`",
+    "start": "first bucket of the range, inclusive (a datetime on a bucket boundary)",
+    "end": "end of the range, exclusive (a datetime on a bucket boundary)",
+    "current": "start of the current window inside [start, end): [start, current) is the "
+    "baseline, [current, end) the window compared with it",
+    "path": "one dotted path, e.g. `total.count` or `jobs.billing__sync_invoice_job.count`",
+    "prefix": "the path prefix to break down, with its trailing dot, e.g. `total.codes.` or "
+    "`tenants.`",
+    "suffix": "what each broken-down path ends with: `''` for leaves such as codes, "
+    "`.count` for `tenants.<tenant>.count`",
+    "measure": "a measure sent as count/sum/square, without the suffix, e.g. "
+    "`total.duration` or `jobs.<job>.price`",
+    "group": "`'jobs'` (one row per job) or `'tenants'` (one row per tenant)",
+    "expected": "runs expected per bucket (UInt32)",
+    "jobs": "job names to report even if they never ran (Array(String); may be empty)",
+    "ratio": "minimum current/baseline ratio to report (Float64)",
+    "min_resources": "minimum current resources per bucket to report (Float64)",
+}
+_PARAM = re.compile(r"\{(\w+):([^{}]+)\}")
 
 
 @dataclass(frozen=True)
@@ -26,6 +56,16 @@ class Query:
         """The SQL for a database and granularity (both validated, never user text)."""
         Granularity.parse(granularity)
         return self.template.format(db=identifier(database), g=granularity)
+
+    def parameters(self) -> dict[str, str]:
+        """The query's parameters and their ClickHouse types, in order of first use.
+
+        Pass every one of them in ``parameters={...}``; ``PARAMETERS`` says what each means.
+        """
+        found: dict[str, str] = {}
+        for name, kind in _PARAM.findall(self.sql()):
+            found.setdefault(name, kind)
+        return found
 
 
 _RANGE = "bucket >= {{start:DateTime}} AND bucket < {{end:DateTime}}"
@@ -42,7 +82,10 @@ ORDER BY bucket""",
 
 SUCCESS_RATE = Query(
     "success_rate",
-    "What share of the jobs of a key succeeded, per bucket?",
+    "What share of the events of a key succeeded, per bucket? Reads the top-level paths "
+    "`success` and `count` (the shape of the client example); job instrumentation data has "
+    "`total.state.success` and `total.count` instead: use `job_states` or `state_timeline` "
+    "from `rollups.job_queries` for it.",
     f"""SELECT bucket,
        sumIf(value, path = 'success') AS success,
        sumIf(value, path = 'count') AS count,

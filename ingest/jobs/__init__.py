@@ -8,15 +8,17 @@
     with jobs.run("billing.sync_invoice", tenant_id) as run:
         run.add_resources(3)
 
-Framework hooks (imported lazily, so the client never needs the frameworks):
+Framework hooks (imported lazily, so the client never needs the frameworks; each needs its
+extra, e.g. ``pip install 'tally-pipeline[celery]'``):
 ``instrument_celery(app, tracker)``, ``instrumented_rq_worker(queues, tracker, connection=r)``,
 ``instrument_arq(WorkerSettings, tracker)``, ``broker.add_middleware(TallyMiddleware(tracker))``.
+They are listed in ``__all__`` and ``dir()`` like the eager names.
 """
 
 from __future__ import annotations
 
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tally.ingest.jobs.names import SYSTEM, callable_name, job_name, tenant_key
 from tally.ingest.jobs.patterns import JobFlow, enqueue_each, enqueue_for_tenant, report_result
@@ -32,7 +34,20 @@ from tally.ingest.jobs.run import (
     job_values,
     lag_bucket,
 )
-from tally.ingest.jobs.tracking import JobTracker, Trackable, active_run, current_run
+from tally.ingest.jobs.tracking import (
+    HookTenant,
+    JobTracker,
+    Trackable,
+    active_run,
+    current_run,
+    tracked_entry,
+)
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time they load on first use
+    from tally.ingest.jobs.arq import instrument_arq
+    from tally.ingest.jobs.celery import CeleryHooks, instrument_celery
+    from tally.ingest.jobs.dramatiq import TallyMiddleware
+    from tally.ingest.jobs.rq import instrumented_rq_worker, rq_job_class, rq_worker_class
 
 _LAZY = {
     "instrument_celery": "tally.ingest.jobs.celery",
@@ -53,6 +68,11 @@ def __getattr__(name: str) -> Any:
     return getattr(import_module(module), name)
 
 
+def __dir__() -> list[str]:
+    """The eager names and the lazily imported framework hooks."""
+    return sorted(set(globals()) | set(_LAZY))
+
+
 __all__ = [
     "FAILURE",
     "LAG_BUCKETS",
@@ -62,6 +82,7 @@ __all__ = [
     "SUCCESS",
     "SYSTEM",
     "CeleryHooks",
+    "HookTenant",
     "JobFlow",
     "JobTracker",
     "Run",
@@ -83,4 +104,5 @@ __all__ = [
     "rq_job_class",
     "rq_worker_class",
     "tenant_key",
+    "tracked_entry",
 ]

@@ -18,7 +18,14 @@ from typing import Any
 from arq.cron import CronJob
 from arq.worker import Retry, func
 
-from tally.ingest.jobs.tracking import ACTIVE_RUN, ExceptionTypes, JobTracker, TenantOf, Trackable
+from tally.ingest.jobs.tracking import (
+    ACTIVE_RUN,
+    ExceptionTypes,
+    HookTenant,
+    JobTracker,
+    Trackable,
+    tracked_entry,
+)
 
 Coroutine = Callable[..., Awaitable[Any]]
 
@@ -28,13 +35,14 @@ def instrument_arq(
     tracker: Trackable,
     *,
     key: str = "event::job",
-    tenant: TenantOf | None = None,
+    tenant: HookTenant = None,
     limited: ExceptionTypes = (),
     skipped: ExceptionTypes = (),
 ) -> Any:
     """A copy of ``settings`` (class or dict) with every function and cron job tracked.
 
-    ``tenant`` is called with each job's arguments (without ``ctx``).
+    ``tenant`` is called with each job's arguments (without ``ctx``), or maps function names
+    to such callables; None means tenant ``system``.
     """
     jobs = JobTracker(tracker, key, limited=limited, skipped=skipped, retry=(Retry,))
     source = settings if isinstance(settings, dict) else vars(settings)
@@ -53,19 +61,21 @@ def instrument_arq(
 
 
 def wrap_coroutine(
-    jobs: JobTracker, coroutine: Coroutine, name: str, tenant: TenantOf | None = None
+    jobs: JobTracker, coroutine: Coroutine, name: str, tenant: HookTenant = None
 ) -> Coroutine:
     """``coroutine(ctx, *args, **kwargs)`` measured as one run of job ``name``."""
     job = jobs.name(name)
+    entry = tracked_entry(coroutine)
 
     @functools.wraps(coroutine)
     async def tracked(ctx: dict, *args: Any, **kwargs: Any) -> Any:
         run = jobs.start(
             job,
-            jobs.tenant_of(tenant, args, kwargs) if tenant else None,
+            jobs.hook_tenant(tenant, name, args, kwargs, entry),
             due_at=_due_at(ctx),
             attempt=ctx.get("job_try") if isinstance(ctx, dict) else None,
         )
+        run.entry = entry
         token = ACTIVE_RUN.set(run)
         try:
             result = await coroutine(ctx, *args, **kwargs)
@@ -80,7 +90,7 @@ def wrap_coroutine(
     return tracked
 
 
-def _wrap_function(jobs: JobTracker, function: Any, tenant: TenantOf | None) -> Any:
+def _wrap_function(jobs: JobTracker, function: Any, tenant: HookTenant) -> Any:
     wrapped = wrap_coroutine(jobs, function.coroutine, function.name, tenant)
     return dataclasses.replace(function, coroutine=wrapped)
 

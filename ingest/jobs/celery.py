@@ -11,6 +11,9 @@
 - ``worker_process_shutdown`` flushes the tracker (prefork children exit without atexit).
 
 Duration is task_prerun -> task_postrun, so it includes storing the result.
+
+A task whose function is decorated by a ``JobTracker`` (``@flow.resource`` under
+``@app.task``) is still one run: the decorator adopts this hook's run (see ``decorators``).
 """
 
 from __future__ import annotations
@@ -30,9 +33,10 @@ from tally.ingest.jobs.run import FAILURE, SKIPPED, Run
 from tally.ingest.jobs.tracking import (
     ACTIVE_RUN,
     ExceptionTypes,
+    HookTenant,
     JobTracker,
-    TenantOf,
     Trackable,
+    tracked_entry,
 )
 
 HEADER = "tally_enqueued_at"
@@ -52,7 +56,7 @@ class CeleryHooks:
 
     app: Any
     jobs: JobTracker
-    tenant: TenantOf | None = None
+    tenant: HookTenant = None
     _active: dict[str, _Active] = field(default_factory=dict, repr=False)
 
     def connect(self) -> CeleryHooks:
@@ -91,15 +95,18 @@ class CeleryHooks:
         jobs = self.jobs
         try:
             request = task.request
+            entry = tracked_entry(getattr(task, "run", None))
             tenant = None
             if self.tenant is not None:
-                tenant = jobs.tenant_of(self.tenant, tuple(args or ()), dict(kwargs or {}))
+                args, kwargs = tuple(args or ()), dict(kwargs or {})
+                tenant = jobs.hook_tenant(self.tenant, task.name, args, kwargs, entry)
             run = jobs.start(
                 jobs.name(task.name),
                 tenant,
                 due_at=_due_at(request),
                 attempt=int(request.retries or 0) + 1,
             )
+            run.entry = entry
             self._active[task_id] = _Active(run, ACTIVE_RUN.set(run))
         except Exception as exc:
             jobs.failed("celery prerun", exc)
@@ -148,14 +155,16 @@ def instrument_celery(
     tracker: Trackable,
     *,
     key: str = "event::job",
-    tenant: TenantOf | None = None,
+    tenant: HookTenant = None,
     limited: ExceptionTypes = (),
     skipped: ExceptionTypes = (Ignore,),
 ) -> CeleryHooks:
     """Track every task of ``app`` under ``key`` (and ``key::<tenant>``); one line of setup.
 
-    ``tenant`` is called with the task's arguments; ``limited`` names exception types (raised
-    or retried on) that mean a lock or limiter was busy.
+    ``tenant`` is called with the task's arguments, or maps task names to such callables
+    (or constants); None, or a task missing from the mapping, means tenant ``system``.
+    ``limited`` names exception types (raised or retried on) that mean a lock or limiter
+    was busy.
     """
     jobs = JobTracker(tracker, key, limited=limited, skipped=skipped, retry=(Retry,))
     return CeleryHooks(app, jobs, tenant).connect()

@@ -1,4 +1,10 @@
-"""The decorator and the context manager that measure a job as one run."""
+"""The decorator and the context manager that measure a job as one run.
+
+Inside a framework hook's run of the same task (``Run.entry`` is this wrapper) the decorator
+starts no run of its own: it adopts the hook's run (``JobTracker.adopt``), so the task is
+tracked once, with the decorator's name, tenant and keys plus the hook's lag and attempt, and
+the hook finishes it.
+"""
 
 from __future__ import annotations
 
@@ -34,6 +40,8 @@ class JobDecorator:
             self._async(func, job) if inspect.iscoroutinefunction(func) else self._sync(func, job)
         )
         wrapper.tally_job = job  # type: ignore[attr-defined]
+        # the decorator decides the tenant: a hook need not ask its own tenant function
+        wrapper.tally_tenant = self.tenant is not None or not self.jobs.tenant_keys  # type: ignore[attr-defined]
         return wrapper
 
     def _sync(self, func: Callable, job: str) -> Callable:
@@ -41,8 +49,14 @@ class JobDecorator:
         dynamic = callable(tenant)
         start, finish, tenant_of, active = jobs.start, jobs.finish, jobs.tenant_of, ACTIVE_RUN
 
+        adopt = jobs.adopt
+
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            outer = active.get()
+            if outer is not None and outer.entry is wrapper:  # the hook's run of this task
+                adopt(outer, job, tenant, args, kwargs)
+                return func(*args, run=outer, **kwargs) if pass_run else func(*args, **kwargs)
             run = start(job, tenant_of(tenant, args, kwargs) if dynamic else tenant)
             token = active.set(run)
             try:
@@ -62,8 +76,16 @@ class JobDecorator:
         dynamic = callable(tenant)
         start, finish, tenant_of, active = jobs.start, jobs.finish, jobs.tenant_of, ACTIVE_RUN
 
+        adopt = jobs.adopt
+
         @functools.wraps(func)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            outer = active.get()
+            if outer is not None and outer.entry is wrapper:  # the hook's run of this task
+                adopt(outer, job, tenant, args, kwargs)
+                if pass_run:
+                    return await func(*args, run=outer, **kwargs)
+                return await func(*args, **kwargs)
             run = start(job, tenant_of(tenant, args, kwargs) if dynamic else tenant)
             token = active.set(run)
             try:

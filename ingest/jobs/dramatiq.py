@@ -20,7 +20,14 @@ from dramatiq import Middleware
 from dramatiq.errors import RateLimitExceeded, Retry
 
 from tally.ingest.jobs.run import SKIPPED, Run
-from tally.ingest.jobs.tracking import ACTIVE_RUN, ExceptionTypes, JobTracker, TenantOf, Trackable
+from tally.ingest.jobs.tracking import (
+    ACTIVE_RUN,
+    ExceptionTypes,
+    HookTenant,
+    JobTracker,
+    Trackable,
+    tracked_entry,
+)
 
 
 class TallyMiddleware(Middleware):
@@ -31,7 +38,7 @@ class TallyMiddleware(Middleware):
         tracker: Trackable,
         *,
         key: str = "event::job",
-        tenant: TenantOf | None = None,
+        tenant: HookTenant = None,
         limited: ExceptionTypes = (RateLimitExceeded,),
         skipped: ExceptionTypes = (),
     ) -> None:
@@ -42,7 +49,10 @@ class TallyMiddleware(Middleware):
     def before_process_message(self, broker: Any, message: Any) -> None:
         """Start the message's run."""
         try:
-            run = self._start(message)
+            entry = None
+            with contextlib.suppress(Exception):  # an unknown actor: dramatiq fails it
+                entry = tracked_entry(broker.get_actor(message.actor_name).fn)
+            run = self._start(message, entry)
             self._active[message.message_id] = (run, ACTIVE_RUN.set(run))
         except Exception as exc:
             self.jobs.failed("dramatiq before", exc)
@@ -73,20 +83,23 @@ class TallyMiddleware(Middleware):
         run.state = SKIPPED
         self.jobs.finish(run)
 
-    def _start(self, message: Any) -> Run:
+    def _start(self, message: Any, entry: object = None) -> Run:
         options = message.options
         jobs = self.jobs
         tenant = None
         if self.tenant is not None:
-            tenant = jobs.tenant_of(self.tenant, tuple(message.args), dict(message.kwargs))
+            args, kwargs = tuple(message.args), dict(message.kwargs)
+            tenant = jobs.hook_tenant(self.tenant, message.actor_name, args, kwargs, entry)
         stamps = [message.message_timestamp, options.get("requeue_timestamp"), options.get("eta")]
         due = max((s for s in stamps if isinstance(s, int | float)), default=None)
-        return jobs.start(
+        run = jobs.start(
             jobs.name(message.actor_name),
             tenant,
             due_at=due / 1000 if due is not None else None,
             attempt=int(options.get("retries") or 0) + 1,
         )
+        run.entry = entry
+        return run
 
     def _pop(self, message: Any) -> Run | None:
         entry = self._active.pop(message.message_id, None)

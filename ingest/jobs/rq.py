@@ -24,14 +24,19 @@ from rq.job import Job, Retry
 from rq.worker import BaseWorker, SimpleWorker
 
 from tally.ingest.jobs.run import RETRY, Run
-from tally.ingest.jobs.tracking import ACTIVE_RUN, ExceptionTypes, JobTracker, TenantOf, Trackable
+from tally.ingest.jobs.tracking import (
+    ACTIVE_RUN,
+    ExceptionTypes,
+    HookTenant,
+    JobTracker,
+    Trackable,
+    tracked_entry,
+)
 
 FAILURES = "tally_failures"
 
 
-def rq_job_class(
-    jobs: JobTracker, tenant: TenantOf | None = None, base: type[Job] = Job
-) -> type[Job]:
+def rq_job_class(jobs: JobTracker, tenant: HookTenant = None, base: type[Job] = Job) -> type[Job]:
     """A ``Job`` subclass of ``base`` whose ``perform()`` is one tracked run."""
 
     def start(job: Job) -> Run:
@@ -39,17 +44,20 @@ def rq_job_class(
             args, kwargs = tuple(job.args), dict(job.kwargs)
             name, enqueued = job.func_name, job.enqueued_at
             retries = (job.number_of_retries or 0) + int(job.meta.get(FAILURES, 0))
+            entry = tracked_entry(job.func)
         except Exception as exc:  # an undeserialisable job: RQ will fail it, we still count it
             jobs.failed("rq job", exc)
-            args, kwargs, name, enqueued, retries = (), {}, None, None, 0
+            args, kwargs, name, enqueued, retries, entry = (), {}, None, None, 0, None
         if enqueued is not None and enqueued.tzinfo is None:
             enqueued = enqueued.replace(tzinfo=UTC)
-        return jobs.start(
+        run = jobs.start(
             jobs.name(name or "job"),
-            jobs.tenant_of(tenant, args, kwargs) if tenant else None,
+            jobs.hook_tenant(tenant, name or "job", args, kwargs, entry),
             due_at=enqueued.timestamp() if enqueued else None,
             attempt=retries + 1,
         )
+        run.entry = entry
+        return run
 
     def count_failure(job: Job) -> None:
         # RQ counts exception retries only as ``retries_left``; keep the attempt in ``meta``,
@@ -82,7 +90,7 @@ def rq_job_class(
 
 def rq_worker_class(
     jobs: JobTracker,
-    tenant: TenantOf | None = None,
+    tenant: HookTenant = None,
     base: type[BaseWorker] = SimpleWorker,
     flush_timeout: float = 10.0,
 ) -> type[BaseWorker]:
@@ -107,7 +115,7 @@ def instrumented_rq_worker(
     tracker: Trackable,
     *,
     key: str = "event::job",
-    tenant: TenantOf | None = None,
+    tenant: HookTenant = None,
     limited: ExceptionTypes = (),
     skipped: ExceptionTypes = (),
     worker_class: type[BaseWorker] = SimpleWorker,
@@ -115,8 +123,9 @@ def instrumented_rq_worker(
 ) -> BaseWorker:
     """An RQ worker (``SimpleWorker`` unless told) whose jobs are tracked under ``key``.
 
-    ``tenant`` is called with each job's arguments; the other keyword arguments go to the
-    worker (``connection=...`` at least).
+    ``tenant`` is called with each job's arguments, or maps function names (``job.func_name``,
+    e.g. ``app.tasks.calculate``) to such callables; None means tenant ``system``. The other
+    keyword arguments go to the worker (``connection=...`` at least).
     """
     jobs = JobTracker(tracker, key, limited=limited, skipped=skipped)
     worker_class = rq_worker_class(jobs, tenant, worker_class)

@@ -65,6 +65,12 @@ class Run:
     measures: dict[str, dict[str, int | float]] | None = None
     duration_ms: int = 0
     started_ns: int = field(default=0, repr=False)
+    # Set by a framework hook: the tally-decorated task function whose decorator adopts this
+    # run instead of starting its own (cleared once adopted).
+    entry: object = field(default=None, repr=False)
+    # The decorator's ``JobTracker`` that adopted this run: its key and exception types join
+    # the hook's, so one event carries the decorator's name, state, resources and keys.
+    owner: object = field(default=None, repr=False)
 
     def add_resources(self, n: int = 1) -> None:
         """Count ``n`` more resources touched or enqueued by this run."""

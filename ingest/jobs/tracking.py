@@ -40,6 +40,9 @@ _LIMITS = Limits()
 
 ExceptionTypes = tuple[type[BaseException], ...]
 TenantOf = Callable[..., object]
+# A hook's ``tenant``: one callable (or constant) for every task, or a mapping from task name
+# to a callable (or constant) per task; tasks missing from the mapping belong to no tenant.
+HookTenant = TenantOf | Mapping[str, object] | None
 
 
 @runtime_checkable
@@ -68,6 +71,22 @@ def current_run() -> Run:
 def active_run() -> Run | None:
     """The run executing in this context, or None."""
     return ACTIVE_RUN.get()
+
+
+def tracked_entry(func: object) -> Callable | None:
+    """The tally-decorated function ``func`` is, or wraps (``__wrapped__``), or None.
+
+    Hooks put it on their run (``Run.entry``) so that the task's own decorator adopts the
+    hook's run instead of tracking a second one.
+    """
+    func = getattr(func, "__func__", func)  # a bound method (Celery ``bind=True``)
+    for _ in range(16):
+        if func is None:
+            return None
+        if getattr(func, "tally_job", None) is not None:
+            return func  # type: ignore[return-value]
+        func = getattr(func, "__wrapped__", None)
+    return None
 
 
 @dataclass(eq=False)
@@ -178,14 +197,20 @@ class JobTracker:
         """Set ``run.state`` (and ``run.error``) for a run that ended with ``error``.
 
         ``cause`` is the underlying exception when ``error`` is a framework's retry signal
-        (e.g. Celery's ``Retry``): a retry caused by a ``limited`` type is ``limited``.
+        (e.g. Celery's ``Retry``): a retry caused by a ``limited`` type is ``limited``. The
+        exception types of a decorator that adopted the run count as well as this tracker's.
         """
         reason = error if cause is None else cause
-        if isinstance(reason, self.limited) or isinstance(error, self.limited):
+        limited, skipped, retry = self.limited, self.skipped, self.retry
+        owner = run.owner
+        if isinstance(owner, JobTracker) and owner is not self:
+            limited, skipped = limited + owner.limited, skipped + owner.skipped
+            retry = retry + owner.retry
+        if isinstance(reason, limited) or isinstance(error, limited):
             run.state = LIMITED
-        elif isinstance(reason, self.skipped) or isinstance(error, self.skipped):
+        elif isinstance(reason, skipped) or isinstance(error, skipped):
             run.state = SKIPPED
-        elif isinstance(error, self.retry):
+        elif isinstance(error, retry):
             run.state = RETRY
             run.error = type(reason).__name__
         else:
@@ -196,6 +221,11 @@ class JobTracker:
         """Track ``run`` (already finished) as one event; never raises."""
         try:
             tenant, keys = self._tenant_keys(run.tenant)
+            owner = run.owner
+            if isinstance(owner, JobTracker) and owner is not self:
+                # one event, fanned out to the adopting decorator's keys and this hook's keys
+                _, owned = owner._tenant_keys(run.tenant)
+                keys = owned + tuple(k for k in keys if k not in owned)
             values = job_values(run)
             track_flat = getattr(self.tracker, "track_flat", None)
             if track_flat is None:
@@ -257,6 +287,44 @@ class JobTracker:
         except Exception as exc:
             self.failed("tenant", exc)
             return None
+
+    def hook_tenant(
+        self, tenant: HookTenant, task: str, args: tuple, kwargs: Mapping, entry: object = None
+    ) -> object:
+        """A hook's tenant for one run of ``task`` (the framework's task name).
+
+        ``tenant`` is a callable or constant for every task, or a mapping from task name (as
+        the framework names it, or sanitised like the job name) to a callable or constant;
+        a task missing from the mapping has no tenant. None when the task's own decorator
+        (``entry``) decides the tenant, so the hook's callable is not asked.
+        """
+        if tenant is None or getattr(entry, "tally_tenant", False):
+            return None
+        if isinstance(tenant, Mapping):
+            spec = tenant.get(task)
+            if spec is None:
+                spec = tenant.get(self.name(task))
+            if spec is None:
+                return None
+            tenant = spec
+        return self.tenant_of(tenant, args, kwargs)
+
+    def adopt(
+        self, run: Run, job: str, tenant: object | TenantOf, args: tuple, kwargs: Mapping
+    ) -> None:
+        """Make a hook's ``run`` this decorator's run: its name, its tenant, its keys.
+
+        The tenant is the decorator's when it names one; a tracker without tenant keys (a
+        cron) files its runs under ``system``; otherwise the hook's tenant stays.
+        """
+        run.entry = None
+        run.owner = self
+        run.job = job
+        if tenant is not None:
+            found = self.tenant_of(tenant, args, kwargs)
+            run.tenant = SYSTEM if found is None else found
+        elif not self.tenant_keys:
+            run.tenant = SYSTEM
 
     def failed(self, where: str, exc: BaseException) -> None:
         """Count an instrumentation problem and log it (rate limited); never raises."""

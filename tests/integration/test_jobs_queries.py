@@ -131,6 +131,25 @@ def replay_flows(replay: Replay, base: int) -> int:
         call(start + 180, commodity_schedule, "system", hour >= 2)  # fails from hour 2
         call(start + 240, sync_invoice, "acme", "OK")
     call(base + 300, locked_schedule)
+
+    @flow.resource(name="commodity.CalculateJob", tenant=lambda t, outcome: t)
+    def calculate(tenant: str, outcome: str) -> None:
+        if outcome == "skip":
+            return current_run().skip()
+        if outcome == "locked":
+            raise LockBusy
+        if outcome == "fail":
+            raise ConnectionError("source down")
+        if outcome == "duplicate":
+            return report_result("duplicate", code="ALREADY_PRICED")
+        report_result(code=outcome)
+
+    outcomes = ["PRICED", "PRICED", "OUT_OF_STOCK", "skip"]
+    for i, outcome in enumerate(outcomes):
+        call(base + 400 + i, calculate, "r1", outcome)
+    for i, outcome in enumerate(["fail", "locked", "duplicate", "PRICED"]):
+        call(base + 410 + i, calculate, "r2", outcome)
+    call(base + 2 * HOUR + 400, calculate, "r2", "locked")
     # fixed durations for the trend: 100 ms for three hours, then 300 ms; 1 resource per run
     jobs = flow.schedule
     for hour, duration in enumerate((100, 100, 100, 300)):
@@ -267,3 +286,77 @@ def test_resource_codes_arrive_per_tenant(loaded):
         ("event::resource::acme", "tenants.acme.codes.OK", 4.0),
         ("event::resource::acme", "total.codes.OK", 4.0),
     ]
+
+
+CALCULATE = "commodity__calculate_job"
+SYNC = "billing__sync_invoice_job"
+
+
+def test_job_states_per_tenant_and_per_job(loaded):
+    by_tenant = loaded.query("job_states", key="event::resource", group="tenants")
+    # item, runs, success, failure, limited, skipped, retry, other, success_rate
+    assert by_tenant == [
+        ("acme", 4, 4, 0, 0, 0, 0, 0, 1.0),
+        ("r1", 4, 3, 0, 0, 1, 0, 0, 0.75),
+        ("r2", 5, 1, 1, 2, 0, 0, 1, 0.2),  # other: the job's own state "duplicate"
+    ]
+    by_job = loaded.query("job_states", key="event::resource", group="jobs")
+    assert by_job == [
+        (SYNC, 4, 4, 0, 0, 0, 0, 0, 1.0),
+        (CALCULATE, 9, 4, 1, 2, 1, 0, 1, 0.4444),
+    ]
+
+
+def test_state_timeline_overall_and_for_one_tenant(loaded):
+    overall = loaded.query("state_timeline", key="event::resource")
+    # bucket, runs, success, failure, limited, skipped, retry, other, success_rate
+    assert [r[1:] for r in overall] == [
+        (9, 5, 1, 1, 1, 0, 1, 0.5556),
+        (1, 1, 0, 0, 0, 0, 0, 1.0),
+        (2, 1, 0, 1, 0, 0, 0, 0.5),
+        (1, 1, 0, 0, 0, 0, 0, 1.0),
+    ]
+    r2 = loaded.query("state_timeline", key="event::resource::r2")
+    assert [int(r[0].replace(tzinfo=UTC).timestamp()) for r in r2] == [
+        loaded.base,
+        loaded.base + 2 * HOUR,
+    ]
+    assert [r[1:] for r in r2] == [(4, 1, 1, 1, 0, 0, 1, 0.25), (1, 0, 0, 1, 0, 0, 0, 0.0)]
+
+
+def test_limited_runs_per_tenant_and_bucket(loaded):
+    rows = loaded.query("limited_runs", key="event::resource", group="tenants")
+    limited = [(r[0], r[2], r[3], r[4]) for r in rows if r[3] > 0]
+    assert limited == [("r2", 4, 1, 0.25), ("r2", 1, 1, 1.0)]
+    assert sum(r[2] for r in rows) == 13  # every run, in buckets with runs
+
+
+def test_result_codes_per_tenant(loaded):
+    rows = loaded.query("result_codes", key="event::resource", group="tenants")
+    assert rows == [
+        ("acme", "OK", 4, 1.0),
+        ("r1", "PRICED", 2, 0.6667),
+        ("r1", "OUT_OF_STOCK", 1, 0.3333),
+        ("r2", "ALREADY_PRICED", 1, 0.5),
+        ("r2", "PRICED", 1, 0.5),
+    ]
+
+
+def test_the_general_queries_on_job_data_with_their_job_paths(loaded):
+    """What docs/jobs.md says about rollups.queries on job data holds."""
+    from tally.rollups.queries import QUERIES
+
+    client = loaded.stack.clickhouse_client()
+    params = {
+        "start": datetime.fromtimestamp(loaded.base, UTC),
+        "end": datetime.fromtimestamp(loaded.base + 4 * HOUR, UTC),
+    }
+    codes = client.query(
+        QUERIES["breakdown"].sql("tally", "1h"),
+        parameters={**params, "key": "event::resource::r1", "prefix": "total.codes.", "suffix": ""},
+    ).result_rows
+    assert codes == [("PRICED", 2.0), ("OUT_OF_STOCK", 1.0)]
+    rate = client.query(
+        QUERIES["success_rate"].sql("tally", "1h"), parameters={**params, "key": "event::resource"}
+    ).result_rows
+    assert rate == []  # it reads top-level success/count, which job data does not have

@@ -1,111 +1,129 @@
-"""Framework hook pieces that need no broker: lazy imports, settings copies, lag sources."""
+"""Hook pieces that need no framework: lazy exports, one run per task, tenants per task.
+
+Each framework's own hook tests run in that framework's virtualenv (tests/frameworks/).
+"""
 
 from __future__ import annotations
 
 import subprocess
 import sys
-import time
-from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 
+from tally.ingest.jobs import JobFlow, JobTracker, current_run, tracked_entry
 from tally.ingest.jobs.testing import RecordingTracker
+from tally.ingest.jobs.tracking import ACTIVE_RUN
+
+HOOKS = ("instrument_celery", "instrumented_rq_worker", "instrument_arq", "TallyMiddleware")
 
 
 def test_the_client_and_job_core_do_not_import_any_framework():
     code = (
         "import sys, tally.ingest, tally.ingest.jobs as j; "
-        "j.JobTracker; j.JobFlow; "
+        "j.JobTracker; j.JobFlow; dir(j); "
         "print(sorted(m for m in ('celery', 'rq', 'arq', 'dramatiq', 'redis') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
-def test_framework_hooks_are_reachable_from_the_package():
+def test_dir_and_all_list_the_lazily_imported_hooks():
     import tally.ingest.jobs as jobs
 
-    assert callable(jobs.instrument_celery) and callable(jobs.instrument_arq)
-    assert callable(jobs.instrumented_rq_worker) and isinstance(jobs.TallyMiddleware, type)
+    for name in HOOKS:
+        assert name in dir(jobs) and name in jobs.__all__
+    assert set(jobs.__all__) <= set(dir(jobs))
 
 
-def test_celery_due_time_is_the_later_of_publish_and_eta():
-    from tally.ingest.jobs.celery import _due_at
-
-    now = time.time()
-    eta = datetime.fromtimestamp(now + 5, UTC)
-    assert _due_at(SimpleNamespace(tally_enqueued_at=now, eta=None)) == now
-    assert _due_at(SimpleNamespace(tally_enqueued_at=now, eta=eta.isoformat())) == eta.timestamp()
-    assert _due_at(SimpleNamespace(eta="not a date")) is None
-    assert _due_at(SimpleNamespace()) is None  # published without the header: no lag
-
-
-def test_arq_due_time_is_the_later_of_enqueue_time_and_score():
-    from tally.ingest.jobs.arq import _due_at
-
-    enqueued = datetime(2026, 1, 1, tzinfo=UTC)
-    later = enqueued + timedelta(seconds=30)
-    ctx = {"enqueue_time": enqueued, "score": int(later.timestamp() * 1000)}
-    assert _due_at(ctx) == later.timestamp()
-    assert _due_at({"enqueue_time": enqueued}) == enqueued.timestamp()
-    assert _due_at(None) is None
+def run_as_hook(hook: JobTracker, task_name: str, func, *args, tenant=None):
+    """What every hook does around a task: start, set the entry and the run, call, finish."""
+    run = hook.start(hook.name(task_name), tenant)
+    run.entry = tracked_entry(func)
+    token = ACTIVE_RUN.set(run)
+    error = None
+    try:
+        func(*args)
+    except Exception as exc:
+        error = exc
+    ACTIVE_RUN.reset(token)
+    hook.finish(run, error)
 
 
-async def sample(ctx: dict, tenant: str) -> str:
-    return tenant
+class LockBusy(Exception):
+    pass
 
 
-def test_instrument_arq_copies_class_and_dict_settings():
-    from arq.cron import cron
-
-    from tally.ingest.jobs import instrument_arq
-
-    class WorkerSettings:
-        functions = [sample]
-        cron_jobs = [cron(sample, minute=0, name="nightly")]
-        max_jobs = 3
-
+def test_a_decorator_adopts_the_hook_run_of_its_own_task():
     recorder = RecordingTracker()
-    copy = instrument_arq(WorkerSettings, recorder, key="event::arq")
-    assert vars(copy)["max_jobs"] == 3  # arq reads only the class's own __dict__
-    assert [f.name for f in copy.functions] == ["sample"]
-    assert copy.cron_jobs[0].name == "nightly" and copy.cron_jobs[0].coroutine is not sample
-    assert WorkerSettings.functions == [sample]  # the original is untouched
-    as_dict = instrument_arq({"functions": [sample], "max_jobs": 2}, recorder)
-    assert as_dict["max_jobs"] == 2 and as_dict["functions"][0].coroutine is not sample
+    hook = JobTracker(recorder, "event::job")
+    flow = JobFlow(recorder, limited=(LockBusy,))
 
+    @flow.resource(name="calc.CalculateJob", tenant=lambda tenant, n: tenant)
+    def calculate(tenant: str, n: int) -> None:
+        if n < 0:
+            raise LockBusy
+        if n == 0:
+            return current_run().skip()
+        current_run().result(code="OK")
+        current_run().add_resources(n)
 
-async def test_arq_wrapper_tracks_one_run_with_try_and_lag():
-    from arq.worker import func
+    run_as_hook(hook, "app.tasks.calculate", calculate, "acme", 3, tenant="hook-guess")
+    run_as_hook(hook, "app.tasks.calculate", calculate, "acme", 0)
+    run_as_hook(hook, "app.tasks.calculate", calculate, "acme", -1)
 
-    from tally.ingest.jobs import instrument_arq
-
-    recorder = RecordingTracker()
-    settings = instrument_arq({"functions": [func(sample, name="billing.Sample")]}, recorder)
-    wrapped = settings["functions"][0].coroutine
-    ctx = {"job_try": 2, "enqueue_time": datetime.now(UTC) - timedelta(seconds=3), "score": 0}
-    assert await wrapped(ctx, "acme") == "acme"
-    flat = recorder.calls[0].flat
-    assert flat["jobs.billing__sample.attempt"] == 2 and flat["total.retries"] == 1
-    assert 3_000 <= flat["total.queue_lag.sum"] < 10_000
-
-
-def test_dramatiq_due_time_prefers_the_latest_stamp():
-    from tally.ingest.jobs.dramatiq import TallyMiddleware
-
-    recorder = RecordingTracker()
-    middleware = TallyMiddleware(recorder, tenant=lambda t: t)
-    now_ms = int(time.time() * 1000)
-    message = SimpleNamespace(
-        message_id="m1",
-        actor_name="sync_invoice",
-        args=("acme",),
-        kwargs={},
-        failed=False,
-        message_timestamp=now_ms - 60_000,
-        options={"retries": 1, "requeue_timestamp": now_ms - 2_000, "eta": now_ms - 1_500},
+    assert len(recorder.calls) == 3  # one event per run, not two
+    ok, skipped, limited = (c.flat for c in recorder.calls)
+    assert recorder.calls[0].keys == (
+        "event::resource",
+        "event::resource::acme",
+        "event::job",
+        "event::job::acme",
     )
-    middleware.before_process_message(None, message)
-    middleware.after_process_message(None, message, exception=ValueError("x"))
-    flat = recorder.calls[0].flat
-    assert 1_500 <= flat["total.queue_lag.sum"] < 10_000  # from the eta, not the first send
-    assert flat["total.attempt"] == 2 and flat["tenants.acme.errors.ValueError"] == 1
+    assert ok["jobs.calc__calculate_job.resources"] == 3 and ok["total.codes.OK"] == 1
+    assert "jobs.app__tasks__calculate.count" not in ok  # one name: the decorator's
+    assert skipped["total.state.skipped"] == 1 and "total.state.success" not in skipped
+    assert limited["total.state.limited"] == 1  # the decorator's limited type counts
+
+
+def test_a_cron_decorator_files_its_run_under_system_not_the_hooks_tenant():
+    recorder = RecordingTracker()
+    hook = JobTracker(recorder, "event::job")
+    flow = JobFlow(recorder)
+
+    @flow.cron(name="calc.cron.CalculateJob")
+    def cron(batch: int) -> None:
+        current_run().add_resources(2)
+
+    assert cron.tally_tenant  # so hooks do not ask their tenant function for it
+    run_as_hook(hook, "app.tasks.cron", cron, 42, tenant=42)
+    [call] = recorder.calls
+    assert call.keys == ("event::cron", "event::job", "event::job::system")
+    assert call.flat["tenants.system.resources"] == 2
+
+
+def test_a_decorated_helper_called_inside_another_task_is_its_own_run():
+    recorder = RecordingTracker()
+    hook = JobTracker(recorder, "event::job")
+    jobs = JobTracker(recorder, "event::resource")
+
+    @jobs(name="helper")
+    def helper() -> None:
+        current_run().add_resources(1)
+
+    def task() -> None:  # not decorated: the hook's run stays the task's
+        helper()
+
+    run_as_hook(hook, "app.tasks.task", task)
+    inner, outer = recorder.calls
+    assert inner.keys == ("event::resource", "event::resource::system")
+    assert outer.keys == ("event::job", "event::job::system")
+    assert outer.flat["jobs.app__tasks__task.count"] == 1
+
+
+def test_hook_tenants_per_task_from_a_mapping_or_a_callable():
+    hook = JobTracker(RecordingTracker(), "event::job")
+    per_task = {"shop.tasks.order": lambda order, shop: shop, "shop__tasks__refund": "acme"}
+    assert hook.hook_tenant(per_task, "shop.tasks.order", (1, "globex"), {}) == "globex"
+    assert hook.hook_tenant(per_task, "shop.tasks.refund", (), {}) == "acme"  # sanitised name
+    assert hook.hook_tenant(per_task, "shop.tasks.nightly", (3,), {}) is None  # -> system
+    assert hook.hook_tenant(lambda first, *_: first, "x", ("t",), {}) == "t"
+    assert hook.hook_tenant(None, "x", ("t",), {}) is None
+    assert hook.hook_tenant(lambda: 1 / 0, "x", (), {}) is None and hook.errors == 1

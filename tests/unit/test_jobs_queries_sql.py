@@ -7,10 +7,14 @@ import re
 import pytest
 
 from tally.rollups.job_queries import JOB_QUERIES, JobQuery
-from tally.rollups.queries import Query
+from tally.rollups.queries import PARAMETERS, QUERIES, Query
 from tally.schemas.granularity import GranularityError
 
 PARAMS = {
+    "job_states": {"key", "group", "start", "end"},
+    "state_timeline": {"key", "start", "end"},
+    "limited_runs": {"key", "group", "start", "end"},
+    "result_codes": {"key", "group", "start", "end"},
     "cron_runs": {"key", "start", "end", "expected", "jobs"},
     "idle_runs": {"key", "group", "start", "end"},
     "tenant_surge": {"key", "start", "current", "end", "ratio", "min_resources"},
@@ -59,3 +63,10 @@ def test_database_and_granularity_are_validated():
     with pytest.raises(GranularityError):
         query.sql("tally", "7m")
     assert isinstance(query, JobQuery)
+
+
+@pytest.mark.parametrize("query", [*QUERIES.values(), *JOB_QUERIES.values()], ids=lambda q: q.name)
+def test_every_parameter_of_every_query_is_documented(query):
+    params = query.parameters()
+    assert params and set(params) <= set(PARAMETERS)
+    assert {"start", "end", "key"} <= set(params)  # every query is a range of one key

@@ -1,0 +1,187 @@
+"""The arq hook against real arq and a real redis-server; runs in ``.venvs/arq`` (the ``arq``
+extra, whose redis-py < 6 is why arq cannot share an environment with Celery)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tally.ingest.jobs import JobFlow, current_run, report_result
+from tally.ingest.jobs.testing import RecordingTracker
+
+from .conftest import assert_only_framework, by_job
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_environment_has_arq_only():
+    assert_only_framework("arq")
+
+
+async def arq_invoice(ctx: dict, tenant: str, invoices: int) -> int:
+    current_run().add_resources(invoices)
+    return invoices
+
+
+async def arq_flaky(ctx: dict, tenant: str) -> str:
+    from arq import Retry
+
+    if ctx["job_try"] == 1:
+        raise Retry(defer=0.05)
+    return "ok"
+
+
+async def arq_boom(ctx: dict, tenant: str) -> None:
+    raise LookupError(tenant)
+
+
+async def run_burst(settings) -> None:
+    from arq.worker import create_worker
+
+    worker = create_worker(settings, burst=True, poll_delay=0.05, handle_signals=False)
+    try:
+        await worker.main()
+    finally:
+        await worker.close()
+
+
+@pytest.mark.filterwarnings("ignore:Call to deprecated close:DeprecationWarning")  # arq
+async def test_arq_settings_wrapper_measures_lag_state_and_tries(redis_server):
+    from arq import create_pool
+    from arq.connections import RedisSettings
+    from arq.worker import func
+
+    from tally.ingest.jobs import instrument_arq
+
+    class WorkerSettings:
+        functions = [arq_invoice, func(arq_flaky, name="flaky", max_tries=3), arq_boom]
+        redis_settings = RedisSettings.from_dsn(f"{redis_server.url}/3")
+
+    recorder = RecordingTracker()
+    settings = instrument_arq(
+        WorkerSettings, recorder, key="event::arq", tenant=lambda tenant, *_: tenant
+    )
+    assert settings.redis_settings is WorkerSettings.redis_settings
+    pool = await create_pool(settings.redis_settings)
+    try:
+        await pool.enqueue_job("arq_invoice", "acme", 7)
+        await pool.enqueue_job("arq_invoice", "acme", 1, _defer_by=0.5)
+        await pool.enqueue_job("flaky", "beta")
+        await pool.enqueue_job("arq_boom", "beta")
+        await asyncio.sleep(0.3)
+        await run_burst(settings)
+    finally:
+        await pool.aclose()
+
+    jobs = by_job(recorder.wait(5, timeout=10))
+    immediate, deferred = sorted(jobs["arq_invoice"], key=lambda v: -v["resources"])
+    assert immediate["state.success"] == 1 and immediate["resources"] == 7
+    assert immediate["queue_lag.sum"] >= 300  # waited for the worker
+    assert deferred["queue_lag.sum"] < 300  # measured from its due time (the score)
+    retried, succeeded = jobs["flaky"]
+    assert retried["state.retry"] == 1 and retried["errors.Retry"] == 1
+    assert (succeeded["attempt"], succeeded["retries"]) == (2, 1)
+    [failed] = jobs["arq_boom"]
+    assert failed["state.failure"] == 1 and failed["errors.LookupError"] == 1
+
+
+RECORDER = RecordingTracker()
+FLOW = JobFlow(RECORDER)
+
+
+@FLOW.resource(name="calc.CalculateJob", tenant=lambda ctx, tenant, n: tenant)
+async def arq_calculate(ctx: dict, tenant: str, n: int) -> None:
+    if n == 0:
+        return current_run().skip()
+    report_result(code="OK")
+    current_run().add_resources(n)
+
+
+@pytest.mark.filterwarnings("ignore:Call to deprecated close:DeprecationWarning")  # arq
+async def test_a_decorated_function_under_the_hook_is_one_run(redis_server):
+    from arq import create_pool
+    from arq.connections import RedisSettings
+
+    from tally.ingest.jobs import instrument_arq
+
+    class WorkerSettings:
+        functions = [arq_calculate]
+        redis_settings = RedisSettings.from_dsn(f"{redis_server.url}/5")
+
+    settings = instrument_arq(WorkerSettings, RECORDER, tenant=lambda first, *_: "wrong")
+    pool = await create_pool(settings.redis_settings)
+    try:
+        await pool.enqueue_job("arq_calculate", "acme", 3)
+        await pool.enqueue_job("arq_calculate", "acme", 0)
+        await run_burst(settings)
+    finally:
+        await pool.aclose()
+    calls = RECORDER.wait(2, timeout=10)
+    await asyncio.sleep(0.2)
+    assert len(RECORDER.calls) == 2
+    states = sorted(
+        next(k for k in v if k.startswith("state.")) for v in by_job(calls)["calc__calculate_job"]
+    )
+    assert states == ["state.skipped", "state.success"]
+    assert {c.keys for c in calls} == {
+        ("event::resource", "event::resource::acme", "event::job", "event::job::acme")
+    }
+    assert all(c.flat["total.attempt"] == 1 for c in calls)  # the hook's attempt, kept
+
+
+def test_arq_due_time_is_the_later_of_enqueue_time_and_score():
+    from tally.ingest.jobs.arq import _due_at
+
+    enqueued = datetime(2026, 1, 1, tzinfo=UTC)
+    later = enqueued + timedelta(seconds=30)
+    ctx = {"enqueue_time": enqueued, "score": int(later.timestamp() * 1000)}
+    assert _due_at(ctx) == later.timestamp()
+    assert _due_at({"enqueue_time": enqueued}) == enqueued.timestamp()
+    assert _due_at(None) is None
+
+
+async def sample(ctx: dict, tenant: str) -> str:
+    return tenant
+
+
+def test_instrument_arq_copies_class_and_dict_settings():
+    from arq.cron import cron
+
+    from tally.ingest.jobs import instrument_arq
+
+    class WorkerSettings:
+        functions = [sample]
+        cron_jobs = [cron(sample, minute=0, name="nightly")]
+        max_jobs = 3
+
+    recorder = RecordingTracker()
+    copy = instrument_arq(WorkerSettings, recorder, key="event::arq")
+    assert vars(copy)["max_jobs"] == 3  # arq reads only the class's own __dict__
+    assert [f.name for f in copy.functions] == ["sample"]
+    assert copy.cron_jobs[0].name == "nightly" and copy.cron_jobs[0].coroutine is not sample
+    assert WorkerSettings.functions == [sample]  # the original is untouched
+    as_dict = instrument_arq({"functions": [sample], "max_jobs": 2}, recorder)
+    assert as_dict["max_jobs"] == 2 and as_dict["functions"][0].coroutine is not sample
+
+
+async def test_arq_wrapper_tracks_one_run_with_try_and_lag():
+    from arq.worker import func
+
+    from tally.ingest.jobs import instrument_arq
+
+    recorder = RecordingTracker()
+    settings = instrument_arq({"functions": [func(sample, name="billing.Sample")]}, recorder)
+    wrapped = settings["functions"][0].coroutine
+    ctx = {"job_try": 2, "enqueue_time": datetime.now(UTC) - timedelta(seconds=3), "score": 0}
+    assert await wrapped(ctx, "acme") == "acme"
+    flat = recorder.calls[0].flat
+    assert flat["jobs.billing__sample.attempt"] == 2 and flat["total.retries"] == 1
+    assert 3_000 <= flat["total.queue_lag.sum"] < 10_000
+
+
+def test_the_hook_is_reachable_from_the_package():
+    import tally.ingest.jobs as jobs
+
+    assert callable(jobs.instrument_arq) and "instrument_arq" in dir(jobs)
