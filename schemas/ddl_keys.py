@@ -1,0 +1,50 @@
+"""Key discovery tables: which keys were written when, and which paths each key has.
+
+Two small AggregatingMergeTree tables fed by materialized views from ``rollups_input`` (the
+aggregators' insert target), so listing keys never scans the rollups:
+
+- ``keys_seen``: one row per (key, UTC day) with the first and last minute written that day.
+  Sorted by key, so a prefix pattern (``event::schedule::*``) reads one index range.
+- ``key_paths``: one row per (key, path) with the last minute written.
+
+``min``/``max`` are idempotent, so a replayed insert cannot change them.
+"""
+
+from __future__ import annotations
+
+KEYS_TABLE = "keys_seen"
+KEYS_VIEW = "keys_seen_feed"
+PATHS_TABLE = "key_paths"
+PATHS_VIEW = "key_paths_feed"
+
+
+def key_statements(database: str, input_table: str, ttl_days: int = 400) -> list[str]:
+    """Idempotent DDL (``database`` and ``input_table`` are validated identifiers)."""
+    db = database
+    return [
+        f"""CREATE TABLE IF NOT EXISTS {db}.{KEYS_TABLE} (
+    key String COMMENT 'metric key',
+    day Date COMMENT 'UTC day with writes',
+    first_seen SimpleAggregateFunction(min, DateTime('UTC')) COMMENT 'first minute that day',
+    last_seen SimpleAggregateFunction(max, DateTime('UTC')) COMMENT 'last minute that day'
+) ENGINE = AggregatingMergeTree
+ORDER BY (key, day)
+TTL day + toIntervalDay({int(ttl_days)})""",
+        f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{KEYS_VIEW} TO {db}.{KEYS_TABLE}
+AS SELECT key, toDate(minute) AS day, min(minute) AS first_seen, max(minute) AS last_seen
+FROM {input_table}
+ARRAY JOIN keys AS key
+GROUP BY key, day""",
+        f"""CREATE TABLE IF NOT EXISTS {db}.{PATHS_TABLE} (
+    key String COMMENT 'metric key',
+    path String COMMENT 'dotted value path',
+    last_seen SimpleAggregateFunction(max, DateTime('UTC')) COMMENT 'last minute written'
+) ENGINE = AggregatingMergeTree
+ORDER BY (key, path)""",
+        f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{PATHS_VIEW} TO {db}.{PATHS_TABLE}
+AS SELECT key, path, max(minute) AS last_seen
+FROM {input_table}
+ARRAY JOIN keys AS key
+ARRAY JOIN paths AS path
+GROUP BY key, path""",
+    ]
