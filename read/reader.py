@@ -25,7 +25,7 @@ from tally.read.patterns import KeyPattern, check_key
 from tally.read.results import KeyInfo, PathInfo, Series, Values
 from tally.read.schema import ServedSchema, from_tables
 from tally.read.settings import ReadSettings
-from tally.read.timerange import TimeLike, Window, window
+from tally.read.timerange import TimeLike, Window, resolve, window
 
 
 class SqlResult(msgspec.Struct, frozen=True):
@@ -76,9 +76,9 @@ class _Planning:
         if not schema.has_key_tables:
             raise ReadError("key discovery tables are missing: run `tally aggregator check`")
         kp = KeyPattern.parse(pattern)
-        w = window(schema.calendar, "1m", since, until, max_buckets=10**9)
+        start, end = resolve(since, until)
         limit = max(1, min(limit, self.settings.max_keys))
-        return queries.keys(self.settings.database, kp.like, kp.prefix, w.start, w.end, limit)
+        return queries.keys(self.settings.database, kp.like, kp.prefix, start, end, limit)
 
 
 class AsyncReader(_Planning):
@@ -212,12 +212,15 @@ class Reader(_Planning):
             self._client.close()
             self._client = None
 
-    def _query(self, sql: queries.Sql, settings: dict | None = None) -> Any:
+    def _connected(self) -> Any:
         if self._client is None:
             from tally.read.connection import connect_sync
 
             self._client = connect_sync(self.settings)
-        return self._client.query(sql.text, parameters=sql.parameters, settings=settings)
+        return self._client
+
+    def _query(self, sql: queries.Sql, settings: dict | None = None) -> Any:
+        return self._connected().query(sql.text, parameters=sql.parameters, settings=settings)
 
     def schema(self, refresh: bool = False) -> ServedSchema:
         """Granularities, calendar and key tables, read from the database (cached)."""
@@ -286,8 +289,7 @@ class Reader(_Planning):
 
     def sql(self, text: str, parameters: dict[str, Any] | None = None) -> SqlResult:
         """Run read-only SQL (``readonly=2``, time and row limits)."""
-        self._query(queries.Sql("SELECT 1", {}))
-        result = self._client.query(
+        result = self._connected().query(
             text, parameters=parameters or None, settings=_sql_settings(self.settings)
         )
         return SqlResult(

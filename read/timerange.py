@@ -62,6 +62,16 @@ def to_unix(value: TimeLike, now: float, default: float) -> int:
     )
 
 
+def resolve(since: TimeLike, until: TimeLike, now: float | None = None) -> tuple[int, int]:
+    """``(start, end)`` unix seconds of a non-empty range; ``until`` defaults to now."""
+    now = time.time() if now is None else now
+    end = to_unix(until, now, now)
+    start = to_unix(since, now, end - 86400)
+    if end <= start:
+        raise BadRange(f"the range is empty or reversed (since {start} >= until {end})")
+    return start, end
+
+
 @dataclass(frozen=True, slots=True)
 class Window:
     """A resolved range ``[start, end)`` in unix seconds and its bucket starts."""
@@ -87,11 +97,7 @@ def window(
     today inclusive (the current, partial bucket is included).
     """
     g = granularity if isinstance(granularity, Granularity) else parse_granularity(granularity)
-    now = time.time() if now is None else now
-    end = to_unix(until, now, now)
-    start = to_unix(since, now, end - 86400)
-    if end <= start:
-        raise BadRange(f"the range is empty or reversed (since {start} >= until {end})")
+    start, end = resolve(since, until, now)
     first = calendar.floor(start, g)
     buckets = []
     b = first
