@@ -25,17 +25,19 @@ pytestmark = pytest.mark.integration
 class Up:
     """One ``tally up`` process with its output collected."""
 
-    def __init__(self, data_dir: Path, ports: list[int]) -> None:
+    def __init__(
+        self, data_dir: Path, ports: list[int], extra: tuple[str, ...] = (), env: dict | None = None
+    ) -> None:
         kafka, clickhouse, api = ports
         self.output: list[str] = []
         self.proc = subprocess.Popen(
             [
                 sys.executable, "-m", "tally.cli", "up", "--data-dir", str(data_dir),
                 "--kafka-port", str(kafka), "--clickhouse-port", str(clickhouse),
-                "--api-port", str(api), "--aggregators", "1", "--partitions", "2",
+                "--api-port", str(api), "--aggregators", "1", "--partitions", "2", *extra,
             ],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env={k: v for k, v in os.environ.items() if not k.startswith("TALLY_")},
+            env={k: v for k, v in os.environ.items() if not k.startswith("TALLY_")} | (env or {}),
         )  # fmt: skip
         threading.Thread(target=self._collect, daemon=True).start()
 
@@ -58,6 +60,14 @@ class Up:
     def interrupt(self, timeout: float = 120) -> int:
         self.proc.send_signal(signal.SIGINT)
         return self.proc.wait(timeout)
+
+
+def _send(bootstrap: str, events: int) -> None:
+    tracker = Tracker(ClientSettings(bootstrap_servers=bootstrap))
+    for i in range(events):
+        tracker.track(["upcheck", f"upcheck::tenant::{i % 5}"], {"count": 1})
+    tracker.flush(60)
+    tracker.close()
 
 
 def _series_count(api: str, token: str) -> float:
@@ -83,11 +93,7 @@ def test_restart_over_the_same_data_dir_keeps_the_data(tmp_path):
         for name in ("api-read-token", "api-sql-token", "clickhouse-password"):
             assert stat.S_IMODE((data_dir / "secrets" / name).stat().st_mode) == 0o600
         assert httpx.get(f"{api}/api/v1/keys").status_code == 401
-        tracker = Tracker(ClientSettings(bootstrap_servers=f"127.0.0.1:{ports[0]}"))
-        for i in range(250):
-            tracker.track(["upcheck", f"upcheck::tenant::{i % 5}"], {"count": 1})
-        tracker.flush(60)
-        tracker.close()
+        _send(f"127.0.0.1:{ports[0]}", 250)
         wait_for(lambda: _series_count(api, token) == 250, 180, "250 events in the rollups")
         assert up.interrupt() == 0
         assert "stopped cleanly" in up.text()
@@ -131,3 +137,26 @@ def test_a_taken_port_is_a_clear_error_before_anything_starts(tmp_path):
     assert "--api-port" in proc.stderr
     assert not (tmp_path / "clickhouse").exists()
     assert time.monotonic() - started < 60
+
+
+def test_up_with_external_kafka_and_clickhouse(tmp_path, make_stack):
+    external = make_stack(
+        start_aggregators=False, clickhouse_user="default", clickhouse_password="ext-secret"
+    )
+    ports = free_ports(3)
+    api = f"http://127.0.0.1:{ports[2]}"
+    flags = ("--kafka-bootstrap", external.kafka.bootstrap)
+    flags += ("--clickhouse-url", external.clickhouse.url)
+    up = Up(tmp_path / "data", ports, flags, {"TALLY_CLICKHOUSE_PASSWORD": "ext-secret"})
+    try:
+        up.wait_up()
+        assert f"Kafka       {external.kafka.bootstrap}" in up.text()
+        assert not (tmp_path / "data" / "clickhouse").exists()
+        assert not (tmp_path / "data" / "kafka").exists()
+        _send(external.kafka.bootstrap, 40)
+        token = (tmp_path / "data" / "secrets" / "api-read-token").read_text().strip()
+        wait_for(lambda: _series_count(api, token) == 40, 180, "40 events via external parts")
+        assert up.interrupt() == 0
+    finally:
+        if up.proc.poll() is None:
+            up.proc.kill()
