@@ -11,9 +11,15 @@ PASS = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_n
 
 def aggregator(ctx: typer.Context) -> None:
     """Run one aggregator: `tally aggregator run|check [flags]` (`tally aggregator run -h`)."""
+    args = list(ctx.args)
+    if not args or any(a in ("-h", "--help") for a in args):
+        from tally.cli.aggregator_help import render
+
+        typer.echo(render(args[0] if args and args[0] in ("run", "check") else "run|check"))
+        return
     from tally.aggregator.cli import main
 
-    main(ctx.args)
+    main(args)
 
 
 def loadtest(ctx: typer.Context) -> None:

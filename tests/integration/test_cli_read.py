@@ -119,4 +119,6 @@ def test_bad_input_exits_2_with_the_reason(tally):
 def test_help_shows_defaults_and_passthrough(tally):
     assert "[default: 1h]" in tally("series", "--help")
     assert "[default: 9092]" in tally("up", "--help")
-    assert "--flush-interval" in tally("aggregator", "run", "--help")
+    aggregator = tally("aggregator", "run", "--help")
+    assert "(env TALLY_KAFKA_BOOTSTRAP) (default: 127.0.0.1:9092)" in aggregator
+    assert "usage: tally aggregator run" in aggregator
