@@ -30,11 +30,16 @@ def _bad_request(request: Request, exc: ReadError) -> Response:
 
 
 def _clickhouse_error(request: Request, exc: ClickHouseError) -> Response:
-    if request.url.path.endswith("/sql") and isinstance(exc, DatabaseError) and "Code:" in str(exc):
+    rejected = isinstance(exc, DatabaseError) and "Code:" in str(exc)
+    if rejected and request.url.path.endswith("/sql"):
         # The user's own SQL failed: say why (ClickHouse's message, no credentials in it).
         reason = str(exc).split("\n", 1)[0][:2000]
         return Response({"error": "sql", "reason": reason}, status_code=400)
-    log.warning("ClickHouse request failed: %s", type(exc).__name__)
+    if rejected:
+        log.error("ClickHouse rejected a read query: %s", str(exc).split("\n", 1)[0][:500])
+        reason = "ClickHouse rejected the query; the API log has the details"
+        return Response({"error": "backend", "reason": reason}, status_code=500)
+    log.warning("ClickHouse unreachable: %s", type(exc).__name__)
     return Response({"error": "backend", "reason": "ClickHouse is unavailable"}, status_code=503)
 
 

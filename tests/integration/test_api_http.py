@@ -166,3 +166,26 @@ def test_port_in_use_is_reported(api):
     port = int(api.rsplit(":", 1)[1])
     with pytest.raises(PortInUse, match=f"127.0.0.1:{port} is already in use"):
         check_port("127.0.0.1", port)
+
+
+def test_clickhouse_down_is_503_without_details():
+    from tally.aggregator.settings import ClickHouseSettings
+    from tally.read import ReadSettings
+
+    dead, port = free_ports(2)
+    read = ReadSettings(
+        clickhouse=ClickHouseSettings(url=f"http://127.0.0.1:{dead}", password="p"),
+        query_timeout_s=5,
+    )
+    thread = ServerThread(ApiSettings(read, READ, SQL, port=port)).start()
+    try:
+        response = httpx.get(
+            f"http://127.0.0.1:{port}/api/v1/series",
+            params={"key": "calc", "path": "count"},
+            headers={"Authorization": f"Bearer {READ}"},
+            timeout=60,
+        )
+    finally:
+        thread.stop()
+    assert response.status_code == 503
+    assert response.json() == {"error": "backend", "reason": "ClickHouse is unavailable"}
