@@ -161,7 +161,7 @@ SELECT key, toTimeZone(bucket, '{tz}') AS bucket, path, sum(value) AS value
 FROM {self.table} WHERE granularity = '{g}'
 GROUP BY key, bucket, path"""
             )
-        out += key_statements(db, self.input_table, max(self.ttl_days.values(), default=400))
+        out += key_statements(db, self.input_table, self.ttl_days, self.stored)
         if "1d" in self.stored:
             for g in DERIVED_FROM_DAYS:
                 if g not in self.stored:

@@ -254,3 +254,28 @@ async def test_async_reader_matches_sync(clickhouse, reader):
         keys = await r.keys("calc*", since=utc(2026, 3, 1), until=utc(2026, 3, 3))
     assert s == reader.series("calc", ["codes.*"], ["success / count"], top=2, **RANGE)
     assert {k.key for k in keys} == {"calc", "calc::tenant::a", "calc::tenant::b"}
+
+
+def test_key_tables_backfill_from_rollups_when_empty(tmp_path):
+    server = start(tmp_path / "clickhouse")
+    try:
+        schema = RollupSchema(database="tally")
+        apply_schema(server, schema)
+        insert(server, "tally", CALC)
+        with Reader(settings(server, "tally")) as r:
+            # an install that predates the key tables: they are empty while rollups are not
+            r._connected().command("TRUNCATE TABLE tally.keys_seen")
+            r._connected().command("TRUNCATE TABLE tally.key_paths")
+            assert r.keys("calc*", since=utc(2026, 3, 1), until=utc(2026, 3, 3)) == []
+            apply_schema(server, schema)  # the next aggregator start
+            keys = r.keys("calc*", since=utc(2026, 3, 1), until=utc(2026, 3, 3))
+            assert {(k.key, k.last_seen) for k in keys} == {
+                ("calc", utc(2026, 3, 2, 12)),  # hour precision from the 1h rollups
+                ("calc::tenant::a", utc(2026, 3, 2, 10)),
+                ("calc::tenant::b", utc(2026, 3, 2, 12)),
+            }
+            assert "codes.retry" in [p.path for p in r.paths("calc")]
+            apply_schema(server, schema)  # not again: the tables are no longer empty
+            assert len(r.keys("calc*", since=utc(2026, 3, 1), until=utc(2026, 3, 3))) == 3
+    finally:
+        server.stop()
