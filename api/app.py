@@ -18,6 +18,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ControllerRouterHandler
 
 from tally.api.auth import require_token
+from tally.api.coalesce import Coalescer
 from tally.api.routes import ReadController, SqlController
 from tally.api.settings import ApiSettings
 from tally.read import AsyncReader, ReadError
@@ -47,6 +48,10 @@ def _reader(state: State) -> AsyncReader:
     return state.reader
 
 
+def _coalescer(state: State) -> Coalescer:
+    return state.coalescer
+
+
 def create_app(
     settings: ApiSettings, extra: Sequence[ControllerRouterHandler] = (), debug: bool = False
 ) -> Litestar:
@@ -59,9 +64,12 @@ def create_app(
     return Litestar(
         route_handlers=[ReadController, SqlController, *extra],
         guards=[_guard],
-        dependencies={"reader": Provide(_reader, sync_to_thread=False)},
+        dependencies={
+            "reader": Provide(_reader, sync_to_thread=False),
+            "coalescer": Provide(_coalescer, sync_to_thread=False),
+        },
         exception_handlers={ReadError: _bad_request, ClickHouseError: _clickhouse_error},
-        state=State({"settings": settings, "reader": reader}),
+        state=State({"settings": settings, "reader": reader, "coalescer": Coalescer()}),
         on_shutdown=[close_reader],
         openapi_config=OpenAPIConfig(
             title="tally",

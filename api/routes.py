@@ -10,10 +10,12 @@ from litestar.di import NamedDependency
 from litestar.params import FromQuery, JSONBody, QueryParameter
 
 from tally.api.auth import SCOPE_SQL
+from tally.api.coalesce import Coalescer
 from tally.read import AsyncReader, KeyInfo, PathInfo, Series, Slice, SqlResult, Values
 from tally.read.results import CategoryItem
 
 Reader = NamedDependency[AsyncReader]
+Shared = NamedDependency[Coalescer]
 Since = Annotated[
     str, QueryParameter(description="Start: ISO time, unix seconds or a duration ago (24h, 7d)")
 ]
@@ -77,6 +79,7 @@ class ReadController(Controller):
     async def keys(
         self,
         reader: Reader,
+        coalescer: Shared,
         pattern: Annotated[
             str | None, QueryParameter(description="'*' matches any run, e.g. event::schedule::*")
         ] = None,
@@ -84,7 +87,10 @@ class ReadController(Controller):
         until: Until = None,
         limit: Annotated[int, QueryParameter(ge=1, le=10_000)] = 1000,
     ) -> list[KeyInfo]:
-        return await reader.keys(pattern, since, until, limit)
+        return await coalescer.run(
+            ("keys", pattern, since, until, limit),
+            lambda: reader.keys(pattern, since, until, limit),
+        )
 
     @get("/paths", summary="Paths of one key with their last write")
     async def paths(
@@ -99,17 +105,22 @@ class ReadController(Controller):
     async def values(
         self,
         reader: Reader,
+        coalescer: Shared,
         key: FromQuery[str],
         since: Since = "24h",
         until: Until = None,
         granularity: Granularity = "1h",
     ) -> Values:
-        return await reader.values(key, since, until, granularity)
+        return await coalescer.run(
+            ("values", key, since, until, granularity),
+            lambda: reader.values(key, since, until, granularity),
+        )
 
     @get("/series", summary="Paths, wildcards (top-N + other) and expressions over buckets")
     async def series(
         self,
         reader: Reader,
+        coalescer: Shared,
         key: FromQuery[str],
         path: Annotated[
             list[str] | None,
@@ -130,7 +141,11 @@ class ReadController(Controller):
         slices: Annotated[int, QueryParameter(ge=1, le=10_000)] = 1,
         category: Annotated[bool, QueryParameter(description="Add per-row totals")] = False,
     ) -> SeriesResponse:
-        s = await reader.series(key, path or [], expression or [], since, until, granularity, top)
+        paths, expressions = tuple(path or ()), tuple(expression or ())
+        s = await coalescer.run(
+            ("series", key, paths, expressions, since, until, granularity, top),
+            lambda: reader.series(key, paths, expressions, since, until, granularity, top),
+        )
         return SeriesResponse(
             s,
             s.aggregate(aggregate, slices) if aggregate else None,
