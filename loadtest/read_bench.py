@@ -84,18 +84,30 @@ SERIES_PARAMS = {"key": KEY, "path": ["count", "codes.*"], "expression": "succes
 
 
 async def api_load(
-    url: str, token: str, clients: int, seconds: float, path: str, params: dict
+    url: str,
+    token: str,
+    clients: int,
+    seconds: float,
+    path: str,
+    params: dict,
+    distinct: bool = False,
 ) -> list[float]:
     """``clients`` concurrent loops of GET ``path``; latencies of the successful ones."""
     latencies: list[float] = []
     errors = 0
     deadline = time.monotonic() + seconds
 
-    async def one(client: httpx.AsyncClient) -> None:
+    async def one(client: httpx.AsyncClient, index: int) -> None:
         nonlocal errors
+        # distinct: each client asks its own variant, so no two requests can share a query
+        own = (
+            {**params, "limit" if path.endswith("/keys") else "top": 1 + index}
+            if distinct
+            else params
+        )
         while time.monotonic() < deadline:
             t = time.perf_counter()
-            response = await client.get(path, params=params)
+            response = await client.get(path, params=own)
             if response.status_code == 200:
                 latencies.append(time.perf_counter() - t)
             else:
@@ -105,7 +117,7 @@ async def api_load(
     async with httpx.AsyncClient(
         base_url=url, headers={"Authorization": f"Bearer {token}"}, limits=limits, timeout=60
     ) as client:
-        await asyncio.gather(*(one(client) for _ in range(clients)))
+        await asyncio.gather(*(one(client, i) for i in range(clients)))
     if errors:
         print(f"  {errors} requests failed")
     return latencies
@@ -214,13 +226,18 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(0.2)
         print(f"3. HTTP API, {args.clients} concurrent clients, {args.seconds:.0f} s each:")
         token = env["TALLY_API_TOKEN"]
-        for label, path, params in (
-            ("/api/v1/health (no ClickHouse)", "/api/v1/health", {}),
-            ("/api/v1/series 30d hourly, count + codes.* top 3 + expression", "/api/v1/series",
-             SERIES_PARAMS),
-            ("/api/v1/keys prefix over 100k keys", "/api/v1/keys", {"pattern": "tenant::42::*"}),
+        keys_params = {"pattern": "tenant::42::*"}
+        for label, path, params, distinct in (
+            ("/api/v1/health (no ClickHouse)", "/api/v1/health", {}, False),
+            ("/api/v1/series 30d hourly, 50 distinct requests", "/api/v1/series", SERIES_PARAMS,
+             True),
+            ("/api/v1/series 30d hourly, one panel for 50 viewers", "/api/v1/series",
+             SERIES_PARAMS, False),
+            ("/api/v1/keys prefix over 100k keys, distinct", "/api/v1/keys", keys_params, True),
         ):  # fmt: skip
-            latencies = asyncio.run(api_load(url, token, args.clients, args.seconds, path, params))
+            latencies = asyncio.run(
+                api_load(url, token, args.clients, args.seconds, path, params, distinct)
+            )
             rps = len(latencies) / args.seconds
             print(f"   {label}: {rps:.0f} req/s; " + percentiles(latencies))
     finally:
