@@ -75,13 +75,13 @@ def up(
         str, typer.Option(envvar="TALLY_WEEK_START", help="First day of a week.")
     ] = "monday",
     kafka_bootstrap: Annotated[
-        str | None, typer.Option(help="Use this external Kafka instead of starting one.")
+        str | None, typer.Option(help="Use this external Kafka, not a local one. [default: local]")
     ] = None,
     clickhouse_url: Annotated[
         str | None,
         typer.Option(
             help="Use this external ClickHouse instead of starting one "
-            "(password from TALLY_CLICKHOUSE_PASSWORD)."
+            "(password from TALLY_CLICKHOUSE_PASSWORD). [default: local]"
         ),
     ] = None,
     clickhouse_user: ClickHouseUser = "default",
