@@ -104,7 +104,7 @@ def run_service(settings: UpSettings, ready=None) -> None:
     """Start, print the banner, keep a status line and supervise until SIGINT/SIGTERM."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, lambda *_: stop.set())  # the loop below stops everything
     service = Service(settings)
     try:
         service.start(say=lambda text: print(text, flush=True))

@@ -33,6 +33,7 @@ from tally.read import Reader
 from tally.schemas.granularity import Calendar
 
 WEEK = 7 * 86400
+MARKER = ".tally-demo"
 AGE_MARGIN = 600  # aggregators dead-letter events older than 7 days; stay inside that
 
 
@@ -65,9 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, lambda *_: _interrupt(stop))
     data_dir = args.data_dir.expanduser().resolve()
+    if data_dir.exists() and any(data_dir.iterdir()) and not (data_dir / MARKER).exists():
+        console.print(f"[red]error:[/] {data_dir} is not a demo directory; refusing to wipe it")
+        return 2
     shutil.rmtree(data_dir, ignore_errors=True)
+    data_dir.mkdir(parents=True)
+    (data_dir / MARKER).write_text("tally demo data; wiped at every demo start\n")
     settings = UpSettings(
         data_dir=data_dir, kafka_port=args.kafka_port, clickhouse_port=args.clickhouse_port,
         api_port=args.api_port, aggregators=args.aggregators, flush_interval_s=1.0,
@@ -86,6 +92,13 @@ def main(argv: list[str] | None = None) -> int:
         console.print("stopping ...")
         service.stop()
         console.print("stopped cleanly")
+
+
+def _interrupt(stop: threading.Event) -> None:
+    """First Ctrl-C: stop the traffic and check; a second one: stop without waiting."""
+    if stop.is_set():
+        raise KeyboardInterrupt
+    stop.set()
 
 
 def _run(args, console: Console, service: Service, stop: threading.Event, started: float) -> int:

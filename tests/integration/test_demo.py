@@ -31,3 +31,16 @@ def test_demo_runs_for_a_duration_and_is_exact(tmp_path):
     assert "tally series commodity::events::product_target::calculation" in out
     assert "Live traffic stopped after 150 events" in out
     assert "exact" in out and "stopped cleanly" in out
+
+
+def test_demo_refuses_to_wipe_a_directory_it_did_not_make(tmp_path):
+    precious = tmp_path / "data"
+    precious.mkdir()
+    (precious / "keep.txt").write_text("mine")
+    proc = subprocess.run(
+        [sys.executable, "-m", "tally.cli", "demo", "--data-dir", str(precious)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "refusing to wipe" in proc.stdout + proc.stderr
+    assert (precious / "keep.txt").read_text() == "mine"
