@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: _interrupt(stop))
     data_dir = args.data_dir.expanduser().resolve()
-    if data_dir.exists() and any(data_dir.iterdir()) and not (data_dir / MARKER).exists():
+    if not _is_demo_dir(data_dir):
         console.print(f"[red]error:[/] {data_dir} is not a demo directory; refusing to wipe it")
         return 2
     shutil.rmtree(data_dir, ignore_errors=True)
@@ -92,6 +92,15 @@ def main(argv: list[str] | None = None) -> int:
         console.print("stopping ...")
         service.stop()
         console.print("stopped cleanly")
+
+
+def _is_demo_dir(path: Path) -> bool:
+    """Missing, empty, marked by a demo, or left by the previous demo (a bare stack dir)."""
+    if not path.exists() or not any(path.iterdir()):
+        return True
+    names = {p.name for p in path.iterdir()}
+    old_demo = names <= {"clickhouse", "kafka", "aggregator-0.log", "aggregator-1.log"}
+    return (path / MARKER).exists() or old_demo
 
 
 def _interrupt(stop: threading.Event) -> None:
