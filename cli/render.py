@@ -35,9 +35,13 @@ def number(value: float | None) -> str:
     """Compact, exact for integers."""
     if value is None:
         return "-"
-    if math.isfinite(value) and value == int(value):
+    if not math.isfinite(value):
+        return str(value)
+    if value == int(value):
         return f"{int(value):,}"
-    return f"{value:,.4g}"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.4g}"
 
 
 def series_table(series: Series, width: int = 60) -> Table:
