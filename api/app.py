@@ -10,8 +10,10 @@ from collections.abc import Sequence
 
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError
 from litestar import Litestar, Request, Response
+from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
@@ -86,7 +88,7 @@ def create_app(
     )
 
 
-def _guard(connection, handler) -> None:
+def _guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
     if handler.opt.get("exclude_from_auth") or connection.url.path.startswith("/api/v1/schema"):
         return
     require_token(connection, handler)

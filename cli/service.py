@@ -12,6 +12,7 @@ import asyncio
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,7 +98,7 @@ class Service:
                     f"`tally up`?) or pass {flag} with a free port."
                 ) from None
 
-    def start(self, say=print) -> None:
+    def start(self, say: Callable[[str], object] = print) -> None:
         """Start everything; on any failure stop what was started and re-raise."""
         s = self.settings
         self.preflight()

@@ -100,7 +100,7 @@ def up(
     run_service(settings)
 
 
-def run_service(settings: UpSettings, ready=None) -> None:
+def run_service(settings: UpSettings) -> None:
     """Start, print the banner, keep a status line and supervise until SIGINT/SIGTERM."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -113,8 +113,6 @@ def run_service(settings: UpSettings, ready=None) -> None:
         raise typer.Exit(2) from None
     try:
         print(banner(service, settings.data_dir), flush=True)
-        if ready is not None:
-            ready(service)
         tty = sys.stdout.isatty()
         ticks = 0
         while not stop.wait(1.0):

@@ -18,6 +18,7 @@ import threading
 import time
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import clickhouse_connect
@@ -110,7 +111,13 @@ def _interrupt(stop: threading.Event) -> None:
     stop.set()
 
 
-def _run(args, console: Console, service: Service, stop: threading.Event, started: float) -> int:
+def _run(
+    args: argparse.Namespace,
+    console: Console,
+    service: Service,
+    stop: threading.Event,
+    started: float,
+) -> int:
     console.print(f"  up in {time.monotonic() - started:.1f}s: {service.status()}", soft_wrap=True)
     expected = Expected(Calendar("UTC"), ("1m", "1h", "1d"))
     tracker = Tracker(ClientSettings(bootstrap_servers=service.bootstrap))
@@ -159,7 +166,9 @@ def _client(service: Service) -> closing:
     )
 
 
-def _wait_until_exact(client, expected: Expected, stop: threading.Event, timeout: float) -> None:
+def _wait_until_exact(
+    client: Any, expected: Expected, stop: threading.Event, timeout: float
+) -> None:
     want = sum(expected.totals.values())
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not stop.is_set():
@@ -169,7 +178,15 @@ def _wait_until_exact(client, expected: Expected, stop: threading.Event, timeout
         time.sleep(0.5)
 
 
-def _live(args, console, service, tracker, workload, expected, stop) -> int:
+def _live(
+    args: argparse.Namespace,
+    console: Console,
+    service: Service,
+    tracker: Tracker,
+    workload: Workload,
+    expected: Expected,
+    stop: threading.Event,
+) -> int:
     deadline = None if args.duration is None else time.monotonic() + args.duration
     sent, last_report = 0, time.monotonic()
     console.print(
