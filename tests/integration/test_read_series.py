@@ -207,6 +207,21 @@ def test_time_zone_with_dst(clickhouse):
         # 00:00 CET, 01:00 CET, then 03:00 CEST: the local hour 02 does not exist
         assert [a.hour for a in hours.at()] == [0, 1, 3]
         assert hours.row("count").points == [1, 0, 2]
+        weeks = r.series(
+            "dst", ["count"], since=utc(2026, 3, 23), until=utc(2026, 4, 5), granularity="1w"
+        )
+        # Monday-start local weeks: 23 March 00:00 CET, 30 March 00:00 CEST
+        assert weeks.buckets == [
+            int(utc(2026, 3, 22, 23).timestamp()),
+            int(utc(2026, 3, 29, 22).timestamp()),
+        ]
+        assert weeks.row("count").points == [3, 4]
+        months = r.values("dst", since=utc(2026, 3, 15), until=utc(2026, 4, 15), granularity="1mo")
+        assert months.buckets == [
+            int(utc(2026, 2, 28, 23).timestamp()),  # 1 March 00:00 CET
+            int(utc(2026, 3, 31, 22).timestamp()),  # 1 April 00:00 CEST
+        ]
+        assert months.values == [{"count": 7}, {}]
 
 
 def test_key_discovery_and_paths(reader):
