@@ -53,7 +53,7 @@ class SeriesPlan:
 
 
 def _grid(window: Window, rows: Iterable[Sequence]) -> dict[str, list[float]]:
-    """path -> one sum per bucket of the window (0 where empty)."""
+    """path -> one sum per bucket of the window (0 where empty; never -0.0)."""
     index = {b: i for i, b in enumerate(window.buckets)}
     n = len(window.buckets)
     grid: dict[str, list[float]] = {}
@@ -74,17 +74,9 @@ def build_values(key: str, window: Window, time_zone: str, rows: Iterable[Sequen
     per_bucket: list[dict[str, float]] = [{} for _ in window.buckets]
     for t, path, value in rows:
         i = index.get(int(t))
-        if i is not None:
+        if i is not None:  # 0.0 + value: sums never show as -0.0
             per_bucket[i][path] = per_bucket[i].get(path, 0.0) + value
-    for bucket in per_bucket:
-        for path in list(bucket):
-            bucket[path] = _clean(bucket[path])
     return Values(key, str(window.granularity), time_zone, list(window.buckets), per_bucket)
-
-
-def _clean(value: float) -> float:
-    """Integral sums as exact floats (no -0.0); keeps JSON stable."""
-    return float(round(value)) if value == round(value) else value
 
 
 def _wildcard_rows(
@@ -94,10 +86,10 @@ def _wildcard_rows(
     matched = [p for p in grid if pattern.match(p)]
     matched.sort(key=lambda p: (-math.fsum(grid[p]), p))
     keep = matched if top is None else matched[:top]
-    out = [Row(p, "match", [_clean(v) for v in grid[p]], wildcard.text) for p in keep]
+    out = [Row(p, "match", grid[p], wildcard.text) for p in keep]
     rest = matched[len(keep) :]
     if rest:
-        other = [_clean(math.fsum(grid[p][i] for p in rest)) for i in range(n)]
+        other = [math.fsum(grid[p][i] for p in rest) + 0.0 for i in range(n)]
         out.append(Row(wildcard.other_name, "other", other, wildcard.text))
     return out
 
@@ -113,7 +105,7 @@ def build_series(
         if isinstance(item, PathWildcard):
             out += _wildcard_rows(item, grid, plan.top, n)
         else:
-            out.append(Row(item, "path", [_clean(v) for v in grid.get(item, [0.0] * n)]))
+            out.append(Row(item, "path", grid.get(item, [0.0] * n)))
     zeros = [0.0] * n
     for expr in plan.expressions:
         columns = {p: grid.get(p, zeros) for p in expr.paths}
