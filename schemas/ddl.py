@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from tally.schemas.ddl_keys import key_statements
 from tally.schemas.granularity import WEEKDAYS, Granularity
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -211,6 +212,7 @@ SELECT key, toTimeZone(bucket, '{tz}') AS bucket, path, sum(value) AS value
 FROM {self.table} WHERE granularity = '{g}'
 GROUP BY key, bucket, path"""
             )
+        out += key_statements(db, self.input_table, self.ttl_days, self.stored)
         if "1d" in self.stored:
             for g in DERIVED_FROM_DAYS:
                 if g not in self.stored:

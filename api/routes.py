@@ -1,0 +1,164 @@
+"""``/api/v1`` handlers: keys, paths, values, series, SQL; thin shells over :class:`AsyncReader`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromQuery, JSONBody, QueryParameter
+
+from tally.api.auth import SCOPE_SQL
+from tally.api.coalesce import Coalescer
+from tally.read import AsyncReader, KeyInfo, PathInfo, Series, Slice, SqlResult, Values
+from tally.read.results import CategoryItem
+
+Reader = NamedDependency[AsyncReader]
+Shared = NamedDependency[Coalescer]
+Since = Annotated[
+    str, QueryParameter(description="Start: ISO time, unix seconds or a duration ago (24h, 7d)")
+]
+Until = Annotated[
+    str | None, QueryParameter(description="End (exclusive): ISO time, unix seconds or 'now'")
+]
+Granularity = Annotated[
+    str, QueryParameter(description="Bucket size: 1m 1h 1d 1w 1mo 1q 1y (as served)")
+]
+
+
+class Granularities(msgspec.Struct, frozen=True):
+    """What the database serves."""
+
+    granularities: list[str]
+    stored: list[str]
+    time_zone: str
+    week_start: str
+
+
+class SeriesResponse(msgspec.Struct, frozen=True):
+    """A series, with its aggregation per slice and its category totals when asked."""
+
+    series: Series
+    aggregate: list[Slice] | None = None
+    category: list[CategoryItem] | None = None
+
+
+class SqlRequest(msgspec.Struct, frozen=True):
+    """Read-only SQL with ClickHouse ``{name:Type}`` parameters."""
+
+    query: str
+    parameters: dict[str, Any] = {}
+
+
+class Health(msgspec.Struct, frozen=True):
+    status: str
+
+
+class ReadController(Controller):
+    """Reads, opened by the read token (or the SQL token)."""
+
+    path = "/api/v1"
+    tags = ["read"]
+
+    @get("/health", exclude_from_auth=True, summary="Liveness (no token needed)")
+    async def health(self) -> Health:
+        return Health("ok")
+
+    @get("/granularities", summary="Granularities, time zone and week start served")
+    async def granularities(self, reader: Reader) -> Granularities:
+        schema = await reader.schema(refresh=True)
+        return Granularities(
+            list(schema.granularities),
+            sorted(schema.stored),
+            schema.calendar.time_zone,
+            schema.calendar.week_start,
+        )
+
+    @get("/keys", summary="Keys matching a pattern with writes in the range, newest first")
+    async def keys(
+        self,
+        reader: Reader,
+        coalescer: Shared,
+        pattern: Annotated[
+            str | None, QueryParameter(description="'*' matches any run, e.g. event::schedule::*")
+        ] = None,
+        since: Since = "7d",
+        until: Until = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=10_000)] = 1000,
+    ) -> list[KeyInfo]:
+        return await coalescer.run(
+            ("keys", pattern, since, until, limit),
+            lambda: reader.keys(pattern, since, until, limit),
+        )
+
+    @get("/paths", summary="Paths of one key with their last write")
+    async def paths(
+        self,
+        reader: Reader,
+        key: FromQuery[str],
+        limit: Annotated[int, QueryParameter(ge=1, le=100_000)] = 10_000,
+    ) -> list[PathInfo]:
+        return await reader.paths(key, limit)
+
+    @get("/values", summary="Every bucket of a key in the range (path -> sum; {} when empty)")
+    async def values(
+        self,
+        reader: Reader,
+        coalescer: Shared,
+        key: FromQuery[str],
+        since: Since = "24h",
+        until: Until = None,
+        granularity: Granularity = "1h",
+    ) -> Values:
+        return await coalescer.run(
+            ("values", key, since, until, granularity),
+            lambda: reader.values(key, since, until, granularity),
+        )
+
+    @get("/series", summary="Paths, wildcards (top-N + other) and expressions over buckets")
+    async def series(
+        self,
+        reader: Reader,
+        coalescer: Shared,
+        key: FromQuery[str],
+        path: Annotated[
+            list[str] | None,
+            QueryParameter(description="Repeatable; codes.* and tenants.*.count expand"),
+        ] = None,
+        expression: Annotated[
+            list[str] | None, QueryParameter(description="Repeatable, e.g. success / count")
+        ] = None,
+        since: Since = "24h",
+        until: Until = None,
+        granularity: Granularity = "1h",
+        top: Annotated[
+            int | None, QueryParameter(ge=1, description="Keep N matches per wildcard")
+        ] = None,
+        aggregate: Annotated[
+            str | None, QueryParameter(description="sum, mean, min, max or last per slice")
+        ] = None,
+        slices: Annotated[int, QueryParameter(ge=1, le=10_000)] = 1,
+        category: Annotated[bool, QueryParameter(description="Add per-row totals")] = False,
+    ) -> SeriesResponse:
+        paths, expressions = tuple(path or ()), tuple(expression or ())
+        s = await coalescer.run(
+            ("series", key, paths, expressions, since, until, granularity, top),
+            lambda: reader.series(key, paths, expressions, since, until, granularity, top),
+        )
+        return SeriesResponse(
+            s,
+            s.aggregate(aggregate, slices) if aggregate else None,
+            s.category() if category else None,
+        )
+
+
+class SqlController(Controller):
+    """Read-only SQL, opened by the SQL token only."""
+
+    path = "/api/v1"
+    tags = ["sql"]
+
+    @post("/sql", opt={"scope": SCOPE_SQL}, status_code=200, summary="Read-only SQL")
+    async def sql(self, reader: Reader, data: JSONBody[SqlRequest]) -> SqlResult:
+        return await reader.sql(data.query, data.parameters)

@@ -1,0 +1,39 @@
+"""``tally``: one command for the local service, the aggregator and the read side.
+
+\b
+tally up                          # Kafka, ClickHouse, aggregators and the API; Ctrl-C stops
+tally series calc -p count -p 'codes.*' -e 'success / count' --since 7d -g 1d
+tally keys 'event::schedule::*'
+tally sql "SELECT key, sum(value) FROM tally.rollups_1d GROUP BY key"
+tally aggregator run|check ...    tally loadtest ...    tally demo
+"""
+
+from __future__ import annotations
+
+import typer
+
+from tally.cli import passthrough, read_commands
+from tally.cli.up import api, up
+
+app = typer.Typer(
+    name="tally",
+    help=__doc__,
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command()(up)
+app.command()(api)
+app.command()(read_commands.series)
+app.command()(read_commands.keys)
+app.command()(read_commands.paths)
+app.command()(read_commands.sql)
+app.command(context_settings=passthrough.PASS, add_help_option=False)(passthrough.aggregator)
+app.command(context_settings=passthrough.PASS, add_help_option=False)(passthrough.loadtest)
+app.command(context_settings=passthrough.PASS, add_help_option=False)(passthrough.demo)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

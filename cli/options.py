@@ -1,0 +1,49 @@
+"""Options shared by the read commands, and the settings they build (once, here)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tally.aggregator.settings import ClickHouseSettings
+from tally.cli.paths import default_data_dir, stored_clickhouse_password
+from tally.read import ReadSettings
+
+ClickHouseUrl = Annotated[
+    str,
+    typer.Option("--clickhouse-url", envvar="TALLY_CLICKHOUSE_URL", help="ClickHouse HTTP(S) URL."),
+]
+ClickHouseUser = Annotated[
+    str, typer.Option("--clickhouse-user", envvar="TALLY_CLICKHOUSE_USER", help="User.")
+]
+Database = Annotated[
+    str, typer.Option("--database", envvar="TALLY_DATABASE", help="Database of the rollups.")
+]
+DataDir = Annotated[
+    Path,
+    typer.Option(
+        "--data-dir",
+        envvar="TALLY_DATA_DIR",
+        help="tally up's data directory; its ClickHouse password is used when "
+        "TALLY_CLICKHOUSE_PASSWORD is not set.",
+    ),
+]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+DEFAULT_URL = "http://127.0.0.1:8123"
+
+
+def read_settings(url: str, user: str, database: str, data_dir: Path) -> ReadSettings:
+    """Settings for the read commands; the password only from env or the data dir's secret."""
+    password = os.environ.get("TALLY_CLICKHOUSE_PASSWORD")
+    if password is None:
+        password = stored_clickhouse_password(data_dir) or ""
+    return ReadSettings(
+        clickhouse=ClickHouseSettings(url=url, user=user, password=password), database=database
+    )
+
+
+DEFAULT_DATA_DIR = default_data_dir()

@@ -1,0 +1,185 @@
+"""``tally series``, ``tally keys``, ``tally paths``, ``tally sql``: the read API in a terminal."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from contextlib import contextmanager
+from typing import Annotated, TypeVar
+
+import msgspec
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tally.cli.options import (
+    DEFAULT_DATA_DIR,
+    DEFAULT_URL,
+    ClickHouseUrl,
+    ClickHouseUser,
+    Database,
+    DataDir,
+    Json,
+    read_settings,
+)
+from tally.cli.render import buckets_table, number, series_table
+from tally.read import Reader, ReadError
+
+T = TypeVar("T")
+
+
+@contextmanager
+def _reader(url: str, user: str, database: str, data_dir):
+    with Reader(read_settings(url, user, database, data_dir)) as reader:
+        yield reader
+
+
+def _run(call: Callable[[], T], url: str) -> T:
+    """Run a read; bad input exits 2 with the reason, an unreachable server exits 1."""
+    try:
+        return call()
+    except ReadError as exc:
+        typer.echo(f"error: {exc.field}: {exc.reason}", err=True)
+        raise typer.Exit(2) from None
+    except Exception as exc:  # clickhouse-connect wraps transport and server errors alike
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        typer.echo(f"error: ClickHouse at {url}: {message}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _json(value: object) -> None:
+    sys.stdout.buffer.write(msgspec.json.encode(value) + b"\n")
+
+
+def series(
+    key: Annotated[str, typer.Argument(help="Metric key, e.g. calc or calc::tenant::42.")],
+    path: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--path", "-p", help="Path or wildcard (codes.*); repeatable. [default: count]"
+        ),
+    ] = None,
+    expression: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--expression", "-e", help="Expression over paths, e.g. 'success / count'; repeatable."
+        ),
+    ] = None,
+    granularity: Annotated[str, typer.Option("--granularity", "-g", help="Bucket size.")] = "1h",
+    since: Annotated[
+        str, typer.Option(help="Start: duration ago (24h), ISO time or unix s.")
+    ] = "24h",
+    until: Annotated[str, typer.Option(help="End (exclusive): 'now', ISO time or unix s.")] = "now",
+    top: Annotated[
+        int | None,
+        typer.Option(help="Keep the N largest matches per wildcard, + other. [default: all]"),
+    ] = None,
+    buckets: Annotated[
+        bool, typer.Option("--buckets", help="Also print one line per bucket.")
+    ] = False,
+    json: Json = False,
+    clickhouse_url: ClickHouseUrl = DEFAULT_URL,
+    clickhouse_user: ClickHouseUser = "default",
+    database: Database = "tally",
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Print a series as a table with sparklines (or JSON)."""
+    paths = path if path or expression else ["count"]
+    with _reader(clickhouse_url, clickhouse_user, database, data_dir) as reader:
+        s = _run(
+            lambda: reader.series(
+                key, paths or [], expression or [], since, until, granularity, top
+            ),
+            clickhouse_url,
+        )
+    if json:
+        _json(s)
+        return
+    console = Console()
+    console.print(series_table(s))
+    if buckets:
+        console.print(buckets_table(s))
+
+
+def keys(
+    pattern: Annotated[
+        str, typer.Argument(help="'*' matches any run, e.g. 'event::schedule::*'.")
+    ] = "*",
+    since: Annotated[
+        str, typer.Option(help="Only keys written since (duration ago or ISO).")
+    ] = "7d",
+    until: Annotated[str, typer.Option(help="... and before this time.")] = "now",
+    limit: Annotated[
+        int, typer.Option(help="At most this many keys, newest activity first.")
+    ] = 1000,
+    json: Json = False,
+    clickhouse_url: ClickHouseUrl = DEFAULT_URL,
+    clickhouse_user: ClickHouseUser = "default",
+    database: Database = "tally",
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """List keys matching a pattern with activity in a range, with their last write."""
+    with _reader(clickhouse_url, clickhouse_user, database, data_dir) as reader:
+        found = _run(lambda: reader.keys(pattern, since, until, limit), clickhouse_url)
+    if json:
+        _json(found)
+        return
+    table = Table("key", "last seen (UTC)", title=f"{len(found)} keys matching {pattern!r}")
+    for k in found:
+        table.add_row(k.key, k.last_seen.strftime("%Y-%m-%d %H:%M"))
+    Console().print(table)
+
+
+def paths(
+    key: Annotated[str, typer.Argument(help="Metric key.")],
+    json: Json = False,
+    clickhouse_url: ClickHouseUrl = DEFAULT_URL,
+    clickhouse_user: ClickHouseUser = "default",
+    database: Database = "tally",
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """List the paths of a key, with their last write."""
+    with _reader(clickhouse_url, clickhouse_user, database, data_dir) as reader:
+        found = _run(lambda: reader.paths(key), clickhouse_url)
+    if json:
+        _json(found)
+        return
+    table = Table("path", "last seen (UTC)", title=f"paths of {key!r}")
+    for p in found:
+        table.add_row(p.path, p.last_seen.strftime("%Y-%m-%d %H:%M"))
+    Console().print(table)
+
+
+def sql(
+    query: Annotated[str, typer.Argument(help="SQL; bind values as {name:Type} with --param.")],
+    param: Annotated[
+        list[str] | None, typer.Option("--param", help="name=value for {name:Type}; repeatable.")
+    ] = None,
+    json: Json = False,
+    clickhouse_url: ClickHouseUrl = DEFAULT_URL,
+    clickhouse_user: ClickHouseUser = "default",
+    database: Database = "tally",
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Run read-only SQL (writes are refused) and print the rows."""
+    parameters = {}
+    for item in param or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            typer.echo(f"error: --param {item!r} is not name=value", err=True)
+            raise typer.Exit(2)
+        parameters[name] = value
+    with _reader(clickhouse_url, clickhouse_user, database, data_dir) as reader:
+        result = _run(lambda: reader.sql(query, parameters), clickhouse_url)
+    if json:
+        _json(result)
+        return
+    table = Table(*result.columns)
+    for row in result.rows:
+        table.add_row(
+            *(
+                number(v) if isinstance(v, float | int) and not isinstance(v, bool) else str(v)
+                for v in row
+            )
+        )
+    Console().print(table)

@@ -1,0 +1,209 @@
+"""The local stack as a long-running service: what ``tally up`` starts, watches and stops.
+
+Kafka, ClickHouse, N aggregators and the HTTP API on fixed ports, all data under one
+directory so a restart keeps it. Either of Kafka and ClickHouse can be an external one
+instead. Secrets (ClickHouse password, API tokens) are files under ``<data_dir>/secrets``
+(mode 0600); the password reaches aggregators only through their environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tally.aggregator.settings import ClickHouseSettings
+from tally.aggregator.sink import RollupSink
+from tally.api.server import PortInUse, ServerThread, check_port
+from tally.api.settings import ApiSettings
+from tally.api.tokens import load_or_create, tokens
+from tally.cli.paths import CLICKHOUSE_PASSWORD_FILE, secret_path
+from tally.embedded.clickhouse_http import EmbeddedClickHouse, start_clickhouse
+from tally.embedded.kafka_broker import EmbeddedKafka, create_topic, start_kafka
+from tally.embedded.lifecycle import terminate
+from tally.read import ReadSettings
+from tally.schemas.ddl import RollupSchema
+
+TOPIC = "tally.events"
+
+
+@dataclass(frozen=True)
+class UpSettings:
+    """What ``tally up`` runs; built once from the command line."""
+
+    data_dir: Path
+    kafka_port: int = 9092
+    clickhouse_port: int = 8123
+    api_host: str = "127.0.0.1"
+    api_port: int = 8700
+    aggregators: int = 2
+    partitions: int = 8
+    time_zone: str = "UTC"
+    week_start: str = "monday"
+    database: str = "tally"
+    kafka_bootstrap: str | None = None  # external Kafka instead of the local one
+    clickhouse_url: str | None = None  # external ClickHouse instead of the local one
+    clickhouse_user: str = "default"
+    external_clickhouse_password: str = field(default="", repr=False)
+    api: bool = True
+    flush_interval_s: float = 2.0
+
+
+@dataclass
+class Service:
+    """The running parts; :meth:`stop` stops what :meth:`start` started, in reverse."""
+
+    settings: UpSettings
+    kafka: EmbeddedKafka | None = None
+    clickhouse: EmbeddedClickHouse | None = None
+    aggregators: list[subprocess.Popen] = field(default_factory=list)
+    api: ServerThread | None = None
+    restarts: int = 0
+    _password: str = field(default="", repr=False)
+
+    @property
+    def bootstrap(self) -> str:
+        if self.settings.kafka_bootstrap:
+            return self.settings.kafka_bootstrap
+        return f"127.0.0.1:{self.settings.kafka_port}"
+
+    @property
+    def clickhouse_url(self) -> str:
+        return self.settings.clickhouse_url or f"http://127.0.0.1:{self.settings.clickhouse_port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.settings.api_host}:{self.settings.api_port}"
+
+    def preflight(self) -> None:
+        """Fail before starting anything if a port we need is taken (clear message)."""
+        s = self.settings
+        wanted = []
+        if not s.clickhouse_url:
+            wanted.append(("ClickHouse", "127.0.0.1", s.clickhouse_port, "--clickhouse-port"))
+        if not s.kafka_bootstrap:
+            wanted.append(("Kafka", "127.0.0.1", s.kafka_port, "--kafka-port"))
+        if s.api:
+            wanted.append(("the API", s.api_host, s.api_port, "--api-port"))
+        for what, host, port, flag in wanted:
+            try:
+                check_port(host, port)
+            except PortInUse as exc:
+                raise PortInUse(
+                    f"{exc}: {what} cannot listen there. Stop what holds it (another "
+                    f"`tally up`?) or pass {flag} with a free port."
+                ) from None
+
+    def start(self, say: Callable[[str], object] = print) -> None:
+        """Start everything; on any failure stop what was started and re-raise."""
+        s = self.settings
+        self.preflight()
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        (s.data_dir / "logs").mkdir(exist_ok=True)
+        try:
+            if s.clickhouse_url:
+                self._password = s.external_clickhouse_password
+            else:
+                self._password = load_or_create(secret_path(s.data_dir, CLICKHOUSE_PASSWORD_FILE))
+                say(f"starting ClickHouse on 127.0.0.1:{s.clickhouse_port} ...")
+                self.clickhouse = start_clickhouse(
+                    s.data_dir / "clickhouse", port=s.clickhouse_port,
+                    user=s.clickhouse_user, password=self._password,
+                )  # fmt: skip
+            if not s.kafka_bootstrap:
+                say(f"starting Kafka on 127.0.0.1:{s.kafka_port} ...")
+                self.kafka = start_kafka(s.data_dir / "kafka", port=s.kafka_port)
+            asyncio.run(self._prepare())
+            for index in range(s.aggregators):
+                self.aggregators.append(self._start_aggregator(index))
+            if s.api:
+                read_token, sql_token = tokens(s.data_dir)
+                self.api = ServerThread(
+                    ApiSettings(self.read_settings(), read_token, sql_token, s.api_host, s.api_port)
+                ).start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def read_settings(self) -> ReadSettings:
+        """Read settings for this service's ClickHouse."""
+        return ReadSettings(clickhouse=self._clickhouse_settings(), database=self.settings.database)
+
+    def _clickhouse_settings(self) -> ClickHouseSettings:
+        return ClickHouseSettings(
+            url=self.clickhouse_url, user=self.settings.clickhouse_user, password=self._password
+        )
+
+    def _schema(self) -> RollupSchema:
+        s = self.settings
+        return RollupSchema(database=s.database, time_zone=s.time_zone, week_start=s.week_start)
+
+    async def _prepare(self) -> None:
+        await create_topic(self.bootstrap, TOPIC, self.settings.partitions)
+        await create_topic(self.bootstrap, f"{TOPIC}.dlq", 1)
+        sink = RollupSink(self._clickhouse_settings(), self._schema())
+        await sink.start()
+        try:
+            await sink.apply_ddl()
+        finally:
+            await sink.close()
+
+    def _start_aggregator(self, index: int) -> subprocess.Popen:
+        s = self.settings
+        command = [
+            sys.executable, "-m", "tally.aggregator", "run",
+            "--bootstrap", self.bootstrap, "--topic", TOPIC,
+            "--clickhouse-url", self.clickhouse_url, "--clickhouse-user", s.clickhouse_user,
+            "--database", s.database, "--time-zone", s.time_zone, "--week-start", s.week_start,
+            "--flush-interval", str(s.flush_interval_s), "--metrics-port", "0",
+        ]  # fmt: skip
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TALLY_API_")}
+        env["TALLY_CLICKHOUSE_PASSWORD"] = self._password
+        with (s.data_dir / "logs" / f"aggregator-{index}.log").open("ab") as log:
+            return subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=env, start_new_session=True,
+            )  # fmt: skip
+
+    def supervise(self) -> list[int]:
+        """Restart aggregators that exited; returns the indices restarted."""
+        restarted = []
+        for index, proc in enumerate(self.aggregators):
+            if proc.poll() is not None:
+                self.aggregators[index] = self._start_aggregator(index)
+                self.restarts += 1
+                restarted.append(index)
+        return restarted
+
+    def status(self) -> str:
+        """One line: what runs where."""
+        alive = sum(p.poll() is None for p in self.aggregators)
+        parts = [
+            f"kafka {self.bootstrap}{'' if self.kafka is None or self.kafka.running else ' DOWN'}",
+            f"clickhouse {self.clickhouse_url}"
+            + ("" if self.clickhouse is None or self.clickhouse.is_running else " DOWN"),
+            f"aggregators {alive}/{len(self.aggregators)}"
+            + (f" ({self.restarts} restarts)" if self.restarts else ""),
+        ]
+        if self.api is not None:
+            parts.append(f"api {self.api_url}")
+        return " · ".join(parts)
+
+    def stop(self) -> None:
+        """API, then aggregators (SIGTERM: they flush and commit), then Kafka, then ClickHouse."""
+        if self.api is not None:
+            self.api.stop()
+            self.api = None
+        for proc in self.aggregators:
+            terminate(proc, 60)
+        self.aggregators.clear()
+        if self.kafka is not None:
+            self.kafka.stop()
+            self.kafka = None
+        if self.clickhouse is not None:
+            self.clickhouse.stop()
+            self.clickhouse = None

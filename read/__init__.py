@@ -1,0 +1,25 @@
+"""The read side: ``values``/``series`` over the rollups, key discovery, read-only SQL."""
+
+from tally.read.errors import BadExpression, BadGranularity, BadPattern, BadRange, ReadError
+from tally.read.reader import AsyncReader, Reader, SqlResult
+from tally.read.results import CategoryItem, KeyInfo, PathInfo, Row, Series, Slice, Values
+from tally.read.settings import ReadSettings
+
+__all__ = [
+    "AsyncReader",
+    "BadExpression",
+    "BadGranularity",
+    "BadPattern",
+    "BadRange",
+    "CategoryItem",
+    "KeyInfo",
+    "PathInfo",
+    "ReadError",
+    "ReadSettings",
+    "Reader",
+    "Row",
+    "Series",
+    "Slice",
+    "SqlResult",
+    "Values",
+]

@@ -1,0 +1,299 @@
+"""The read API: ``values``, ``series``, ``keys``, ``paths`` and ``sql``, sync and async.
+
+    async with AsyncReader(ReadSettings.from_env()) as reader:
+        s = await reader.series("calc", ["count", "codes.*"], ["success / count"],
+                                granularity="1h", since="24h", top=5)
+        s.aggregate("sum", slices=4); s.category(); s.to_pandas()
+
+``Reader`` is the same API for scripts and notebooks, on a sync client. Every request is
+validated before it reaches ClickHouse (:class:`ReadError` subclasses carry the reason), and
+every value reaches ClickHouse as a bound parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from tally.read import queries
+from tally.read.assemble import SeriesPlan, build_series, build_values
+from tally.read.errors import ReadError
+from tally.read.patterns import KeyPattern, check_key
+from tally.read.results import KeyInfo, PathInfo, Series, Values
+from tally.read.schema import ServedSchema, from_tables
+from tally.read.settings import ReadSettings
+from tally.read.timerange import TimeLike, Window, resolve, window
+
+
+class SqlResult(msgspec.Struct, frozen=True):
+    """Columns, their ClickHouse types and rows of a read-only SQL query."""
+
+    columns: list[str]
+    types: list[str]
+    rows: list[list[Any]]
+
+
+def _utc(ts: int) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def _sql_settings(settings: ReadSettings) -> dict[str, Any]:
+    return {
+        "readonly": 2,
+        "max_execution_time": int(settings.query_timeout_s),
+        "max_result_rows": settings.max_sql_rows,
+        "result_overflow_mode": "throw",
+    }
+
+
+class _Planning:
+    """Validation and planning shared by both readers (no I/O)."""
+
+    settings: ReadSettings
+    _schema: ServedSchema | None
+
+    def _window(
+        self, schema: ServedSchema, granularity: str, since: TimeLike, until: TimeLike
+    ) -> tuple[str, Window]:
+        g = schema.check(granularity)
+        return g, window(schema.calendar, g, since, until, max_buckets=self.settings.max_buckets)
+
+    def _series_sql(
+        self, schema: ServedSchema, key: str, g: str, w: Window, plan: SeriesPlan
+    ) -> queries.Sql:
+        return queries.points(
+            self.settings.database, g, g in schema.stored, key, w.start, w.end,
+            plan.paths, plan.regexes,
+        )  # fmt: skip
+
+    def _keys_sql(
+        self, schema: ServedSchema, pattern: str | None, since: TimeLike, until: TimeLike,
+        limit: int,
+    ) -> queries.Sql:  # fmt: skip
+        if not schema.has_key_tables:
+            raise ReadError("key discovery tables are missing: run `tally aggregator check`")
+        kp = KeyPattern.parse(pattern)
+        start, end = resolve(since, until)
+        limit = max(1, min(limit, self.settings.max_keys))
+        return queries.keys(self.settings.database, kp.like, kp.prefix, start, end, limit)
+
+
+class AsyncReader(_Planning):
+    """The read API on an async clickhouse-connect client (one per process, reused)."""
+
+    def __init__(self, settings: ReadSettings | None = None) -> None:
+        self.settings = settings or ReadSettings()
+        self._client: Any = None
+        self._schema = None
+
+    async def __aenter__(self) -> AsyncReader:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Connect (raises if ClickHouse is unreachable)."""
+        if self._client is None:
+            from tally.read.connection import connect_async
+
+            self._client = await connect_async(self.settings)
+
+    async def close(self) -> None:
+        """Close the client."""
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def _query(self, sql: queries.Sql, settings: dict | None = None) -> Any:
+        await self.start()
+        return await self._client.query(sql.text, parameters=sql.parameters, settings=settings)
+
+    async def schema(self, refresh: bool = False) -> ServedSchema:
+        """Granularities, calendar and key tables, read from the database (cached)."""
+        if self._schema is None or refresh:
+            sql = queries.Sql(queries.SCHEMA, {"db": self.settings.database})
+            self._schema = from_tables((await self._query(sql)).result_rows)
+        return self._schema
+
+    async def _served(self, granularity: str) -> ServedSchema:
+        schema = await self.schema()
+        try:
+            schema.check(granularity)
+        except ReadError:
+            schema = await self.schema(refresh=True)
+        return schema
+
+    async def values(
+        self, key: str, since: TimeLike = "24h", until: TimeLike = None, granularity: str = "1h"
+    ) -> Values:
+        """Every bucket of ``key`` in the range, path -> sum, ``{}`` when empty."""
+        check_key(key)
+        schema = await self._served(granularity)
+        g, w = self._window(schema, granularity, since, until)
+        sql = queries.points(
+            self.settings.database, g, g in schema.stored, key, w.start, w.end, None
+        )
+        rows = (await self._query(sql)).result_rows
+        return build_values(key, w, schema.calendar.time_zone, rows)
+
+    async def series(
+        self,
+        key: str,
+        paths: Sequence[str] = (),
+        expressions: Sequence[str] = (),
+        since: TimeLike = "24h",
+        until: TimeLike = None,
+        granularity: str = "1h",
+        top: int | None = None,
+    ) -> Series:
+        """Rows for paths, wildcards (top-N + other) and expressions over aligned buckets."""
+        check_key(key)
+        plan = SeriesPlan.build(paths, expressions, top)
+        schema = await self._served(granularity)
+        g, w = self._window(schema, granularity, since, until)
+        rows = (await self._query(self._series_sql(schema, key, g, w, plan))).result_rows
+        return build_series(key, w, schema.calendar.time_zone, plan, rows)
+
+    async def keys(
+        self,
+        pattern: str | None = None,
+        since: TimeLike = "7d",
+        until: TimeLike = None,
+        limit: int = 1000,
+    ) -> list[KeyInfo]:
+        """Keys matching ``pattern`` (``*`` = any run) written in the range, newest first."""
+        schema = await self.schema()
+        if not schema.has_key_tables:
+            schema = await self.schema(refresh=True)
+        sql = self._keys_sql(schema, pattern, since, until, limit)
+        return [KeyInfo(k, _utc(t)) for k, t in (await self._query(sql)).result_rows]
+
+    async def paths(self, key: str, limit: int = 10_000) -> list[PathInfo]:
+        """The paths ever written to ``key`` (within the key tables' TTL)."""
+        check_key(key)
+        sql = queries.key_paths(self.settings.database, key, max(1, limit))
+        return [PathInfo(p, _utc(t)) for p, t in (await self._query(sql)).result_rows]
+
+    async def sql(self, text: str, parameters: dict[str, Any] | None = None) -> SqlResult:
+        """Run read-only SQL (``readonly=2``, time and row limits); for authorized users."""
+        await self.start()
+        result = await self._client.query(
+            text, parameters=parameters or None, settings=_sql_settings(self.settings)
+        )
+        return SqlResult(
+            list(result.column_names),
+            [t.name for t in result.column_types],
+            [list(r) for r in result.result_rows],
+        )
+
+
+class Reader(_Planning):
+    """The read API on a sync client, for scripts, notebooks and the CLI."""
+
+    def __init__(self, settings: ReadSettings | None = None) -> None:
+        self.settings = settings or ReadSettings()
+        self._client: Any = None
+        self._schema = None
+
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the client."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _connected(self) -> Any:
+        if self._client is None:
+            from tally.read.connection import connect_sync
+
+            self._client = connect_sync(self.settings)
+        return self._client
+
+    def _query(self, sql: queries.Sql, settings: dict | None = None) -> Any:
+        return self._connected().query(sql.text, parameters=sql.parameters, settings=settings)
+
+    def schema(self, refresh: bool = False) -> ServedSchema:
+        """Granularities, calendar and key tables, read from the database (cached)."""
+        if self._schema is None or refresh:
+            sql = queries.Sql(queries.SCHEMA, {"db": self.settings.database})
+            self._schema = from_tables(self._query(sql).result_rows)
+        return self._schema
+
+    def _served(self, granularity: str) -> ServedSchema:
+        schema = self.schema()
+        try:
+            schema.check(granularity)
+        except ReadError:
+            schema = self.schema(refresh=True)
+        return schema
+
+    def values(
+        self, key: str, since: TimeLike = "24h", until: TimeLike = None, granularity: str = "1h"
+    ) -> Values:
+        """Every bucket of ``key`` in the range, path -> sum, ``{}`` when empty."""
+        check_key(key)
+        schema = self._served(granularity)
+        g, w = self._window(schema, granularity, since, until)
+        sql = queries.points(
+            self.settings.database, g, g in schema.stored, key, w.start, w.end, None
+        )
+        return build_values(key, w, schema.calendar.time_zone, self._query(sql).result_rows)
+
+    def series(
+        self,
+        key: str,
+        paths: Sequence[str] = (),
+        expressions: Sequence[str] = (),
+        since: TimeLike = "24h",
+        until: TimeLike = None,
+        granularity: str = "1h",
+        top: int | None = None,
+    ) -> Series:
+        """Rows for paths, wildcards (top-N + other) and expressions over aligned buckets."""
+        check_key(key)
+        plan = SeriesPlan.build(paths, expressions, top)
+        schema = self._served(granularity)
+        g, w = self._window(schema, granularity, since, until)
+        rows = self._query(self._series_sql(schema, key, g, w, plan)).result_rows
+        return build_series(key, w, schema.calendar.time_zone, plan, rows)
+
+    def keys(
+        self,
+        pattern: str | None = None,
+        since: TimeLike = "7d",
+        until: TimeLike = None,
+        limit: int = 1000,
+    ) -> list[KeyInfo]:
+        """Keys matching ``pattern`` (``*`` = any run) written in the range, newest first."""
+        schema = self.schema()
+        if not schema.has_key_tables:
+            schema = self.schema(refresh=True)
+        sql = self._keys_sql(schema, pattern, since, until, limit)
+        return [KeyInfo(k, _utc(t)) for k, t in self._query(sql).result_rows]
+
+    def paths(self, key: str, limit: int = 10_000) -> list[PathInfo]:
+        """The paths ever written to ``key`` (within the key tables' TTL)."""
+        check_key(key)
+        sql = queries.key_paths(self.settings.database, key, max(1, limit))
+        return [PathInfo(p, _utc(t)) for p, t in self._query(sql).result_rows]
+
+    def sql(self, text: str, parameters: dict[str, Any] | None = None) -> SqlResult:
+        """Run read-only SQL (``readonly=2``, time and row limits)."""
+        result = self._connected().query(
+            text, parameters=parameters or None, settings=_sql_settings(self.settings)
+        )
+        return SqlResult(
+            list(result.column_names),
+            [t.name for t in result.column_types],
+            [list(r) for r in result.result_rows],
+        )

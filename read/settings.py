@@ -1,0 +1,38 @@
+"""Settings of the read side, built once at the entry point and passed in."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from tally.aggregator.settings import ClickHouseSettings
+from tally.schemas.ddl import identifier
+
+
+@dataclass(frozen=True)
+class ReadSettings:
+    """Where the rollups are and how much one request may ask for."""
+
+    clickhouse: ClickHouseSettings = field(default_factory=ClickHouseSettings)
+    database: str = "tally"
+    query_timeout_s: float = 30.0
+    max_buckets: int = 20_000
+    max_keys: int = 10_000
+    max_sql_rows: int = 10_000
+
+    def __post_init__(self) -> None:
+        identifier(self.database)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> ReadSettings:
+        """``TALLY_CLICKHOUSE_URL``/``_USER``/``_PASSWORD``/``_CA_CERT``, ``TALLY_DATABASE``."""
+        env = os.environ if env is None else env
+        clickhouse = ClickHouseSettings(
+            url=env.get("TALLY_CLICKHOUSE_URL", "http://127.0.0.1:8123"),
+            user=env.get("TALLY_CLICKHOUSE_USER", "default"),
+            password=env.get("TALLY_CLICKHOUSE_PASSWORD", ""),
+            ca_cert=env.get("TALLY_CLICKHOUSE_CA_CERT") or None,
+        )
+        base = {"clickhouse": clickhouse, "database": env.get("TALLY_DATABASE", "tally")}
+        return cls(**{**base, **overrides})  # type: ignore[arg-type]

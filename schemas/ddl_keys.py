@@ -1,0 +1,75 @@
+"""Key discovery tables: which keys were written when, and which paths each key has.
+
+Two small AggregatingMergeTree tables fed by materialized views from ``rollups_input`` (the
+aggregators' insert target), so listing keys never scans the rollups:
+
+- ``keys_seen``: one row per (key, UTC day) with the first and last minute written that day.
+  Sorted by key, so a prefix pattern (``event::schedule::*``) reads one index range.
+- ``key_paths``: one row per (key, path) with the last minute written.
+
+``min``/``max`` are idempotent, so a replayed insert cannot change them. When a table is
+empty (first start after an upgrade), it is backfilled once from the stored rollups (at the
+precision of ``source`` buckets).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+KEYS_TABLE = "keys_seen"
+KEYS_VIEW = "keys_seen_feed"
+PATHS_TABLE = "key_paths"
+PATHS_VIEW = "key_paths_feed"
+
+
+def key_statements(
+    database: str,
+    input_table: str,
+    ttl_days: Mapping[str, int] | None = None,
+    stored: Sequence[str] = ("1m", "1h", "1d"),
+) -> list[str]:
+    """Idempotent DDL (``database``, ``input_table`` and ``stored`` are validated).
+
+    The key tables keep as long as the longest-kept granularity; the backfill reads ``1h``
+    rows (or the coarsest stored granularity).
+    """
+    db = database
+    ttl = max((ttl_days or {}).values(), default=400)
+    source = "1h" if "1h" in stored else stored[-1]
+    return [
+        f"""CREATE TABLE IF NOT EXISTS {db}.{KEYS_TABLE} (
+    key String COMMENT 'metric key',
+    day Date COMMENT 'UTC day with writes',
+    first_seen SimpleAggregateFunction(min, DateTime('UTC')) COMMENT 'first minute that day',
+    last_seen SimpleAggregateFunction(max, DateTime('UTC')) COMMENT 'last minute that day'
+) ENGINE = AggregatingMergeTree
+ORDER BY (key, day)
+TTL day + toIntervalDay({int(ttl)})""",
+        f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{KEYS_VIEW} TO {db}.{KEYS_TABLE}
+AS SELECT key, toDate(minute) AS day, min(minute) AS first_seen, max(minute) AS last_seen
+FROM {input_table}
+ARRAY JOIN keys AS key
+GROUP BY key, day""",
+        f"""CREATE TABLE IF NOT EXISTS {db}.{PATHS_TABLE} (
+    key String COMMENT 'metric key',
+    path String COMMENT 'dotted value path',
+    last_seen SimpleAggregateFunction(max, DateTime('UTC')) COMMENT 'last minute written'
+) ENGINE = AggregatingMergeTree
+ORDER BY (key, path)""",
+        f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{PATHS_VIEW} TO {db}.{PATHS_TABLE}
+AS SELECT key, path, max(minute) AS last_seen
+FROM {input_table}
+ARRAY JOIN keys AS key
+ARRAY JOIN paths AS path
+GROUP BY key, path""",
+        f"""INSERT INTO {db}.{KEYS_TABLE}
+SELECT key, toDate(bucket) AS day, min(bucket) AS first_seen, max(bucket) AS last_seen
+FROM {db}.rollups
+WHERE granularity = '{source}' AND (SELECT count() FROM {db}.{KEYS_TABLE}) = 0
+GROUP BY key, day""",
+        f"""INSERT INTO {db}.{PATHS_TABLE}
+SELECT key, path, max(bucket) AS last_seen
+FROM {db}.rollups
+WHERE granularity = '{source}' AND (SELECT count() FROM {db}.{PATHS_TABLE}) = 0
+GROUP BY key, path""",
+    ]

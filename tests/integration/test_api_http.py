@@ -1,0 +1,191 @@
+"""The HTTP API through a real HTTP client (httpx) against uvicorn and the real ClickHouse."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tally.api.server import PortInUse, ServerThread, check_port
+from tally.api.settings import ApiSettings
+from tally.embedded.kafka_broker import free_ports
+from tally.schemas.ddl import RollupSchema
+from tests.integration.readside import apply_schema, insert, settings, start
+from tests.integration.test_read_series import CALC
+
+pytestmark = pytest.mark.integration
+
+READ = "read-token-0123456789abcdef"
+SQL = "sql-token-0123456789abcdef"
+RANGE = {"since": "2026-03-02T10:00:00Z", "until": "2026-03-02T14:00:00Z", "granularity": "1h"}
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory) -> Iterator[str]:
+    clickhouse = start(tmp_path_factory.mktemp("api") / "clickhouse")
+    try:
+        apply_schema(clickhouse, RollupSchema(database="tally"))
+        insert(clickhouse, "tally", CALC)
+        port = free_ports(1)[0]
+        api_settings = ApiSettings(settings(clickhouse, "tally"), READ, SQL, port=port)
+        thread = ServerThread(api_settings).start()
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            thread.stop()
+    finally:
+        clickhouse.stop()
+
+
+@pytest.fixture
+def client(api) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=api, headers={"Authorization": f"Bearer {READ}"}) as c:
+        yield c
+
+
+def test_every_endpoint_needs_a_token(api):
+    with httpx.Client(base_url=api) as anonymous:
+        for path in (
+            "/api/v1/keys",
+            "/api/v1/series?key=calc&path=count",
+            "/api/v1/values?key=calc",
+        ):
+            response = anonymous.get(path)
+            assert response.status_code == 401, path
+            assert response.headers["www-authenticate"] == "Bearer"
+        assert (
+            anonymous.get(
+                "/api/v1/keys", headers={"Authorization": "Bearer wrong-token"}
+            ).status_code
+            == 401
+        )
+        assert anonymous.get("/api/v1/health").json() == {"status": "ok"}
+
+
+def test_series_over_http(client):
+    response = client.get(
+        "/api/v1/series",
+        params={
+            "key": "calc", "path": ["count", "codes.*"], "expression": "success / count",
+            "top": 1, "aggregate": "sum", "slices": 2, "category": "true", **RANGE,
+        },
+    )  # fmt: skip
+    assert response.status_code == 200, response.text
+    body = response.json()
+    rows = {r["name"]: r["points"] for r in body["series"]["rows"]}
+    assert rows == {
+        "count": [2, 0, 4, 0],
+        "codes.ok": [1, 0, 3, 0],
+        "codes.(other)": [1, 0, 1, 0],
+        "success / count": [0.5, None, 1.0, None],
+    }
+    assert [s["values"]["count"] for s in body["aggregate"]] == [2, 4]
+    assert body["category"][0] == {"name": "count", "value": 6}
+
+
+def test_values_keys_paths(client):
+    values = client.get("/api/v1/values", params={"key": "calc", **RANGE}).json()
+    assert values["values"][1] == {} and values["values"][0]["count"] == 2
+    keys = client.get(
+        "/api/v1/keys",
+        params={
+            "pattern": "calc::*",
+            "since": "2026-03-01T00:00:00Z",
+            "until": "2026-03-03T00:00:00Z",
+        },
+    ).json()
+    assert [k["key"] for k in keys] == ["calc::tenant::b", "calc::tenant::a"]
+    assert keys[0]["last_seen"].startswith("2026-03-02T12:30:00")
+    paths = client.get("/api/v1/paths", params={"key": "event::schedule::nightly"}).json()
+    assert [p["path"] for p in paths] == ["count"]
+    assert client.get("/api/v1/granularities").json()["granularities"] == [
+        "1m",
+        "1h",
+        "1d",
+        "1w",
+        "1mo",
+        "1q",
+        "1y",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("params", "error", "reason"),
+    [
+        ({"granularity": "5x"}, "granularity", "not '<n><unit>'"),
+        ({"granularity": "2h"}, "granularity", "not served"),
+        ({"since": "2026-03-03T00:00:00Z"}, "range", "reversed"),
+        ({"since": "yesterday"}, "range", "not a time"),
+        ({"expression": "success / (count"}, "expression", "expected ')'"),
+        ({"path": "codes.x*"}, "pattern", "whole segment"),
+    ],
+)
+def test_bad_requests_are_400_with_the_reason(client, params, error, reason):
+    query = {"key": "calc", "path": "count", **RANGE, **params}
+    response = client.get("/api/v1/series", params=query)
+    assert response.status_code == 400
+    assert response.json()["error"] == error
+    assert reason in response.json()["reason"]
+
+
+def test_bad_key_pattern_is_400(client):
+    response = client.get("/api/v1/keys", params={"pattern": "calc**"})
+    assert response.status_code == 400 and response.json()["error"] == "pattern"
+
+
+def test_sql_needs_the_sql_token_and_is_read_only(client, api):
+    query = {
+        "query": "SELECT sum(value) AS n FROM tally.rollups_1h"
+        " WHERE key = {k:String} AND path = 'count'",
+        "parameters": {"k": "calc"},
+    }
+    assert client.post("/api/v1/sql", json=query).status_code == 403
+    with httpx.Client(base_url=api, headers={"Authorization": f"Bearer {SQL}"}) as admin:
+        response = admin.post("/api/v1/sql", json=query)
+        assert response.status_code == 200, response.text
+        assert response.json() == {"columns": ["n"], "types": ["Float64"], "rows": [[6.0]]}
+        write = admin.post("/api/v1/sql", json={"query": "DROP TABLE tally.rollups"})
+        assert write.status_code == 400 and write.json()["error"] == "sql"
+        assert admin.post("/api/v1/sql", json=query).status_code == 200  # still there
+
+
+def test_openapi_schema_lists_the_endpoints(api):
+    schema = httpx.get(f"{api}/api/v1/schema/openapi.json").json()
+    assert {
+        "/api/v1/series",
+        "/api/v1/keys",
+        "/api/v1/paths",
+        "/api/v1/values",
+        "/api/v1/sql",
+    } <= set(schema["paths"])
+    assert schema["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+
+
+def test_port_in_use_is_reported(api):
+    port = int(api.rsplit(":", 1)[1])
+    with pytest.raises(PortInUse, match=f"127.0.0.1:{port} is already in use"):
+        check_port("127.0.0.1", port)
+
+
+def test_clickhouse_down_is_503_without_details():
+    from tally.aggregator.settings import ClickHouseSettings
+    from tally.read import ReadSettings
+
+    dead, port = free_ports(2)
+    read = ReadSettings(
+        clickhouse=ClickHouseSettings(url=f"http://127.0.0.1:{dead}", password="p"),
+        query_timeout_s=5,
+    )
+    thread = ServerThread(ApiSettings(read, READ, SQL, port=port)).start()
+    try:
+        response = httpx.get(
+            f"http://127.0.0.1:{port}/api/v1/series",
+            params={"key": "calc", "path": "count"},
+            headers={"Authorization": f"Bearer {READ}"},
+            timeout=60,
+        )
+    finally:
+        thread.stop()
+    assert response.status_code == 503
+    assert response.json() == {"error": "backend", "reason": "ClickHouse is unavailable"}

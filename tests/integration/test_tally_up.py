@@ -1,0 +1,162 @@
+"""``tally up`` as a real process: serves, stops cleanly on Ctrl-C, keeps its data on restart."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tally.embedded.kafka_broker import free_ports
+from tally.ingest import ClientSettings, Tracker
+from tests.integration.conftest import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+class Up:
+    """One ``tally up`` process with its output collected."""
+
+    def __init__(
+        self, data_dir: Path, ports: list[int], extra: tuple[str, ...] = (), env: dict | None = None
+    ) -> None:
+        kafka, clickhouse, api = ports
+        self.output: list[str] = []
+        self.proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "tally.cli", "up", "--data-dir", str(data_dir),
+                "--kafka-port", str(kafka), "--clickhouse-port", str(clickhouse),
+                "--api-port", str(api), "--aggregators", "1", "--partitions", "2", *extra,
+            ],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={k: v for k, v in os.environ.items() if not k.startswith("TALLY_")} | (env or {}),
+        )  # fmt: skip
+        threading.Thread(target=self._collect, daemon=True).start()
+
+    def _collect(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
+
+    def text(self) -> str:
+        return "".join(self.output)
+
+    def wait_up(self, timeout: float = 240) -> None:
+        wait_for(
+            lambda: "tally is up" in self.text() or self.proc.poll() is not None,
+            timeout,
+            "tally up",
+        )
+        assert "tally is up" in self.text(), self.text()
+
+    def interrupt(self, timeout: float = 120) -> int:
+        self.proc.send_signal(signal.SIGINT)
+        return self.proc.wait(timeout)
+
+
+def _send(bootstrap: str, events: int) -> None:
+    tracker = Tracker(ClientSettings(bootstrap_servers=bootstrap))
+    for i in range(events):
+        tracker.track(["upcheck", f"upcheck::tenant::{i % 5}"], {"count": 1})
+    tracker.flush(60)
+    tracker.close()
+
+
+def _series_count(api: str, token: str) -> float:
+    response = httpx.get(
+        f"{api}/api/v1/series",
+        params={"key": "upcheck", "path": "count", "since": "2h", "granularity": "1h"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    if response.status_code != 200:
+        return -1
+    return sum(p or 0 for p in response.json()["series"]["rows"][0]["points"])
+
+
+def test_restart_over_the_same_data_dir_keeps_the_data(tmp_path):
+    data_dir = tmp_path / "data"
+    ports = free_ports(3)
+    api = f"http://127.0.0.1:{ports[2]}"
+    up = Up(data_dir, ports)
+    try:
+        up.wait_up()
+        token = (data_dir / "secrets" / "api-read-token").read_text().strip()
+        for name in ("api-read-token", "api-sql-token", "clickhouse-password"):
+            assert stat.S_IMODE((data_dir / "secrets" / name).stat().st_mode) == 0o600
+        assert httpx.get(f"{api}/api/v1/keys").status_code == 401
+        _send(f"127.0.0.1:{ports[0]}", 250)
+        wait_for(lambda: _series_count(api, token) == 250, 180, "250 events in the rollups")
+        assert up.interrupt() == 0
+        assert "stopped cleanly" in up.text()
+        password = (data_dir / "secrets" / "clickhouse-password").read_text()
+        assert password.strip() not in up.text()
+    finally:
+        if up.proc.poll() is None:
+            up.proc.kill()
+
+    again = Up(data_dir, ports)
+    try:
+        again.wait_up()
+        assert _series_count(api, token) == 250
+        keys = httpx.get(
+            f"{api}/api/v1/keys", params={"pattern": "upcheck::*"},
+            headers={"Authorization": f"Bearer {token}"},
+        ).json()  # fmt: skip
+        assert sorted(k["key"] for k in keys) == [f"upcheck::tenant::{i}" for i in range(5)]
+        assert again.interrupt() == 0
+    finally:
+        if again.proc.poll() is None:
+            again.proc.kill()
+
+
+def test_a_taken_port_is_a_clear_error_before_anything_starts(tmp_path):
+    kafka, clickhouse, api = free_ports(3)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", api))
+        holder.listen()
+        started = time.monotonic()
+        proc = subprocess.run(
+            [
+                sys.executable, "-m", "tally.cli", "up", "--data-dir", str(tmp_path),
+                "--kafka-port", str(kafka), "--clickhouse-port", str(clickhouse),
+                "--api-port", str(api),
+            ],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert proc.returncode == 2
+    assert f"127.0.0.1:{api} is already in use" in proc.stderr
+    assert "--api-port" in proc.stderr
+    assert not (tmp_path / "clickhouse").exists()
+    assert time.monotonic() - started < 60
+
+
+def test_up_with_external_kafka_and_clickhouse(tmp_path, make_stack):
+    external = make_stack(
+        start_aggregators=False, clickhouse_user="default", clickhouse_password="ext-secret"
+    )
+    ports = free_ports(3)
+    api = f"http://127.0.0.1:{ports[2]}"
+    flags = ("--kafka-bootstrap", external.kafka.bootstrap)
+    flags += ("--clickhouse-url", external.clickhouse.url)
+    up = Up(tmp_path / "data", ports, flags, {"TALLY_CLICKHOUSE_PASSWORD": "ext-secret"})
+    try:
+        up.wait_up()
+        assert f"Kafka       {external.kafka.bootstrap}" in up.text()
+        assert not (tmp_path / "data" / "clickhouse").exists()
+        assert not (tmp_path / "data" / "kafka").exists()
+        _send(external.kafka.bootstrap, 40)
+        token = (tmp_path / "data" / "secrets" / "api-read-token").read_text().strip()
+        wait_for(lambda: _series_count(api, token) == 40, 180, "40 events via external parts")
+        assert up.interrupt() == 0
+    finally:
+        if up.proc.poll() is None:
+            up.proc.kill()
