@@ -13,8 +13,8 @@ therefore opens chDB with its own configuration, written into the data dir at ea
   would evaluate SQL hidden in strings or read files (constraints: clients cannot change them);
 - :class:`QueryPolicy` checks each statement, as ClickHouse's own parser reads it
   (``formatQuery``), for what no grant covers in clickhouse-local: the ``file()`` function,
-  ``INTO OUTFILE``, chDB's ``python()``, ad-hoc ``disk()``\\ s, and table engines that take a
-  path or run a program (only the engines in :data:`ALLOWED_ENGINES` may be created).
+  ``INTO OUTFILE``, ``FROM INFILE``, chDB's ``python()``, ad-hoc ``disk()``\\ s, and table
+  engines that take a path or run a program (only :data:`ALLOWED_ENGINES` may be created).
 """
 
 from __future__ import annotations
@@ -178,6 +178,8 @@ class QueryPolicy:
                 raise PolicyViolation(f"function {text}() is not available on this server")
             if upper == "INTO" and after[0] == "word" and after[1].upper() == "OUTFILE":
                 raise PolicyViolation("INTO OUTFILE is not allowed")
+            if upper == "FROM" and after[0] == "word" and after[1].upper() == "INFILE":
+                raise PolicyViolation("FROM INFILE is not allowed")
             if upper == "ENGINE" and after == ("other", "="):
                 _check_engine(tokens[i + 2 : i + 3])
 
