@@ -4,11 +4,22 @@ chDB (the real ClickHouse engine, in-process) lets only one process open a data 
 is that process; aggregators, CLIs and people reach it with unmodified clickhouse-connect clients
 (sync and async) or curl, exactly as they would reach clickhouse-server.
 
-    python -m tally.embedded.clickhouse_http --path DIR [--host 127.0.0.1] [--port 0]
-        [--ready-file FILE] [--user U --password P]
+    python -m tally.embedded.clickhouse_http --path DIR [--host 127.0.0.1 [--allow-remote]]
+        [--port 0] [--ready-file FILE] [--user default] [--password-file FILE]
 
 From Python, ``start_clickhouse(path)`` (re-exported from ``clickhouse_process``) runs it as a
-child process.
+child process and returns a handle with the ``user`` and ``password`` clients must send.
+
+Security (closed by default):
+- Loopback only, unless ``--allow-remote`` (the password is always required).
+- Every query needs the user and password (``X-ClickHouse-User``/``-Key``, basic auth or
+  ``user``/``password`` parameters): none is a 401, a wrong one a 403. The password is generated
+  at first start into ``DIR/secrets/clickhouse-password`` (mode 0600) unless
+  ``--password-file`` names another file. ``/ping`` answers without one, like clickhouse-server.
+- Requests from web pages (an ``Origin`` header, ``Sec-Fetch-Site: cross-site|same-site``) are
+  refused before anything is read or run; there is no CORS preflight and no CORS header.
+- The engine runs sandboxed (``clickhouse_sandbox``): no file, URL or remote access from SQL.
+- Sessions are bounded in number and lifetime, non-INSERT bodies in size (413 beyond).
 
 How requests map onto chDB:
 - Each request runs on its own chDB connection (opening one costs ~0.1 ms). Connections to one
@@ -16,8 +27,12 @@ How requests map onto chDB:
   the URL's settings are applied with one ``SET`` and never leak into other requests. A single
   connection would serialise its queries. An anchor connection keeps the engine up between
   requests (chDB shuts it down when its last connection closes).
-- ``INSERT ... FORMAT <fmt>`` streams the decompressed body into chDB's ``send_insert`` /
-  ``insert_append``: no SQL is ever built from row data.
+- ``INSERT ... FORMAT <fmt>``: the decompressed rows are collected (up to
+  ``--max-insert-bytes``) and run with chDB's ``query``, so every error of the insert (also the
+  ones raised as it finishes: TOO_MANY_PARTS, a view's ``throwIf``, constraints) is an error
+  status; chDB's streaming insert reports those as success. Rows containing a blank line (which
+  chDB's ``query`` takes as their end) go hex-encoded through ``format(<fmt>, unhex(...))``;
+  row data is never interpreted as SQL.
 - ``param_<name>`` values go to chDB's native query parameters, unchanged (same text format as
   clickhouse-server's HTTP parameters).
 - Results are buffered (as with ``wait_end_of_query=1``), so an error is always a proper HTTP
