@@ -826,6 +826,11 @@ class SessionStore:
 
 # chDB's ``query`` ends inline INSERT data at the first blank line.
 _BLANK_LINE = re.compile(rb"\n\r?\n")
+_BLANK_LINES = re.compile(rb"\n(?:[ \t\r]*\n)+")
+# One JSON document per line: raw newlines cannot occur inside one.
+_JSON_LINES_FORMATS = frozenset(
+    {"jsoneachrow", "jsonlines", "ndjson", "jsoncompacteachrow", "jsonstringseachrow"}
+)
 # Formats whose columns map to the INSERT's by position (so INSERT ... SELECT keeps the meaning).
 _POSITIONAL_FORMATS = frozenset(
     {
@@ -957,6 +962,8 @@ class ChdbEngine:
         """
         head = statement.head.rstrip()
         data = read_capped(statement.data, self.limits.max_insert_bytes, "The INSERT data")
+        if statement.fmt.lower() in _JSON_LINES_FORMATS:
+            data = _BLANK_LINES.sub(b"\n", data)  # blank lines between JSON rows mean nothing
         if not _BLANK_LINE.search(data):
             sql = b"%s FORMAT %s\n%s" % (head.encode(), statement.fmt.encode(), data)
         elif statement.fmt.lower() in _POSITIONAL_FORMATS:
@@ -966,8 +973,8 @@ class ChdbEngine:
         else:
             raise ClickHouseError.of(
                 ErrorCode.NOT_IMPLEMENTED,
-                f"INSERT data in {statement.fmt} with blank lines: use Native, RowBinary, TSV"
-                " or CSV, or send the rows without blank lines",
+                f"INSERT data in {statement.fmt} with blank lines: use Native, RowBinary, TSV,"
+                " CSV or JSONEachRow, or send the rows without blank lines",
             )
         del data
         result = connection.query(sql, "TabSeparated")
@@ -1044,8 +1051,8 @@ class Credentials:
 def presented_credentials(headers: Message, params: Mapping[str, str]) -> tuple[str, str] | None:
     """User and password from X-ClickHouse-User/Key, Basic auth or the URL; ``None`` if the
     request carries none of them."""
-    if headers.get("X-ClickHouse-User"):
-        return headers["X-ClickHouse-User"], headers.get("X-ClickHouse-Key", "")
+    if headers.get("X-ClickHouse-User") is not None or headers.get("X-ClickHouse-Key") is not None:
+        return headers.get("X-ClickHouse-User") or "default", headers.get("X-ClickHouse-Key", "")
     scheme, _, token = headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "basic":
         try:

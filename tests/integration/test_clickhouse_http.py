@@ -553,3 +553,23 @@ def test_insert_error_status_header_and_body(clickhouse: EmbeddedClickHouse) -> 
     assert status == 500 and headers["X-ClickHouse-Exception-Code"] == "469"
     assert body.startswith(b"Code: 469. DB::Exception: Constraint `small`")
     assert client.command("SELECT count() FROM raw_fail") == 0
+
+
+def test_rows_with_blank_lines_are_all_inserted(clickhouse: EmbeddedClickHouse) -> None:
+    """chDB's query ends inline rows at a blank line; none may be lost because of that."""
+    client = connect(clickhouse)
+    client.command("CREATE TABLE blanks (n UInt64, s String) ENGINE = MergeTree ORDER BY n")
+    # 2570 is 0x0A0A: its UInt64 bytes are a blank line; so is a string with "\n\n".
+    rows = [[n, "a\n\nb" if n % 2 else "c"] for n in range(5000)]
+    client.insert("blanks", rows, column_names=["n", "s"])
+    status, _, body = post(
+        clickhouse,
+        {"query": "INSERT INTO blanks FORMAT JSONEachRow"},
+        b'{"n": 10001, "s": "j"}\n\n\n{"n": 10002, "s": "k"}\n',
+    )
+    assert status == 200, body
+    assert client.command("SELECT count(), sum(n), countIf(s = 'a\n\nb') FROM blanks") == [
+        "5002",
+        str(sum(range(5000)) + 10001 + 10002),
+        "2500",
+    ]
