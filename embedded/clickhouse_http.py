@@ -824,6 +824,8 @@ class SessionStore:
             del self._sessions[session_id]
 
 
+# Below ClickHouse's default max_query_size (256 KiB).
+_SAFE_QUERY_SIZE = 200_000
 # chDB's ``query`` ends inline INSERT data at the first blank line.
 _BLANK_LINE = re.compile(rb"\n\r?\n")
 _BLANK_LINES = re.compile(rb"\n(?:[ \t\r]*\n)+")
@@ -910,9 +912,17 @@ class ChdbEngine:
             return  # the statement itself reports the empty query
 
         def canonical(text: str) -> str:
-            literal = text.encode().hex()
-            query = f"SELECT formatQuery(unhex('{literal}'))"
-            return (connection.query(query, "TabSeparatedRaw").bytes() or b"").decode()
+            query = f"SELECT formatQuery(unhex('{text.encode().hex()}'))"
+            if len(query) <= _SAFE_QUERY_SIZE:
+                return (connection.query(query, "TabSeparatedRaw").bytes() or b"").decode()
+            # The hex literal doubles the statement: let this one query be that long.
+            get = "SELECT getSetting('max_query_size')"
+            previous = int(connection.query(get, "TabSeparatedRaw").bytes())
+            connection.query(f"SET max_query_size = {len(query) + 64}", "TabSeparated")
+            try:
+                return (connection.query(query, "TabSeparatedRaw").bytes() or b"").decode()
+            finally:
+                connection.query(f"SET max_query_size = {previous}", "TabSeparated")
 
         try:
             self.policy.check(sql, canonical)

@@ -271,3 +271,13 @@ def test_large_query_body_is_413(server: EmbeddedClickHouse) -> None:
     c.command("CREATE TABLE big_insert (s String) ENGINE = MergeTree ORDER BY s")
     c.insert("big_insert", [["y" * 1000] for _ in range(3000)], column_names=["s"])
     assert c.command("SELECT count() FROM big_insert") == 3000
+
+
+def test_long_statements_pass_the_policy_check(server: EmbeddedClickHouse) -> None:
+    """The check formats the statement hex-encoded (twice as long); a 200 KB query still runs."""
+    numbers = ",".join(str(n) for n in range(40_000))
+    sql = f"SELECT count() FROM numbers(50000) WHERE number IN ({numbers})".encode()
+    assert len(sql) > 200_000
+    status, _, body = request(server, {}, sql)
+    assert (status, body) == (200, b"40000\n")
+    assert request(server, {}, b"SELECT getSetting('max_query_size')")[2] == b"262144\n"
