@@ -6,10 +6,14 @@ import enum
 
 from aiokafka.errors import (
     BrokerResponseError,
+    DuplicateSequenceNumber,
+    InvalidProducerEpoch,
     KafkaError,
     MessageSizeTooLargeError,
+    OutOfOrderSequenceNumber,
     RecordListTooLargeError,
     RecordTooLargeError,
+    UnknownProducerId,
 )
 
 
@@ -22,12 +26,22 @@ class Failure(enum.Enum):
 
 
 _TOO_LARGE = (MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError)
+# The producer's own idempotence state is off (e.g. after a refused batch): a new producer
+# fixes it, so these count as outages, not as refusals of the records.
+_PRODUCER_STATE = (
+    OutOfOrderSequenceNumber,
+    UnknownProducerId,
+    InvalidProducerEpoch,
+    DuplicateSequenceNumber,
+)
 
 
 def classify(error: BaseException) -> Failure:
     """The kind of ``error`` raised by ``send`` or set on its delivery future."""
     if isinstance(error, _TOO_LARGE):
         return Failure.TOO_LARGE
+    if isinstance(error, _PRODUCER_STATE):
+        return Failure.OUTAGE
     if isinstance(error, BrokerResponseError) and not error.retriable:
         return Failure.REFUSED  # the broker answered, and the answer will not change by itself
     return Failure.OUTAGE
@@ -35,3 +49,7 @@ def classify(error: BaseException) -> Failure:
 
 class Refused(KafkaError):
     """Raised inside the sender when the broker refused records with non-retriable errors."""
+
+
+class Resize(Exception):
+    """Raised inside the sender when produce batches must shrink: reconnect, then retry."""

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from tally.ingest.produce_errors import Failure, Refused, classify
+from tally.ingest.produce_errors import Failure, Refused, Resize, classify
 from tally.ingest.routing import Router
 from tally.ingest.settings import ClientSettings
 from tally.ingest.spool import Spool, SpooledRecord
@@ -70,7 +70,10 @@ class Sender:
         self.counters = counters
         self.pending: deque[PendingRecord] = deque()
         self.pending_bytes = 0
-        self._record_cap = settings.record_bytes
+        self._record_cap = settings.record_bytes  # lowered when the broker refuses sizes
+        self._batch_bytes = 0  # max_batch_size of the current producer
+        self._shrink = False  # a produce batch was refused as too large this round
+        self._refused_size = False  # some record was refused as too large this round
         self._flush_requests: deque[concurrent.futures.Future[None]] = deque()
         self._stopping = threading.Event()
         self._producer: AIOKafkaProducer | None = None
@@ -168,6 +171,9 @@ class Sender:
                 for future in flushes:
                     _resolve(future)
                 backoff = 0.1
+            except Resize:  # the producer's batches must shrink: reconnect, no backoff
+                await self._drop_producer()
+                continue
             except Refused as exc:  # not an outage: the connection is fine, the answer is no
                 log.error(
                     "tally: the broker refused records with a non-retriable error (%s); they "
@@ -175,6 +181,7 @@ class Sender:
                     exc,
                     backoff,
                 )
+                await self._drop_producer()  # a refused batch leaves its sequence numbers used
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
                 continue
@@ -203,6 +210,7 @@ class Sender:
 
     async def _start_producer(self) -> AIOKafkaProducer:
         s = self.settings
+        self._batch_bytes = self._record_cap + 1024
         producer = AIOKafkaProducer(
             bootstrap_servers=s.bootstrap_servers,
             client_id=f"tally-client-{self.source}",
@@ -212,7 +220,7 @@ class Sender:
             linger_ms=5,
             # A produce batch never holds more than one record's worth of bytes, so what
             # reaches the broker stays under record_bytes (+ headers) whatever is batched.
-            max_batch_size=s.record_bytes + 1024,
+            max_batch_size=self._batch_bytes,
             max_request_size=max(4 * 1024 * 1024, 2 * s.record_bytes),
             request_timeout_ms=s.request_timeout_ms,
             **s.security.aiokafka_kwargs(),
@@ -437,6 +445,8 @@ class Sender:
             self._give_back(list(todo))
         results = await asyncio.gather(*(f for _, f in handed), return_exceptions=True)
         self._in_flight.clear()
+        refused_size = self._refused_size
+        self._refused_size = False
         failed: list[PendingRecord] = []
         for (record, _), result in zip(handed, results, strict=True):
             if not isinstance(result, BaseException):
@@ -446,6 +456,13 @@ class Sender:
             else:
                 failed.append(record)
                 stop = stop or result
+        if self._shrink:  # a shared produce batch was too large: smaller batches, then retry
+            self._shrink = False
+            self._lower_cap(self._batch_bytes // 2, "a produce batch was refused as too large")
+            failed = [piece for record in failed for piece in self._fit(record)]
+        if refused_size:  # the idempotent producer's sequence is off after a refused batch
+            self._give_back(failed)
+            raise Resize()
         self._give_back(failed)
         if stop is not None:
             if classify(stop) is Failure.REFUSED:
@@ -472,23 +489,44 @@ class Sender:
             self._in_flight_bytes = max(0, self._in_flight_bytes - len(record.payload))
 
     def _too_large(self, record: PendingRecord, error: BaseException) -> list[PendingRecord]:
-        """The broker refused ``record`` as too large: lower the cap and split it.
+        """The broker (or producer) refused ``record``'s produce batch as too large.
 
-        Returns the pieces to send in its place (none when it was spooled: its pieces are
-        rewritten in the spool, or it held one event that can never fit and is dropped).
+        A record no larger than the producer's batch size may just have shared a batch that
+        was too large: it is sent again once batches are smaller (see ``_send``). A record
+        alone in its batch is too large itself: it is split, or dropped and counted when it
+        holds one event. Returns what to send in its place.
         """
         self.counters.add("send_rejected")
-        size = len(record.payload)
-        new_cap = max(MIN_RECORD_BYTES, min(self._record_cap, size // 2))
+        self._refused_size = True
+        if len(record.payload) <= self._batch_bytes:
+            self._shrink = True
+            return [record]
+        self._lower_cap(len(record.payload) // 2, repr(error))
+        return self._split(record)
+
+    def _lower_cap(self, cap: int, why: str) -> None:
+        new_cap = max(MIN_RECORD_BYTES, min(self._record_cap, cap))
         if new_cap < self._record_cap:
             log.warning(
-                "tally: the broker refused a %d-byte record as too large (%r); records are now "
-                "capped at %d bytes: set record_bytes below the topic's max.message.bytes",
-                size,
-                error,
+                "tally: the broker refused records as too large (%s); records are now capped at "
+                "%d bytes. Set record_bytes below the topic's max.message.bytes.",
+                why,
                 new_cap,
             )
             self._record_cap = new_cap
+
+    def _fit(self, record: PendingRecord) -> list[PendingRecord]:
+        """``record`` as is, or split if it exceeds the (lowered) cap."""
+        if len(record.payload) <= self._record_cap or record.events == 1:
+            return [record]
+        return self._split(record)
+
+    def _split(self, record: PendingRecord) -> list[PendingRecord]:
+        """Split ``record`` in two or more under the cap; a single event is dropped, counted.
+
+        A spooled record is rewritten in the spool (nothing returned); pieces keep its age.
+        """
+        size = len(record.payload)
         if record.spooled is None:
             self._in_flight_bytes = max(0, self._in_flight_bytes - size)
         if record.events == 1:

@@ -48,8 +48,10 @@ class Counters:
         self._values = {f.name: 0 for f in fields(TrackerStats)}
 
     def after_fork(self) -> None:
-        """In a forked child: a fresh lock (the parent's may have been held at fork time)."""
+        """In a forked child: a fresh lock (the parent's may have been held at fork time),
+        and counters from zero (the parent's work is the parent's to report)."""
         self._lock = threading.Lock()
+        self._values = dict.fromkeys(self._values, 0)
 
     def add(self, name: str, n: int = 1) -> None:
         """Add ``n`` to counter ``name``."""

@@ -114,9 +114,13 @@ def test_an_oversized_batch_next_to_normal_ones_arrives_exactly_once(kafka):
 
 def test_one_event_over_the_brokers_limit_is_dropped_and_counted_the_rest_arrives(kafka):
     topic = new_topic(kafka, 1, **{"max.message.bytes": "20000"})
-    tracker = Tracker(ClientSettings(bootstrap_servers=kafka.bootstrap, topic=topic, linger_ms=200))
+    tracker = Tracker(
+        ClientSettings(
+            bootstrap_servers=kafka.bootstrap, topic=topic, linger_ms=200, compression=None
+        )
+    )
     tracker.track("k", {"id": 0})
-    tracker.track("k", {"id": 1, "w": {f"v{j:04d}": j + 0.5 for j in range(1000)}})  # ~26 kB
+    tracker.track("k", {"id": 1, "w": {f"value_number_{j:04d}": j + 0.5 for j in range(1000)}})
     tracker.track("k", {"id": 2})
     assert tracker.flush(60)
     stats = tracker.stats()
@@ -218,8 +222,8 @@ def test_a_corrupt_spool_file_is_quarantined_and_the_rest_delivered(kafka, tmp_p
     topic = new_topic(kafka, 2)
     spool_dir = tmp_path / "spool"
     old = Spool(spool_dir, "dead-process", 1 << 20)
-    old.put(0xFFFFFFFF, b"\x93not a batch")  # unrouted garbage
-    old.put(0, b"")  # an empty record
+    old.put(0xFFFFFFFF, b"\x93not a batch", time.time_ns())  # unrouted garbage
+    old.put(0, b"", time.time_ns())  # an empty record
     old.close()
     (old.dir / f"{time.time_ns():020d}-trunc.rec").write_bytes(b"\x00\x01")  # no header
     tracker = Tracker(
