@@ -240,7 +240,12 @@ class Tracker:
                 sender = Sender(self.settings, self._source, self._buffer, self._counters)
                 self._sender = sender
                 # Also when the application drops the tracker: the sender thread lives on.
-                atexit.register(_stop_at_exit, weakref.ref(sender), self.settings.close_timeout_s)
+                atexit.register(
+                    _stop_at_exit,
+                    weakref.ref(self),
+                    weakref.ref(sender),
+                    self.settings.close_timeout_s,
+                )
                 if self.settings.flush_on_sigterm:
                     _close_on_sigterm(weakref.ref(self))
 
@@ -305,10 +310,10 @@ def _close_at_exit(ref: weakref.ref[Tracker]) -> None:
         tracker.close()
 
 
-def _stop_at_exit(ref: weakref.ref[Sender], timeout: float) -> None:
-    """Stop a sender whose tracker was garbage collected (a no-op once it stopped)."""
+def _stop_at_exit(tracker: weakref.ref[Tracker], ref: weakref.ref[Sender], timeout: float) -> None:
+    """Stop a sender whose tracker was garbage collected (a live tracker closes its own)."""
     sender = ref()
-    if sender is not None and sender.pid == os.getpid():
+    if tracker() is None and sender is not None and sender.pid == os.getpid():
         sender.stop(timeout)
 
 
