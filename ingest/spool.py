@@ -12,7 +12,7 @@ replay spooled and in-memory records together in order of arrival. A record is r
 several (re-routed or split) by writing ``<stem>~<k>.rec`` files before deleting the
 original; if the process dies in between, the next owner deletes the partial pieces and
 redoes it, so no event is sent twice. Files that cannot be read as records are moved to
-``<spool_dir>/.quarantine`` and counted, never retried forever.
+``<spool_dir>/.quarantine`` (as ``*.bad``) and counted, never retried forever.
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ class Spool:
         with contextlib.suppress(OSError):
             size = path.stat().st_size
         try:
-            path.rename(target / f"{self.dir.name}-{path.name}")
+            path.rename(target / f"{self.dir.name}-{path.name}.bad")
         except FileNotFoundError:
             pass
         except OSError:
