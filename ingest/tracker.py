@@ -75,7 +75,7 @@ class Tracker:
             size = self._known_paths.get(paths)
             if size is None:
                 size = self._remember_paths(paths)
-            return self._enqueue(self._key_tuple(keys), paths, numbers, at, route, size)
+            return self._enqueue(*self._key_tuple(keys), paths, numbers, at, route, size)
         except Exception as exc:
             return self._rejected(exc)
 
@@ -103,19 +103,22 @@ class Tracker:
                 kind = type(number)
                 if (kind is not int and kind is not float) or not -limit <= number <= limit:
                     raise InvalidValues(self._limits.value_problem(number) or "bad_value", "")
-            return self._enqueue(self._key_tuple(keys), paths, list(numbers), at, route, size)
+            return self._enqueue(*self._key_tuple(keys), paths, list(numbers), at, route, size)
         except Exception as exc:
             return self._rejected(exc)
 
-    def _key_tuple(self, keys: str | Iterable[str]) -> tuple[str, ...]:
+    def _key_tuple(self, keys: str | Iterable[str]) -> tuple[tuple[str, ...], int]:
+        """The keys as a validated tuple, and their size bound in a record."""
         key_tuple = (keys,) if type(keys) is str else tuple(keys)
-        if key_tuple not in self._known_keys:
-            self._check_keys(key_tuple)
-        return key_tuple
+        size = self._known_keys.get(key_tuple)
+        if size is None:
+            size = self._check_keys(key_tuple)
+        return key_tuple, size
 
     def _enqueue(
         self,
         keys: tuple[str, ...],
+        keys_size: int,
         paths: tuple[str, ...],
         numbers: list[int | float],
         at: datetime | float | None,
@@ -123,9 +126,6 @@ class Tracker:
         paths_size: int,
     ) -> bool:
         ts = int(time.time()) if at is None else _to_seconds(at)
-        keys_size = self._known_keys.get(keys)
-        if keys_size is None:  # the cache was just cleared by another thread
-            keys_size = strings_bound(keys)
         size = self._event_base + keys_size + paths_size + 9 * len(numbers)
         if size > self._record_bytes:
             raise InvalidValues("event_too_large", f"~{size} bytes > record_bytes")
@@ -173,7 +173,7 @@ class Tracker:
         size = self._known_paths[paths] = strings_bound(paths)
         return size
 
-    def _check_keys(self, keys: tuple[str, ...]) -> None:
+    def _check_keys(self, keys: tuple[str, ...]) -> int:
         """Validate a key tuple once; valid ones are remembered (bounded) to skip the check."""
         if not keys or len(keys) > self._limits.max_keys:
             raise InvalidValues("bad_keys", f"{len(keys)} keys")
@@ -183,7 +183,8 @@ class Tracker:
                 raise InvalidValues(problem, repr(key)[:80])
         if len(self._known_keys) >= 10_000:
             self._known_keys.clear()
-        self._known_keys[keys] = strings_bound(keys)
+        size = self._known_keys[keys] = strings_bound(keys)
+        return size
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Block until everything tracked so far is acknowledged (or spooled); True if done."""
