@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-_ARRAY = 5  # msgpack array header, widest form
+ARRAY = 5  # msgpack array header, widest form
 _INT = 9  # any msgpack integer or float
 _STR = 5  # msgpack str header, widest form
-RECORD_OVERHEAD = 1 + _INT + _STR + 4 * _ARRAY  # [1, source, strings, keysets, shapes, events]
-EVENT_OVERHEAD = _ARRAY + 3 * _INT + _ARRAY  # [at, keyset, shape, values]
+RECORD_OVERHEAD = 1 + _INT + _STR + 4 * ARRAY  # [1, source, strings, keysets, shapes, events]
+EVENT_OVERHEAD = ARRAY + 3 * _INT + ARRAY  # [at, keyset, shape, values]
 
 
 def strings_bound(names: Sequence[str]) -> int:
     """Bytes ``names`` can cost in a record: table strings plus a list of their indices."""
-    total = _ARRAY
+    total = ARRAY
     for name in names:
         total += (len(name) if name.isascii() else len(name.encode())) + _STR + _INT
     return total
@@ -33,3 +33,8 @@ def event_bound(source: str, keys: Sequence[str], paths: Sequence[str], values: 
         + strings_bound(paths)
         + values * _INT
     )
+
+
+def value_bound(max_path_length: int) -> int:
+    """Most one value can cost: a path of ``max_path_length`` 4-byte characters, and a number."""
+    return 4 * max_path_length + _STR + _INT + _INT

@@ -25,7 +25,13 @@ from datetime import datetime
 from tally.ingest.flatten import InvalidValues, flatten
 from tally.ingest.sender import Sender
 from tally.ingest.settings import ClientSettings
-from tally.ingest.sizing import EVENT_OVERHEAD, RECORD_OVERHEAD, strings_bound
+from tally.ingest.sizing import (
+    ARRAY,
+    EVENT_OVERHEAD,
+    RECORD_OVERHEAD,
+    strings_bound,
+    value_bound,
+)
 from tally.ingest.stats import Counters, TrackerStats
 
 log = logging.getLogger("tally.ingest")
@@ -48,6 +54,7 @@ class Tracker:
         self._source = settings.source
         self._record_bytes = settings.record_bytes
         self._event_base = RECORD_OVERHEAD + EVENT_OVERHEAD + len(self._source.encode())
+        self._value_worst = value_bound(self._limits.max_path_length)
         # validated key tuples and shapes -> their size bound in a record
         self._known_keys: dict[tuple[str, ...], int] = {}
         self._known_paths: dict[tuple[str, ...], int] = {}
@@ -72,10 +79,7 @@ class Tracker:
         """
         try:
             paths, numbers = flatten(values, self._limits)
-            size = self._known_paths.get(paths)
-            if size is None:
-                size = self._remember_paths(paths)
-            return self._enqueue(*self._key_tuple(keys), paths, numbers, at, route, size)
+            return self._enqueue(*self._key_tuple(keys), paths, numbers, at, route, None)
         except Exception as exc:
             return self._rejected(exc)
 
@@ -123,12 +127,17 @@ class Tracker:
         numbers: list[int | float],
         at: datetime | float | None,
         route: str | None,
-        paths_size: int,
+        paths_size: int | None,
     ) -> bool:
         ts = int(time.time()) if at is None else _to_seconds(at)
-        size = self._event_base + keys_size + paths_size + 9 * len(numbers)
+        # Cheap bound first (every path at its longest); the exact bound only for wide events.
+        size = self._event_base + keys_size + ARRAY + len(numbers) * self._value_worst
         if size > self._record_bytes:
-            raise InvalidValues("event_too_large", f"~{size} bytes > record_bytes")
+            if paths_size is None:
+                paths_size = strings_bound(paths)
+            size = self._event_base + keys_size + paths_size + 9 * len(numbers)
+            if size > self._record_bytes:
+                raise InvalidValues("event_too_large", f"~{size} bytes > record_bytes")
         if self._closed:
             self._counters.add("dropped_closed")
             self._warn("track() after close(); event dropped (see TrackerStats.dropped_closed)")
@@ -164,10 +173,6 @@ class Tracker:
             problem = self._limits.path_problem(path)
             if problem:
                 raise InvalidValues(problem, repr(path)[:80])
-        return self._remember_paths(paths)
-
-    def _remember_paths(self, paths: tuple[str, ...]) -> int:
-        """Remember a valid shape and its size bound (bounded cache)."""
         if len(self._known_paths) >= 10_000:
             self._known_paths.clear()
         size = self._known_paths[paths] = strings_bound(paths)
