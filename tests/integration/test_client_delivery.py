@@ -23,7 +23,6 @@ from aiokafka.structs import TopicPartition
 
 from tally.embedded.kafka_broker import EmbeddedKafka, create_topic, start_kafka
 from tally.ingest import ClientSettings, Tracker
-from tally.ingest.spool import Spool
 from tally.schemas.wire import BatchDecoder
 
 pytestmark = pytest.mark.integration
@@ -221,11 +220,13 @@ def test_spool_replay_is_in_order_of_arrival_and_reroutes_without_losing_events(
 def test_a_corrupt_spool_file_is_quarantined_and_the_rest_delivered(kafka, tmp_path):
     topic = new_topic(kafka, 2)
     spool_dir = tmp_path / "spool"
-    old = Spool(spool_dir, "dead-process", 1 << 20)
-    old.put(0xFFFFFFFF, b"\x93not a batch", time.time_ns())  # unrouted garbage
-    old.put(0, b"", time.time_ns())  # an empty record
-    old.close()
-    (old.dir / f"{time.time_ns():020d}-trunc.rec").write_bytes(b"\x00\x01")  # no header
+    dead = spool_dir / "dead-process"  # left by a process that died: lock file free
+    dead.mkdir(parents=True)
+    (dead / ".lock").touch()
+    now = time.time_ns()
+    (dead / f"{now:020d}-a.rec").write_bytes(b"\xff\xff\xff\xff\x93not a batch")  # unrouted
+    (dead / f"{now + 1:020d}-b.rec").write_bytes(b"\x00\x00\x00\x00")  # an empty record
+    (dead / f"{now + 2:020d}-c.rec").write_bytes(b"\x00\x01")  # no header
     tracker = Tracker(
         ClientSettings(bootstrap_servers=kafka.bootstrap, topic=topic, spool_dir=spool_dir)
     )
