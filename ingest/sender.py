@@ -210,7 +210,9 @@ class Sender:
 
     async def _start_producer(self) -> AIOKafkaProducer:
         s = self.settings
-        self._batch_bytes = self._record_cap + 1024
+        # At the smallest cap, one record per produce batch: a refusal then names its record.
+        alone = self._record_cap <= MIN_RECORD_BYTES
+        self._batch_bytes = 1 if alone else self._record_cap + 1024
         producer = AIOKafkaProducer(
             bootstrap_servers=s.bootstrap_servers,
             client_id=f"tally-client-{self.source}",
@@ -458,7 +460,7 @@ class Sender:
                 stop = stop or result
         if self._shrink:  # a shared produce batch was too large: smaller batches, then retry
             self._shrink = False
-            self._lower_cap(self._batch_bytes // 2, "a produce batch was refused as too large")
+            self._lower_cap(self._record_cap // 2, "a produce batch was refused as too large")
             failed = [piece for record in failed for piece in self._fit(record)]
         if refused_size:  # the idempotent producer's sequence is off after a refused batch
             self._give_back(failed)
@@ -493,8 +495,8 @@ class Sender:
 
         A record no larger than the producer's batch size may just have shared a batch that
         was too large: it is sent again once batches are smaller (see ``_send``). A record
-        alone in its batch is too large itself: it is split, or dropped and counted when it
-        holds one event. Returns what to send in its place.
+        alone in its batch (always so at the smallest cap) is too large itself: it is split,
+        or dropped and counted when it holds one event. Returns what to send in its place.
         """
         self.counters.add("send_rejected")
         self._refused_size = True

@@ -128,6 +128,23 @@ def test_one_event_over_the_brokers_limit_is_dropped_and_counted_the_rest_arrive
     assert stats.dropped_rejected == 1 and stats.sent_events == 2
 
 
+def test_a_topic_limit_below_the_smallest_cap_ends_in_counted_drops_not_a_loop(kafka):
+    topic = new_topic(kafka, 1, **{"max.message.bytes": "700"})
+    tracker = Tracker(
+        ClientSettings(
+            bootstrap_servers=kafka.bootstrap, topic=topic, linger_ms=200, compression=None
+        )
+    )
+    for i in range(6):  # two small events, four of ~1.3 kB
+        wide = {} if i % 3 == 0 else {"w": {f"value_number_{j:03d}": j for j in range(60)}}
+        tracker.track("k", {"id": i, **wide})
+    assert tracker.flush(90), tracker.stats()
+    stats = tracker.stats()
+    tracker.close()
+    assert ids_of(read_topic(kafka, topic)) == Counter({0: 1, 3: 1})
+    assert stats.dropped_rejected == 4 and stats.sent_events == 2
+
+
 FORK_CHILD_EVENTS = 100
 
 
