@@ -8,10 +8,13 @@ from dataclasses import dataclass, fields
 
 @dataclass(frozen=True, slots=True)
 class TrackerStats:
-    """A snapshot of the client's counters (all since the Tracker was created).
+    """A snapshot of the client's counters (since the Tracker was created, or since the fork
+    in a forked child).
 
     ``too_large``: events rejected by ``track`` because alone they exceed ``record_bytes``.
     ``dropped_closed``: events passed to ``track`` after ``close``.
+    ``sent_events``: events the broker acknowledged, including events replayed from the spool
+    (which an earlier process may have written).
     ``send_failures``: retriable send failures (the broker is unreachable or slow).
     ``send_rejected``: records the broker refused with a non-retriable error (too large,
     not authorized, ...); ``split_records`` of them were too large and were split and resent;
