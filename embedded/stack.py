@@ -74,6 +74,7 @@ class Stack(StopsOnExit):
             "--session-timeout-ms", str(c.session_timeout_ms),
             "--heartbeat-ms", str(c.heartbeat_ms),
             "--metrics-port", str(metrics_port),
+            "--initial-offset", "earliest",
             "--clickhouse-user", c.clickhouse_user or "default",
             *c.extra_args,
         ]  # fmt: skip
