@@ -6,6 +6,7 @@ Stop-gap until ``sink.classify_error`` exists: the worker uses that when present
 from __future__ import annotations
 
 import re
+import struct
 from typing import Literal
 
 from clickhouse_connect.driver.exceptions import DatabaseError, DataError, ProgrammingError
@@ -23,7 +24,7 @@ def classify_error(exc: BaseException) -> ErrorKind:
     """``data`` for an insert ClickHouse (or the client's encoder) rejects for its content."""
     if isinstance(exc, DataError | ProgrammingError):
         return "data"  # client-side: a value the column type cannot hold
-    if isinstance(exc, TypeError | ValueError | OverflowError):
+    if isinstance(exc, TypeError | ValueError | OverflowError | struct.error):
         return "data"  # raised while encoding the columns
     if isinstance(exc, DatabaseError):
         found = _CODE.search(str(exc))
