@@ -167,10 +167,11 @@ class Aggregator:
         security = s.security.aiokafka_kwargs()
         self.admin = AIOKafkaAdminClient(bootstrap_servers=s.bootstrap_servers, **security)
         await self.admin.start()
+        # Not idempotent: after a rejected (too large) batch an idempotent aiokafka producer
+        # fails every later send with OutOfOrderSequenceNumber. Dead letters are at-least-once.
         self._dlq_producer = AIOKafkaProducer(
             bootstrap_servers=s.bootstrap_servers,
             acks="all",
-            enable_idempotence=True,
             compression_type="lz4",
             **security,
         )
