@@ -245,7 +245,7 @@ class PartitionFold:
             rows.keys.append(keysets[ks])
             rows.minute.append(minute)
             rows.paths.append(shapes[sh])
-            rows.values.append([float(v) for v in sums])
+            rows.values.append(sums)  # ints and floats: the encoder writes Float64 as is
         return rows
 
 
