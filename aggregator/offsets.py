@@ -6,7 +6,7 @@ import asyncio
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import for_code
+from aiokafka.errors import KafkaError, for_code
 from aiokafka.protocol.commit import OffsetFetchRequest
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
@@ -25,8 +25,14 @@ async def group_offsets(
     """
     async with asyncio.timeout(timeout):
         while True:
-            coordinator = await admin.find_coordinator(group)
-            response = await admin._send_request(OffsetFetchRequest(group, None), coordinator)
+            try:
+                coordinator = await admin.find_coordinator(group)
+                response = await admin._send_request(OffsetFetchRequest(group, None), coordinator)
+            except KafkaError as exc:
+                if not exc.retriable:
+                    raise
+                await asyncio.sleep(0.2)
+                continue
             error = for_code(getattr(response, "error_code", 0))
             if error.errno == 0:
                 break
@@ -53,7 +59,9 @@ async def check_initial_offset(
     committed = await group_offsets(admin, group)
     if any(tp.topic == topic for tp in committed):
         return
-    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+    # The consumer is not subscribed yet, so its own metadata does not list the topic.
+    cluster = await consumer._client.fetch_all_metadata()
+    partitions = [TopicPartition(topic, p) for p in cluster.partitions_for_topic(topic) or ()]
     if not partitions:
         return
     first = await consumer.beginning_offsets(partitions)
