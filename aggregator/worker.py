@@ -440,7 +440,13 @@ class Aggregator:
         )
         del rows
         state.fold.clear()  # the range is re-read piece by piece; free its fold meanwhile
-        await self._isolate(state.tp, intent)
+        try:
+            await self._isolate(state.tp, intent)
+        except BaseException:
+            # Interrupted (stopping): the emptied fold must never be committed as done; the
+            # intent stays, and the next owner replays and isolates the same way.
+            self.states.pop(state.tp, None)
+            raise
 
     async def _insert_rows(self, rows: FoldRows, token: str, attempts: int) -> Exception | None:
         """Insert until acknowledged; the error once ClickHouse rejected it ``attempts`` times.
