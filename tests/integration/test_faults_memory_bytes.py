@@ -96,6 +96,7 @@ def test_wide_events_and_hostile_tables_stay_within_the_byte_budget(make_stack):
     assert m["tally_fold_bytes"] <= BUDGET_MB * 2**20
     growth = (peak[0] - idle) / 2**20
     # Budget for the fold, about as much again while a flush encodes it, plus fetch buffers.
+    print(f"RSS growth {growth:.1f} MiB over idle {idle / 2**20:.1f} MiB")
     assert growth < 4 * BUDGET_MB, (growth, idle / 2**20, m["tally_flushes_total"])
     assert stack.stop_aggregators() == [0]
     query = "SELECT key, sum(value) FROM tally.rollups WHERE path IN ('p0', 'count') GROUP BY key"
