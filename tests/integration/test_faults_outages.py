@@ -118,9 +118,7 @@ def test_broker_unreachable_for_30s_client_buffers_spools_and_delivers(make_stac
 
 
 def test_sigterm_during_a_clickhouse_outage_exits_and_the_range_is_replayed(make_stack):
-    stack = make_stack(
-        partitions=2, aggregators=1, flush_interval_s=0.5, extra_args=["--shutdown-grace", "3"]
-    )
+    stack = make_stack(partitions=2, aggregators=1, flush_interval_s=0.5)  # 10 s grace
     expected = Expected(Calendar("UTC"), ("1m", "1h", "1d"))
     tracker = Tracker(ClientSettings(bootstrap_servers=stack.kafka.bootstrap, strict=True))
     track_paced(tracker, expected, 1_000, 0.5, "a")
