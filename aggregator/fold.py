@@ -49,7 +49,7 @@ class FoldRows:
 COLUMNS = ("keys", "minute", "paths", "values")
 
 # Memory accounting (CPython, 64-bit): an entry is its dict slot, its 3-tuple key and a list of
-# ``n`` values, each a pointer plus a float object (ints are converted to floats by the sums).
+# ``n`` values, each a pointer plus a number object (a float or an int, up to 24 bytes).
 ENTRY_BYTES = 300
 VALUE_BYTES = 8 + 24
 # An interned keyset/shape: dict slot + tuple, plus its strings (measured with getsizeof).
