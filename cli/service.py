@@ -160,6 +160,8 @@ class Service:
             "--clickhouse-url", self.clickhouse_url, "--clickhouse-user", s.clickhouse_user,
             "--database", s.database, "--time-zone", s.time_zone, "--week-start", s.week_start,
             "--flush-interval", str(s.flush_interval_s), "--metrics-port", "0",
+            # the service owns its topic: a first start counts whatever was tracked before it
+            "--initial-offset", "earliest",
         ]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if not k.startswith("TALLY_API_")}
         env["TALLY_CLICKHOUSE_PASSWORD"] = self._password
