@@ -114,8 +114,9 @@ def _drift(c: Drift, values: list[float | None]) -> Verdict:
     x = values[-1]
     if len(window) < 3:
         return Verdict(None, x)
-    mean = statistics.fmean(window)
-    sd = max(statistics.pstdev(window), c.min_sd)
+    baseline = window[: max(3, 2 * len(window) // 3)]
+    mean = statistics.fmean(baseline)
+    sd = max(statistics.pstdev(baseline), c.min_sd)
     up = down = 0.0
     for v in window:
         z = (v - mean) / sd

@@ -52,7 +52,8 @@ class Zero:
 
 @dataclass(frozen=True)
 class Drift:
-    """CUSUM over the last ``history`` buckets: S = max(0, S + (x - mean)/sd - k) > h."""
+    """CUSUM over the last ``history`` buckets: S = max(0, S + (x - mean)/sd - k) > h, with
+    mean and sd from the oldest two thirds of those buckets (the baseline)."""
 
     history: int = 30
     k: float = 0.5
