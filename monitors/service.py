@@ -153,7 +153,7 @@ class MonitorService:
             framed = Frames(buckets, {})
             if not states:
                 states = {Segment("", monitor.key): AlertState()}
-        step = advance(monitor, framed, states, first - start, self.base_url, error)
+        step = advance(monitor, framed, states, (first - start) // g, self.base_url, error)
         changed = [s for s, st in step.states.items() if states.get(s) != st]
         notices = [] if monitor.paused else step.notices
         if not await self.lease.held():

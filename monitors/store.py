@@ -20,6 +20,7 @@ import json
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from tally.monitors.engine import Notice
@@ -64,6 +65,10 @@ class Outgoing:
     notice: Notice
     status: str
     attempts: int
+
+
+def _dt(ts: int) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
 
 
 def _version() -> int:
@@ -130,7 +135,7 @@ class Store:
         channels: dict[str, tuple[str, ...]],
     ) -> None:
         """Outbox (absent ids only), then history, then state: see the module docstring."""
-        now = time.time()
+        now = datetime.now(UTC)
         if notices:
             known = await self._known_ids([n.id for n in notices])
             rows = []
@@ -138,14 +143,14 @@ class Store:
                 if n.id in known:
                     continue
                 for channel in channels.get(n.monitor, ("log",)):
-                    row = [n.id, channel, n.monitor, n.segment, n.kind, n.bucket,
+                    row = [n.id, channel, n.monitor, n.segment, n.kind, _dt(n.bucket),
                            notice_json(n), "pending", 0, "", now, now, _version()]  # fmt: skip
                     rows.append(row)
             if rows:
                 await self._insert("monitor_notifications", rows, _NOTIFICATION_COLUMNS)
         if transitions:
             rows = [
-                [now, monitor, s.name, s.key, t.bucket, t.before, t.after, t.notify, t.since,
+                [now, monitor, s.name, s.key, _dt(t.bucket), t.before, t.after, t.notify, t.since,
                  t.value]
                 for s, t in transitions
             ]  # fmt: skip
@@ -191,9 +196,9 @@ WHERE id IN {{ids:Array(String)}}""",
 
     async def mark(self, out: Outgoing, status: str, attempts: int, error: str = "") -> None:
         """Record a delivery outcome (``delivered`` or ``failed``)."""
-        now = time.time()
+        now = datetime.now(UTC)
         n = out.notice
-        row = [out.id, out.channel, n.monitor, n.segment, n.kind, n.bucket, notice_json(n),
+        row = [out.id, out.channel, n.monitor, n.segment, n.kind, _dt(n.bucket), notice_json(n),
                status, attempts, error[:2000], now, now, _version()]  # fmt: skip
         await self._insert("monitor_notifications", [row], _NOTIFICATION_COLUMNS)
 

@@ -14,14 +14,18 @@ end offset (all caught up) and ``E + grace`` has passed.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from tally.kafka_security import KafkaSecurity
+
+log = logging.getLogger("tally.monitors.watermark")
 
 
 class Watermark(Protocol):
@@ -88,18 +92,39 @@ class KafkaWatermark:
         if self._consumer is None:
             await self.start()
         assert self._consumer is not None and self._admin is not None
-        await self._consumer.topics()  # refresh metadata
-        numbers = self._consumer.partitions_for_topic(self.topic) or set()
-        self._partitions = [TopicPartition(self.topic, p) for p in sorted(numbers)]
-        committed = await self._admin.list_consumer_group_offsets(self.group)
+        self._cache = {}
+        try:
+            partitions = await self._topic_partitions()
+            committed = await self._admin.list_consumer_group_offsets(self.group)
+            ends = await self._consumer.end_offsets(partitions) if partitions else {}
+        except KafkaError as exc:
+            # Nothing is proven durable until Kafka answers again (the coordinator moving,
+            # the broker restarting): evaluation waits, it never guesses.
+            log.warning("watermark: Kafka did not answer (%s); not judging yet", exc)
+            self._partitions = []
+            return
+        self._partitions = partitions
         self._committed = {
             tp.partition: meta.offset
             for tp, meta in committed.items()
             if tp.topic == self.topic and meta is not None and meta.offset >= 0
         }
-        ends = await self._consumer.end_offsets(self._partitions) if self._partitions else {}
         self._ends = {tp.partition: offset for tp, offset in ends.items()}
-        self._cache = {}
+
+    async def _topic_partitions(self) -> list[TopicPartition]:
+        """The events topic's partitions, assigned to our group-less consumer and paused
+        (so it knows their leaders for offset lookups but never fetches a record)."""
+        assert self._consumer is not None and self._admin is not None
+        described = await self._admin.describe_topics([self.topic])
+        numbers = sorted(
+            p["partition"] for t in described if t["topic"] == self.topic and not t["error_code"]
+            for p in t["partitions"]
+        )  # fmt: skip
+        partitions = [TopicPartition(self.topic, p) for p in numbers]
+        if partitions and set(partitions) != self._consumer.assignment():
+            self._consumer.assign(partitions)
+            self._consumer.pause(*partitions)
+        return partitions
 
     async def durable(self, end: int, now: float) -> bool:
         """True when every partition's committed offset covers the bucket ending at ``end``."""
@@ -109,7 +134,13 @@ class KafkaWatermark:
         if not self._partitions:
             return False  # the topic does not exist yet: nothing can be proven
         cutoff_ms = int((end + self.grace_s) * 1000)
-        firsts = await self._consumer.offsets_for_times({tp: cutoff_ms for tp in self._partitions})
+        try:
+            firsts = await self._consumer.offsets_for_times(
+                {tp: cutoff_ms for tp in self._partitions}
+            )
+        except KafkaError as exc:
+            log.warning("watermark: offsets_for_times failed (%s); not judging yet", exc)
+            return False
         ok = True
         for tp in self._partitions:
             committed = self._committed.get(tp.partition, 0)

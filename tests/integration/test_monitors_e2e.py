@@ -1,0 +1,164 @@
+"""Monitors end to end on the real stack (Kafka, aggregators, ClickHouse), with notifications
+received by a real HTTP server and a real SMTP server. Records are stamped on an explicit clock
+(as a client sending at that time would stamp them) and the service is ticked on that clock,
+so minutes pass in milliseconds while the watermark reads the real committed offsets."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from email import message_from_string
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+
+from tally.monitors.engine import iso
+from tally.monitors.watermark import KafkaWatermark
+
+from .monitors_helpers import (
+    GRACE,
+    Receiver,
+    kinds,
+    send_at,
+    service,
+    smtp_server,
+    wait_committed,
+)
+
+pytestmark = pytest.mark.integration
+
+JOB = "billing__cron__schedule_invoices_job"
+SCHED = "billing__tenants__schedule_invoices_job"
+
+
+def definitions(url: str, smtp_port: int) -> str:
+    return f"""
+channels:
+  hook: {{type: webhook, url: "{url}/alertmanager"}}
+  chat: {{type: slack, url: "{url}/slack"}}
+  mail: {{type: email, to: [ops@example.com], from: tally@example.com, host: 127.0.0.1,
+          port: {smtp_port}}}
+monitors:
+  - name: cron-stopped
+    key: event::cron
+    path: jobs.{JOB}.count
+    granularity: 1m
+    condition: {{type: expected, fewer_than: 1}}
+    for: 2m
+    labels: {{severity: page}}
+    annotations: {{summary: "{{{{ monitor }}}} ran {{{{ value }}}} times in {{{{ bucket }}}}"}}
+    notify: [hook, chat, mail]
+ready:
+  - scheduler_idle: {{job: {SCHED}, idle_for: 3m, notify: [hook]}}
+"""
+
+
+def cron(at: float) -> tuple[float, list[str], dict]:
+    v = {"count": 1, "resources": 2, "state": {"success": 1}}
+    return (at, ["event::cron"], {"total": v, "jobs": {JOB: v}})
+
+
+def schedule(at: float, tenant: str, resources: int) -> tuple[float, list[str], dict]:
+    v = {"count": 1, "resources": resources, "state": {"success": 1}}
+    keys = ["event::schedule", f"event::schedule::{tenant}"]
+    return (at, keys, {"total": v, "jobs": {SCHED: v}, "tenants": {tenant: v}})
+
+
+def test_cron_stop_and_idle_tenant_fire_and_resolve_once(make_stack, tmp_path: Path) -> None:
+    stack = make_stack(partitions=2, aggregators=1, flush_interval_s=0.5)
+    asyncio.run(cron_and_idle(stack, tmp_path))
+
+
+async def cron_and_idle(stack, tmp_path: Path) -> None:
+    receiver = Receiver()
+    url = await receiver.start()
+    controller, mailbox = smtp_server()
+    base = int(time.time()) // 60 * 60 - 30 * 60  # minute 0 of the explicit clock
+    minute = lambda i: base + i * 60  # noqa: E731
+    (tmp_path / "m.yaml").write_text(definitions(url, controller.port))
+    svc = service(stack, [tmp_path / "m.yaml"])
+    await svc.start()
+    watermark = svc.watermark
+    assert isinstance(watermark, KafkaWatermark)
+    try:
+        # The cron runs in minutes 0-4 and 8-11; acme's scheduler always finds work, globex's
+        # runs but touches nothing from minute 3 on.
+        for i in range(12):
+            events = [schedule(minute(i) + 20, "acme", 5),
+                      schedule(minute(i) + 20, "globex", 0 if i >= 3 else 4)]  # fmt: skip
+            if i <= 4 or i >= 8:
+                events.append(cron(minute(i) + 10))
+            await send_at(stack, minute(i) + 30, events)
+        await wait_committed(watermark)
+        fired_at: dict[tuple[str, str, str], int] = {}
+        for i in range(1, 13):  # tick just after bucket i-1 is durable
+            result = await svc.tick(now=minute(i) + GRACE + 1)
+            assert result.errors == []
+            for n in result.notices:
+                fired_at[(n.kind, n.monitor, n.segment)] = i - 1
+        idle = f"scheduler-idle:{SCHED}"
+        # cron: minutes 5 and 6 empty -> `for: 2m` holds at bucket 6; minute 8 resolves.
+        # globex: idle 3, 4, 5 -> fires at bucket 5 and stays firing; acme never fires.
+        assert fired_at == {
+            ("firing", "cron-stopped", ""): 6,
+            ("resolved", "cron-stopped", ""): 8,
+            ("firing", idle, "globex"): 5,
+        }
+        hook = receiver.bodies["/alertmanager"]
+        assert kinds(hook) == [
+            ("firing", idle, "globex"),
+            ("firing", "cron-stopped", ""),
+            ("resolved", "cron-stopped", ""),
+        ]
+        fire = hook[1]
+        assert fire["version"] == "4" and fire["status"] == "firing"
+        assert fire["receiver"] == "hook" and fire["externalURL"] == "http://dash"
+        assert set(fire) == {
+            "version", "groupKey", "truncatedAlerts", "status", "receiver", "groupLabels",
+            "commonLabels", "commonAnnotations", "externalURL", "alerts",
+        }  # fmt: skip
+        alert = fire["alerts"][0]
+        assert alert["startsAt"] == iso(minute(5))
+        assert alert["endsAt"] == "0001-01-01T00:00:00Z"
+        assert alert["labels"] == {"alertname": "cron-stopped", "severity": "page"}
+        assert alert["annotations"]["summary"] == f"cron-stopped ran 0 times in {iso(minute(6))}"
+
+        def link(start: int, end: int) -> str:
+            query = urlencode({"from": iso(start), "to": iso(end), "g": "1m"})
+            return f"http://dash/d/key/event%3A%3Acron?{query}"
+
+        assert alert["generatorURL"] == link(minute(-5), minute(7))
+        resolved = hook[2]["alerts"][0]
+        assert resolved["status"] == "resolved" and resolved["endsAt"] == iso(minute(8))
+        assert resolved["fingerprint"] == alert["fingerprint"]
+        slack = receiver.bodies["/slack"]
+        assert [b["text"].split("\n")[0] for b in slack] == [
+            f"<{link(minute(-5), minute(7))}|[FIRING] cron-stopped>",
+            f"<{link(minute(-5), minute(9))}|[RESOLVED] cron-stopped>",
+        ]  # fmt: skip
+        mails = [message_from_string(m[2]) for m in mailbox.messages]
+        assert [m["Subject"] for m in mails] == ["[FIRING] cron-stopped", "[RESOLVED] cron-stopped"]
+        body = mails[0].get_payload(decode=True).decode()
+        assert f"dashboard: {link(minute(-5), minute(7))}" in body
+        assert all(m[1] == ["ops@example.com"] for m in mailbox.messages)
+
+        # A restarted service (new process state, same ClickHouse) neither repeats nor loses.
+        await svc.close()
+        svc = service(stack, [tmp_path / "m.yaml"])
+        await svc.start()
+        for i in range(12, 14):
+            result = await svc.tick(now=minute(i) + GRACE + 1)
+            assert result.notices == [] and result.errors == []
+        assert len(receiver.bodies["/alertmanager"]) == 3
+        states = await svc.store.states(idle)
+        # minutes 12-13 had no scheduler run: acme has nothing to judge (no data); globex's
+        # alert stays firing (only a clear bucket resolves)
+        assert {s.name: st.state for s, st in states.items()} == {
+            "acme": "nodata", "globex": "firing",
+        }  # fmt: skip
+        assert (await svc.store.delivery_counts()) == {"delivered": 7}
+    finally:
+        await svc.close()
+        controller.stop()
+        await receiver.stop()
