@@ -162,3 +162,64 @@ async def cron_and_idle(stack, tmp_path: Path) -> None:
         await svc.close()
         controller.stop()
         await receiver.stop()
+
+
+LATE = f"""
+monitors:
+  - name: cron-late
+    key: event::cron
+    path: jobs.{JOB}.count
+    granularity: 1m
+    condition: {{type: expected, fewer_than: 1}}
+"""
+
+
+def test_late_data_from_a_stopped_aggregator_is_not_a_false_alarm(
+    make_stack, tmp_path: Path
+) -> None:
+    stack = make_stack(partitions=2, aggregators=1, flush_interval_s=0.5)
+    asyncio.run(late_data(stack, tmp_path))
+
+
+async def late_data(stack, tmp_path: Path) -> None:
+    from tally.monitors.evaluate import frames, verdict_at
+    from tally.monitors.source import fetch
+
+    base = int(time.time()) // 60 * 60 - 30 * 60
+    minute = lambda i: base + i * 60  # noqa: E731
+    (tmp_path / "m.yaml").write_text(LATE)
+    svc = service(stack, [tmp_path / "m.yaml"])
+    await svc.start()
+    watermark = svc.watermark
+    try:
+        for i in range(3):
+            await send_at(stack, minute(i) + 30, [cron(minute(i) + 10)])
+        await wait_committed(watermark)
+        for i in range(1, 4):
+            result = await svc.tick(now=minute(i) + GRACE + 1)
+            assert result.judged == {"cron-late": 1} and result.notices == []
+        # The aggregator stops; the cron keeps running on time in minutes 3-5, but nothing
+        # reaches ClickHouse for three minutes of the evaluation clock.
+        stack.stop_aggregators()
+        for i in range(3, 6):
+            await send_at(stack, minute(i) + 30, [cron(minute(i) + 10)])
+        for i in range(4, 7):
+            result = await svc.tick(now=minute(i) + GRACE + 1)
+            assert result.judged == {} and result.notices == [], i
+        # A wall-clock evaluator would have judged minute 3 from what ClickHouse has now: a
+        # breach ("the cron did not run").
+        (m,) = svc.definitions.monitors
+        fetched = await fetch(svc.reader, m, [minute(3)], minute(4))
+        (frame,) = frames(m, fetched).frames.values()
+        assert verdict_at(m, frame, 0).breach is True
+        # The aggregator comes back: the late minutes become durable and are judged, correctly.
+        stack.start_aggregator()
+        await wait_committed(watermark)
+        result = await svc.tick(now=minute(6) + GRACE + 1)
+        assert result.judged == {"cron-late": 3} and result.notices == []
+        history = await svc.store.history("cron-late")
+        assert [h[4] for h in history] == []  # no transition at all: ok throughout
+        states = await svc.store.states("cron-late")
+        assert [(st.state, st.last_bucket) for st in states.values()] == [("ok", minute(5))]
+    finally:
+        await svc.close()
