@@ -64,6 +64,12 @@ def run(
     lease: Annotated[
         bool, typer.Option(help="Elect one evaluating replica via a Kafka consumer group.")
     ] = True,
+    lease_session_ms: Annotated[
+        int, typer.Option(help="Lease group session timeout: how fast a replica takes over.")
+    ] = 10_000,
+    clock_file: Annotated[
+        Path | None, typer.Option(hidden=True, help="Tests: read 'now' from this file.")
+    ] = None,
     clickhouse_url: ClickHouseUrl = DEFAULT_URL,
     clickhouse_user: ClickHouseUser = "default",
     database: Database = "tally",
@@ -77,11 +83,13 @@ def run(
     settings = MonitorSettings(
         paths=tuple(paths), read=read_settings(clickhouse_url, clickhouse_user, database, data_dir),
         bootstrap=bootstrap, topic=topic, group=group, grace_s=grace, tick_s=tick,
-        base_url=base_url, lease=lease,
+        base_url=base_url, lease=lease, lease_session_ms=lease_session_ms,
     )  # fmt: skip
 
     async def main() -> None:
         service = build_service(settings)
+        if clock_file is not None:
+            service.clock = lambda: float(clock_file.read_text().strip())
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -103,9 +103,12 @@ class MonitorService:
         held = await self.lease.held()
         result.held = held
         if not held:
+            if self._held:
+                log.warning("lease lost: another replica evaluates")
             self._held = False
             return result
         if not self._held:
+            log.info("lease held: this replica evaluates")
             self._states.clear()  # another replica may have advanced: read state afresh
             self._held = True
         await self.watermark.refresh()

@@ -24,6 +24,7 @@ class MonitorSettings:
     lease: bool = True
     lease_topic: str = "tally.monitors.lease"
     lease_group: str = "tally-monitors"
+    lease_session_ms: int = 10_000
     security: KafkaSecurity = field(default_factory=KafkaSecurity)
 
 
@@ -48,6 +49,7 @@ def build_service(settings: MonitorSettings):  # -> MonitorService
             settings.bootstrap,
             settings.lease_topic,
             settings.lease_group,
+            session_timeout_ms=settings.lease_session_ms,
             security=settings.security,
         )
         if settings.lease and settings.bootstrap
