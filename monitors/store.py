@@ -91,11 +91,13 @@ class Store:
         self.db = identifier(settings.database)
         self._client: Any = None
 
-    async def start(self) -> None:
+    async def start(self, create: bool = True) -> None:
+        """Connect; with ``create``, create the tables if missing (idempotent)."""
         if self._client is None:
             self._client = await connect_async(self.settings)
-        for statement in ddl(self.settings.database):
-            await self._client.command(statement)
+        if create:
+            for statement in ddl(self.settings.database):
+                await self._client.command(statement)
 
     async def close(self) -> None:
         if self._client is not None:

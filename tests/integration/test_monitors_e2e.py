@@ -11,8 +11,12 @@ from email import message_from_string
 from pathlib import Path
 from urllib.parse import urlencode
 
+import httpx
 import pytest
 
+from tally.api.server import ServerThread
+from tally.api.settings import ApiSettings
+from tally.embedded.kafka_broker import free_ports
 from tally.monitors.engine import iso
 from tally.monitors.watermark import KafkaWatermark
 
@@ -20,6 +24,7 @@ from .monitors_helpers import (
     GRACE,
     Receiver,
     kinds,
+    read_settings,
     send_at,
     service,
     smtp_server,
@@ -68,6 +73,30 @@ def schedule(at: float, tenant: str, resources: int) -> tuple[float, list[str], 
 def test_cron_stop_and_idle_tenant_fire_and_resolve_once(make_stack, tmp_path: Path) -> None:
     stack = make_stack(partitions=2, aggregators=1, flush_interval_s=0.5)
     asyncio.run(cron_and_idle(stack, tmp_path))
+    # The HTTP API lists the definitions and their stored states.
+    token = "read-token-0123456789abcdef"
+    port = free_ports(1)[0]
+    api_settings = ApiSettings(
+        read_settings(stack), token, "sql-token-0123456789abcdef", port=port,
+        monitor_paths=(tmp_path / "m.yaml",),
+    )  # fmt: skip
+    thread = ServerThread(api_settings).start()
+    try:
+        response = httpx.get(
+            f"http://127.0.0.1:{port}/api/v1/monitors",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert httpx.get(f"http://127.0.0.1:{port}/api/v1/monitors").status_code == 401
+    finally:
+        thread.stop()
+    body = response.json()
+    assert response.status_code == 200 and body["errors"] == []
+    assert [m["name"] for m in body["monitors"]] == ["cron-stopped", f"scheduler-idle:{SCHED}"]
+    assert body["monitors"][0]["condition"] == "expected" and body["monitors"][0]["for_s"] == 120
+    states = {(s["monitor"], s["segment"]): s["state"] for s in body["states"]}
+    assert states[("cron-stopped", "")] == "pending"  # minutes 12-13: no run yet
+    assert states[(f"scheduler-idle:{SCHED}", "globex")] == "firing"
+    assert body["deliveries"] == {"delivered": 7}
 
 
 async def cron_and_idle(stack, tmp_path: Path) -> None:
