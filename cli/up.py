@@ -87,6 +87,13 @@ def up(
     clickhouse_user: ClickHouseUser = "default",
     database: Database = "tally",
     api: Annotated[bool, typer.Option(help="Serve the HTTP API/dashboard.")] = True,
+    monitors: Annotated[
+        Path | None,
+        typer.Option(
+            help="Directory of monitor files (*.yaml) for the monitor service. "
+            "[default: <data-dir>/monitors]"
+        ),
+    ] = None,
 ) -> None:
     """Run Kafka, ClickHouse, aggregators and the HTTP API until Ctrl-C; data persists."""
     settings = UpSettings(
@@ -96,6 +103,7 @@ def up(
         week_start=week_start, database=database, kafka_bootstrap=kafka_bootstrap,
         clickhouse_url=clickhouse_url, clickhouse_user=clickhouse_user,
         external_clickhouse_password=os.environ.get("TALLY_CLICKHOUSE_PASSWORD", ""), api=api,
+        monitors_dir=(monitors or data_dir / "monitors").expanduser().resolve(),
     )  # fmt: skip
     run_service(settings)
 

@@ -119,7 +119,39 @@ class MonitorService:
                 log.exception("monitor %s failed", monitor.name)
                 result.errors.append(f"{monitor.name}: {exc}")
         await self.deliver(result)
+        await self.send_reports(now, result)
         return result
+
+    async def send_reports(self, now: float, result: TickResult) -> None:
+        """Send each report once per period, once its last bucket is durable."""
+        from tally.monitors import report as reports
+
+        for definition in self.definitions.reports:
+            _, end = reports.period(definition, now)
+            if not await self.watermark.durable(end, now):
+                continue
+            done = await self.store.report_sent(definition.name, end)
+            todo = [c for c in definition.notify if c not in done]
+            if not todo:
+                continue
+            try:
+                digest = await reports.build(self.reader, definition, now)
+            except Exception as exc:
+                result.errors.append(f"report {definition.name}: {exc}")
+                continue
+            for channel in todo:
+                error = ""
+                try:
+                    if channel in self.notifier.channels:
+                        await reports.send(digest, self.notifier.channels[channel],
+                                           self.notifier.env)  # fmt: skip
+                    else:
+                        log.warning("%s", digest.text().replace("\n", " | "))
+                except Exception as exc:
+                    error = f"{type(exc).__name__}: {exc}"
+                    log.error("report %s to %s failed: %s", definition.name, channel, error)
+                status = "failed" if error else "delivered"
+                await self.store.mark_report(definition.name, end, channel, status, error)
 
     async def _newest_durable(self, monitor: Monitor, now: float) -> int | None:
         g = bucket_seconds(monitor)

@@ -53,6 +53,10 @@ def ddl(database: str) -> list[str]:
     last_error String, created DateTime64(3, 'UTC'), updated DateTime64(3, 'UTC'),
     version UInt64
 ) ENGINE = ReplacingMergeTree(version) ORDER BY (id, channel)""",
+        f"""CREATE TABLE IF NOT EXISTS {db}.monitor_reports (
+    report String, period_end DateTime('UTC'), channel String, status LowCardinality(String),
+    error String, at DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree ORDER BY (report, period_end, channel)""",
     ]
 
 
@@ -220,6 +224,24 @@ ORDER BY bucket DESC, at DESC LIMIT {{n:UInt32}}""",
             parameters={"m": monitor or "", "n": limit},
         )
         return [tuple(r) for r in result.result_rows]
+
+    async def report_sent(self, report: str, period_end: int) -> set[str]:
+        """Channels a report's period was already sent to (delivered, or failed after the
+        notifier's retries: a failed digest is recorded and logged, not re-sent every tick)."""
+        result = await self._client.query(
+            f"""SELECT channel FROM {self.db}.monitor_reports FINAL
+WHERE report = {{r:String}} AND period_end = toDateTime({{e:UInt32}}, 'UTC')""",
+            parameters={"r": report, "e": period_end},
+        )
+        return {r[0] for r in result.result_rows}
+
+    async def mark_report(
+        self, report: str, period_end: int, channel: str, status: str, error: str = ""
+    ) -> None:
+        """Record a digest delivery."""
+        row = [report, _dt(period_end), channel, status, error[:2000], datetime.now(UTC)]
+        columns = ["report", "period_end", "channel", "status", "error", "at"]
+        await self._insert("monitor_reports", [row], columns)
 
     async def _insert(self, table: str, rows: list[list], columns: list[str]) -> None:
         await self._client.insert(

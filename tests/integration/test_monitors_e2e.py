@@ -6,6 +6,7 @@ so minutes pass in milliseconds while the watermark reads the real committed off
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from email import message_from_string
 from pathlib import Path
@@ -44,6 +45,12 @@ channels:
   chat: {{type: slack, url: "{url}/slack"}}
   mail: {{type: email, to: [ops@example.com], from: tally@example.com, host: 127.0.0.1,
           port: {smtp_port}}}
+  digest: {{type: webhook, url: "{url}/report"}}
+reports:
+  - name: daily-cron
+    every: 1d
+    items: [{{title: cron runs, key: event::cron, path: total.count}}]
+    notify: [digest]
 monitors:
   - name: cron-stopped
     key: event::cron
@@ -187,6 +194,14 @@ async def cron_and_idle(stack, tmp_path: Path) -> None:
             "acme": "nodata", "globex": "firing",
         }  # fmt: skip
         assert (await svc.store.delivery_counts()) == {"delivered": 7}
+        # The daily digest went out once (the last complete UTC day), with a PNG chart.
+        (digest,) = receiver.bodies["/report"]
+        day_end = minute(0) // 86_400 * 86_400
+        runs = sum(1 for i in [*range(5), *range(8, 12)] if day_end - 86_400 <= minute(i) < day_end)
+        assert digest["report"] == "daily-cron" and digest["to"] == iso(day_end)
+        (item,) = digest["items"]
+        assert item["total"] == runs
+        assert base64.b64decode(item["png_base64"]).startswith(b"\x89PNG")
     finally:
         await svc.close()
         controller.stop()
