@@ -75,7 +75,9 @@ def run(
     database: Database = "tally",
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
-    """Evaluate monitors on durable buckets until SIGINT/SIGTERM; files reload on change."""
+    """Evaluate monitors on durable buckets until SIGINT/SIGTERM; files reload on change.
+    Kafka TLS/SASL: the client's TALLY_KAFKA_SECURITY_PROTOCOL, _SASL_*, _SSL_CAFILE."""
+    from tally.ingest.settings import ClientSettings
     from tally.monitors.settings import MonitorSettings, build_service
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -84,6 +86,7 @@ def run(
         paths=tuple(paths), read=read_settings(clickhouse_url, clickhouse_user, database, data_dir),
         bootstrap=bootstrap, topic=topic, group=group, grace_s=grace, tick_s=tick,
         base_url=base_url, lease=lease, lease_session_ms=lease_session_ms,
+        security=ClientSettings.from_env().security,  # TALLY_KAFKA_SECURITY_PROTOCOL, SASL...
     )  # fmt: skip
 
     async def main() -> None:
