@@ -104,6 +104,14 @@ def frames(monitor: Monitor, fetched: Fetched, known: Iterable[Segment] = ()) ->
             raw[seg] = (list(zeros), [False] * n, None if not active_path else list(zeros))
     out: dict[Segment, Frame] = {}
     windowed = {s: _windowed(v, monitor.window, monitor.aggregate) for s, (v, _, _) in raw.items()}
+    if monitor.count_above is not None:
+        # One alert for the whole set: how many segments are above the line per bucket.
+        counts: list[float | None] = [
+            float(sum(1 for w in windowed.values() if (w[i] or 0.0) > monitor.count_above))
+            for i in range(n)
+        ]
+        present = [any(p[i] for _, p, _ in raw.values()) for i in range(n)]
+        return Frames(buckets, {Segment("", monitor.key): Frame(counts, present)})
     totals = None
     if isinstance(monitor.condition, Share):
         totals = [sum((w[i] or 0.0) for w in windowed.values()) for i in range(n)]

@@ -228,6 +228,7 @@ def _names(node: Node, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
 MONITOR_FIELDS = (
     "name", "key", "path", "expression", "granularity", "window", "aggregate", "condition",
     "for", "keep_firing_for", "notify_every", "labels", "annotations", "notify", "paused",
+    "count_segments_above",
 )  # fmt: skip
 
 
@@ -280,6 +281,14 @@ def monitor(node: Any, source: str) -> spec.Monitor:
         )
     annotations = _strings(node, "annotations")
     _templates(node, annotations)
+    count_above = None
+    if "count_segments_above" in node:
+        count_above = _need(node, "count_segments_above", float)
+        if not ("*" in key or "*" in path):
+            reason = "'count_segments_above' needs a key pattern or a path wildcard"
+            raise Invalid(_line(node, "count_segments_above"), reason)
+        if isinstance(cond, spec.Share):
+            raise Invalid(_line(node, "count_segments_above"), "it cannot be used with share")
     paused = node.get("paused", False)
     if not isinstance(paused, bool):
         raise Invalid(_line(node, "paused"), "'paused' must be true or false")
@@ -289,7 +298,7 @@ def monitor(node: Any, source: str) -> spec.Monitor:
         for_s=_duration(node, "for"), keep_firing_for_s=_duration(node, "keep_firing_for"),
         notify_every_s=_duration(node, "notify_every"), labels=_strings(node, "labels"),
         annotations=annotations, notify=_names(node, "notify", ("log",)), paused=paused,
-        source=source,
+        count_above=count_above, source=source,
     )  # fmt: skip
 
 

@@ -113,10 +113,13 @@ def _excessive_retries(p: dict[str, Any]) -> dict[str, Any]:
 
 
 def _failure_cluster(p: dict[str, Any]) -> dict[str, Any]:
+    jobs = p.get("jobs", 3)
     return {
         "name": p.get("name", "failure-cluster"), "key": p.get("key", "event::job"),
-        "expression": "total.state.failure / total.count", "window": p.get("window", "5m"),
-        "condition": {"type": "threshold", "above": p.get("above", 0.2)},
+        "path": "jobs.*.state.failure", "window": p.get("window", "5m"),
+        "count_segments_above": p.get("failures", 0),
+        "condition": {"type": "threshold", "above": jobs - 1},
+        "annotations": {"summary": "{{ value }} jobs failed in the window ending {{ bucket }}"},
     }  # fmt: skip
 
 
@@ -132,6 +135,22 @@ READY: dict[str, tuple[Callable[[dict[str, Any]], dict[str, Any]], tuple[str, ..
     "excessive_retries": (_excessive_retries, ("job",)),
     "failure_cluster": (_failure_cluster, ()),
 }
+
+
+class _Params(dict):
+    """The entry's parameters, remembering which ones the builder read."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.read: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        self.read.add(key)
+        return super().__getitem__(key)
 
 
 def _node(value: Any, line: int) -> Any:
@@ -151,11 +170,17 @@ def expand(entry: Any) -> list[Node]:
     if kind not in READY:
         raise Invalid(line, f"unknown ready-made monitor {kind!r}; one of {sorted(READY)}")
     build, required = READY[kind]
-    params = dict(params or {})
+    if params is not None and not isinstance(params, dict):
+        raise Invalid(line, f"{kind} takes a mapping of parameters")
+    params = _Params(params or {})
     for name in required:
         if not isinstance(params.get(name), str):
             raise Invalid(line, f"{kind} needs '{name}' (text)")
     definition = build(params)
+    unknown = sorted(set(params) - params.read - set(PASS_THROUGH))
+    if unknown:
+        known = ", ".join(sorted((params.read | set(PASS_THROUGH)) - {"name"}))
+        raise Invalid(line, f"{kind} has no parameter {unknown[0]!r}; it takes {known}")
     for name in PASS_THROUGH:
         if name in params:
             definition[name] = params[name]

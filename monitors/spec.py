@@ -133,6 +133,7 @@ class Monitor:
     annotations: dict[str, str] = field(default_factory=dict)
     notify: tuple[str, ...] = ("log",)
     paused: bool = False
+    count_above: float | None = None  # judge the number of segments whose value is above this
     source: str = ""  # file:line, for messages
 
     @property
@@ -143,6 +144,11 @@ class Monitor:
         if isinstance(c, Zero):
             extra = max(extra, c.buckets * 4)
         return extra + self.window - 1
+
+    @property
+    def counts_segments(self) -> bool:
+        """True when segments are collapsed into one count (``count_segments_above``)."""
+        return self.count_above is not None
 
     @property
     def segmented_by_key(self) -> bool:

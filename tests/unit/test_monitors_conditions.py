@@ -171,3 +171,32 @@ def test_states_pass_through_pending_and_nodata() -> None:
         ("pending", "ok", 4),
     ]  # fmt: skip
     assert step.notices == []
+
+
+def test_failure_cluster_counts_failing_jobs_as_one_alert() -> None:
+    body = "ready:\n  - failure_cluster: {jobs: 2, window: 1m}\n"
+    series = {
+        "event::job": {
+            "jobs.a.state.failure": [0, 1, 1, 0, 1],
+            "jobs.b.state.failure": [0, 0, 2, 0, 0],
+            "jobs.c.state.failure": [0, 0, 1, 0, 0],
+            "jobs.c.count": [5, 5, 5, 5, 5],
+        }
+    }
+    # one failing job at 1 and 4 is not a cluster; three at 2 are
+    assert run(body, series) == [("firing", "", 2), ("resolved", "", 3)]
+
+
+def test_a_read_error_is_the_error_state_and_keeps_a_firing_alert() -> None:
+    from tally.monitors.evaluate import Frames, Segment
+    from tally.monitors.state import FIRING, AlertState
+
+    m = monitor(yaml("k", "path: x", "{type: threshold, above: 1}"))
+    buckets = [T0 + i * M for i in range(2)]
+    seg = Segment("", "k")
+    step = advance(m, Frames(buckets, {}), {seg: AlertState()}, 0, error="ClickHouse down")
+    assert [(t.before, t.after) for _, t in step.transitions] == [("ok", "error")]
+    assert step.states[seg].message == "ClickHouse down" and step.notices == []
+    firing = AlertState(FIRING, since=T0 - M, last_bucket=T0 - M, notified_at=T0 - M)
+    step = advance(m, Frames(buckets, {}), {seg: firing}, 0, error="ClickHouse down")
+    assert step.states[seg].state == FIRING and step.transitions == []

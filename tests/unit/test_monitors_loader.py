@@ -113,11 +113,11 @@ def load_paths_from_text(text: str):
         return load_paths([Path(d)])
 
 
+ARGS = {"queue_depth": "queue: default", "failure_cluster": "jobs: 3"}
+
+
 def test_every_ready_made_monitor_is_one_line() -> None:
-    lines = "\n".join(
-        f"  - {name}: {{{'queue: default' if name == 'queue_depth' else 'job: billing__job'}}}"
-        for name in READY
-    )
+    lines = "\n".join(f"  - {name}: {{{ARGS.get(name, 'job: billing__job')}}}" for name in READY)
     loaded = load_text(f"ready:\n{lines}\n", "ready.yaml")
     assert loaded.errors == ()
     by_name = {m.name.split(":")[0]: m for m in loaded.monitors}
@@ -132,6 +132,15 @@ def test_every_ready_made_monitor_is_one_line() -> None:
     assert isinstance(by_name["queue-latency"].condition, Threshold)
     assert by_name["queue-depth"].path == "queues.default.depth"
     assert not isinstance(by_name["failure-cluster"].condition, Share)
+    assert by_name["failure-cluster"].path == "jobs.*.state.failure"
+    assert by_name["failure-cluster"].count_above == 0.0
+
+
+def test_ready_made_unknown_parameter_is_an_error() -> None:
+    loaded = load_text("ready:\n  - scheduler_idle: {job: j, idle: 5m}\n", "r.yaml")
+    (error,) = loaded.errors
+    assert error.startswith("r.yaml:2: scheduler_idle has no parameter 'idle'; it takes ")
+    assert "idle_for" in error
 
 
 def test_ready_made_errors_name_the_line() -> None:
