@@ -75,6 +75,7 @@ def tally(tmp_path_factory) -> Iterator:
         assert proc.returncode == code, proc.stdout + proc.stderr
         return proc.stdout + proc.stderr
 
+    run.clickhouse = clickhouse  # type: ignore[attr-defined]
     try:
         yield run
     finally:
@@ -179,3 +180,56 @@ def test_example_monitors_load(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parents[2]
     loaded = load_paths([root / "monitors" / "examples"])
     assert loaded.errors == () and len(loaded.monitors) == 9
+
+
+def test_a_crash_between_judging_and_delivering_loses_nothing_and_repeats_nothing(
+    tally, tmp_path: Path
+) -> None:
+    from tally.aggregator.settings import ClickHouseSettings
+    from tally.monitors.lease import AlwaysHeld
+    from tally.monitors.service import MonitorService, TickResult
+    from tally.monitors.store import Store
+    from tally.monitors.watermark import WallClock
+    from tally.read import AsyncReader, ReadSettings
+
+    read = ReadSettings(clickhouse=ClickHouseSettings(url=tally.clickhouse.url, password=PASSWORD))
+
+    async def scenario() -> list[dict]:
+        receiver = Receiver()
+        url = await receiver.start()
+        (tmp_path / "m.yaml").write_text(f"""
+channels:
+  hook: {{type: webhook, url: "{url}/am"}}
+monitors:
+  - name: crash-test
+    key: event::cron
+    path: total.count
+    condition: {{type: expected, fewer_than: 1}}
+    notify: [hook]
+""")
+
+        def service() -> MonitorService:
+            return MonitorService(
+                paths=[tmp_path / "m.yaml"], reader=AsyncReader(read), store=Store(read),
+                watermark=WallClock(5), notifier=Notifier({}, backoff_s=0.01),
+                lease=AlwaysHeld(),
+            )  # fmt: skip
+
+        now = BASE + 7 * 60 + 6  # minute 6 (no cron run) is the newest durable bucket
+        first = service()
+        await first.start()
+        (m,) = first.definitions.monitors
+        await first._evaluate(m, now, TickResult())  # judged and stored, then "crashes"
+        await first.close()
+        assert receiver.bodies == {}
+        second = service()
+        await second.start()
+        result = await second.tick(now=now)  # nothing new to judge; the outbox is delivered
+        again = await second.tick(now=now + 1)
+        await second.close()
+        await receiver.stop()
+        assert result.notices == [] and result.delivered == 1 and again.delivered == 0
+        return receiver.bodies["/am"]
+
+    (body,) = asyncio.run(scenario())
+    assert body["status"] == "firing" and body["alerts"][0]["labels"]["alertname"] == "crash-test"
