@@ -14,7 +14,6 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from aiosmtpd.controller import Controller
 
-from tally.aggregator.settings import ClickHouseSettings
 from tally.embedded.stack import Stack
 from tally.ingest.flatten import flatten
 from tally.monitors.lease import AlwaysHeld
@@ -116,9 +115,7 @@ def smtp_server() -> tuple[Controller, Mailbox]:
 
 
 def read_settings(stack: Stack) -> ReadSettings:
-    return ReadSettings(
-        clickhouse=ClickHouseSettings(url=stack.clickhouse.url), database=stack.config.database
-    )
+    return ReadSettings(clickhouse=stack.clickhouse_settings, database=stack.config.database)
 
 
 def service(stack: Stack, paths: list[Path], base_url: str = "http://dash") -> MonitorService:

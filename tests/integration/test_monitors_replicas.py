@@ -45,6 +45,7 @@ def start(stack, tmp_path: Path, name: str, clock: Path) -> subprocess.Popen:
         "--base-url", "http://dash",
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("TALLY_")}
+    env["TALLY_CLICKHOUSE_PASSWORD"] = stack.clickhouse_password
     proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
                             start_new_session=True)  # fmt: skip
     log.close()

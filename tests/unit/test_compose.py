@@ -88,3 +88,17 @@ def test_monitor_service_reads_its_environment_and_the_mounted_monitors():
     assert depends["kafka-topics"]["condition"] == "service_completed_successfully"
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert '".[server,monitors]"' in dockerfile
+
+
+def test_published_ports_bind_loopback_only():
+    """Kafka's PLAINTEXT listener and ClickHouse's HTTP must not listen on every interface."""
+    published = {
+        name: service["ports"] for name, service in SERVICES.items() if service.get("ports")
+    }
+    assert set(published) >= {"kafka", "clickhouse"}
+    for name, ports in published.items():
+        for port in ports:
+            spec = port if isinstance(port, str) else f"{port.get('host_ip', '')}:{port}"
+            assert spec.startswith("127.0.0.1:"), f"{name} publishes {port} on all interfaces"
+    assert "127.0.0.1:9092:9092" in SERVICES["kafka"]["ports"]
+    assert "127.0.0.1:8123:8123" in SERVICES["clickhouse"]["ports"]
