@@ -157,11 +157,21 @@ class MonitorService:
         g = bucket_seconds(monitor)
         calendar = (await self.reader.schema()).calendar
         newest = calendar.floor(int(now), monitor.granularity) - g
-        for _ in range(self.max_catch_up):
-            if await self.watermark.durable(newest + g, now):
-                return newest
-            newest -= g
-        return None
+        if await self.watermark.durable(newest + g, now):
+            return newest  # the usual case: one lookup
+        # Durability is monotone in time (offsets only grow): binary search the newest durable
+        # bucket among the last ``max_catch_up``, a handful of lookups even while an
+        # aggregator is down.
+        lo, hi = 1, self.max_catch_up - 1  # candidates newest - k*g, k in [lo, hi]
+        if not await self.watermark.durable(newest - hi * g + g, now):
+            return None
+        while lo < hi:
+            k = (lo + hi) // 2
+            if await self.watermark.durable(newest - k * g + g, now):
+                hi = k
+            else:
+                lo = k + 1
+        return newest - lo * g
 
     async def _evaluate(self, monitor: Monitor, now: float, result: TickResult) -> None:
         g = bucket_seconds(monitor)
