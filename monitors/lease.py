@@ -2,10 +2,13 @@
 one-partition lease topic. Kafka's group protocol gives the partition to exactly one live
 member; when it dies (or stops heartbeating for the session timeout) another member gets it.
 
-The holder re-checks the lease (and the group generation it was granted in) right before
-writing state and before every delivery, so a replica that lost the lease stops at the next
-check; notifications carry deterministic ids and are inserted only if absent, so a transition
-judged twice during a hand-over is still stored, and delivered, once.
+The holder re-checks the lease right before writing each monitor's state and before every
+delivery, so a replica that lost the lease stops at the next check. Notifications carry
+deterministic ids and are inserted only if absent, so a transition judged twice during a
+hand-over is stored once; a delivery re-reads the row's status first. Not fenced: a holder
+paused longer than the session timeout between its check and its write (a GC or VM pause) can
+still write once after losing the lease; the ids keep that from becoming a second notice
+unless both replicas deliver the same pending row in that window.
 """
 
 from __future__ import annotations
