@@ -233,3 +233,47 @@ monitors:
 
     (body,) = asyncio.run(scenario())
     assert body["status"] == "firing" and body["alerts"][0]["labels"]["alertname"] == "crash-test"
+
+
+def test_daily_digest_by_email_with_png_charts(tally, tmp_path: Path) -> None:
+    from email import message_from_string
+
+    from tally.aggregator.settings import ClickHouseSettings
+    from tally.monitors.loader import load_text
+    from tally.monitors.report import send_reports
+    from tally.read import ReadSettings
+
+    controller, mailbox = smtp_server()
+    try:
+        loaded = load_text(f"""
+channels:
+  mail: {{type: email, to: [ops@example.com], port: {controller.port}}}
+reports:
+  - name: daily
+    every: 1d
+    items:
+      - {{title: cron runs, key: event::cron, path: total.count}}
+      - {{title: idle share, key: "event::schedule::globex",
+          expression: "1 - total.resources / (2 * total.count)"}}
+    notify: [mail]
+""", "r.yaml")  # fmt: skip
+        assert loaded.errors == ()
+        read = ReadSettings(
+            clickhouse=ClickHouseSettings(url=tally.clickhouse.url, password=PASSWORD)
+        )
+        now = BASE + 86_400  # the report covers the day of BASE
+        lines = asyncio.run(
+            send_reports(read, loaded.channels, list(loaded.reports), out=tmp_path, now=now)
+        )
+    finally:
+        controller.stop()
+    assert lines == ["sent daily to mail"]
+    ((_, rcpt, content),) = mailbox.messages
+    message = message_from_string(content)
+    assert rcpt == ["ops@example.com"] and message["Subject"].startswith("tally report daily")
+    parts = list(message.walk())
+    text = next(p for p in parts if p.get_content_type() == "text/plain").get_payload(decode=True)
+    assert b"cron runs: 17 (previous period 0" in text
+    pngs = [p.get_payload(decode=True) for p in parts if p.get_content_type() == "image/png"]
+    assert len(pngs) == 2 and all(png.startswith(b"\x89PNG") for png in pngs)
+    assert (tmp_path / "daily.txt").read_text().startswith("tally report daily")
