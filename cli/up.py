@@ -50,6 +50,11 @@ def banner(service: Service, data_dir: Path) -> str:
             f'  try: curl -H "Authorization: Bearer $(cat {token})" '
             f"'{service.api_url}/api/v1/keys'",
         ]
+    if service.settings.monitors_dir is not None:
+        lines.append(
+            f"  monitors    {service.settings.monitors_dir}/*.yaml  "
+            f"(log {data_dir / 'logs' / 'monitors.log'}; tally monitors list DIR --state)"
+        )
     lines += [
         "  try: tally keys",
         "       tally series calc -p count -p 'codes.*' -e 'success / count' --since 24h",
