@@ -35,6 +35,14 @@ Bootstrap = Annotated[
 ]
 
 
+def _unreachable(url: str, exc: Exception) -> typer.Exit:
+    """ClickHouse (or the network) failed: one line, exit 1 (as the read commands do)."""
+    text = str(exc).strip()
+    message = text.splitlines()[0] if text else type(exc).__name__
+    typer.echo(f"error: ClickHouse at {url}: {message}", err=True)
+    return typer.Exit(1)
+
+
 def _load(paths: list[Path]):
     from tally.monitors.loader import load_paths
 
@@ -158,6 +166,8 @@ def test(
     except ReadError as exc:
         typer.echo(f"error: {exc.field}: {exc.reason}", err=True)
         raise typer.Exit(2) from None
+    except Exception as exc:  # clickhouse-connect wraps transport and server errors alike
+        raise _unreachable(clickhouse_url, exc) from None
     if loaded.errors:
         raise typer.Exit(2)
 
@@ -181,7 +191,10 @@ def list_(
     counts: dict = {}
     if state:
         settings = read_settings(clickhouse_url, clickhouse_user, database, data_dir)
-        states, counts = asyncio.run(stored_states(settings))
+        try:
+            states, counts = asyncio.run(stored_states(settings))
+        except Exception as exc:
+            raise _unreachable(clickhouse_url, exc) from None
     if json:
         import msgspec
 
@@ -223,6 +236,11 @@ def report(
         typer.echo("error: no report to send", err=True)
         raise typer.Exit(2)
     settings = read_settings(clickhouse_url, clickhouse_user, database, data_dir)
-    sent = asyncio.run(send_reports(settings, loaded.channels, chosen, base_url, out))
+    try:
+        sent = asyncio.run(send_reports(settings, loaded.channels, chosen, base_url, out))
+    except Exception as exc:  # reading (ClickHouse) or sending (a channel) failed
+        text = str(exc).strip()
+        typer.echo(f"error: {text.splitlines()[0] if text else type(exc).__name__}", err=True)
+        raise typer.Exit(1) from None
     for line in sent:
         typer.echo(line)

@@ -108,6 +108,12 @@ def test_backtest_of_one_monitor_with_every_change(tally) -> None:
     assert "idle" not in out
 
 
+def test_an_unreachable_clickhouse_is_one_line_and_exit_1(tally) -> None:
+    out = tally("test", "m.yaml", "-m", "idle", "--clickhouse-url", "http://127.0.0.1:9", code=1)
+    assert out.splitlines()[-1].startswith("error: ClickHouse at http://127.0.0.1:9: ")
+    assert "Traceback" not in out
+
+
 def test_list_shows_definitions_and_errors(tally) -> None:
     out = tally("list", "m.yaml", code=2)
     assert "cron-stopped" in out and "expected" in out and "idle" in out
