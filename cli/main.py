@@ -5,6 +5,7 @@ tally up                          # Kafka, ClickHouse, aggregators and the API; 
 tally series calc -p count -p 'codes.*' -e 'success / count' --since 7d -g 1d
 tally keys 'event::schedule::*'
 tally sql "SELECT key, sum(value) FROM tally.rollups_1d GROUP BY key"
+tally monitors run monitors/        # alert on the rollups (test FILE --since 7d, list)
 tally aggregator run|check ...    tally loadtest ...    tally demo
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import typer
 
-from tally.cli import passthrough, read_commands
+from tally.cli import monitors, passthrough, read_commands
 from tally.cli.up import api, up
 
 app = typer.Typer(
@@ -29,6 +30,7 @@ app.command()(read_commands.series)
 app.command()(read_commands.keys)
 app.command()(read_commands.paths)
 app.command()(read_commands.sql)
+app.add_typer(monitors.app, name="monitors")
 app.command(context_settings=passthrough.PASS, add_help_option=False)(passthrough.aggregator)
 app.command(context_settings=passthrough.PASS, add_help_option=False)(passthrough.loadtest)
 app.command(context_settings=passthrough.PASS, add_help_option=False)(passthrough.demo)

@@ -50,6 +50,11 @@ def banner(service: Service, data_dir: Path) -> str:
             f'  try: curl -H "Authorization: Bearer $(cat {token})" '
             f"'{service.api_url}/api/v1/keys'",
         ]
+    if service.settings.monitors_dir is not None:
+        lines.append(
+            f"  monitors    {service.settings.monitors_dir}/*.yaml  "
+            f"(log {data_dir / 'logs' / 'monitors.log'}; tally monitors list DIR --state)"
+        )
     lines += [
         "  try: tally keys",
         "       tally series calc -p count -p 'codes.*' -e 'success / count' --since 24h",
@@ -87,6 +92,13 @@ def up(
     clickhouse_user: ClickHouseUser = "default",
     database: Database = "tally",
     api: Annotated[bool, typer.Option(help="Serve the HTTP API/dashboard.")] = True,
+    monitors: Annotated[
+        Path | None,
+        typer.Option(
+            help="Directory of monitor files (*.yaml) for the monitor service. "
+            "[default: <data-dir>/monitors]"
+        ),
+    ] = None,
 ) -> None:
     """Run Kafka, ClickHouse, aggregators and the HTTP API until Ctrl-C; data persists."""
     settings = UpSettings(
@@ -96,6 +108,7 @@ def up(
         week_start=week_start, database=database, kafka_bootstrap=kafka_bootstrap,
         clickhouse_url=clickhouse_url, clickhouse_user=clickhouse_user,
         external_clickhouse_password=os.environ.get("TALLY_CLICKHOUSE_PASSWORD", ""), api=api,
+        monitors_dir=(monitors or data_dir / "monitors").expanduser().resolve(),
     )  # fmt: skip
     run_service(settings)
 
