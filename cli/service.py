@@ -27,6 +27,7 @@ from tally.embedded.kafka_broker import EmbeddedKafka, create_topic, start_kafka
 from tally.embedded.lifecycle import terminate
 from tally.read import ReadSettings
 from tally.schemas.ddl import RollupSchema
+from tally.web import WebSettings, web_handlers
 
 TOPIC = "tally.events"
 
@@ -51,6 +52,7 @@ class UpSettings:
     external_clickhouse_password: str = field(default="", repr=False)
     api: bool = True
     flush_interval_s: float = 2.0
+    dashboards_dir: Path | None = None  # the dashboard's YAML files (besides the built-ins)
 
 
 @dataclass
@@ -122,9 +124,11 @@ class Service:
                 self.aggregators.append(self._start_aggregator(index))
             if s.api:
                 read_token, sql_token = tokens(s.data_dir)
-                self.api = ServerThread(
-                    ApiSettings(self.read_settings(), read_token, sql_token, s.api_host, s.api_port)
-                ).start()
+                api = ApiSettings(
+                    self.read_settings(), read_token, sql_token, s.api_host, s.api_port
+                )
+                ui = web_handlers(WebSettings(s.dashboards_dir))
+                self.api = ServerThread(api, ui).start()
         except BaseException:
             self.stop()
             raise

@@ -29,6 +29,14 @@ from tally.cli.service import Service, UpSettings
 ApiHost = Annotated[
     str, typer.Option("--api-host", envvar="TALLY_API_HOST", help="Address the API binds to.")
 ]
+Dashboards = Annotated[
+    Path | None,
+    typer.Option(
+        "--dashboards",
+        envvar="TALLY_DASHBOARDS_DIR",
+        help="Directory of dashboard YAML files, loaded at start (besides the built-ins).",
+    ),
+]
 ApiPort = Annotated[
     int, typer.Option("--api-port", envvar="TALLY_API_PORT", help="Port of the API/dashboard.")
 ]
@@ -46,6 +54,7 @@ def banner(service: Service, data_dir: Path) -> str:
     if service.api is not None:
         lines += [
             f"  API         {service.api_url}/api/v1  (OpenAPI: {service.api_url}/api/v1/schema)",
+            f"  dashboard   {service.api_url}/ui/  (sign in with the read token)",
             f"  read token  {token}   SQL token {secret_path(data_dir, SQL_FILE)}",
             f'  try: curl -H "Authorization: Bearer $(cat {token})" '
             f"'{service.api_url}/api/v1/keys'",
@@ -87,6 +96,7 @@ def up(
     clickhouse_user: ClickHouseUser = "default",
     database: Database = "tally",
     api: Annotated[bool, typer.Option(help="Serve the HTTP API/dashboard.")] = True,
+    dashboards: Dashboards = None,
 ) -> None:
     """Run Kafka, ClickHouse, aggregators and the HTTP API until Ctrl-C; data persists."""
     settings = UpSettings(
@@ -96,6 +106,7 @@ def up(
         week_start=week_start, database=database, kafka_bootstrap=kafka_bootstrap,
         clickhouse_url=clickhouse_url, clickhouse_user=clickhouse_user,
         external_clickhouse_password=os.environ.get("TALLY_CLICKHOUSE_PASSWORD", ""), api=api,
+        dashboards_dir=dashboards.expanduser().resolve() if dashboards else None,
     )  # fmt: skip
     run_service(settings)
 
@@ -157,3 +168,43 @@ def api(
     )  # fmt: skip
     print(f"tally API on http://{host}:{port}/api/v1 (tokens in {data_dir / 'secrets'})")
     server(settings).run()
+
+
+def ui(
+    host: Annotated[
+        str, typer.Option(envvar="TALLY_API_HOST", help="Address to bind.")
+    ] = DEFAULT_HOST,
+    port: Annotated[
+        int, typer.Option(envvar="TALLY_API_PORT", help="Port to listen on.")
+    ] = DEFAULT_PORT,
+    dashboards: Dashboards = None,
+    clickhouse_url: ClickHouseUrl = DEFAULT_URL,
+    clickhouse_user: ClickHouseUser = "default",
+    database: Database = "tally",
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Serve the dashboard (and the HTTP API) over an existing, e.g. production, ClickHouse
+    (password: TALLY_CLICKHOUSE_PASSWORD; tokens: TALLY_API_TOKEN and TALLY_API_SQL_TOKEN,
+    else generated into <data-dir>/secrets)."""
+    from tally.web import WebSettings, web_handlers
+    from tally.web.loader import load_all
+
+    try:
+        check_port(host, port)
+    except PortInUse as exc:
+        typer.echo(f"error: {exc}; pass --port with a free one", err=True)
+        raise typer.Exit(2) from None
+    directory = dashboards.expanduser().resolve() if dashboards else None
+    for error in load_all(directory).errors:
+        typer.echo(f"dashboard error: {error}", err=True)
+    read_token, sql_token = tokens(data_dir)
+    settings = ApiSettings(
+        read_settings(clickhouse_url, clickhouse_user, database, data_dir),
+        read_token, sql_token, host, port,
+    )  # fmt: skip
+    print(
+        f"tally dashboard on http://{host}:{port}/ui/ over {clickhouse_url} "
+        f"(sign in with the read token: TALLY_API_TOKEN or {secret_path(data_dir, READ_FILE)})",
+        flush=True,
+    )
+    server(settings, web_handlers(WebSettings(directory))).run()
