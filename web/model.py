@@ -24,6 +24,7 @@ class RowSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defa
     expression: str | None = None
     label: str | None = None
     hidden: bool = False
+    flag_zero: bool = False  # table: a zero here while the first column is non-zero is shaded
 
 
 class Widget(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -40,6 +41,7 @@ class Widget(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defau
     drill: str | None = None  # category: clicking a wildcard match sets this segment
     path: str | None = None  # distribution: base of the <path>.buckets.* histogram
     text: str = ""  # text widget
+    better: Literal["higher", "lower"] | None = None  # kpi: colours the change
 
 
 class Segment(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):

@@ -20,8 +20,9 @@ MISSED_HOURS = (5, 29)  # hours ago in which the cron did not run
 
 
 def _run(rng: random.Random, runs: int, resources: int) -> dict:
-    failures = rng.randint(0, max(0, runs // 8))
-    skipped = rng.randint(0, max(0, runs // 10))
+    failures = sum(rng.random() < 0.06 for _ in range(runs))
+    skipped = sum(rng.random() < 0.05 for _ in range(runs - failures))
+    limited = sum(rng.random() < 0.03 for _ in range(runs - failures - skipped))
     retries = rng.randint(0, failures)
     durations = [rng.randint(20, 900) for _ in range(runs)]
     lags = [rng.choice((40, 300, 2_000, 15_000)) for _ in range(runs)]
@@ -30,7 +31,12 @@ def _run(rng: random.Random, runs: int, resources: int) -> dict:
         name = "le_100ms" if lag <= 100 else "le_1s" if lag <= 1000 else "le_10s"
         name = name if lag <= 10_000 else "le_60s"
         lag_buckets[name] += 1
-    state = {"success": runs - failures - skipped, "failure": failures, "skipped": skipped}
+    state = {
+        "success": runs - failures - skipped - limited,
+        "failure": failures,
+        "skipped": skipped,
+        "limited": limited,
+    }
     lag = {"count": runs, "sum": sum(lags), "square": sum(x * x for x in lags)}
     lag["buckets"] = {k: n for k, n in lag_buckets.items() if n}
     v: dict = {

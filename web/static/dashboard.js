@@ -209,6 +209,13 @@
     };
   }
 
+  function rowLabel(w, r) {
+    if (r.kind !== "match" && r.kind !== "other") return labelOf(w, r.name);
+    const item = r.kind === "other" ? "(other)" : itemOf(r);
+    const specs = visible(w);
+    return specs.length > 1 ? `${labelOf(w, r.source)}: ${item}` : item;
+  }
+
   function hiddenNames(w) {
     return new Set((w.rows || []).filter((r) => r.hidden).map((r) => r.path || r.expression));
   }
@@ -225,7 +232,8 @@
       if (row.value !== null && row.previous !== null) {
         const diff = row.value - row.previous;
         const pct = row.previous ? ` (${diff >= 0 ? "+" : ""}${((diff / row.previous) * 100).toFixed(1)}%)` : "";
-        const cls = diff > 0 ? "up" : diff < 0 ? "down" : "";
+        const good = w.better === "lower" ? diff < 0 : diff > 0;
+        const cls = diff === 0 || !w.better ? "" : good ? "up" : "down";
         item.append(el("span", { class: `change ${cls}`, title: `previous period: ${fmt(row.previous, w.unit)}` },
           `${diff >= 0 ? "▲" : "▼"} ${fmt(Math.abs(diff))}${pct} vs previous`));
       }
@@ -260,7 +268,7 @@
     const series = [{}].concat(order.map((r, i) => {
       const c = style === "stacked" || style === "normalized" ? COLORS[(rows.length - 1 - i) % COLORS.length] : COLORS[i % COLORS.length];
       return {
-        label: opts.label ? opts.label(r.name) : r.name,
+        label: opts.label ? opts.label(r) : r.name,
         stroke: c, width: 1.5,
         fill: style === "line" ? undefined : c + (style === "area" ? "33" : "cc"),
         paths: bars, points: { show: buckets.length < 60 && !bars },
@@ -309,7 +317,7 @@
       missed = s.buckets.map((_, i) => i).filter((i) => rows.some((r) => (r.points[i] || 0) < w.expected));
       section.dataset.missed = String(missed.length);
     }
-    chart(body, s.buckets, rows, { style: w.style, unit: w.unit, granularity: s.granularity, missed, label: (n) => labelOf(w, n) });
+    chart(body, s.buckets, rows, { style: w.style, unit: w.unit, granularity: s.granularity, missed, label: (r) => rowLabel(w, r) });
     if (w.expected !== null && w.expected !== undefined) {
       body.append(el("p", { class: "note" }, `${missed.length} of ${s.buckets.length} buckets had a job with fewer than ${w.expected} run(s) (shaded).`));
     }
@@ -347,9 +355,10 @@
     const items = data.category.filter((c) => !hide.has(c.name)).map((c) => {
       const row = byName[c.name] || {};
       const pick = w.drill && row.kind === "match" ? itemOf(row) : null;
-      return { name: c.name, value: c.value, pick, label: pick || labelOf(w, c.name) };
+      return { name: c.name, value: c.value, pick, label: row.kind ? rowLabel(w, row) : labelOf(w, c.name) };
     });
     if (!items.length) { body.replaceChildren(el("p", { class: "nodata" }, "No matching paths in this range.")); return; }
+    items.sort((a, b) => ((byName[a.name] || {}).kind === "other") - ((byName[b.name] || {}).kind === "other"));
     const drill = w.drill && !state.seg[w.drill] ? (v) => change(() => { state.seg[w.drill] = v; }, true) : null;
     body.replaceChildren(barList(items, w.unit, drill));
     if (drill) body.append(el("p", { class: "note" }, `Click a name to show only that ${w.drill}.`));
@@ -392,8 +401,9 @@
         tr.append(el("td", {}, item));
         for (const c of cols) {
           const v = values[c] || 0;
-          const zero = v === 0 && (values[cols[0]] || 0) > 0 && c !== cols[0];
-          tr.append(el("td", zero ? { class: "zero", title: "zero while it ran" } : {}, fmt(v)));
+          const flag = specs.find((r) => r.path === c).flag_zero;
+          const zero = flag && v === 0 && (values[cols[0]] || 0) > 0;
+          tr.append(el("td", zero ? { class: "zero", title: "zero while it ran (idle)" } : {}, fmt(v)));
         }
         tbody.append(tr);
       }
