@@ -14,6 +14,7 @@ from collections import defaultdict
 from tally.web.model import Dashboard, RowSpec, Widget
 
 MAX_FAMILIES = 6
+MOMENTS = {"count", "sum", "square"}
 TOP = 10
 
 
@@ -27,14 +28,14 @@ def _families(paths: list[str]) -> list[tuple[str, int]]:
                 continue
             counts[".".join([*parts[:i], "*", *parts[i + 1 :]])] += 1
     found = [(p, n) for p, n in counts.items() if n >= 2 and not p.startswith("*")]
-    found.sort(key=lambda item: (-item[1], item[0].count("."), item[0]))
+    found.sort(key=lambda item: (-item[1], -item[0].count("."), item[0]))
     chosen: list[tuple[str, int]] = []
     covered: set[str] = set()
     for pattern, n in found:
-        prefix = pattern.split("*")[0]
         matches = {p for p in paths if _matches(pattern, p)}
-        if matches <= covered or any(prefix.startswith(c.split("*")[0]) for c, _ in chosen):
-            continue
+        at = pattern.split(".").index("*")
+        if {m.split(".")[at] for m in matches} <= MOMENTS or matches <= covered:
+            continue  # count/sum/square of one measure is not a family
         chosen.append((pattern, n))
         covered |= matches
         if len(chosen) == MAX_FAMILIES:

@@ -131,10 +131,12 @@ def load_text(text: str, file: str, name: str, builtin: bool = False) -> Dashboa
         message = str(exc)
         match = _AT.search(message)
         where = _steps(match.group(1)) if match else ()
+        unknown = re.search(r"unknown field `([^`]+)`", message)
+        line = _line(node, (*where, unknown.group(1)) if unknown else where)
         reason = _AT.sub("", message).replace("`", "'")
         if where:
             reason += f" (at {'.'.join(str(s) for s in where)})"
-        return LoadError(file, _line(node, where), reason)
+        return LoadError(file, line, reason)
     except _Invalid as exc:
         return LoadError(file, _line(node, exc.where), exc.reason)
 
