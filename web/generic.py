@@ -53,6 +53,14 @@ def _mean_pairs(paths: set[str]) -> list[str]:
     return [b for b in bases if f"{b}.sum" in paths][:2]
 
 
+def _main(paths: set[str]) -> set[str]:
+    """Job-instrumentation keys repeat every measure under jobs.<j> and tenants.<t>: keep
+    total.* and the rest; the per-job/tenant split is shown by the jobs/tenants families."""
+    if "total.count" not in paths:
+        return paths
+    return {p for p in paths if not p.startswith(("jobs.", "tenants."))}
+
+
 def for_key(key: str, paths: list[str]) -> Dashboard:
     """A dashboard for ``key`` from its ``paths`` (empty list: an empty page)."""
     present = set(paths)
@@ -67,15 +75,20 @@ def for_key(key: str, paths: list[str]) -> Dashboard:
             RowSpec(expression=f"`{base}.sum` / `{base}.count`", label=f"mean {base}"),
         ]
         widgets.append(Widget("kpi", f"mean {base}", rows, span=3))
-    families = _families(sorted(present))
+    families = _families(sorted(_main(present)))
+    if "total.count" in present:  # job instrumentation: jobs.<j>.* and tenants.<t>.* mirror total
+        for group in ("jobs", "tenants"):
+            pattern = f"{group}.*.count"
+            if any(_matches(pattern, p) for p in present):
+                families.insert(0, (pattern, 0))
     for pattern, _ in families:
         widgets.append(
             Widget("timeseries", pattern, [RowSpec(path=pattern)], span=8, style="stacked", top=TOP)
         )
         widgets.append(Widget("category", pattern, [RowSpec(path=pattern)], span=4, top=TOP))
-    singles = [p for p in sorted(present) if not any(_matches(f, p) for f, _ in families)]
+    singles = [p for p in sorted(_main(present)) if not any(_matches(f, p) for f, _ in families)]
     if singles:
-        first = singles[:6]
+        first = [p for p in singles if not p.endswith(".square")][:6]
         widgets.append(Widget("timeseries", "paths", [RowSpec(path=p) for p in first], span=12))
         widgets.append(
             Widget("table", "other paths", [RowSpec(path=p) for p in singles[:100]], span=12)

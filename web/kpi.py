@@ -3,6 +3,8 @@ KPI does), for the range and the period just before it."""
 
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 
 from tally.read import AsyncReader
@@ -45,8 +47,10 @@ async def kpi(
     parsed = [parse(e) for e in expressions]
     needed = list(dict.fromkeys([*paths, *(p for e in parsed for p in e.paths)]))
     start = since - (until - since)
-    now = await reader.series(key, needed, (), since, until, granularity)
-    before = await reader.series(key, needed, (), start, since, granularity)
+    now, before = await asyncio.gather(
+        reader.series(key, needed, (), since, until, granularity),
+        reader.series(key, needed, (), start, since, granularity),
+    )
     current, previous = _totals(now.rows, parsed), _totals(before.rows, parsed)
     names = [*paths, *expressions]
     return Kpi(key, since, until, start, [KpiRow(n, current[n], previous[n]) for n in names])
