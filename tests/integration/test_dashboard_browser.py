@@ -361,7 +361,8 @@ def test_time_to_a_drawn_dashboard(site):
             _ready(page)
             drawn.append(page.evaluate("window.__tallyFirstDrawMs"))
             slowest = page.evaluate(
-                "() => performance.getEntriesByType('resource').filter(e => e.name.includes('/api/'))"
+                "() => performance.getEntriesByType('resource')"
+                ".filter(e => e.name.includes('/api/'))"
                 ".map(e => [Math.round(e.startTime), Math.round(e.duration), e.name.slice(-90)])"
             )
             calls.append(len(api))
