@@ -8,6 +8,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,8 +24,9 @@ from tally.api.settings import ApiSettings
 from tally.embedded.kafka_broker import free_ports
 from tally.schemas.ddl import RollupSchema
 from tally.web import WebSettings, web_handlers
+from tests.integration.conftest import wait_for
 from tests.integration.dashboard_seed import seed
-from tests.integration.readside import apply_schema, insert, settings, start, utc
+from tests.integration.readside import PASSWORD, apply_schema, insert, settings, start
 
 pytestmark = pytest.mark.integration
 
@@ -67,6 +71,8 @@ class Site:
     tenants: list[str]
     api: httpx.Client
     context: object
+    clickhouse_url: str = ""
+    dashboards: Path | None = None
     errors: list[str] = field(default_factory=list)
 
 
@@ -95,10 +101,6 @@ def site(tmp_path_factory) -> Iterator[Site]:
             clickhouse,
             "tally",
             [
-                (["calc", f"calc::customer::{c}"], utc(2000, 1, 1), {})
-                for c in ()  # (shape only; real rows below)
-            ]
-            + [
                 (
                     ["calc", f"calc::customer::{c}"],
                     _minute(now - d * day),
@@ -120,7 +122,7 @@ def site(tmp_path_factory) -> Iterator[Site]:
             ):
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
                 context = browser.new_context(viewport={"width": 1440, "height": 900})
-                site = Site(url, tenants, api, context)
+                site = Site(url, tenants, api, context, clickhouse.url, user_dir)
                 page = context.new_page()
                 page.goto(f"{url}/ui/d/jobs")
                 assert "/ui/login" in page.url  # no cookie yet: the login form
@@ -378,3 +380,41 @@ def test_time_to_a_drawn_dashboard(site):
         }
     print("dashboard timing:", json.dumps(results))
     assert all(r["api_calls"] > 0 for r in results.values())
+
+
+def test_tally_ui_serves_the_dashboard_over_an_existing_clickhouse(site, tmp_path):
+    """``tally ui`` as a real process over the test's ClickHouse (as over a production one)."""
+    port = free_ports(1)[0]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TALLY_")} | {
+        "TALLY_CLICKHOUSE_PASSWORD": PASSWORD,
+        "TALLY_API_TOKEN": READ,
+        "TALLY_API_SQL_TOKEN": SQL,
+    }
+    command = [
+        sys.executable, "-m", "tally.cli", "ui", "--port", str(port),
+        "--clickhouse-url", site.clickhouse_url, "--dashboards", str(site.dashboards),
+        "--data-dir", str(tmp_path),
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _answers(url) or proc.poll() is not None, 60, "tally ui")
+        with httpx.Client(base_url=url) as browser:
+            assert browser.get("/ui/d/jobs").status_code == 302  # to the login form
+            assert browser.post("/ui/login", data={"token": READ}).status_code == 303
+            page = browser.get("/ui/d/jobs")
+            assert page.status_code == 200 and "event::job" in page.text
+            assert browser.get("/ui/static/vendor/uPlot.iife.min.js").status_code == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+    assert "broken.yaml:7" in stderr  # the broken file is reported at start
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/api/v1/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
