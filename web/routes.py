@@ -7,9 +7,11 @@ session cookie themselves (a page without one redirects to the login form). Data
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import quote
 
 import msgspec
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -21,7 +23,6 @@ from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 
-from tally.api.auth import _equal
 from tally.api.session import COOKIE, has_session, session_value
 from tally.api.settings import ApiSettings
 from tally.read import AsyncReader, BadRange, ReadError
@@ -117,11 +118,12 @@ def web_handlers(settings: WebSettings) -> list[ControllerRouterHandler]:
     ) -> Response:
         api = _settings(request)
         token = data.get("token", "").strip()
-        if not (_equal(token, api.read_token) or _equal(token, api.sql_token)):
-            return ui.page("login.html", status=401, failed=True, next="/ui/")
+        known = (api.read_token, api.sql_token)
         target = data.get("next", "/ui/")
-        if not target.startswith("/ui/") or target.startswith("//"):
-            target = "/ui/"
+        if not target.startswith("/ui/") or "\\" in target:
+            target = "/ui/"  # only pages of this app: no open redirect
+        if not any(hmac.compare_digest(token.encode(), t.encode()) for t in known):
+            return ui.page("login.html", status=401, failed=True, next=target)
         response = Redirect(target, status_code=303)
         response.set_cookie(
             COOKIE,
@@ -142,7 +144,8 @@ def web_handlers(settings: WebSettings) -> list[ControllerRouterHandler]:
     def _gate(request: Request) -> Response | None:
         if _signed_in(request):
             return None
-        return Redirect(f"/ui/login?next={request.url.path}")
+        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return Redirect(f"/ui/login?next={quote(here, safe='')}")
 
     @get("/ui/", opt=PUBLIC, include_in_schema=False)
     async def index(request: Request, reader: Reader) -> Response:

@@ -327,6 +327,8 @@ def test_yaml_dashboards_load_and_a_broken_file_shows_its_error(site):
 def test_the_dashboard_needs_the_token_and_its_cookie_only_reads(site):
     with httpx.Client(base_url=site.url) as anonymous:
         assert anonymous.get("/ui/d/jobs").headers["location"].startswith("/ui/login")
+        back = anonymous.get("/ui/key", params={"key": "event::job"}).headers["location"]
+        assert back == "/ui/login?next=%2Fui%2Fkey%3Fkey%3Devent%253A%253Ajob"  # query kept
         assert anonymous.get("/api/v1/keys").status_code == 401
         assert anonymous.post("/ui/login", data={"token": "wrong"}).status_code == 401
         response = anonymous.post("/ui/login", data={"token": READ})
@@ -339,6 +341,9 @@ def test_the_dashboard_needs_the_token_and_its_cookie_only_reads(site):
         page = anonymous.get("/ui/d/jobs")
         assert "default-src 'self'" in page.headers["content-security-policy"]
         assert "cdn" not in page.text.lower()
+    with httpx.Client(base_url=site.url) as other:
+        away = other.post("/ui/login", data={"token": READ, "next": "//evil.example/"})
+        assert away.headers["location"] == "/ui/"  # no open redirect
 
 
 def test_time_to_a_drawn_dashboard(site):
