@@ -510,7 +510,7 @@
       section.classList.add("loading");
       jobs.push(Promise.resolve().then(() => DRAW[widget.type](widget, body, section, ctx))
         .catch((e) => { body.replaceChildren(el("p", { class: "problem", role: "alert" }, e.message)); })
-        .finally(() => section.classList.remove("loading")));
+        .finally(() => { section.classList.remove("loading"); performance.mark(`tally:w${i}:${widget.type}`); }));
     });
     await Promise.all(jobs);
     if (mine !== generation) return;
