@@ -287,6 +287,25 @@ def test_range_picker_changes_the_buckets(site):
     # the URL holds the state: a fresh tab shows the same
     again, _ = _open(site, page.url.removeprefix(site.url))
     assert again.locator("#granularity").input_value() == "1d"
+    # custom range: the last 30 days' first 48 hours, hourly
+    page.select_option("#granularity", "1h")
+    _ready(page, renders=5)
+    page.keyboard.press("5")
+    _ready(page, renders=6)
+    assert page.locator("#custom").is_visible() and "range=custom" in page.url
+    start = page.locator("#from").input_value()  # datetime-local, browser time
+    page.evaluate(
+        """(start) => {
+            const to = new Date(Date.parse(start) + 48 * 3600 * 1000);
+            const local = new Date(to.getTime() - to.getTimezoneOffset() * 60000);
+            const input = document.getElementById("to");
+            input.value = local.toISOString().slice(0, 16);
+            input.dispatchEvent(new Event("change"));
+        }""",
+        start,
+    )
+    _ready(page, renders=7)
+    assert int(chart.get_attribute("data-buckets")) in (48, 49)
     assert errors == []
     page.close()
     again.close()
@@ -319,6 +338,7 @@ def test_yaml_dashboards_load_and_a_broken_file_shows_its_error(site):
     text = error.inner_text()
     assert "broken.yaml:7" in text and "sideways" in text and "style" in text
     assert page.locator(".cards a", has_text="Calculations").count() == 1  # others still load
+    page.screenshot(path=str(SHOTS / "index.png"), full_page=False)
     page.goto(site.url + "/ui/d/broken")
     assert "broken.yaml:7" in page.locator(".load-error").inner_text()
     page.close()
