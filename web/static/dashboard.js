@@ -220,10 +220,23 @@
     return new Set((w.rows || []).filter((r) => r.hidden).map((r) => r.path || r.expression));
   }
 
+  // Every KPI of the page in one request: the range and the previous period, two queries.
+  function kpiQuery(ctx) {
+    const rows = d.widgets.filter((w) => w.type === "kpi").flatMap((w) => w.rows || []);
+    if (!rows.length) return null;
+    const unique = (xs) => [...new Set(xs)];
+    return query("/ui/api/kpi", {
+      key: ctx.key, since: ctx.since, until: ctx.until, granularity: ctx.g,
+      path: unique(rows.filter((r) => r.path).map((r) => r.path)),
+      expression: unique(rows.filter((r) => r.expression).map((r) => r.expression)),
+    });
+  }
+
   async function drawKpi(w, body, section, ctx) {
-    const url = query("/ui/api/kpi", seriesParams(w, ctx, { top: undefined }));
-    section.dataset.query = url;
-    const data = await getJson(url);
+    section.dataset.query = ctx.kpiUrl;
+    const all = await ctx.kpi;
+    const mine = new Set((w.rows || []).map((r) => r.path || r.expression));
+    const data = { rows: all.rows.filter((r) => mine.has(r.name)) };
     const hide = hiddenNames(w);
     const box = el("div", { class: "kpi" });
     for (const row of data.rows.filter((r) => !hide.has(r.name))) {
@@ -501,6 +514,9 @@
     const mine = ++generation;
     const w = timeWindow();
     const ctx = { key: resolvedKey(), since: w.since, until: w.until, g: granularity(w) };
+    ctx.kpiUrl = kpiQuery(ctx);
+    ctx.kpi = ctx.kpiUrl ? getJson(ctx.kpiUrl) : Promise.resolve({ rows: [] });
+    ctx.kpi.catch(() => {}); // each KPI widget shows the error itself
     document.body.dataset.state = "loading";
     while (charts.length) charts.pop().destroy();
     const jobs = [freshness(ctx).catch((e) => { $("freshness").textContent = "freshness: " + e.message; })];
