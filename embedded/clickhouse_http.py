@@ -4,11 +4,22 @@ chDB (the real ClickHouse engine, in-process) lets only one process open a data 
 is that process; aggregators, CLIs and people reach it with unmodified clickhouse-connect clients
 (sync and async) or curl, exactly as they would reach clickhouse-server.
 
-    python -m tally.embedded.clickhouse_http --path DIR [--host 127.0.0.1] [--port 0]
-        [--ready-file FILE] [--user U --password P]
+    python -m tally.embedded.clickhouse_http --path DIR [--host 127.0.0.1 [--allow-remote]]
+        [--port 0] [--ready-file FILE] [--user default] [--password-file FILE]
 
 From Python, ``start_clickhouse(path)`` (re-exported from ``clickhouse_process``) runs it as a
-child process.
+child process and returns a handle with the ``user`` and ``password`` clients must send.
+
+Security (closed by default):
+- Loopback only, unless ``--allow-remote`` (the password is always required).
+- Every query needs the user and password (``X-ClickHouse-User``/``-Key``, basic auth or
+  ``user``/``password`` parameters): none is a 401, a wrong one a 403. The password is generated
+  at first start into ``DIR/secrets/clickhouse-password`` (mode 0600) unless
+  ``--password-file`` names another file. ``/ping`` answers without one, like clickhouse-server.
+- Requests from web pages (an ``Origin`` header, ``Sec-Fetch-Site: cross-site|same-site``) are
+  refused before anything is read or run; there is no CORS preflight and no CORS header.
+- The engine runs sandboxed (``clickhouse_sandbox``): no file, URL or remote access from SQL.
+- Sessions are bounded in number and lifetime, non-INSERT bodies in size (413 beyond).
 
 How requests map onto chDB:
 - Each request runs on its own chDB connection (opening one costs ~0.1 ms). Connections to one
@@ -16,8 +27,12 @@ How requests map onto chDB:
   the URL's settings are applied with one ``SET`` and never leak into other requests. A single
   connection would serialise its queries. An anchor connection keeps the engine up between
   requests (chDB shuts it down when its last connection closes).
-- ``INSERT ... FORMAT <fmt>`` streams the decompressed body into chDB's ``send_insert`` /
-  ``insert_append``: no SQL is ever built from row data.
+- ``INSERT ... FORMAT <fmt>``: the decompressed rows are collected (up to
+  ``--max-insert-bytes``) and run with chDB's ``query``, so every error of the insert (also the
+  ones raised as it finishes: TOO_MANY_PARTS, a view's ``throwIf``, constraints) is an error
+  status; chDB's streaming insert reports those as success. Rows containing a blank line (which
+  chDB's ``query`` takes as their end) go hex-encoded through ``format(<fmt>, unhex(...))``;
+  row data is never interpreted as SQL.
 - ``param_<name>`` values go to chDB's native query parameters, unchanged (same text format as
   clickhouse-server's HTTP parameters).
 - Results are buffered (as with ``wait_end_of_query=1``), so an error is always a proper HTTP
@@ -52,7 +67,6 @@ import time
 import uuid
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -63,11 +77,9 @@ from urllib.parse import parse_qsl, urlsplit
 import lz4.block
 import lz4.frame
 
-from tally.embedded.clickhouse_process import (
-    PASSWORD_ENV,
-    EmbeddedClickHouse,
-    start_clickhouse,
-)
+from tally.embedded import clickhouse_sandbox
+from tally.embedded.clickhouse_process import EmbeddedClickHouse, is_loopback, start_clickhouse
+from tally.embedded.clickhouse_secret import ensure_password
 
 try:
     from compression import zstd  # type: ignore[import-not-found]  # Python 3.14+
@@ -81,6 +93,7 @@ __all__ = [
     "ChdbEngine",
     "ClickHouseError",
     "EmbeddedClickHouse",
+    "Limits",
     "ServerConfig",
     "main",
     "serve",
@@ -93,6 +106,16 @@ log = logging.getLogger("tally.embedded.clickhouse_http")
 SERVER_DEFAULTS: Mapping[str, str] = {"async_insert": "0"}
 MAX_INSERT_HEAD = 256 * 1024  # ClickHouse's max_query_size: how far to look for INSERT ... FORMAT
 READ_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on what one client can make the server hold."""
+
+    max_query_bytes: int = 16 << 20  # a non-INSERT body (statement, form fields) in memory
+    max_insert_bytes: int = 1 << 30  # an INSERT's rows, collected before chDB runs them
+    max_sessions: int = 1000  # sessions with remembered SET/USE statements
+    max_session_timeout: float = 3600.0  # clickhouse-server's max_session_timeout default
 
 
 # ---------------------------------------------------------------------------------------------
@@ -108,7 +131,12 @@ class ErrorCode(enum.IntEnum):
     SYNTAX_ERROR = 62
     UNKNOWN_COMPRESSION_METHOD = 89
     UNKNOWN_SETTING = 115
+    REQUIRED_PASSWORD = 194
+    TOO_MANY_SIMULTANEOUS_QUERIES = 202
+    QUERY_IS_TOO_LARGE = 229
     CANNOT_DECOMPRESS = 271
+    INVALID_SESSION_TIMEOUT = 374
+    ACCESS_DENIED = 497
     AUTHENTICATION_FAILED = 516
     STD_EXCEPTION = 1001
 
@@ -540,35 +568,64 @@ class InsertStatement:
 Statement = QueryStatement | InsertStatement
 
 
-def read_statement(query: str | None, body: Iterator[bytes], default_format: str) -> Statement:
+def read_statement(
+    query: str | None,
+    body: Iterator[bytes],
+    default_format: str,
+    max_query_bytes: int = Limits.max_query_bytes,
+) -> Statement:
     """The statement from the ``query`` parameter (the body then holds data or the statement's
-    tail, as ClickHouse concatenates them) or from the start of the body."""
+    tail, as ClickHouse concatenates them) or from the start of the body. Any statement but an
+    INSERT's rows is held in memory, so it may not exceed ``max_query_bytes``."""
     if query is None:
-        return _statement_from_body(body, default_format)
+        return _statement_from_body(body, default_format, max_query_bytes)
     sql = query.encode()
     head = find_insert_head(sql, at_eof=True)
     if head is not None:
         return InsertStatement(head.statement, head.format, _chain(sql[head.data_start :], body))
-    return _query_statement(sql + b"".join(body), default_format)
+    return _query_statement(read_capped(body, max_query_bytes, "The query", sql), default_format)
 
 
-def _statement_from_body(body: Iterator[bytes], default_format: str) -> Statement:
+def _statement_from_body(
+    body: Iterator[bytes], default_format: str, max_query_bytes: int
+) -> Statement:
     buffer = b""
     for chunk in body:
         buffer += chunk
         try:
             head = find_insert_head(buffer, at_eof=False)
         except _NeedMore:
-            if len(buffer) < MAX_INSERT_HEAD:
+            if len(buffer) < min(MAX_INSERT_HEAD, max_query_bytes):
                 continue
             head = None
         if head is None:
-            return _query_statement(buffer + b"".join(body), default_format)
+            sql = read_capped(body, max_query_bytes, "The query", buffer)
+            return _query_statement(sql, default_format)
         return InsertStatement(head.statement, head.format, _chain(buffer[head.data_start :], body))
     head = find_insert_head(buffer, at_eof=True)
     if head is not None:
         return InsertStatement(head.statement, head.format, [buffer[head.data_start :]])
-    return _query_statement(buffer, default_format)
+    return _query_statement(read_capped((), max_query_bytes, "The query", buffer), default_format)
+
+
+def body_too_large(what: str, limit: int) -> ClickHouseError:
+    """The 413 answer for a body over ``limit`` bytes."""
+    return ClickHouseError.of(
+        ErrorCode.QUERY_IS_TOO_LARGE, f"{what} is larger than the server's limit of {limit} bytes"
+    )
+
+
+def read_capped(chunks: Iterable[bytes], limit: int, what: str, start: bytes = b"") -> bytes:
+    """``start`` and every chunk joined; a 413 error as soon as they exceed ``limit`` bytes."""
+    parts, size = [start], len(start)
+    for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise body_too_large(what, limit)
+        parts.append(chunk)
+    if size > limit:
+        raise body_too_large(what, limit)
+    return b"".join(parts)
 
 
 def _query_statement(sql: bytes, default_format: str) -> QueryStatement:
@@ -607,6 +664,7 @@ class RequestOptions:
     readonly: bool = False
     session_id: str | None = None
     session_timeout: float = 60.0
+    close_session: bool = False
 
     @classmethod
     def from_params(cls, method: str, params: Mapping[str, str]) -> RequestOptions:
@@ -623,11 +681,16 @@ class RequestOptions:
             readonly=method == "GET",
             session_id=params.get("session_id") or None,
             session_timeout=timeout,
+            close_session=params.get("close_session") in ("1", "true"),
         )
 
 
 def parse_request(
-    method: str, params: Mapping[str, str], headers: Message, body: RequestBody
+    method: str,
+    params: Mapping[str, str],
+    headers: Message,
+    body: RequestBody,
+    limits: Limits = Limits(),
 ) -> tuple[RequestOptions, Statement]:
     """Turn one HTTP request into connection options and a statement."""
     if params.get("compress") in ("1", "true"):
@@ -639,10 +702,11 @@ def parse_request(
     data = decoded(body, headers.get("Content-Encoding", ""), native_blocks)
     content_type = headers.get("Content-Type", "")
     if content_type.startswith("multipart/form-data"):
-        params = {**params, **form_fields(content_type, b"".join(data))}
+        form = read_capped(data, limits.max_query_bytes, "The form")
+        params = {**params, **form_fields(content_type, form)}
         data = iter(())
     default_format = params.get("default_format") or "TabSeparated"
-    statement = read_statement(params.get("query"), data, default_format)
+    statement = read_statement(params.get("query"), data, default_format, limits.max_query_bytes)
     return RequestOptions.from_params(method, params), statement
 
 
@@ -685,12 +749,32 @@ class _Session:
 
 
 class SessionStore:
-    """``SET``/``USE`` statements per ``session_id``, replayed on the session's next requests."""
+    """``SET``/``USE`` statements per ``session_id``, replayed on the session's next requests.
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    At most ``max_sessions`` live sessions, each kept at most ``max_timeout`` seconds after its
+    last request: clients cannot make the server remember without bound.
+    """
+
+    def __init__(
+        self,
+        max_sessions: int = Limits.max_sessions,
+        max_timeout: float = Limits.max_session_timeout,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_sessions = max_sessions
+        self.max_timeout = max_timeout
         self._clock = clock
         self._lock = threading.Lock()
         self._sessions: dict[str, _Session] = {}
+
+    def check_timeout(self, timeout: float) -> None:
+        """clickhouse-server's rule: a timeout above ``max_session_timeout`` is an error."""
+        if not 0 <= timeout <= self.max_timeout:
+            raise ClickHouseError.of(
+                ErrorCode.INVALID_SESSION_TIMEOUT,
+                f"Session timeout {timeout:g} is not within 0 and the server's"
+                f" max_session_timeout: {self.max_timeout:g}",
+            )
 
     def statements(self, session_id: str | None, timeout: float) -> list[str]:
         if session_id is None:
@@ -703,12 +787,36 @@ class SessionStore:
             session.expires_at = self._clock() + timeout
             return list(session.statements)
 
-    def remember(self, session_id: str, timeout: float, statement: str) -> None:
+    def reserve(self, session_id: str, timeout: float) -> None:
+        """Make room for ``session_id`` before its statement runs; an error when full."""
         with self._lock:
             self._expire()
-            session = self._sessions.setdefault(session_id, _Session([], 0.0))
+            if session_id in self._sessions:
+                return
+            if len(self._sessions) >= self.max_sessions:
+                raise ClickHouseError.of(
+                    ErrorCode.TOO_MANY_SIMULTANEOUS_QUERIES,
+                    f"Too many sessions (the server's limit is {self.max_sessions}): close one"
+                    " (close_session=1) or wait until one expires",
+                )
+            self._sessions[session_id] = _Session([], self._clock() + timeout)
+
+    def remember(self, session_id: str, timeout: float, statement: str) -> None:
+        with self._lock:
+            session = self._sessions.get(session_id)
+            if session is None:  # expired while its statement ran
+                session = self._sessions[session_id] = _Session([], 0.0)
             session.statements.append(statement)
             session.expires_at = self._clock() + timeout
+
+    def close(self, session_id: str) -> None:
+        with self._lock:
+            self._sessions.pop(session_id, None)
+
+    def __len__(self) -> int:
+        with self._lock:
+            self._expire()
+            return len(self._sessions)
 
     def _expire(self) -> None:
         now = self._clock()
@@ -716,43 +824,110 @@ class SessionStore:
             del self._sessions[session_id]
 
 
+# Below ClickHouse's default max_query_size (256 KiB).
+_SAFE_QUERY_SIZE = 200_000
+# chDB's ``query`` ends inline INSERT data at the first blank line.
+_BLANK_LINE = re.compile(rb"\n\r?\n")
+_BLANK_LINES = re.compile(rb"\n(?:[ \t\r]*\n)+")
+# One JSON document per line: raw newlines cannot occur inside one.
+_JSON_LINES_FORMATS = frozenset(
+    {"jsoneachrow", "jsonlines", "ndjson", "jsoncompacteachrow", "jsonstringseachrow"}
+)
+# Formats whose columns map to the INSERT's by position (so INSERT ... SELECT keeps the meaning).
+_POSITIONAL_FORMATS = frozenset(
+    {
+        "native", "rowbinary", "tabseparated", "tsv", "tabseparatedraw", "tsvraw", "csv",
+        "arrow", "arrowstream", "parquet", "orc",
+    }
+)  # fmt: skip
+
+
 class ChdbEngine:
     """Owns the chDB data path; runs each request on a connection of its own."""
 
     def __init__(
-        self, connect: Callable[[], Any], anchor: Any, defaults: Mapping[str, str]
+        self,
+        connect: Callable[[], Any],
+        anchor: Any,
+        defaults: Mapping[str, str],
+        limits: Limits = Limits(),
+        policy: clickhouse_sandbox.QueryPolicy | None = None,
     ) -> None:
         self._connect_raw = connect
         self._anchor = anchor
         self._defaults = dict(defaults)
-        self.sessions = SessionStore()
+        self.limits = limits
+        self.policy = policy
+        self.sessions = SessionStore(limits.max_sessions, limits.max_session_timeout)
         row = anchor.query("SELECT timezone(), version()", "TabSeparated").bytes()
         self.timezone, self.version = row.decode().strip().split("\t")
 
     @classmethod
-    def open(cls, path: Path, defaults: Mapping[str, str] = SERVER_DEFAULTS) -> ChdbEngine:
-        """Open (and lock) ``path``; raises ``RuntimeError`` if another process has it."""
+    def open(
+        cls, path: Path, defaults: Mapping[str, str] = SERVER_DEFAULTS, limits: Limits = Limits()
+    ) -> ChdbEngine:
+        """Open (and lock) ``path`` in its sandbox (see ``clickhouse_sandbox``); raises
+        ``RuntimeError`` if another process has it."""
         from chdb import _chdb  # heavy: loaded only by the server process
 
         path.mkdir(parents=True, exist_ok=True)
-        target = str(path)
-        return cls(lambda: _chdb.connect(target), _chdb.connect(target), defaults)
+        target = clickhouse_sandbox.prepare(path)
+        policy = clickhouse_sandbox.QueryPolicy()
+        return cls(lambda: _chdb.connect(target), _chdb.connect(target), defaults, limits, policy)
 
     def close(self) -> None:
         self._anchor.close()
 
     def run(self, options: RequestOptions, statement: Statement) -> Outcome:
         """Execute ``statement``; chDB's errors come out as ``ClickHouseError``."""
+        if options.session_id is not None:
+            self.sessions.check_timeout(options.session_timeout)
+            if self._remembers(options, statement):
+                self.sessions.reserve(options.session_id, options.session_timeout)
         try:
             connection = self._connect(options)
             try:
+                self._check_policy(connection, statement)
                 outcome = self._execute(connection, statement, options)
             finally:
                 connection.close()
         except RuntimeError as exc:
             raise ClickHouseError.from_engine(exc) from None
-        self._remember(options, statement)
+        if options.session_id is not None and self._remembers(options, statement):
+            assert isinstance(statement, QueryStatement)
+            self.sessions.remember(options.session_id, options.session_timeout, statement.sql)
+        if options.session_id is not None and options.close_session:
+            self.sessions.close(options.session_id)
         return outcome
+
+    def _check_policy(self, connection: Any, statement: Statement) -> None:
+        """Refuse what the sandbox's grants cannot, as ClickHouse's parser reads the statement."""
+        if self.policy is None:
+            return
+        if isinstance(statement, InsertStatement):
+            sql = f"{statement.head.rstrip()} FORMAT {statement.fmt}"
+        else:
+            sql = statement.sql
+        if not sql.strip():
+            return  # the statement itself reports the empty query
+
+        def canonical(text: str) -> str:
+            query = f"SELECT formatQuery(unhex('{text.encode().hex()}'))"
+            if len(query) <= _SAFE_QUERY_SIZE:
+                return (connection.query(query, "TabSeparatedRaw").bytes() or b"").decode()
+            # The hex literal doubles the statement: let this one query be that long.
+            get = "SELECT getSetting('max_query_size')"
+            previous = int(connection.query(get, "TabSeparatedRaw").bytes())
+            connection.query(f"SET max_query_size = {len(query) + 64}", "TabSeparated")
+            try:
+                return (connection.query(query, "TabSeparatedRaw").bytes() or b"").decode()
+            finally:
+                connection.query(f"SET max_query_size = {previous}", "TabSeparated")
+
+        try:
+            self.policy.check(sql, canonical)
+        except clickhouse_sandbox.PolicyViolation as exc:
+            raise ClickHouseError.of(ErrorCode.ACCESS_DENIED, str(exc)) from None
 
     def _connect(self, options: RequestOptions) -> Any:
         connection = self._connect_raw()
@@ -784,15 +959,35 @@ class ChdbEngine:
         return self._query(connection, statement, options.params, timezone)
 
     def _insert(self, connection: Any, statement: InsertStatement) -> Summary:
-        handle = connection.send_insert(statement.head, statement.fmt)
-        try:
-            for chunk in statement.data:
-                connection.insert_append(handle, chunk)
-            result = connection.insert_done(handle)
-        except BaseException:
-            with suppress(Exception):
-                connection.insert_cancel(handle)
-            raise
+        """Run ``INSERT ... FORMAT`` with its rows through chDB's ``query``, which raises every
+        error.
+
+        chDB's streaming insert (``send_insert``/``insert_done``) reports errors raised when the
+        insert finishes (TOO_MANY_PARTS, a materialized view's ``throwIf``, a constraint, too
+        many partitions) as success, with the rows missing. ``query`` raises them, but it ends
+        inline rows at the first blank line (``\\n\\n``), which binary rows often contain. So
+        the rows are collected (up to ``max_insert_bytes``) and, unless they are free of blank
+        lines, handed over hex-encoded: ``INSERT ... SELECT * FROM format(<fmt>, unhex(...))``,
+        which keeps the statement's columns, settings and deduplication token.
+        """
+        head = statement.head.rstrip()
+        data = read_capped(statement.data, self.limits.max_insert_bytes, "The INSERT data")
+        if statement.fmt.lower() in _JSON_LINES_FORMATS:
+            data = _BLANK_LINES.sub(b"\n", data)  # blank lines between JSON rows mean nothing
+        if not _BLANK_LINE.search(data):
+            sql = b"%s FORMAT %s\n%s" % (head.encode(), statement.fmt.encode(), data)
+        elif statement.fmt.lower() in _POSITIONAL_FORMATS:
+            fmt = quote_identifier(statement.fmt)
+            sql = f"{head} SELECT * FROM format({fmt}, unhex('{data.hex()}'))".encode()
+            connection.query(f"SET max_query_size = {len(sql) + 1024}", "TabSeparated")
+        else:
+            raise ClickHouseError.of(
+                ErrorCode.NOT_IMPLEMENTED,
+                f"INSERT data in {statement.fmt} with blank lines: use Native, RowBinary, TSV,"
+                " CSV or JSONEachRow, or send the rows without blank lines",
+            )
+        del data
+        result = connection.query(sql, "TabSeparated")
         rows, size = result.rows_written(), result.bytes_written()
         return Summary(
             written_rows=rows,
@@ -824,12 +1019,13 @@ class ChdbEngine:
         )
         return Outcome(body, statement.fmt if makes_rows else None, summary, timezone)
 
-    def _remember(self, options: RequestOptions, statement: Statement) -> None:
-        """Keep a session's ``SET``/``USE``, unless it used query parameters (not replayable)."""
+    @staticmethod
+    def _remembers(options: RequestOptions, statement: Statement) -> bool:
+        """A session's ``SET``/``USE`` is kept, unless it used query parameters (not
+        replayable)."""
         if options.session_id is None or options.params or isinstance(statement, InsertStatement):
-            return
-        if first_keyword(statement.sql.encode()) in (b"SET", b"USE"):
-            self.sessions.remember(options.session_id, options.session_timeout, statement.sql)
+            return False
+        return first_keyword(statement.sql.encode()) in (b"SET", b"USE")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -844,7 +1040,15 @@ class Credentials:
     password: str = field(repr=False)
 
     def check(self, headers: Message, params: Mapping[str, str]) -> None:
-        user, password = presented_credentials(headers, params)
+        """Raise unless the request carries this user and password (401 if it carries none)."""
+        presented = presented_credentials(headers, params)
+        if presented is None:
+            raise ClickHouseError.of(
+                ErrorCode.REQUIRED_PASSWORD,
+                "Authentication required: send X-ClickHouse-User and X-ClickHouse-Key,"
+                " or HTTP basic authentication",
+            )
+        user, password = presented
         same_user = hmac.compare_digest(user.encode(), self.user.encode())
         if not (hmac.compare_digest(password.encode(), self.password.encode()) and same_user):
             raise ClickHouseError.of(
@@ -854,10 +1058,11 @@ class Credentials:
             )
 
 
-def presented_credentials(headers: Message, params: Mapping[str, str]) -> tuple[str, str]:
-    """User and password from X-ClickHouse-User/Key, Basic auth or the URL (else ``default``)."""
-    if headers.get("X-ClickHouse-User"):
-        return headers["X-ClickHouse-User"], headers.get("X-ClickHouse-Key", "")
+def presented_credentials(headers: Message, params: Mapping[str, str]) -> tuple[str, str] | None:
+    """User and password from X-ClickHouse-User/Key, Basic auth or the URL; ``None`` if the
+    request carries none of them."""
+    if headers.get("X-ClickHouse-User") is not None or headers.get("X-ClickHouse-Key") is not None:
+        return headers.get("X-ClickHouse-User") or "default", headers.get("X-ClickHouse-Key", "")
     scheme, _, token = headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "basic":
         try:
@@ -865,7 +1070,27 @@ def presented_credentials(headers: Message, params: Mapping[str, str]) -> tuple[
         except (binascii.Error, UnicodeDecodeError):
             return "", ""
         return user, password
-    return params.get("user", "default"), params.get("password", "")
+    if "user" in params or "password" in params:
+        return params.get("user", "default"), params.get("password", "")
+    return None
+
+
+# What browsers send with a request that a page on another site (or port) makes.
+_CROSS_SITE_FETCH = frozenset({"cross-site", "same-site"})
+
+
+def cross_site(headers: Message) -> str | None:
+    """Why a request comes from a web page, or ``None``.
+
+    Browsers send ``Origin`` with every cross-origin request (and with POSTs) and
+    ``Sec-Fetch-Site`` with every request; clients (clickhouse-connect, curl) send neither. The
+    server serves no pages, so no page has a reason to call it, and it answers no CORS preflight.
+    """
+    if headers.get("Origin") is not None:
+        return "requests with an Origin header (from a web page) are not allowed"
+    if headers.get("Sec-Fetch-Site", "").strip().lower() in _CROSS_SITE_FETCH:
+        return "cross-site requests (Sec-Fetch-Site) are not allowed"
+    return None
 
 
 class Inflight:
@@ -899,7 +1124,7 @@ class ServerState:
     """Everything a request handler needs, shared by all of them."""
 
     engine: ChdbEngine
-    credentials: Credentials | None
+    credentials: Credentials
     inflight: Inflight = field(default_factory=Inflight)
 
 
@@ -940,7 +1165,19 @@ class ClickHouseHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._route()
 
+    def do_OPTIONS(self) -> None:
+        """CORS preflight: refused, and no ``Access-Control-Allow-*`` header is ever sent."""
+        self.close_connection = True
+        self._reply(405, b"Method not allowed\n", {"Allow": "GET, POST", "Connection": "close"})
+
     def _route(self) -> None:
+        refused = cross_site(self.headers)
+        if refused is not None:
+            error = ClickHouseError.of(ErrorCode.ACCESS_DENIED, refused)
+            self.close_connection = True  # the body is never read
+            headers = {"X-ClickHouse-Exception-Code": str(error.code), "Connection": "close"}
+            self._reply(error.http_status(), error.body(self.server.state.engine.version), headers)
+            return
         url = urlsplit(self.path)
         params = dict(parse_qsl(url.query, keep_blank_values=True))
         is_query = url.path == "/" and (self.command == "POST" or "query" in params)
@@ -978,9 +1215,10 @@ class ClickHouseHandler(BaseHTTPRequestHandler):
     def _execute(self, params: dict[str, str], body: RequestBody) -> Outcome | ClickHouseError:
         state = self.server.state
         try:
-            if state.credentials is not None:
-                state.credentials.check(self.headers, params)
-            options, statement = parse_request(self.command, params, self.headers, body)
+            state.credentials.check(self.headers, params)
+            options, statement = parse_request(
+                self.command, params, self.headers, body, state.engine.limits
+            )
             return state.engine.run(options, statement)
         except ClickHouseError as error:
             return error
@@ -1018,6 +1256,8 @@ class ClickHouseHandler(BaseHTTPRequestHandler):
             "X-ClickHouse-Exception-Code": str(error.code),
             "X-ClickHouse-Query-Id": query_id,
         }
+        if error.code == ErrorCode.REQUIRED_PASSWORD:
+            headers["WWW-Authenticate"] = 'Basic realm="ClickHouse", charset="UTF-8"'
         self._reply(error.http_status(), error.body(self.server.state.engine.version), headers)
 
     def _reply(self, status: int, body: bytes, headers: Mapping[str, str] | None = None) -> None:
@@ -1057,19 +1297,20 @@ class ServerConfig:
     """Built once from the command line."""
 
     path: Path
+    credentials: Credentials
     host: str = "127.0.0.1"
     port: int = 0
     ready_file: Path | None = None
-    credentials: Credentials | None = None
     parent_pid: int | None = None
     drain_timeout: float = 30.0
+    limits: Limits = Limits()
 
 
 def serve(config: ServerConfig) -> int:
     """Serve until SIGTERM/SIGINT (or the parent's death); returns the exit code."""
     try:
-        engine = ChdbEngine.open(config.path)
-    except RuntimeError as exc:
+        engine = ChdbEngine.open(config.path, limits=config.limits)
+    except (RuntimeError, ValueError) as exc:
         log.error("cannot open chDB data path %s: %s", config.path, exc)
         return 1
     state = ServerState(engine, config.credentials)
@@ -1126,28 +1367,52 @@ def write_ready_file(path: Path, port: int) -> None:
 def parse_args(argv: list[str] | None = None) -> tuple[ServerConfig, str]:
     parser = argparse.ArgumentParser(
         prog="python -m tally.embedded.clickhouse_http",
-        description="Serve a chDB data path over ClickHouse's HTTP interface.",
+        description="Serve a chDB data path over ClickHouse's HTTP interface. Every query needs "
+        "the user and password; the password is generated at first start into "
+        "<path>/secrets/clickhouse-password (mode 0600).",
     )
     parser.add_argument("--path", type=Path, required=True, help="chDB data directory")
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--host", default="127.0.0.1", help="loopback unless --allow-remote")
+    parser.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a non-loopback --host (plain HTTP: put TLS in front of it)",
+    )
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--ready-file", type=Path, help="written with the port once listening")
-    parser.add_argument("--user", help="require this user (and the password)")
-    parser.add_argument("--password", help=f"the user's password (default: ${PASSWORD_ENV})")
+    parser.add_argument("--user", default="default", help="the one user (default: default)")
+    parser.add_argument(
+        "--password-file", type=Path, help="default: <path>/secrets/clickhouse-password"
+    )
     parser.add_argument("--parent-pid", type=int, help="stop when this process is gone")
+    parser.add_argument("--max-sessions", type=int, default=Limits.max_sessions)
+    parser.add_argument("--max-session-timeout", type=float, default=Limits.max_session_timeout)
+    parser.add_argument("--max-query-bytes", type=int, default=Limits.max_query_bytes)
+    parser.add_argument("--max-insert-bytes", type=int, default=Limits.max_insert_bytes)
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
-    if args.password is not None and args.user is None:
-        parser.error("--password needs --user")
-    password = args.password if args.password is not None else os.environ.get(PASSWORD_ENV, "")
-    credentials = Credentials(args.user, password) if args.user is not None else None
+    if not (is_loopback(args.host) or args.allow_remote):
+        parser.error(f"--host {args.host} is not a loopback address: add --allow-remote")
+    path = args.path.resolve()
+    if args.password_file is None:
+        password = ensure_password(path)
+    else:
+        password = args.password_file.read_text().strip("\n")
+        if not password:
+            parser.error(f"{args.password_file} is empty")
     config = ServerConfig(
-        path=args.path.resolve(),
+        path=path,
+        credentials=Credentials(args.user, password),
         host=args.host,
         port=args.port,
         ready_file=args.ready_file,
-        credentials=credentials,
         parent_pid=args.parent_pid,
+        limits=Limits(
+            max_query_bytes=args.max_query_bytes,
+            max_insert_bytes=args.max_insert_bytes,
+            max_sessions=args.max_sessions,
+            max_session_timeout=args.max_session_timeout,
+        ),
     )
     return config, args.log_level
 

@@ -1,12 +1,16 @@
 """Start and stop the embedded ClickHouse server as a child process.
 
 ``start_clickhouse(path)`` runs ``python -m tally.embedded.clickhouse_http`` on ``path``, waits
-until it answers ``GET /ping`` and returns an :class:`EmbeddedClickHouse` handle. This module
-imports nothing heavy: chDB is loaded only in the child.
+until it answers ``GET /ping`` and returns an :class:`EmbeddedClickHouse` handle whose ``user``
+and ``password`` every client must present. The password is generated at the data dir's first
+start and kept in ``<path>/secrets/clickhouse-password`` (see ``clickhouse_secret``). The child
+gets a minimal environment (:data:`CHILD_ENVIRONMENT`): no secret of the launcher reaches it.
+This module imports nothing heavy: chDB is loaded only in the child.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import subprocess
@@ -15,13 +19,16 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tally.embedded.clickhouse_secret import ensure_password
 from tally.embedded.lifecycle import StopsOnExit, terminate
 
 SERVER_MODULE = "tally.embedded.clickhouse_http"
-PASSWORD_ENV = "CLICKHOUSE_PASSWORD"
+# The only variables the server process inherits.
+CHILD_ENVIRONMENT = ("PATH", "HOME", "LANG", "TZ", "PYTHONPATH")
 # Loopback only: never route through a proxy from the environment.
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -34,6 +41,8 @@ class EmbeddedClickHouse(StopsOnExit):
     port: int
     pid: int
     path: Path
+    user: str
+    password: str = field(repr=False)
     _process: subprocess.Popen[bytes] = field(repr=False)
     _scratch: Path = field(repr=False)
 
@@ -57,50 +66,63 @@ def start_clickhouse(
     timeout: float = 60,
     *,
     host: str = "127.0.0.1",
-    user: str | None = None,
+    user: str = "default",
     password: str | None = None,
+    allow_remote: bool = False,
+    server_args: Sequence[str] = (),
     exit_with_parent: bool = True,
 ) -> EmbeddedClickHouse:
     """Launch the server on ``path`` and return once ``/ping`` answers ``Ok.``.
 
+    ``password`` replaces the data dir's stored one; by default the stored one is used (generated
+    at the first start). A ``host`` other than loopback needs ``allow_remote=True``.
+    ``server_args`` are extra flags of the server (``--max-sessions 10``).
     ``exit_with_parent`` makes the server stop by itself when this process dies, so a killed
-    test run does not leave the data path locked. The password travels in the child's
-    environment, not on its command line.
+    test run does not leave the data path locked.
     """
+    if not (is_loopback(host) or allow_remote):
+        raise ValueError(f"{host} is not a loopback address: pass allow_remote=True to expose it")
     path = Path(path).resolve()
     path.mkdir(parents=True, exist_ok=True)
+    password = ensure_password(path, password)
     scratch = Path(tempfile.mkdtemp(prefix="tally-clickhouse-"))
     ready_file = scratch / "port"
-    process = subprocess.Popen(
-        _command(path, host, port, ready_file, user, exit_with_parent),
-        env=_environment(password),
-    )
+    command = _command(path, host, port, ready_file, user, exit_with_parent)
+    if allow_remote:
+        command.append("--allow-remote")
+    process = subprocess.Popen([*command, *server_args], env=child_environment())
     try:
         port = _wait_until_ready(process, ready_file, host, timeout)
     except BaseException:
         terminate(process, timeout=5)
         shutil.rmtree(scratch, ignore_errors=True)
         raise
-    return EmbeddedClickHouse(host, port, process.pid, path, process, scratch)
+    return EmbeddedClickHouse(host, port, process.pid, path, user, password, process, scratch)
 
 
 def _command(
-    path: Path, host: str, port: int, ready_file: Path, user: str | None, exit_with_parent: bool
+    path: Path, host: str, port: int, ready_file: Path, user: str, exit_with_parent: bool
 ) -> list[str]:
     command = [sys.executable, "-m", SERVER_MODULE, "--path", str(path), "--host", host]
-    command += ["--port", str(port), "--ready-file", str(ready_file)]
-    if user is not None:
-        command += ["--user", user]
+    command += ["--port", str(port), "--ready-file", str(ready_file), "--user", user]
     if exit_with_parent:
         command += ["--parent-pid", str(os.getpid())]
     return command
 
 
-def _environment(password: str | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != PASSWORD_ENV}
-    if password is not None:
-        env[PASSWORD_ENV] = password
-    return env
+def child_environment(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The launcher's PATH, HOME, LANG, TZ and PYTHONPATH (those set), and nothing else."""
+    return {name: environ[name] for name in CHILD_ENVIRONMENT if name in environ}
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _wait_until_ready(

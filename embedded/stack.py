@@ -2,6 +2,12 @@
 
 Used by ``make demo``, the load tests and the integration tests; everything it starts it
 stops, and every port is a free one on 127.0.0.1.
+
+ClickHouse requires a password: the one generated at the data dir's first start
+(``<workdir>/clickhouse/secrets/clickhouse-password``) unless ``StackConfig.clickhouse_password``
+sets one. Aggregators get it as ``TALLY_CLICKHOUSE_PASSWORD``; other code takes it from the
+stack: ``stack.clickhouse_password``, ``stack.clickhouse_settings`` (a ``ClickHouseSettings``)
+or a ready client, ``stack.clickhouse_client()``.
 """
 
 from __future__ import annotations
@@ -39,7 +45,8 @@ class StackConfig:
     time_zone: str = "UTC"
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
-    clickhouse_user: str | None = None
+    clickhouse_user: str = "default"
+    # None: the password generated at the data dir's first start.
     clickhouse_password: str | None = field(default=None, repr=False)
 
 
@@ -53,6 +60,23 @@ class Stack(StopsOnExit):
     clickhouse: EmbeddedClickHouse
     aggregators: list[subprocess.Popen] = field(default_factory=list)
     metrics_ports: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def clickhouse_user(self) -> str:
+        """The ClickHouse user every component of the stack uses."""
+        return self.clickhouse.user
+
+    @property
+    def clickhouse_password(self) -> str:
+        """The ClickHouse password every component of the stack uses."""
+        return self.clickhouse.password
+
+    @property
+    def clickhouse_settings(self) -> ClickHouseSettings:
+        """URL, user and password of the stack's ClickHouse, as the aggregator takes them."""
+        return ClickHouseSettings(
+            url=self.clickhouse.url, user=self.clickhouse.user, password=self.clickhouse.password
+        )
 
     @property
     def dlq_topic(self) -> str:
@@ -74,7 +98,7 @@ class Stack(StopsOnExit):
             "--session-timeout-ms", str(c.session_timeout_ms),
             "--heartbeat-ms", str(c.heartbeat_ms),
             "--metrics-port", str(metrics_port),
-            "--clickhouse-user", c.clickhouse_user or "default",
+            "--clickhouse-user", self.clickhouse.user,
             *c.extra_args,
         ]  # fmt: skip
 
@@ -93,10 +117,9 @@ class Stack(StopsOnExit):
         return proc
 
     def _aggregator_env(self) -> dict[str, str]:
-        env = {**os.environ, **self.config.env}
-        if self.config.clickhouse_password is not None:
-            env.setdefault("TALLY_CLICKHOUSE_PASSWORD", self.config.clickhouse_password)
-        return env
+        """The launcher's environment, the stack's ClickHouse password, then ``config.env``."""
+        password = {"TALLY_CLICKHOUSE_PASSWORD": self.clickhouse.password}
+        return {**os.environ, **password, **self.config.env}
 
     def metrics(self, proc: subprocess.Popen) -> dict[str, float]:
         """The Prometheus samples of one aggregator, by ``name{labels}``."""
@@ -120,8 +143,8 @@ class Stack(StopsOnExit):
             host=self.clickhouse.host,
             port=self.clickhouse.port,
             database="default",
-            username=self.config.clickhouse_user or "default",
-            password=self.config.clickhouse_password or "",
+            username=self.clickhouse.user,
+            password=self.clickhouse.password,
         )
 
     def stop_aggregators(self, timeout: float = 60) -> list[int]:
@@ -158,7 +181,7 @@ def start_stack(
     workdir.mkdir(parents=True, exist_ok=True)
     clickhouse = start_clickhouse(
         workdir / "clickhouse", user=config.clickhouse_user, password=config.clickhouse_password
-    )
+    )  # the password is stored in the data dir (generated there unless the config sets one)
     try:
         kafka = start_kafka(workdir / "kafka")
     except BaseException:
@@ -182,12 +205,7 @@ async def _prepare(stack: Stack) -> None:
     await create_topic(stack.kafka.bootstrap, stack.dlq_topic, 1)
     c = stack.config
     sink = RollupSink(
-        ClickHouseSettings(
-            url=stack.clickhouse.url,
-            user=c.clickhouse_user or "default",
-            password=c.clickhouse_password or "",
-        ),
-        RollupSchema(database=c.database, time_zone=c.time_zone),
+        stack.clickhouse_settings, RollupSchema(database=c.database, time_zone=c.time_zone)
     )
     await sink.start()
     try:

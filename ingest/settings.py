@@ -26,6 +26,15 @@ class ClientSettings:
     those bounds, records go to ``spool_dir`` when set (bounded by ``spool_bytes``); what
     still does not fit is dropped, newest first, and counted in ``TrackerStats``.
 
+    ``record_bytes`` caps one encoded Kafka record (before compression). Keep it below the
+    broker's ``message.max.bytes`` / the topic's ``max.message.bytes`` (Kafka's default is
+    1 MiB; the default here leaves room for batch headers and lz4's worst case). A record the
+    broker still refuses as too large is split in half and sent again; one event that cannot
+    fit a record is rejected by ``track`` and counted (``too_large``).
+
+    ``source`` names the producer inside every record and its spool directory. A forked child
+    never reuses its parent's: it uses ``source`` plus its own pid and a random suffix.
+
     ``flush_on_sigterm``: if SIGTERM would otherwise kill the process outright (no handler
     installed, as in plain scripts), the tracker installs one that closes it (deliver or spool)
     and then dies of SIGTERM as before. Frameworks with their own handler exit through
@@ -40,6 +49,7 @@ class ClientSettings:
     linger_ms: int = 50
     buffer_events: int = 200_000
     record_events: int = 2_000
+    record_bytes: int = 900 * 1024
     pending_bytes: int = 64 * 1024 * 1024
     compression: str | None = "lz4"
     request_timeout_ms: int = 30_000
@@ -59,6 +69,7 @@ class ClientSettings:
         ``TALLY_KAFKA_BOOTSTRAP``      ``127.0.0.1:9092`` ``bootstrap_servers``
         ``TALLY_TOPIC``                ``tally.events``   ``topic``
         ``TALLY_STRICT``               off                ``strict`` (``1``/``true``/``yes``)
+        ``TALLY_RECORD_BYTES``         ``921600``         ``record_bytes`` (at least 1024)
         ``TALLY_SPOOL_DIR``            unset: no spool    ``spool_dir``
         ``TALLY_KAFKA_SECURITY_PROTOCOL`` ``PLAINTEXT``   ``security.protocol``
         ``TALLY_KAFKA_SASL_MECHANISM`` ``PLAIN``          ``security.sasl_mechanism``
@@ -85,7 +96,15 @@ class ClientSettings:
             "security": security,
             "strict": env.get("TALLY_STRICT", "") in ("1", "true", "yes"),
         }
+        if env.get("TALLY_RECORD_BYTES"):
+            values["record_bytes"] = int(env["TALLY_RECORD_BYTES"])
         if env.get("TALLY_SPOOL_DIR"):
             values["spool_dir"] = Path(env["TALLY_SPOOL_DIR"])
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
+
+    def __post_init__(self) -> None:
+        if self.record_bytes < 1024:
+            raise ValueError(f"record_bytes must be at least 1024, not {self.record_bytes}")
+        if self.record_events < 1:
+            raise ValueError(f"record_events must be at least 1, not {self.record_events}")

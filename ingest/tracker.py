@@ -16,6 +16,7 @@ import os
 import signal
 import threading
 import time
+import uuid
 import weakref
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -24,6 +25,13 @@ from datetime import datetime
 from tally.ingest.flatten import InvalidValues, flatten
 from tally.ingest.sender import Sender
 from tally.ingest.settings import ClientSettings
+from tally.ingest.sizing import (
+    ARRAY,
+    EVENT_OVERHEAD,
+    RECORD_OVERHEAD,
+    strings_bound,
+    value_bound,
+)
 from tally.ingest.stats import Counters, TrackerStats
 
 log = logging.getLogger("tally.ingest")
@@ -43,8 +51,13 @@ class Tracker:
         self._start_lock = threading.Lock()
         self._closed = False
         self._last_warning = 0.0
-        self._known_keys: set[tuple[str, ...]] = set()
-        self._known_paths: set[tuple[str, ...]] = set()
+        self._source = settings.source
+        self._record_bytes = settings.record_bytes
+        self._event_base = RECORD_OVERHEAD + EVENT_OVERHEAD + len(self._source.encode())
+        self._value_worst = value_bound(self._limits.max_path_length)
+        # validated key tuples and shapes -> their size bound in a record
+        self._known_keys: dict[tuple[str, ...], int] = {}
+        self._known_paths: dict[tuple[str, ...], int] = {}
         ref = weakref.ref(self)
         atexit.register(_close_at_exit, ref)
         os.register_at_fork(after_in_child=lambda: _reset_after_fork(ref))
@@ -66,7 +79,7 @@ class Tracker:
         """
         try:
             paths, numbers = flatten(values, self._limits)
-            return self._enqueue(self._key_tuple(keys), paths, numbers, at, route)
+            return self._enqueue(*self._key_tuple(keys), paths, numbers, at, route, None)
         except Exception as exc:
             return self._rejected(exc)
 
@@ -84,8 +97,9 @@ class Tracker:
         tuple is validated once (the result is cached), numbers are checked on every call.
         """
         try:
-            if paths not in self._known_paths:
-                self._check_paths(paths)
+            size = self._known_paths.get(paths)
+            if size is None:
+                size = self._check_paths(paths)
             if len(numbers) != len(paths):
                 raise InvalidValues("values_shape_mismatch", f"{len(numbers)} != {len(paths)}")
             limit = self._limits.max_abs_value
@@ -93,25 +107,41 @@ class Tracker:
                 kind = type(number)
                 if (kind is not int and kind is not float) or not -limit <= number <= limit:
                     raise InvalidValues(self._limits.value_problem(number) or "bad_value", "")
-            return self._enqueue(self._key_tuple(keys), paths, list(numbers), at, route)
+            return self._enqueue(*self._key_tuple(keys), paths, list(numbers), at, route, size)
         except Exception as exc:
             return self._rejected(exc)
 
-    def _key_tuple(self, keys: str | Iterable[str]) -> tuple[str, ...]:
+    def _key_tuple(self, keys: str | Iterable[str]) -> tuple[tuple[str, ...], int]:
+        """The keys as a validated tuple, and their size bound in a record."""
         key_tuple = (keys,) if type(keys) is str else tuple(keys)
-        if key_tuple not in self._known_keys:
-            self._check_keys(key_tuple)
-        return key_tuple
+        size = self._known_keys.get(key_tuple)
+        if size is None:
+            size = self._check_keys(key_tuple)
+        return key_tuple, size
 
     def _enqueue(
         self,
         keys: tuple[str, ...],
+        keys_size: int,
         paths: tuple[str, ...],
         numbers: list[int | float],
         at: datetime | float | None,
         route: str | None,
+        paths_size: int | None,
     ) -> bool:
         ts = int(time.time()) if at is None else _to_seconds(at)
+        # Cheap bound first (every path at its longest); the exact bound only for wide events.
+        size = self._event_base + keys_size + ARRAY + len(numbers) * self._value_worst
+        if size > self._record_bytes:
+            if paths_size is None:
+                paths_size = strings_bound(paths)
+            size = self._event_base + keys_size + paths_size + 9 * len(numbers)
+            if size > self._record_bytes:
+                raise InvalidValues("event_too_large", f"~{size} bytes > record_bytes")
+        if self._closed:
+            self._counters.add("dropped_closed")
+            self._warn("track() after close(); event dropped (see TrackerStats.dropped_closed)")
+            return False
         if len(self._buffer) >= self._capacity:
             self._counters.add("dropped_overflow")
             self._warn("buffer full (%d events); event dropped", self._capacity)
@@ -124,7 +154,7 @@ class Tracker:
     def _rejected(self, exc: Exception) -> bool:
         """Count (and in strict mode re-raise) a rejected event; never raises otherwise."""
         if isinstance(exc, InvalidValues):
-            self._counters.add("invalid")
+            self._counters.add("too_large" if exc.reason == "event_too_large" else "invalid")
             if self.settings.strict:
                 raise exc
             self._warn("invalid event rejected: %s", exc)
@@ -135,8 +165,8 @@ class Tracker:
             self._warn("tally track failed: %r", exc)
         return False
 
-    def _check_paths(self, paths: tuple[str, ...]) -> None:
-        """Validate a flattened shape once; valid ones are remembered (bounded)."""
+    def _check_paths(self, paths: tuple[str, ...]) -> int:
+        """Validate a flattened shape once; valid ones are remembered (bounded) with their size."""
         if type(paths) is not tuple or not paths or len(paths) > self._limits.max_values:
             raise InvalidValues("bad_paths", f"{type(paths).__name__} of {len(paths)} paths")
         for path in paths:
@@ -145,9 +175,10 @@ class Tracker:
                 raise InvalidValues(problem, repr(path)[:80])
         if len(self._known_paths) >= 10_000:
             self._known_paths.clear()
-        self._known_paths.add(paths)
+        size = self._known_paths[paths] = strings_bound(paths)
+        return size
 
-    def _check_keys(self, keys: tuple[str, ...]) -> None:
+    def _check_keys(self, keys: tuple[str, ...]) -> int:
         """Validate a key tuple once; valid ones are remembered (bounded) to skip the check."""
         if not keys or len(keys) > self._limits.max_keys:
             raise InvalidValues("bad_keys", f"{len(keys)} keys")
@@ -157,7 +188,8 @@ class Tracker:
                 raise InvalidValues(problem, repr(key)[:80])
         if len(self._known_keys) >= 10_000:
             self._known_keys.clear()
-        self._known_keys.add(keys)
+        size = self._known_keys[keys] = strings_bound(keys)
+        return size
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Block until everything tracked so far is acknowledged (or spooled); True if done."""
@@ -211,17 +243,34 @@ class Tracker:
             if self._pid != os.getpid():
                 self._after_fork()
             if self._sender is None and not self._closed:
-                self._sender = Sender(self.settings, self._buffer, self._counters)
+                sender = Sender(self.settings, self._source, self._buffer, self._counters)
+                self._sender = sender
+                # Also when the application drops the tracker: the sender thread lives on.
+                atexit.register(
+                    _stop_at_exit,
+                    weakref.ref(self),
+                    weakref.ref(sender),
+                    self.settings.close_timeout_s,
+                )
                 if self.settings.flush_on_sigterm:
                     _close_on_sigterm(weakref.ref(self))
 
     def _after_fork(self) -> None:
-        """In a forked child: forget the parent's buffer and thread (the parent sends those)."""
+        """In a forked child: forget the parent's buffer and thread (the parent sends those).
+
+        The child gets its own ``source`` (and so its own spool directory), a fresh counter
+        lock, and lets go of the parent's spool lock it inherited.
+        """
         self._pid = os.getpid()
         self._buffer.clear()
+        if self._sender is not None:
+            self._sender.forget_after_fork()
         self._sender = None
         self._start_lock = threading.Lock()
+        self._counters.after_fork()
         self._closed = False
+        self._source = f"{self.settings.source}/{self._pid}-{uuid.uuid4().hex[:6]}"
+        self._event_base = RECORD_OVERHEAD + EVENT_OVERHEAD + len(self._source.encode())
 
     def _warn(self, message: str, *args: object) -> None:
         now = time.monotonic()
@@ -265,6 +314,13 @@ def _close_at_exit(ref: weakref.ref[Tracker]) -> None:
     tracker = ref()
     if tracker is not None:
         tracker.close()
+
+
+def _stop_at_exit(tracker: weakref.ref[Tracker], ref: weakref.ref[Sender], timeout: float) -> None:
+    """Stop a sender whose tracker was garbage collected (a live tracker closes its own)."""
+    sender = ref()
+    if tracker() is None and sender is not None and sender.pid == os.getpid():
+        sender.stop(timeout)
 
 
 def _reset_after_fork(ref: weakref.ref[Tracker]) -> None:

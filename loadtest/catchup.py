@@ -9,6 +9,7 @@ to durable completion; the per-core rate divides by the process's CPU seconds.
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import socket
@@ -86,6 +87,7 @@ def command(spec: CatchupSpec, port: int) -> list[str]:
         "--topic", e.topic,
         "--group", spec.group,
         "--clickhouse-url", e.clickhouse_url,
+        "--clickhouse-user", e.clickhouse_user,
         "--database", spec.database,
         "--flush-interval", str(spec.flush_interval_s),
         "--session-timeout-ms", "6000",
@@ -106,7 +108,11 @@ def run_catchup(spec: CatchupSpec) -> CatchupResult:
     spec.workdir.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            command(spec, port), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command(spec, port),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "TALLY_CLICKHOUSE_PASSWORD": spec.endpoints.clickhouse_password},
         )
     flame = FlameRecorder(proc.pid, None, spec.profile) if spec.profile else None
     try:

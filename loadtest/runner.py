@@ -162,6 +162,8 @@ def _endpoints(config: RunConfig, cleanup: contextlib.ExitStack, notify: Notify)
         topic=config.topic,
         group=config.group,
         database=config.database,
+        clickhouse_user=stack.clickhouse_user,
+        clickhouse_password=stack.clickhouse_password,
         aggregator_pids=tuple(p.pid for p in stack.aggregators),
         kafka_pid=stack.kafka.pid,
         clickhouse_pid=stack.clickhouse.pid,

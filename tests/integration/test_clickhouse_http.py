@@ -62,9 +62,39 @@ def clickhouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedCli
         yield server
 
 
+def connect(server: EmbeddedClickHouse, **kwargs) -> Client:
+    """A sync clickhouse-connect client with the server's credentials."""
+    return clickhouse_connect.get_client(
+        host=server.host,
+        port=server.port,
+        username=server.user,
+        password=server.password,
+        **kwargs,
+    )
+
+
+async def connect_async(server: EmbeddedClickHouse, **kwargs):
+    """An async clickhouse-connect client with the server's credentials."""
+    return await clickhouse_connect.get_async_client(
+        host=server.host,
+        port=server.port,
+        username=server.user,
+        password=server.password,
+        **kwargs,
+    )
+
+
+def auth_headers(server: EmbeddedClickHouse) -> dict[str, str]:
+    """ClickHouse's own credential headers, for raw HTTP requests."""
+    return {
+        "X-ClickHouse-User": server.user,
+        "X-ClickHouse-Key": server.password,
+    }
+
+
 @pytest.fixture
 def client(clickhouse: EmbeddedClickHouse) -> Iterator[Client]:
-    c = clickhouse_connect.get_client(host=clickhouse.host, port=clickhouse.port)
+    c = connect(clickhouse)
     yield c
     c.close()
 
@@ -75,8 +105,12 @@ def post(
     body: bytes | Iterator[bytes] = b"",
     headers: dict[str, str] | None = None,
     method: str = "POST",
+    *,
+    auth: bool = True,
 ) -> tuple[int, dict[str, str], bytes]:
-    """One raw HTTP request; an iterator body goes out with chunked transfer encoding."""
+    """One raw HTTP request (with the server's credentials unless ``auth`` is false); an
+    iterator body goes out with chunked transfer encoding."""
+    headers = {**(auth_headers(server) if auth else {}), **(headers or {})}
     conn = http.client.HTTPConnection(server.host, server.port, timeout=30)
     try:
         chunked = not isinstance(body, bytes)
@@ -84,7 +118,7 @@ def post(
             method,
             f"/?{urlencode(params)}",
             body=body,
-            headers=headers or {},
+            headers=headers,
             encode_chunked=chunked,
         )
         response = conn.getresponse()
@@ -94,8 +128,17 @@ def post(
 
 
 def curl(server: EmbeddedClickHouse, *args: str, stdin: bytes | None = None) -> bytes:
+    """curl with the server's credentials, read from a private config file (not argv)."""
+    config = server.path / "secrets" / "curlrc"
+    if not config.exists():
+        config.touch(mode=0o600)
+        config.write_text(f'user = "{server.user}:{server.password}"\n')
     return subprocess.run(
-        ["curl", "-sS", *args], input=stdin, capture_output=True, check=True, timeout=30
+        ["curl", "-sS", "-K", str(config), *args],
+        input=stdin,
+        capture_output=True,
+        check=True,
+        timeout=30,
     ).stdout
 
 
@@ -205,10 +248,8 @@ def test_sync_client_round_trip(client: Client) -> None:
 
 def test_sync_client_binds_raw_formats_and_form_encoding(clickhouse: EmbeddedClickHouse) -> None:
     nasty = 'it\'s a \t tab, a \\ backslash, "quotes" and ✓\n'
-    c = clickhouse_connect.get_client(
-        host=clickhouse.host, port=clickhouse.port, form_encode_query_params=True
-    )
-    for client in (c, clickhouse_connect.get_client(host=clickhouse.host, port=clickhouse.port)):
+    c = connect(clickhouse, form_encode_query_params=True)
+    for client in (c, connect(clickhouse)):
         query = "SELECT {s:String} AS s, {a:Array(UInt16)} AS a, {t:Identifier} AS t"
         rows = client.query(query, parameters={"s": nasty, "a": [1, 2], "t": "s"}).result_rows
         assert rows == [(nasty, [1, 2], nasty)]
@@ -224,7 +265,7 @@ def test_sync_client_binds_raw_formats_and_form_encoding(clickhouse: EmbeddedCli
 
 def test_statement_in_body_uncompressed_insert(clickhouse: EmbeddedClickHouse) -> None:
     """compress=False: clickhouse-connect puts ``INSERT ... FORMAT Native`` at the body's start."""
-    c = clickhouse_connect.get_client(host=clickhouse.host, port=clickhouse.port, compress=False)
+    c = connect(clickhouse, compress=False)
     c.command("CREATE TABLE ten (" + ", ".join(f"c{i} UInt8" for i in range(10)) + ") ENGINE = Log")
     # Ten columns: the Native block starts with byte 0x0a, right after the statement's newline.
     c.insert("ten", [[i] * 10 for i in range(100)], column_names=[f"c{i}" for i in range(10)])
@@ -271,7 +312,7 @@ def test_session_keeps_set_and_use(clickhouse: EmbeddedClickHouse, client: Clien
         "1",
         "sess_db",
     ]
-    other = clickhouse_connect.get_client(host=clickhouse.host, port=clickhouse.port)
+    other = connect(clickhouse)
     assert other.command("SELECT getSetting('max_threads') != 1, currentDatabase()") == [
         "1",
         "default",
@@ -321,7 +362,7 @@ def test_truncated_or_unknown_encoding_is_an_error(clickhouse: EmbeddedClickHous
 async def test_async_client_round_trip_and_multi_block_insert(
     clickhouse: EmbeddedClickHouse,
 ) -> None:
-    c = await clickhouse_connect.get_async_client(host=clickhouse.host, port=clickhouse.port)
+    c = await connect_async(clickhouse)
     try:
         await c.command(TYPED_DDL.format(table="typed_async"))
         await c.insert("typed_async", typed_rows(2000, aware=True), column_names=TYPED_COLUMNS)
@@ -342,9 +383,11 @@ async def test_async_client_round_trip_and_multi_block_insert(
 # --- concurrency ---------------------------------------------------------------------------
 
 WRITER = """
-import sys, clickhouse_connect
+import os, sys, clickhouse_connect
 port, writer = int(sys.argv[1]), int(sys.argv[2])
-client = clickhouse_connect.get_client(host="127.0.0.1", port=port)
+client = clickhouse_connect.get_client(
+    host="127.0.0.1", port=port, password=os.environ["TALLY_CLICKHOUSE_PASSWORD"]
+)
 for batch in range(8):
     rows = [[writer, batch, i] for i in range(5000)]
     client.insert("shared", rows, column_names=["w", "b", "i"], settings={"async_insert": 0})
@@ -354,7 +397,10 @@ for batch in range(8):
 def test_two_writer_processes_and_a_reader(clickhouse: EmbeddedClickHouse, client: Client) -> None:
     client.command("CREATE TABLE shared (w UInt8, b UInt8, i UInt32) ENGINE = MergeTree ORDER BY w")
     writers = [
-        subprocess.Popen([sys.executable, "-c", WRITER, str(clickhouse.port), str(w)])
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(clickhouse.port), str(w)],
+            env={**os.environ, "TALLY_CLICKHOUSE_PASSWORD": clickhouse.password},
+        )
         for w in (1, 2)
     ]
     seen = []
@@ -374,7 +420,7 @@ def test_ping_and_queries_answer_while_a_query_runs(
     time.sleep(0.3)
     started = time.monotonic()
     assert curl(clickhouse, f"{clickhouse.url}/ping") == b"Ok.\n"
-    other = clickhouse_connect.get_client(host=clickhouse.host, port=clickhouse.port)
+    other = connect(clickhouse)
     assert other.command("SELECT 1") == 1
     assert time.monotonic() - started < 0.8
     assert slow.is_alive()
@@ -395,18 +441,19 @@ def test_auth(tmp_path: Path) -> None:
                 host=server.host, port=server.port, username="alice", password="wrong"
             )
         assert info.value.code == 516
-        status, headers, _ = post(server, {"query": "SELECT 1"})
+        wrong = {"X-ClickHouse-User": "alice", "X-ClickHouse-Key": "nope"}
+        status, headers, _ = post(server, {"query": "SELECT 1"}, headers=wrong, auth=False)
         assert status == 403 and headers["X-ClickHouse-Exception-Code"] == "516"
         by_header = {"X-ClickHouse-User": "alice", "X-ClickHouse-Key": "s3cret"}
-        assert post(server, {"query": "SELECT 1"}, headers=by_header)[2] == b"1\n"
+        assert post(server, {"query": "SELECT 1"}, headers=by_header, auth=False)[2] == b"1\n"
         by_params = {"query": "SELECT 2", "user": "alice", "password": "s3cret"}
-        assert post(server, by_params)[2] == b"2\n"
+        assert post(server, by_params, auth=False)[2] == b"2\n"
         assert curl(server, f"{server.url}/ping") == b"Ok.\n"
 
 
 def test_stop_finishes_in_flight_work_and_data_persists(tmp_path: Path) -> None:
     server = start_clickhouse(tmp_path)
-    c = clickhouse_connect.get_client(host=server.host, port=server.port)
+    c = connect(server)
     c.command("CREATE TABLE kept (n UInt32) ENGINE = MergeTree ORDER BY n")
     c.insert("kept", [[n] for n in range(1000)], column_names=["n"])
     slow: list[object] = []
@@ -419,7 +466,110 @@ def test_stop_finishes_in_flight_work_and_data_persists(tmp_path: Path) -> None:
     with pytest.raises(ProcessLookupError):
         os.kill(server.pid, 0)
     with start_clickhouse(tmp_path) as again:
-        c = clickhouse_connect.get_client(host=again.host, port=again.port)
+        assert again.password == server.password  # kept in the data dir
+        c = connect(again)
         assert c.command("SELECT count(), sum(n) FROM kept") == ["1000", "499500"]
         with pytest.raises(RuntimeError, match="exited with code 1"):
             start_clickhouse(tmp_path)  # one process per data path
+
+
+# --- failed inserts are failures -----------------------------------------------------------
+
+INSERT_FAILURES = [
+    # (table DDL, rows, insert settings, expected ClickHouse error code)
+    (
+        "CREATE TABLE {t} (n UInt64, CONSTRAINT small CHECK n < 10) ENGINE = MergeTree ORDER BY n",
+        [[1], [20]],
+        {},
+        469,  # VIOLATED_CONSTRAINT
+    ),
+    (
+        "CREATE TABLE {t} (n UInt64) ENGINE = MergeTree PARTITION BY n ORDER BY n",
+        [[1], [2], [3]],
+        {"max_partitions_per_insert_block": 2},
+        252,  # TOO_MANY_PARTS (too many partitions for one block)
+    ),
+]
+
+
+def _failing_tables(client: Client, prefix: str) -> list[tuple[str, list, dict, int]]:
+    """Tables whose next insert of ``rows`` fails in ``insert_done``, one per error kind."""
+    cases = []
+    for i, (ddl, rows, settings, code) in enumerate(INSERT_FAILURES):
+        table = f"{prefix}_fail{i}"
+        client.command(ddl.format(t=table))
+        cases.append((table, rows, settings, code))
+    # A materialized view whose SELECT throws (throwIf) while the insert is pushed through it.
+    client.command(f"CREATE TABLE {prefix}_src (n UInt64) ENGINE = Null")
+    client.command(f"CREATE TABLE {prefix}_dst (n UInt64) ENGINE = MergeTree ORDER BY n")
+    client.command(
+        f"CREATE MATERIALIZED VIEW {prefix}_mv TO {prefix}_dst"
+        f" AS SELECT n + throwIf(n = 7, 'seven is not allowed') AS n FROM {prefix}_src"
+    )
+    cases.append((f"{prefix}_src", [[1], [7]], {}, 395))  # FUNCTION_THROW_IF_VALUE_IS_NON_ZERO
+    # TOO_MANY_PARTS: the table allows one active part, so the second insert is refused.
+    client.command(
+        f"CREATE TABLE {prefix}_parts (n UInt64) ENGINE = MergeTree ORDER BY n"
+        " SETTINGS parts_to_throw_insert = 1, parts_to_delay_insert = 0"
+    )
+    client.insert(f"{prefix}_parts", [[1]], column_names=["n"])
+    cases.append((f"{prefix}_parts", [[2]], {}, 252))
+    return cases
+
+
+def test_sync_insert_errors_are_raised(client: Client) -> None:
+    for table, rows, settings, code in _failing_tables(client, "sync"):
+        before = client.command(f"SELECT count() FROM {table}")
+        with pytest.raises(DatabaseError) as info:
+            client.insert(table, rows, column_names=["n"], settings=settings)
+        assert info.value.code == code, (table, str(info.value))
+        assert f"Code: {code}. DB::Exception:" in str(info.value)
+        assert client.command(f"SELECT count() FROM {table}") == before
+
+
+async def test_async_insert_errors_are_raised(clickhouse: EmbeddedClickHouse) -> None:
+    sync = connect(clickhouse)
+    cases = _failing_tables(sync, "async")
+    c = await connect_async(clickhouse)
+    try:
+        for table, rows, settings, code in cases:
+            with pytest.raises(DatabaseError) as info:
+                await c.insert(table, rows, column_names=["n"], settings=settings)
+            assert info.value.code == code, (table, str(info.value))
+    finally:
+        await c.close()
+
+
+def test_insert_error_status_header_and_body(clickhouse: EmbeddedClickHouse) -> None:
+    """What clickhouse-server sends: an error status, the code header, ``Code: N.`` body."""
+    client = connect(clickhouse)
+    client.command(
+        "CREATE TABLE raw_fail (n UInt64, CONSTRAINT small CHECK n < 10)"
+        " ENGINE = MergeTree ORDER BY n"
+    )
+    status, headers, body = post(
+        clickhouse, {"query": "INSERT INTO raw_fail FORMAT TSV"}, b"1\n20\n"
+    )
+    assert status == 500 and headers["X-ClickHouse-Exception-Code"] == "469"
+    assert body.startswith(b"Code: 469. DB::Exception: Constraint `small`")
+    assert client.command("SELECT count() FROM raw_fail") == 0
+
+
+def test_rows_with_blank_lines_are_all_inserted(clickhouse: EmbeddedClickHouse) -> None:
+    """chDB's query ends inline rows at a blank line; none may be lost because of that."""
+    client = connect(clickhouse)
+    client.command("CREATE TABLE blanks (n UInt64, s String) ENGINE = MergeTree ORDER BY n")
+    # 2570 is 0x0A0A: its UInt64 bytes are a blank line; so is a string with "\n\n".
+    rows = [[n, "a\n\nb" if n % 2 else "c"] for n in range(5000)]
+    client.insert("blanks", rows, column_names=["n", "s"])
+    status, _, body = post(
+        clickhouse,
+        {"query": "INSERT INTO blanks FORMAT JSONEachRow"},
+        b'{"n": 10001, "s": "j"}\n\n\n{"n": 10002, "s": "k"}\n',
+    )
+    assert status == 200, body
+    assert client.command("SELECT count(), sum(n), countIf(s = 'a\n\nb') FROM blanks") == [
+        "5002",
+        str(sum(range(5000)) + 10001 + 10002),
+        "2500",
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -35,3 +36,25 @@ def test_clickhouse_password_is_used_and_never_logged(make_stack):
     logs = "".join(p.read_text() for p in stack.workdir.glob("aggregator-*.log"))
     assert "AUTHENTICATION_FAILED" in logs or "516" in logs
     assert SECRET not in logs
+
+
+def test_stack_generates_the_password_and_hands_it_to_every_component(make_stack):
+    stack = make_stack(partitions=2, aggregators=1)
+    stored = stack.workdir / "clickhouse" / "secrets" / "clickhouse-password"
+    password = stored.read_text().strip()
+    assert stack.clickhouse_password == password == stack.clickhouse_settings.password
+    assert stack.clickhouse_settings.url == stack.clickhouse.url
+    aggregator = stack.aggregators[0]
+    environ = Path(f"/proc/{aggregator.pid}/environ").read_bytes().split(b"\0")
+    assert f"TALLY_CLICKHOUSE_PASSWORD={password}".encode() in environ
+    assert password.encode() not in Path(f"/proc/{aggregator.pid}/cmdline").read_bytes()
+    tracker = Tracker(ClientSettings(bootstrap_servers=stack.kafka.bootstrap, strict=True))
+    tracker.track("generated", {"count": 2})
+    assert tracker.flush(30)
+    tracker.close()
+    client = stack.clickhouse_client()
+    query = "SELECT sum(value) FROM tally.rollups_1m WHERE key = 'generated'"
+    wait_for(lambda: client.query(query).result_rows[0][0] == 2, 60, "the event")
+    assert stack.stop_aggregators() == [0]
+    logs = "".join(p.read_text() for p in stack.workdir.glob("aggregator-*.log"))
+    assert password not in logs

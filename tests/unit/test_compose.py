@@ -59,3 +59,17 @@ def test_aggregator_image_is_built_from_the_repo_and_runs_the_cli():
     depends = SERVICES["aggregator"]["depends_on"]
     assert depends["kafka-topics"]["condition"] == "service_completed_successfully"
     assert depends["clickhouse"]["condition"] == "service_healthy"
+
+
+def test_published_ports_bind_loopback_only():
+    """Kafka's PLAINTEXT listener and ClickHouse's HTTP must not listen on every interface."""
+    published = {
+        name: service["ports"] for name, service in SERVICES.items() if service.get("ports")
+    }
+    assert set(published) >= {"kafka", "clickhouse"}
+    for name, ports in published.items():
+        for port in ports:
+            spec = port if isinstance(port, str) else f"{port.get('host_ip', '')}:{port}"
+            assert spec.startswith("127.0.0.1:"), f"{name} publishes {port} on all interfaces"
+    assert "127.0.0.1:9092:9092" in SERVICES["kafka"]["ports"]
+    assert "127.0.0.1:8123:8123" in SERVICES["clickhouse"]["ports"]

@@ -57,3 +57,70 @@ def test_inserts_are_parameterised_not_built_from_event_content():
 
     source = inspect.getsource(sink.RollupSink.insert_piece)
     assert "column_oriented=True" in source and "format(" not in source and 'f"' not in source
+
+
+def test_embedded_clickhouse_child_environment_is_minimal():
+    from tally.embedded.clickhouse_process import child_environment
+
+    launcher = {
+        "PATH": "/usr/bin",
+        "HOME": "/root",
+        "LANG": "C.UTF-8",
+        "TALLY_KAFKA_SASL_PASSWORD": "sasl-456",
+        "TALLY_CLICKHOUSE_PASSWORD": "pw-123",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "LD_PRELOAD": "/tmp/evil.so",
+    }
+    assert child_environment(launcher) == {"PATH": "/usr/bin", "HOME": "/root", "LANG": "C.UTF-8"}
+    more = child_environment({**launcher, "PYTHONPATH": "/src", "TZ": "UTC"})
+    assert more["PYTHONPATH"] == "/src" and more["TZ"] == "UTC"
+
+
+def test_embedded_clickhouse_password_file(tmp_path):
+    import stat
+
+    from tally.embedded.clickhouse_secret import ensure_password, password_path
+
+    first = ensure_password(tmp_path)
+    assert ensure_password(tmp_path) == first and len(first) >= 32
+    assert stat.S_IMODE(password_path(tmp_path).stat().st_mode) == 0o600
+    assert password_path(tmp_path) == tmp_path / "secrets" / "clickhouse-password"
+    assert ensure_password(tmp_path, "chosen") == "chosen" == ensure_password(tmp_path)
+    with pytest.raises(ValueError):
+        ensure_password(tmp_path, "two\nlines")
+
+
+@pytest.mark.parametrize(
+    "canonical",
+    [
+        "SELECT file('/etc/passwd')",
+        "SELECT FILE(x)\nFROM t",
+        "SELECT *\nFROM python(log)",
+        "SELECT 1\nINTO OUTFILE 'x'",
+        "INSERT INTO t FROM INFILE 'x' FORMAT TSV",
+        "CREATE TABLE r\n(\n    `k` UInt8\n)\nENGINE = EmbeddedRocksDB(0, '/x')\nPRIMARY KEY k",
+        "CREATE TABLE f\n(\n    `s` String\n)\nENGINE = File(LineAsString)",
+        "CREATE TABLE d\n(\n    `k` UInt8\n)\nENGINE = MergeTree\nSETTINGS disk = disk(type = 1)",
+    ],
+)
+def test_embedded_clickhouse_policy_refuses(canonical):
+    from tally.embedded.clickhouse_sandbox import PolicyViolation, QueryPolicy
+
+    with pytest.raises(PolicyViolation):
+        QueryPolicy().check("ignored", lambda _: canonical)
+
+
+@pytest.mark.parametrize(
+    "canonical",
+    [
+        "SELECT 'file(' AS file, file\nFROM t",
+        "SELECT `file`\nFROM files",
+        "CREATE TABLE t\n(\n    `a` UInt8\n)\nENGINE = AggregatingMergeTree\nORDER BY a",
+        "CREATE TABLE n\n(\n    `a` UInt8\n)\nENGINE = `Null`",
+        "SELECT 1\nFORMAT JSON",
+    ],
+)
+def test_embedded_clickhouse_policy_allows(canonical):
+    from tally.embedded.clickhouse_sandbox import QueryPolicy
+
+    QueryPolicy().check("ignored", lambda _: canonical)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import socket
 import time
 
@@ -91,20 +92,116 @@ def test_flush_times_out_instead_of_hanging_without_a_broker():
     tracker.close()
 
 
+def _fork_children(count: int, body, timeout: float = 60) -> list[str]:
+    """Run ``body()`` in ``count`` forked children; return what each wrote ("hung" if killed)."""
+    results = []
+    for _ in range(count):
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child
+            try:
+                os.write(write, str(body()).encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        deadline = time.monotonic() + timeout
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                break
+            time.sleep(0.05)
+        with os.fdopen(read, "rb") as fh:
+            results.append(fh.read().decode() or "hung")
+    return results
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
-def test_a_forked_child_starts_empty_and_does_not_resend_the_parents_buffer():
-    tracker = Tracker(settings(buffer_events=1000))
+def test_a_forked_child_starts_empty_and_does_not_resend_the_parents_buffer(tmp_path):
+    spool = tmp_path / "spool"
+    tracker = Tracker(settings(buffer_events=1000, spool_dir=spool))
     for _ in range(5):
         tracker.track("k", {"n": 1})
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child
-        child = tracker.stats()
-        os.write(write, f"{child.buffered}".encode())
-        os._exit(0)
-    os.waitpid(pid, 0)
-    assert os.read(read, 100) == b"0"
+
+    def child() -> str:
+        empty = tracker.stats().buffered
+        for _ in range(10):
+            tracker.track("k", {"n": 1})
+        tracker.close()  # no broker: the child's events go to the child's own spool
+        stats = tracker.stats()
+        return f"{empty} {stats.spooled_records} {stats.internal_errors} {stats.dropped_overflow}"
+
+    # Two children in a prefork pool: the parent's spool lock and source are not theirs.
+    results = _fork_children(2, child)
+    assert results == ["0 1 0 0", "0 1 0 0"]
     tracker.close()
+    owners = [d for d in spool.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    # The parent kept its own directory; the second child adopted the first one's orphans.
+    assert sorted(len(list(d.glob("*.rec"))) for d in owners) == [1, 2]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
+def test_counters_get_a_new_lock_after_fork():
+    tracker = Tracker(settings())
+    lock = tracker._counters._lock
+    lock.acquire()  # another thread holds it at the moment of the fork
+    try:
+        results = _fork_children(
+            1, lambda: tracker.track("k", {"n": "bad"}) or "survived", timeout=10
+        )
+    finally:
+        lock.release()
+    assert results == ["survived"]
+    tracker.close()
+
+
+def test_track_after_close_is_counted_and_refused():
+    tracker = Tracker(settings())
+    assert tracker.track("k", {"n": 1})
+    tracker.close()
+    assert tracker.track("k", {"n": 1}) is False
+    assert tracker.track_flat("k", ("n",), [1]) is False
+    stats = tracker.stats()
+    assert stats.dropped_closed == 2
+    assert stats.accepted == 1
+
+
+def test_an_event_that_cannot_fit_a_record_is_rejected_and_counted():
+    tracker = Tracker(settings(record_bytes=4096))
+    wide = {f"v{i:04d}": i for i in range(600)}  # ~6 KB encoded: over the 4 KiB cap
+    assert tracker.track("k", wide) is False
+    assert tracker.track_flat("k", tuple(wide), list(wide.values())) is False
+    assert tracker.track("k", {"v": 1}) is True
+    stats = tracker.stats()
+    assert stats.too_large == 2 and stats.accepted == 1 and stats.invalid == 0
+    tracker.close()
+
+
+def test_strict_mode_raises_for_an_event_too_large():
+    tracker = Tracker(settings(record_bytes=4096, strict=True))
+    with pytest.raises(InvalidValues, match="event_too_large"):
+        tracker.track("k", {f"v{i:04d}": i for i in range(600)})
+    tracker.close()
+
+
+def test_the_size_bound_of_track_is_never_below_the_encoded_size():
+    from tally.ingest.sizing import event_bound
+    from tally.schemas.wire import BatchEncoder
+
+    source = "host:1:abcd"
+    cases = [
+        (("k",), ("a",), [1]),
+        (("é" * 300, "k" * 256), tuple(f"p{i}.x" for i in range(1024)), [2**53] * 1024),
+        (tuple(f"k{i}" for i in range(16)), ("a", "b"), [-1.5e300, 0.1]),
+    ]
+    for keys, paths, values in cases:
+        encoded = BatchEncoder(source).encode([(2**40, keys, paths, values)])
+        assert len(encoded) <= event_bound(source, keys, paths, len(values))
+
+
+def test_record_bytes_has_a_sane_floor():
+    with pytest.raises(ValueError, match="record_bytes"):
+        settings(record_bytes=10)
 
 
 def test_never_connected_client_spools_instead_of_dropping(tmp_path):
