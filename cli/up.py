@@ -195,6 +195,12 @@ def ui(
         typer.echo(f"error: {exc}; pass --port with a free one", err=True)
         raise typer.Exit(2) from None
     directory = dashboards.expanduser().resolve() if dashboards else None
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        typer.echo(
+            f"warning: serving on {host} over plain HTTP: put TLS in front (the sign-in token "
+            "and the session cookie travel with every request)",
+            err=True,
+        )
     for error in load_all(directory).errors:
         typer.echo(f"dashboard error: {error}", err=True)
     read_token, sql_token = tokens(data_dir)
