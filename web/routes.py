@@ -87,7 +87,11 @@ def web_handlers(settings: WebSettings) -> list[ControllerRouterHandler]:
     )
 
     async def dashboard_page(request: Request, reader: AsyncReader, d: Dashboard) -> Response:
-        schema = await reader.schema()
+        try:
+            schema = await reader.schema()
+        except Exception as exc:  # ClickHouse down or misconfigured: say so on the page
+            reason = f"ClickHouse is unavailable ({type(exc).__name__}); reload when it is back"
+            return ui.page("missing.html", status=503, name=d.title, failed=[], reason=reason)
         data = {
             "dashboard": d,
             "granularities": list(schema.granularities),
