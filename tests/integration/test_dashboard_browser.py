@@ -221,6 +221,12 @@ def test_builtin_dashboard_loads_and_matches_the_api(site, name):
         assert "No distribution data" in dist.nth(0).inner_text()
         assert dist.nth(1).get_attribute("data-distribution") == "buckets"
         assert "p95" in dist.nth(1).inner_text()
+    if name == "jobs":  # tooltips: hovering a chart shows that bucket's values in its legend
+        chart = page.locator(".type-timeseries .u-over").first
+        box = chart.bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        values = page.locator(".type-timeseries").first.locator(".u-value").all_inner_texts()
+        assert any(v.strip() not in ("–", "--", "") for v in values[1:]), values
     if name == "cron":  # the two hours without a run are shaded as missed
         runs = page.locator(".type-timeseries").first
         assert int(runs.get_attribute("data-missed")) >= 1
