@@ -104,6 +104,9 @@ def check(d: Dashboard) -> Dashboard:
         raise _Invalid("the key cannot hold '*': use a {segment} placeholder", ("key",))
     for i, w in enumerate(d.widgets):
         _check_widget(w, i)
+        if w.expected_per and w.expected_per not in GRANULARITIES[1:]:
+            where = ("widgets", i, "expected_per")
+            raise _Invalid(f"expected_per must be one of {', '.join(GRANULARITIES[1:])}", where)
         if w.drill is not None and w.drill not in names:
             raise _Invalid(f"drill {w.drill!r} is not a placeholder of the key", ("widgets", i))
     segments = {n: d.segments.get(n, Segment(label=n)) for n in names}

@@ -37,7 +37,8 @@ class Widget(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defau
     style: Style = "line"
     top: int | None = None
     unit: str = ""
-    expected: float | None = None  # timeseries: buckets below it are highlighted as missed
+    expected: float | None = None  # timeseries: runs expected per `expected_per` (shaded below)
+    expected_per: str = ""  # a granularity such as 1h; empty: per bucket
     drill: str | None = None  # category: clicking a wildcard match sets this segment
     path: str | None = None  # distribution: base of the <path>.buckets.* histogram
     text: str = ""  # text widget

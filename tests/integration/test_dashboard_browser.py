@@ -226,9 +226,15 @@ def test_builtin_dashboard_loads_and_matches_the_api(site, name):
         box = chart.bounding_box()
         page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
         values = page.locator(".type-timeseries").first.locator(".u-value").all_inner_texts()
-        assert any(v.strip() not in ("–", "--", "") for v in values[1:]), values
+        assert any(v.strip() not in ("\u2013", "--", "") for v in values[1:]), values
     if name == "cron":  # the two hours without a run are shaded as missed
         runs = page.locator(".type-timeseries").first
+        assert int(runs.get_attribute("data-missed")) == 1  # 5 h ago; not the hour in progress
+        page.click("button[data-range='7d']")  # 1h buckets: still 1 expected per bucket
+        _ready(page, renders=2)
+        assert int(runs.get_attribute("data-missed")) == 2
+        page.select_option("#granularity", "1d")  # 24 expected per day
+        _ready(page, renders=3)
         assert int(runs.get_attribute("data-missed")) >= 1
     page.close()
 

@@ -326,14 +326,21 @@
     body.replaceChildren();
     if (!rows.length) { body.append(el("p", { class: "nodata" }, "No matching paths in this range.")); return; }
     let missed = [];
+    let note = "";
     if (w.expected !== null && w.expected !== undefined) {
-      missed = s.buckets.map((_, i) => i).filter((i) => rows.some((r) => (r.points[i] || 0) < w.expected));
+      // expected runs per bucket: `expected` per `expected_per` (e.g. 1 per 1h), scaled
+      const per = w.expected_per ? (w.expected * GSEC[s.granularity]) / GSEC[w.expected_per] : w.expected;
+      if (per < 1) {
+        note = `A ${s.granularity} bucket is shorter than ${w.expected_per}: choose ${w.expected_per} or coarser to check missed runs.`;
+      } else {
+        const done = (i) => (s.buckets[i + 1] ?? s.end) <= ctx.until; // not the bucket in progress
+        missed = s.buckets.map((_, i) => i).filter((i) => done(i) && rows.some((r) => (r.points[i] || 0) < per));
+        note = `${missed.length} of ${s.buckets.length} buckets had a job with fewer than ${fmt(per)} run(s) (shaded).`;
+      }
       section.dataset.missed = String(missed.length);
     }
     chart(body, s.buckets, rows, { style: w.style, unit: w.unit, granularity: s.granularity, missed, label: (r) => rowLabel(w, r) });
-    if (w.expected !== null && w.expected !== undefined) {
-      body.append(el("p", { class: "note" }, `${missed.length} of ${s.buckets.length} buckets had a job with fewer than ${w.expected} run(s) (shaded).`));
-    }
+    if (note) body.append(el("p", { class: "note" }, note));
   }
 
   function itemOf(row) {
