@@ -8,7 +8,7 @@ from typing import Literal
 import msgspec
 
 WidgetType = Literal["kpi", "timeseries", "category", "table", "distribution", "text"]
-Style = Literal["line", "area", "stacked", "normalized"]
+Style = Literal["line", "area", "stacked", "normalized", "heatmap"]  # heatmap: distribution
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 RANGES = ("1h", "24h", "7d", "30d")
 GRANULARITIES = ("auto", "1m", "1h", "1d", "1w", "1mo", "1q", "1y")

@@ -53,6 +53,13 @@ widgets:
   - type: text
     text: Written by hand, kept in git.
 """
+LAG_DASHBOARD = """\
+title: Lag bands
+key: event::job
+widgets:
+  - type: distribution
+    path: total.queue_lag
+"""
 BROKEN_DASHBOARD = """\
 title: Broken
 key: calc
@@ -91,6 +98,7 @@ def site(tmp_path_factory) -> Iterator[Site]:
     user_dir.mkdir()
     (user_dir / "calc.yaml").write_text(USER_DASHBOARD)
     (user_dir / "broken.yaml").write_text(BROKEN_DASHBOARD)
+    (user_dir / "lag.yaml").write_text(LAG_DASHBOARD)
     clickhouse = start(root / "clickhouse")
     try:
         apply_schema(clickhouse, RollupSchema(database="tally"))
@@ -344,6 +352,10 @@ def test_yaml_dashboards_load_and_a_broken_file_shows_its_error(site):
     _ready(page, renders=2)
     assert _kpi(page, "Calculations") == 25
     assert errors == []
+    page.goto(site.url + "/ui/d/lag")  # percentile bands, the distribution's default style
+    _ready(page)
+    legend = page.locator(".type-distribution .u-legend").inner_text()
+    assert "p50 (upper bound, s)" in legend and "p99 (upper bound, s)" in legend
     page.goto(site.url + "/ui/")
     error = page.locator(".load-error")
     assert error.count() == 1

@@ -494,9 +494,39 @@
       const c = quantile(rows.map((r) => ({ upper: r.upper, label: r.label, n: r.points[i] || 0 })), level);
       return c === null ? null : Number.isFinite(c.upper) ? c.upper : rows[rows.length - 2]?.upper * 2 || null;
     });
-    const bandRows = [["p50", 0.5], ["p95", 0.95], ["p99", 0.99]].map(([name, level]) => ({ name: `${name} (upper bound, s)`, points: band(level) }));
-    chart(body, buckets, bandRows, { granularity: data.series.granularity, height: 150, unit: "s" });
+    if (w.style === "heatmap") {
+      body.append(heatmap(buckets, rows, data.series.granularity));
+    } else {
+      const bandRows = [["p50", 0.5], ["p95", 0.95], ["p99", 0.99]].map(([name, level]) => ({ name: `${name} (upper bound, s)`, points: band(level) }));
+      chart(body, buckets, bandRows, { granularity: data.series.granularity, height: 150, unit: "s" });
+    }
     body.append(barList(counts.map((c) => ({ name: c.label, label: c.label, value: c.n })), "", null));
+  }
+
+  // Time on x, histogram bucket on y (smallest at the bottom), darker = more runs.
+  function heatmap(buckets, rows, g) {
+    const width = 600, height = 24 * rows.length + 20, left = 70;
+    const canvas = el("canvas", { width: String(width), height: String(height), class: "heatmap", role: "img" });
+    const max = Math.max(1, ...rows.flatMap((r) => r.points.map((v) => v || 0)));
+    const ctx2 = canvas.getContext("2d");
+    const cell = (width - left) / Math.max(1, buckets.length);
+    ctx2.font = "11px system-ui, sans-serif";
+    rows.forEach((r, j) => {
+      const y = height - 20 - (j + 1) * 24;
+      ctx2.fillStyle = "#677285";
+      ctx2.fillText(r.label, 4, y + 16);
+      r.points.forEach((v, i) => {
+        ctx2.fillStyle = `rgba(43, 108, 176, ${(v || 0) / max})`;
+        ctx2.fillRect(left + i * cell, y, Math.max(1, cell - 0.5), 22);
+      });
+    });
+    const label = (t) => tzDate(t).toLocaleString([], { month: "short", day: "numeric", hour: "2-digit" });
+    ctx2.fillStyle = "#677285";
+    ctx2.fillText(label(buckets[0]), left, height - 4);
+    const last = label(buckets[buckets.length - 1]);
+    ctx2.fillText(last, width - ctx2.measureText(last).width - 2, height - 4);
+    canvas.setAttribute("aria-label", `heatmap of ${rows.length} histogram buckets over ${buckets.length} ${g} buckets`);
+    return canvas;
   }
 
   function drawText(w, body) {
