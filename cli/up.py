@@ -67,6 +67,14 @@ def banner(service: Service, data_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def report_dashboard_errors(directory: Path | None) -> None:
+    """Print the dashboard files that do not load (they are listed on /ui/ as well)."""
+    from tally.web.loader import load_all
+
+    for error in load_all(directory).errors:
+        typer.echo(f"dashboard error: {error}", err=True)
+
+
 def up(
     data_dir: DataDir = DEFAULT_DATA_DIR,
     kafka_port: Annotated[int, typer.Option(help="Port of the local Kafka broker.")] = 9092,
@@ -108,6 +116,8 @@ def up(
         external_clickhouse_password=os.environ.get("TALLY_CLICKHOUSE_PASSWORD", ""), api=api,
         dashboards_dir=dashboards.expanduser().resolve() if dashboards else None,
     )  # fmt: skip
+    if api:
+        report_dashboard_errors(settings.dashboards_dir)
     run_service(settings)
 
 
@@ -187,7 +197,6 @@ def ui(
     (password: TALLY_CLICKHOUSE_PASSWORD; tokens: TALLY_API_TOKEN and TALLY_API_SQL_TOKEN,
     else generated into <data-dir>/secrets)."""
     from tally.web import WebSettings, web_handlers
-    from tally.web.loader import load_all
 
     try:
         check_port(host, port)
@@ -201,8 +210,7 @@ def ui(
             "and the session cookie travel with every request)",
             err=True,
         )
-    for error in load_all(directory).errors:
-        typer.echo(f"dashboard error: {error}", err=True)
+    report_dashboard_errors(directory)
     read_token, sql_token = tokens(data_dir)
     settings = ApiSettings(
         read_settings(clickhouse_url, clickhouse_user, database, data_dir),
