@@ -1,7 +1,8 @@
 """``tally``: one command for the local service, the aggregator and the read side.
 
 \b
-tally up                          # Kafka, ClickHouse, aggregators and the API; Ctrl-C stops
+tally up                          # Kafka, ClickHouse, aggregators, API and dashboard (/ui/)
+tally ui --clickhouse-url https://ch.example:8443   # the dashboard over a production ClickHouse
 tally series calc -p count -p 'codes.*' -e 'success / count' --since 7d -g 1d
 tally keys 'event::schedule::*'
 tally sql "SELECT key, sum(value) FROM tally.rollups_1d GROUP BY key"
@@ -14,7 +15,7 @@ from __future__ import annotations
 import typer
 
 from tally.cli import monitors, passthrough, read_commands
-from tally.cli.up import api, up
+from tally.cli.up import api, ui, up
 
 app = typer.Typer(
     name="tally",
@@ -26,6 +27,7 @@ app = typer.Typer(
 )
 app.command()(up)
 app.command()(api)
+app.command()(ui)
 app.command()(read_commands.series)
 app.command()(read_commands.keys)
 app.command()(read_commands.paths)

@@ -27,6 +27,7 @@ from tally.embedded.kafka_broker import EmbeddedKafka, create_topic, start_kafka
 from tally.embedded.lifecycle import terminate
 from tally.read import ReadSettings
 from tally.schemas.ddl import RollupSchema
+from tally.web import WebSettings, web_handlers
 
 TOPIC = "tally.events"
 
@@ -52,6 +53,7 @@ class UpSettings:
     api: bool = True
     flush_interval_s: float = 2.0
     monitors_dir: Path | None = None  # run the monitor service over these files
+    dashboards_dir: Path | None = None  # the dashboard's YAML files (besides the built-ins)
 
 
 @dataclass
@@ -126,9 +128,12 @@ class Service:
                 self.monitors = self._start_monitors()
             if s.api:
                 read_token, sql_token = tokens(s.data_dir)
-                api = ApiSettings(self.read_settings(), read_token, sql_token, s.api_host,
-                                  s.api_port, monitor_paths=self._monitor_paths())  # fmt: skip
-                self.api = ServerThread(api).start()
+                api = ApiSettings(
+                    self.read_settings(), read_token, sql_token, s.api_host, s.api_port,
+                    monitor_paths=self._monitor_paths(),
+                )
+                ui = web_handlers(WebSettings(s.dashboards_dir))
+                self.api = ServerThread(api, ui).start()
         except BaseException:
             self.stop()
             raise

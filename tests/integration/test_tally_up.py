@@ -132,6 +132,9 @@ def test_restart_over_the_same_data_dir_keeps_the_data(tmp_path):
             headers={"Authorization": f"Bearer {token}"},
         ).json()  # fmt: skip
         assert sorted(k["key"] for k in keys) == [f"upcheck::tenant::{i}" for i in range(5)]
+        with httpx.Client(base_url=api) as browser:  # the dashboard is served too
+            assert browser.post("/ui/login", data={"token": token}).status_code == 303
+            assert "Widgets chosen" in browser.get("/ui/key", params={"key": "upcheck"}).text
         assert again.interrupt() == 0
     finally:
         if again.proc.poll() is None:
