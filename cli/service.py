@@ -129,7 +129,11 @@ class Service:
             if s.api:
                 read_token, sql_token = tokens(s.data_dir)
                 api = ApiSettings(
-                    self.read_settings(), read_token, sql_token, s.api_host, s.api_port,
+                    self.read_settings(),
+                    read_token,
+                    sql_token,
+                    s.api_host,
+                    s.api_port,
                     monitor_paths=self._monitor_paths(),
                 )
                 ui = web_handlers(WebSettings(s.dashboards_dir))
