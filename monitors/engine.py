@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from tally.monitors.evaluate import Frames, Segment, verdict_at
 from tally.monitors.loader import UNIT_SECONDS
@@ -62,11 +62,14 @@ def fingerprint(monitor: str, segment: str) -> str:
 
 
 def dashboard_url(base_url: str, key: str, since: int, end: int, granularity: str, g: int) -> str:
-    """``<base>/d/key/<key>?from=&to=&g=``, from 10 buckets before the episode to its bucket."""
+    """The dashboard's page of ``key`` (``<base>/ui/key?key=&range=custom&from=&to=&g=``, unix
+    seconds), from 10 buckets before the episode to the end of its bucket."""
     if not base_url:
         return ""
-    query = urlencode({"from": iso(since - 10 * g), "to": iso(end), "g": granularity})
-    return f"{base_url.rstrip('/')}/d/key/{quote(key, safe='')}?{query}"
+    query = urlencode(
+        {"key": key, "range": "custom", "from": since - 10 * g, "to": end, "g": granularity}
+    )
+    return f"{base_url.rstrip('/')}/ui/key?{query}"
 
 
 def _format(value: float | None) -> str:

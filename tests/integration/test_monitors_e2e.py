@@ -161,8 +161,10 @@ async def cron_and_idle(stack, tmp_path: Path) -> None:
         assert alert["annotations"]["summary"] == f"cron-stopped ran 0 times in {iso(minute(6))}"
 
         def link(start: int, end: int) -> str:
-            query = urlencode({"from": iso(start), "to": iso(end), "g": "1m"})
-            return f"http://dash/d/key/event%3A%3Acron?{query}"
+            query = urlencode(
+                {"key": "event::cron", "range": "custom", "from": start, "to": end, "g": "1m"}
+            )
+            return f"http://dash/ui/key?{query}"
 
         assert alert["generatorURL"] == link(minute(-5), minute(7))
         resolved = hook[2]["alerts"][0]
