@@ -110,14 +110,14 @@ class Stack(StopsOnExit):
         log = open(self.workdir / f"aggregator-{index}.log", "ab")  # noqa: SIM115
         proc = subprocess.Popen(
             self.aggregator_command(index, port), stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, env=self._aggregator_env(),
+            start_new_session=True, env=self.aggregator_env(),
         )  # fmt: skip
         log.close()
         self.aggregators.append(proc)
         self.metrics_ports[proc.pid] = port
         return proc
 
-    def _aggregator_env(self) -> dict[str, str]:
+    def aggregator_env(self) -> dict[str, str]:
         """The launcher's environment, the stack's ClickHouse password, then ``config.env``."""
         password = {"TALLY_CLICKHOUSE_PASSWORD": self.clickhouse.password}
         return {**os.environ, **password, **self.config.env}

@@ -120,5 +120,5 @@ def test_help_shows_defaults_and_passthrough(tally):
     assert "[default: 1h]" in tally("series", "--help")
     assert "[default: 9092]" in tally("up", "--help")
     aggregator = tally("aggregator", "run", "--help")
-    assert "(env TALLY_KAFKA_BOOTSTRAP) (default: 127.0.0.1:9092)" in aggregator
+    assert "(TALLY_KAFKA_BOOTSTRAP) (default: 127.0.0.1:9092)" in aggregator
     assert "usage: tally aggregator run" in aggregator

@@ -66,7 +66,9 @@ def test_a_new_group_over_a_non_empty_topic_needs_an_explicit_initial_offset(mak
     at = command.index("--initial-offset")
     unset = command[:at] + command[at + 2 :]
     try:
-        done = subprocess.run(unset, capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            unset, capture_output=True, text=True, timeout=60, env=stack.aggregator_env()
+        )
     except subprocess.TimeoutExpired as exc:
         raise AssertionError((exc.stderr or b"")[-3000:]) from None
     assert done.returncode == 2, done.stderr[-2000:]
@@ -74,7 +76,12 @@ def test_a_new_group_over_a_non_empty_topic_needs_an_explicit_initial_offset(mak
     assert "Traceback" not in done.stderr
 
     latest = [*unset, "--initial-offset", "latest"]
-    proc = subprocess.Popen(latest, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        latest,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=stack.aggregator_env(),
+    )
     try:
         stack.metrics_ports[proc.pid] = port
         stack.aggregators.append(proc)

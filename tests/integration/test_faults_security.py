@@ -45,7 +45,10 @@ def test_stack_generates_the_password_and_hands_it_to_every_component(make_stack
     assert stack.clickhouse_password == password == stack.clickhouse_settings.password
     assert stack.clickhouse_settings.url == stack.clickhouse.url
     aggregator = stack.aggregators[0]
-    environ = Path(f"/proc/{aggregator.pid}/environ").read_bytes().split(b"\0")
+    # Right after exec the new image's environment is not laid out yet (an empty read).
+    environ_file = Path(f"/proc/{aggregator.pid}/environ")
+    wait_for(lambda: environ_file.read_bytes() != b"", 30, "the aggregator's environment")
+    environ = environ_file.read_bytes().split(b"\0")
     assert f"TALLY_CLICKHOUSE_PASSWORD={password}".encode() in environ
     assert password.encode() not in Path(f"/proc/{aggregator.pid}/cmdline").read_bytes()
     tracker = Tracker(ClientSettings(bootstrap_servers=stack.kafka.bootstrap, strict=True))
