@@ -1,0 +1,52 @@
+"""``TraceShipper``: the thin client's machinery (buffer, sender, spool) on the traces topic."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from tally.ingest.codec import RecordCodec
+from tally.ingest.settings import ClientSettings
+from tally.ingest.tracker import Tracker
+from tally.traces.codec import TraceCodec
+from tally.traces.model import Execution
+
+TOPIC = "tally.traces"
+
+
+def trace_settings(settings: ClientSettings, topic: str = TOPIC) -> ClientSettings:
+    """The metrics client's settings turned to the traces topic (own spool dir and source)."""
+    return dataclasses.replace(
+        settings,
+        topic=topic,
+        spool_dir=None if settings.spool_dir is None else settings.spool_dir / "traces",
+        source=f"{settings.source}/traces",
+        buffer_events=min(settings.buffer_events, 20_000),
+    )
+
+
+class TraceShipper(Tracker):
+    """Ships finished executions; ``ship`` appends to a bounded buffer and never blocks.
+
+    Sending, retries, spooling, fork and exit handling and ``stats()`` are the ``Tracker``'s
+    (a buffered item is ``(execution, route)``).
+    """
+
+    def ship(self, execution: Execution) -> bool:
+        """Queue one execution; False if dropped (closed or buffer full; counted)."""
+        try:
+            if self._closed:
+                self._counters.add("dropped_closed")
+                return False
+            if len(self._buffer) >= self._capacity:
+                self._counters.add("dropped_overflow")
+                self._warn("trace buffer full (%d executions); dropped", self._capacity)
+                return False
+            self._buffer.append((execution, execution.id))
+            if self._sender is None:
+                self._start_sender()
+            return True
+        except Exception as exc:
+            return self._rejected(exc)
+
+    def _codec(self) -> RecordCodec | None:
+        return TraceCodec(self._source)
