@@ -8,6 +8,7 @@ job (``trace`` re-raises only the job's own exception, unchanged).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 from collections.abc import Callable
@@ -36,7 +37,7 @@ def _where() -> tuple[TraceBuffer, int, int] | None:
     return buffer, 0, 0
 
 
-class trace:  # noqa: N801 - used like a function: ``with trace("..."):`` / ``@trace("...")``
+class trace:
     """A traced block: ``with trace("Fetching main product") as block:`` or ``@trace()``.
 
     The block's line gets its start, duration and outcome (``ok`` or the exception type that
@@ -89,10 +90,8 @@ class trace:  # noqa: N801 - used like a function: ``with trace("..."):`` / ``@t
         line, where = self._line, self._where
         if line is None or where is None:
             return
-        try:
+        with contextlib.suppress(Exception):
             where[0].result(value, line.seq, where[2] + 1)
-        except Exception:
-            pass
 
     def __call__(self, func: Callable) -> Callable:
         """Decorate a sync or async function: each call is one block named after it."""
