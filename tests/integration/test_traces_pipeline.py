@@ -215,7 +215,9 @@ def test_kill_9_of_a_trace_writer_leaves_no_duplicates_and_nothing_missing(stack
     assert count(client, f"SELECT uniqExact(execution_id) FROM {table} {where}") == total
     lines = SCHEMA.table("trace_lines")
     ids = f"SELECT execution_id FROM {table} {where}"
-    assert count(client, f"SELECT count() FROM {lines} WHERE execution_id IN ({ids})") == total * 9
+    assert (
+        count(client, f"SELECT count() FROM {lines} WHERE execution_id IN ({ids})") == total * 18
+    )  # 9 blocks, each with a result or a note
     log = SCHEMA.table("job_log")
     assert count(client, f"SELECT count() FROM {log} WHERE key = 'event::kill'") == total * 2
     for proc in writers:
