@@ -98,7 +98,6 @@ class TraceFold:
             )
             for line in e.lines
         ]
-        state_of = {"started": "", "enqueued": ""}
         log = [
             (
                 _time(event.at_us),
@@ -109,7 +108,7 @@ class TraceFold:
                 e.tenant,
                 e.key,
                 event.event,
-                state_of.get(event.event, e.state),
+                "" if event.event == "enqueued" else e.state,
                 min(max(event.attempt, 0), 65535),
                 event.args,
                 event.detail,
