@@ -8,7 +8,7 @@ import msgspec
 from litestar import Controller, get
 from litestar.datastructures import State
 from litestar.exceptions import NotFoundException
-from litestar.params import FromQuery, QueryParameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 
 from tally.read.errors import BadRange
 from tally.traces.queries import (
@@ -62,13 +62,13 @@ class TraceController(Controller):
         self,
         state: State,
         key: FromQuery[str],
-        since: str = "1h",
+        since: FromQuery[str] = "1h",
         until: Optional = None,
         status: Annotated[str | None, QueryParameter(description="Run state, e.g. failure")] = None,
         tenant: Optional = None,
         code: Optional = None,
         job: Optional = None,
-        sampled: bool = False,
+        sampled: FromQuery[bool] = False,
         limit: Annotated[int, QueryParameter(ge=1, le=10_000)] = 100,
     ) -> list[ExecutionRow]:
         start, end = time_range(since, until)
@@ -79,7 +79,7 @@ class TraceController(Controller):
         "/executions/{execution_id:str}",
         summary="One execution's trace as a tree, and its children",
     )
-    async def execution(self, state: State, execution_id: str) -> ExecutionDetail:
+    async def execution(self, state: State, execution_id: FromPath[str]) -> ExecutionDetail:
         reader = trace_reader(state)
         found = await reader.run(execution_tree, execution_id)
         if found is None:
@@ -92,7 +92,7 @@ class TraceController(Controller):
     async def joblog(
         self,
         state: State,
-        since: str = "24h",
+        since: FromQuery[str] = "24h",
         until: Optional = None,
         job: Optional = None,
         tenant: Optional = None,

@@ -16,7 +16,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from litestar import Response, get
 from litestar.datastructures import State
 from litestar.exceptions import NotFoundException
-from litestar.params import QueryParameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 
 from tally.traces.http import trace_reader
 from tally.traces.queries import (
@@ -56,7 +56,7 @@ def _page(name: str, **context: object) -> Response:
 async def executions_page(
     state: State,
     key: Optional = None,
-    since: str = "1h",
+    since: FromQuery[str] = "1h",
     until: Optional = None,
     status: Optional = None,
     tenant: Optional = None,
@@ -77,7 +77,7 @@ async def executions_page(
 
 
 @get("/traces/{execution_id:str}", include_in_schema=False)
-async def execution_page(state: State, execution_id: str) -> Response:
+async def execution_page(state: State, execution_id: FromPath[str]) -> Response:
     """One execution: its trace tree with timings, job log, parent and children."""
     reader = trace_reader(state)
     found = await reader.run(execution_tree, execution_id)
