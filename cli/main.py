@@ -5,6 +5,7 @@ tally up                          # Kafka, ClickHouse, aggregators and the API; 
 tally series calc -p count -p 'codes.*' -e 'success / count' --since 7d -g 1d
 tally keys 'event::schedule::*'
 tally sql "SELECT key, sum(value) FROM tally.rollups_1d GROUP BY key"
+tally traces list event::job --state failure    tally traces show <id>    tally traces log
 tally aggregator run|check ...    tally loadtest ...    tally demo
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import typer
 
 from tally.cli import passthrough, read_commands
+from tally.cli.traces_commands import app as traces_app
 from tally.cli.up import api, up
 
 app = typer.Typer(
@@ -32,6 +34,7 @@ app.command()(read_commands.sql)
 app.command(context_settings=passthrough.PASS, add_help_option=False)(passthrough.aggregator)
 app.command(context_settings=passthrough.PASS, add_help_option=False)(passthrough.loadtest)
 app.command(context_settings=passthrough.PASS, add_help_option=False)(passthrough.demo)
+app.add_typer(traces_app, name="traces")
 
 
 def main() -> None:

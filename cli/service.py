@@ -27,6 +27,7 @@ from tally.embedded.kafka_broker import EmbeddedKafka, create_topic, start_kafka
 from tally.embedded.lifecycle import terminate
 from tally.read import ReadSettings
 from tally.schemas.ddl import RollupSchema
+from tally.traces.setup import prepare_traces, trace_writer_command
 
 TOPIC = "tally.events"
 
@@ -51,6 +52,7 @@ class UpSettings:
     external_clickhouse_password: str = field(default="", repr=False)
     api: bool = True
     flush_interval_s: float = 2.0
+    trace_writers: int = 1
 
 
 @dataclass
@@ -61,6 +63,7 @@ class Service:
     kafka: EmbeddedKafka | None = None
     clickhouse: EmbeddedClickHouse | None = None
     aggregators: list[subprocess.Popen] = field(default_factory=list)
+    trace_writers: list[subprocess.Popen] = field(default_factory=list)
     api: ServerThread | None = None
     restarts: int = 0
     _password: str = field(default="", repr=False)
@@ -120,6 +123,8 @@ class Service:
             asyncio.run(self._prepare())
             for index in range(s.aggregators):
                 self.aggregators.append(self._start_aggregator(index))
+            for index in range(s.trace_writers):
+                self.trace_writers.append(self._start_trace_writer(index))
             if s.api:
                 read_token, sql_token = tokens(s.data_dir)
                 self.api = ServerThread(
@@ -151,6 +156,7 @@ class Service:
             await sink.apply_ddl()
         finally:
             await sink.close()
+        await prepare_traces(self.bootstrap, self._clickhouse_settings(), self.settings.database)
 
     def _start_aggregator(self, index: int) -> subprocess.Popen:
         s = self.settings
@@ -169,14 +175,31 @@ class Service:
                 env=env, start_new_session=True,
             )  # fmt: skip
 
+    def _start_trace_writer(self, index: int) -> subprocess.Popen:
+        s = self.settings
+        command = trace_writer_command(
+            self.bootstrap, self.clickhouse_url, s.clickhouse_user, s.database, s.flush_interval_s
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TALLY_API_")}
+        env["TALLY_CLICKHOUSE_PASSWORD"] = self._password
+        with (s.data_dir / "logs" / f"trace-writer-{index}.log").open("ab") as log:
+            return subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=env, start_new_session=True,
+            )  # fmt: skip
+
     def supervise(self) -> list[int]:
-        """Restart aggregators that exited; returns the indices restarted."""
+        """Restart aggregators (and trace writers) that exited; returns aggregator indices."""
         restarted = []
         for index, proc in enumerate(self.aggregators):
             if proc.poll() is not None:
                 self.aggregators[index] = self._start_aggregator(index)
                 self.restarts += 1
                 restarted.append(index)
+        for index, proc in enumerate(self.trace_writers):
+            if proc.poll() is not None:
+                self.trace_writers[index] = self._start_trace_writer(index)
+                self.restarts += 1
         return restarted
 
     def status(self) -> str:
@@ -189,6 +212,9 @@ class Service:
             f"aggregators {alive}/{len(self.aggregators)}"
             + (f" ({self.restarts} restarts)" if self.restarts else ""),
         ]
+        if self.trace_writers:
+            writers = sum(p.poll() is None for p in self.trace_writers)
+            parts.append(f"trace writers {writers}/{len(self.trace_writers)}")
         if self.api is not None:
             parts.append(f"api {self.api_url}")
         return " · ".join(parts)
@@ -201,6 +227,9 @@ class Service:
         for proc in self.aggregators:
             terminate(proc, 60)
         self.aggregators.clear()
+        for proc in self.trace_writers:
+            terminate(proc, 60)
+        self.trace_writers.clear()
         if self.kafka is not None:
             self.kafka.stop()
             self.kafka = None

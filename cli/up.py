@@ -67,6 +67,9 @@ def up(
     api_host: ApiHost = DEFAULT_HOST,
     api_port: ApiPort = DEFAULT_PORT,
     aggregators: Annotated[int, typer.Option(min=0, help="Aggregator processes to run.")] = 2,
+    trace_writers: Annotated[
+        int, typer.Option(min=0, help="Trace writer processes to run (tally.traces topic).")
+    ] = 1,
     partitions: Annotated[int, typer.Option(min=1, help="Partitions of the events topic.")] = 8,
     time_zone: Annotated[
         str, typer.Option(envvar="TALLY_TIME_ZONE", help="Zone of day/week/month buckets.")
@@ -96,6 +99,7 @@ def up(
         week_start=week_start, database=database, kafka_bootstrap=kafka_bootstrap,
         clickhouse_url=clickhouse_url, clickhouse_user=clickhouse_user,
         external_clickhouse_password=os.environ.get("TALLY_CLICKHOUSE_PASSWORD", ""), api=api,
+        trace_writers=trace_writers,
     )  # fmt: skip
     run_service(settings)
 
