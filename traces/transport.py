@@ -48,5 +48,14 @@ class TraceShipper(Tracker):
         except Exception as exc:
             return self._rejected(exc)
 
+    def track(self, *args: object, **kwargs: object) -> bool:
+        """Not for metrics: a trace shipper only ships executions (counted as invalid)."""
+        self._counters.add("invalid")
+        return False
+
+    def track_flat(self, *args: object, **kwargs: object) -> bool:
+        """Not for metrics (see ``track``)."""
+        return self.track()
+
     def _codec(self) -> RecordCodec | None:
         return TraceCodec(self._source)
