@@ -208,13 +208,14 @@ def bench_lookup(executions: int, lines_each: int, workdir: Path, lookups: int =
         for statement in schema.statements():
             client.command(statement)
         n = executions * lines_each
+        base = f"toDateTime64({int(time.time())}, 6, 'UTC')"  # one time base for both tables
         began = time.monotonic()
         client.command(
             f"""INSERT INTO tally.trace_executions SELECT
                 lower(hex(cityHash64(number))) || lower(hex(cityHash64(number + 1))), '', '',
                 'job_' || toString(number % 50), 'tenant' || toString(number % 200), 'event::job',
                 if(number % 20 = 0, 'failure', 'success'), 'OK', '', 1,
-                now64(6) - toIntervalSecond(number % 86400), 1000 + number % 5000,
+                {base} - toIntervalSecond(number % 86400), 1000 + number % 5000,
                 map('customer', toString(number % 1000)), 'sample', {lines_each}, 0
               FROM numbers({executions})""",
             settings={"async_insert": 0, "max_insert_threads": 1},
@@ -223,7 +224,7 @@ def bench_lookup(executions: int, lines_each: int, workdir: Path, lookups: int =
             f"""INSERT INTO tally.trace_lines SELECT
                 lower(hex(cityHash64(intDiv(number, {lines_each})))) ||
                     lower(hex(cityHash64(intDiv(number, {lines_each}) + 1))),
-                now64(6) - toIntervalSecond(intDiv(number, {lines_each}) % 86400),
+                {base} - toIntervalSecond(intDiv(number, {lines_each}) % 86400),
                 number % {lines_each} + 1, if(number % {lines_each} = 0, 0, 1),
                 if(number % {lines_each} = 0, 0, 1), 'block',
                 'step ' || toString(number % {lines_each}),

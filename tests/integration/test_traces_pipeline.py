@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import threading
@@ -155,9 +156,34 @@ def test_nested_traces_round_trip_exactly(stack):
         client, SCHEMA, JobLogFilter(now - timedelta(hours=1), now, tag=("customer", "c-42"))
     )
     assert sorted(e["event"] for e in log) == ["failed", "started"]
+    check_cli(stack, parent.id)
     ship.close()
     writer.send_signal(signal.SIGTERM)
     assert writer.wait(60) == 0
+
+
+def check_cli(stack, execution_id: str) -> None:
+    """``tally traces list|show|log`` read the same rows."""
+    from typer.testing import CliRunner
+
+    from tally.cli.main import app
+
+    env = {"TALLY_CLICKHOUSE_PASSWORD": stack.clickhouse.password}
+    where = ["--clickhouse-url", stack.clickhouse.url, "--clickhouse-user", stack.clickhouse.user]
+    runner = CliRunner()
+    shown = runner.invoke(app, ["traces", "show", execution_id, *where], env=env)
+    assert shown.exit_code == 0, shown.output
+    assert "Fetching main product" in shown.output and "KeyError" in shown.output
+    assert shown.output.count("-> ") == 2  # the two resource runs it called
+    listed = runner.invoke(
+        app, ["traces", "list", "event::calc", "--state", "failure", "--json", *where], env=env
+    )
+    assert listed.exit_code == 0, listed.output
+    assert {row["job"] for row in json.loads(listed.output)} == {"calc_schedule", "calc_resource"}
+    logged = runner.invoke(app, ["traces", "log", "--tag", "customer=c-42", *where], env=env)
+    assert logged.exit_code == 0 and "calc_schedule" in logged.output
+    bad = runner.invoke(app, ["traces", "log", "--tag", "nope", *where], env=env)
+    assert bad.exit_code == 2
 
 
 def produce(stack, total: int, done: threading.Event, seconds: float) -> None:
