@@ -16,11 +16,13 @@ class TraceBuffer:
     """
 
     __slots__ = (
+        "args",
         "bytes",
         "dropped",
         "events",
         "limits",
         "lines",
+        "ref",
         "start_ns",
         "start_us",
         "tags",
@@ -33,6 +35,8 @@ class TraceBuffer:
         self.events: list[LogEvent] = []
         self.dropped = 0
         self.bytes = 0
+        self.ref = ""  # the framework's id of the message (e.g. Celery's task id)
+        self.args = ""  # the job's arguments as job-log text
         self.start_ns = time.perf_counter_ns()
         self.start_us = time.time_ns() // 1000
 

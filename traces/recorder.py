@@ -57,10 +57,9 @@ class TraceRecorder:
         run.execution_id = new_execution_id()
         run.parent_id = parent or (outer.execution_id if outer is not None else "")
         buffer = TraceBuffer(self.limits)
-        if ref:
-            buffer.tags["ref"] = ref
+        buffer.ref = ref
         if args is not None:
-            buffer.tags["\0args"] = self.args_text(args)
+            buffer.args = self.args_text(args)
         run.trace = buffer
 
     def args_text(self, args: object) -> str:
@@ -83,8 +82,7 @@ class TraceRecorder:
             return False
         state = run.state or SUCCESS
         tags = buffer.tags
-        ref = tags.pop("ref", "")
-        args = tags.pop("\0args", "")
+        ref, args = buffer.ref, buffer.args
         reason = self.sampler.reason(run.job, state, tags)
         if not reason and not self.policy.index_unsampled:
             return False
