@@ -58,7 +58,10 @@ class TraceNode:
 
 @dataclass(frozen=True)
 class ExecutionFilter:
-    """A dashboard bucket and optional narrowing: key, [start, end), state, tenant, code, job."""
+    """A dashboard bucket and optional narrowing: key, [start, end), state, tenant, code, job.
+
+    ``key`` is the tracker's key (``event::calc``) or a tenant key (``event::calc::acme``).
+    """
 
     key: str
     start: datetime
@@ -73,12 +76,14 @@ class ExecutionFilter:
 
 def list_executions(client: Any, schema: TraceSchema, f: ExecutionFilter) -> list[ExecutionRow]:
     """Executions in the bucket, newest first."""
-    where = [
-        "key = {key:String}",
-        "started >= {start:DateTime64(6)}",
-        "started < {end:DateTime64(6)}",
-    ]
+    # A dashboard's tenant key ``<key>::<tenant>`` means the runs of ``<key>`` for that tenant.
+    base, _, tenant_part = f.key.rpartition("::")
     params: dict[str, object] = {"key": f.key, "start": f.start, "end": f.end}
+    match = "key = {key:String}"
+    if base and tenant_part:
+        match = "(key = {key:String} OR (key = {base:String} AND tenant = {key_tenant:String}))"
+        params["base"], params["key_tenant"] = base, tenant_part
+    where = [match, "started >= {start:DateTime64(6)}", "started < {end:DateTime64(6)}"]
     for name in ("state", "tenant", "code", "job"):
         value = getattr(f, name)
         if value is not None:

@@ -146,6 +146,10 @@ def test_nested_traces_round_trip_exactly(stack):
     now = datetime.now(UTC)
     bucket = ExecutionFilter("event::calc", now - timedelta(hours=1), now + timedelta(minutes=1))
     assert len(list_executions(client, SCHEMA, bucket)) == 3
+    tenant_bucket = ExecutionFilter("event::calc::acme", bucket.start, bucket.end)
+    assert len(list_executions(client, SCHEMA, tenant_bucket)) == 3  # the dashboard's tenant key
+    other = ExecutionFilter("event::calc::beta", bucket.start, bucket.end)
+    assert list_executions(client, SCHEMA, other) == []
     failed = ExecutionFilter(
         bucket.key, bucket.start, bucket.end, state="failure", job="calc_resource"
     )
