@@ -88,6 +88,9 @@ class CeleryHooks:
             run = ACTIVE_RUN.get()
             if traces is not None and run is not None and run.execution_id:
                 try:  # the child's parent link, and "enqueued" in this run's job log
+                    if headers.get("id") and headers.get("id") == getattr(run.trace, "ref", ""):
+                        headers[PARENT] = run.parent_id  # a retry of this task: same parent
+                        return
                     headers[PARENT] = run.execution_id
                     args = body[:2] if isinstance(body, tuple | list) else None
                     name = headers.get("task") or sender or ""

@@ -55,26 +55,36 @@ def test_a_task_enqueued_by_a_traced_task_links_to_its_parent(tmp_path):
             for n in (1, 2):
                 resource.delay(tenant, n)
 
-    @app.task(name="cron.resource")
-    def resource(tenant: str, n: int) -> int:
+    @app.task(name="cron.resource", bind=True, max_retries=1)
+    def resource(self, tenant: str, n: int) -> int:
         with trace("calculate"):
             if n == 2:
                 raise KeyError(n)
+            if n == 1 and self.request.retries == 0:
+                raise self.retry(countdown=0.1)
         return n
 
     try:
         with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
             schedule.delay("acme")
-            executions = shipped.wait(3, timeout=60)
+            executions = shipped.wait(4, timeout=60)
     finally:
         hooks.disconnect()
         redis.stop()
     parent = next(e for e in executions if e.job == "cron__schedule")
     kids = [e for e in executions if e.job == "cron__resource"]
+    # a retried task keeps its parent: the scheduler sees both attempts of the resource job
     assert {k.parent_id for k in kids} == {parent.id}
-    assert sorted(k.state for k in kids) == ["failure", "success"]
+    assert sorted((k.state, k.attempt) for k in kids) == [
+        ("failure", 1), ("retry", 1), ("success", 2),
+    ]  # fmt: skip
+    retried = next(k for k in kids if k.state == "retry")
+    assert [e.event for e in retried.events] == ["started", "retried"]
+    assert retried.sampled == "state:retry" and not any(
+        e.event == "enqueued" for e in retried.events
+    )
     enqueued = [e for e in parent.events if e.event == "enqueued"]
-    assert sorted(e.ref for e in enqueued) == sorted(k.ref for k in kids)
+    assert sorted(e.ref for e in enqueued) == sorted({k.ref for k in kids})
     assert [e.job for e in enqueued] == ["cron__resource", "cron__resource"]
     assert enqueued[0].args == '[["acme",1],{}]'
     started = kids[0].events[0]
