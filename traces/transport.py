@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 from tally.ingest.codec import RecordCodec
 from tally.ingest.settings import ClientSettings
@@ -13,12 +14,20 @@ from tally.traces.model import Execution
 TOPIC = "tally.traces"
 
 
+def trace_spool_dir(spool_dir: Path) -> Path:
+    """The traces' spool: a sibling of the metrics' (``<spool>-traces``), never inside it.
+
+    Inside, the metrics spool would adopt trace records of dead processes as its own orphans.
+    """
+    return spool_dir.with_name(f"{spool_dir.name}-traces")
+
+
 def trace_settings(settings: ClientSettings, topic: str = TOPIC) -> ClientSettings:
     """The metrics client's settings turned to the traces topic (own spool dir and source)."""
     return dataclasses.replace(
         settings,
         topic=topic,
-        spool_dir=None if settings.spool_dir is None else settings.spool_dir / "traces",
+        spool_dir=None if settings.spool_dir is None else trace_spool_dir(settings.spool_dir),
         source=f"{settings.source}/traces",
         buffer_events=min(settings.buffer_events, 20_000),
     )

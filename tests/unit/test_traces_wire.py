@@ -60,7 +60,8 @@ def test_fold_builds_rows_for_the_three_tables_and_dead_letters_bad_records():
 
 def test_the_trace_shipper_refuses_metric_events_and_has_its_own_spool(tmp_path):
     settings = trace_settings(ClientSettings(bootstrap_servers="127.0.0.1:1", spool_dir=tmp_path))
-    assert settings.topic == "tally.traces" and settings.spool_dir == tmp_path / "traces"
+    assert settings.topic == "tally.traces"
+    assert settings.spool_dir == tmp_path.with_name(f"{tmp_path.name}-traces")
     shipper = TraceShipper(settings)
     try:
         assert shipper.track("k", {"count": 1}) is False
@@ -76,3 +77,19 @@ def test_schema_rejects_unsafe_names_and_a_zero_dedup_window():
         TraceSchema(dedup_window=0)
     ddl = "\n".join(TraceSchema(lines_ttl_days=3).statements())
     assert "bloom_filter(0.001)" in ddl and "INTERVAL 3 DAY" in ddl and "ZSTD" in ddl
+
+
+def test_the_metrics_spool_never_adopts_trace_records(tmp_path):
+    from tally.ingest.spool import Spool
+
+    metrics_dir = tmp_path / "spool"
+    traces_dir = trace_settings(
+        ClientSettings(bootstrap_servers="x:1", spool_dir=metrics_dir)
+    ).spool_dir
+    dead = Spool(traces_dir, "dead-trace-process", 1 << 20)
+    assert dead.put(0, b"trace record", 1)
+    dead.close()
+    metrics = Spool(metrics_dir, "live", 1 << 20)
+    assert metrics.adopt_orphans() == 0 and len(metrics) == 0
+    metrics.close()
+    assert len(Spool(traces_dir, "next-trace-process", 1 << 20)) == 1  # the traces' own adopt
