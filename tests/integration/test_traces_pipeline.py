@@ -253,3 +253,43 @@ def test_kill_9_of_a_trace_writer_leaves_no_duplicates_and_nothing_missing(stack
     for proc in writers:
         proc.send_signal(signal.SIGTERM)
     assert [proc.wait(60) for proc in writers] == [0, 0]
+
+
+def test_traces_spooled_while_kafka_was_unreachable_arrive_later(stack, tmp_path):
+    from tally.embedded.kafka_broker import free_ports
+    from tally.ingest import ClientSettings
+    from tally.traces.transport import TraceShipper, trace_settings
+
+    spool = tmp_path / "spool"
+    closed = f"127.0.0.1:{free_ports(1)[0]}"
+    offline = TraceShipper(
+        trace_settings(ClientSettings(bootstrap_servers=closed, spool_dir=spool, close_timeout_s=1))
+    )
+    jobs = JobTracker(
+        NoMetrics(), "event::spooled", traces=TraceRecorder(offline, SamplingPolicy(every=1))
+    )
+
+    @jobs(name="spooled_job")
+    def job(i: int) -> None:
+        with trace("work") as block:
+            block.result(i)
+
+    for i in range(20):
+        job(i)
+    offline.close(timeout=1)
+    assert offline.stats().dropped_overflow == 0
+    assert any(trace_settings(ClientSettings("x", spool_dir=spool)).spool_dir.rglob("*.rec"))
+    writer = start_writer(stack, stack.workdir_traces, "writer-spool")
+    online = TraceShipper(
+        trace_settings(ClientSettings(bootstrap_servers=stack.kafka.bootstrap, spool_dir=spool))
+    )  # replays the spool on start (records spooled unrouted are routed by execution id)
+    client = stack.clickhouse_client()
+    table = SCHEMA.table("trace_executions")
+    sql = f"SELECT count(), uniqExact(execution_id) FROM {table} WHERE key = 'event::spooled'"
+    try:
+        wait_for(lambda: client.query(sql).result_rows[0][0] >= 20, 90, "spooled executions")
+        assert tuple(client.query(sql).result_rows[0]) == (20, 20)
+    finally:
+        online.close()
+        writer.send_signal(signal.SIGTERM)
+        writer.wait(60)
