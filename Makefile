@@ -30,10 +30,12 @@ $(FW_VENVS)/%/.installed: pyproject.toml $(STAMP)
 
 frameworks: $(FW_STAMPS)
 
-# Debian packages the local stack needs: Java 17 + Maven (Kafka jars), Redis (job frameworks).
+# Debian packages the local stack needs: Java 17 + Maven (Kafka jars), Redis (job frameworks),
+# Chromium (the dashboard's browser tests drive /usr/bin/chromium with Playwright).
 system-deps:
 	@missing=""; \
 	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	command -v mvn >/dev/null || missing="$$missing maven"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \

@@ -13,7 +13,8 @@ import sys
 from collections.abc import Sequence
 
 from tally.aggregator import logs
-from tally.aggregator.metrics import AggregatorMetrics
+from tally.aggregator.metrics import AggregatorMetrics, MetricsPortInUse
+from tally.aggregator.offsets import StartRefused
 from tally.aggregator.settings import AggregatorSettings, from_args
 from tally.aggregator.sink import RollupSink
 from tally.aggregator.worker import Aggregator
@@ -28,16 +29,20 @@ async def serve(settings: AggregatorSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     metrics = AggregatorMetrics()
+    port = None
     if settings.metrics_port is not None:
-        metrics.serve(settings.metrics_port)
+        port = metrics.serve(settings.metrics_port, settings.metrics_host)
     log.info(
         "aggregator starting",
         extra={
             "topic": settings.topic,
             "group": settings.group,
             "clickhouse": settings.clickhouse.url,
+            "metrics": f"{settings.metrics_host}:{port}" if port is not None else None,
         },
     )
+    for warning in settings.startup_warnings():
+        log.warning(warning)
     await Aggregator(settings, metrics).run(stop)
     log.info("aggregator stopped cleanly")
 
@@ -72,11 +77,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     logs.configure()
     runner = serve if command == "run" else check
     try:
-        import uvloop
+        _run(runner(settings))
+    except (MetricsPortInUse, StartRefused) as exc:
+        log.error("cannot start: %s", exc)
+        sys.exit(2)
 
-        uvloop.run(runner(settings))
+
+def _run(main_coroutine) -> None:
+    try:
+        import uvloop
     except ImportError:
-        asyncio.run(runner(settings))
+        asyncio.run(main_coroutine)
+    else:
+        uvloop.run(main_coroutine)
 
 
 if __name__ == "__main__":

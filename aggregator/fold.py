@@ -11,6 +11,7 @@ Invalid events are returned as ``Rejected`` and never stop the rest of their rec
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -54,6 +55,14 @@ class FoldRows:
 
 COLUMNS = ("keys", "minute", "paths", "values")
 
+# Memory accounting (CPython, 64-bit): an entry is its dict slot, its 3-tuple key and a list of
+# ``n`` values, each a pointer plus a number object (a float or an int, up to 24 bytes).
+ENTRY_BYTES = 300
+VALUE_BYTES = 8 + 24
+# An interned keyset/shape: dict slot + tuple, plus its strings (measured with getsizeof).
+TABLE_BYTES = 200
+POINTER_BYTES = 8
+
 
 class PartitionFold:
     """The in-memory sums of one partition since its last flush."""
@@ -64,6 +73,7 @@ class PartitionFold:
         self.acc: dict[tuple[int, int, int], list] = {}
         self.keysets: dict[tuple[str, ...], int] = {}
         self.shapes: dict[tuple[str, ...], int] = {}
+        self.keyset_list: list[tuple[str, ...]] = []
         self.shape_list: list[tuple[str, ...]] = []
         self.events = 0
         # Events older than a granularity's TTL on arrival: counted per granularity, passed to
@@ -71,6 +81,7 @@ class PartitionFold:
         self.expired: Counter[str] = Counter()
         self.on_expired: Callable[[str, int], None] | None = None
         self._expired_logged = 0.0
+        self.nbytes = 0  # estimated bytes held: entries, values, interned tables and strings
 
     def __len__(self) -> int:
         return len(self.acc)
@@ -80,8 +91,20 @@ class PartitionFold:
         self.acc = {}
         self.keysets = {}
         self.shapes = {}
+        self.keyset_list = []
         self.shape_list = []
         self.events = 0
+        self.nbytes = 0
+
+    def _intern(self, names: tuple[str, ...], is_keys: bool) -> int:
+        """The fold-wide id of a keyset/shape used by a folded event (interned on first use)."""
+        intern = self.keysets if is_keys else self.shapes
+        found = intern.get(names)
+        if found is None:
+            found = intern[names] = len(intern)
+            (self.keyset_list if is_keys else self.shape_list).append(names)
+            self.nbytes += TABLE_BYTES + sum(POINTER_BYTES + sys.getsizeof(n) for n in names)
+        return found
 
     def add_record(self, payload: bytes, offset: int, timestamp_ms: int) -> list[Rejected]:
         """Fold one Kafka record; return what was rejected (the rest is folded)."""
@@ -118,14 +141,19 @@ class PartitionFold:
         ]
         return self._fold(strings, keysets, shapes, converted, offset, timestamp_ms, True)
 
-    def _intern_tables(
+    def _check_tables(
         self, strings: list[str], tables: list[Any], is_keys: bool
-    ) -> list[int | str]:
-        """Map each keyset/shape of a batch to a fold-wide id, or to a rejection reason."""
+    ) -> tuple[list[int | str], list[tuple[str, ...]]]:
+        """Validate each keyset/shape of a batch: (batch index or rejection reason, names).
+
+        Nothing is interned here: a table enters the fold only when an event folds with it
+        (``_intern``), so tables that no event uses are dropped with their record.
+        """
         limits = self.limits
-        intern = self.keysets if is_keys else self.shapes
         out: list[int | str] = []
-        for table in tables:
+        names_out: list[tuple[str, ...]] = []
+        for index, table in enumerate(tables):
+            names_out.append(())
             try:
                 names = tuple(strings[i] for i in table if type(i) is int and i >= 0)
                 if len(names) != len(table) or not names:
@@ -144,13 +172,9 @@ class PartitionFold:
             if problem:
                 out.append(problem)
                 continue
-            found = intern.get(names)
-            if found is None:
-                found = intern[names] = len(intern)
-                if not is_keys:
-                    self.shape_list.append(names)
-            out.append(found)
-        return out
+            names_out[index] = names
+            out.append(index)
+        return out, names_out
 
     def _fold(
         self,
@@ -163,9 +187,11 @@ class PartitionFold:
         careful: bool,
     ) -> list[Rejected]:
         limits = self.limits
-        ks_ids = self._intern_tables(strings, keysets, True)
-        sh_ids = self._intern_tables(strings, shapes, False)
+        ks_ids, ks_names = self._check_tables(strings, keysets, True)
+        sh_ids, shape_list = self._check_tables(strings, shapes, False)
         n_ks, n_sh = len(ks_ids), len(sh_ids)
+        ks_fold = [-1] * n_ks  # batch keyset index -> fold id, interned on first use
+        sh_fold = [-1] * n_sh
         reference = timestamp_ms // 1000
         lo, hi = limits.time_bounds(reference)
         cap = limits.max_abs_value
@@ -173,7 +199,7 @@ class PartitionFold:
         oldest_kept = reference - shortest[1] if shortest else None
         stale: list[int] = []
         acc = self.acc
-        shape_list = self.shape_list
+        added = 0
         rejected: list[Rejected] = []
         folded = 0
         for index, ev in enumerate(events):
@@ -204,10 +230,16 @@ class PartitionFold:
             if reason is not None:
                 rejected.append(Rejected(offset, index, reason, "", _plain(ev)))
                 continue
-            slot = (ks, at - at % 60, sh)
+            fks, fsh = ks_fold[ks], sh_fold[sh]
+            if fks < 0:
+                fks = ks_fold[ks] = self._intern(ks_names[ks], True)
+            if fsh < 0:
+                fsh = sh_fold[sh] = self._intern(shape_list[sh], False)
+            slot = (fks, at - at % 60, fsh)
             sums = acc.get(slot)
             if sums is None:
                 acc[slot] = list(values)
+                added += ENTRY_BYTES + VALUE_BYTES * len(values)
             else:
                 acc[slot] = [a + b for a, b in zip(sums, values, strict=True)]
             folded += 1
@@ -216,6 +248,7 @@ class PartitionFold:
         self.events += folded
         if stale:
             self._count_expired(stale, reference)
+        self.nbytes += added
         return rejected
 
     def _count_expired(self, stale: list[int], reference: int) -> None:
@@ -241,14 +274,14 @@ class PartitionFold:
         ClickHouse's ``rollups_expand`` view fans them out to every key, stored granularity and
         path in C++, which is where per-row work belongs.
         """
-        keysets = list(self.keysets)
+        keysets = self.keyset_list
         shapes = self.shape_list
         rows = FoldRows([], [], [], [])
         for (ks, minute, sh), sums in self.acc.items():
             rows.keys.append(keysets[ks])
             rows.minute.append(minute)
             rows.paths.append(shapes[sh])
-            rows.values.append([float(v) for v in sums])
+            rows.values.append(sums)  # ints and floats: the encoder writes Float64 as is
         return rows
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 
@@ -32,11 +34,29 @@ class AggregatorMetrics:
         self.commit_failures = Counter(
             "tally_commit_failures", "Offset commits that failed", ["phase"], registry=r
         )
+        self.commits = Counter(
+            "tally_commits", "Offset commits made (intent, done)", ["phase"], registry=r
+        )
         self.replays = Counter("tally_replays", "Pending intents replayed", registry=r)
+        self.rejected_ranges = Counter(
+            "tally_rejected_ranges",
+            "Ranges whose insert ClickHouse kept rejecting, isolated record by record",
+            registry=r,
+        )
+        self.offset_resets = Counter(
+            "tally_offset_resets",
+            "Ranges restarted because the committed offset was beyond the log",
+            registry=r,
+        )
         self.lag = Gauge(
             "tally_consumer_lag", "High watermark minus position", ["partition"], registry=r
         )
         self.fold_entries = Gauge("tally_fold_entries", "Entries held in memory", registry=r)
+        self.fold_bytes = Gauge(
+            "tally_fold_bytes",
+            "Estimated bytes held by the folds and unacknowledged dead letters",
+            registry=r,
+        )
         self.assigned = Gauge("tally_assigned_partitions", "Partitions owned", registry=r)
         self.expired_on_arrival = Counter(
             "tally_expired_on_arrival",
@@ -45,6 +65,22 @@ class AggregatorMetrics:
             registry=r,
         )
 
-    def serve(self, port: int, host: str = "0.0.0.0") -> None:
-        """Expose ``/metrics`` on ``port`` (0 picks a free port)."""
-        start_http_server(port, addr=host, registry=self.registry)
+    def serve(self, port: int, host: str = "127.0.0.1") -> int:
+        """Expose ``/metrics`` on ``host:port`` (port 0 picks a free one); returns the port.
+
+        Raises ``MetricsPortInUse`` (one clear line) if another process holds the port.
+        """
+        try:
+            server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise MetricsPortInUse(
+                    f"metrics port {host}:{port} is already in use (another aggregator on this"
+                    " host?): pass --metrics-port 0 for a free port, or another port"
+                ) from None
+            raise
+        return server.server_address[1]
+
+
+class MetricsPortInUse(RuntimeError):
+    """The metrics port is taken."""

@@ -43,8 +43,14 @@ class AggregatorSettings:
     heartbeat_interval_ms: int = 3_000
     max_poll_interval_ms: int = 300_000
     metrics_port: int | None = 9464
+    metrics_host: str = "127.0.0.1"
     apply_ddl: bool = True
     retry_max_backoff_s: float = 10.0
+    max_fold_bytes: int = 512 * 2**20
+    max_insert_attempts: int = 5
+    initial_offset: str | None = None  # "earliest" | "latest"; None: refuse to guess
+    shutdown_grace_s: float = 10.0
+    dead_letter_max_bytes: int = 1_000_000
     client_id: str = field(default_factory=lambda: f"tally-aggregator-{os.getpid()}")
 
     def startup_warnings(self) -> list[str]:
@@ -88,45 +94,187 @@ def _ttls(text: str) -> dict[str, int]:
 
 
 def parser() -> argparse.ArgumentParser:
-    """Flags; each defaults to its ``TALLY_*`` environment variable."""
+    """Flags; each defaults to its ``TALLY_*`` environment variable (shown in ``--help``)."""
     env = os.environ
-    p = argparse.ArgumentParser(prog="tally-aggregator", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="tally-aggregator",
+        description="Consume tally events from Kafka, fold them, insert rollups into ClickHouse"
+        " exactly once. Secrets come only from TALLY_CLICKHOUSE_PASSWORD and"
+        " TALLY_KAFKA_SASL_PASSWORD.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     add = p.add_argument
-    add("--bootstrap", default=env.get("TALLY_KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
-    add("--topic", default=env.get("TALLY_TOPIC", "tally.events"))
-    add("--group", default=env.get("TALLY_GROUP", "tally-aggregators"))
-    add("--dead-letter-topic", default=env.get("TALLY_DLQ_TOPIC", ""))
-    add("--kafka-security-protocol", default=env.get("TALLY_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"))
-    add("--kafka-sasl-mechanism", default=env.get("TALLY_KAFKA_SASL_MECHANISM", "PLAIN"))
-    add("--kafka-sasl-username", default=env.get("TALLY_KAFKA_SASL_USERNAME"))
-    add("--kafka-ssl-cafile", default=env.get("TALLY_KAFKA_SSL_CAFILE"))
-    add("--clickhouse-url", default=env.get("TALLY_CLICKHOUSE_URL", "http://127.0.0.1:8123"))
-    add("--clickhouse-user", default=env.get("TALLY_CLICKHOUSE_USER", "default"))
-    add("--clickhouse-ca-cert", default=env.get("TALLY_CLICKHOUSE_CA_CERT"))
-    add("--database", default=env.get("TALLY_DATABASE", "tally"))
-    add("--granularities", default=env.get("TALLY_GRANULARITIES", "1m,1h,1d"))
-    add("--ttl-days", default=env.get("TALLY_TTL_DAYS", ""), help="e.g. 1m=14,1h=400,1d=3650")
-    add("--time-zone", default=env.get("TALLY_TIME_ZONE", "UTC"))
-    add("--week-start", default=env.get("TALLY_WEEK_START", "monday"))
-    add("--table-engine", default=env.get("TALLY_TABLE_ENGINE", "AggregatingMergeTree"))
+    add(
+        "--bootstrap",
+        default=env.get("TALLY_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
+        help="Kafka bootstrap servers (TALLY_KAFKA_BOOTSTRAP)",
+    )
+    add(
+        "--topic",
+        default=env.get("TALLY_TOPIC", "tally.events"),
+        help="topic of events (TALLY_TOPIC)",
+    )
+    add(
+        "--group",
+        default=env.get("TALLY_GROUP", "tally-aggregators"),
+        help="consumer group shared by the aggregators (TALLY_GROUP)",
+    )
+    add(
+        "--dead-letter-topic",
+        default=env.get("TALLY_DLQ_TOPIC", ""),
+        help="topic for rejected records and events; empty means <topic>.dlq (TALLY_DLQ_TOPIC)",
+    )
+    add(
+        "--kafka-security-protocol",
+        default=env.get("TALLY_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
+        help="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (TALLY_KAFKA_SECURITY_PROTOCOL)",
+    )
+    add(
+        "--kafka-sasl-mechanism",
+        default=env.get("TALLY_KAFKA_SASL_MECHANISM", "PLAIN"),
+        help="SASL mechanism (TALLY_KAFKA_SASL_MECHANISM)",
+    )
+    add(
+        "--kafka-sasl-username",
+        default=env.get("TALLY_KAFKA_SASL_USERNAME"),
+        help="SASL user; the password only from TALLY_KAFKA_SASL_PASSWORD"
+        " (TALLY_KAFKA_SASL_USERNAME)",
+    )
+    add(
+        "--kafka-ssl-cafile",
+        default=env.get("TALLY_KAFKA_SSL_CAFILE"),
+        help="CA bundle for Kafka TLS (TALLY_KAFKA_SSL_CAFILE)",
+    )
+    add(
+        "--clickhouse-url",
+        default=env.get("TALLY_CLICKHOUSE_URL", "http://127.0.0.1:8123"),
+        help="ClickHouse HTTP(S) URL (TALLY_CLICKHOUSE_URL)",
+    )
+    add(
+        "--clickhouse-user",
+        default=env.get("TALLY_CLICKHOUSE_USER", "default"),
+        help="ClickHouse user; the password only from TALLY_CLICKHOUSE_PASSWORD"
+        " (TALLY_CLICKHOUSE_USER)",
+    )
+    add(
+        "--clickhouse-ca-cert",
+        default=env.get("TALLY_CLICKHOUSE_CA_CERT"),
+        help="CA bundle for ClickHouse HTTPS (TALLY_CLICKHOUSE_CA_CERT)",
+    )
+    add(
+        "--database",
+        default=env.get("TALLY_DATABASE", "tally"),
+        help="ClickHouse database of the rollups (TALLY_DATABASE)",
+    )
+    add(
+        "--granularities",
+        default=env.get("TALLY_GRANULARITIES", "1m,1h,1d"),
+        help="stored granularities, comma-separated (TALLY_GRANULARITIES)",
+    )
+    add(
+        "--ttl-days",
+        default=env.get("TALLY_TTL_DAYS", ""),
+        help="retention per granularity, e.g. 1m=14,1h=400,1d=3650; empty keeps those"
+        " defaults (TALLY_TTL_DAYS)",
+    )
+    add(
+        "--time-zone",
+        default=env.get("TALLY_TIME_ZONE", "UTC"),
+        help="zone of hour/day/week/month buckets (TALLY_TIME_ZONE)",
+    )
+    add(
+        "--week-start",
+        default=env.get("TALLY_WEEK_START", "monday"),
+        help="first day of a week bucket (TALLY_WEEK_START)",
+    )
+    add(
+        "--table-engine",
+        default=env.get("TALLY_TABLE_ENGINE", "AggregatingMergeTree"),
+        help="engine of the rollups table (TALLY_TABLE_ENGINE)",
+    )
     add(
         "--dedup-window",
         type=_positive_int,
         default=env.get("TALLY_DEDUP_WINDOW", "100000"),
-        help="flushes a replay may lag behind and still be deduplicated (applied on start)",
+        help="flushes a replay may lag behind and still be deduplicated; applied on every"
+        " start, 0 is refused (TALLY_DEDUP_WINDOW)",
     )
     add(
         "--dedup-window-seconds",
         type=_positive_int,
         default=env.get("TALLY_DEDUP_WINDOW_SECONDS", "604800"),
-        help="replicated engines: seconds a replay may lag behind (default 7 days)",
+        help="replicated engines: seconds a replay may lag behind (TALLY_DEDUP_WINDOW_SECONDS)",
     )
-    add("--flush-interval", type=float, default=float(env.get("TALLY_FLUSH_INTERVAL_S", "2")))
-    add("--flush-rows", type=int, default=int(env.get("TALLY_FLUSH_ROWS", "500000")))
-    add("--session-timeout-ms", type=int, default=int(env.get("TALLY_SESSION_TIMEOUT_MS", "30000")))
-    add("--heartbeat-ms", type=int, default=int(env.get("TALLY_HEARTBEAT_MS", "3000")))
-    add("--metrics-port", type=int, default=int(env.get("TALLY_METRICS_PORT", "9464")))
-    add("--max-event-age-s", type=int, default=int(env.get("TALLY_MAX_EVENT_AGE_S", "604800")))
+    add(
+        "--flush-interval",
+        type=float,
+        default=float(env.get("TALLY_FLUSH_INTERVAL_S", "2")),
+        help="seconds between flushes (TALLY_FLUSH_INTERVAL_S)",
+    )
+    add(
+        "--flush-rows",
+        type=int,
+        default=int(env.get("TALLY_FLUSH_ROWS", "500000")),
+        help="flush early when the folds hold this many entries (TALLY_FLUSH_ROWS)",
+    )
+    add(
+        "--max-fold-mb",
+        type=float,
+        default=float(env.get("TALLY_MAX_FOLD_MB", "512")),
+        help="flush early when the folds and unacknowledged dead letters hold this many MiB"
+        " (TALLY_MAX_FOLD_MB)",
+    )
+    add(
+        "--max-insert-attempts",
+        type=int,
+        default=int(env.get("TALLY_MAX_INSERT_ATTEMPTS", "5")),
+        help="times ClickHouse may reject an insert for its content before the range is"
+        " isolated and its refused records dead-lettered as insert_rejected"
+        " (TALLY_MAX_INSERT_ATTEMPTS)",
+    )
+    add(
+        "--initial-offset",
+        choices=("earliest", "latest"),
+        default=env.get("TALLY_INITIAL_OFFSET") or None,
+        help="where a group without committed offsets starts; unset, the aggregator refuses"
+        " to start on such a group while the topic holds records (TALLY_INITIAL_OFFSET)",
+    )
+    add(
+        "--session-timeout-ms",
+        type=int,
+        default=int(env.get("TALLY_SESSION_TIMEOUT_MS", "30000")),
+        help="consumer group session timeout (TALLY_SESSION_TIMEOUT_MS)",
+    )
+    add(
+        "--heartbeat-ms",
+        type=int,
+        default=int(env.get("TALLY_HEARTBEAT_MS", "3000")),
+        help="consumer heartbeat interval (TALLY_HEARTBEAT_MS)",
+    )
+    add(
+        "--shutdown-grace",
+        type=float,
+        default=float(env.get("TALLY_SHUTDOWN_GRACE_S", "10")),
+        help="seconds a SIGTERM waits for failing inserts or commits before exiting; what is"
+        " not committed is replayed by the next owner (TALLY_SHUTDOWN_GRACE_S)",
+    )
+    add(
+        "--metrics-host",
+        default=env.get("TALLY_METRICS_HOST", "127.0.0.1"),
+        help="address of /metrics; 0.0.0.0 in a container (TALLY_METRICS_HOST)",
+    )
+    add(
+        "--metrics-port",
+        type=int,
+        default=int(env.get("TALLY_METRICS_PORT", "9464")),
+        help="port of /metrics; 0 picks a free port (logged), -1 disables (TALLY_METRICS_PORT)",
+    )
+    add(
+        "--max-event-age-s",
+        type=int,
+        default=int(env.get("TALLY_MAX_EVENT_AGE_S", "604800")),
+        help="oldest event accepted, relative to its Kafka record time (TALLY_MAX_EVENT_AGE_S)",
+    )
     add("--no-ddl", action="store_true", help="do not apply the DDL at start")
     return p
 
@@ -174,6 +322,11 @@ def from_args(
         flush_rows=a.flush_rows,
         session_timeout_ms=a.session_timeout_ms,
         heartbeat_interval_ms=a.heartbeat_ms,
-        metrics_port=a.metrics_port or None,
+        metrics_port=a.metrics_port if a.metrics_port >= 0 else None,
+        metrics_host=a.metrics_host,
         apply_ddl=not a.no_ddl,
+        max_fold_bytes=int(a.max_fold_mb * 2**20),
+        max_insert_attempts=max(1, a.max_insert_attempts),
+        initial_offset=a.initial_offset,
+        shutdown_grace_s=a.shutdown_grace,
     )

@@ -1,10 +1,12 @@
 """The aggregator loop: consume, fold per partition, flush exactly once, commit.
 
-Flush protocol for the partitions being flushed (one insert per partition, run in parallel):
+Flush protocol for the partitions being flushed:
   1. commit offset ``start`` with intent metadata ``tally1:start:end`` (fenced by the group
      generation: a member that lost the partition fails here and inserts nothing);
-  2. insert the partition's rows with ``insert_deduplication_token = topic:partition:start-end``
-     and wait for ClickHouse to acknowledge it, retrying with backoff for as long as it takes;
+  2. per partition, independently: insert the rows with ``insert_deduplication_token =
+     topic:partition:start-end`` and wait for ClickHouse to acknowledge it, retrying transient
+     errors with backoff for as long as it takes; an insert rejected for its content
+     ``max_insert_attempts`` times is isolated (``_isolate``) instead;
   3. wait for the dead letters of the range to be acknowledged;
   4. commit offset ``end + 1`` without metadata.
 A member that finds an intent on assignment replays exactly ``start..end`` and flushes there,
@@ -30,16 +32,22 @@ from aiokafka.errors import (
 from aiokafka.structs import OffsetAndMetadata
 
 from tally.aggregator.deadletter import DeadLetters
-from tally.aggregator.fold import PartitionFold, Rejected
+from tally.aggregator.fold import FoldRows, PartitionFold, Rejected
 from tally.aggregator.intent import Intent
 from tally.aggregator.metrics import AggregatorMetrics
+from tally.aggregator.offsets import StartRefused, check_initial_offset
+from tally.aggregator.ranges import RangeReader
 from tally.aggregator.settings import AggregatorSettings
-from tally.aggregator.sink import RollupSink, is_data_error
+from tally.aggregator.sink import RollupSink, classify_error
 from tally.schemas.wire import BatchDecoder
 
 log = logging.getLogger("tally.aggregator")
 
 LOST_OWNERSHIP = (CommitFailedError, IllegalStateError, RebalanceInProgressError)
+
+
+class Stopping(Exception):
+    """A stop was requested and its grace period is over: give up retrying (ranges replay)."""
 
 
 @dataclass
@@ -96,11 +104,15 @@ class Aggregator:
         self._dlq_producer: AIOKafkaProducer | None = None
         self._next_flush = 0.0
         self._entries = 0
+        self._bytes = 0
+        self._stop = asyncio.Event()
+        self._stop_deadline: float | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set, then flush, commit and leave the group."""
+        self._stop = stop
         try:
             await self._until_ready(stop, "ClickHouse", self._start_sink, self.sink.close)
             await self._until_ready(stop, "Kafka", self._start_kafka, self._close_kafka)
@@ -117,6 +129,8 @@ class Aggregator:
                         await self._consume(tp, records)
                     if self._flush_due():
                         await self._flush(list(self.states))
+        except Stopping:
+            log.warning("stopped while retrying; unfinished ranges will be replayed")
         finally:
             await self._shutdown()
 
@@ -127,6 +141,10 @@ class Aggregator:
             try:
                 await start()
                 return
+            except StartRefused:
+                with contextlib.suppress(Exception):
+                    await cleanup()
+                raise
             except Exception as exc:
                 log.warning("%s not ready: %s; retrying", what, exc, extra={"backoff": backoff})
                 with contextlib.suppress(Exception):
@@ -145,32 +163,39 @@ class Aggregator:
         security = s.security.aiokafka_kwargs()
         self.admin = AIOKafkaAdminClient(bootstrap_servers=s.bootstrap_servers, **security)
         await self.admin.start()
+        # Not idempotent: after a rejected (too large) batch an idempotent aiokafka producer
+        # fails every later send with OutOfOrderSequenceNumber. Dead letters are at-least-once.
         self._dlq_producer = AIOKafkaProducer(
             bootstrap_servers=s.bootstrap_servers,
             acks="all",
-            enable_idempotence=True,
             compression_type="lz4",
             **security,
         )
         await self._dlq_producer.start()
-        self.dead_letters = DeadLetters(self._dlq_producer, s.dead_letter_topic)
+        self.dead_letters = DeadLetters(
+            self._dlq_producer, s.dead_letter_topic, s.dead_letter_max_bytes
+        )
+        # Fetched records are memory too: keep the fetch buffers well under the fold budget.
+        fetch_max = min(64 * 2**20, max(2**20, s.max_fold_bytes // 4))
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=s.bootstrap_servers,
             group_id=s.group,
             client_id=s.client_id,
             enable_auto_commit=False,
-            auto_offset_reset="earliest",
+            auto_offset_reset=s.initial_offset or "earliest",
             max_poll_records=s.max_poll_records,
-            fetch_max_bytes=64 * 1024 * 1024,
-            max_partition_fetch_bytes=8 * 1024 * 1024,
+            fetch_max_bytes=fetch_max,
+            max_partition_fetch_bytes=min(8 * 2**20, fetch_max),
             session_timeout_ms=s.session_timeout_ms,
             heartbeat_interval_ms=s.heartbeat_interval_ms,
             max_poll_interval_ms=s.max_poll_interval_ms,
             rebalance_timeout_ms=max(s.max_poll_interval_ms, 60_000),
             **security,
         )
-        self.consumer.subscribe([s.topic], listener=_Listener(self))
         await self.consumer.start()
+        if s.initial_offset is None:
+            await check_initial_offset(self.admin, self.consumer, s.group, s.topic)
+        self.consumer.subscribe([s.topic], listener=_Listener(self))
 
     async def _shutdown(self) -> None:
         """Flush what we own, commit, leave the group (stop does not call revoke)."""
@@ -198,6 +223,9 @@ class Aggregator:
                 with contextlib.suppress(Exception):
                     await close()
 
+    def _count_expired(self, granularity: str, n: int) -> None:
+        self.metrics.expired_on_arrival.labels(granularity).inc(n)
+
     # -- rebalance -----------------------------------------------------------------------------
 
     async def on_assigned(self, partitions: set[TopicPartition]) -> None:
@@ -205,6 +233,7 @@ class Aggregator:
         committed = await self._committed(partitions)
         for tp in partitions:
             state = PartitionState(tp, PartitionFold(self.settings.limits, self.decoder))
+            state.fold.on_expired = self._count_expired
             meta = committed.get(tp)
             if meta is not None and meta.offset >= 0:
                 state.start = meta.offset
@@ -240,7 +269,7 @@ class Aggregator:
                     return committed
             except KafkaError as exc:
                 log.warning("offset fetch failed: %r; retrying", exc)
-            await asyncio.sleep(backoff)
+            await self._pause(backoff)
             backoff = min(backoff * 2, 2.0)
 
     async def on_revoked(self, partitions: set[TopicPartition]) -> None:
@@ -258,6 +287,7 @@ class Aggregator:
 
     async def _consume(self, tp: TopicPartition, records: list) -> None:
         metrics = self.metrics
+        assert self.dead_letters is not None
         for record in records:
             state = self.states.get(tp)
             if state is None:
@@ -272,46 +302,96 @@ class Aggregator:
                 state.replay = None
             if state.start is None:
                 state.start = record.offset
+            elif record.offset < state.start and not state.has_range():
+                self._restart_range(state, record.offset)
             metrics.records_in.inc()
-            before, entries_before = state.fold.events, len(state.fold)
+            before, entries_before, bytes_before = (
+                state.fold.events,
+                len(state.fold),
+                state.fold.nbytes,
+            )
             if record.value is None:
                 rejects = [Rejected(record.offset, -1, "empty_record", "")]
             else:
                 rejects = state.fold.add_record(record.value, record.offset, record.timestamp)
-            state.last = record.offset
             metrics.events_in.inc(state.fold.events - before)
+            added_bytes = state.fold.nbytes - bytes_before
             if rejects:
-                assert self.dead_letters is not None
+                # Queued in memory before ``last`` moves past the record: a flush drains them
+                # (retrying) before it commits, so none can be skipped by a commit.
+                letters_before = self.dead_letters.nbytes
+                self.dead_letters.queue(tp.topic, tp.partition, record.value, rejects)
+                added_bytes += self.dead_letters.nbytes - letters_before
                 state.rejects += len(rejects)
                 for reject in rejects:
                     metrics.dead_letters.labels(reject.reason).inc()
-                await self.dead_letters.send(tp.topic, tp.partition, record.value, rejects)
-            if state.replay is not None and record.offset >= state.replay.end:
-                await self._flush([tp])
-            elif self._grow(len(state.fold) - entries_before):
+                if not self.dead_letters.failing:
+                    try:
+                        await self.dead_letters.dispatch()
+                    except Exception as exc:
+                        log.error("dead letters not sent: %r; retried before the commit", exc)
+            state.last = record.offset
+            if state.replay is not None:
+                # A replay flushes exactly at its original end, whatever the memory bound says
+                # (its range was bounded when it was first folded): no flush storm meanwhile.
+                if record.offset >= state.replay.end:
+                    await self._flush([tp])
+            elif self._grow(len(state.fold) - entries_before, added_bytes):
                 # Memory bound: a burst or a cardinality explosion flushes early.
                 await self._flush(list(self.states))
 
-    def _grow(self, added: int) -> bool:
-        """Track entries held across partitions; True when over ``flush_rows``."""
-        self._entries += added
-        return self._entries >= self.settings.flush_rows
+    def _restart_range(self, state: PartitionState, offset: int) -> None:
+        """The committed offset is beyond the log (topic recreated or truncated): start over."""
+        log.warning(
+            "committed offset is above what the log holds; restarting the range",
+            extra={
+                "partition": state.tp.partition,
+                "committed": state.start,
+                "first_received": offset,
+                "dropped_intent": state.replay.encode() if state.replay else None,
+            },
+        )
+        self.metrics.offset_resets.inc()
+        state.start = offset
+        state.replay = None
+
+    def _grow(self, entries: int, nbytes: int) -> bool:
+        """Track what live ranges hold; True when over ``flush_rows`` or ``max_fold_bytes``."""
+        self._entries += entries
+        self._bytes += nbytes
+        s = self.settings
+        return self._entries >= s.flush_rows or self._bytes >= s.max_fold_bytes
+
+    def _recount(self) -> None:
+        """Recompute what live (not replaying) ranges hold; replays are bounded by their range."""
+        live = [s for s in self.states.values() if s.replay is None]
+        self._entries = sum(len(s.fold) for s in live)
+        letters = self.dead_letters.nbytes if self.dead_letters is not None else 0
+        self._bytes = sum(s.fold.nbytes for s in live) + letters
+        every = self.states.values()
+        self.metrics.fold_entries.set(sum(len(s.fold) for s in every))
+        self.metrics.fold_bytes.set(sum(s.fold.nbytes for s in every) + letters)
 
     def _flush_due(self) -> bool:
-        self._entries = sum(len(s.fold) for s in self.states.values())
-        self.metrics.fold_entries.set(self._entries)
-        return self._entries >= self.settings.flush_rows or time.monotonic() >= self._next_flush
+        self._recount()
+        s = self.settings
+        over = self._entries >= s.flush_rows or self._bytes >= s.max_fold_bytes
+        return over or time.monotonic() >= self._next_flush
 
     # -- flushing ------------------------------------------------------------------------------
 
     async def _flush(self, tps: list[TopicPartition]) -> None:
-        """Make the folded ranges of ``tps`` durable in ClickHouse, then commit them."""
+        """Make the folded ranges of ``tps`` durable in ClickHouse, then commit them.
+
+        After one intent commit, each partition inserts and commits on its own: a partition
+        whose insert is retried or isolated never holds back another one's commit.
+        """
         self._next_flush = time.monotonic() + self.settings.flush_interval_s
         states = [
             self.states[tp] for tp in tps if tp in self.states and self.states[tp].flushable()
         ]
         if not states:
-            self._entries = sum(len(s.fold) for s in self.states.values())
+            self._recount()
             return
         assert self.consumer is not None and self.dead_letters is not None
         started = time.monotonic()
@@ -320,29 +400,129 @@ class Aggregator:
             assert state.start is not None and state.last is not None
             # A replay reuses the original range, so its insert carries the original token.
             work.append((state, state.replay or Intent(state.start, state.last)))
-        inserting = [(s, i) for s, i in work if len(s.fold)]
-        if inserting:
-            intents = {s.tp: OffsetAndMetadata(i.start, i.encode()) for s, i in inserting}
-            if not await self._commit(intents, "intent"):
-                return
-            await asyncio.gather(*(self._insert(s, i) for s, i in inserting))
-        await self._retry_forever("dead letters", self.dead_letters.drain)
-        done = {s.tp: OffsetAndMetadata(s.last + 1, "") for s, _ in work if s.last is not None}
-        if await self._commit(done, "done"):
-            for state, _ in work:
-                state.reset()
+        intents = {s.tp: OffsetAndMetadata(i.start, i.encode()) for s, i in work if len(s.fold)}
+        if intents and not await self._commit(intents, "intent"):
+            self._recount()
+            return
+        results = await asyncio.gather(
+            *(self._flush_one(s, i) for s, i in work), return_exceptions=True
+        )
         self.metrics.flush_seconds.observe(time.monotonic() - started)
         self._update_lag()
-        self._entries = sum(len(s.fold) for s in self.states.values())
+        self._recount()
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    async def _flush_one(self, state: PartitionState, intent: Intent) -> None:
+        """Steps 2-4 of the protocol for one partition whose intent is committed."""
+        assert self.dead_letters is not None and state.last is not None
+        if len(state.fold):
+            await self._insert(state, intent)
+        await self._retry("dead letters", self.dead_letters.drain)
+        if state.tp not in self.states:
+            return
+        done = {state.tp: OffsetAndMetadata(state.last + 1, "")}
+        if await self._commit(done, "done"):
+            state.reset()
 
     async def _insert(self, state: PartitionState, intent: Intent) -> None:
         rows = state.fold.rows()
         token = intent.token(state.tp.topic, state.tp.partition)
-        await self._retry_forever("insert", lambda: self.sink.insert(rows, token))
-        self.metrics.rows_out.inc(len(rows))
-        self.metrics.flushes.inc()
+        error = await self._insert_rows(rows, token, self.settings.max_insert_attempts)
+        if error is None:
+            return
+        log.error(
+            "insert rejected %d times; isolating the records ClickHouse refuses: %s",
+            self.settings.max_insert_attempts,
+            str(error)[:300],
+            extra={"partition": state.tp.partition, "start": intent.start, "end": intent.end},
+        )
+        del rows
+        state.fold.clear()  # the range is re-read piece by piece; free its fold meanwhile
+        try:
+            await self._isolate(state.tp, intent)
+        except BaseException:
+            # Interrupted (stopping): the emptied fold must never be committed as done; the
+            # intent stays, and the next owner replays and isolates the same way.
+            self.states.pop(state.tp, None)
+            raise
 
-    async def _retry_forever(self, what: str, action) -> None:
+    async def _insert_rows(self, rows: FoldRows, token: str, attempts: int) -> Exception | None:
+        """Insert until acknowledged; the error once ClickHouse rejected it ``attempts`` times.
+
+        Transient errors (connection refused, timeouts, overload) are retried without end.
+        """
+        backoff = 0.2
+        rejected = 0
+        while True:
+            try:
+                await self.sink.insert(rows, token)
+                self.metrics.rows_out.inc(len(rows))
+                self.metrics.flushes.inc()
+                return None
+            except Exception as exc:
+                kind = classify_error(exc)
+                self.metrics.insert_retries.labels(kind).inc()
+                if kind == "data":
+                    rejected += 1
+                    if rejected >= attempts:
+                        return exc
+                level = logging.ERROR if kind == "data" else logging.WARNING
+                log.log(level, "insert failed (%s): %s; retrying", kind, str(exc)[:300])
+                await self._pause(backoff)
+                backoff = min(backoff * 2, self.settings.retry_max_backoff_s)
+
+    async def _isolate(self, tp: TopicPartition, intent: Intent) -> None:
+        """Insert every part of a rejected range that ClickHouse accepts; dead-letter the rest.
+
+        The range is halved by offset arithmetic, each half re-read from Kafka, re-folded and
+        inserted once under the token of its own offsets; a half that is rejected again is
+        halved again, down to single records, which go to the dead-letter topic with reason
+        ``insert_rejected``. The halving depends only on the range, so a replay after a crash
+        makes the same inserts with the same tokens, and ClickHouse drops what it already has.
+        """
+        assert self.dead_letters is not None
+        self.metrics.rejected_ranges.inc()
+        s = self.settings
+        reader = AIOKafkaConsumer(
+            bootstrap_servers=s.bootstrap_servers,
+            group_id=None,
+            client_id=f"{s.client_id}-ranges",
+            enable_auto_commit=False,
+            **s.security.aiokafka_kwargs(),
+        )
+        await reader.start()
+        try:
+            reader.assign([tp])
+            ranges = RangeReader(reader, tp)
+            todo = _halves(intent.start, intent.end)
+            while todo:
+                start, end = todo.pop()
+                part = await ranges.fold(start, end, s.limits, self.decoder)
+                if not len(part.fold):
+                    continue
+                token = Intent(start, end).token(tp.topic, tp.partition)
+                error = await self._insert_rows(part.fold.rows(), token, 1)
+                if error is None:
+                    continue
+                if len(part.offsets) > 1:
+                    todo.extend(_halves(start, end))
+                    continue
+                offset = part.offsets[0]
+                reject = Rejected(offset, -1, "insert_rejected", str(error)[:500])
+                self.dead_letters.queue(tp.topic, tp.partition, part.value, [reject])
+                self.metrics.dead_letters.labels("insert_rejected").inc()
+                log.error(
+                    "record dead-lettered: ClickHouse rejects its rows: %s",
+                    str(error)[:300],
+                    extra={"partition": tp.partition, "offset": offset},
+                )
+        finally:
+            with contextlib.suppress(Exception):
+                await reader.stop()
+
+    async def _retry(self, what: str, action) -> None:
         """Run ``action`` until it succeeds, backing off; consumption waits meanwhile."""
         backoff = 0.2
         while True:
@@ -350,12 +530,26 @@ class Aggregator:
                 await action()
                 return
             except Exception as exc:
-                kind = "data" if is_data_error(exc) else "transport"
-                self.metrics.insert_retries.labels(kind).inc()
-                level = logging.ERROR if kind == "data" else logging.WARNING
-                log.log(level, "%s failed (%s): %s; retrying", what, kind, str(exc)[:300])
-                await asyncio.sleep(backoff)
+                log.warning("%s failed: %s; retrying", what, str(exc)[:300])
+                await self._pause(backoff)
                 backoff = min(backoff * 2, self.settings.retry_max_backoff_s)
+
+    async def _pause(self, seconds: float) -> None:
+        """Back off ``seconds`` before a retry; raise ``Stopping`` once a stop's grace is over.
+
+        Retries run under the lock, so without this a SIGTERM during an outage would never be
+        served. What was not committed is replayed by the next owner.
+        """
+        if not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), seconds)
+            return
+        now = time.monotonic()
+        if self._stop_deadline is None:
+            self._stop_deadline = now + self.settings.shutdown_grace_s
+        if now >= self._stop_deadline:
+            raise Stopping()
+        await asyncio.sleep(min(seconds, self._stop_deadline - now))
 
     async def _commit(self, offsets: dict[TopicPartition, OffsetAndMetadata], phase: str) -> bool:
         """Commit; False (and the states dropped) if we no longer own the partitions."""
@@ -364,6 +558,7 @@ class Aggregator:
         while True:
             try:
                 await self.consumer.commit(offsets)
+                self.metrics.commits.labels(phase).inc()
                 return True
             except LOST_OWNERSHIP as exc:
                 self.metrics.commit_failures.labels(phase).inc()
@@ -374,7 +569,7 @@ class Aggregator:
             except KafkaError as exc:
                 self.metrics.commit_failures.labels(phase).inc()
                 log.warning("commit (%s) failed: %r; retrying", phase, exc)
-                await asyncio.sleep(backoff)
+                await self._pause(backoff)
                 backoff = min(backoff * 2, self.settings.retry_max_backoff_s)
 
     def _update_lag(self) -> None:
@@ -383,6 +578,14 @@ class Aggregator:
             high = self.consumer.highwater(tp)
             if high is not None and state.start is not None:
                 self.metrics.lag.labels(str(tp.partition)).set(max(0, high - state.start))
+
+
+def _halves(start: int, end: int) -> list[tuple[int, int]]:
+    """``start..end`` split in two by offset (deterministic); single offsets are not split."""
+    if start >= end:
+        return [(start, end)]
+    middle = (start + end) // 2
+    return [(middle + 1, end), (start, middle)]
 
 
 class _Listener(ConsumerRebalanceListener):

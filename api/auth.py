@@ -8,6 +8,7 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 
+from tally.api.session import has_session
 from tally.api.settings import ApiSettings
 
 SCOPE_SQL = "sql"
@@ -31,6 +32,10 @@ def _equal(a: str, b: str) -> bool:
 def require_token(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
     """Reject requests without a valid token; ``/sql`` needs the SQL token."""
     settings: ApiSettings = connection.app.state.settings
+    if "authorization" not in connection.headers and has_session(connection, settings.read_token):
+        if handler.opt.get("scope") == SCOPE_SQL:  # the dashboard's cookie only reads
+            raise PermissionDeniedException("the dashboard session is read-only")
+        return
     token = _presented(connection)
     is_sql = _equal(token, settings.sql_token)
     if not is_sql and not _equal(token, settings.read_token):

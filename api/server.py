@@ -47,9 +47,11 @@ def server(settings: ApiSettings, extra: Sequence[ControllerRouterHandler] = ())
 class ServerThread:
     """The API on a background thread (tests, ``tally up``); ``stop()`` shuts it down."""
 
-    def __init__(self, settings: ApiSettings) -> None:
+    def __init__(
+        self, settings: ApiSettings, extra: Sequence[ControllerRouterHandler] = ()
+    ) -> None:
         check_port(settings.host, settings.port)
-        self.server = server(settings)
+        self.server = server(settings, extra)
         self.thread = threading.Thread(target=self.server.run, name="tally-api", daemon=True)
 
     def start(self, timeout: float = 30) -> ServerThread:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tally.read.settings import ReadSettings
 
@@ -23,6 +24,7 @@ class ApiSettings:
     sql_token: str = field(default="", repr=False)
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
+    monitor_paths: tuple[Path, ...] = ()  # monitor files listed by /api/v1/monitors
 
     def __post_init__(self) -> None:
         if len(self.read_token) < 16 or len(self.sql_token) < 16:

@@ -1,10 +1,12 @@
 """``tally``: one command for the local service, the aggregator and the read side.
 
 \b
-tally up                          # Kafka, ClickHouse, aggregators and the API; Ctrl-C stops
+tally up                          # Kafka, ClickHouse, aggregators, API and dashboard (/ui/)
+tally ui --clickhouse-url https://ch.example:8443   # the dashboard over a production ClickHouse
 tally series calc -p count -p 'codes.*' -e 'success / count' --since 7d -g 1d
 tally keys 'event::schedule::*'
 tally sql "SELECT key, sum(value) FROM tally.rollups_1d GROUP BY key"
+tally monitors run monitors/        # alert on the rollups (test FILE --since 7d, list)
 tally traces list event::job --state failure    tally traces show <id>    tally traces log
 tally aggregator run|check ...    tally loadtest ...    tally demo
 """
@@ -13,9 +15,9 @@ from __future__ import annotations
 
 import typer
 
-from tally.cli import passthrough, read_commands
+from tally.cli import monitors, passthrough, read_commands
 from tally.cli.traces_commands import app as traces_app
-from tally.cli.up import api, up
+from tally.cli.up import api, ui, up
 
 app = typer.Typer(
     name="tally",
@@ -27,10 +29,12 @@ app = typer.Typer(
 )
 app.command()(up)
 app.command()(api)
+app.command()(ui)
 app.command()(read_commands.series)
 app.command()(read_commands.keys)
 app.command()(read_commands.paths)
 app.command()(read_commands.sql)
+app.add_typer(monitors.app, name="monitors")
 app.command(context_settings=passthrough.PASS, add_help_option=False)(passthrough.aggregator)
 app.command(context_settings=passthrough.PASS, add_help_option=False)(passthrough.loadtest)
 app.command(context_settings=passthrough.PASS, add_help_option=False)(passthrough.demo)

@@ -28,6 +28,7 @@ from tally.embedded.lifecycle import terminate
 from tally.read import ReadSettings
 from tally.schemas.ddl import RollupSchema
 from tally.traces.setup import prepare_traces, trace_writer_command
+from tally.web import WebSettings, web_handlers
 
 TOPIC = "tally.events"
 
@@ -52,6 +53,8 @@ class UpSettings:
     external_clickhouse_password: str = field(default="", repr=False)
     api: bool = True
     flush_interval_s: float = 2.0
+    monitors_dir: Path | None = None  # run the monitor service over these files
+    dashboards_dir: Path | None = None  # the dashboard's YAML files (besides the built-ins)
     trace_writers: int = 1
 
 
@@ -65,6 +68,7 @@ class Service:
     aggregators: list[subprocess.Popen] = field(default_factory=list)
     trace_writers: list[subprocess.Popen] = field(default_factory=list)
     api: ServerThread | None = None
+    monitors: subprocess.Popen | None = None
     restarts: int = 0
     _password: str = field(default="", repr=False)
 
@@ -125,11 +129,20 @@ class Service:
                 self.aggregators.append(self._start_aggregator(index))
             for index in range(s.trace_writers):
                 self.trace_writers.append(self._start_trace_writer(index))
+            if s.monitors_dir is not None:
+                self.monitors = self._start_monitors()
             if s.api:
                 read_token, sql_token = tokens(s.data_dir)
-                self.api = ServerThread(
-                    ApiSettings(self.read_settings(), read_token, sql_token, s.api_host, s.api_port)
-                ).start()
+                api = ApiSettings(
+                    self.read_settings(),
+                    read_token,
+                    sql_token,
+                    s.api_host,
+                    s.api_port,
+                    monitor_paths=self._monitor_paths(),
+                )
+                ui = web_handlers(WebSettings(s.dashboards_dir))
+                self.api = ServerThread(api, ui).start()
         except BaseException:
             self.stop()
             raise
@@ -166,6 +179,8 @@ class Service:
             "--clickhouse-url", self.clickhouse_url, "--clickhouse-user", s.clickhouse_user,
             "--database", s.database, "--time-zone", s.time_zone, "--week-start", s.week_start,
             "--flush-interval", str(s.flush_interval_s), "--metrics-port", "0",
+            # the service owns its topic: a first start counts whatever was tracked before it
+            "--initial-offset", "earliest",
         ]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if not k.startswith("TALLY_API_")}
         env["TALLY_CLICKHOUSE_PASSWORD"] = self._password
@@ -188,8 +203,36 @@ class Service:
                 env=env, start_new_session=True,
             )  # fmt: skip
 
+    def _monitor_paths(self) -> tuple[Path, ...]:
+        d = self.settings.monitors_dir
+        return (d,) if d is not None else ()
+
+    def _start_monitors(self) -> subprocess.Popen:
+        """The monitor service (``tally monitors run``) over ``monitors_dir``."""
+        s = self.settings
+        assert s.monitors_dir is not None
+        s.monitors_dir.mkdir(parents=True, exist_ok=True)
+        command = [
+            sys.executable, "-m", "tally.cli", "monitors", "run", str(s.monitors_dir),
+            "--bootstrap", self.bootstrap, "--topic", TOPIC,
+            "--clickhouse-url", self.clickhouse_url, "--clickhouse-user", s.clickhouse_user,
+            "--database", s.database, "--data-dir", str(s.data_dir),
+            "--base-url", self.api_url if s.api else "",
+        ]  # fmt: skip
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TALLY_API_")}
+        env["TALLY_CLICKHOUSE_PASSWORD"] = self._password
+        with (s.data_dir / "logs" / "monitors.log").open("ab") as log:
+            return subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=env, start_new_session=True,
+            )  # fmt: skip
+
     def supervise(self) -> list[int]:
-        """Restart aggregators (and trace writers) that exited; returns aggregator indices."""
+        """Restart aggregators (and the monitor service) that exited; returns the aggregator
+        indices restarted."""
+        if self.monitors is not None and self.monitors.poll() is not None:
+            self.monitors = self._start_monitors()
+            self.restarts += 1
         restarted = []
         for index, proc in enumerate(self.aggregators):
             if proc.poll() is not None:
@@ -212,11 +255,13 @@ class Service:
             f"aggregators {alive}/{len(self.aggregators)}"
             + (f" ({self.restarts} restarts)" if self.restarts else ""),
         ]
+        if self.api is not None:
+            parts.append(f"api {self.api_url}")
+        if self.monitors is not None:
+            parts.append(f"monitors {'up' if self.monitors.poll() is None else 'DOWN'}")
         if self.trace_writers:
             writers = sum(p.poll() is None for p in self.trace_writers)
             parts.append(f"trace writers {writers}/{len(self.trace_writers)}")
-        if self.api is not None:
-            parts.append(f"api {self.api_url}")
         return " · ".join(parts)
 
     def stop(self) -> None:
@@ -224,6 +269,9 @@ class Service:
         if self.api is not None:
             self.api.stop()
             self.api = None
+        if self.monitors is not None:
+            terminate(self.monitors, 30)
+            self.monitors = None
         for proc in self.aggregators:
             terminate(proc, 60)
         self.aggregators.clear()

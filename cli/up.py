@@ -29,6 +29,14 @@ from tally.cli.service import Service, UpSettings
 ApiHost = Annotated[
     str, typer.Option("--api-host", envvar="TALLY_API_HOST", help="Address the API binds to.")
 ]
+Dashboards = Annotated[
+    Path | None,
+    typer.Option(
+        "--dashboards",
+        envvar="TALLY_DASHBOARDS_DIR",
+        help="Directory of dashboard YAML files, loaded at start (besides the built-ins).",
+    ),
+]
 ApiPort = Annotated[
     int, typer.Option("--api-port", envvar="TALLY_API_PORT", help="Port of the API/dashboard.")
 ]
@@ -46,16 +54,30 @@ def banner(service: Service, data_dir: Path) -> str:
     if service.api is not None:
         lines += [
             f"  API         {service.api_url}/api/v1  (OpenAPI: {service.api_url}/api/v1/schema)",
+            f"  dashboard   {service.api_url}/ui/  (sign in with the read token)",
             f"  read token  {token}   SQL token {secret_path(data_dir, SQL_FILE)}",
             f'  try: curl -H "Authorization: Bearer $(cat {token})" '
             f"'{service.api_url}/api/v1/keys'",
         ]
+    if service.settings.monitors_dir is not None:
+        lines.append(
+            f"  monitors    {service.settings.monitors_dir}/*.yaml  "
+            f"(log {data_dir / 'logs' / 'monitors.log'}; tally monitors list DIR --state)"
+        )
     lines += [
         "  try: tally keys",
         "       tally series calc -p count -p 'codes.*' -e 'success / count' --since 24h",
         "Ctrl-C stops everything cleanly.",
     ]
     return "\n".join(lines)
+
+
+def report_dashboard_errors(directory: Path | None) -> None:
+    """Print the dashboard files that do not load (they are listed on /ui/ as well)."""
+    from tally.web.loader import load_all
+
+    for error in load_all(directory).errors:
+        typer.echo(f"dashboard error: {error}", err=True)
 
 
 def up(
@@ -90,6 +112,14 @@ def up(
     clickhouse_user: ClickHouseUser = "default",
     database: Database = "tally",
     api: Annotated[bool, typer.Option(help="Serve the HTTP API/dashboard.")] = True,
+    monitors: Annotated[
+        Path | None,
+        typer.Option(
+            help="Directory of monitor files (*.yaml) for the monitor service. "
+            "[default: <data-dir>/monitors]"
+        ),
+    ] = None,
+    dashboards: Dashboards = None,
 ) -> None:
     """Run Kafka, ClickHouse, aggregators and the HTTP API until Ctrl-C; data persists."""
     settings = UpSettings(
@@ -99,8 +129,12 @@ def up(
         week_start=week_start, database=database, kafka_bootstrap=kafka_bootstrap,
         clickhouse_url=clickhouse_url, clickhouse_user=clickhouse_user,
         external_clickhouse_password=os.environ.get("TALLY_CLICKHOUSE_PASSWORD", ""), api=api,
+        monitors_dir=(monitors or data_dir / "monitors").expanduser().resolve(),
+        dashboards_dir=dashboards.expanduser().resolve() if dashboards else None,
         trace_writers=trace_writers,
     )  # fmt: skip
+    if api:
+        report_dashboard_errors(settings.dashboards_dir)
     run_service(settings)
 
 
@@ -161,3 +195,47 @@ def api(
     )  # fmt: skip
     print(f"tally API on http://{host}:{port}/api/v1 (tokens in {data_dir / 'secrets'})")
     server(settings).run()
+
+
+def ui(
+    host: Annotated[
+        str, typer.Option(envvar="TALLY_API_HOST", help="Address to bind.")
+    ] = DEFAULT_HOST,
+    port: Annotated[
+        int, typer.Option(envvar="TALLY_API_PORT", help="Port to listen on.")
+    ] = DEFAULT_PORT,
+    dashboards: Dashboards = None,
+    clickhouse_url: ClickHouseUrl = DEFAULT_URL,
+    clickhouse_user: ClickHouseUser = "default",
+    database: Database = "tally",
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Serve the dashboard (and the HTTP API) over an existing, e.g. production, ClickHouse
+    (password: TALLY_CLICKHOUSE_PASSWORD; tokens: TALLY_API_TOKEN and TALLY_API_SQL_TOKEN,
+    else generated into <data-dir>/secrets)."""
+    from tally.web import WebSettings, web_handlers
+
+    try:
+        check_port(host, port)
+    except PortInUse as exc:
+        typer.echo(f"error: {exc}; pass --port with a free one", err=True)
+        raise typer.Exit(2) from None
+    directory = dashboards.expanduser().resolve() if dashboards else None
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        typer.echo(
+            f"warning: serving on {host} over plain HTTP: put TLS in front (the sign-in token "
+            "and the session cookie travel with every request)",
+            err=True,
+        )
+    report_dashboard_errors(directory)
+    read_token, sql_token = tokens(data_dir)
+    settings = ApiSettings(
+        read_settings(clickhouse_url, clickhouse_user, database, data_dir),
+        read_token, sql_token, host, port,
+    )  # fmt: skip
+    print(
+        f"tally dashboard on http://{host}:{port}/ui/ over {clickhouse_url} "
+        f"(sign in with the read token: TALLY_API_TOKEN or {secret_path(data_dir, READ_FILE)})",
+        flush=True,
+    )
+    server(settings, web_handlers(WebSettings(directory))).run()

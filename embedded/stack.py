@@ -98,6 +98,7 @@ class Stack(StopsOnExit):
             "--session-timeout-ms", str(c.session_timeout_ms),
             "--heartbeat-ms", str(c.heartbeat_ms),
             "--metrics-port", str(metrics_port),
+            "--initial-offset", "earliest",
             "--clickhouse-user", self.clickhouse.user,
             *c.extra_args,
         ]  # fmt: skip

@@ -93,6 +93,7 @@ def command(spec: CatchupSpec, port: int) -> list[str]:
         "--session-timeout-ms", "6000",
         "--heartbeat-ms", "500",
         "--metrics-port", str(port),
+        "--initial-offset", "earliest",  # a fresh group that must count the whole topic
     ]  # fmt: skip
 
 

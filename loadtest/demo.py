@@ -227,6 +227,7 @@ def _try_this(service: Service) -> str:
             f"'{service.api_url}/api/v1/series?key=event::cron&path=total.count&since=7d"
             "&granularity=1d'",
             f"  API schema: {service.api_url}/api/v1/schema",
+            f"  Dashboard:  {service.api_url}/ui/  (sign in with the token in {token})",
             "",
         ]
     )

@@ -50,6 +50,7 @@ class TraceFold:
 
     def __init__(self) -> None:
         self.events = 0
+        self.nbytes = 0  # estimated bytes held (the aggregator's memory bound reads it)
         self._rows = TraceRows()
 
     def __len__(self) -> int:
@@ -61,6 +62,7 @@ class TraceFold:
             batch = decode_batch(payload)
         except WireError as exc:
             return [Rejected(offset, -1, exc.reason, exc.detail)]
+        self.nbytes += 4 * len(payload)  # decoded rows take a few times their msgpack size
         rejects = []
         for index, execution in enumerate(batch.executions):
             try:
@@ -128,3 +130,4 @@ class TraceFold:
         """Forget the rows (after a durable flush)."""
         self._rows = TraceRows()
         self.events = 0
+        self.nbytes = 0

@@ -48,6 +48,12 @@ def parser() -> argparse.ArgumentParser:
     add("--session-timeout-ms", type=int, default=int(env.get("TALLY_SESSION_TIMEOUT_MS", "30000")))
     add("--heartbeat-ms", type=int, default=int(env.get("TALLY_HEARTBEAT_MS", "3000")))
     add("--metrics-port", type=int, default=int(env.get("TALLY_TRACE_METRICS_PORT", "0")))
+    add(
+        "--initial-offset",
+        choices=["earliest", "latest"],
+        default=env.get("TALLY_TRACE_INITIAL_OFFSET", "earliest"),
+        help="where a new writer group starts (earliest: every trace already on the topic)",
+    )
     add("--no-ddl", action="store_true", help="do not apply the DDL at start")
     return p
 
@@ -83,6 +89,7 @@ def from_args(
         heartbeat_interval_ms=a.heartbeat_ms,
         metrics_port=a.metrics_port or None,
         apply_ddl=not a.no_ddl,
+        initial_offset=a.initial_offset,
         client_id=f"tally-trace-writer-{os.getpid()}",
     )
     schema = TraceSchema(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 
 import psutil
@@ -111,6 +112,39 @@ def test_broker_unreachable_for_30s_client_buffers_spools_and_delivers(make_stac
     assert not list((tmp_path / "spool").rglob("*.rec"))
     wait_for(lambda: rollup_total(stack) >= sum(expected.totals.values()), 180, "catch-up")
     assert stack.stop_aggregators() == [0, 0]
+    result = compare(expected.totals, fetch_totals(stack.clickhouse_client()))
+    assert result.exact, result.mismatches
+    tracker.close()
+
+
+def test_sigterm_during_a_clickhouse_outage_exits_and_the_range_is_replayed(make_stack):
+    stack = make_stack(partitions=2, aggregators=1, flush_interval_s=0.5)  # 10 s grace
+    expected = Expected(Calendar("UTC"), ("1m", "1h", "1d"))
+    tracker = Tracker(ClientSettings(bootstrap_servers=stack.kafka.bootstrap, strict=True))
+    track_paced(tracker, expected, 1_000, 0.5, "a")
+    assert tracker.flush(60)
+    wait_for(lambda: rollup_total(stack) >= sum(expected.totals.values()), 60, "first events")
+
+    port, path = stack.clickhouse.port, stack.clickhouse.path
+    stack.clickhouse.stop()
+    track_paced(tracker, expected, 1_000, 0.5, "b")
+    assert tracker.flush(60)
+    (proc,) = stack.aggregators
+
+    def retrying() -> bool:
+        m = stack.metrics(proc)
+        return sum(v for k, v in m.items() if k.startswith("tally_insert_retries_total")) > 0
+
+    wait_for(retrying, 60, "inserts failing")
+    proc.send_signal(signal.SIGTERM)
+    # Before the fix the retry loop held the lock forever and the process never exited.
+    assert proc.wait(90) == 0
+    stack.aggregators.clear()
+
+    stack.clickhouse = start_clickhouse(path, port=port)
+    stack.start_aggregator()  # replays the range whose insert never happened
+    wait_for(lambda: rollup_total(stack) >= sum(expected.totals.values()), 120, "replay")
+    assert stack.stop_aggregators() == [0]
     result = compare(expected.totals, fetch_totals(stack.clickhouse_client()))
     assert result.exact, result.mismatches
     tracker.close()

@@ -62,6 +62,16 @@ class Up:
         return self.proc.wait(timeout)
 
 
+MONITOR = """
+monitors:
+  - name: upcheck-silent
+    key: upcheck
+    path: count
+    condition: {type: no_data}
+    for: 1h
+"""
+
+
 def _send(bootstrap: str, events: int) -> None:
     tracker = Tracker(ClientSettings(bootstrap_servers=bootstrap))
     for i in range(events):
@@ -86,10 +96,20 @@ def test_restart_over_the_same_data_dir_keeps_the_data(tmp_path):
     data_dir = tmp_path / "data"
     ports = free_ports(3)
     api = f"http://127.0.0.1:{ports[2]}"
+    (data_dir / "monitors").mkdir(parents=True)
+    (data_dir / "monitors" / "up.yaml").write_text(MONITOR)
     up = Up(data_dir, ports)
     try:
         up.wait_up()
         token = (data_dir / "secrets" / "api-read-token").read_text().strip()
+        # the monitor service runs over <data dir>/monitors and the API lists its monitors
+        log = data_dir / "logs" / "monitors.log"
+        wait_for(lambda: log.exists() and "loaded 1 monitors" in log.read_text(), 120,
+                 "the monitor service")  # fmt: skip
+        listed = httpx.get(
+            f"{api}/api/v1/monitors", headers={"Authorization": f"Bearer {token}"}, timeout=30
+        ).json()
+        assert [m["name"] for m in listed["monitors"]] == ["upcheck-silent"]
         for name in ("api-read-token", "api-sql-token", "clickhouse-password"):
             assert stat.S_IMODE((data_dir / "secrets" / name).stat().st_mode) == 0o600
         assert httpx.get(f"{api}/api/v1/keys").status_code == 401
@@ -112,6 +132,9 @@ def test_restart_over_the_same_data_dir_keeps_the_data(tmp_path):
             headers={"Authorization": f"Bearer {token}"},
         ).json()  # fmt: skip
         assert sorted(k["key"] for k in keys) == [f"upcheck::tenant::{i}" for i in range(5)]
+        with httpx.Client(base_url=api) as browser:  # the dashboard is served too
+            assert browser.post("/ui/login", data={"token": token}).status_code == 303
+            assert "Widgets chosen" in browser.get("/ui/key", params={"key": "upcheck"}).text
         assert again.interrupt() == 0
     finally:
         if again.proc.poll() is None:

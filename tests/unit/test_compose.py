@@ -61,6 +61,35 @@ def test_aggregator_image_is_built_from_the_repo_and_runs_the_cli():
     assert depends["clickhouse"]["condition"] == "service_healthy"
 
 
+def test_monitor_service_reads_its_environment_and_the_mounted_monitors():
+    from tally.cli import monitors, options
+    from tally.monitors.loader import load_paths
+
+    service = SERVICES["monitors"]
+    assert service["build"] == "."
+    assert service["entrypoint"] == ["tally", "monitors", "run"]
+    assert service["deploy"]["replicas"] >= 2  # the lease elects one evaluating replica
+    cli = inspect.getsource(monitors) + inspect.getsource(options)
+    for name in service["environment"]:
+        used = f'"{name}"' in cli or f"url_env: {name}" in (
+            ROOT / "monitors" / "examples" / "jobs.yaml"
+        ).read_text()  # fmt: skip
+        assert used or name == "TALLY_CLICKHOUSE_PASSWORD", f"{name} is not read"
+    assert (
+        service["environment"]["TALLY_GROUP"]
+        == SERVICES["aggregator"]["environment"]["TALLY_GROUP"]
+    )
+    (mount,) = service["volumes"]
+    source, target, _ = mount.split(":")
+    assert service["command"] == [target]
+    loaded = load_paths([ROOT / source])
+    assert loaded.errors == () and loaded.monitors
+    depends = service["depends_on"]
+    assert depends["kafka-topics"]["condition"] == "service_completed_successfully"
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert '".[server,monitors]"' in dockerfile
+
+
 def test_published_ports_bind_loopback_only():
     """Kafka's PLAINTEXT listener and ClickHouse's HTTP must not listen on every interface."""
     published = {

@@ -150,3 +150,31 @@ def test_time_limits_are_relative_to_the_record_timestamp_so_replays_agree():
     old = raw([[T0, 0, 0, [1]]])
     assert f.add_record(old, 0, (T0 + 3600) * 1000) == []
     assert [r.reason for r in f.add_record(old, 1, (T0 + 30 * 86400) * 1000)] == ["too_old"]
+
+
+def test_tables_that_no_event_uses_are_not_kept():
+    """A hostile record: 60k keysets, one event. Only the used keyset is interned."""
+    strings = ["k", "count", *(f"unused{i}" for i in range(1000))]
+    keysets = [[0], *([2 + (i + j) % 1000 for j in range(4)] for i in range(60_000))]
+    payload = msgspec.msgpack.encode([1, "s", strings, keysets, [[1]], [[T0, 0, 0, [1]]]])
+    assert 0.5 * 2**20 < len(payload) < 2**20
+    f = fold()
+    assert f.add_record(payload, 0, TS_MS) == []
+    assert len(f.keysets) == 1 and len(f.shapes) == 1 and len(f) == 1
+    assert f.nbytes < 4096, f.nbytes
+    assert f.rows().keys == [("k",)]
+
+
+def test_bytes_follow_the_values_held():
+    """One entry of 1,024 values is ~32 KiB; sums into an existing entry add nothing."""
+    enc = BatchEncoder("s")
+    paths = tuple(f"p{i}" for i in range(1024))
+    f = fold()
+    f.add_record(enc.encode([(T0, (f"k{i}",), paths, [1] * 1024) for i in range(10)]), 0, TS_MS)
+    per_entry = f.nbytes / 10
+    assert 32 * 1024 <= per_entry < 40 * 1024, per_entry
+    held = f.nbytes
+    f.add_record(enc.encode([(T0 + 1, ("k0",), paths, [2] * 1024)]), 1, TS_MS)
+    assert f.nbytes == held
+    f.clear()
+    assert f.nbytes == 0

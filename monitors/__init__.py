@@ -1,0 +1,1 @@
+"""Monitors: rules over the rollups, evaluated on durable buckets, notified exactly once."""

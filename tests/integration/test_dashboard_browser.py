@@ -1,0 +1,469 @@
+"""The dashboard in a real browser (Debian's chromium driven by Playwright) on the real
+ClickHouse with seeded job data: every built-in dashboard loads without console errors, the
+numbers shown equal the API's, segments and the range picker change the data, a broken YAML
+file shows its error. Screenshots go to docs/screenshots/ (shown in the README)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tally.api.server import ServerThread
+from tally.api.settings import ApiSettings
+from tally.embedded.kafka_broker import free_ports
+from tally.schemas.ddl import RollupSchema
+from tally.web import WebSettings, web_handlers
+from tests.integration.conftest import wait_for
+from tests.integration.dashboard_seed import seed
+from tests.integration.readside import PASSWORD, apply_schema, insert, settings, start
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = os.environ.get("TALLY_CHROMIUM", "/usr/bin/chromium")
+READ = "read-token-dashboard-0123456789"
+SQL = "sql-token-dashboard-0123456789"
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+BUILTINS = ("cron", "schedule", "jobs", "queues")
+USER_DASHBOARD = """\
+title: Calculations
+key: calc::customer::{customer}
+segments:
+  customer: {label: customer, all: calc}
+range: 7d
+granularity: 1d
+widgets:
+  - type: kpi
+    title: Calculations
+    rows: [{path: count}]
+  - type: timeseries
+    title: Outcomes
+    style: normalized
+    rows: [{path: outcome.*}]
+  - type: text
+    text: Written by hand, kept in git.
+"""
+LAG_DASHBOARD = """\
+title: Lag bands
+key: event::job
+widgets:
+  - type: distribution
+    path: total.queue_lag
+"""
+BROKEN_DASHBOARD = """\
+title: Broken
+key: calc
+widgets:
+  - type: kpi
+    rows: [{path: count}]
+  - type: timeseries
+    style: sideways
+    rows: [{path: count}]
+"""
+
+
+@dataclass
+class Site:
+    url: str
+    tenants: list[str]
+    api: httpx.Client
+    context: object
+    clickhouse_url: str = ""
+    dashboards: Path | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+def _browser_available() -> bool:
+    return shutil.which(CHROMIUM) is not None or Path(CHROMIUM).exists()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Iterator[Site]:
+    if not _browser_available():
+        pytest.fail(f"{CHROMIUM} is missing: run `make system-deps` (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    root = tmp_path_factory.mktemp("dashboard")
+    user_dir = root / "dashboards"
+    user_dir.mkdir()
+    (user_dir / "calc.yaml").write_text(USER_DASHBOARD)
+    (user_dir / "broken.yaml").write_text(BROKEN_DASHBOARD)
+    (user_dir / "lag.yaml").write_text(LAG_DASHBOARD)
+    clickhouse = start(root / "clickhouse")
+    try:
+        apply_schema(clickhouse, RollupSchema(database="tally"))
+        tenants = seed(clickhouse, "tally", days=30, tenants=20)
+        now = time.time()
+        day = 86400
+        insert(
+            clickhouse,
+            "tally",
+            [
+                (
+                    ["calc", f"calc::customer::{c}"],
+                    _minute(now - d * day),
+                    {"count": n, "outcome.ok": n - 1, "outcome.failed": 1},
+                )
+                for c, n in (("acme", 5), ("globex", 9))
+                for d in range(1, 6)
+            ],
+        )
+        port = free_ports(1)[0]
+        api_settings = ApiSettings(settings(clickhouse, "tally"), READ, SQL, port=port)
+        ui = web_handlers(WebSettings(user_dir, live_refresh_s=1))
+        server = ServerThread(api_settings, ui).start()
+        url = f"http://127.0.0.1:{port}"
+        try:
+            with (
+                sync_playwright() as p,
+                httpx.Client(base_url=url, headers={"Authorization": f"Bearer {READ}"}) as api,
+            ):
+                browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+                context = browser.new_context(viewport={"width": 1440, "height": 900})
+                site = Site(url, tenants, api, context, clickhouse.url, user_dir)
+                page = context.new_page()
+                page.goto(f"{url}/ui/d/jobs")
+                assert "/ui/login" in page.url  # no cookie yet: the login form
+                page.fill("#token", READ)
+                page.click("button[type=submit]")
+                page.wait_for_url("**/ui/d/jobs")
+                page.close()
+                yield site
+                browser.close()
+        finally:
+            server.stop()
+    finally:
+        clickhouse.stop()
+
+
+def _minute(ts: float):
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ts - ts % 60, UTC)
+
+
+def _open(site: Site, path: str):
+    page = site.context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(site.url + path)
+    _ready(page)
+    return page, errors
+
+
+def _ready(page, renders: int = 1) -> None:
+    page.wait_for_function(  # a function, not a string: the page's CSP forbids eval
+        "(n) => document.body.dataset.state === 'ready'"
+        " && Number(document.body.dataset.renders) >= n",
+        arg=renders,
+        timeout=60_000,
+    )
+
+
+def _series(site: Site, query: str) -> dict:
+    response = site.api.get(query)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _check_numbers(site: Site, page) -> int:
+    """Every KPI, category and table on the page against the API; returns values checked."""
+    checked = 0
+    body = page.locator("body")
+    since, until, g = (body.get_attribute(f"data-{a}") for a in ("since", "until", "granularity"))
+    for kpi in page.locator(".type-kpi").all():
+        query = kpi.get_attribute("data-query")
+        data = _series(site, query)  # /ui/api/kpi: the same cookie-free token opens it
+        for item in kpi.locator(".kpi-item").all():
+            name, shown = item.get_attribute("data-name"), item.get_attribute("data-value")
+            row = next(r for r in data["rows"] if r["name"] == name)
+            assert shown == str(row["value"]) or float(shown) == pytest.approx(row["value"])
+            if not any(c in name for c in " /*("):  # a path: its total from /api/v1/series
+                key = data["key"]
+                s = _series(
+                    site,
+                    f"/api/v1/series?key={key}&path={name}&since={since}&until={until}"
+                    f"&granularity={g}",
+                )
+                assert float(shown) == pytest.approx(sum(s["series"]["rows"][0]["points"]))
+            checked += 1
+    for category in page.locator(".type-category").all():
+        data = _series(site, category.get_attribute("data-query"))
+        expected = {c["name"]: c["value"] for c in data["category"]}
+        for li in category.locator("li").all():
+            assert float(li.get_attribute("data-value")) == pytest.approx(
+                expected[li.get_attribute("data-name")]
+            )
+            checked += 1
+    return checked
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_builtin_dashboard_loads_and_matches_the_api(site, name):
+    page, errors = _open(site, f"/ui/d/{name}")
+    checked = _check_numbers(site, page)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    assert errors == []
+    assert page.locator(".problem").count() == 0, page.locator(".problem").first.inner_text()
+    if name == "queues":  # nothing emits queue keys yet: the empty state says what will
+        assert page.locator("#empty").is_visible()
+        assert "queue sampler" in page.locator("#empty").inner_text()
+    else:
+        assert checked >= 4
+        assert not page.locator("#empty").is_visible()
+    if name == "jobs":  # no duration histogram yet; queue lag has one
+        dist = page.locator(".type-distribution")
+        assert dist.nth(0).get_attribute("data-distribution") == "none"
+        assert "No distribution data" in dist.nth(0).inner_text()
+        assert dist.nth(1).get_attribute("data-distribution") == "buckets"
+        assert "p95" in dist.nth(1).inner_text()
+    if name == "jobs":  # tooltips: hovering a chart shows that bucket's values in its legend
+        chart = page.locator(".type-timeseries .u-over").first
+        box = chart.bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        values = page.locator(".type-timeseries").first.locator(".u-value").all_inner_texts()
+        assert any(v.strip() not in ("\u2013", "--", "") for v in values[1:]), values
+    if name == "cron":  # the two hours without a run are shaded as missed
+        runs = page.locator(".type-timeseries").first
+        assert int(runs.get_attribute("data-missed")) == 1  # 5 h ago; not the hour in progress
+        page.click("button[data-range='7d']")  # 1h buckets: still 1 expected per bucket
+        _ready(page, renders=2)
+        assert int(runs.get_attribute("data-missed")) == 2
+        page.select_option("#granularity", "1d")  # 24 expected per day
+        _ready(page, renders=3)
+        assert int(runs.get_attribute("data-missed")) >= 1
+    page.close()
+
+
+def test_generic_key_page_chooses_widgets_from_paths(site):
+    page, errors = _open(site, "/ui/key?key=event::job::t03")
+    titles = page.locator(".widget h2").all_inner_texts()
+    assert "total.count" in titles
+    assert any(t.startswith("mean ") for t in titles)
+    assert any("*" in t for t in titles)  # wildcard families: state.*, errors.*...
+    _check_numbers(site, page)
+    page.screenshot(path=str(SHOTS / "key.png"), full_page=True)
+    assert errors == []
+    page.close()
+
+
+def _kpi(page, title: str) -> float:
+    widget = page.locator(".type-kpi", has=page.locator(f"h2:text-is('{title}')"))
+    return float(widget.locator(".kpi-item").first.get_attribute("data-value"))
+
+
+def test_picking_a_tenant_changes_the_data_and_the_url(site):
+    page, errors = _open(site, "/ui/d/jobs")
+    everyone = _kpi(page, "Runs")
+    tenant = site.tenants[4]
+    page.select_option("#seg-tenant", tenant)
+    _ready(page, renders=2)
+    assert f"s.tenant={tenant}" in page.url
+    assert page.locator("#key").inner_text() == f"event::job::{tenant}"
+    one = _kpi(page, "Runs")
+    assert 0 < one < everyone
+    _check_numbers(site, page)
+    # drill-down: from the global key, click a tenant in "Runs per tenant"
+    page.goto(site.url + "/ui/d/schedule")
+    _ready(page)
+    page.locator(".type-category button.name", has_text=site.tenants[-1]).first.click()
+    _ready(page, renders=2)
+    assert page.locator("#key").inner_text() == f"event::schedule::{site.tenants[-1]}"
+    page.go_back()
+    _ready(page, renders=3)
+    assert page.locator("#key").inner_text() == "event::schedule"
+    assert errors == []
+    page.close()
+
+
+def test_range_picker_changes_the_buckets(site):
+    page, errors = _open(site, "/ui/d/jobs")
+    chart = page.locator(".type-timeseries").first
+    day = int(chart.get_attribute("data-buckets"))
+    assert page.locator("body").get_attribute("data-granularity") == "1h"
+    page.click("button[data-range='7d']")
+    _ready(page, renders=2)
+    week = int(chart.get_attribute("data-buckets"))
+    assert (day, week) == (25, 169)
+    assert "range=7d" in page.url
+    page.keyboard.press("4")  # 30d from the keyboard
+    _ready(page, renders=3)
+    assert int(chart.get_attribute("data-buckets")) == 721
+    page.select_option("#granularity", "1d")
+    _ready(page, renders=4)
+    assert int(chart.get_attribute("data-buckets")) in (30, 31)
+    # the URL holds the state: a fresh tab shows the same
+    again, _ = _open(site, page.url.removeprefix(site.url))
+    assert again.locator("#granularity").input_value() == "1d"
+    # custom range: the last 30 days' first 48 hours, hourly
+    page.select_option("#granularity", "1h")
+    _ready(page, renders=5)
+    page.keyboard.press("5")
+    _ready(page, renders=6)
+    assert page.locator("#custom").is_visible() and "range=custom" in page.url
+    start = page.locator("#from").input_value()  # datetime-local, browser time
+    page.evaluate(
+        """(start) => {
+            const to = new Date(Date.parse(start) + 48 * 3600 * 1000);
+            const local = new Date(to.getTime() - to.getTimezoneOffset() * 60000);
+            const input = document.getElementById("to");
+            input.value = local.toISOString().slice(0, 16);
+            input.dispatchEvent(new Event("change"));
+        }""",
+        start,
+    )
+    _ready(page, renders=7)
+    assert int(chart.get_attribute("data-buckets")) in (48, 49)
+    assert errors == []
+    page.close()
+    again.close()
+
+
+def test_live_mode_refreshes_by_itself_and_time_zone_is_in_the_url(site):
+    page, errors = _open(site, "/ui/d/cron")
+    page.keyboard.press("l")  # live mode from the keyboard
+    _ready(page, renders=2)
+    assert "live=1" in page.url
+    _ready(page, renders=4)  # refreshed again with no input (1 s in this test)
+    assert "live" in page.locator("#freshness").inner_text()
+    assert "min ago" in page.locator("#freshness").inner_text()
+    page.select_option("#tz", "UTC")
+    assert "tz=UTC" in page.url
+    assert errors == []
+    page.close()
+
+
+def test_yaml_dashboards_load_and_a_broken_file_shows_its_error(site):
+    page, errors = _open(site, "/ui/d/calc")
+    assert _kpi(page, "Calculations") == 70  # 5 days x (5 + 9)
+    page.select_option("#seg-customer", "acme")
+    _ready(page, renders=2)
+    assert _kpi(page, "Calculations") == 25
+    assert errors == []
+    page.goto(site.url + "/ui/d/lag")  # percentile bands, the distribution's default style
+    _ready(page)
+    legend = page.locator(".type-distribution .u-legend").inner_text()
+    assert "p50 (upper bound, s)" in legend and "p99 (upper bound, s)" in legend
+    page.goto(site.url + "/ui/")
+    error = page.locator(".load-error")
+    assert error.count() == 1
+    text = error.inner_text()
+    assert "broken.yaml:7" in text and "sideways" in text and "style" in text
+    assert page.locator(".cards a", has_text="Calculations").count() == 1  # others still load
+    page.screenshot(path=str(SHOTS / "index.png"), full_page=False)
+    page.goto(site.url + "/ui/d/broken")
+    assert "broken.yaml:7" in page.locator(".load-error").inner_text()
+    page.close()
+
+
+def test_the_dashboard_needs_the_token_and_its_cookie_only_reads(site):
+    with httpx.Client(base_url=site.url) as anonymous:
+        assert anonymous.get("/ui/d/jobs").headers["location"].startswith("/ui/login")
+        back = anonymous.get("/ui/key", params={"key": "event::job"}).headers["location"]
+        assert back == "/ui/login?next=%2Fui%2Fkey%3Fkey%3Devent%253A%253Ajob"  # query kept
+        assert anonymous.get("/api/v1/keys").status_code == 401
+        assert anonymous.post("/ui/login", data={"token": "wrong"}).status_code == 401
+        response = anonymous.post("/ui/login", data={"token": READ})
+        assert response.status_code == 303
+        cookie = response.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie
+        assert READ not in response.headers["set-cookie"]
+        assert anonymous.get("/api/v1/keys").status_code == 200  # the cookie opens reads
+        assert anonymous.post("/api/v1/sql", json={"query": "SELECT 1"}).status_code == 403
+        page = anonymous.get("/ui/d/jobs")
+        assert "default-src 'self'" in page.headers["content-security-policy"]
+        assert "cdn" not in page.text.lower()
+    with httpx.Client(base_url=site.url) as other:
+        away = other.post("/ui/login", data={"token": READ, "next": "//evil.example/"})
+        assert away.headers["location"] == "/ui/"  # no open redirect
+
+
+def test_time_to_a_drawn_dashboard(site):
+    """Measured for BENCHMARKS.md, not asserted: 30 days of hourly data, 20 tenants; each
+    dashboard loaded 3 times (median), API calls and bytes of one load."""
+    results = {}
+    for name in ("cron", "schedule", "jobs"):
+        drawn, calls, total = [], [], []
+        for _ in range(3):
+            page = site.context.new_page()
+            api: list[int] = []
+            every: list[int] = []
+
+            def finished(request, api=api, every=every) -> None:
+                size = request.sizes()["responseBodySize"]
+                every.append(size)
+                if "/api/" in request.url:
+                    api.append(size)
+
+            page.on("requestfinished", finished)
+            page.goto(f"{site.url}/ui/d/{name}?range=30d&g=1h")
+            _ready(page)
+            drawn.append(page.evaluate("window.__tallyFirstDrawMs"))
+            slowest = page.evaluate(
+                "() => performance.getEntriesByType('resource')"
+                ".filter(e => e.name.includes('/api/'))"
+                ".map(e => [Math.round(e.startTime), Math.round(e.duration), e.name.slice(-90)])"
+            )
+            calls.append(len(api))
+            total.append((sum(api), sum(every)))
+            page.close()
+        results[name] = {
+            "drawn_ms_median": round(sorted(drawn)[1]),
+            "drawn_ms": [round(d) for d in drawn],
+            "api_calls": calls[0],
+            "api_bytes": total[0][0],
+            "page_bytes_first_load": total[0][1],
+            "api_timeline_last_load": slowest,
+        }
+    print("dashboard timing:", json.dumps(results))
+    assert all(r["api_calls"] > 0 for r in results.values())
+
+
+def test_tally_ui_serves_the_dashboard_over_an_existing_clickhouse(site, tmp_path):
+    """``tally ui`` as a real process over the test's ClickHouse (as over a production one)."""
+    port = free_ports(1)[0]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TALLY_")} | {
+        "TALLY_CLICKHOUSE_PASSWORD": PASSWORD,
+        "TALLY_API_TOKEN": READ,
+        "TALLY_API_SQL_TOKEN": SQL,
+    }
+    command = [
+        sys.executable, "-m", "tally.cli", "ui", "--port", str(port),
+        "--clickhouse-url", site.clickhouse_url, "--dashboards", str(site.dashboards),
+        "--data-dir", str(tmp_path),
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _answers(url) or proc.poll() is not None, 60, "tally ui")
+        with httpx.Client(base_url=url) as browser:
+            assert browser.get("/ui/d/jobs").status_code == 302  # to the login form
+            assert browser.post("/ui/login", data={"token": READ}).status_code == 303
+            page = browser.get("/ui/d/jobs")
+            assert page.status_code == 200 and "event::job" in page.text
+            assert browser.get("/ui/static/vendor/uPlot.iife.min.js").status_code == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+    assert "broken.yaml:7" in stderr  # the broken file is reported at start
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/api/v1/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False

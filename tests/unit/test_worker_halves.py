@@ -1,0 +1,25 @@
+"""The split of a rejected range is a function of the range alone (replays repeat it)."""
+
+from __future__ import annotations
+
+from tally.aggregator.worker import _halves
+
+
+def leaves(start: int, end: int) -> list[tuple[int, int]]:
+    """Every range the isolation could try, depth first, as ``_isolate`` pops them."""
+    out, todo = [], _halves(start, end)
+    while todo:
+        a, b = todo.pop()
+        out.append((a, b))
+        if a < b:
+            todo.extend(_halves(a, b))
+    return out
+
+
+def test_halves_cover_the_range_without_overlap_and_end_in_single_offsets():
+    tried = leaves(100, 131)
+    singles = sorted(a for a, b in tried if a == b)
+    assert singles == list(range(100, 132))
+    assert tried == leaves(100, 131)  # deterministic
+    assert (100, 131) not in tried  # the whole range is never tried again under a new token
+    assert _halves(7, 7) == [(7, 7)]

@@ -1,0 +1,204 @@
+"""The dashboard's handlers: pages (server-rendered), login, KPI totals and static files.
+
+Pages and static files pass the API's token guard (``exclude_from_auth``) and check the
+session cookie themselves (a page without one redirects to the login form). Data comes from
+``/api/v1`` (and ``/ui/api/kpi``) with that cookie, which opens reads only.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import quote
+
+import msgspec
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from litestar import Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.enums import RequestEncodingType
+from litestar.params import Body, FromPath, FromQuery, QueryParameter
+from litestar.response import Redirect
+from litestar.static_files import create_static_files_router
+from litestar.types import ControllerRouterHandler
+
+from tally.api.session import COOKIE, has_session, session_value
+from tally.api.settings import ApiSettings
+from tally.read import AsyncReader, BadRange, ReadError
+from tally.web.generic import for_key
+from tally.web.kpi import Kpi, kpi
+from tally.web.loader import Loaded, load_all
+from tally.web.model import GRANULARITIES, RANGES, Dashboard
+from tally.web.settings import WebSettings
+
+HERE = Path(__file__).parent
+HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
+    "img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+PUBLIC = {"exclude_from_auth": True}
+Reader = NamedDependency[AsyncReader]
+
+
+@dataclass(frozen=True)
+class Ui:
+    """What the pages need, built once at start."""
+
+    settings: WebSettings
+    loaded: Loaded
+    templates: Environment
+
+    def page(self, template: str, status: int = 200, **context: object) -> Response:
+        html = self.templates.get_template(template).render(
+            dashboards=self.loaded.dashboards, errors=self.loaded.errors, **context
+        )
+        return Response(html, status_code=status, media_type="text/html", headers=HEADERS)
+
+
+def _json_script(value: object) -> str:
+    """JSON safe inside ``<script type="application/json">`` (no ``</script>`` breakout)."""
+    text = msgspec.json.encode(value).decode()
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _settings(request: Request) -> ApiSettings:
+    return request.app.state.settings
+
+
+def _signed_in(request: Request) -> bool:
+    return has_session(request, _settings(request).read_token)
+
+
+def web_handlers(settings: WebSettings) -> list[ControllerRouterHandler]:
+    """Route handlers to mount with ``create_app(settings, extra=web_handlers(...))``."""
+    ui = Ui(
+        settings,
+        load_all(settings.dashboards_dir),
+        Environment(
+            loader=FileSystemLoader(HERE / "templates"),
+            autoescape=select_autoescape(["html"]),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        ),
+    )
+
+    async def dashboard_page(request: Request, reader: AsyncReader, d: Dashboard) -> Response:
+        try:
+            schema = await reader.schema()
+        except Exception as exc:  # ClickHouse down or misconfigured: say so on the page
+            reason = f"ClickHouse is unavailable ({type(exc).__name__}); reload when it is back"
+            return ui.page("missing.html", status=503, name=d.title, failed=[], reason=reason)
+        data = {
+            "dashboard": d,
+            "granularities": list(schema.granularities),
+            "serverZone": schema.calendar.time_zone,
+            "refreshSeconds": settings.live_refresh_s,
+            "ranges": list(RANGES),
+        }
+        return ui.page(
+            "dashboard.html",
+            d=d,
+            page_json=_json_script(data),
+            ranges=RANGES,
+            granularities=[g for g in GRANULARITIES if g == "auto" or g in schema.granularities],
+        )
+
+    @get("/", opt=PUBLIC, include_in_schema=False)
+    async def root() -> Redirect:
+        return Redirect("/ui/")
+
+    @get("/ui/login", opt=PUBLIC, include_in_schema=False)
+    async def login_form(request: Request) -> Response:
+        return ui.page("login.html", failed=False, next=request.query_params.get("next", "/ui/"))
+
+    @post("/ui/login", opt=PUBLIC, include_in_schema=False, status_code=303)
+    async def login(
+        request: Request,
+        data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)],
+    ) -> Response:
+        api = _settings(request)
+        token = data.get("token", "").strip()
+        known = (api.read_token, api.sql_token)
+        target = data.get("next", "/ui/")
+        if not target.startswith("/ui/") or "\\" in target:
+            target = "/ui/"  # only pages of this app: no open redirect
+        if not any(hmac.compare_digest(token.encode(), t.encode()) for t in known):
+            return ui.page("login.html", status=401, failed=True, next=target)
+        response = Redirect(target, status_code=303)
+        response.set_cookie(
+            COOKIE,
+            session_value(api.read_token),
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+            path="/",
+        )
+        return response
+
+    @post("/ui/logout", opt=PUBLIC, include_in_schema=False, status_code=303)
+    async def logout() -> Response:
+        response = Redirect("/ui/login", status_code=303)
+        response.delete_cookie(COOKIE, path="/")
+        return response
+
+    def _gate(request: Request) -> Response | None:
+        if _signed_in(request):
+            return None
+        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return Redirect(f"/ui/login?next={quote(here, safe='')}")
+
+    @get("/ui/", opt=PUBLIC, include_in_schema=False)
+    async def index(request: Request, reader: Reader) -> Response:
+        if (gate := _gate(request)) is not None:
+            return gate
+        try:
+            keys = await reader.keys(None, "30d", None, 200)
+            problem = ""
+        except Exception as exc:  # ClickHouse down: the page still lists dashboards
+            keys, problem = [], f"ClickHouse is unavailable ({type(exc).__name__})"
+        return ui.page("index.html", keys=keys, problem=problem)
+
+    @get("/ui/d/{name:str}", opt=PUBLIC, include_in_schema=False)
+    async def dashboard(request: Request, reader: Reader, name: FromPath[str]) -> Response:
+        if (gate := _gate(request)) is not None:
+            return gate
+        d = ui.loaded.dashboards.get(name)
+        if d is None:
+            failed = [e for e in ui.loaded.errors if Path(e.file).stem.lower() == name]
+            return ui.page("missing.html", status=404, name=name, failed=failed)
+        return await dashboard_page(request, reader, d)
+
+    @get("/ui/key", opt=PUBLIC, include_in_schema=False)
+    async def key_page(
+        request: Request, reader: Reader, key: Annotated[str, QueryParameter()]
+    ) -> Response:
+        if (gate := _gate(request)) is not None:
+            return gate
+        try:
+            paths = [p.path for p in await reader.paths(key)]
+        except ReadError as exc:
+            return ui.page("missing.html", status=400, name=key, failed=[], reason=exc.reason)
+        return await dashboard_page(request, reader, for_key(key, paths))
+
+    @get("/ui/api/kpi", summary="KPI totals over a range and the period before it", tags=["ui"])
+    async def kpi_totals(
+        reader: Reader,
+        key: FromQuery[str],
+        since: FromQuery[int],
+        until: FromQuery[int],
+        granularity: FromQuery[str] = "1h",
+        path: Annotated[list[str] | None, QueryParameter()] = None,
+        expression: Annotated[list[str] | None, QueryParameter()] = None,
+    ) -> Kpi:
+        if until <= since:
+            raise BadRange("until must be after since")
+        return await kpi(reader, key, path or [], expression or [], since, until, granularity)
+
+    static = create_static_files_router(
+        path="/ui/static", directories=[HERE / "static"], opt=PUBLIC, include_in_schema=False
+    )
+    return [root, login_form, login, logout, index, dashboard, key_page, kpi_totals, static]
