@@ -29,6 +29,7 @@ from tally.read import ReadSettings
 from tally.schemas.ddl import RollupSchema
 from tally.traces.setup import prepare_traces, trace_writer_command
 from tally.web import WebSettings, web_handlers
+from tally.web.traces_pages import TRACE_PAGES
 
 TOPIC = "tally.events"
 
@@ -142,7 +143,7 @@ class Service:
                     monitor_paths=self._monitor_paths(),
                 )
                 ui = web_handlers(WebSettings(s.dashboards_dir))
-                self.api = ServerThread(api, ui).start()
+                self.api = ServerThread(api, [*ui, *TRACE_PAGES]).start()
         except BaseException:
             self.stop()
             raise

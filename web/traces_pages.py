@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from litestar import Response, get
@@ -105,3 +106,19 @@ async def traces_script() -> Response:
 
 
 TRACE_PAGES = [executions_page, execution_page, traces_script]
+
+
+def bucket_link(
+    key: str,
+    start: datetime,
+    end: datetime,
+    state: str | None = None,
+    tenant: str | None = None,
+    code: str | None = None,
+) -> str:
+    """The executions page of one dashboard bucket (for links from charts and monitors)."""
+    query = {"key": key, "since": start.isoformat(), "until": end.isoformat()}
+    for name, value in (("status", state), ("tenant", tenant), ("code", code)):
+        if value:
+            query[name] = value
+    return f"/traces?{urlencode(query)}"

@@ -96,6 +96,8 @@ def run_jobs(stack) -> None:
 def test_browser_follows_bucket_to_executions_to_trace_tree(site):
     from playwright.sync_api import sync_playwright
 
+    from tally.web.traces_pages import bucket_link
+
     stack, base = site
     run_jobs(stack)
     client = stack.clickhouse_client()
@@ -137,7 +139,11 @@ def test_browser_follows_bucket_to_executions_to_trace_tree(site):
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
         try:
             page = browser.new_context(extra_http_headers=headers).new_page()
-            page.goto(f"{base}/traces?key=event::web&since=1h")
+            # the link a dashboard bucket carries: tenant key, ISO range
+            link = bucket_link(
+                "event::web::acme", now - timedelta(hours=1), now + timedelta(minutes=5)
+            )
+            page.goto(f"{base}{link}")
             rows = page.locator("#executions tr.execution")
             assert rows.count() == 3
             page.locator("#executions tr.execution", has_text="web_schedule").get_by_role(
