@@ -48,7 +48,7 @@ def _reader(url: str, user: str, database: str, data_dir) -> TraceReader:
 
 def _call(reader: TraceReader, query, *args):
     try:
-        return reader._call(query, *args)
+        return reader.call(query, *args)
     except ReadError as exc:
         typer.echo(f"error: {exc.field}: {exc.reason}", err=True)
         raise typer.Exit(2) from None

@@ -162,16 +162,16 @@ def bench_pipeline(rate: int, seconds: float, workdir: Path) -> None:
         ship.flush(120)
         client = stack.clickhouse_client()
         deadline = time.monotonic() + 300
-        stored = 0
+        stored = lines = 0
         while time.monotonic() < deadline:
             stored = client.query(
                 "SELECT count() FROM tally.trace_executions WHERE key = 'event::bench'"
             ).result_rows[0][0]
-            if stored >= total:
+            lines = client.query("SELECT count() FROM tally.trace_lines").result_rows[0][0]
+            if stored >= total and lines >= total * 10:
                 break
             time.sleep(0.2)
         done = time.monotonic() - began
-        lines = client.query("SELECT count() FROM tally.trace_lines").result_rows[0][0]
         client.command("OPTIMIZE TABLE tally.trace_lines FINAL")
         parts = client.query(
             "SELECT sum(data_compressed_bytes), sum(data_uncompressed_bytes), sum(rows)"

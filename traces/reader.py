@@ -11,7 +11,6 @@ import anyio
 from tally.read.connection import connect_sync
 from tally.read.settings import ReadSettings
 from tally.read.timerange import resolve
-from tally.traces import queries
 from tally.traces.ddl import TraceSchema
 
 
@@ -30,7 +29,8 @@ class TraceReader:
         self._client: Any = None
         self._lock = threading.Lock()
 
-    def _call(self, query: Any, *args: Any) -> Any:
+    def call(self, query: Any, *args: Any) -> Any:
+        """``query(client, schema, *args)`` on this thread (connects on first use)."""
         with self._lock:
             if self._client is None:
                 self._client = connect_sync(self.settings)
@@ -38,7 +38,7 @@ class TraceReader:
 
     async def run(self, query: Any, *args: Any) -> Any:
         """``query(client, schema, *args)`` in a worker thread."""
-        return await anyio.to_thread.run_sync(self._call, query, *args)
+        return await anyio.to_thread.run_sync(self.call, query, *args)
 
     def close(self) -> None:
         """Close the client."""
@@ -46,8 +46,3 @@ class TraceReader:
             if self._client is not None:
                 self._client.close()
                 self._client = None
-
-
-def execution_filter(**fields: Any) -> queries.ExecutionFilter:
-    """An ``ExecutionFilter`` (kept here so callers need not import ``queries``)."""
-    return queries.ExecutionFilter(**fields)
