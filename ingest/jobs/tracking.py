@@ -286,15 +286,19 @@ class JobTracker:
         return tenant, keys
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Flush the underlying tracker if it can be flushed; never raises."""
-        flush = getattr(self.tracker, "flush", None)
-        if flush is None:
-            return True
-        try:
-            return bool(flush(timeout))
-        except Exception as exc:
-            self.failed("flush", exc)
-            return False
+        """Flush the underlying tracker (and the traces' shipper) if it can; never raises."""
+        done = True
+        shipper = getattr(self.traces, "shipper", None)
+        for target in (self.tracker, shipper):
+            flush = getattr(target, "flush", None)
+            if flush is None:
+                continue
+            try:
+                done = bool(flush(timeout)) and done
+            except Exception as exc:
+                self.failed("flush", exc)
+                done = False
+        return done
 
     def tenant_of(self, tenant: object | TenantOf, args: tuple, kwargs: Mapping) -> object:
         """Resolve a constant or callable tenant for one call; None on error (counted)."""

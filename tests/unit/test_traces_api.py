@@ -227,3 +227,17 @@ def test_nested_runs_link_child_to_parent_and_log_lifecycle():
     assert [e.event for e in kid.events] == ["started", "failed"]
     assert kid.events[-1].detail == "RuntimeError"
     assert [e.event for e in mom.events] == ["started", "finished"]
+
+
+def test_flushing_the_job_tracker_flushes_the_trace_shipper_too():
+    class Flushable(Shipped):
+        flushed = 0
+
+        def flush(self, timeout: float) -> bool:
+            self.flushed += 1
+            return True
+
+    out = Flushable()
+    jobs = JobTracker(NoMetrics(), "event::job", traces=TraceRecorder(out))
+    assert jobs.flush(1) is True
+    assert out.flushed == 1  # e.g. Celery's worker_process_shutdown in a prefork child
