@@ -68,15 +68,18 @@ class TraceBuffer:
 
     def text(self, kind: str, name: str, value: object, parent: int, depth: int) -> None:
         """A note, result or artifact line under ``parent``."""
-        limit = self.limits.max_artifact_bytes if kind == ARTIFACT else self.limits.max_text_bytes
-        text, truncated, size = cut(serialize(value), limit)
+        limits = self.limits
+        limit = limits.max_artifact_bytes if kind == ARTIFACT else limits.max_text_bytes
+        text, truncated, size = cut(value if type(value) is str else serialize(value), limit)
         if len(name) > 50:
-            name = cut(name, self.limits.max_name_bytes)[0]
+            name = cut(name, limits.max_name_bytes)[0]
         if not self._room(len(text) + len(name) + 16):
             return
-        line = Line(len(self.lines) + 1, parent, depth, kind, name, self.offset_us())
-        line.text, line.truncated, line.size = text, truncated, size
-        self.lines.append(line)
+        lines = self.lines
+        at = (time.perf_counter_ns() - self.start_ns) // 1000
+        lines.append(
+            Line(len(lines) + 1, parent, depth, kind, name, at, 0, "", text, truncated, size)
+        )
 
     def note(self, text: object, parent: int, depth: int) -> None:
         """A note line."""
