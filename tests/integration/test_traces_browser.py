@@ -134,6 +134,10 @@ def test_browser_follows_bucket_to_executions_to_trace_tree(site):
     ).json()
     assert [e["event"] for e in log] == ["failed", "started"]
     assert httpx.get(f"{base}/api/v1/executions", params={"key": "x"}).status_code == 401
+    bad = httpx.get(f"{base}/api/v1/joblog", params={"tag": "no-equals"}, headers=headers)
+    assert bad.status_code == 400  # a clear error, nothing else lost
+    missing = httpx.get(f"{base}/api/v1/executions/{'0' * 32}", headers=headers)
+    assert missing.status_code == 404
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
