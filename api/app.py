@@ -25,6 +25,7 @@ from tally.api.monitors import MonitorController
 from tally.api.routes import ReadController, SqlController
 from tally.api.settings import ApiSettings
 from tally.read import AsyncReader, ReadError
+from tally.traces.http import TraceController
 
 log = logging.getLogger("tally.api")
 
@@ -61,11 +62,14 @@ def create_app(
     """The app for ``settings``; ``extra`` handlers (the dashboard) are mounted beside the API."""
     reader = AsyncReader(settings.read)
 
-    async def close_reader() -> None:
+    async def close_reader(app: Litestar) -> None:
         await reader.close()
+        traces = app.state.get("trace_reader")
+        if traces is not None:
+            traces.close()
 
     return Litestar(
-        route_handlers=[ReadController, SqlController, MonitorController, *extra],
+        route_handlers=[ReadController, SqlController, MonitorController, TraceController, *extra],
         guards=[_guard],
         dependencies={
             "reader": Provide(_reader, sync_to_thread=False),

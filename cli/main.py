@@ -7,6 +7,7 @@ tally series calc -p count -p 'codes.*' -e 'success / count' --since 7d -g 1d
 tally keys 'event::schedule::*'
 tally sql "SELECT key, sum(value) FROM tally.rollups_1d GROUP BY key"
 tally monitors run monitors/        # alert on the rollups (test FILE --since 7d, list)
+tally traces list event::job --state failure    tally traces show <id>    tally traces log
 tally aggregator run|check ...    tally loadtest ...    tally demo
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import typer
 
 from tally.cli import monitors, passthrough, read_commands
+from tally.cli.traces_commands import app as traces_app
 from tally.cli.up import api, ui, up
 
 app = typer.Typer(
@@ -36,6 +38,7 @@ app.add_typer(monitors.app, name="monitors")
 app.command(context_settings=passthrough.PASS, add_help_option=False)(passthrough.aggregator)
 app.command(context_settings=passthrough.PASS, add_help_option=False)(passthrough.loadtest)
 app.command(context_settings=passthrough.PASS, add_help_option=False)(passthrough.demo)
+app.add_typer(traces_app, name="traces")
 
 
 def main() -> None:

@@ -27,7 +27,9 @@ from tally.embedded.kafka_broker import EmbeddedKafka, create_topic, start_kafka
 from tally.embedded.lifecycle import terminate
 from tally.read import ReadSettings
 from tally.schemas.ddl import RollupSchema
+from tally.traces.setup import prepare_traces, trace_writer_command
 from tally.web import WebSettings, web_handlers
+from tally.web.traces_pages import TRACE_PAGES
 
 TOPIC = "tally.events"
 
@@ -54,6 +56,7 @@ class UpSettings:
     flush_interval_s: float = 2.0
     monitors_dir: Path | None = None  # run the monitor service over these files
     dashboards_dir: Path | None = None  # the dashboard's YAML files (besides the built-ins)
+    trace_writers: int = 1
 
 
 @dataclass
@@ -64,6 +67,7 @@ class Service:
     kafka: EmbeddedKafka | None = None
     clickhouse: EmbeddedClickHouse | None = None
     aggregators: list[subprocess.Popen] = field(default_factory=list)
+    trace_writers: list[subprocess.Popen] = field(default_factory=list)
     api: ServerThread | None = None
     monitors: subprocess.Popen | None = None
     restarts: int = 0
@@ -124,6 +128,8 @@ class Service:
             asyncio.run(self._prepare())
             for index in range(s.aggregators):
                 self.aggregators.append(self._start_aggregator(index))
+            for index in range(s.trace_writers):
+                self.trace_writers.append(self._start_trace_writer(index))
             if s.monitors_dir is not None:
                 self.monitors = self._start_monitors()
             if s.api:
@@ -137,7 +143,7 @@ class Service:
                     monitor_paths=self._monitor_paths(),
                 )
                 ui = web_handlers(WebSettings(s.dashboards_dir))
-                self.api = ServerThread(api, ui).start()
+                self.api = ServerThread(api, [*ui, *TRACE_PAGES]).start()
         except BaseException:
             self.stop()
             raise
@@ -164,6 +170,7 @@ class Service:
             await sink.apply_ddl()
         finally:
             await sink.close()
+        await prepare_traces(self.bootstrap, self._clickhouse_settings(), self.settings.database)
 
     def _start_aggregator(self, index: int) -> subprocess.Popen:
         s = self.settings
@@ -179,6 +186,19 @@ class Service:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TALLY_API_")}
         env["TALLY_CLICKHOUSE_PASSWORD"] = self._password
         with (s.data_dir / "logs" / f"aggregator-{index}.log").open("ab") as log:
+            return subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=env, start_new_session=True,
+            )  # fmt: skip
+
+    def _start_trace_writer(self, index: int) -> subprocess.Popen:
+        s = self.settings
+        command = trace_writer_command(
+            self.bootstrap, self.clickhouse_url, s.clickhouse_user, s.database, s.flush_interval_s
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TALLY_API_")}
+        env["TALLY_CLICKHOUSE_PASSWORD"] = self._password
+        with (s.data_dir / "logs" / f"trace-writer-{index}.log").open("ab") as log:
             return subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=env, start_new_session=True,
@@ -220,6 +240,10 @@ class Service:
                 self.aggregators[index] = self._start_aggregator(index)
                 self.restarts += 1
                 restarted.append(index)
+        for index, proc in enumerate(self.trace_writers):
+            if proc.poll() is not None:
+                self.trace_writers[index] = self._start_trace_writer(index)
+                self.restarts += 1
         return restarted
 
     def status(self) -> str:
@@ -236,6 +260,9 @@ class Service:
             parts.append(f"api {self.api_url}")
         if self.monitors is not None:
             parts.append(f"monitors {'up' if self.monitors.poll() is None else 'DOWN'}")
+        if self.trace_writers:
+            writers = sum(p.poll() is None for p in self.trace_writers)
+            parts.append(f"trace writers {writers}/{len(self.trace_writers)}")
         return " · ".join(parts)
 
     def stop(self) -> None:
@@ -249,6 +276,9 @@ class Service:
         for proc in self.aggregators:
             terminate(proc, 60)
         self.aggregators.clear()
+        for proc in self.trace_writers:
+            terminate(proc, 60)
+        self.trace_writers.clear()
         if self.kafka is not None:
             self.kafka.stop()
             self.kafka = None

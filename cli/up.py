@@ -89,6 +89,9 @@ def up(
     api_host: ApiHost = DEFAULT_HOST,
     api_port: ApiPort = DEFAULT_PORT,
     aggregators: Annotated[int, typer.Option(min=0, help="Aggregator processes to run.")] = 2,
+    trace_writers: Annotated[
+        int, typer.Option(min=0, help="Trace writer processes to run (tally.traces topic).")
+    ] = 1,
     partitions: Annotated[int, typer.Option(min=1, help="Partitions of the events topic.")] = 8,
     time_zone: Annotated[
         str, typer.Option(envvar="TALLY_TIME_ZONE", help="Zone of day/week/month buckets.")
@@ -128,6 +131,7 @@ def up(
         external_clickhouse_password=os.environ.get("TALLY_CLICKHOUSE_PASSWORD", ""), api=api,
         monitors_dir=(monitors or data_dir / "monitors").expanduser().resolve(),
         dashboards_dir=dashboards.expanduser().resolve() if dashboards else None,
+        trace_writers=trace_writers,
     )  # fmt: skip
     if api:
         report_dashboard_errors(settings.dashboards_dir)

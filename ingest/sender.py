@@ -29,12 +29,13 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from tally.ingest.codec import MetricCodec, RecordCodec
 from tally.ingest.produce_errors import Failure, Refused, Resize, classify
 from tally.ingest.routing import Router
 from tally.ingest.settings import ClientSettings
 from tally.ingest.spool import Spool, SpooledRecord
 from tally.ingest.stats import Counters
-from tally.schemas.wire import BatchDecoder, BatchEncoder, WireError
+from tally.schemas.wire import WireError
 
 log = logging.getLogger("tally.ingest")
 
@@ -61,7 +62,12 @@ class Sender:
     """Owns the producer thread. ``buffer`` is shared with ``Tracker.track`` (append-only)."""
 
     def __init__(
-        self, settings: ClientSettings, source: str, buffer: deque, counters: Counters
+        self,
+        settings: ClientSettings,
+        source: str,
+        buffer: deque,
+        counters: Counters,
+        codec: RecordCodec | None = None,
     ) -> None:
         self.settings = settings
         self.source = source
@@ -88,8 +94,7 @@ class Sender:
         self._spool = (
             Spool(settings.spool_dir, source, settings.spool_bytes) if settings.spool_dir else None
         )
-        self._encoder = BatchEncoder(source)
-        self._decoder = BatchDecoder()
+        self._codec: RecordCodec = codec or MetricCodec(source)
         self._thread = threading.Thread(target=self._run, name="tally-sender", daemon=True)
         self._thread.start()
 
@@ -273,7 +278,7 @@ class Sender:
         records = []
         while todo:
             chunk = todo.pop()
-            payload = self._encoder.encode(chunk)
+            payload = self._codec.encode(chunk)
             if len(payload) <= self._record_cap or len(chunk) == 1:
                 records.append(PendingRecord(partition, payload, len(chunk), born))
                 continue
@@ -300,7 +305,7 @@ class Sender:
         popleft, partition_of = self.buffer.popleft, router.partition
         for _ in range(count):
             item = popleft()
-            by_partition[partition_of(item[4])].append(item[:4])
+            by_partition[partition_of(item[-1])].append(item[:-1])
         self.counters.add("drained", count)
         born = self._born()
         for partition, events in by_partition.items():
@@ -370,14 +375,12 @@ class Sender:
             routed = False
             for spooled in spool.peek(limit):
                 try:
-                    batch = self._decoder.decode(spooled.payload)
-                    if not batch.events:
-                        raise WireError("empty", "no events")
+                    events = self._codec.decode(spooled.payload)
                 except WireError as exc:
                     spool.quarantine(spooled.path, f"not a record ({exc})")
                     continue
                 if spooled.partition == UNROUTED:
-                    self._route_spooled(spool, spooled, batch)
+                    self._route_spooled(spool, spooled, events)
                     routed = True
                     break
                 assert self._router is not None
@@ -386,7 +389,7 @@ class Sender:
                     continue
                 heads.append(
                     PendingRecord(
-                        spooled.partition, spooled.payload, len(batch.events), spooled.born, spooled
+                        spooled.partition, spooled.payload, len(events), spooled.born, spooled
                     )
                 )
             self.counters.add("spool_quarantined", spool.take_quarantined())
@@ -396,17 +399,12 @@ class Sender:
                 break
         return heads
 
-    def _route_spooled(self, spool: Spool, spooled: SpooledRecord, batch) -> None:
+    def _route_spooled(self, spool: Spool, spooled: SpooledRecord, events: list) -> None:
         """Rewrite a record spooled before routing was known as per-partition records."""
         assert self._router is not None
         by_partition: dict[int, list[Event]] = defaultdict(list)
-        for event in batch.events:
-            keys = tuple(batch.strings[i] for i in batch.keysets[event.keyset])
-            paths = tuple(batch.strings[i] for i in batch.shapes[event.shape])
-            route = keys[-1]
-            by_partition[self._router.partition(route)].append(
-                (event.at, keys, paths, event.values)
-            )
+        for event in events:
+            by_partition[self._router.partition(self._codec.route(event))].append(event)
         pieces = [
             (record.partition, record.payload)
             for partition, events in by_partition.items()
@@ -537,16 +535,7 @@ class Sender:
             if record.spooled is not None and self._spool is not None:
                 self._spool.remove(record.spooled)
             return []
-        batch = self._decoder.decode(record.payload)
-        events = [
-            (
-                event.at,
-                tuple(batch.strings[i] for i in batch.keysets[event.keyset]),
-                tuple(batch.strings[i] for i in batch.shapes[event.shape]),
-                event.values,
-            )
-            for event in batch.events
-        ]
+        events = self._codec.decode(record.payload)
         half = len(events) // 2
         pieces = [
             piece
@@ -589,7 +578,7 @@ class Sender:
 
     def _spool_unrouted(self) -> None:
         """Events buffered at stop without partition metadata (the broker was never reached)."""
-        items = [self.buffer.popleft()[:4] for _ in range(len(self.buffer))]
+        items = [self.buffer.popleft()[:-1] for _ in range(len(self.buffer))]
         self.counters.add("drained", len(items))
         for record in self._pack(UNROUTED, items, self._born()):
             self._spool_or_drop(record)

@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
+from tally.ingest.codec import RecordCodec
 from tally.ingest.flatten import InvalidValues, flatten
 from tally.ingest.sender import Sender
 from tally.ingest.settings import ClientSettings
@@ -243,7 +244,9 @@ class Tracker:
             if self._pid != os.getpid():
                 self._after_fork()
             if self._sender is None and not self._closed:
-                sender = Sender(self.settings, self._source, self._buffer, self._counters)
+                sender = Sender(
+                    self.settings, self._source, self._buffer, self._counters, self._codec()
+                )
                 self._sender = sender
                 # Also when the application drops the tracker: the sender thread lives on.
                 atexit.register(
@@ -254,6 +257,10 @@ class Tracker:
                 )
                 if self.settings.flush_on_sigterm:
                     _close_on_sigterm(weakref.ref(self))
+
+    def _codec(self) -> RecordCodec | None:
+        """The record codec of this tracker's topic (None: the metrics' ``BatchV1``)."""
+        return None
 
     def _after_fork(self) -> None:
         """In a forked child: forget the parent's buffer and thread (the parent sends those).

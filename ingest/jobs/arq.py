@@ -38,13 +38,15 @@ def instrument_arq(
     tenant: HookTenant = None,
     limited: ExceptionTypes = (),
     skipped: ExceptionTypes = (),
+    traces: object = None,
 ) -> Any:
     """A copy of ``settings`` (class or dict) with every function and cron job tracked.
 
     ``tenant`` is called with each job's arguments (without ``ctx``), or maps function names
-    to such callables; None means tenant ``system``.
+    to such callables; None means tenant ``system``. ``traces``: a ``TraceRecorder`` (every
+    run gets an execution id and a trace; see docs/traces.md).
     """
-    jobs = JobTracker(tracker, key, limited=limited, skipped=skipped, retry=(Retry,))
+    jobs = JobTracker(tracker, key, limited=limited, skipped=skipped, retry=(Retry,), traces=traces)
     source = settings if isinstance(settings, dict) else vars(settings)
     functions = [_wrap_function(jobs, func(f), tenant) for f in source.get("functions") or ()]
     cron_jobs = [

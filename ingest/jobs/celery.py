@@ -40,6 +40,7 @@ from tally.ingest.jobs.tracking import (
 )
 
 HEADER = "tally_enqueued_at"
+PARENT = "tally_parent"  # the execution id of the run that published the message (traces)
 
 
 @dataclass(slots=True)
@@ -78,9 +79,26 @@ class CeleryHooks:
         signals.task_postrun.disconnect(self._postrun)
         signals.worker_process_shutdown.disconnect(self._flush)
 
-    def _publish(self, headers: dict | None = None, **_: object) -> None:
+    def _publish(
+        self, headers: dict | None = None, body: object = None, sender: object = None, **_: object
+    ) -> None:
         if isinstance(headers, dict):
             headers[HEADER] = time.time()
+            traces = self.jobs.traces
+            run = ACTIVE_RUN.get()
+            if traces is not None and run is not None and run.execution_id:
+                try:  # the child's parent link, and "enqueued" in this run's job log
+                    if headers.get("id") and headers.get("id") == getattr(run.trace, "ref", ""):
+                        headers[PARENT] = run.parent_id  # a retry of this task: same parent
+                        return
+                    headers[PARENT] = run.execution_id
+                    args = body[:2] if isinstance(body, tuple | list) else None
+                    name = headers.get("task") or sender or ""
+                    traces.enqueued(
+                        run, self.jobs.name(str(name)), str(headers.get("id", "")), args
+                    )
+                except Exception as exc:
+                    self.jobs.failed("celery publish", exc)
 
     def _prerun(
         self,
@@ -100,11 +118,16 @@ class CeleryHooks:
             if self.tenant is not None:
                 args, kwargs = tuple(args or ()), dict(kwargs or {})
                 tenant = jobs.hook_tenant(self.tenant, task.name, args, kwargs, entry)
+            traced = jobs.traces is not None
+            parent = getattr(request, PARENT, None) if traced else None
             run = jobs.start(
                 jobs.name(task.name),
                 tenant,
                 due_at=_due_at(request),
                 attempt=int(request.retries or 0) + 1,
+                parent=parent if isinstance(parent, str) else None,
+                ref=task_id if traced else "",
+                args=[list(args or ()), dict(kwargs or {})] if traced else None,
             )
             run.entry = entry
             self._active[task_id] = _Active(run, ACTIVE_RUN.set(run))
@@ -158,15 +181,17 @@ def instrument_celery(
     tenant: HookTenant = None,
     limited: ExceptionTypes = (),
     skipped: ExceptionTypes = (Ignore,),
+    traces: object = None,
 ) -> CeleryHooks:
     """Track every task of ``app`` under ``key`` (and ``key::<tenant>``); one line of setup.
 
     ``tenant`` is called with the task's arguments, or maps task names to such callables
     (or constants); None, or a task missing from the mapping, means tenant ``system``.
     ``limited`` names exception types (raised or retried on) that mean a lock or limiter
-    was busy.
+    was busy. ``traces`` (a ``tally.traces.TraceRecorder``) gives every run an execution id and
+    a trace, links a task to the run that published it, and logs its lifecycle.
     """
-    jobs = JobTracker(tracker, key, limited=limited, skipped=skipped, retry=(Retry,))
+    jobs = JobTracker(tracker, key, limited=limited, skipped=skipped, retry=(Retry,), traces=traces)
     return CeleryHooks(app, jobs, tenant).connect()
 
 

@@ -29,6 +29,8 @@ from tally.ingest.jobs.tracking import (
     tracked_entry,
 )
 
+PARENT = "tally_parent"  # message option: the execution id of the enqueuing run (traces)
+
 
 class TallyMiddleware(Middleware):
     """Tracks each processed message as one run under ``key`` (and ``key::<tenant>``)."""
@@ -41,10 +43,25 @@ class TallyMiddleware(Middleware):
         tenant: HookTenant = None,
         limited: ExceptionTypes = (RateLimitExceeded,),
         skipped: ExceptionTypes = (),
+        traces: object = None,
     ) -> None:
-        self.jobs = JobTracker(tracker, key, limited=limited, skipped=skipped, retry=(Retry,))
+        self.jobs = JobTracker(
+            tracker, key, limited=limited, skipped=skipped, retry=(Retry,), traces=traces
+        )
         self.tenant = tenant
         self._active: dict[str, tuple[Run, Token]] = {}
+
+    def before_enqueue(self, broker: Any, message: Any, delay: int) -> None:
+        """With traces: stamp the enqueuing run's execution id and log ``enqueued``."""
+        traces, run = self.jobs.traces, ACTIVE_RUN.get()
+        if traces is None or run is None or not run.execution_id:
+            return
+        try:
+            message.options[PARENT] = run.execution_id
+            name = self.jobs.name(message.actor_name)
+            traces.enqueued(run, name, message.message_id, [list(message.args), message.kwargs])
+        except Exception as exc:
+            self.jobs.failed("dramatiq enqueue", exc)
 
     def before_process_message(self, broker: Any, message: Any) -> None:
         """Start the message's run."""
@@ -97,9 +114,20 @@ class TallyMiddleware(Middleware):
             tenant,
             due_at=due / 1000 if due is not None else None,
             attempt=int(options.get("retries") or 0) + 1,
+            **self._trace_fields(message),
         )
         run.entry = entry
         return run
+
+    def _trace_fields(self, message: Any) -> dict[str, Any]:
+        if self.jobs.traces is None:
+            return {}
+        parent = message.options.get(PARENT)
+        return {
+            "parent": parent if isinstance(parent, str) else None,
+            "ref": str(message.message_id),
+            "args": [list(message.args), dict(message.kwargs)],
+        }
 
     def _pop(self, message: Any) -> Run | None:
         entry = self._active.pop(message.message_id, None)

@@ -119,14 +119,16 @@ def instrumented_rq_worker(
     limited: ExceptionTypes = (),
     skipped: ExceptionTypes = (),
     worker_class: type[BaseWorker] = SimpleWorker,
+    traces: object = None,
     **worker_kwargs: Any,
 ) -> BaseWorker:
     """An RQ worker (``SimpleWorker`` unless told) whose jobs are tracked under ``key``.
 
     ``tenant`` is called with each job's arguments, or maps function names (``job.func_name``,
     e.g. ``app.tasks.calculate``) to such callables; None means tenant ``system``. The other
-    keyword arguments go to the worker (``connection=...`` at least).
+    keyword arguments go to the worker (``connection=...`` at least). ``traces``: a
+    ``TraceRecorder`` (every run gets an execution id and a trace; see docs/traces.md).
     """
-    jobs = JobTracker(tracker, key, limited=limited, skipped=skipped)
+    jobs = JobTracker(tracker, key, limited=limited, skipped=skipped, traces=traces)
     worker_class = rq_worker_class(jobs, tenant, worker_class)
     return worker_class(queues, **worker_kwargs)

@@ -71,6 +71,11 @@ class Run:
     # The decorator's ``JobTracker`` that adopted this run: its key and exception types join
     # the hook's, so one event carries the decorator's name, state, resources and keys.
     owner: object = field(default=None, repr=False)
+    # Traces (set when the JobTracker has a TraceRecorder): this run's execution id, the id of
+    # the run that enqueued or called it, and its trace buffer while it runs.
+    execution_id: str = ""
+    parent_id: str = ""
+    trace: object = field(default=None, repr=False)
 
     def add_resources(self, n: int = 1) -> None:
         """Count ``n`` more resources touched or enqueued by this run."""

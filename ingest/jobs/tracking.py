@@ -103,6 +103,8 @@ class JobTracker:
     limited: ExceptionTypes = ()
     skipped: ExceptionTypes = ()
     retry: ExceptionTypes = ()
+    # A ``tally.traces.TraceRecorder``: every run gets an execution id and a trace.
+    traces: Any = None
     errors: int = field(default=0, init=False)
     _names: dict[str, str] = field(default_factory=dict, init=False, repr=False)
     _tenants: dict[str, tuple[str, tuple[str, ...]]] = field(
@@ -160,11 +162,17 @@ class JobTracker:
         *,
         due_at: float | None = None,
         attempt: int | None = None,
+        parent: str | None = None,
+        ref: str = "",
+        args: object = None,
     ) -> Run:
         """A started run of ``job`` (an already sanitised name).
 
         ``due_at`` (unix seconds: enqueue time, or the ETA when later) gives the queue lag.
-        A run started inside another instrumented run inherits its lag and attempt.
+        A run started inside another instrumented run inherits its lag and attempt. With
+        ``traces``: ``parent`` is the execution id of the run that enqueued this one (a hook
+        reads it from the message), else the enclosing run's; ``ref`` is the framework's id of
+        the message and ``args`` the job's arguments (for the job log).
         """
         run = Run(job, SYSTEM if tenant is None else tenant)
         try:
@@ -177,6 +185,8 @@ class JobTracker:
                     run.lag_ms = outer.lag_ms
                 if run.attempt is None:
                     run.attempt = outer.attempt
+            if self.traces is not None:
+                self.traces.begin(run, outer, parent, ref, args)
         except Exception as exc:  # a bad due_at or attempt from a framework hook
             self.failed("start", exc)
         run.started_ns = time.perf_counter_ns()
@@ -191,7 +201,15 @@ class JobTracker:
         except Exception as exc:  # e.g. a non-type in ``limited``
             self.failed("finish", exc)
             return False
-        return self.emit(run)
+        tracked = self.emit(run)
+        if run.trace is not None:
+            try:
+                owner = run.owner
+                jobs = owner if isinstance(owner, JobTracker) and owner is not self else self
+                self.traces.end(run, jobs.key, jobs._tenant_keys(run.tenant)[0])
+            except Exception as exc:
+                self.failed("trace", exc)
+        return tracked
 
     def classify(self, run: Run, error: BaseException, cause: BaseException | None = None) -> None:
         """Set ``run.state`` (and ``run.error``) for a run that ended with ``error``.
@@ -268,15 +286,19 @@ class JobTracker:
         return tenant, keys
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Flush the underlying tracker if it can be flushed; never raises."""
-        flush = getattr(self.tracker, "flush", None)
-        if flush is None:
-            return True
-        try:
-            return bool(flush(timeout))
-        except Exception as exc:
-            self.failed("flush", exc)
-            return False
+        """Flush the underlying tracker (and the traces' shipper) if it can; never raises."""
+        done = True
+        shipper = getattr(self.traces, "shipper", None)
+        for target in (self.tracker, shipper):
+            flush = getattr(target, "flush", None)
+            if flush is None:
+                continue
+            try:
+                done = bool(flush(timeout)) and done
+            except Exception as exc:
+                self.failed("flush", exc)
+                done = False
+        return done
 
     def tenant_of(self, tenant: object | TenantOf, args: tuple, kwargs: Mapping) -> object:
         """Resolve a constant or callable tenant for one call; None on error (counted)."""

@@ -1,0 +1,193 @@
+"""``tally traces list|show|log|writer``: executions of a bucket, one trace tree, the job log."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import msgspec
+import typer
+
+from tally.cli.options import (
+    DEFAULT_DATA_DIR,
+    DEFAULT_URL,
+    ClickHouseUrl,
+    ClickHouseUser,
+    Database,
+    DataDir,
+    Json,
+    read_settings,
+)
+from tally.read import ReadError
+from tally.traces.queries import (
+    ExecutionFilter,
+    JobLogFilter,
+    TraceNode,
+    children,
+    execution_tree,
+    list_executions,
+    search_job_log,
+)
+from tally.traces.reader import TraceReader, time_range
+
+app = typer.Typer(
+    name="traces",
+    help="Executions, trace trees and the job log (see docs/traces.md).",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+Since = Annotated[str, typer.Option(help="Start: ISO time, unix seconds or a duration ago.")]
+Until = Annotated[str | None, typer.Option(help="End (exclusive). [default: now]")]
+Opt = Annotated[str | None, typer.Option()]
+
+
+def _reader(url: str, user: str, database: str, data_dir) -> TraceReader:
+    return TraceReader(read_settings(url, user, database, data_dir))
+
+
+def _call(reader: TraceReader, query, *args):
+    try:
+        return reader.call(query, *args)
+    except ReadError as exc:
+        typer.echo(f"error: {exc.field}: {exc.reason}", err=True)
+        raise typer.Exit(2) from None
+    except Exception as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        typer.echo(f"error: ClickHouse: {message}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        reader.close()
+
+
+def _json(value: object) -> None:
+    sys.stdout.buffer.write(msgspec.json.encode(value) + b"\n")
+
+
+def _ms(us: int) -> str:
+    return f"{us / 1000:.1f}ms"
+
+
+@app.command("list")
+def list_(
+    key: Annotated[str, typer.Argument(help="The dashboard key, e.g. event::job.")],
+    since: Since = "1h",
+    until: Until = None,
+    state: Opt = None,
+    tenant: Opt = None,
+    code: Opt = None,
+    job: Opt = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    json: Json = False,
+    clickhouse_url: ClickHouseUrl = DEFAULT_URL,
+    clickhouse_user: ClickHouseUser = "default",
+    database: Database = "tally",
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Executions of a bucket, newest first."""
+    try:
+        start, end = time_range(since, until)
+    except ReadError as exc:
+        typer.echo(f"error: {exc.field}: {exc.reason}", err=True)
+        raise typer.Exit(2) from None
+    f = ExecutionFilter(key, start, end, state, tenant, code, job, False, limit)
+    rows = _call(_reader(clickhouse_url, clickhouse_user, database, data_dir), list_executions, f)
+    if json:
+        return _json(rows)
+    for r in rows:
+        traced = f"{r.lines} lines" if r.sampled else "log only"
+        typer.echo(
+            f"{r.started:%Y-%m-%d %H:%M:%S}  {r.execution_id}  {r.job:<24} {r.tenant:<12} "
+            f"{r.state:<8} {r.code:<6} {_ms(r.duration_us):>10}  {traced}"
+        )
+
+
+def _print_tree(nodes: list[TraceNode], indent: int = 0) -> None:
+    for n in nodes:
+        pad = "  " * indent
+        if n.kind == "block":
+            typer.echo(f"{pad}{n.name}  {_ms(n.duration_us)}  {n.outcome}  (+{_ms(n.offset_us)})")
+        else:
+            cut = f" [truncated from {n.size} bytes]" if n.truncated else ""
+            label = f"{n.kind} {n.name}".strip()
+            typer.echo(f"{pad}{label}: {n.text[:200]}{cut}")
+        _print_tree(n.children, indent + 1)
+
+
+@app.command()
+def show(
+    execution_id: Annotated[str, typer.Argument(help="An execution id.")],
+    json: Json = False,
+    clickhouse_url: ClickHouseUrl = DEFAULT_URL,
+    clickhouse_user: ClickHouseUser = "default",
+    database: Database = "tally",
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """One execution's trace as a tree, and the executions it enqueued."""
+    reader = _reader(clickhouse_url, clickhouse_user, database, data_dir)
+    found = _call(reader, execution_tree, execution_id)
+    if found is None:
+        typer.echo(f"error: no execution {execution_id}", err=True)
+        raise typer.Exit(1)
+    row, tree = found
+    kids = _call(reader, children, execution_id)
+    if json:
+        return _json({"execution": row, "tree": tree, "children": kids})
+    typer.echo(
+        f"{row.job} [{row.tenant}] {row.state} {row.code} {_ms(row.duration_us)} "
+        f"attempt {row.attempt} started {row.started} parent {row.parent_id or '-'}"
+    )
+    _print_tree(tree, 1)
+    for k in kids:
+        typer.echo(f"  -> {k.execution_id} {k.job} {k.state} {_ms(k.duration_us)}")
+
+
+@app.command()
+def log(
+    since: Since = "24h",
+    until: Until = None,
+    job: Opt = None,
+    tenant: Opt = None,
+    state: Opt = None,
+    event: Opt = None,
+    tag: Annotated[str | None, typer.Option(help="name=value")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
+    json: Json = False,
+    clickhouse_url: ClickHouseUrl = DEFAULT_URL,
+    clickhouse_user: ClickHouseUser = "default",
+    database: Database = "tally",
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Job log events (enqueued, started, retried, finished, failed), newest first."""
+    pair = None
+    if tag is not None:
+        name, sep, value = tag.partition("=")
+        if not sep:
+            typer.echo("error: --tag: use name=value", err=True)
+            raise typer.Exit(2)
+        pair = (name, value)
+    try:
+        start, end = time_range(since, until)
+    except ReadError as exc:
+        typer.echo(f"error: {exc.field}: {exc.reason}", err=True)
+        raise typer.Exit(2) from None
+    f = JobLogFilter(start, end, job, tenant, state, event, None, pair, limit)
+    rows = _call(_reader(clickhouse_url, clickhouse_user, database, data_dir), search_job_log, f)
+    if json:
+        return _json(rows)
+    for r in rows:
+        typer.echo(
+            f"{r['at']:%Y-%m-%d %H:%M:%S.%f}  {r['event']:<9} {r['job']:<24} {r['tenant']:<12} "
+            f"attempt {r['attempt']}  {r['execution_id'] or r['ref']}  {r['args']}  {r['detail']}"
+        )
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def writer(ctx: typer.Context) -> None:
+    """Run one trace writer: `tally traces writer run|check [flags]` (`... run -h`)."""
+    from tally.traces.service import main
+
+    main(list(ctx.args))

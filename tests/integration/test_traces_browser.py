@@ -1,0 +1,173 @@
+"""The trace pages in a real browser (Debian's chromium via Playwright) over the real pipeline:
+bucket -> executions -> trace tree -> child execution. Also the JSON endpoints behind them."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from tally.aggregator.settings import ClickHouseSettings
+from tally.api.server import server
+from tally.api.settings import ApiSettings
+from tally.embedded.kafka_broker import free_ports
+from tally.ingest.jobs import JobTracker
+from tally.read import ReadSettings
+from tally.traces import SamplingPolicy, TraceRecorder, note, tag, trace
+from tally.traces.ddl import TraceSchema
+
+from .conftest import wait_for
+from .traces_stack import apply_trace_ddl, create_traces_topic, shipper, start_writer
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(shutil.which("chromium") is None, reason="apt-get install -y chromium"),
+]
+TOKEN = "read-token-for-the-browser-test"
+
+
+class NoMetrics:
+    def track(self, *args: object, **kwargs: object) -> bool:
+        return True
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    from tally.embedded.stack import StackConfig, start_stack
+    from tally.web.traces_pages import TRACE_PAGES
+
+    workdir = tmp_path_factory.mktemp("traces-web")
+    stack = start_stack(workdir, StackConfig(partitions=1, aggregators=0), aggregators=False)
+    create_traces_topic(stack, partitions=2)
+    apply_trace_ddl(stack)
+    writer = start_writer(stack, workdir, "writer")
+    port = free_ports(1)[0]
+    read = ReadSettings(
+        clickhouse=ClickHouseSettings(
+            url=stack.clickhouse.url, user=stack.clickhouse.user, password=stack.clickhouse.password
+        )
+    )
+    api = server(ApiSettings(read, TOKEN, TOKEN + "-sql", "127.0.0.1", port), TRACE_PAGES)
+    thread = threading.Thread(target=api.run, daemon=True)
+    thread.start()
+    wait_for(lambda: api.started, 30, "the API")
+    yield stack, f"http://127.0.0.1:{port}"
+    api.should_exit = True
+    thread.join(10)
+    writer.send_signal(signal.SIGTERM)
+    writer.wait(60)
+    stack.stop()
+
+
+def run_jobs(stack) -> None:
+    ship = shipper(stack)
+    jobs = JobTracker(
+        NoMetrics(), "event::web", traces=TraceRecorder(ship, SamplingPolicy(every=1))
+    )
+
+    @jobs(name="web_schedule", tenant="acme")
+    def schedule() -> None:
+        tag("customer", "c-7")
+        with trace("Loading tenants"):
+            note("3 tenants")
+        for n in range(2):
+            with contextlib.suppress(LookupError):
+                resource(n)
+
+    @jobs(name="web_resource", tenant="acme")
+    def resource(n: int) -> None:
+        with trace("Fetching main product") as block:
+            block.result({"product": n})
+            with trace("Pricing"):
+                if n == 1:
+                    raise LookupError("no price")
+
+    schedule()
+    assert ship.flush(60)
+    ship.close()
+
+
+def test_browser_follows_bucket_to_executions_to_trace_tree(site):
+    from playwright.sync_api import sync_playwright
+
+    from tally.web.traces_pages import bucket_link
+
+    stack, base = site
+    run_jobs(stack)
+    client = stack.clickhouse_client()
+    table = TraceSchema().table("trace_executions")
+    wait_for(
+        lambda: (
+            client.query(f"SELECT count() FROM {table} WHERE key = 'event::web'").result_rows[0][0]
+            >= 3
+        ),
+        90,
+        "executions stored",
+    )
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    listed = httpx.get(
+        f"{base}/api/v1/executions",
+        params={"key": "event::web", "status": "failure"},
+        headers=headers,
+    )
+    assert listed.status_code == 200, listed.text
+    (failed,) = listed.json()
+    assert failed["job"] == "web_resource" and failed["error"] == "LookupError"
+    detail = httpx.get(f"{base}/api/v1/executions/{failed['execution_id']}", headers=headers).json()
+    assert [n["name"] for n in detail["tree"]] == ["Fetching main product"]
+    assert detail["tree"][0]["children"][1]["outcome"] == "LookupError"
+    now = datetime.now(UTC)
+    log = httpx.get(
+        f"{base}/api/v1/joblog",
+        params={
+            "job": "web_resource",
+            "status": "failure",
+            "since": (now - timedelta(hours=1)).isoformat(),
+        },
+        headers=headers,
+    ).json()
+    assert [e["event"] for e in log] == ["failed", "started"]
+    assert httpx.get(f"{base}/api/v1/executions", params={"key": "x"}).status_code == 401
+    bad = httpx.get(f"{base}/api/v1/joblog", params={"tag": "no-equals"}, headers=headers)
+    assert bad.status_code == 400  # a clear error, nothing else lost
+    missing = httpx.get(f"{base}/api/v1/executions/{'0' * 32}", headers=headers)
+    assert missing.status_code == 404
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        try:
+            page = browser.new_context(extra_http_headers=headers).new_page()
+            # the link a dashboard bucket carries: tenant key, ISO range
+            link = bucket_link(
+                "event::web::acme", now - timedelta(hours=1), now + timedelta(minutes=5)
+            )
+            page.goto(f"{base}{link}")
+            rows = page.locator("#executions tr.execution")
+            assert rows.count() == 3
+            page.locator("#executions tr.execution", has_text="web_schedule").get_by_role(
+                "link"
+            ).click()
+            page.wait_for_selector("#trace")
+            assert page.locator("h1").inner_text().startswith("web_schedule")
+            assert page.locator("#trace .name").all_inner_texts() == ["Loading tenants"]
+            assert "3 tenants" in page.locator("#trace pre").inner_text()
+            kids = page.locator("#children tr")
+            assert kids.count() == 2
+            kids.filter(has_text="failure").get_by_role("link").click()
+            page.wait_for_selector("#trace")
+            names = page.locator("#trace .name").all_inner_texts()
+            assert names == ["Fetching main product", "Pricing"]
+            assert "LookupError" in page.locator("#trace li.block").nth(1).inner_text()
+            # the tree collapses with the page's script
+            page.locator("#trace > li > .toggle").click()
+            assert not page.locator("#trace .name", has_text="Pricing").is_visible()
+            assert "parent" in page.locator("#summary").inner_text()
+            time.sleep(0)  # nothing timing-based asserted
+        finally:
+            browser.close()

@@ -1,0 +1,5 @@
+"""``python -m tally.traces``: run one trace writer (see ``tally.traces.service``)."""
+
+from tally.traces.service import main
+
+main()

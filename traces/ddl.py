@@ -1,0 +1,132 @@
+"""The trace tables: an execution index, trace lines and the job log (one TTL per table).
+
+Laid out after the OpenTelemetry Collector's ``otel_traces`` (ZSTD codecs, Delta on times,
+LowCardinality names, a ``Map`` of tags, bloom filters on ids, day partitions dropped whole by
+TTL) and Uptrace's index/data split: ``trace_executions`` is ordered for "executions of this key
+in this time range", ``trace_lines`` by ``(execution_id, seq)`` so one execution's trace is one
+primary-key range. Every table keeps insert dedup tokens (``non_replicated_deduplication_window``)
+so a writer replaying a range after a crash adds nothing twice.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+EXECUTIONS = "trace_executions"
+LINES = "trace_lines"
+JOB_LOG = "job_log"
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+@dataclass(frozen=True)
+class TraceSchema:
+    """Database, TTLs (days) and dedup window of the trace tables."""
+
+    database: str = "tally"
+    executions_ttl_days: int = 30
+    lines_ttl_days: int = 14
+    job_log_ttl_days: int = 30
+    dedup_window: int = 100_000
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.database):
+            raise ValueError(f"bad database name {self.database!r}")
+        for days in (self.executions_ttl_days, self.lines_ttl_days, self.job_log_ttl_days):
+            if int(days) < 1:
+                raise ValueError("TTL days must be >= 1")
+        if self.dedup_window < 1:
+            raise ValueError("dedup_window must be >= 1 (0 turns off replay dedup)")
+
+    def table(self, name: str) -> str:
+        """Qualified table name."""
+        return f"{self.database}.{name}"
+
+    def _settings(self) -> str:
+        return (
+            "SETTINGS ttl_only_drop_parts = 1, "
+            f"non_replicated_deduplication_window = {int(self.dedup_window)}"
+        )
+
+    def statements(self) -> list[str]:
+        """CREATE statements (idempotent)."""
+        db = self.database
+        return [
+            f"CREATE DATABASE IF NOT EXISTS {db}",
+            f"""CREATE TABLE IF NOT EXISTS {db}.{EXECUTIONS} (
+    execution_id String CODEC(ZSTD(1)),
+    parent_id String CODEC(ZSTD(1)),
+    ref String CODEC(ZSTD(1)),
+    job LowCardinality(String) CODEC(ZSTD(1)),
+    tenant LowCardinality(String) CODEC(ZSTD(1)),
+    key LowCardinality(String) CODEC(ZSTD(1)),
+    state LowCardinality(String) CODEC(ZSTD(1)),
+    code LowCardinality(String) CODEC(ZSTD(1)),
+    error LowCardinality(String) CODEC(ZSTD(1)),
+    attempt UInt16 CODEC(ZSTD(1)),
+    started DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1)),
+    duration_us UInt64 CODEC(T64, ZSTD(1)),
+    tags Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    sampled LowCardinality(String) CODEC(ZSTD(1)),
+    lines UInt32 CODEC(T64, ZSTD(1)),
+    dropped UInt32 CODEC(T64, ZSTD(1)),
+    INDEX idx_execution_id execution_id TYPE bloom_filter(0.001) GRANULARITY 1,
+    INDEX idx_parent_id parent_id TYPE bloom_filter(0.001) GRANULARITY 1,
+    INDEX idx_tag_keys mapKeys(tags) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_tag_values mapValues(tags) TYPE bloom_filter(0.01) GRANULARITY 1
+) ENGINE = MergeTree
+PARTITION BY toDate(started)
+ORDER BY (key, started)
+TTL toDateTime(started) + INTERVAL {int(self.executions_ttl_days)} DAY
+{self._settings()}""",
+            f"""CREATE TABLE IF NOT EXISTS {db}.{LINES} (
+    execution_id String CODEC(ZSTD(1)),
+    started DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1)),
+    seq UInt32 CODEC(Delta, ZSTD(1)),
+    parent UInt32 CODEC(ZSTD(1)),
+    depth UInt16 CODEC(ZSTD(1)),
+    kind LowCardinality(String) CODEC(ZSTD(1)),
+    name String CODEC(ZSTD(1)),
+    offset_us UInt64 CODEC(T64, ZSTD(1)),
+    duration_us UInt64 CODEC(T64, ZSTD(1)),
+    outcome LowCardinality(String) CODEC(ZSTD(1)),
+    text String CODEC(ZSTD(3)),
+    truncated Bool CODEC(ZSTD(1)),
+    size UInt32 CODEC(T64, ZSTD(1)),
+    INDEX idx_execution_id execution_id TYPE bloom_filter(0.001) GRANULARITY 1
+) ENGINE = MergeTree
+PARTITION BY toDate(started)
+ORDER BY (execution_id, seq)
+TTL toDateTime(started) + INTERVAL {int(self.lines_ttl_days)} DAY
+{self._settings()}""",
+            f"""CREATE TABLE IF NOT EXISTS {db}.{JOB_LOG} (
+    at DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1)),
+    execution_id String CODEC(ZSTD(1)),
+    parent_id String CODEC(ZSTD(1)),
+    ref String CODEC(ZSTD(1)),
+    job LowCardinality(String) CODEC(ZSTD(1)),
+    tenant LowCardinality(String) CODEC(ZSTD(1)),
+    key LowCardinality(String) CODEC(ZSTD(1)),
+    event LowCardinality(String) CODEC(ZSTD(1)),
+    state LowCardinality(String) CODEC(ZSTD(1)),
+    attempt UInt16 CODEC(ZSTD(1)),
+    args String CODEC(ZSTD(3)),
+    detail String CODEC(ZSTD(1)),
+    tags Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    INDEX idx_execution_id execution_id TYPE bloom_filter(0.001) GRANULARITY 1,
+    INDEX idx_ref ref TYPE bloom_filter(0.001) GRANULARITY 1,
+    INDEX idx_tag_values mapValues(tags) TYPE bloom_filter(0.01) GRANULARITY 1
+) ENGINE = MergeTree
+PARTITION BY toDate(at)
+ORDER BY (job, at)
+TTL toDateTime(at) + INTERVAL {int(self.job_log_ttl_days)} DAY
+{self._settings()}""",
+        ]
+
+    def alter_statements(self) -> list[str]:
+        """Statements that align existing tables with the settings (dedup window)."""
+        return [
+            f"ALTER TABLE {self.database}.{t} MODIFY SETTING "
+            f"non_replicated_deduplication_window = {int(self.dedup_window)}"
+            for t in (EXECUTIONS, LINES, JOB_LOG)
+        ]

@@ -1,0 +1,107 @@
+"""``/api/v1`` trace endpoints: executions of a bucket, one execution's tree, the job log."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, get
+from litestar.datastructures import State
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath, FromQuery, QueryParameter
+
+from tally.read.errors import BadRange
+from tally.traces.queries import (
+    ExecutionFilter,
+    ExecutionRow,
+    JobLogFilter,
+    TraceNode,
+    children,
+    execution_tree,
+    list_executions,
+    search_job_log,
+)
+from tally.traces.reader import TraceReader, time_range
+
+Optional = Annotated[str | None, QueryParameter()]
+
+
+class ExecutionDetail(msgspec.Struct, frozen=True):
+    """One execution, its trace tree and the executions it enqueued or called."""
+
+    execution: ExecutionRow
+    tree: list[TraceNode]
+    children: list[ExecutionRow]
+
+
+def trace_reader(state: State) -> TraceReader:
+    """The app's trace reader (created on first use, closed with the app)."""
+    reader = state.get("trace_reader")
+    if reader is None:
+        reader = state["trace_reader"] = TraceReader(state.settings.read)
+    return reader
+
+
+def _tag(tag: str | None) -> tuple[str, str] | None:
+    if tag is None:
+        return None
+    name, sep, value = tag.partition("=")
+    if not sep or not name:
+        raise BadRange("tag must be name=value")
+    return name, value
+
+
+class TraceController(Controller):
+    """Read-token endpoints over the trace tables."""
+
+    path = "/api/v1"
+    tags = ["traces"]
+
+    @get("/executions", summary="Executions of a bucket: key, time range, state, tenant, code")
+    async def executions(
+        self,
+        state: State,
+        key: FromQuery[str],
+        since: FromQuery[str] = "1h",
+        until: Optional = None,
+        status: Annotated[str | None, QueryParameter(description="Run state, e.g. failure")] = None,
+        tenant: Optional = None,
+        code: Optional = None,
+        job: Optional = None,
+        sampled: FromQuery[bool] = False,
+        limit: Annotated[int, QueryParameter(ge=1, le=10_000)] = 100,
+    ) -> list[ExecutionRow]:
+        start, end = time_range(since, until)
+        f = ExecutionFilter(key, start, end, status, tenant, code, job, sampled, limit)
+        return await trace_reader(state).run(list_executions, f)
+
+    @get(
+        "/executions/{execution_id:str}",
+        summary="One execution's trace as a tree, and its children",
+    )
+    async def execution(self, state: State, execution_id: FromPath[str]) -> ExecutionDetail:
+        reader = trace_reader(state)
+        found = await reader.run(execution_tree, execution_id)
+        if found is None:
+            raise NotFoundException(f"no execution {execution_id}")
+        row, tree = found
+        kids = await reader.run(children, execution_id)
+        return ExecutionDetail(row, tree, kids)
+
+    @get("/joblog", summary="Job log events by job, tenant, state, event, tag and time")
+    async def joblog(
+        self,
+        state: State,
+        since: FromQuery[str] = "24h",
+        until: Optional = None,
+        job: Optional = None,
+        tenant: Optional = None,
+        status: Optional = None,
+        event: Optional = None,
+        execution_id: Optional = None,
+        tag: Annotated[str | None, QueryParameter(description="name=value")] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=10_000)] = 200,
+    ) -> list[dict[str, Any]]:
+        start, end = time_range(since, until)
+        f = JobLogFilter(start, end, job, tenant, status, event, execution_id, _tag(tag), limit)
+        return await trace_reader(state).run(search_job_log, f)

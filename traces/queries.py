@@ -1,0 +1,202 @@
+"""Reading traces back: executions of a bucket, one execution's tree, children, the job log.
+
+Every query is parameterized (``{name:Type}``); table names come from ``TraceSchema``.
+``client`` is a sync clickhouse-connect client (``tally.read.connection.connect_sync``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from tally.traces.ddl import EXECUTIONS, JOB_LOG, LINES, TraceSchema
+
+EXECUTION_FIELDS = (
+    "execution_id, parent_id, ref, job, tenant, key, state, code, error, attempt, started,"
+    " duration_us, tags, sampled, lines, dropped"
+)
+
+
+@dataclass(frozen=True)
+class ExecutionRow:
+    """One row of the execution index."""
+
+    execution_id: str
+    parent_id: str
+    ref: str
+    job: str
+    tenant: str
+    key: str
+    state: str
+    code: str
+    error: str
+    attempt: int
+    started: datetime
+    duration_us: int
+    tags: dict[str, str]
+    sampled: str
+    lines: int
+    dropped: int
+
+
+@dataclass
+class TraceNode:
+    """A trace line with the lines nested under it (blocks have children)."""
+
+    seq: int
+    kind: str
+    name: str
+    offset_us: int
+    duration_us: int
+    outcome: str
+    text: str
+    truncated: bool
+    size: int
+    children: list[TraceNode] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ExecutionFilter:
+    """A dashboard bucket and optional narrowing: key, [start, end), state, tenant, code, job.
+
+    ``key`` is the tracker's key (``event::calc``) or a tenant key (``event::calc::acme``).
+    """
+
+    key: str
+    start: datetime
+    end: datetime
+    state: str | None = None
+    tenant: str | None = None
+    code: str | None = None
+    job: str | None = None
+    sampled_only: bool = False
+    limit: int = 100
+
+
+def list_executions(client: Any, schema: TraceSchema, f: ExecutionFilter) -> list[ExecutionRow]:
+    """Executions in the bucket, newest first."""
+    # A dashboard's tenant key ``<key>::<tenant>`` means the runs of ``<key>`` for that tenant.
+    base, _, tenant_part = f.key.rpartition("::")
+    params: dict[str, object] = {"key": f.key, "start": f.start, "end": f.end}
+    match = "key = {key:String}"
+    if base and tenant_part:
+        match = "(key = {key:String} OR (key = {base:String} AND tenant = {key_tenant:String}))"
+        params["base"], params["key_tenant"] = base, tenant_part
+    where = [match, "started >= {start:DateTime64(6)}", "started < {end:DateTime64(6)}"]
+    for name in ("state", "tenant", "code", "job"):
+        value = getattr(f, name)
+        if value is not None:
+            where.append(f"{name} = {{{name}:String}}")
+            params[name] = value
+    if f.sampled_only:
+        where.append("sampled != ''")
+    params["limit"] = max(1, min(int(f.limit), 10_000))
+    sql = (
+        f"SELECT {EXECUTION_FIELDS} FROM {schema.table(EXECUTIONS)}"
+        f" WHERE {' AND '.join(where)} ORDER BY started DESC LIMIT {{limit:UInt32}}"
+    )
+    return [ExecutionRow(*row) for row in client.query(sql, parameters=params).result_rows]
+
+
+def get_execution(client: Any, schema: TraceSchema, execution_id: str) -> ExecutionRow | None:
+    """One execution by id (bloom filter on ``execution_id``)."""
+    sql = (
+        f"SELECT {EXECUTION_FIELDS} FROM {schema.table(EXECUTIONS)}"
+        " WHERE execution_id = {id:String} LIMIT 1"
+    )
+    rows = client.query(sql, parameters={"id": execution_id}).result_rows
+    return ExecutionRow(*rows[0]) if rows else None
+
+
+def children(client: Any, schema: TraceSchema, execution_id: str) -> list[ExecutionRow]:
+    """Executions whose parent is ``execution_id`` (the jobs this run enqueued or called)."""
+    sql = (
+        f"SELECT {EXECUTION_FIELDS} FROM {schema.table(EXECUTIONS)}"
+        " WHERE parent_id = {id:String} ORDER BY started LIMIT 10000"
+    )
+    return [
+        ExecutionRow(*r) for r in client.query(sql, parameters={"id": execution_id}).result_rows
+    ]
+
+
+def trace_lines(
+    client: Any, schema: TraceSchema, execution_id: str, started: datetime | None = None
+) -> list[tuple]:
+    """The raw lines of one execution in ``seq`` order (``started`` narrows to its partition)."""
+    where = "execution_id = {id:String}"
+    params: dict[str, object] = {"id": execution_id}
+    if started is not None:
+        where += " AND started = {started:DateTime64(6)}"
+        params["started"] = started
+    sql = (
+        "SELECT seq, parent, depth, kind, name, offset_us, duration_us, outcome, text,"
+        f" truncated, size FROM {schema.table(LINES)} WHERE {where} ORDER BY seq"
+    )
+    return list(client.query(sql, parameters=params).result_rows)
+
+
+def build_tree(lines: list[tuple]) -> list[TraceNode]:
+    """Nest lines (``seq, parent, depth, kind, name, ...``) under their blocks."""
+    nodes: dict[int, TraceNode] = {}
+    roots: list[TraceNode] = []
+    for seq, parent, _depth, kind, name, offset, duration, outcome, text, cut, size in lines:
+        node = TraceNode(seq, kind, name, offset, duration, outcome, text, bool(cut), size)
+        nodes[seq] = node
+        holder = nodes.get(parent)
+        (holder.children if holder is not None else roots).append(node)
+    return roots
+
+
+def execution_tree(
+    client: Any, schema: TraceSchema, execution_id: str
+) -> tuple[ExecutionRow, list[TraceNode]] | None:
+    """An execution and its trace as a tree, or None if unknown."""
+    row = get_execution(client, schema, execution_id)
+    if row is None:
+        return None
+    return row, build_tree(trace_lines(client, schema, execution_id, row.started))
+
+
+@dataclass(frozen=True)
+class JobLogFilter:
+    """Job log search: any of job, tenant, state, event, tag (name, value), time range."""
+
+    start: datetime
+    end: datetime
+    job: str | None = None
+    tenant: str | None = None
+    state: str | None = None
+    event: str | None = None
+    execution_id: str | None = None
+    tag: tuple[str, str] | None = None
+    limit: int = 200
+
+
+JOB_LOG_FIELDS = (
+    "at, execution_id, parent_id, ref, job, tenant, key, event, state, attempt, args, detail, tags"
+)
+
+
+def search_job_log(client: Any, schema: TraceSchema, f: JobLogFilter) -> list[dict[str, Any]]:
+    """Job-log events matching ``f``, newest first, as dicts."""
+    where = ["at >= {start:DateTime64(6)}", "at < {end:DateTime64(6)}"]
+    params: dict[str, object] = {"start": f.start, "end": f.end}
+    for name in ("job", "tenant", "state", "event", "execution_id"):
+        value = getattr(f, name)
+        if value is not None:
+            where.append(f"{name} = {{{name}:String}}")
+            params[name] = value
+    if f.tag is not None:
+        where.append("tags[{tag_name:String}] = {tag_value:String}")
+        params["tag_name"], params["tag_value"] = f.tag
+    params["limit"] = max(1, min(int(f.limit), 10_000))
+    sql = (
+        f"SELECT {JOB_LOG_FIELDS} FROM {schema.table(JOB_LOG)}"
+        f" WHERE {' AND '.join(where)} ORDER BY at DESC LIMIT {{limit:UInt32}}"
+    )
+    names = [n.strip() for n in JOB_LOG_FIELDS.split(",")]
+    return [
+        dict(zip(names, row, strict=True))
+        for row in client.query(sql, parameters=params).result_rows
+    ]

@@ -1,0 +1,117 @@
+"""``TraceRecorder``: gives each run an execution id and a trace, and ships it at the end."""
+
+from __future__ import annotations
+
+import os
+from typing import Protocol
+
+from tally.ingest.jobs.run import FAILURE, RETRY, SUCCESS, Run
+from tally.traces.buffer import TraceBuffer
+from tally.traces.limits import TraceLimits, cut, serialize
+from tally.traces.model import Execution, LogEvent
+from tally.traces.sampling import Sampler, SamplingPolicy
+
+STARTED, FINISHED, FAILED, RETRIED, ENQUEUED = (
+    "started",
+    "finished",
+    "failed",
+    "retried",
+    "enqueued",
+)
+
+
+class Shipper(Protocol):
+    """Where finished executions go (``TraceShipper``, or a list-like recorder in tests)."""
+
+    def ship(self, execution: Execution) -> bool: ...
+
+
+def new_execution_id() -> str:
+    """128 random bits as 32 hex digits (the shape of an OpenTelemetry trace id)."""
+    return os.urandom(16).hex()
+
+
+class TraceRecorder:
+    """Pass one to ``JobTracker(..., traces=recorder)`` (or a framework hook's ``traces=``).
+
+    ``begin`` runs at the start of every run, ``end`` at its end: the sampling decision is
+    made there (``SamplingPolicy``), and the execution is handed to the shipper (a buffer
+    append). Neither raises: ``JobTracker`` counts problems in ``errors``.
+    """
+
+    def __init__(
+        self,
+        shipper: Shipper,
+        policy: SamplingPolicy | None = None,
+        limits: TraceLimits | None = None,
+    ) -> None:
+        self.shipper = shipper
+        self.policy = policy or SamplingPolicy()
+        self.limits = limits or TraceLimits()
+        self.sampler = Sampler(self.policy)
+
+    def begin(
+        self, run: Run, outer: Run | None, parent: str | None, ref: str = "", args: object = None
+    ) -> None:
+        """Give ``run`` an execution id, its parent's id and an empty trace buffer."""
+        run.execution_id = new_execution_id()
+        run.parent_id = parent or (outer.execution_id if outer is not None else "")
+        buffer = TraceBuffer(self.limits)
+        buffer.ref = ref
+        if args is not None:
+            buffer.args = self.args_text(args)
+        run.trace = buffer
+
+    def args_text(self, args: object) -> str:
+        """Job arguments as job-log text (JSON where possible; cut to ``max_args_bytes``)."""
+        return cut(serialize(args), self.limits.max_args_bytes)[0]
+
+    def enqueued(self, run: Run | None, job: str, ref: str, args: object = None) -> None:
+        """Record in ``run``'s job log that it enqueued ``job`` (framework id ``ref``)."""
+        buffer = run.trace if run is not None else None
+        if isinstance(buffer, TraceBuffer):
+            buffer.event(
+                ENQUEUED, job, 0, self.args_text(args) if args is not None else "", ref=ref
+            )
+
+    def end(self, run: Run, key: str, tenant: str) -> bool:
+        """Decide sampling and ship the execution; True if something was shipped."""
+        buffer = run.trace
+        run.trace = None
+        if not isinstance(buffer, TraceBuffer):
+            return False
+        state = run.state or SUCCESS
+        tags = buffer.tags
+        ref, args = buffer.ref, buffer.args
+        reason = self.sampler.reason(run.job, state, tags)
+        if not reason and not self.policy.index_unsampled:
+            return False
+        attempt = run.attempt or 1
+        end = FAILED if state == FAILURE else RETRIED if state == RETRY else FINISHED
+        events = [
+            LogEvent(buffer.start_us, STARTED, run.job, attempt, args, ref=ref),
+            *buffer.events,
+            LogEvent(
+                buffer.start_us + buffer.offset_us(), end, run.job, attempt, "", run.error or ""
+            ),
+        ]
+        execution = Execution(
+            id=run.execution_id,
+            parent_id=run.parent_id,
+            ref=ref,
+            job=run.job,
+            tenant=tenant,
+            key=key,
+            state=state,
+            code=run.code or "",
+            error=run.error or "",
+            attempt=attempt,
+            started_us=buffer.start_us,
+            duration_us=buffer.offset_us(),
+            tags=tags,
+            sampled=reason,
+            lines=buffer.lines if reason else [],
+            events=events,
+            dropped=buffer.dropped,
+        )
+        return self.shipper.ship(execution)

@@ -1,0 +1,37 @@
+"""What a local service (``tally up``) needs for traces: the topic, the DDL, a writer command."""
+
+from __future__ import annotations
+
+import sys
+
+from tally.aggregator.settings import ClickHouseSettings
+from tally.embedded.kafka_broker import create_topic
+from tally.traces.ddl import TraceSchema
+from tally.traces.sink import TraceSink
+from tally.traces.transport import TOPIC
+
+
+async def prepare_traces(
+    bootstrap: str, clickhouse: ClickHouseSettings, database: str, partitions: int = 4
+) -> None:
+    """Create the traces topic (and its dead-letter topic) and the trace tables."""
+    await create_topic(bootstrap, TOPIC, partitions)
+    await create_topic(bootstrap, f"{TOPIC}.dlq", 1)
+    sink = TraceSink(clickhouse, TraceSchema(database=database))
+    await sink.start()
+    try:
+        await sink.apply_ddl()
+    finally:
+        await sink.close()
+
+
+def trace_writer_command(
+    bootstrap: str, clickhouse_url: str, user: str, database: str, flush_interval_s: float
+) -> list[str]:
+    """The command line of one trace writer (the password goes in its environment)."""
+    return [
+        sys.executable, "-m", "tally.traces", "run",
+        "--bootstrap", bootstrap, "--clickhouse-url", clickhouse_url,
+        "--clickhouse-user", user, "--database", database,
+        "--flush-interval", str(flush_interval_s), "--metrics-port", "0",
+    ]  # fmt: skip

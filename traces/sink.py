@@ -1,0 +1,74 @@
+"""Inserts trace rows into ClickHouse, each table under the flush's dedup token."""
+
+from __future__ import annotations
+
+from clickhouse_connect.driver.asyncclient import AsyncClient
+
+from tally.aggregator.settings import ClickHouseSettings
+from tally.aggregator.sink import BLOCK_SETTINGS, REQUIRED_SETTINGS, connect
+from tally.traces.ddl import EXECUTIONS, JOB_LOG, LINES, TraceSchema
+from tally.traces.fold import EXECUTION_COLUMNS, JOB_LOG_COLUMNS, LINE_COLUMNS, TraceRows
+
+
+class TraceSink:
+    """``RollupSink``'s interface for the trace writer: start, apply_ddl, insert, close."""
+
+    def __init__(self, settings: ClickHouseSettings, schema: TraceSchema) -> None:
+        self.settings = settings
+        self.schema = schema
+        self._client: AsyncClient | None = None
+
+    async def start(self) -> None:
+        """Connect (raises if ClickHouse is unreachable; the writer retries)."""
+        self._client = await connect(self.settings)
+
+    async def apply_ddl(self) -> None:
+        """Create the trace tables if missing; align their dedup window."""
+        client = self._require()
+        for statement in self.schema.statements():
+            await client.command(statement)
+        for statement in self.schema.alter_statements():
+            await client.command(statement)
+
+    def insert_settings(self, token: str) -> dict[str, int | str]:
+        """The aggregator's pinned block settings (what the server knows), plus ``token``."""
+        known = self._require().server_settings
+        pinned = {
+            k: v
+            for k, v in BLOCK_SETTINGS.items()
+            if not known or k in known or k in REQUIRED_SETTINGS
+        }
+        pinned["max_partitions_per_insert_block"] = 1000
+        pinned["insert_deduplication_token"] = token
+        return pinned
+
+    async def insert(self, rows: TraceRows, token: str) -> None:
+        """Insert synchronously (durable on return); a replay with ``token`` inserts nothing.
+
+        Each table gets ``<token>/<table>``; a retry after a partial failure re-inserts every
+        table and ClickHouse drops the ones it already has.
+        """
+        client = self._require()
+        for table, columns, data in (
+            (EXECUTIONS, EXECUTION_COLUMNS, rows.executions),
+            (LINES, LINE_COLUMNS, rows.lines),
+            (JOB_LOG, JOB_LOG_COLUMNS, rows.job_log),
+        ):
+            if data:
+                await client.insert(
+                    self.schema.table(table),
+                    data,
+                    column_names=list(columns),
+                    settings=self.insert_settings(f"{token}/{table}"),
+                )
+
+    async def close(self) -> None:
+        """Close the HTTP session."""
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    def _require(self) -> AsyncClient:
+        if self._client is None:
+            raise RuntimeError("TraceSink.start() was not called")
+        return self._client

@@ -1,0 +1,124 @@
+"""Server-rendered trace pages: a bucket's executions, and one execution's trace tree.
+
+Mount with ``create_app(settings, extra=TRACE_PAGES)``. ``/traces`` lists the executions of a
+bucket (key, time range, state, tenant, result code: the same query string a dashboard link
+carries); ``/traces/<id>`` shows the trace as a tree with timing bars, the job log and the
+parent/child executions. The pages use the API's guard (read token) like every other route.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlencode
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from litestar import Response, get
+from litestar.datastructures import State
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath, FromQuery, QueryParameter
+
+from tally.traces.http import trace_reader
+from tally.traces.queries import (
+    ExecutionFilter,
+    JobLogFilter,
+    children,
+    execution_tree,
+    get_execution,
+    list_executions,
+    search_job_log,
+)
+from tally.traces.reader import time_range
+
+HERE = Path(__file__).resolve().parent
+_ENV = Environment(
+    loader=FileSystemLoader(HERE / "templates"),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+Optional = Annotated[str | None, QueryParameter()]
+
+
+def _ms(us: int) -> str:
+    return f"{us / 1000:.1f} ms" if us < 10_000_000 else f"{us / 1_000_000:.1f} s"
+
+
+_ENV.filters["ms"] = _ms
+
+
+def _page(name: str, **context: object) -> Response:
+    html = _ENV.get_template(f"traces/{name}").render(**context)
+    return Response(html, media_type="text/html; charset=utf-8")
+
+
+@get("/traces", include_in_schema=False)
+async def executions_page(
+    state: State,
+    key: Optional = None,
+    since: FromQuery[str] = "1h",
+    until: Optional = None,
+    status: Optional = None,
+    tenant: Optional = None,
+    code: Optional = None,
+    job: Optional = None,
+) -> Response:
+    """The executions of a bucket (a form when no key is given)."""
+    rows = []
+    if key:
+        start, end = time_range(since, until)
+        f = ExecutionFilter(
+            key, start, end, status or None, tenant or None, code or None, job or None
+        )
+        rows = await trace_reader(state).run(list_executions, f)
+    query = {"key": key or "", "since": since, "until": until or "", "status": status or "",
+             "tenant": tenant or "", "code": code or "", "job": job or ""}  # fmt: skip
+    return _page("executions.html", rows=rows, q=query)
+
+
+@get("/traces/{execution_id:str}", include_in_schema=False)
+async def execution_page(state: State, execution_id: FromPath[str]) -> Response:
+    """One execution: its trace tree with timings, job log, parent and children."""
+    reader = trace_reader(state)
+    found = await reader.run(execution_tree, execution_id)
+    if found is None:
+        raise NotFoundException(f"no execution {execution_id}")
+    row, tree = found
+    kids = await reader.run(children, execution_id)
+    parent = await reader.run(get_execution, row.parent_id) if row.parent_id else None
+    now = datetime.now(UTC)
+    log = await reader.run(
+        search_job_log,
+        JobLogFilter(row.started.replace(tzinfo=UTC) if row.started.tzinfo is None else row.started,
+                     now, execution_id=execution_id, limit=100),
+    )  # fmt: skip
+    total = max(row.duration_us, 1)
+    return _page("execution.html", e=row, tree=tree, kids=kids, parent=parent, log=log, total=total)
+
+
+@get("/traces-static/traces.js", include_in_schema=False)
+async def traces_script() -> Response:
+    """The pages' one script (expand/collapse)."""
+    return Response(
+        (HERE / "static" / "traces.js").read_bytes(), media_type="text/javascript; charset=utf-8"
+    )
+
+
+TRACE_PAGES = [executions_page, execution_page, traces_script]
+
+
+def bucket_link(
+    key: str,
+    start: datetime,
+    end: datetime,
+    state: str | None = None,
+    tenant: str | None = None,
+    code: str | None = None,
+) -> str:
+    """The executions page of one dashboard bucket (for links from charts and monitors)."""
+    query = {"key": key, "since": start.isoformat(), "until": end.isoformat()}
+    for name, value in (("status", state), ("tenant", tenant), ("code", code)):
+        if value:
+            query[name] = value
+    return f"/traces?{urlencode(query)}"
