@@ -214,6 +214,7 @@ def ui(
     (password: TALLY_CLICKHOUSE_PASSWORD; tokens: TALLY_API_TOKEN and TALLY_API_SQL_TOKEN,
     else generated into <data-dir>/secrets)."""
     from tally.web import WebSettings, web_handlers
+    from tally.web.traces_pages import TRACE_PAGES
 
     try:
         check_port(host, port)
@@ -238,4 +239,4 @@ def ui(
         f"(sign in with the read token: TALLY_API_TOKEN or {secret_path(data_dir, READ_FILE)})",
         flush=True,
     )
-    server(settings, web_handlers(WebSettings(directory))).run()
+    server(settings, [*web_handlers(WebSettings(directory)), *TRACE_PAGES]).run()

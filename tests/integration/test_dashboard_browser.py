@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -24,6 +25,7 @@ from tally.api.settings import ApiSettings
 from tally.embedded.kafka_broker import free_ports
 from tally.schemas.ddl import RollupSchema
 from tally.web import WebSettings, web_handlers
+from tally.web.traces_pages import TRACE_PAGES
 from tests.integration.conftest import wait_for
 from tests.integration.dashboard_seed import seed
 from tests.integration.readside import PASSWORD, apply_schema, insert, settings, start
@@ -121,7 +123,7 @@ def site(tmp_path_factory) -> Iterator[Site]:
         port = free_ports(1)[0]
         api_settings = ApiSettings(settings(clickhouse, "tally"), READ, SQL, port=port)
         ui = web_handlers(WebSettings(user_dir, live_refresh_s=1))
-        server = ServerThread(api_settings, ui).start()
+        server = ServerThread(api_settings, [*ui, *TRACE_PAGES]).start()
         url = f"http://127.0.0.1:{port}"
         try:
             with (
@@ -256,6 +258,27 @@ def test_generic_key_page_chooses_widgets_from_paths(site):
     _check_numbers(site, page)
     page.screenshot(path=str(SHOTS / "key.png"), full_page=True)
     assert errors == []
+    page.close()
+
+
+def test_a_click_on_a_bucket_opens_its_executions(site):
+    from urllib.parse import parse_qs, urlparse
+
+    page, errors = _open(site, "/ui/key?key=event::job::t03&range=24h&g=1h")
+    over = page.locator(".widget .u-over").first
+    box = over.bounding_box()
+    assert box is not None
+    over.hover(position={"x": box["width"] / 2, "y": box["height"] / 2})
+    assert errors == []
+    with page.expect_navigation():
+        over.click(position={"x": box["width"] / 2, "y": box["height"] / 2})
+    url = urlparse(page.url)
+    assert url.path == "/traces"
+    query = parse_qs(url.query)
+    assert query["key"] == ["event::job::t03"]
+    since = datetime.fromisoformat(query["since"][0])
+    until = datetime.fromisoformat(query["until"][0])
+    assert until - since == timedelta(hours=1) and since.minute == 0  # one 1h bucket
     page.close()
 
 

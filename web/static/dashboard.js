@@ -310,6 +310,17 @@
         }],
       },
     }, [buckets, ...drawn], body);
+    if (opts.key) {
+      // Dig in: a click on a bucket lists the traced executions of that key in it (/traces).
+      plot.over.title = "click a bucket to list its executions";
+      plot.over.addEventListener("click", () => {
+        const i = plot.cursor.idx;
+        if (i === null || i === undefined) return;
+        const since = new Date(buckets[i] * 1000).toISOString();
+        const until = new Date((buckets[i] + GSEC[g]) * 1000).toISOString();
+        location.href = "/traces?" + new URLSearchParams({ key: opts.key, since, until });
+      });
+    }
     charts.push(plot);
     return plot;
   }
@@ -339,7 +350,7 @@
       }
       section.dataset.missed = String(missed.length);
     }
-    chart(body, s.buckets, rows, { style: w.style, unit: w.unit, granularity: s.granularity, missed, label: (r) => rowLabel(w, r) });
+    chart(body, s.buckets, rows, { style: w.style, unit: w.unit, granularity: s.granularity, missed, label: (r) => rowLabel(w, r), key: ctx.key });
     if (note) body.append(el("p", { class: "note" }, note));
   }
 
