@@ -300,7 +300,7 @@ class Sender:
         popleft, partition_of = self.buffer.popleft, router.partition
         for _ in range(count):
             item = popleft()
-            by_partition[partition_of(item[4])].append(item[:4])
+            by_partition[partition_of(item[4])].append(item[:4] + item[5:])
         self.counters.add("drained", count)
         born = self._born()
         for partition, events in by_partition.items():
@@ -589,7 +589,7 @@ class Sender:
 
     def _spool_unrouted(self) -> None:
         """Events buffered at stop without partition metadata (the broker was never reached)."""
-        items = [self.buffer.popleft()[:4] for _ in range(len(self.buffer))]
+        items = [(i := self.buffer.popleft())[:4] + i[5:] for _ in range(len(self.buffer))]
         self.counters.add("drained", len(items))
         for record in self._pack(UNROUTED, items, self._born()):
             self._spool_or_drop(record)
