@@ -19,8 +19,8 @@ import re
 from dataclasses import dataclass
 
 from tally.schemas.ddl import identifier
-from tally.schemas.sketch import GAMMA, ZERO_KEY
 from tally.schemas.granularity import Granularity
+from tally.schemas.sketch import GAMMA, ZERO_KEY
 
 # Every query parameter used by this module and ``rollups.job_queries``, with its meaning.
 PARAMETERS: dict[str, str] = {
@@ -137,6 +137,9 @@ _REP = (
     f" 2 * pow({GAMMA!r}, ks[{{i}}]) / (1 + {GAMMA!r}))))"
 )
 
+_LOW = "arrayFirstIndex(c -> c > floor(q * (n - 1)), cum)"
+_HIGH = "arrayFirstIndex(c -> c > least(floor(q * (n - 1)) + 1, n - 1), cum)"
+
 QUANTILES = Query(
     "quantiles",
     "Quantiles of a distribution path (tracked with `dist()`), per bucket, within 1% "
@@ -144,10 +147,8 @@ QUANTILES = Query(
     "interpolated between the two neighbouring samples' bucket values.",
     f"""SELECT bucket, toUInt64(n) AS count, vmin AS min, vmax AS max,
        arrayMap(q -> (
-           ({_REP.format(i="arrayFirstIndex(c -> c > floor(q * (n - 1)), cum)")})
-           + (q * (n - 1) - floor(q * (n - 1)))
-           * (({_REP.format(i="arrayFirstIndex(c -> c > least(floor(q * (n - 1)) + 1, n - 1), cum)")})
-              - ({_REP.format(i="arrayFirstIndex(c -> c > floor(q * (n - 1)), cum)")}))
+           ({_REP.format(i=_LOW)})
+           + (q * (n - 1) - floor(q * (n - 1))) * (({_REP.format(i=_HIGH)}) - ({_REP.format(i=_LOW)}))
        ), {{{{qs:Array(Float64)}}}}) AS quantiles
 FROM (
     SELECT bucket, mapKeys(sketch) AS ks, arrayCumSum(mapValues(sketch)) AS cum,
