@@ -148,7 +148,8 @@ QUANTILES = Query(
     f"""SELECT bucket, toUInt64(n) AS count, vmin AS min, vmax AS max,
        arrayMap(q -> (
            ({_REP.format(i=_LOW)})
-           + (q * (n - 1) - floor(q * (n - 1))) * (({_REP.format(i=_HIGH)}) - ({_REP.format(i=_LOW)}))
+           + (q * (n - 1) - floor(q * (n - 1)))
+           * (({_REP.format(i=_HIGH)}) - ({_REP.format(i=_LOW)}))
        ), {{{{qs:Array(Float64)}}}}) AS quantiles
 FROM (
     SELECT bucket, mapKeys(sketch) AS ks, arrayCumSum(mapValues(sketch)) AS cum,
@@ -171,6 +172,4 @@ WHERE key = {{{{key:String}}}} AND path = {{{{path:String}}}} AND last.1 > 0 AND
 ORDER BY bucket""",
 )
 
-QUERIES = {
-    q.name: q for q in (TIMELINE, SUCCESS_RATE, BREAKDOWN, MEAN_STDDEV, QUANTILES, GAUGE)
-}
+QUERIES = {q.name: q for q in (TIMELINE, SUCCESS_RATE, BREAKDOWN, MEAN_STDDEV, QUANTILES, GAUGE)}
