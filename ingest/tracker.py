@@ -90,11 +90,14 @@ class Tracker:
         numbers: list[int | float],
         at: datetime | float | None = None,
         route: str | None = None,
+        kinds: Kinds | None = None,
     ) -> bool:
         """``track`` with values already flattened: ``numbers[i]`` belongs to ``paths[i]``.
 
         For instrumentation that emits the same shapes over and over: each distinct ``paths``
         tuple is validated once (the result is cached), numbers are checked on every call.
+        ``kinds`` are distributions and gauges as ``flatten_all`` returns them (validated
+        there); their paths are checked like ``paths``.
         """
         try:
             size = self._known_paths.get(paths)
@@ -107,9 +110,22 @@ class Tracker:
                 kind = type(number)
                 if (kind is not int and kind is not float) or not -limit <= number <= limit:
                     raise InvalidValues(self._limits.value_problem(number) or "bad_value", "")
-            return self._enqueue(*self._key_tuple(keys), paths, list(numbers), at, route, size)
+            if kinds is not None:
+                self._check_kind_paths(kinds)
+            return self._enqueue(
+                *self._key_tuple(keys), paths, list(numbers), at, route, size, kinds
+            )
         except Exception as exc:
             return self._rejected(exc)
+
+    def _check_kind_paths(self, kinds: Kinds) -> None:
+        names = tuple(p for p, _ in kinds[0]) + tuple(g[0] for g in kinds[1])
+        if names not in self._known_paths:
+            self._check_paths(names)
+            short = self._limits.max_path_length - 7  # room for ".square"
+            if any(len(p) > short for p in names):
+                del self._known_paths[names]
+                raise InvalidValues("path_too_long", "a distribution path")
 
     def _key_tuple(self, keys: str | Iterable[str]) -> tuple[tuple[str, ...], int]:
         """The keys as a validated tuple, and their size bound in a record."""

@@ -140,6 +140,18 @@ _REP = (
 _LOW = "arrayFirstIndex(c -> c > floor(q * (n - 1)), cum)"
 _HIGH = "arrayFirstIndex(c -> c > least(floor(q * (n - 1)) + 1, n - 1), cum)"
 
+
+def sketch_quantile(q: str) -> str:
+    """SQL for quantile ``q`` (an SQL expression) of a merged sketch.
+
+    Expects the columns ``ks`` (``mapKeys(sketch)``), ``cum`` (``arrayCumSum(mapValues(
+    sketch))``), ``n`` (the sample count as Float64), ``vmin`` and ``vmax``.
+    """
+    low, high = _REP.format(i=_LOW), _REP.format(i=_HIGH)
+    body = f"({low}) + (q * (n - 1) - floor(q * (n - 1))) * (({high}) - ({low}))"
+    return body.replace("q *", f"({q}) *")
+
+
 QUANTILES = Query(
     "quantiles",
     "Quantiles of a distribution path (tracked with `dist()`), per bucket, within 1% "

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tally.ingest.jobs.names import SYSTEM, label
+from tally.ingest.kinds import dist
 from tally.schemas.limits import MAX_ABS_VALUE
 
 SUCCESS = "success"
@@ -118,7 +119,8 @@ def job_values(run: Run) -> dict:
         state = label(state)
     values: dict = {
         "count": 1,
-        "duration": {"count": 1, "sum": ms, "square": min(ms * ms, _MAX_SQUARE)},
+        # a distribution: the sketch at duration, and duration.count/.sum/.square as before
+        "duration": dist(ms),
         "resources": int(run.resources),
         "state": {state: 1},
     }
@@ -128,12 +130,7 @@ def job_values(run: Run) -> dict:
         values["codes"] = {label(run.code): 1}
     lag = run.lag_ms
     if lag is not None:
-        values["queue_lag"] = {
-            "count": 1,
-            "sum": lag,
-            "square": min(lag * lag, _MAX_SQUARE),
-            "buckets": {lag_bucket(lag): 1},
-        }
+        values["queue_lag"] = dist(lag)  # quantiles replace the le_100ms ... gt_600s counters
     if run.attempt is not None:
         values["retries"] = int(run.attempt > 1)
         values["attempt"] = run.attempt

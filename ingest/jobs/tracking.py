@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from tally.ingest.flatten import flatten
+from tally.ingest.flatten import Kinds, flatten_all
 from tally.ingest.jobs.names import SYSTEM, job_name, tenant_key
 from tally.ingest.jobs.run import (
     FAILURE,
@@ -231,8 +231,12 @@ class JobTracker:
             if track_flat is None:
                 return self.tracker.track(keys, event_values(run.job, tenant, values))
             # Fast path: flatten the measurement once, reuse the fanned-out paths per shape.
-            paths, numbers = flatten(values, _LIMITS)
-            return track_flat(keys, self._fanned_out(run.job, tenant, paths), numbers * 3)
+            paths, numbers, kinds = flatten_all(values, _LIMITS)
+            fanned = self._fanned_out(run.job, tenant, paths)
+            if kinds is None:
+                return track_flat(keys, fanned, numbers * 3)
+            fanned_kinds = self._fanned_kinds(run, tenant, kinds)
+            return track_flat(keys, fanned, numbers * 3, kinds=fanned_kinds)
         except Exception as exc:
             self.failed("track", exc)
             return False
@@ -251,6 +255,13 @@ class JobTracker:
             )
             self._shapes[slot] = found
         return found
+
+    def _fanned_kinds(self, run: Run, tenant: str, kinds: Kinds) -> Kinds:
+        """The distributions and gauges under total, jobs.<job> and tenants.<tenant>."""
+        prefixes = ("total", f"jobs.{run.job}", f"tenants.{tenant}")
+        dists = [(f"{pre}.{path}", d) for pre in prefixes for path, d in kinds[0]]
+        gauges = [(f"{pre}.{path}", v, at) for pre in prefixes for path, v, at in kinds[1]]
+        return dists, gauges
 
     def _tenant_keys(self, raw: object) -> tuple[str, tuple[str, ...]]:
         """The tenant's path segment and the keys to fan out to (cached per string tenant)."""
