@@ -1,10 +1,10 @@
-# The aggregator image. Build context: the repository root.
+# The aggregator image (also runs the queue sampler). Build context: the repository root.
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY . ./
-RUN pip install --no-cache-dir . && useradd --system --uid 10001 tally
+RUN pip install --no-cache-dir ".[sampler]" && useradd --system --uid 10001 tally
 USER tally
 EXPOSE 9464
 ENTRYPOINT ["tally-aggregator"]
