@@ -43,14 +43,26 @@ KINDS_VIEW = "rollups_kinds"
 KINDS_PATHS_VIEW = "key_paths_kinds_feed"
 # Columns added for distributions and gauges (also ALTERed into tables that predate them).
 ROLLUP_KIND_COLUMNS = (
-    ("sketch", "SimpleAggregateFunction(sumMap, Map(Int16, UInt64))",
-     "distribution: samples per logarithmic bucket (schemas/sketch.py)"),
-    ("vmin", "SimpleAggregateFunction(min, Nullable(Float64))",
-     "distribution or gauge: smallest value (NULL for summed paths)"),
-    ("vmax", "SimpleAggregateFunction(max, Nullable(Float64))",
-     "distribution or gauge: largest value (NULL for summed paths)"),
-    ("last", "SimpleAggregateFunction(max, Tuple(Int64, Float64))",
-     "gauge: (unix ms, value) of the last reading; a tie goes to the larger value"),
+    (
+        "sketch",
+        "SimpleAggregateFunction(sumMap, Map(Int16, UInt64))",
+        "distribution: samples per logarithmic bucket (schemas/sketch.py)",
+    ),
+    (
+        "vmin",
+        "SimpleAggregateFunction(min, Nullable(Float64))",
+        "distribution or gauge: smallest value (NULL for summed paths)",
+    ),
+    (
+        "vmax",
+        "SimpleAggregateFunction(max, Nullable(Float64))",
+        "distribution or gauge: largest value (NULL for summed paths)",
+    ),
+    (
+        "last",
+        "SimpleAggregateFunction(max, Tuple(Int64, Float64))",
+        "gauge: (unix ms, value) of the last reading; a tie goes to the larger value",
+    ),
 )
 INPUT_KIND_COLUMNS = (
     ("kind", "UInt8 DEFAULT 0", "0 summed values, 1 a distribution, 2 a gauge"),
