@@ -58,6 +58,16 @@ class Trackable(Protocol):
     ) -> bool: ...
 
 
+def _max_rss_kb() -> int:
+    """The process's peak resident set so far, in KiB (0 where ``resource`` is missing)."""
+    try:
+        import resource
+
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    except (ImportError, OSError):
+        return 0
+
+
 def current_run() -> Run:
     """The run of the instrumented job executing in this context.
 
@@ -103,6 +113,8 @@ class JobTracker:
     limited: ExceptionTypes = ()
     skipped: ExceptionTypes = ()
     retry: ExceptionTypes = ()
+    # Per run: thread CPU time and growth of the process's peak RSS, as distributions.
+    measure_resources: bool = False
     errors: int = field(default=0, init=False)
     _names: dict[str, str] = field(default_factory=dict, init=False, repr=False)
     _tenants: dict[str, tuple[str, tuple[str, ...]]] = field(
@@ -179,6 +191,8 @@ class JobTracker:
                     run.attempt = outer.attempt
         except Exception as exc:  # a bad due_at or attempt from a framework hook
             self.failed("start", exc)
+        if self.measure_resources:
+            run.usage_start = (time.thread_time_ns(), _max_rss_kb())
         run.started_ns = time.perf_counter_ns()
         return run
 
@@ -186,6 +200,10 @@ class JobTracker:
         """Stop the clock, set the state from ``error``, and track; True if tracked."""
         try:
             run.duration_ms = (time.perf_counter_ns() - run.started_ns + 500_000) // 1_000_000
+            if run.usage_start is not None:
+                cpu_ns, rss_kb = run.usage_start
+                run.cpu_ms = (time.thread_time_ns() - cpu_ns) / 1e6
+                run.rss_growth_kb = max(0, _max_rss_kb() - rss_kb)
             if error is not None:
                 self.classify(run, error)
         except Exception as exc:  # e.g. a non-type in ``limited``

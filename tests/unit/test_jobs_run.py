@@ -160,3 +160,34 @@ def test_every_run_flattens_within_the_limits(
     assert sum(1 for p in paths if p.startswith("total.state.")) == 1
     assert ("total.queue_lag" in dict(kinds[0])) == (lag is not None)
     assert all(abs(n) <= MAX_ABS_VALUE for n in numbers)
+
+
+def test_lock_waits_are_a_distribution_and_timeouts_are_counted():
+    from tally.ingest.jobs import JobTracker
+    from tally.ingest.jobs.testing import RecordingTracker
+
+    recorder = RecordingTracker()
+    jobs = JobTracker(recorder, measure_resources=True)
+
+    class LockTimeout(Exception):
+        pass
+
+    @jobs(name="sync", pass_run=True)
+    def sync(run) -> None:
+        with run.waiting("tenant-lock"):
+            pass
+        with pytest.raises(LockTimeout), run.waiting("tenant-lock", timeouts=(LockTimeout,)):
+            raise LockTimeout
+        with pytest.raises(TimeoutError), run.waiting("db.pool"):
+            raise TimeoutError
+        sum(range(200_000))  # some CPU
+
+    sync()
+    (call,) = recorder.calls
+    flat, dists = call.flat, call.dists
+    assert dists["total.locks.tenant-lock.wait_ms"].count == 2
+    assert flat["total.locks.tenant-lock.timeouts"] == 1
+    assert flat["total.locks.db_pool.timeouts"] == 1  # names become path segments
+    assert dists["total.cpu_ms"].count == 1 and dists["total.cpu_ms"].vmin > 0
+    assert dists["total.max_rss_growth_kb"].count == 1
+    assert "tenants.system.locks.tenant-lock.wait_ms" in dists
