@@ -276,6 +276,7 @@ class PartitionFold:
         acc = self.acc
         added = 0
         rejected: list[Rejected] = []
+        path_cache: dict[int, tuple[str, str | None]] = {}  # string index -> (path, problem)
         folded = 0
         for index, ev in enumerate(events):
             if ev is None:
@@ -304,7 +305,7 @@ class PartitionFold:
                     reason = next(filter(None, map(limits.value_problem, values)), None)
             kinds = None
             if reason is None and v2:
-                kinds, reason = self._check_kinds(strings, ev, shape_list[sh])
+                kinds, reason = self._check_kinds(strings, ev, shape_list[sh], path_cache)
                 if reason is None and not values and not kinds[0] and not kinds[1]:
                     reason = "empty_event"
             if reason is not None:
@@ -339,36 +340,41 @@ class PartitionFold:
         return rejected
 
     def _check_kinds(
-        self, strings: list[str], ev: Any, counter_paths: tuple[str, ...]
+        self,
+        strings: list[str],
+        ev: Any,
+        counter_paths: tuple[str, ...],
+        path_cache: dict[int, tuple[str, str | None]],
     ) -> tuple[tuple[list, list], str | None]:
         """Validate an event's distributions and gauges: ``((dists, gauges), reason)``.
 
         Each comes back as a plain tuple with its path resolved. A path may hold one kind in
         a fold: a distribution or gauge at a path already summed (or the other kind) in this
-        fold is ``path_kind_conflict``.
+        fold, or twice in one event, is ``path_kind_conflict``.
         """
         dists: list[tuple] = []
         gauges: list[tuple] = []
         raw_d, raw_g = getattr(ev, "dists", []), getattr(ev, "gauges", [])
         if type(raw_d) is not list or type(raw_g) is not list:
             return (dists, gauges), "malformed_event"
-        seen: set[str] = set(counter_paths)
         kinds = self.path_kinds
         if not kinds and self.shape_list:  # first kinds in a fold of summed values only
             for names in self.shape_list:
                 for name in names:
                     kinds.setdefault(name, KIND_SUM)
+        used: list[str] = []
         for d in raw_d:
             fields_ = _fields(d, DistV2, 8)
             if fields_ is None:
                 return (dists, gauges), "bad_distribution"
-            path, reason = self._path_of(strings, fields_[0], seen)
+            path, reason = self._path_of(strings, fields_[0], path_cache)
             if reason is None:
                 reason = _dist_problem(fields_)
             if reason is None and kinds.get(path, KIND_DIST) != KIND_DIST:
                 reason = "path_kind_conflict"
             if reason is not None:
                 return (dists, gauges), reason
+            used.append(path)
             dists.append((path, *fields_[1:]))
         for g in raw_g:
             if isinstance(g, list) and len(g) == 2:
@@ -376,7 +382,7 @@ class PartitionFold:
             fields_ = _fields(g, GaugeV2, 3)
             if fields_ is None:
                 return (dists, gauges), "bad_gauge"
-            path, reason = self._path_of(strings, fields_[0], seen)
+            path, reason = self._path_of(strings, fields_[0], path_cache)
             value, at_ms = fields_[1], fields_[2]
             if reason is None:
                 reason = self.limits.value_problem(value)
@@ -391,20 +397,28 @@ class PartitionFold:
                 reason = "path_kind_conflict"
             if reason is not None:
                 return (dists, gauges), reason
+            used.append(path)
             gauges.append((path, float(value), at_ms))
+        if len(used) > 1 and len(set(used)) != len(used):
+            return (dists, gauges), "path_kind_conflict"  # one path twice in one event
+        if counter_paths and not set(used).isdisjoint(counter_paths):
+            return (dists, gauges), "path_kind_conflict"  # also a summed path of this event
         return (dists, gauges), None
 
-    def _path_of(self, strings: list[str], index: Any, seen: set[str]) -> tuple[str, str | None]:
+    def _path_of(
+        self, strings: list[str], index: Any, cache: dict[int, tuple[str, str | None]]
+    ) -> tuple[str, str | None]:
+        """The path at string ``index`` and why it cannot name a distribution or gauge."""
         if type(index) is not int or not 0 <= index < len(strings):
             return "", "bad_reference"
-        path = strings[index]
-        problem = self.limits.path_problem(path)
-        if problem is None and len(path) > self.limits.max_path_length - 7:
-            problem = "path_too_long"
-        if problem is None and path in seen:
-            problem = "path_kind_conflict"  # twice in one event, or also a summed path
-        seen.add(path)
-        return path, problem
+        found = cache.get(index)
+        if found is None:
+            path = strings[index]
+            problem = self.limits.path_problem(path)
+            if problem is None and len(path) > self.limits.max_path_length - 7:
+                problem = "path_too_long"
+            found = cache[index] = (path, problem)
+        return found
 
     def _fold_kinds(self, fks: int, minute: int, kinds: tuple[list, list]) -> int:
         """Merge an event's (validated) distributions and gauges; returns bytes added."""
@@ -481,39 +495,24 @@ class PartitionFold:
             rows.vmin = [None] * n
             rows.vmax = [None] * n
             rows.last = [(0, 0.0)] * n
-            for (ks, minute, path), (count, total, square, lo, hi, buckets) in self.dacc.items():
-                keys = sorted(buckets)
-                self._kind_row(rows, keysets[ks], minute, KIND_DIST, path, lo, hi, (0, 0.0))
-                rows.sketch_keys.append(keys)
-                rows.sketch_counts.append([buckets[k] for k in keys])
-                rows.stats.append([float(count), total, square])
-            for (ks, minute, path), (last, lo, hi) in self.gacc.items():
-                self._kind_row(rows, keysets[ks], minute, KIND_GAUGE, path, lo, hi, last)
-                rows.sketch_keys.append([])
-                rows.sketch_counts.append([])
-                rows.stats.append([])
+            dacc, gacc = self.dacc, self.gacc
+            dkeys = [sorted(entry[5]) for entry in dacc.values()]
+            slots = [*dacc, *gacc]
+            rows.keys += [keysets[ks] for ks, _, _ in slots]
+            rows.minute += [minute for _, minute, _ in slots]
+            rows.paths += [()] * len(slots)
+            rows.values += [[]] * len(slots)
+            rows.kind += [KIND_DIST] * len(dacc) + [KIND_GAUGE] * len(gacc)
+            rows.path += [path for _, _, path in slots]
+            rows.sketch_keys += dkeys + [[]] * len(gacc)
+            rows.sketch_counts += [
+                [e[5][k] for k in keys] for e, keys in zip(dacc.values(), dkeys, strict=True)
+            ] + [[]] * len(gacc)
+            rows.stats += [[float(e[0]), e[1], e[2]] for e in dacc.values()] + [[]] * len(gacc)
+            rows.vmin += [e[3] for e in dacc.values()] + [e[1] for e in gacc.values()]
+            rows.vmax += [e[4] for e in dacc.values()] + [e[2] for e in gacc.values()]
+            rows.last += [(0, 0.0)] * len(dacc) + [e[0] for e in gacc.values()]
         return rows
-
-    @staticmethod
-    def _kind_row(
-        rows: FoldRows,
-        keys: tuple[str, ...],
-        minute: int,
-        kind: int,
-        path: str,
-        lo: float,
-        hi: float,
-        last: tuple[int, float],
-    ) -> None:
-        rows.keys.append(keys)
-        rows.minute.append(minute)
-        rows.paths.append(())
-        rows.values.append([])
-        rows.kind.append(kind)
-        rows.path.append(path)
-        rows.vmin.append(lo)
-        rows.vmax.append(hi)
-        rows.last.append(last)
 
 
 def _fast_ok(values: list, cap: float) -> bool:
@@ -526,8 +525,8 @@ def _fast_ok(values: list, cap: float) -> bool:
 
 def _fields(entry: Any, struct: type, size: int) -> tuple | None:
     """A dist/gauge entry (a Struct, or a raw list when salvaging) as a tuple, or None."""
-    if isinstance(entry, struct):
-        return tuple(getattr(entry, f) for f in entry.__struct_fields__)
+    if type(entry) is struct:
+        return msgspec.structs.astuple(entry)
     if isinstance(entry, list) and len(entry) == size:
         return tuple(entry)
     return None
@@ -536,10 +535,9 @@ def _fields(entry: Any, struct: type, size: int) -> tuple | None:
 def _dist_problem(d: tuple) -> str | None:
     """Why a distribution entry ``(path, count, sum, square, min, max, keys, counts)`` is bad."""
     _, count, total, square, vmin, vmax, keys, counts = d
-    for sample in (vmin, vmax):
-        problem = sketch.sample_problem(sample)
-        if problem:
-            return problem
+    problem = sketch.sample_problem(vmin) or sketch.sample_problem(vmax)
+    if problem:
+        return problem
     if type(count) is not int or not 1 <= count <= sketch.MAX_SAMPLE or vmin > vmax:
         return "bad_distribution"
     for number in (total, square):
@@ -547,11 +545,15 @@ def _dist_problem(d: tuple) -> str | None:
             return "bad_distribution"
     if type(keys) is not list or type(counts) is not list or len(keys) != len(counts):
         return "bad_distribution"
-    previous = None
-    for k in keys:
-        if sketch.key_problem(k) or (previous is not None and k <= previous):
+    if len(keys) == 1:
+        if sketch.key_problem(keys[0]):
             return "bad_sketch_bucket"
-        previous = k
+    else:
+        previous = None
+        for k in keys:
+            if sketch.key_problem(k) or (previous is not None and k <= previous):
+                return "bad_sketch_bucket"
+            previous = k
     if any(type(n) is not int or n < 1 for n in counts) or sum(counts) != count:
         return "bad_distribution"
     if keys and (sketch.key_of(vmin) != keys[0] or sketch.key_of(vmax) != keys[-1]):
