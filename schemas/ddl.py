@@ -300,7 +300,7 @@ SETTINGS {self.dedup_settings_sql()}""",
             out.append(
                 f"""CREATE OR REPLACE VIEW {db}.rollups_{g} AS
 SELECT key, toTimeZone(bucket, '{tz}') AS bucket, path, sum(value) AS value
-FROM {self.table} WHERE granularity = '{g}'
+FROM {self.table} WHERE granularity = '{g}' AND vmin IS NULL
 GROUP BY key, bucket, path"""
             )
             out.append(self._sketch_view(g, "bucket", g))
@@ -360,7 +360,7 @@ GROUP BY key, b, path"""
         return f"""CREATE OR REPLACE VIEW {self.database}.rollups_{g} AS
 SELECT key, toDateTime({local_start}, '{tz}') AS bucket, path, sum(value) AS value
 FROM (SELECT key, toDate(bucket, '{tz}') AS d, path, value
-      FROM {self.table} WHERE granularity = '1d')
+      FROM {self.table} WHERE granularity = '1d' AND vmin IS NULL)
 GROUP BY key, bucket, path"""
 
 

@@ -161,6 +161,16 @@ def test_gauges_last_by_event_time_min_max_across_granularities(make_stack):
     assert tracker.track(["worker::w1"], {"seen": gauge(hour + 30.5, at=hour + 30.5)}, at=hour + 30)
     assert tracker.flush(60)
     tracker.close()
+    # A v1 client on the same topic: records without distributions or gauges stay version 1.
+    old = Tracker(
+        ClientSettings(
+            bootstrap_servers=stack.kafka.bootstrap, topic=stack.config.topic, strict=True
+        )
+    )
+    for _ in range(10):
+        assert old.track(["queue::default"], {"runs": 1}, at=hour + 60)
+    assert old.flush(60)
+    old.close()
     client = stack.clickhouse_client()
     read = ReadSettings(clickhouse=stack.clickhouse_settings, database="tally")
 
@@ -173,6 +183,14 @@ def test_gauges_last_by_event_time_min_max_across_granularities(make_stack):
             )
 
     wait_for(arrived, 90, "gauges in the rollups")
+
+    def runs() -> float:
+        rows = client.query(
+            "SELECT sum(value) FROM tally.rollups_1m WHERE key = 'queue::default' AND path = 'runs'"
+        ).result_rows
+        return rows[0][0] or 0
+
+    wait_for(lambda: runs() == 10, 60, "the version-1 records")
     with Reader(read) as reader:
         h = reader.gauge("queue::default", "depth", hour, hour + 7200, "1h")
         assert h.min == [1.0, 5.0] and h.max == [12.0, 5.0]

@@ -231,3 +231,17 @@ def test_a_topic_mixing_v1_and_v2_records_folds_both():
     rows = f.rows()
     assert sorted(rows.kind) == [0, 1]
     assert sum(sum(v) for v in rows.values) == 2
+
+
+def test_gauge_folds_do_not_depend_on_arrival_order():
+    readings = [(T0 + 5, 3.0), (T0 + 50, 9.0), (T0 + 50, 4.0), (T0 + 20, -1.0), (T0 + 7, 2.0)]
+    results = set()
+    rng = random.Random(5)
+    for _ in range(20):
+        rng.shuffle(readings)
+        f = fold()
+        events = [(T0, ("k",), (), [], ([], [("g", v, at * 1000)])) for at, v in readings]
+        assert f.add_record(kinds_record(*events), 0, TS_MS) == []
+        rows = f.rows()
+        results.add((rows.last[0], rows.vmin[0], rows.vmax[0]))
+    assert results == {(((T0 + 50) * 1000, 9.0), -1.0, 9.0)}  # a tie goes to the larger value
