@@ -427,14 +427,18 @@ class PartitionFold:
             self.path_kinds[path] = KIND_DIST
             slot = (fks, minute, path)
             found = self.dacc.get(slot)
-            if found is None:
-                found = self.dacc[slot] = [0, 0.0, 0.0, vmin, vmax, {}]
-                added += ENTRY_BYTES + sys.getsizeof(path)
+            if found is None:  # a new entry takes the event's sketch as is
+                buckets = dict(zip(keys, counts, strict=True))
+                self.dacc[slot] = [count, total, square, vmin, vmax, buckets]
+                added += ENTRY_BYTES + sys.getsizeof(path) + DIST_BUCKET_BYTES * len(keys)
+                continue
             found[0] += count
             found[1] += total
             found[2] += square
-            found[3] = min(found[3], vmin)
-            found[4] = max(found[4], vmax)
+            if vmin < found[3]:
+                found[3] = vmin
+            if vmax > found[4]:
+                found[4] = vmax
             buckets = found[5]
             before = len(buckets)
             for k, n in zip(keys, counts, strict=True):
@@ -496,7 +500,7 @@ class PartitionFold:
             rows.vmax = [None] * n
             rows.last = [(0, 0.0)] * n
             dacc, gacc = self.dacc, self.gacc
-            dkeys = [sorted(entry[5]) for entry in dacc.values()]
+            dkeys = [sorted(e[5]) if len(e[5]) > 1 else list(e[5]) for e in dacc.values()]
             slots = [*dacc, *gacc]
             rows.keys += [keysets[ks] for ks, _, _ in slots]
             rows.minute += [minute for _, minute, _ in slots]
@@ -535,6 +539,16 @@ def _fields(entry: Any, struct: type, size: int) -> tuple | None:
 def _dist_problem(d: tuple) -> str | None:
     """Why a distribution entry ``(path, count, sum, square, min, max, keys, counts)`` is bad."""
     _, count, total, square, vmin, vmax, keys, counts = d
+    if count == 1 and type(count) is int and type(keys) is list and len(keys) == 1:
+        # one sample: min = max = sum = the sample, one bucket with count 1
+        problem = sketch.sample_problem(vmin)
+        if problem:
+            return problem
+        if vmax != vmin or total != vmin or type(counts) is not list or counts != [1]:
+            return sketch.sample_problem(vmax) or "bad_distribution"
+        if type(square) not in (int, float) or not 0 <= square < float("inf"):
+            return "bad_distribution"
+        return sketch.key_problem(keys[0])
     problem = sketch.sample_problem(vmin) or sketch.sample_problem(vmax)
     if problem:
         return problem
