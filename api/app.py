@@ -21,7 +21,7 @@ from litestar.types import ControllerRouterHandler
 
 from tally.api.auth import require_token
 from tally.api.coalesce import Coalescer
-from tally.api.routes import ReadController, SqlController
+from tally.api.routes import KindsController, ReadController, SqlController
 from tally.api.settings import ApiSettings
 from tally.read import AsyncReader, ReadError
 
@@ -64,7 +64,7 @@ def create_app(
         await reader.close()
 
     return Litestar(
-        route_handlers=[ReadController, SqlController, *extra],
+        route_handlers=[ReadController, KindsController, SqlController, *extra],
         guards=[_guard],
         dependencies={
             "reader": Provide(_reader, sync_to_thread=False),
