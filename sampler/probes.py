@@ -5,9 +5,10 @@
   busy on one job for longer than ``stall_after_s`` (from the job's ``started_at``).
 - **Celery** (Redis broker): the queue is a list (``LPUSH``, consumed from the right): depth =
   its length, oldest = its right end; the age needs tally's ``tally_enqueued_at`` header (set
-  by ``instrument_celery``). Workers are not in Redis (only ``celery inspect`` knows them);
-  stalled = messages delivered but not acknowledged for longer than ``stall_after_s``
-  (``unacked_index``; meaningful with ``acks_late=True``).
+  by ``instrument_celery``). Workers are not in Redis: they are asked with Celery's own
+  broadcast (``inspect().active_queues()`` and ``active()``, 1 s timeout, needs the ``celery``
+  package): busy = workers consuming the queue that run a task from it, idle = the others,
+  stalled = workers running a task from the queue started more than ``stall_after_s`` ago.
 - **Dramatiq** (Redis broker): ids in the list ``dramatiq:<queue>``, messages in the hash
   ``dramatiq:<queue>.msgs`` (``message_timestamp``); busy workers = live workers
   (``__heartbeats__``) holding messages of the queue in their ``__acks__`` sets, idle = the
@@ -75,8 +76,37 @@ def probe_celery(redis: Redis, queue: str, stall_after_s: float) -> QueueSample:
             oldest = float(enqueued) if isinstance(enqueued, int | float) else None
         except (ValueError, AttributeError):
             oldest = None
-    stalled = int(redis.zcount("unacked_index", "-inf", now - stall_after_s))
-    return QueueSample("celery", queue, depth, _age(now, oldest), None, None, stalled)
+    busy, idle, stalled = _celery_workers(redis, queue, now - stall_after_s)
+    return QueueSample("celery", queue, depth, _age(now, oldest), busy, idle, stalled)
+
+
+def _celery_workers(redis: Redis, queue: str, stalled_before: float) -> tuple[int, int, int]:
+    """(busy, idle, stalled) workers of ``queue`` from Celery's inspect broadcast."""
+    from celery import Celery
+
+    kw = redis.connection_pool.connection_kwargs
+    auth = f":{kw['password']}@" if kw.get("password") else ""
+    url = f"redis://{auth}{kw.get('host', '127.0.0.1')}:{kw.get('port', 6379)}/{kw.get('db', 0)}"
+    app = Celery("tally-sampler", broker=url, set_as_current=False)
+    try:
+        inspect = app.control.inspect(timeout=1.0)
+        consuming = {
+            worker
+            for worker, queues in (inspect.active_queues() or {}).items()
+            if any(q.get("name") == queue for q in queues or ())
+        }
+        busy = stalled = 0
+        for worker, tasks in (inspect.active() or {}).items():
+            mine = [
+                t for t in tasks or () if (t.get("delivery_info") or {}).get("routing_key") == queue
+            ]
+            if worker in consuming and mine:
+                busy += 1
+                if any((t.get("time_start") or float("inf")) < stalled_before for t in mine):
+                    stalled += 1
+        return busy, len(consuming) - busy, stalled
+    finally:
+        app.close()
 
 
 def probe_dramatiq(

@@ -124,3 +124,39 @@ def test_settings_from_flags_and_environment():
     assert from_args([], {}).interval_s == 10
     with pytest.raises(SystemExit):
         from_args(["--queue", "sidekiq:default"], {})
+
+
+CELERY_APP = """
+import time
+from celery import Celery
+
+app = Celery("stuckapp", broker="{url}")
+
+
+@app.task(name="stuckapp.stuck")
+def stuck():
+    time.sleep(120)
+"""
+
+
+def test_a_celery_worker_stuck_in_a_task_is_busy_then_stalled(redis_url, tmp_path):
+    (tmp_path / "stuckapp.py").write_text(CELERY_APP.format(url=redis_url))
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    worker = subprocess.Popen(
+        [str(Path(sys.executable).parent / "celery"), "-A", "stuckapp", "worker",
+         "--pool", "threads", "-c", "1", "-Q", "celery", "--without-gossip", "--without-mingle"],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    redis = Redis.from_url(redis_url)
+    try:
+        wait_for(lambda: probe_celery(redis, "celery", 1).idle == 1, 60, "an idle worker")
+        from celery import Celery
+
+        Celery("client", broker=redis_url).send_task("stuckapp.stuck", queue="celery")
+        wait_for(lambda: probe_celery(redis, "celery", 1).busy == 1, 30, "the worker busy")
+        wait_for(lambda: probe_celery(redis, "celery", 1).stalled == 1, 30, "a stalled worker")
+        assert probe_celery(redis, "celery", stall_after_s=600).stalled == 0
+    finally:
+        os.killpg(worker.pid, 9)
+        worker.wait(10)
