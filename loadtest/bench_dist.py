@@ -10,7 +10,7 @@ embedded ClickHouse (chDB behind its HTTP front):
    flushes inserted with the real ``RollupSink`` (insert time measured separately), then
    ``OPTIMIZE FINAL`` and the rollup rows and bytes per event. Variants alternate, best of 2.
 2. ``track()`` per call with one ``dist()`` value against the same event with counters (the
-   whole call: building the values, validation, flattening, buffering; best of 3 × 50,000).
+   whole call: building the values, validation, flattening, buffering; best of 3 x 50,000).
 3. a 30-day hourly p95 series of one key (720 hourly sketches of 200 samples, stored at 1m, 1h
    and 1d) read with ``Reader.quantiles``: median and p99 of 200 reads.
 """
