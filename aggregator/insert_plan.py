@@ -116,13 +116,4 @@ def plan_inserts(
         i = j
     if current:
         pieces.append(current)
-    return [InsertPiece(f"{token}/{n}", _take(rows, idx)) for n, idx in enumerate(pieces)]
-
-
-def _take(rows: FoldRows, indices: list[int]) -> FoldRows:
-    return FoldRows(
-        [rows.keys[i] for i in indices],
-        [rows.minute[i] for i in indices],
-        [rows.paths[i] for i in indices],
-        [rows.values[i] for i in indices],
-    )
+    return [InsertPiece(f"{token}/{n}", rows.take(idx)) for n, idx in enumerate(pieces)]

@@ -27,19 +27,27 @@ from clickhouse_connect.driver.exceptions import (
     ProgrammingError,
 )
 
-from tally.aggregator.fold import COLUMNS, FoldRows
+from tally.aggregator.fold import FoldRows
 from tally.aggregator.insert_plan import DEFAULT_PARTITIONS_PER_INSERT, InsertPiece, plan_inserts
 from tally.aggregator.settings import ClickHouseSettings
 from tally.schemas.ddl import TABLE, RollupSchema
 
 log = logging.getLogger("tally.aggregator.sink")
 
-COLUMN_TYPES = (
-    "Array(String)",
-    "DateTime('UTC')",
-    "Array(LowCardinality(String))",
-    "Array(Float64)",
-)
+COLUMN_TYPES = {
+    "keys": "Array(String)",
+    "minute": "DateTime('UTC')",
+    "paths": "Array(LowCardinality(String))",
+    "values": "Array(Float64)",
+    "kind": "UInt8",
+    "path": "String",
+    "sketch_keys": "Array(Int16)",
+    "sketch_counts": "Array(UInt64)",
+    "stats": "Array(Float64)",
+    "vmin": "Nullable(Float64)",
+    "vmax": "Nullable(Float64)",
+    "last": "Tuple(Int64, Float64)",
+}
 
 # Settings that shape the blocks of an insert into rollups_input and of the view's output into
 # rollups (values: ClickHouse's defaults), and the ones dedup depends on. Pinned on every
@@ -237,6 +245,9 @@ class RollupSink:
         await client.command(
             f"ALTER TABLE {self.schema.expand_view} MODIFY QUERY {self.schema.expand_query()}"
         )
+        await client.command(
+            f"ALTER TABLE {self.schema.kinds_view} MODIFY QUERY {self.schema.kinds_query()}"
+        )
         # CREATE ... IF NOT EXISTS does not touch an existing table: apply the window each start.
         await client.command(
             f"ALTER TABLE {self.schema.table} MODIFY SETTING {self.schema.dedup_settings_sql()}"
@@ -305,11 +316,12 @@ class RollupSink:
 
     async def insert_piece(self, piece: InsertPiece) -> None:
         """Insert one planned piece under its own token."""
+        names = piece.rows.column_names()
         await self._require().insert(
             self.schema.input_table,
             piece.rows.columns(),
-            column_names=list(COLUMNS),
-            column_type_names=list(COLUMN_TYPES),
+            column_names=list(names),
+            column_type_names=[COLUMN_TYPES[n] for n in names],
             column_oriented=True,
             settings=self.insert_settings(piece.token),
         )

@@ -22,7 +22,7 @@ from litestar.types import ControllerRouterHandler
 from tally.api.auth import require_token
 from tally.api.coalesce import Coalescer
 from tally.api.monitors import MonitorController
-from tally.api.routes import ReadController, SqlController
+from tally.api.routes import KindsController, ReadController, SqlController
 from tally.api.settings import ApiSettings
 from tally.read import AsyncReader, ReadError
 from tally.traces.http import TraceController
@@ -69,7 +69,14 @@ def create_app(
             traces.close()
 
     return Litestar(
-        route_handlers=[ReadController, SqlController, MonitorController, TraceController, *extra],
+        route_handlers=[
+            ReadController,
+            KindsController,
+            SqlController,
+            MonitorController,
+            TraceController,
+            *extra,
+        ],
         guards=[_guard],
         dependencies={
             "reader": Provide(_reader, sync_to_thread=False),

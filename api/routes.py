@@ -11,7 +11,17 @@ from litestar.params import FromQuery, JSONBody, QueryParameter
 
 from tally.api.auth import SCOPE_SQL
 from tally.api.coalesce import Coalescer
-from tally.read import AsyncReader, KeyInfo, PathInfo, Series, Slice, SqlResult, Values
+from tally.read import (
+    AsyncReader,
+    Distribution,
+    GaugeSeries,
+    KeyInfo,
+    PathInfo,
+    Series,
+    Slice,
+    SqlResult,
+    Values,
+)
 from tally.read.results import CategoryItem
 
 Reader = NamedDependency[AsyncReader]
@@ -150,6 +160,50 @@ class ReadController(Controller):
             s,
             s.aggregate(aggregate, slices) if aggregate else None,
             s.category() if category else None,
+        )
+
+
+class KindsController(Controller):
+    """Distributions (quantiles) and gauges, opened by the read token."""
+
+    path = "/api/v1"
+    tags = ["read"]
+
+    @get("/quantiles", summary="Quantiles of a distribution path per bucket (within 1%)")
+    async def quantiles(
+        self,
+        reader: Reader,
+        coalescer: Shared,
+        key: FromQuery[str],
+        path: FromQuery[str],
+        q: Annotated[
+            list[float] | None,
+            QueryParameter(description="Repeatable, in [0, 1]; default 0.5 0.9 0.95 0.99 0.999"),
+        ] = None,
+        since: Since = "24h",
+        until: Until = None,
+        granularity: Granularity = "1h",
+    ) -> Distribution:
+        qs = tuple(q or (0.5, 0.9, 0.95, 0.99, 0.999))
+        return await coalescer.run(
+            ("quantiles", key, path, qs, since, until, granularity),
+            lambda: reader.quantiles(key, path, qs, since, until, granularity),
+        )
+
+    @get("/gauge", summary="A gauge path per bucket: last reading by time, min, max")
+    async def gauge(
+        self,
+        reader: Reader,
+        coalescer: Shared,
+        key: FromQuery[str],
+        path: FromQuery[str],
+        since: Since = "24h",
+        until: Until = None,
+        granularity: Granularity = "1h",
+    ) -> GaugeSeries:
+        return await coalescer.run(
+            ("gauge", key, path, since, until, granularity),
+            lambda: reader.gauge(key, path, since, until, granularity),
         )
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from tally.schemas.wire import BatchDecoder, BatchEncoder, WireError
+from tally.ingest.kinds import Dist
+from tally.schemas.wire import BatchDecoder, BatchEncoder, EventV2, WireError
 
 
 class RecordCodec(Protocol):
@@ -30,7 +31,7 @@ class RecordCodec(Protocol):
 
 
 class MetricCodec:
-    """The metrics topic's ``BatchV1`` records: events are ``(at, keys, paths, values)``."""
+    """The metrics topic's records: events are ``(at, keys, paths, values[, kinds])``."""
 
     def __init__(self, source: str) -> None:
         self._encoder = BatchEncoder(source)
@@ -46,15 +47,30 @@ class MetricCodec:
         if not batch.events:
             raise WireError("empty", "no events")
         strings, keysets, shapes = batch.strings, batch.keysets, batch.shapes
-        return [
-            (
+        out: list[tuple] = []
+        for event in batch.events:
+            decoded: tuple = (
                 event.at,
                 tuple(strings[i] for i in keysets[event.keyset]),
                 tuple(strings[i] for i in shapes[event.shape]),
                 event.values,
             )
-            for event in batch.events
-        ]
+            if isinstance(event, EventV2) and (event.dists or event.gauges):
+                # distributions and gauges travel on: a re-encoded record keeps them
+                dists = [
+                    (
+                        strings[d.path],
+                        Dist(
+                            d.count, d.sum, d.square, d.min, d.max,
+                            dict(zip(d.keys, d.counts, strict=True)),
+                        ),
+                    )
+                    for d in event.dists
+                ]  # fmt: skip
+                gauges = [(strings[g.path], g.value, g.at_ms) for g in event.gauges]
+                decoded = (*decoded, (dists, gauges))
+            out.append(decoded)
+        return out
 
     def route(self, event: tuple) -> str:
         """The last key, as ``Tracker.track`` routes by default."""

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from tally.ingest.codec import RecordCodec
-from tally.ingest.flatten import InvalidValues, flatten
+from tally.ingest.flatten import InvalidValues, Kinds, flatten_all
 from tally.ingest.sender import Sender
 from tally.ingest.settings import ClientSettings
 from tally.ingest.sizing import (
@@ -79,8 +79,8 @@ class Tracker:
         or dropped (counted in ``stats()``); raises only in strict mode.
         """
         try:
-            paths, numbers = flatten(values, self._limits)
-            return self._enqueue(*self._key_tuple(keys), paths, numbers, at, route, None)
+            paths, numbers, kinds = flatten_all(values, self._limits)
+            return self._enqueue(*self._key_tuple(keys), paths, numbers, at, route, None, kinds)
         except Exception as exc:
             return self._rejected(exc)
 
@@ -91,11 +91,14 @@ class Tracker:
         numbers: list[int | float],
         at: datetime | float | None = None,
         route: str | None = None,
+        kinds: Kinds | None = None,
     ) -> bool:
         """``track`` with values already flattened: ``numbers[i]`` belongs to ``paths[i]``.
 
         For instrumentation that emits the same shapes over and over: each distinct ``paths``
         tuple is validated once (the result is cached), numbers are checked on every call.
+        ``kinds`` are distributions and gauges as ``flatten_all`` returns them (validated
+        there); their paths are checked like ``paths``.
         """
         try:
             size = self._known_paths.get(paths)
@@ -108,9 +111,22 @@ class Tracker:
                 kind = type(number)
                 if (kind is not int and kind is not float) or not -limit <= number <= limit:
                     raise InvalidValues(self._limits.value_problem(number) or "bad_value", "")
-            return self._enqueue(*self._key_tuple(keys), paths, list(numbers), at, route, size)
+            if kinds is not None:
+                self._check_kind_paths(kinds)
+            return self._enqueue(
+                *self._key_tuple(keys), paths, list(numbers), at, route, size, kinds
+            )
         except Exception as exc:
             return self._rejected(exc)
+
+    def _check_kind_paths(self, kinds: Kinds) -> None:
+        names = tuple(p for p, _ in kinds[0]) + tuple(g[0] for g in kinds[1])
+        if names not in self._known_paths:
+            self._check_paths(names)
+            short = self._limits.max_path_length - 7  # room for ".square"
+            if any(len(p) > short for p in names):
+                del self._known_paths[names]
+                raise InvalidValues("path_too_long", "a distribution path")
 
     def _key_tuple(self, keys: str | Iterable[str]) -> tuple[tuple[str, ...], int]:
         """The keys as a validated tuple, and their size bound in a record."""
@@ -129,14 +145,19 @@ class Tracker:
         at: datetime | float | None,
         route: str | None,
         paths_size: int | None,
+        kinds: Kinds | None = None,
     ) -> bool:
         ts = int(time.time()) if at is None else _to_seconds(at)
         # Cheap bound first (every path at its longest); the exact bound only for wide events.
         size = self._event_base + keys_size + ARRAY + len(numbers) * self._value_worst
+        if kinds is not None:
+            size += _kinds_bound(kinds, self._value_worst)
         if size > self._record_bytes:
             if paths_size is None:
                 paths_size = strings_bound(paths)
             size = self._event_base + keys_size + paths_size + 9 * len(numbers)
+            if kinds is not None:
+                size += _kinds_bound(kinds, self._value_worst)
             if size > self._record_bytes:
                 raise InvalidValues("event_too_large", f"~{size} bytes > record_bytes")
         if self._closed:
@@ -147,7 +168,10 @@ class Tracker:
             self._counters.add("dropped_overflow")
             self._warn("buffer full (%d events); event dropped", self._capacity)
             return False
-        self._buffer.append((ts, keys, paths, numbers, route or keys[-1]))
+        if kinds is None:
+            self._buffer.append((ts, keys, paths, numbers, route or keys[-1]))
+        else:
+            self._buffer.append((ts, keys, paths, numbers, kinds, route or keys[-1]))
         if self._sender is None:  # first event in this process (fork resets it)
             self._start_sender()
         return True
@@ -284,6 +308,15 @@ class Tracker:
         if now - self._last_warning > 10:
             self._last_warning = now
             log.warning(message, *args)
+
+
+def _kinds_bound(kinds: Kinds, per_path: int) -> int:
+    """Bytes the distributions and gauges of one event can cost in a record."""
+    dists, gauges = kinds
+    size = 2 * ARRAY + len(gauges) * (per_path + ARRAY + 18)
+    for _, d in dists:
+        size += per_path + 2 * ARRAY + 6 * 9 + 12 * len(d.buckets)
+    return size
 
 
 def _to_seconds(at: datetime | float) -> int:

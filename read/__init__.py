@@ -1,5 +1,6 @@
 """The read side: ``values``/``series`` over the rollups, key discovery, read-only SQL."""
 
+from tally.read.distributions import Distribution, GaugeSeries
 from tally.read.errors import BadExpression, BadGranularity, BadPattern, BadRange, ReadError
 from tally.read.reader import AsyncReader, Reader, SqlResult
 from tally.read.results import CategoryItem, KeyInfo, PathInfo, Row, Series, Slice, Values
@@ -12,6 +13,8 @@ __all__ = [
     "BadPattern",
     "BadRange",
     "CategoryItem",
+    "Distribution",
+    "GaugeSeries",
     "KeyInfo",
     "PathInfo",
     "ReadError",

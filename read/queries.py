@@ -53,6 +53,7 @@ def points(
         text = f"""SELECT toUInt32(bucket) AS t, path, sum(value) AS value
 FROM {db}.rollups
 WHERE granularity = {{g:String}} AND key = {{key:String}} AND {_RANGE}{where_paths}
+  AND vmin IS NULL
 GROUP BY t, path"""
     else:
         view = identifier(f"rollups_{granularity}")

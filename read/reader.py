@@ -20,6 +20,15 @@ import msgspec
 
 from tally.read import queries
 from tally.read.assemble import SeriesPlan, build_series, build_values
+from tally.read.distributions import (
+    DEFAULT_QUANTILES,
+    Distribution,
+    GaugeSeries,
+    build_distribution,
+    build_gauge,
+    check_quantiles,
+    sketch_rows,
+)
 from tally.read.errors import ReadError
 from tally.read.patterns import KeyPattern, check_key
 from tally.read.results import KeyInfo, PathInfo, Series, Values
@@ -159,6 +168,38 @@ class AsyncReader(_Planning):
         rows = (await self._query(self._series_sql(schema, key, g, w, plan))).result_rows
         return build_series(key, w, schema.calendar.time_zone, plan, rows)
 
+    async def quantiles(
+        self,
+        key: str,
+        path: str,
+        qs: Sequence[float] = DEFAULT_QUANTILES,
+        since: TimeLike = "24h",
+        until: TimeLike = None,
+        granularity: str = "1h",
+    ) -> Distribution:
+        """Quantiles ``qs`` of the distribution at ``path`` per bucket (relative error 1%)."""
+        check_key(key)
+        qs = check_quantiles(qs)
+        schema = await self._served(granularity)
+        g, w = self._window(schema, granularity, since, until)
+        rows = (await self._query(sketch_rows(self.settings.database, g, key, path, w))).result_rows
+        return build_distribution(key, path, w, schema.calendar.time_zone, qs, rows)
+
+    async def gauge(
+        self,
+        key: str,
+        path: str,
+        since: TimeLike = "24h",
+        until: TimeLike = None,
+        granularity: str = "1h",
+    ) -> GaugeSeries:
+        """The gauge at ``path`` per bucket: last reading by time, min and max."""
+        check_key(key)
+        schema = await self._served(granularity)
+        g, w = self._window(schema, granularity, since, until)
+        rows = (await self._query(sketch_rows(self.settings.database, g, key, path, w))).result_rows
+        return build_gauge(key, path, w, schema.calendar.time_zone, rows)
+
     async def keys(
         self,
         pattern: str | None = None,
@@ -266,6 +307,38 @@ class Reader(_Planning):
         g, w = self._window(schema, granularity, since, until)
         rows = self._query(self._series_sql(schema, key, g, w, plan)).result_rows
         return build_series(key, w, schema.calendar.time_zone, plan, rows)
+
+    def quantiles(
+        self,
+        key: str,
+        path: str,
+        qs: Sequence[float] = DEFAULT_QUANTILES,
+        since: TimeLike = "24h",
+        until: TimeLike = None,
+        granularity: str = "1h",
+    ) -> Distribution:
+        """Quantiles ``qs`` of the distribution at ``path`` per bucket (relative error 1%)."""
+        check_key(key)
+        qs = check_quantiles(qs)
+        schema = self._served(granularity)
+        g, w = self._window(schema, granularity, since, until)
+        rows = self._query(sketch_rows(self.settings.database, g, key, path, w)).result_rows
+        return build_distribution(key, path, w, schema.calendar.time_zone, qs, rows)
+
+    def gauge(
+        self,
+        key: str,
+        path: str,
+        since: TimeLike = "24h",
+        until: TimeLike = None,
+        granularity: str = "1h",
+    ) -> GaugeSeries:
+        """The gauge at ``path`` per bucket: last reading by time, min and max."""
+        check_key(key)
+        schema = self._served(granularity)
+        g, w = self._window(schema, granularity, since, until)
+        rows = self._query(sketch_rows(self.settings.database, g, key, path, w)).result_rows
+        return build_gauge(key, path, w, schema.calendar.time_zone, rows)
 
     def keys(
         self,

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tally.rollups.queries import Query
+from tally.rollups.queries import Query, sketch_quantile
 from tally.schemas.ddl import identifier
 from tally.schemas.granularity import Granularity
 
@@ -235,23 +235,33 @@ ORDER BY growth DESC, item""",
 QUEUE_LAG = JobQuery(
     "queue_lag",
     "How long do jobs wait in the queue? Per job (or tenant): runs with a known lag, mean "
-    "lag in ms and the runs per lag bucket (le_100ms ... gt_600s).",
-    f"""SELECT item, runs, round(lag_sum / runs, 3) AS mean_lag_ms,
-       le_100ms, le_1s, le_10s, le_60s, le_600s, gt_600s
+    "lag and its p50/p95/p99 in ms (from the lag distribution, within 1%).",
+    f"""SELECT item, runs, round(lag_sum / runs, 3) AS mean_lag_ms, p50, p95, p99
 FROM (
     SELECT item, sumIf(value, measure = 'queue_lag.count') AS runs,
-           sumIf(value, measure = 'queue_lag.sum') AS lag_sum,
-           sumIf(value, measure = 'queue_lag.buckets.le_100ms') AS le_100ms,
-           sumIf(value, measure = 'queue_lag.buckets.le_1s') AS le_1s,
-           sumIf(value, measure = 'queue_lag.buckets.le_10s') AS le_10s,
-           sumIf(value, measure = 'queue_lag.buckets.le_60s') AS le_60s,
-           sumIf(value, measure = 'queue_lag.buckets.le_600s') AS le_600s,
-           sumIf(value, measure = 'queue_lag.buckets.gt_600s') AS gt_600s
+           sumIf(value, measure = 'queue_lag.sum') AS lag_sum
     FROM ({_items()})
     WHERE startsWith(measure, 'queue_lag.')
     GROUP BY item
     HAVING runs > 0
-)
+) AS totals
+LEFT JOIN (
+    SELECT item, {sketch_quantile("0.5")} AS p50, {sketch_quantile("0.95")} AS p95,
+           {sketch_quantile("0.99")} AS p99
+    FROM (
+        SELECT item, mapKeys(sk) AS ks, arrayCumSum(mapValues(sk)) AS cum,
+               toFloat64(arraySum(mapValues(sk))) AS n, vmin, vmax
+        FROM (
+            SELECT splitByChar('.', path)[2] AS item, sumMap(sketch) AS sk,
+                   min(vmin) AS vmin, max(vmax) AS vmax
+            FROM {{db}}.sketches_{{g}}
+            WHERE key = {{{{key:String}}}} AND startsWith(path, {{{{group:String}}}} || '.')
+              AND endsWith(path, '.queue_lag') AND length(splitByChar('.', path)) = 3
+              AND {_RANGE}
+            GROUP BY item
+        )
+    )
+) AS lags USING item
 ORDER BY mean_lag_ms DESC, item""",
     requires=("queue_lag.count", "queue_lag.sum"),
 )

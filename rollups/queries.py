@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from tally.schemas.ddl import identifier
 from tally.schemas.granularity import Granularity
+from tally.schemas.sketch import GAMMA, ZERO_KEY
 
 # Every query parameter used by this module and ``rollups.job_queries``, with its meaning.
 PARAMETERS: dict[str, str] = {
@@ -40,6 +41,7 @@ PARAMETERS: dict[str, str] = {
     "jobs": "job names to report even if they never ran (Array(String); may be empty)",
     "ratio": "minimum current/baseline ratio to report (Float64)",
     "min_resources": "minimum current resources per bucket to report (Float64)",
+    "qs": "quantiles to compute, each in [0, 1] (Array(Float64)), e.g. [0.5, 0.95, 0.99]",
 }
 _PARAM = re.compile(r"\{(\w+):([^{}]+)\}")
 
@@ -129,4 +131,57 @@ WHERE c > 0
 ORDER BY bucket""",
 )
 
-QUERIES = {q.name: q for q in (TIMELINE, SUCCESS_RATE, BREAKDOWN, MEAN_STDDEV)}
+# A bucket's representative value, clamped to the bucket's exact min and max.
+_REP = (
+    f"least(vmax, greatest(vmin, if(ks[{{i}}] = {ZERO_KEY}, 0.,"
+    f" 2 * pow({GAMMA!r}, ks[{{i}}]) / (1 + {GAMMA!r}))))"
+)
+
+_LOW = "arrayFirstIndex(c -> c > floor(q * (n - 1)), cum)"
+_HIGH = "arrayFirstIndex(c -> c > least(floor(q * (n - 1)) + 1, n - 1), cum)"
+
+
+def sketch_quantile(q: str) -> str:
+    """SQL for quantile ``q`` (an SQL expression) of a merged sketch.
+
+    Expects the columns ``ks`` (``mapKeys(sketch)``), ``cum`` (``arrayCumSum(mapValues(
+    sketch))``), ``n`` (the sample count as Float64), ``vmin`` and ``vmax``.
+    """
+    low, high = _REP.format(i=_LOW), _REP.format(i=_HIGH)
+    body = f"({low}) + (q * (n - 1) - floor(q * (n - 1))) * (({high}) - ({low}))"
+    return body.replace("q *", f"({q}) *")
+
+
+QUANTILES = Query(
+    "quantiles",
+    "Quantiles of a distribution path (tracked with `dist()`), per bucket, within 1% "
+    "(relative) of the exact percentile (numpy's linear definition): rank q(n-1), "
+    "interpolated between the two neighbouring samples' bucket values.",
+    f"""SELECT bucket, toUInt64(n) AS count, vmin AS min, vmax AS max,
+       arrayMap(q -> (
+           ({_REP.format(i=_LOW)})
+           + (q * (n - 1) - floor(q * (n - 1)))
+           * (({_REP.format(i=_HIGH)}) - ({_REP.format(i=_LOW)}))
+       ), {{{{qs:Array(Float64)}}}}) AS quantiles
+FROM (
+    SELECT bucket, mapKeys(sketch) AS ks, arrayCumSum(mapValues(sketch)) AS cum,
+           toFloat64(arraySum(mapValues(sketch))) AS n, vmin, vmax
+    FROM {{db}}.sketches_{{g}}
+    WHERE key = {{{{key:String}}}} AND path = {{{{path:String}}}} AND {_RANGE}
+)
+WHERE n > 0
+ORDER BY bucket""",
+)
+
+GAUGE = Query(
+    "gauge",
+    "A gauge path (tracked with `gauge()`) per bucket: the last reading by time (a tie goes "
+    "to the larger value), when it was taken, and the bucket's min and max.",
+    f"""SELECT bucket, last.2 AS last_value, fromUnixTimestamp64Milli(last.1) AS last_at,
+       vmin AS min, vmax AS max
+FROM {{db}}.sketches_{{g}}
+WHERE key = {{{{key:String}}}} AND path = {{{{path:String}}}} AND last.1 > 0 AND {_RANGE}
+ORDER BY bucket""",
+)
+
+QUERIES = {q.name: q for q in (TIMELINE, SUCCESS_RATE, BREAKDOWN, MEAN_STDDEV, QUANTILES, GAUGE)}

@@ -28,8 +28,10 @@ _ENGINE = re.compile(
 )
 # Parts a flush writes per stored granularity: one per month it touches, normally one, two
 # when its events straddle a month boundary (a backfill flush touching more months takes
-# more). The dedup window, set in flushes, is stored in blocks: flushes x granularities x 2.
+# more). The dedup window, set in flushes, is stored in blocks: flushes x granularities x 2,
+# times the views writing ``rollups`` (summed values; distributions and gauges).
 BLOCKS_PER_GRANULARITY_PER_FLUSH = 2
+VIEWS_INTO_ROLLUPS = 2
 DEFAULT_DEDUP_WINDOW_FLUSHES = 100_000
 DEFAULT_DEDUP_WINDOW_SECONDS = 7 * 86400
 DERIVED_FROM_DAYS = ("1w", "1mo", "1q", "1y")
@@ -37,6 +39,42 @@ DEFAULT_TTL_DAYS = {"1m": 14, "1h": 400, "1d": 3650}
 TABLE = "rollups"
 INPUT_TABLE = "rollups_input"
 EXPAND_VIEW = "rollups_expand"
+KINDS_VIEW = "rollups_kinds"
+KINDS_PATHS_VIEW = "key_paths_kinds_feed"
+# Columns added for distributions and gauges (also ALTERed into tables that predate them).
+ROLLUP_KIND_COLUMNS = (
+    (
+        "sketch",
+        "SimpleAggregateFunction(sumMap, Map(Int16, UInt64))",
+        "distribution: samples per logarithmic bucket (schemas/sketch.py)",
+    ),
+    (
+        "vmin",
+        "SimpleAggregateFunction(min, Nullable(Float64))",
+        "distribution or gauge: smallest value (NULL for summed paths)",
+    ),
+    (
+        "vmax",
+        "SimpleAggregateFunction(max, Nullable(Float64))",
+        "distribution or gauge: largest value (NULL for summed paths)",
+    ),
+    (
+        "last",
+        "SimpleAggregateFunction(max, Tuple(Int64, Float64))",
+        "gauge: (unix ms, value) of the last reading; a tie goes to the larger value",
+    ),
+)
+INPUT_KIND_COLUMNS = (
+    ("kind", "UInt8 DEFAULT 0", "0 summed values, 1 a distribution, 2 a gauge"),
+    ("path", "String DEFAULT ''", "the path of a distribution or gauge row"),
+    ("sketch_keys", "Array(Int16)", "distribution buckets"),
+    ("sketch_counts", "Array(UInt64)", "samples per bucket"),
+    ("stats", "Array(Float64)", "distribution count, sum, sum of squares"),
+    ("vmin", "Nullable(Float64)", "smallest sample or gauge value"),
+    ("vmax", "Nullable(Float64)", "largest sample or gauge value"),
+    ("last", "Tuple(Int64, Float64)", "gauge: (unix ms, value) of the last reading"),
+)  # fmt: skip
+SKETCH_PREFIX = "sketches_"
 
 
 def identifier(name: str) -> str:
@@ -90,7 +128,12 @@ class RollupSchema:
     @property
     def dedup_window_blocks(self) -> int:
         """The dedup window in blocks (what ClickHouse counts): flushes x granularities x 2."""
-        return self.dedup_window * len(self.stored) * BLOCKS_PER_GRANULARITY_PER_FLUSH
+        return (
+            self.dedup_window
+            * len(self.stored)
+            * BLOCKS_PER_GRANULARITY_PER_FLUSH
+            * VIEWS_INTO_ROLLUPS
+        )
 
     def dedup_settings(self) -> dict[str, int]:
         """The table's dedup-window settings (applied at CREATE and by ALTER on every start).
@@ -119,6 +162,48 @@ class RollupSchema:
     def input_table(self) -> str:
         """Where the aggregator inserts folded sums: a Null table, expanded by a view."""
         return f"{self.database}.{INPUT_TABLE}"
+
+    @property
+    def kinds_view(self) -> str:
+        """The materialized view that expands distribution and gauge rows into ``rollups``."""
+        return f"{self.database}.{KINDS_VIEW}"
+
+    def kinds_query(self) -> str:
+        """The kinds view's SELECT: per (granularity, key, bucket, path) one row.
+
+        A distribution at ``P`` gives the row ``P`` (sketch, min, max) and the summed rows
+        ``P.count``, ``P.sum``, ``P.square``; a gauge gives the row ``P`` (last, min, max).
+        Sorted like ``expand_query`` so a replay forms the same blocks.
+        """
+        buckets = ", ".join(
+            f"granularity = '{g}', {self.bucket_expression(g)}" for g in self.stored
+        )
+        grans = ", ".join(f"'{g}'" for g in self.stored)
+        return f"""SELECT granularity, key, toDateTime(multiIf({buckets}, minute), 'UTC') AS bucket,
+       p AS path, sum(v) AS value, sumMap(sk) AS sketch, min(lo) AS vmin, max(hi) AS vmax,
+       max(lt) AS last
+FROM (
+    SELECT key, minute, concat(dp, part.1) AS p, part.2 AS v,
+           if(part.1 = '', dsk, map()) AS sk, if(part.1 = '', dlo, NULL) AS lo,
+           if(part.1 = '', dhi, NULL) AS hi, if(part.1 = '', dlt, (0, 0.)) AS lt
+    FROM (
+        SELECT key, minute, path AS dp, any(kind) AS dk,
+               sumMap(CAST((sketch_keys, sketch_counts), 'Map(Int16, UInt64)')) AS dsk,
+               min(vmin) AS dlo, max(vmax) AS dhi, max(last) AS dlt,
+               sumForEach(stats) AS dst
+        FROM {self.input_table}
+        ARRAY JOIN keys AS key
+        WHERE kind != 0
+        GROUP BY key, minute, dp
+    )
+    ARRAY JOIN arrayZip(
+        if(dk = 1, ['', '.count', '.sum', '.square'], ['']),
+        if(dk = 1, arrayConcat([0.], dst), [0.])
+    ) AS part
+)
+ARRAY JOIN [{grans}] AS granularity
+GROUP BY granularity, key, bucket, path
+ORDER BY granularity, key, path, bucket"""
 
     @property
     def expand_view(self) -> str:
@@ -190,7 +275,8 @@ ORDER BY granularity, key, path, bucket"""
     key String COMMENT 'metric key, e.g. calc or calc::tenant42',
     bucket DateTime('UTC') COMMENT 'bucket start (computed in the configured zone)',
     path LowCardinality(String) COMMENT 'dotted value path, e.g. duration.sum',
-    value SimpleAggregateFunction(sum, Float64) COMMENT 'sum of tracked values'
+    value SimpleAggregateFunction(sum, Float64) COMMENT 'sum of tracked values',
+{_columns(ROLLUP_KIND_COLUMNS)}
 ) ENGINE = {self.engine}
 PARTITION BY (granularity, toYYYYMM(bucket))
 ORDER BY (granularity, key, path, bucket)
@@ -200,24 +286,67 @@ SETTINGS {self.dedup_settings_sql()}""",
     keys Array(String) COMMENT 'the keys the events fan out to',
     minute DateTime('UTC') COMMENT 'start of the minute the events fall in',
     paths Array(LowCardinality(String)) COMMENT 'dotted value paths',
-    values Array(Float64) COMMENT 'sums, one per path'
+    values Array(Float64) COMMENT 'sums, one per path',
+{_columns(INPUT_KIND_COLUMNS)}
 ) ENGINE = Null""",
+            *_add_columns(self.table, ROLLUP_KIND_COLUMNS),
+            *_add_columns(self.input_table, INPUT_KIND_COLUMNS),
             f"CREATE MATERIALIZED VIEW IF NOT EXISTS {self.expand_view} TO {self.table}\n"
             f"AS {self.expand_query()}",
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {self.kinds_view} TO {self.table}\n"
+            f"AS {self.kinds_query()}",
         ]
         for g in self.stored:
             out.append(
                 f"""CREATE OR REPLACE VIEW {db}.rollups_{g} AS
 SELECT key, toTimeZone(bucket, '{tz}') AS bucket, path, sum(value) AS value
-FROM {self.table} WHERE granularity = '{g}'
+FROM {self.table} WHERE granularity = '{g}' AND vmin IS NULL
 GROUP BY key, bucket, path"""
             )
+            out.append(self._sketch_view(g, "bucket", g))
         out += key_statements(db, self.input_table, self.ttl_days, self.stored)
+        out.append(
+            f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{KINDS_PATHS_VIEW} TO {db}.key_paths
+AS SELECT key, concat(path, suffix) AS path, max(minute) AS last_seen
+FROM {self.input_table}
+ARRAY JOIN keys AS key
+ARRAY JOIN if(kind = 1, ['', '.count', '.sum', '.square'], ['']) AS suffix
+WHERE kind != 0
+GROUP BY key, path"""
+        )
         if "1d" in self.stored:
             for g in DERIVED_FROM_DAYS:
                 if g not in self.stored:
                     out.append(self._derived_view(g))
+                    out.append(self._sketch_view(g, self._derived_bucket(g), "1d"))
         return out
+
+    def _derived_bucket(self, g: str) -> str:
+        """The bucket of a derived ``g`` (week, month, ...) from a ``1d`` row's ``bucket``."""
+        tz = self.time_zone
+        d = f"toDate(bucket, '{tz}')"
+        start = WEEKDAYS.index(self.week_start) + 1
+        local_start = {
+            "1w": f"addDays({d}, -((toDayOfWeek({d}) - {start} + 7) % 7))",
+            "1mo": f"toStartOfMonth({d})",
+            "1q": f"toStartOfQuarter({d})",
+            "1y": f"toStartOfYear({d})",
+        }[g]
+        return f"toDateTime({local_start}, '{tz}')"
+
+    def _sketch_view(self, g: str, bucket: str, source: str) -> str:
+        """``sketches_<g>``: distribution and gauge rows merged per (key, bucket, path).
+
+        ``bucket`` computes the bucket from the ``source`` granularity's rows. Only rows that
+        hold a distribution or a gauge (``vmin`` not NULL) are read.
+        """
+        tz = self.time_zone
+        return f"""CREATE OR REPLACE VIEW {self.database}.{SKETCH_PREFIX}{g} AS
+SELECT key, toTimeZone(b, '{tz}') AS bucket, path, sumMap(sketch) AS sketch,
+       min(vmin) AS vmin, max(vmax) AS vmax, max(last) AS last
+FROM (SELECT key, path, sketch, vmin, vmax, last, {bucket} AS b
+      FROM {self.table} WHERE granularity = '{source}' AND vmin IS NOT NULL)
+GROUP BY key, b, path"""
 
     def _derived_view(self, g: str) -> str:
         tz = self.time_zone
@@ -231,5 +360,17 @@ GROUP BY key, bucket, path"""
         return f"""CREATE OR REPLACE VIEW {self.database}.rollups_{g} AS
 SELECT key, toDateTime({local_start}, '{tz}') AS bucket, path, sum(value) AS value
 FROM (SELECT key, toDate(bucket, '{tz}') AS d, path, value
-      FROM {self.table} WHERE granularity = '1d')
+      FROM {self.table} WHERE granularity = '1d' AND vmin IS NULL)
 GROUP BY key, bucket, path"""
+
+
+def _columns(columns: tuple[tuple[str, str, str], ...]) -> str:
+    return ",\n".join(f"    {name} {kind} COMMENT '{comment}'" for name, kind, comment in columns)
+
+
+def _add_columns(table: str, columns: tuple[tuple[str, str, str], ...]) -> list[str]:
+    """ALTERs that add ``columns`` to a table created before they existed (no-op after)."""
+    return [
+        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {name} {kind} COMMENT '{comment}'"
+        for name, kind, comment in columns
+    ]

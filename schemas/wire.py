@@ -12,16 +12,29 @@ Layout (msgpack arrays, no field names on the wire):
 - ``at`` is unix seconds; ``values[i]`` belongs to path ``shapes[shape][i]``.
 
 Evolution rules: add fields only at the end, with defaults; never reorder or retype a field.
+
+Version 2 (``BatchV2``, tag 2) adds distributions and gauges to each event:
+
+    [2, source, strings, keysets, shapes, events]
+    event = [at, keyset, shape, values, dists, gauges]
+    dist  = [path, count, sum, square, min, max, bucket_keys, bucket_counts]
+    gauge = [path, value, at_ms]
+
+``path`` is an index into ``strings``; buckets are those of ``schemas/sketch.py``. A client
+writes version 1 for a batch without distributions or gauges, so aggregators that only know
+version 1 keep reading what they can, and dead-letter (``unknown_version``) what they cannot,
+instead of silently dropping the new values. A version above 2 is dead-lettered the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
 
 SCHEMA_VERSION = 1
+SCHEMA_VERSIONS = (1, 2)
 
 Number = int | float
 
@@ -43,6 +56,51 @@ class BatchV1(msgspec.Struct, array_like=True, gc=False, frozen=True, tag=1):
     keysets: list[list[int]]
     shapes: list[list[int]]
     events: list[EventV1]
+
+
+class DistV2(msgspec.Struct, array_like=True, gc=False, frozen=True):
+    """One distribution of an event: a sketch of one or more samples at path ``strings[path]``."""
+
+    path: int
+    count: int
+    sum: float
+    square: float
+    min: float
+    max: float
+    keys: list[int]
+    counts: list[int]
+
+
+class GaugeV2(msgspec.Struct, array_like=True, gc=False, frozen=True):
+    """One gauge reading of an event: ``value`` at ``at_ms`` (unix milliseconds, required)."""
+
+    path: int
+    value: float
+    at_ms: int
+
+
+class EventV2(msgspec.Struct, array_like=True, gc=False, frozen=True):
+    """``EventV1`` plus distributions and gauges (``shape`` may name no paths)."""
+
+    at: int
+    keyset: int
+    shape: int
+    values: list[Number]
+    dists: list[DistV2] = []
+    gauges: list[GaugeV2] = []
+
+
+class BatchV2(msgspec.Struct, array_like=True, gc=False, frozen=True, tag=2):
+    """``BatchV1`` whose events may carry distributions and gauges."""
+
+    source: str
+    strings: list[str]
+    keysets: list[list[int]]
+    shapes: list[list[int]]
+    events: list[EventV2]
+
+
+Batch = BatchV1 | BatchV2
 
 
 class LooseEventV1(msgspec.Struct, array_like=True, gc=False):
@@ -83,15 +141,22 @@ class BatchEncoder:
         self._source = source
         self._encoder = msgspec.msgpack.Encoder()
 
-    def encode(
-        self, events: Iterable[tuple[int, Sequence[str], Sequence[str], list[Number]]]
-    ) -> bytes:
-        """Encode ``(at, keys, paths, values)`` tuples into one record payload."""
+    def encode(self, events: Iterable[tuple[Any, ...]]) -> bytes:
+        """Encode ``(at, keys, paths, values[, kinds])`` tuples into one record payload.
+
+        ``kinds`` is ``(dists, gauges)`` as ``ingest.flatten.flatten_all`` returns them; a
+        batch with any of them is written as version 2, else as version 1.
+        """
         strings: dict[str, int] = {}
         keysets: dict[tuple[str, ...], int] = {}
         shapes: dict[tuple[str, ...], int] = {}
-        out: list[EventV1] = []
-        for at, keys, paths, values in events:
+        out: list[Any] = []
+        extended = False
+        for event in events:
+            at, keys, paths, values = event[:4]
+            if len(event) > 4 and not extended:
+                extended = True
+                out = [EventV2(e.at, e.keyset, e.shape, e.values) for e in out]
             keys_t = tuple(keys)
             ks = keysets.get(keys_t)
             if ks is None:
@@ -100,13 +165,31 @@ class BatchEncoder:
             sh = shapes.get(paths_t)
             if sh is None:
                 sh = shapes[paths_t] = len(shapes)
-            out.append(EventV1(at, ks, sh, values))
+            if not extended:
+                out.append(EventV1(at, ks, sh, values))
+                continue
+            dists: list[DistV2] = []
+            gauges: list[GaugeV2] = []
+            if len(event) > 4:
+                for path, d in event[4][0]:
+                    keys_ = sorted(d.buckets)
+                    dists.append(
+                        DistV2(
+                            strings.setdefault(path, len(strings)),
+                            d.count, d.total, d.square, d.vmin, d.vmax,
+                            keys_, [d.buckets[k] for k in keys_],
+                        )
+                    )  # fmt: skip
+                for path, value, at_ms in event[4][1]:
+                    gauges.append(GaugeV2(strings.setdefault(path, len(strings)), value, at_ms))
+            out.append(EventV2(at, ks, sh, values, dists, gauges))
         for table in (keysets, shapes):
             for names in table:
                 for name in names:
                     if name not in strings:
                         strings[name] = len(strings)
-        batch = BatchV1(
+        kind = BatchV2 if extended else BatchV1
+        batch = kind(
             source=self._source,
             strings=list(strings),
             keysets=[[strings[k] for k in keys] for keys in keysets],
@@ -120,11 +203,11 @@ class BatchDecoder:
     """Decodes record payloads; raises ``WireError`` with a stable reason when it cannot."""
 
     def __init__(self) -> None:
-        self._strict = msgspec.msgpack.Decoder(BatchV1)
+        self._strict = msgspec.msgpack.Decoder(Batch)
         self._loose = msgspec.msgpack.Decoder(LooseBatchV1)
         self._any = msgspec.msgpack.Decoder()
 
-    def decode(self, payload: bytes) -> BatchV1:
+    def decode(self, payload: bytes) -> BatchV1 | BatchV2:
         """Strict decode: every field has its declared type."""
         try:
             return self._strict.decode(payload)
@@ -154,6 +237,6 @@ class BatchDecoder:
             return error
         if not isinstance(raw, list) or not raw:
             return WireError("malformed_batch", "payload is not a msgpack array")
-        if raw[0] != SCHEMA_VERSION:
+        if raw[0] not in SCHEMA_VERSIONS or type(raw[0]) is not int:
             return WireError("unknown_version", f"schema version {raw[0]!r}")
         return WireError("malformed_fields", str(exc))

@@ -5,24 +5,32 @@ Every run is tracked as ONE event fanned out to ``key`` and ``key::<tenant>`` wi
     {"total": v, "jobs": {<job>: v}, "tenants": {<tenant>: v}}
 
     v = {"count": 1,
-         "duration": {"count": 1, "sum": ms, "square": ms * ms},
+         "duration": dist(ms),
          "resources": n,
          "state": {<state>: 1},                 # success, failure, limited, skipped, retry, ...
          "errors": {<ExceptionClass>: 1},       # failures and retries only
          "codes": {<CODE>: 1},                  # when the job reports a result code
-         "queue_lag": {"count": 1, "sum": ms, "square": ms * ms,
-                       "buckets": {"le_100ms" | "le_1s" | ... | "gt_600s": 1}},  # when known
+         "queue_lag": dist(ms),                 # when known
          "retries": 0 | 1, "attempt": n,        # when the framework knows the attempt
-         <measure>: {"count": 1, "sum": x, "square": x * x}}  # run.observe(...)
+         <measure>: {"count": 1, "sum": x, "square": x * x},  # run.observe(...)
+         "locks": {<lock>: {"wait_ms": dist, "timeouts": n}},  # run.waiting(...)
+         "cpu_ms": dist, "max_rss_growth_kb": dist}  # JobTracker(measure_resources=True)
+
+``duration``, ``queue_lag`` and the other ``dist`` values are distributions: a sketch for
+quantiles plus ``.count``/``.sum``/``.square`` (``tally.ingest.kinds``).
 
 Durations and lags are integer milliseconds (rounded to nearest), so sums stay exact.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from tally.ingest.jobs.names import SYSTEM, label
+from tally.ingest.kinds import Dist, dist
 from tally.schemas.limits import MAX_ABS_VALUE
 
 SUCCESS = "success"
@@ -41,7 +49,7 @@ LAG_BUCKETS: tuple[tuple[int, str], ...] = (
 LAG_OVER = "gt_600s"
 RESERVED = frozenset(
     {"count", "duration", "resources", "state", "errors", "codes", "queue_lag", "retries"}
-    | {"attempt", "total", "jobs", "tenants"}
+    | {"attempt", "total", "jobs", "tenants", "locks", "cpu_ms", "max_rss_growth_kb"}
 )
 _MAX_SQUARE = int(MAX_ABS_VALUE)
 _STATES = frozenset({SUCCESS, FAILURE, LIMITED, SKIPPED, RETRY})
@@ -76,6 +84,37 @@ class Run:
     execution_id: str = ""
     parent_id: str = ""
     trace: object = field(default=None, repr=False)
+    # Lock waits: name -> wait times (ms) and timeouts (``waiting``).
+    lock_waits: dict[str, list[float]] | None = None
+    lock_timeouts: dict[str, int] | None = None
+    # Per-run resources (``JobTracker(measure_resources=True)``): thread CPU time and how much
+    # the process's peak RSS grew during the run.
+    cpu_ms: float | None = None
+    rss_growth_kb: int | None = None
+    usage_start: tuple[int, int] | None = field(default=None, repr=False)
+
+    @contextmanager
+    def waiting(
+        self, lock: str, timeouts: tuple[type[BaseException], ...] = (TimeoutError,)
+    ) -> Iterator[None]:
+        """Time a wait on ``lock``: ``with run.waiting("tenant-lock"): acquire()``.
+
+        The wait (ms) becomes a sample of the distribution ``locks.<lock>.wait_ms``; a block
+        that raises one of ``timeouts`` (re-raised) also counts ``locks.<lock>.timeouts``.
+        """
+        name = label(lock)
+        started = time.perf_counter()
+        try:
+            yield
+        except timeouts:
+            counts = self.lock_timeouts if self.lock_timeouts is not None else {}
+            self.lock_timeouts = counts
+            counts[name] = counts.get(name, 0) + 1
+            raise
+        finally:
+            waits = self.lock_waits if self.lock_waits is not None else {}
+            self.lock_waits = waits
+            waits.setdefault(name, []).append((time.perf_counter() - started) * 1000)
 
     def add_resources(self, n: int = 1) -> None:
         """Count ``n`` more resources touched or enqueued by this run."""
@@ -123,7 +162,8 @@ def job_values(run: Run) -> dict:
         state = label(state)
     values: dict = {
         "count": 1,
-        "duration": {"count": 1, "sum": ms, "square": min(ms * ms, _MAX_SQUARE)},
+        # a distribution: the sketch at duration, and duration.count/.sum/.square as before
+        "duration": dist(ms),
         "resources": int(run.resources),
         "state": {state: 1},
     }
@@ -133,17 +173,23 @@ def job_values(run: Run) -> dict:
         values["codes"] = {label(run.code): 1}
     lag = run.lag_ms
     if lag is not None:
-        values["queue_lag"] = {
-            "count": 1,
-            "sum": lag,
-            "square": min(lag * lag, _MAX_SQUARE),
-            "buckets": {lag_bucket(lag): 1},
-        }
+        values["queue_lag"] = dist(lag)  # quantiles replace the le_100ms ... gt_600s counters
     if run.attempt is not None:
         values["retries"] = int(run.attempt > 1)
         values["attempt"] = run.attempt
     if run.measures:
         values.update(run.measures)
+    if run.lock_waits or run.lock_timeouts:
+        locks: dict = {}
+        for name, waits in (run.lock_waits or {}).items():
+            locks[name] = {"wait_ms": Dist.of(waits)}
+        for name, n in (run.lock_timeouts or {}).items():
+            locks.setdefault(name, {})["timeouts"] = n
+        values["locks"] = locks
+    if run.cpu_ms is not None:
+        values["cpu_ms"] = dist(run.cpu_ms)
+    if run.rss_growth_kb is not None:
+        values["max_rss_growth_kb"] = dist(run.rss_growth_kb)
     return values
 
 

@@ -8,7 +8,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from tally.ingest.flatten import flatten
+from tally.ingest.flatten import Kinds, flatten_all
+from tally.ingest.kinds import Dist, Gauge
 from tally.schemas.limits import Limits
 
 
@@ -23,9 +24,27 @@ class TrackCall:
 
     @property
     def flat(self) -> dict[str, int | float]:
-        """``{"total.count": 1, ...}`` (validated like the real client does)."""
-        paths, numbers = flatten(self.values, Limits())
-        return dict(zip(paths, numbers, strict=True))
+        """``{"total.count": 1, ...}`` (validated like the real client does).
+
+        A distribution at ``P`` shows as ``P.count``, ``P.sum`` and ``P.square`` (what the
+        rollups hold besides its sketch, see ``dists``); a gauge as its value.
+        """
+        paths, numbers, kinds = flatten_all(self.values, Limits())
+        out = dict(zip(paths, numbers, strict=True))
+        if kinds is not None:
+            for path, d in kinds[0]:
+                out[f"{path}.count"] = d.count
+                out[f"{path}.sum"] = int(d.total) if d.total.is_integer() else d.total
+                out[f"{path}.square"] = int(d.square) if d.square.is_integer() else d.square
+            for path, value, _ in kinds[1]:
+                out[path] = value
+        return out
+
+    @property
+    def dists(self) -> dict[str, Dist]:
+        """The distributions of the call by path."""
+        _, _, kinds = flatten_all(self.values, Limits())
+        return dict(kinds[0]) if kinds is not None else {}
 
 
 @dataclass
@@ -56,9 +75,20 @@ class RecordingTracker:
         numbers: list[int | float],
         at: datetime | float | None = None,
         route: str | None = None,
+        kinds: Kinds | None = None,
     ) -> bool:
         """Record a pre-flattened call as the nested values it stands for."""
-        return self.track(keys, unflatten(paths, numbers), at, route)
+        values = unflatten(paths, numbers)
+        if kinds is not None:
+            leaves: list[tuple[str, object]] = list(kinds[0])
+            leaves += [(p, Gauge(v, at_ms)) for p, v, at_ms in kinds[1]]
+            for path, leaf in leaves:
+                node = values
+                *parents, name = path.split(".")
+                for part in parents:
+                    node = node.setdefault(part, {})
+                node[name] = leaf
+        return self.track(keys, values, at, route)
 
     def flush(self, timeout: float = 0.0) -> bool:
         """Nothing to flush."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from tally.ingest.flatten import flatten
+from tally.ingest.flatten import Kinds, flatten_all
 from tally.ingest.jobs.names import SYSTEM, job_name, tenant_key
 from tally.ingest.jobs.run import (
     FAILURE,
@@ -56,6 +56,16 @@ class Trackable(Protocol):
         at: datetime | float | None = None,
         route: str | None = None,
     ) -> bool: ...
+
+
+def _max_rss_kb() -> int:
+    """The process's peak resident set so far, in KiB (0 where ``resource`` is missing)."""
+    try:
+        import resource
+
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    except (ImportError, OSError):
+        return 0
 
 
 def current_run() -> Run:
@@ -105,6 +115,8 @@ class JobTracker:
     retry: ExceptionTypes = ()
     # A ``tally.traces.TraceRecorder``: every run gets an execution id and a trace.
     traces: Any = None
+    # Per run: thread CPU time and growth of the process's peak RSS, as distributions.
+    measure_resources: bool = False
     errors: int = field(default=0, init=False)
     _names: dict[str, str] = field(default_factory=dict, init=False, repr=False)
     _tenants: dict[str, tuple[str, tuple[str, ...]]] = field(
@@ -189,6 +201,8 @@ class JobTracker:
                 self.traces.begin(run, outer, parent, ref, args)
         except Exception as exc:  # a bad due_at or attempt from a framework hook
             self.failed("start", exc)
+        if self.measure_resources:
+            run.usage_start = (time.thread_time_ns(), _max_rss_kb())
         run.started_ns = time.perf_counter_ns()
         return run
 
@@ -196,6 +210,10 @@ class JobTracker:
         """Stop the clock, set the state from ``error``, and track; True if tracked."""
         try:
             run.duration_ms = (time.perf_counter_ns() - run.started_ns + 500_000) // 1_000_000
+            if run.usage_start is not None:
+                cpu_ns, rss_kb = run.usage_start
+                run.cpu_ms = (time.thread_time_ns() - cpu_ns) / 1e6
+                run.rss_growth_kb = max(0, _max_rss_kb() - rss_kb)
             if error is not None:
                 self.classify(run, error)
         except Exception as exc:  # e.g. a non-type in ``limited``
@@ -249,8 +267,12 @@ class JobTracker:
             if track_flat is None:
                 return self.tracker.track(keys, event_values(run.job, tenant, values))
             # Fast path: flatten the measurement once, reuse the fanned-out paths per shape.
-            paths, numbers = flatten(values, _LIMITS)
-            return track_flat(keys, self._fanned_out(run.job, tenant, paths), numbers * 3)
+            paths, numbers, kinds = flatten_all(values, _LIMITS)
+            fanned = self._fanned_out(run.job, tenant, paths)
+            if kinds is None:
+                return track_flat(keys, fanned, numbers * 3)
+            fanned_kinds = self._fanned_kinds(run, tenant, kinds)
+            return track_flat(keys, fanned, numbers * 3, kinds=fanned_kinds)
         except Exception as exc:
             self.failed("track", exc)
             return False
@@ -269,6 +291,13 @@ class JobTracker:
             )
             self._shapes[slot] = found
         return found
+
+    def _fanned_kinds(self, run: Run, tenant: str, kinds: Kinds) -> Kinds:
+        """The distributions and gauges under total, jobs.<job> and tenants.<tenant>."""
+        prefixes = ("total", f"jobs.{run.job}", f"tenants.{tenant}")
+        dists = [(f"{pre}.{path}", d) for pre in prefixes for path, d in kinds[0]]
+        gauges = [(f"{pre}.{path}", v, at) for pre in prefixes for path, v, at in kinds[1]]
+        return dists, gauges
 
     def _tenant_keys(self, raw: object) -> tuple[str, tuple[str, ...]]:
         """The tenant's path segment and the keys to fan out to (cached per string tenant)."""

@@ -155,7 +155,11 @@ class FileTracker:
         self._lock = threading.Lock()
 
     def track(self, keys, values, at=None, route=None) -> bool:
-        line = json.dumps({"pid": os.getpid(), "keys": list(keys), "values": values})
+        # distributions (duration, queue lag) are ``Dist`` objects: written as their counters
+        line = json.dumps(
+            {"pid": os.getpid(), "keys": list(keys), "values": values},
+            default=lambda d: {"count": d.count, "sum": d.total, "square": d.square},
+        )
         with self._lock, self.path.open("a") as fh:
             fh.write(line + "\n")
         return True

@@ -189,3 +189,18 @@ def test_clickhouse_down_is_503_without_details():
         thread.stop()
     assert response.status_code == 503
     assert response.json() == {"error": "backend", "reason": "ClickHouse is unavailable"}
+
+
+def test_quantiles_and_gauges_over_http(client):
+    response = client.get(
+        "/api/v1/quantiles",
+        params={"key": "calc", "path": "duration", "q": ["0.5", "0.99"], **RANGE},
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["qs"] == [0.5, 0.99] and len(body["buckets"]) == 4
+    assert body["count"] == [0, 0, 0, 0] and body["quantiles"][0] == [None] * 4
+    gauge = client.get("/api/v1/gauge", params={"key": "calc", "path": "depth", **RANGE})
+    assert gauge.status_code == 200 and gauge.json()["last"] == [None] * 4
+    bad = client.get("/api/v1/quantiles", params={"key": "calc", "path": "d", "q": "2", **RANGE})
+    assert bad.status_code == 400

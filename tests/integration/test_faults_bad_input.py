@@ -45,10 +45,26 @@ BAD_EVENTS = {
 }
 REASON = {name: name.split("_inf")[0].split("_bool")[0].split("_none")[0] for name in BAD_EVENTS}
 
+# Version-2 records (distributions and gauges): strings 8 = "lat", 9 = "q"; shape 3 is empty.
+V2_STRINGS = [*STRINGS, "lat", "q"]
+V2_SHAPES = [*SHAPES, []]
+GOOD_DIST = [8, 1, 5.0, 25.0, 5.0, 5.0, [81], [1]]  # one sample of 5 (bucket 81)
+BAD_KINDS = {
+    "negative_sample": lambda: [NOW, 0, 3, [], [[8, 1, -5.0, 25.0, -5.0, -5.0, [81], [1]]], []],
+    "sample_not_finite": lambda: [NOW, 0, 3, [], [[8, 1, 5.0, 25.0, 5.0, math.nan, [81], [1]]]],
+    "sample_above_range": lambda: [NOW, 0, 3, [], [[8, 1, 5.0, 1.0, 5.0, 2.0**60, [81], [1]]]],
+    "bad_sketch_bucket": lambda: [NOW, 0, 3, [], [[8, 1, 5.0, 25.0, 5.0, 5.0, [40_000], [1]]]],
+    "bad_distribution": lambda: [NOW, 0, 3, [], [[8, 3, 5.0, 25.0, 5.0, 5.0, [81], [1]]]],
+    # "count" is a summed path of this very event: one path, one kind
+    "path_kind_conflict": lambda: [NOW, 0, 0, [1, 1], [[2, 1, 5.0, 25.0, 5.0, 5.0, [81], [1]]]],
+    "gauge_without_timestamp": lambda: [NOW, 0, 3, [], [], [[9, 3.0]]],
+    "bad_gauge_time": lambda: [NOW, 0, 3, [], [], [[9, 3.0, -1]]],
+}
+
 BAD_RECORDS = {
     "undecodable": lambda rng: bytes([0xC1]) + rng.randbytes(rng.randrange(0, 40)),
     "unknown_version": lambda rng: msgspec.msgpack.encode(
-        [rng.randint(2, 99), "s", [], [], [], []]
+        [rng.randint(3, 99), "s", [], [], [], []]  # 1 and 2 exist; a future one is refused
     ),
     "malformed_batch": lambda rng: msgspec.msgpack.encode(rng.choice([{"a": 1}, 7, "x", [], None])),
 }
@@ -67,8 +83,14 @@ def build(rng: random.Random, expected: Expected) -> tuple[list[bytes | None], C
             bad_items += 1
             continue
         events = []
+        v2 = rng.random() < 0.3
         for _ in range(rng.randint(1, 12)):
-            if rng.random() < 0.5:
+            if v2 and rng.random() < 0.5:
+                name = rng.choice(list(BAD_KINDS))
+                events.append(BAD_KINDS[name]())
+                reasons[name] += 1
+                bad_items += 1
+            elif rng.random() < 0.5:
                 name = rng.choice(list(BAD_EVENTS))
                 events.append(BAD_EVENTS[name]())
                 reasons[REASON[name]] += 1
@@ -77,7 +99,11 @@ def build(rng: random.Random, expected: Expected) -> tuple[list[bytes | None], C
                 at, v = NOW - rng.randrange(3600), rng.randrange(100)
                 events.append([at, 0, 0, [1, v]])
                 expected.add_raw(("jobs", "jobs::t1"), {"count": 1, "v": v}, at)
-        records.append(msgspec.msgpack.encode([1, "fuzz", STRINGS, KEYSETS, SHAPES, events]))
+        if v2:
+            record = [2, "fuzz", V2_STRINGS, KEYSETS, V2_SHAPES, events]
+        else:
+            record = [1, "fuzz", STRINGS, KEYSETS, SHAPES, events]
+        records.append(msgspec.msgpack.encode(record))
     return records, reasons
 
 

@@ -183,11 +183,51 @@ async def test_dedup_window_follows_the_flag_on_every_start(clickhouse):
     query = "SELECT engine_full FROM system.tables WHERE database='window' AND name='rollups'"
     sink = await started(clickhouse, RollupSchema(database="window", dedup_window=10))
     try:
-        assert "non_replicated_deduplication_window = 60" in await scalar(sink, query)
+        assert "non_replicated_deduplication_window = 120" in await scalar(sink, query)
     finally:
         await sink.close()
     sink = await started(clickhouse, RollupSchema(database="window", dedup_window=500))
     try:
-        assert "non_replicated_deduplication_window = 3000" in await scalar(sink, query)
+        assert "non_replicated_deduplication_window = 6000" in await scalar(sink, query)
+    finally:
+        await sink.close()
+
+
+async def test_sums_distributions_and_gauges_are_one_insert_and_a_replay_dedups(clickhouse):
+    from tally.aggregator.fold import PartitionFold
+    from tally.ingest.kinds import Dist
+    from tally.schemas.limits import Limits
+    from tally.schemas.wire import BatchDecoder, BatchEncoder
+
+    schema = RollupSchema(database="kinds", ttl_days=KEEP)
+    sink = await started(clickhouse, schema)
+    try:
+        base = month_start(2026, 1)
+        events = []
+        for i in range(150):  # 150 months: the plan splits it into several pieces
+            minute = month_start(2012 + i // 12, i % 12 + 1) + 60
+            kinds = (
+                [("lat", Dist.of([1.0, 2.0, float(i + 1)]))],
+                [("depth", float(i), minute * 1000)],
+            )
+            events.append((minute, ("k",), ("count",), [1], kinds))
+        fold = PartitionFold(Limits(max_past_seconds=10**10), BatchDecoder())
+        assert fold.add_record(BatchEncoder("s").encode(events), 0, (base + 60) * 1000) == []
+        rows = fold.rows()
+        pieces = sink.plan(rows, "kinds:0:0-0")
+        assert len(pieces) > 1 and all(p.rows.has_kinds for p in pieces)
+        for _ in range(2):  # the replay of the same range is dropped block by block
+            await sink.insert(rows, "kinds:0:0-0")
+        checks = {
+            "SELECT sum(value) FROM kinds.rollups WHERE path = 'count'": 150 * 3,
+            "SELECT sum(value) FROM kinds.rollups WHERE path = 'lat.count'": 450 * 3,
+            "SELECT sum(value) FROM kinds.rollups WHERE path = 'lat.sum'": 3
+            * sum(3 + i + 1 for i in range(150)),
+            "SELECT sum(arraySum(mapValues(sketch))) FROM kinds.rollups": 450 * 3,
+            "SELECT max(last).2 FROM kinds.rollups WHERE path = 'depth'": 149.0,
+            "SELECT count() FROM kinds.sketches_1y WHERE path = 'lat'": 13,
+        }
+        for sql, want in checks.items():
+            assert await scalar(sink, sql) == want, sql
     finally:
         await sink.close()

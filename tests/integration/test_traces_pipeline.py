@@ -108,6 +108,18 @@ def test_nested_traces_round_trip_exactly(stack):
         90,
         "executions in ClickHouse",
     )
+    # Each table of a flush is its own insert: the lines may land just after the executions.
+    lines = sum(len(e.lines) for e in recording.shipped)
+    ids = [e.id for e in recording.shipped]
+    stored_lines = (
+        f"SELECT count() FROM {SCHEMA.table('trace_lines')}"
+        " WHERE execution_id IN {ids:Array(String)}"
+    )
+    wait_for(
+        lambda: client.query(stored_lines, parameters={"ids": ids}).result_rows[0][0] >= lines,
+        90,
+        "trace lines in ClickHouse",
+    )
     for execution in recording.shipped:
         stored = trace_lines(client, SCHEMA, execution.id)
         expected = [

@@ -87,7 +87,7 @@ def test_monitor_service_reads_its_environment_and_the_mounted_monitors():
     depends = service["depends_on"]
     assert depends["kafka-topics"]["condition"] == "service_completed_successfully"
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert '".[server,monitors]"' in dockerfile
+    assert '".[server,monitors,sampler]"' in dockerfile
 
 
 def test_published_ports_bind_loopback_only():
@@ -102,3 +102,15 @@ def test_published_ports_bind_loopback_only():
             assert spec.startswith("127.0.0.1:"), f"{name} publishes {port} on all interfaces"
     assert "127.0.0.1:9092:9092" in SERVICES["kafka"]["ports"]
     assert "127.0.0.1:8123:8123" in SERVICES["clickhouse"]["ports"]
+
+
+def test_sampler_service_runs_the_module_with_the_environment_it_reads():
+    from tally.sampler import service
+
+    sampler = SERVICES["sampler"]
+    assert sampler["build"] == "." and sampler["entrypoint"] == ["python", "-m", "tally.sampler"]
+    source = inspect.getsource(service)
+    for name in sampler["environment"]:
+        assert f'"{name}"' in source, f"{name} is not read by the sampler"
+    assert "ports" not in sampler  # nothing to publish
+    assert 'sampler]"' in (ROOT / "Dockerfile").read_text()  # the image installs the extra

@@ -157,7 +157,9 @@ def test_a_run_inside_a_framework_run_inherits_lag_and_attempt():
     for flat in (inner_call.flat, outer_call.flat):
         assert flat["total.attempt"] == 3 and flat["total.retries"] == 1
         assert 2_000 <= flat["total.queue_lag.sum"] < 10_000
-        assert flat["total.queue_lag.buckets.le_10s"] == 1
+    for call in (inner_call, outer_call):
+        lag = call.dists["total.queue_lag"]
+        assert lag.count == 1 and 2_000 <= lag.vmin == lag.vmax < 10_000
 
 
 async def test_async_jobs_and_concurrent_tasks_keep_their_own_runs():

@@ -17,13 +17,15 @@ class FlatRecorder:
     def __init__(self) -> None:
         self.flat: list[tuple] = []
         self.nested: list[tuple] = []
+        self.kinds: list = []
 
     def track(self, keys, values, at=None, route=None) -> bool:
         self.nested.append((tuple(keys), values))
         return True
 
-    def track_flat(self, keys, paths, numbers, at=None, route=None) -> bool:
+    def track_flat(self, keys, paths, numbers, at=None, route=None, kinds=None) -> bool:
         self.flat.append((tuple(keys), paths, numbers))
+        self.kinds.append(kinds)
         return True
 
 
@@ -48,6 +50,12 @@ def test_emit_uses_track_flat_with_the_same_paths_and_numbers():
     want_paths, _ = flatten(event_values(job, "acme", {**nested}), Limits())
     assert set(want_paths) <= set(paths)
     assert recorder.flat[1][1] is paths  # the fanned-out shape is cached
+    dists, gauges = recorder.kinds[0]
+    assert [p for p, _ in dists] == [
+        "total.duration",
+        f"jobs.{job}.duration",
+        "tenants.acme.duration",
+    ] and gauges == []
 
 
 def closed_port() -> str:

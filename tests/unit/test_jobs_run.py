@@ -6,9 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tally.ingest.flatten import flatten
+from tally.ingest.flatten import flatten, flatten_all
 from tally.ingest.jobs import Run, event_values, job_name, job_values, lag_bucket, tenant_key
 from tally.ingest.jobs.names import MAX_JOB, MAX_TENANT, callable_name, label
+from tally.ingest.kinds import dist
 from tally.schemas.limits import MAX_ABS_VALUE, Limits
 
 
@@ -86,7 +87,7 @@ def test_values_of_a_plain_success():
     run = Run("billing__sync", "acme", resources=3, duration_ms=12)
     assert job_values(run) == {
         "count": 1,
-        "duration": {"count": 1, "sum": 12, "square": 144},
+        "duration": dist(12),  # sketch + duration.count/.sum/.square in the rollups
         "resources": 3,
         "state": {"success": 1},
     }
@@ -103,12 +104,7 @@ def test_values_with_error_code_lag_attempt_and_measures():
     assert values["state"] == {"failure": 1}
     assert values["errors"] == {"KeyError": 1}
     assert values["codes"] == {"OUT_OF_STOCK": 1}
-    assert values["queue_lag"] == {
-        "count": 1,
-        "sum": 250,
-        "square": 62_500,
-        "buckets": {"le_1s": 1},
-    }
+    assert values["queue_lag"] == dist(250)
     assert (values["retries"], values["attempt"]) == (1, 3)
     assert values["price"] == {"count": 2, "sum": 4_000, "square": 10_000_000}
     assert values["count"] == 1 and values["count_"] == {"count": 1, "sum": 1, "square": 1}
@@ -119,19 +115,21 @@ def test_first_attempts_are_not_retries():
     assert (values["retries"], values["attempt"]) == (0, 1)
 
 
-def test_huge_durations_keep_the_square_within_the_exact_range():
+def test_huge_durations_are_valid_distribution_samples():
     run = Run("j", duration_ms=10**9, lag_ms=10**9)
     values = job_values(run)
-    assert values["duration"]["square"] == MAX_ABS_VALUE
-    flatten(values, Limits())
+    assert values["duration"].square == 1e18 and values["duration"].total == 1e9
+    flatten_all(values, Limits())
 
 
 def test_event_values_fan_out_the_same_measurement():
     values = job_values(Run("j", duration_ms=1))
     event = event_values("j", "acme", values)
     assert event == {"total": values, "jobs": {"j": values}, "tenants": {"acme": values}}
-    paths, _ = flatten(event, Limits())
-    assert "tenants.acme.duration.square" in paths and "jobs.j.state.success" in paths
+    paths, _, kinds = flatten_all(event, Limits())
+    assert "jobs.j.state.success" in paths
+    want = ["total.duration", "jobs.j.duration", "tenants.acme.duration"]
+    assert [p for p, _ in kinds[0]] == want
 
 
 @given(
@@ -157,8 +155,39 @@ def test_every_run_flattens_within_the_limits(
         duration_ms=duration,
     )
     event = event_values(run.job, tenant_key(run.tenant), job_values(run))
-    paths, numbers = flatten(event, Limits())
+    paths, numbers, kinds = flatten_all(event, Limits())
     assert paths.count("total.count") == 1
     assert sum(1 for p in paths if p.startswith("total.state.")) == 1
-    assert sum(1 for p in paths if p.startswith("total.queue_lag.buckets.")) == (lag is not None)
+    assert ("total.queue_lag" in dict(kinds[0])) == (lag is not None)
     assert all(abs(n) <= MAX_ABS_VALUE for n in numbers)
+
+
+def test_lock_waits_are_a_distribution_and_timeouts_are_counted():
+    from tally.ingest.jobs import JobTracker
+    from tally.ingest.jobs.testing import RecordingTracker
+
+    recorder = RecordingTracker()
+    jobs = JobTracker(recorder, measure_resources=True)
+
+    class LockTimeout(Exception):
+        pass
+
+    @jobs(name="sync", pass_run=True)
+    def sync(run) -> None:
+        with run.waiting("tenant-lock"):
+            pass
+        with pytest.raises(LockTimeout), run.waiting("tenant-lock", timeouts=(LockTimeout,)):
+            raise LockTimeout
+        with pytest.raises(TimeoutError), run.waiting("db.pool"):
+            raise TimeoutError
+        sum(range(200_000))  # some CPU
+
+    sync()
+    (call,) = recorder.calls
+    flat, dists = call.flat, call.dists
+    assert dists["total.locks.tenant-lock.wait_ms"].count == 2
+    assert flat["total.locks.tenant-lock.timeouts"] == 1
+    assert flat["total.locks.db_pool.timeouts"] == 1  # names become path segments
+    assert dists["total.cpu_ms"].count == 1 and dists["total.cpu_ms"].vmin > 0
+    assert dists["total.max_rss_growth_kb"].count == 1
+    assert "tenants.system.locks.tenant-lock.wait_ms" in dists

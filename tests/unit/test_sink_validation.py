@@ -263,14 +263,15 @@ def test_a_dedup_window_flag_of_zero_is_refused(flag, capsys):
 
 def test_dedup_window_is_sized_in_flushes_and_stored_in_blocks():
     schema = from_args(["--dedup-window", "1000", "--granularities", "1m,1h,1d"], {}).schema
-    assert schema.dedup_window_blocks == 1000 * 3 * 2
-    assert schema.dedup_settings() == {"non_replicated_deduplication_window": 6000}
-    assert "non_replicated_deduplication_window = 6000" in schema.statements()[1]
+    # x 2 months per granularity, x 2 views writing rollups (sums; distributions and gauges)
+    assert schema.dedup_window_blocks == 1000 * 3 * 2 * 2
+    assert schema.dedup_settings() == {"non_replicated_deduplication_window": 12000}
+    assert "non_replicated_deduplication_window = 12000" in schema.statements()[1]
     replicated = RollupSchema(
         engine="ReplicatedAggregatingMergeTree", dedup_window=10, dedup_window_seconds=86400
     )
     assert replicated.dedup_settings() == {
-        "replicated_deduplication_window": 60,
+        "replicated_deduplication_window": 120,
         "replicated_deduplication_window_seconds": 86400,
     }
     assert from_args([], {}).schema.dedup_window_seconds == 7 * DAY

@@ -1,0 +1,3 @@
+from tally.sampler.service import main
+
+raise SystemExit(main())
