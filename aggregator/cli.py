@@ -11,15 +11,26 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from typing import Protocol
 
 from tally.aggregator import logs
 from tally.aggregator.metrics import AggregatorMetrics, MetricsPortInUse
 from tally.aggregator.offsets import StartRefused
-from tally.aggregator.settings import AggregatorSettings, from_args
+from tally.aggregator.settings import AggregatorSettings, ClickHouseSettings, from_args
 from tally.aggregator.sink import RollupSink
 from tally.aggregator.worker import Aggregator
+from tally.kafka_security import KafkaSecurity
 
 log = logging.getLogger("tally.aggregator")
+
+
+class TopicSettings(Protocol):
+    """What ``check`` needs of a consumer service's settings (the aggregator's, the writer's)."""
+
+    bootstrap_servers: str
+    topic: str
+    security: KafkaSecurity
+    clickhouse: ClickHouseSettings
 
 
 async def serve(settings: AggregatorSettings) -> None:
@@ -49,22 +60,30 @@ async def serve(settings: AggregatorSettings) -> None:
 
 async def check(settings: AggregatorSettings) -> None:
     """Reach ClickHouse (and apply the DDL) and list the topic's partitions."""
-    from aiokafka import AIOKafkaConsumer
-
     sink = RollupSink(settings.clickhouse, settings.schema)
     await sink.start()
     await sink.apply_ddl()
     await sink.close()
-    consumer = AIOKafkaConsumer(
+    await print_topic_partitions(settings)
+
+
+async def print_topic_partitions(settings: TopicSettings) -> None:
+    """Print ``ok: ClickHouse <url>, topic <t>: N partitions`` (raises if Kafka is unreachable)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    # The admin client, not a group-less consumer: aiokafka's consumer.stop() raises
+    # CancelledError from its offset-reset task when it never joined a group.
+    admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.bootstrap_servers, **settings.security.aiokafka_kwargs()
     )
-    await consumer.start()
+    await admin.start()
     try:
-        partitions = consumer.partitions_for_topic(settings.topic) or set()
+        (topic,) = await admin.describe_topics([settings.topic])
+        partitions = topic.get("partitions") or [] if topic.get("error_code", 0) == 0 else []
         where = f"ClickHouse {settings.clickhouse.url}, topic {settings.topic}"
         print(f"ok: {where}: {len(partitions)} partitions")
     finally:
-        await consumer.stop()
+        await admin.close()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

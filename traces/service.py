@@ -118,7 +118,7 @@ async def serve(settings: AggregatorSettings, schema: TraceSchema) -> None:
 
 async def check(settings: AggregatorSettings, schema: TraceSchema) -> None:
     """Reach ClickHouse (apply the DDL) and list the topic's partitions."""
-    from aiokafka import AIOKafkaConsumer
+    from tally.aggregator.cli import print_topic_partitions
 
     sink = TraceSink(settings.clickhouse, schema)
     await sink.start()
@@ -126,16 +126,7 @@ async def check(settings: AggregatorSettings, schema: TraceSchema) -> None:
         await sink.apply_ddl()
     finally:
         await sink.close()
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers, **settings.security.aiokafka_kwargs()
-    )
-    await consumer.start()
-    try:
-        partitions = consumer.partitions_for_topic(settings.topic) or set()
-        where = f"ClickHouse {settings.clickhouse.url}, topic {settings.topic}"
-        print(f"ok: {where}: {len(partitions)} partitions")
-    finally:
-        await consumer.stop()
+    await print_topic_partitions(settings)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
