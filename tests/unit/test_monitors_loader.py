@@ -113,7 +113,7 @@ def load_paths_from_text(text: str):
         return load_paths([Path(d)])
 
 
-ARGS = {"queue_depth": "queue: default", "failure_cluster": "jobs: 3"}
+ARGS = {"queue_depth": "queue: rq::default", "failure_cluster": "jobs: 3"}
 
 
 def test_every_ready_made_monitor_is_one_line() -> None:
@@ -130,7 +130,9 @@ def test_every_ready_made_monitor_is_one_line() -> None:
     assert isinstance(by_name["tenant-volume"].condition, Anomaly)
     assert by_name["tenant-volume"].path == "tenants.*.resources"
     assert isinstance(by_name["queue-latency"].condition, Threshold)
-    assert by_name["queue-depth"].path == "queues.default.depth"
+    assert by_name["queue-depth"].path == "depth"
+    assert by_name["queue-depth"].gauge
+    assert by_name["queue-depth"].key.startswith("event::queue::")
     assert not isinstance(by_name["failure-cluster"].condition, Share)
     assert by_name["failure-cluster"].path == "jobs.*.state.failure"
     assert by_name["failure-cluster"].count_above == 0.0
