@@ -4,7 +4,7 @@
       - cron_below_expected: {job: billing__cron__schedule_invoices_job, window: 1h, expected: 1}
       - scheduler_idle: {job: billing__tenants__schedule_invoices_job, for: 30m}
 
-Every parameter has a default except ``job`` (and ``queue`` for queue depth); ``notify``,
+Every parameter has a default except ``job`` (and ``queue`` for queue depth and stuck); ``notify``,
 ``labels``, ``for`` and ``granularity`` pass through to the monitor. Keys and paths follow the
 job shape: ``event::cron`` / ``event::schedule[::<tenant>]`` / ``event::job`` with
 ``jobs.<job>.{count,resources,duration.sum,duration.count,state.*,retries,queue_lag.*}``
@@ -110,6 +110,17 @@ def _queue_depth(p: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _queue_stuck(p: dict[str, Any]) -> dict[str, Any]:
+    # The sampler's oldest_age_s gauge: the oldest waiting job has waited too long.
+    queue = p["queue"]
+    return {
+        "name": f"queue-stuck:{queue}", "key": p.get("key", f"event::queue::{queue}"),
+        "path": "oldest_age_s", "gauge": True, "aggregate": "max",
+        "window": p.get("window", "5m"),
+        "condition": {"type": "threshold", "above": p.get("above_s", 600)},
+    }  # fmt: skip
+
+
 def _excessive_retries(p: dict[str, Any]) -> dict[str, Any]:
     job = p["job"]
     return {
@@ -139,6 +150,7 @@ READY: dict[str, tuple[Callable[[dict[str, Any]], dict[str, Any]], tuple[str, ..
     "tenant_volume": (_tenant_volume, ("job",)),
     "queue_latency": (_queue_latency, ("job",)),
     "queue_depth": (_queue_depth, ("queue",)),
+    "queue_stuck": (_queue_stuck, ("queue",)),
     "excessive_retries": (_excessive_retries, ("job",)),
     "failure_cluster": (_failure_cluster, ()),
 }

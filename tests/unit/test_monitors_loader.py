@@ -113,7 +113,11 @@ def load_paths_from_text(text: str):
         return load_paths([Path(d)])
 
 
-ARGS = {"queue_depth": "queue: rq::default", "failure_cluster": "jobs: 3"}
+ARGS = {
+    "queue_depth": "queue: rq::default",
+    "queue_stuck": "queue: rq::default",
+    "failure_cluster": "jobs: 3",
+}
 
 
 def test_every_ready_made_monitor_is_one_line() -> None:
