@@ -155,3 +155,13 @@ def test_ready_made_errors_name_the_line() -> None:
         "r.yaml:2: cron_below_expected needs 'job' (text)",
         "r.yaml:3: unknown ready-made monitor 'nope'; one of " + str(sorted(READY)),
     )
+
+
+def test_a_gauge_monitor_reads_one_concrete_path() -> None:
+    head = "monitors:\n  - {name: g, key: q, condition: {type: threshold, above: 1}"
+    good = load_text(head + ", path: depth, gauge: true}\n", "g.yaml")
+    assert good.errors == () and good.monitors[0].gauge
+    for bad in (", path: 'workers.*', gauge: true}", ", expression: depth * 2, gauge: true}",
+                ", path: depth, gauge: 'yes'}"):  # fmt: skip
+        (error,) = load_text(head + bad + "\n", "g.yaml").errors
+        assert error.startswith("g.yaml:2: ") and "gauge" in error
