@@ -226,7 +226,8 @@ def _names(node: Node, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
 
 
 MONITOR_FIELDS = (
-    "name", "key", "path", "expression", "granularity", "window", "aggregate", "condition",
+    "name", "key", "path", "expression", "granularity", "window", "aggregate", "gauge",
+    "condition",
     "for", "keep_firing_for", "notify_every", "labels", "annotations", "notify", "paused",
     "count_segments_above",
 )  # fmt: skip
@@ -292,9 +293,15 @@ def monitor(node: Any, source: str) -> spec.Monitor:
     paused = node.get("paused", False)
     if not isinstance(paused, bool):
         raise Invalid(_line(node, "paused"), "'paused' must be true or false")
+    gauge = node.get("gauge", False)
+    if not isinstance(gauge, bool):
+        raise Invalid(_line(node, "gauge"), "'gauge' must be true or false")
+    if gauge and (not path or "*" in path or isinstance(cond, spec.Zero)):
+        reason = "a gauge monitor reads one concrete 'path' (no expression, wildcard or zero)"
+        raise Invalid(_line(node, "gauge"), reason)
     return spec.Monitor(
         name=name, key=key, granularity=granularity, condition=cond, path=path,
-        expression=expression, window=window_s // length, aggregate=aggregate,
+        expression=expression, window=window_s // length, aggregate=aggregate, gauge=gauge,
         for_s=_duration(node, "for"), keep_firing_for_s=_duration(node, "keep_firing_for"),
         notify_every_s=_duration(node, "notify_every"), labels=_strings(node, "labels"),
         annotations=annotations, notify=_names(node, "notify", ("log",)), paused=paused,

@@ -4,10 +4,13 @@
       - cron_below_expected: {job: billing__cron__schedule_invoices_job, window: 1h, expected: 1}
       - scheduler_idle: {job: billing__tenants__schedule_invoices_job, for: 30m}
 
-Every parameter has a default except ``job`` (and ``queue`` for queue depth); ``notify``,
+Every parameter has a default except ``job`` (and ``queue`` for queue depth and stuck); ``notify``,
 ``labels``, ``for`` and ``granularity`` pass through to the monitor. Keys and paths follow the
 job shape: ``event::cron`` / ``event::schedule[::<tenant>]`` / ``event::job`` with
-``jobs.<job>.{count,resources,duration.sum,duration.count,state.*,retries,queue_lag.*}``.
+``jobs.<job>.{count,resources,duration.sum,duration.count,state.*,retries,queue_lag.*}``
+(``duration`` and ``queue_lag`` are distributions; monitors read their ``.sum``/``.count``
+counters). Queue depth is the sampler's gauge ``depth`` under
+``event::queue::<framework>::<queue>`` (``queue: rq::default``).
 """
 
 from __future__ import annotations
@@ -84,6 +87,8 @@ def _tenant_volume(p: dict[str, Any]) -> dict[str, Any]:
 
 
 def _queue_latency(p: dict[str, Any]) -> dict[str, Any]:
+    # The mean lag of the window from the distribution's .sum/.count counters: summable over
+    # any window and key pattern, unlike a per-bucket quantile.
     job = p["job"]
     return {
         "name": f"queue-latency:{job}", "key": p.get("key", "event::job"),
@@ -94,12 +99,25 @@ def _queue_latency(p: dict[str, Any]) -> dict[str, Any]:
 
 
 def _queue_depth(p: dict[str, Any]) -> dict[str, Any]:
+    # ``queue`` is ``<framework>::<queue>`` as the sampler keys it (event::queue::rq::default);
+    # depth is a gauge: each bucket's last reading.
     queue = p["queue"]
     return {
-        "name": f"queue-depth:{queue}", "key": p.get("key", "event::queue"),
-        "path": f"queues.{queue}.depth", "aggregate": "last",
+        "name": f"queue-depth:{queue}", "key": p.get("key", f"event::queue::{queue}"),
+        "path": "depth", "gauge": True, "aggregate": "last",
         "condition": {"type": "drift", "direction": "up", "history": p.get("history", 30),
                       "k": p.get("k", 0.5), "h": p.get("h", 5.0)},
+    }  # fmt: skip
+
+
+def _queue_stuck(p: dict[str, Any]) -> dict[str, Any]:
+    # The sampler's oldest_age_s gauge: the oldest waiting job has waited too long.
+    queue = p["queue"]
+    return {
+        "name": f"queue-stuck:{queue}", "key": p.get("key", f"event::queue::{queue}"),
+        "path": "oldest_age_s", "gauge": True, "aggregate": "max",
+        "window": p.get("window", "5m"),
+        "condition": {"type": "threshold", "above": p.get("above_s", 600)},
     }  # fmt: skip
 
 
@@ -132,6 +150,7 @@ READY: dict[str, tuple[Callable[[dict[str, Any]], dict[str, Any]], tuple[str, ..
     "tenant_volume": (_tenant_volume, ("job",)),
     "queue_latency": (_queue_latency, ("job",)),
     "queue_depth": (_queue_depth, ("queue",)),
+    "queue_stuck": (_queue_stuck, ("queue",)),
     "excessive_retries": (_excessive_retries, ("job",)),
     "failure_cluster": (_failure_cluster, ()),
 }

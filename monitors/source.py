@@ -17,7 +17,7 @@ from tally.read.expression import parse as parse_expression
 from tally.read.patterns import KeyPattern, PathWildcard
 from tally.read.queries import Sql
 from tally.read.schema import ServedSchema
-from tally.schemas.ddl import identifier
+from tally.schemas.ddl import SKETCH_PREFIX, identifier
 
 _RANGE = "bucket >= toDateTime({start:UInt32}, 'UTC') AND bucket < toDateTime({end:UInt32}, 'UTC')"
 
@@ -64,10 +64,16 @@ def rows_sql(database: str, schema: ServedSchema, monitor: Monitor, start: int, 
         " OR arrayExists(r -> match(path, r), {regexes:Array(String)}))"
     )
     where_key = "startsWith(key, {prefix:String}) AND key LIKE {like:String}"
-    if g in schema.stored:
+    if monitor.gauge:  # the last reading per bucket, from the merged gauge rows
+        view = identifier(f"{SKETCH_PREFIX}{schema.check(g)}")
+        text = f"""SELECT key, toUInt32(toUnixTimestamp(bucket)) AS t, path, last.2 AS value
+FROM {db}.{view}
+WHERE {where_key} AND {_RANGE} AND {where_paths} AND last.1 > 0"""
+    elif g in schema.stored:  # summed rows only (distribution and gauge rows have vmin)
         text = f"""SELECT key, toUInt32(bucket) AS t, path, sum(value) AS value
 FROM {db}.rollups
 WHERE granularity = {{g:String}} AND {where_key} AND {_RANGE} AND {where_paths}
+  AND vmin IS NULL
 GROUP BY key, t, path"""
     else:
         view = identifier(f"rollups_{schema.check(g)}")

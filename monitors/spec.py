@@ -126,6 +126,7 @@ class Monitor:
     expression: str = ""
     window: int = 1  # buckets aggregated into one value
     aggregate: str = "sum"
+    gauge: bool = False  # ``path`` is a gauge: each bucket's last reading, not a sum
     for_s: int = 0
     keep_firing_for_s: int = 0
     notify_every_s: int = 0

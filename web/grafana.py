@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tally.read.expression import BinOp, Call, Const, Neg, Node, parse
 from tally.read.expression import Path as PathNode
+from tally.rollups.queries import QUANTILES
 from tally.web.loader import load_all
 from tally.web.model import Dashboard, RowSpec, Widget
 
@@ -31,18 +32,25 @@ def _q(text: str) -> str:
 
 
 def key_sql(d: Dashboard) -> str:
-    """The key as SQL: template variables for the segments, '' (All) -> the global key."""
+    """The key as SQL: template variables for the segments; the first left at '' (All) ->
+    the global key."""
     names = d.placeholders()
     if not names:
         return _q(d.key)
-    name = names[0]  # built-ins have at most one segment
-    segment = d.segments[name]
-    everyone = segment.all or d.key.replace(f"::{{{name}}}", "").replace(f"{{{name}}}", "")
-    prefix, _, suffix = d.key.partition(f"{{{name}}}")
-    var = f"${{{name}:sqlstring}}"
-    parts = [_q(prefix), var, *([_q(suffix)] if suffix else [])]
-    tenant = f"concat({', '.join(parts)})"
-    return f"if({var} = '', {_q(everyone)}, {tenant})"
+    segment = d.segments[names[0]]
+    everyone = d.key
+    for name in names:
+        everyone = everyone.replace(f"::{{{name}}}", "").replace(f"{{{name}}}", "")
+    everyone = segment.all or everyone
+    parts: list[str] = []
+    rest = d.key
+    for name in names:
+        before, _, rest = rest.partition(f"{{{name}}}")
+        parts += [*([_q(before)] if before else []), f"${{{name}:sqlstring}}"]
+    if rest:
+        parts.append(_q(rest))
+    first = f"${{{names[0]}:sqlstring}}"
+    return f"if({first} = '', {_q(everyone)}, concat({', '.join(parts)}))"
 
 
 def _wildcard(path: str) -> str:
@@ -155,11 +163,14 @@ def _panel(w: Widget, d: Dashboard, index: int, pos: dict) -> dict:
         sql = _table_sql(w, key) if pivot else _row_sql(rows[0], key, over_time=False)
         targets = [(sql, FORMAT_TABLE)]
         panel.update(type="table")
-    else:  # distribution: the <path>.buckets.* histogram counters
-        row = RowSpec(path=f"{w.path}.buckets.*")
-        targets = [(_row_sql(row, key, over_time=False), FORMAT_TABLE)]
-        panel.update(type="barchart", options={"orientation": "horizontal", "xField": "item"})
-        panel["description"] = "Empty until the histogram counters are tracked."
+    elif w.type == "gauge":  # the last reading per bucket (rollups.queries.GAUGE)
+        targets = [(_gauge_sql(r.path or "", _label(r), key), FORMAT_TIMESERIES) for r in rows]
+        panel.update(type="timeseries")
+        panel["fieldConfig"] = {"defaults": {"unit": _unit(w.unit)}, "overrides": []}
+    else:  # distribution: p50/p95/p99 per bucket (rollups.queries.QUANTILES)
+        targets = [(_quantiles_sql(w.path or "", key), FORMAT_TIMESERIES)]
+        panel.update(type="timeseries")
+        panel["fieldConfig"] = {"defaults": {"unit": _unit(w.unit)}, "overrides": []}
     panel["targets"] = [
         {
             "refId": chr(ord("A") + i),
@@ -171,6 +182,29 @@ def _panel(w: Widget, d: Dashboard, index: int, pos: dict) -> dict:
         for i, (sql, fmt) in enumerate(targets)
     ]
     return panel
+
+
+def _quantiles_sql(path: str, key: str) -> str:
+    """The documented QUANTILES query for p50/p95/p99, one column each."""
+    inner = (
+        QUANTILES.template.format(db="tally", g="${granularity}")
+        .replace("{key:String}", key)
+        .replace("{path:String}", _q(path))
+        .replace("{qs:Array(Float64)}", "[0.5, 0.95, 0.99]")
+        .replace("bucket >= {start:DateTime} AND bucket < {end:DateTime}", TIME)
+    )
+    return (
+        "SELECT bucket AS time, quantiles[1] AS p50, quantiles[2] AS p95, quantiles[3] AS p99 "
+        f"FROM ({inner}) ORDER BY time"
+    )
+
+
+def _gauge_sql(path: str, label: str, key: str) -> str:
+    """The last reading of a gauge per bucket (as the GAUGE query)."""
+    return (
+        f"SELECT bucket AS time, last.2 AS {_ident(label)} FROM tally.sketches_${{granularity}} "
+        f"WHERE key = {key} AND path = {_q(path)} AND last.1 > 0 AND {TIME} ORDER BY time"
+    )
 
 
 def _unit(unit: str) -> str:
@@ -189,7 +223,9 @@ def _variables(d: Dashboard) -> list[dict]:
         }
     ]
     for name in d.placeholders():
-        pattern = d.key.replace(f"{{{name}}}", "")
+        before = d.key.partition(f"{{{name}}}")[0]
+        pattern = before.partition("{")[0]  # the key up to its first segment
+        at = before.count("::") + 1  # the key's ::-separated part this segment is
         out.append(
             {
                 "name": name,
@@ -197,8 +233,8 @@ def _variables(d: Dashboard) -> list[dict]:
                 "type": "query",
                 "datasource": DATASOURCE,
                 "query": (
-                    f"SELECT DISTINCT substring(key, {len(pattern) + 1}) FROM tally.keys_seen "
-                    f"WHERE startsWith(key, {_q(pattern)}) ORDER BY 1"
+                    f"SELECT DISTINCT splitByString('::', key)[{at}] AS v FROM tally.keys_seen "
+                    f"WHERE startsWith(key, {_q(pattern)}) AND v != '' ORDER BY 1"
                 ),
                 "includeAll": True,
                 "allValue": "",

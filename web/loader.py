@@ -73,7 +73,7 @@ def _check_widget(w: Widget, i: int) -> None:
         return
     if w.type == "distribution":
         if not w.path:
-            raise _Invalid("a distribution widget needs `path` (<path>.buckets.* counters)", at)
+            raise _Invalid("a distribution widget needs `path` (a distribution path)", at)
         return
     if not w.rows:
         raise _Invalid(f"a {w.type} widget needs `rows` (path or expression rows)", at)
@@ -88,6 +88,8 @@ def _check_widget(w: Widget, i: int) -> None:
                 raise _Invalid(f"expression: {exc.reason}", (*where, "expression")) from None
         elif "*" in (row.path or "") and w.type == "kpi":
             raise _Invalid("a KPI row cannot be a wildcard (use a category widget)", where)
+        if w.type == "gauge" and (row.path is None or "*" in row.path):
+            raise _Invalid("a gauge row is one gauge path (no expression, no wildcard)", where)
 
 
 def check(d: Dashboard) -> Dashboard:

@@ -7,8 +7,8 @@ from typing import Literal
 
 import msgspec
 
-WidgetType = Literal["kpi", "timeseries", "category", "table", "distribution", "text"]
-Style = Literal["line", "area", "stacked", "normalized", "heatmap"]  # heatmap: distribution
+WidgetType = Literal["kpi", "timeseries", "category", "table", "distribution", "gauge", "text"]
+Style = Literal["line", "area", "stacked", "normalized"]
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 RANGES = ("1h", "24h", "7d", "30d")
 GRANULARITIES = ("auto", "1m", "1h", "1d", "1w", "1mo", "1q", "1y")
@@ -40,7 +40,7 @@ class Widget(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defau
     expected: float | None = None  # timeseries: runs expected per `expected_per` (shaded below)
     expected_per: str = ""  # a granularity such as 1h; empty: per bucket
     drill: str | None = None  # category: clicking a wildcard match sets this segment
-    path: str | None = None  # distribution: base of the <path>.buckets.* histogram
+    path: str | None = None  # distribution: its path (read through /api/v1/quantiles)
     text: str = ""  # text widget
     better: Literal["higher", "lower"] | None = None  # kpi: colours the change
 

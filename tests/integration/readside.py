@@ -4,6 +4,7 @@ rollup schema, and exact inserts into ``rollups_input`` (the aggregators' own in
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from tally.aggregator.sink import RollupSink
 from tally.embedded.clickhouse_http import EmbeddedClickHouse
 from tally.read import ReadSettings
 from tally.schemas.ddl import RollupSchema
+from tally.schemas.sketch import buckets_of
 
 PASSWORD = "read-side-secret"
 
@@ -61,3 +63,57 @@ def start(path: Path) -> EmbeddedClickHouse:
     from tally.embedded.clickhouse_http import start_clickhouse
 
     return start_clickhouse(path, user="default", password=PASSWORD)
+
+
+@dataclass(frozen=True)
+class KindRow:
+    """One distribution (``samples``) or gauge (``reading`` = (unix ms, value)) row."""
+
+    keys: list[str]
+    minute: datetime
+    path: str
+    samples: tuple[float, ...] = ()
+    reading: tuple[int, float] | None = None
+
+
+def insert_kinds(clickhouse: EmbeddedClickHouse, database: str, rows: list[KindRow]) -> None:
+    """Distribution and gauge rows into ``rollups_input``, shaped as ``aggregator/fold`` does."""
+    data = []
+    for r in rows:
+        if r.reading is None:
+            counts = buckets_of(r.samples)
+            ks = sorted(counts)
+            stats = [
+                float(len(r.samples)),
+                float(sum(r.samples)),
+                float(sum(x * x for x in r.samples)),
+            ]
+            lo, hi = min(r.samples), max(r.samples)
+            data.append(
+                [
+                    r.keys,
+                    r.minute,
+                    [],
+                    [],
+                    1,
+                    r.path,
+                    ks,
+                    [counts[k] for k in ks],
+                    stats,
+                    lo,
+                    hi,
+                    (0, 0.0),
+                ]
+            )
+        else:
+            v = float(r.reading[1])
+            data.append([r.keys, r.minute, [], [], 2, r.path, [], [], [], v, v, (r.reading[0], v)])
+    client = clickhouse_connect.get_client(
+        host=clickhouse.host, port=clickhouse.port, password=PASSWORD
+    )
+    names = ["keys", "minute", "paths", "values", "kind", "path", "sketch_keys", "sketch_counts",
+             "stats", "vmin", "vmax", "last"]  # fmt: skip
+    client.insert(
+        f"{database}.rollups_input", data, column_names=names, settings={"async_insert": 0}
+    )
+    client.close()

@@ -208,29 +208,52 @@ def _check_numbers(site: Site, page) -> int:
                 expected[li.get_attribute("data-name")]
             )
             checked += 1
+    for dist in page.locator(".type-distribution").all():
+        if dist.get_attribute("data-distribution") != "quantiles":
+            continue
+        data = _series(site, dist.get_attribute("data-query"))  # /api/v1/quantiles
+        last = max(i for i, n in enumerate(data["count"]) if n)
+        for span in dist.locator("[data-quantile]").all():
+            q = {"p50": 0.5, "p95": 0.95, "p99": 0.99}[span.get_attribute("data-quantile")]
+            expected = data["quantiles"][data["qs"].index(q)][last]
+            assert float(span.get_attribute("data-value")) == pytest.approx(expected)
+            checked += 1
+    for gauge in page.locator(".type-gauge").all():
+        if gauge.get_attribute("data-gauge") != "last":
+            continue
+        queries = gauge.get_attribute("data-query").split(" ")
+        for query, span in zip(queries, gauge.locator("[data-gauge]").all(), strict=True):
+            data = _series(site, query)  # /api/v1/gauge
+            readings = [v for v in data["last"] if v is not None]
+            assert float(span.get_attribute("data-value")) == pytest.approx(readings[-1])
+            checked += 1
     return checked
 
 
 @pytest.mark.parametrize("name", BUILTINS)
 def test_builtin_dashboard_loads_and_matches_the_api(site, name):
-    page, errors = _open(site, f"/ui/d/{name}")
+    query = "?s.framework=rq&s.queue=default" if name == "queues" else ""
+    page, errors = _open(site, f"/ui/d/{name}{query}")
     checked = _check_numbers(site, page)
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
     assert errors == []
     assert page.locator(".problem").count() == 0, page.locator(".problem").first.inner_text()
-    if name == "queues":  # nothing emits queue keys yet: the empty state says what will
-        assert page.locator("#empty").is_visible()
-        assert "queue sampler" in page.locator("#empty").inner_text()
-    else:
-        assert checked >= 4
-        assert not page.locator("#empty").is_visible()
-    if name == "jobs":  # no duration histogram yet; queue lag has one
+    assert checked >= 4
+    assert not page.locator("#empty").is_visible()
+    if name == "queues":  # the sampler's gauges: depth, oldest age, busy/idle/stalled workers
+        assert page.locator("#key").inner_text() == "event::queue::rq::default"
+        gauges = page.locator(".type-gauge")
+        assert gauges.count() == 3
+        for i in range(3):
+            assert gauges.nth(i).get_attribute("data-gauge") == "last"
+        assert gauges.nth(2).locator("[data-gauge]").count() == 3
+    if name == "jobs":  # duration and queue lag percentiles from /api/v1/quantiles
         dist = page.locator(".type-distribution")
-        assert dist.nth(0).get_attribute("data-distribution") == "none"
-        assert "No distribution data" in dist.nth(0).inner_text()
-        assert dist.nth(1).get_attribute("data-distribution") == "buckets"
-        assert "p95" in dist.nth(1).inner_text()
+        for i in range(2):
+            assert dist.nth(i).get_attribute("data-distribution") == "quantiles"
+            assert "/api/v1/quantiles" in dist.nth(i).get_attribute("data-query")
+            assert "p95" in dist.nth(i).inner_text()
     if name == "jobs":  # tooltips: hovering a chart shows that bucket's values in its legend
         chart = page.locator(".type-timeseries .u-over").first
         box = chart.bounding_box()
@@ -375,10 +398,10 @@ def test_yaml_dashboards_load_and_a_broken_file_shows_its_error(site):
     _ready(page, renders=2)
     assert _kpi(page, "Calculations") == 25
     assert errors == []
-    page.goto(site.url + "/ui/d/lag")  # percentile bands, the distribution's default style
+    page.goto(site.url + "/ui/d/lag")  # percentile bands from /api/v1/quantiles
     _ready(page)
     legend = page.locator(".type-distribution .u-legend").inner_text()
-    assert "p50 (upper bound, s)" in legend and "p99 (upper bound, s)" in legend
+    assert "p50" in legend and "p99" in legend
     page.goto(site.url + "/ui/")
     error = page.locator(".load-error")
     assert error.count() == 1

@@ -8,6 +8,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,40 @@ def test_a_kpi_panel_equals_the_api(reader):
         series = reader.series(key, ["total.count"], (), start, end, "1h")
         api = sum(series.rows[0].points[1:])  # the API includes the bucket containing `since`
         assert shown == pytest.approx(api) and shown > 0
+
+
+def _panel(dashboard: str, title: str) -> dict:
+    return next(p for p in _files()[dashboard]["panels"] if p["title"] == title)
+
+
+def test_a_quantiles_panel_equals_the_api(reader):
+    end = int(time.time())
+    start = end - 86400
+    panel = _panel("jobs", "Duration p50 / p95 / p99 (ms)")
+    sql = _substitute(panel["targets"][0]["rawSql"], start, end, "1h", "t02")
+    rows = reader.sql(sql).rows
+    api = reader.quantiles("event::job::t02", "total.duration", (0.5, 0.95, 0.99), start, end)
+    expected = [
+        (b, *(api.quantile(q)[i] for q in (0.5, 0.95, 0.99)))
+        for i, b in enumerate(api.buckets)
+        if api.count[i] and b >= start  # the API includes the bucket containing `since`
+    ]
+    shown = [(int(datetime.fromisoformat(str(r[0])).timestamp()), *r[1:]) for r in rows]
+    assert len(shown) == len(expected) > 10
+    for got, want in zip(shown, expected, strict=True):
+        assert got[0] == want[0]
+        assert got[1:] == pytest.approx(want[1:], rel=1e-9)
+
+
+def test_a_gauge_panel_equals_the_api(reader):
+    end = int(time.time())
+    start = end - 86400
+    panel = _panel("queues", "Depth (waiting jobs)")
+    raw = panel["targets"][0]["rawSql"].replace("${framework:sqlstring}", "'rq'")
+    sql = _substitute(raw.replace("${queue:sqlstring}", "'default'"), start, end, "1h", "")
+    key = "event::queue::rq::default"
+    rows = reader.sql(sql).rows
+    api = reader.gauge(key, "depth", start, end)
+    points = zip(api.buckets, api.last, strict=True)
+    expected = [v for b, v in points if v is not None and b >= start]
+    assert [r[1] for r in rows] == expected and len(expected) > 10

@@ -113,7 +113,11 @@ def load_paths_from_text(text: str):
         return load_paths([Path(d)])
 
 
-ARGS = {"queue_depth": "queue: default", "failure_cluster": "jobs: 3"}
+ARGS = {
+    "queue_depth": "queue: rq::default",
+    "queue_stuck": "queue: rq::default",
+    "failure_cluster": "jobs: 3",
+}
 
 
 def test_every_ready_made_monitor_is_one_line() -> None:
@@ -130,7 +134,9 @@ def test_every_ready_made_monitor_is_one_line() -> None:
     assert isinstance(by_name["tenant-volume"].condition, Anomaly)
     assert by_name["tenant-volume"].path == "tenants.*.resources"
     assert isinstance(by_name["queue-latency"].condition, Threshold)
-    assert by_name["queue-depth"].path == "queues.default.depth"
+    assert by_name["queue-depth"].path == "depth"
+    assert by_name["queue-depth"].gauge
+    assert by_name["queue-depth"].key.startswith("event::queue::")
     assert not isinstance(by_name["failure-cluster"].condition, Share)
     assert by_name["failure-cluster"].path == "jobs.*.state.failure"
     assert by_name["failure-cluster"].count_above == 0.0
@@ -149,3 +155,13 @@ def test_ready_made_errors_name_the_line() -> None:
         "r.yaml:2: cron_below_expected needs 'job' (text)",
         "r.yaml:3: unknown ready-made monitor 'nope'; one of " + str(sorted(READY)),
     )
+
+
+def test_a_gauge_monitor_reads_one_concrete_path() -> None:
+    head = "monitors:\n  - {name: g, key: q, condition: {type: threshold, above: 1}"
+    good = load_text(head + ", path: depth, gauge: true}\n", "g.yaml")
+    assert good.errors == () and good.monitors[0].gauge
+    for bad in (", path: 'workers.*', gauge: true}", ", expression: depth * 2, gauge: true}",
+                ", path: depth, gauge: 'yes'}"):  # fmt: skip
+        (error,) = load_text(head + bad + "\n", "g.yaml").errors
+        assert error.startswith("g.yaml:2: ") and "gauge" in error

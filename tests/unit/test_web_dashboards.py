@@ -134,3 +134,20 @@ def test_builtin_jobs_dashboard_has_what_the_issue_asks_for():
         "total.queue_lag",
     ]
     assert jobs.placeholders() == ["tenant"]
+
+
+def test_builtin_queues_dashboard_reads_the_samplers_gauges():
+    queues = load_all(None).dashboards["queues"]
+    assert queues.key == "event::queue::{framework}::{queue}"
+    assert {w.type for w in queues.widgets} == {"gauge"}
+    paths = [r.path for w in queues.widgets for r in w.rows]
+    assert paths == ["depth", "oldest_age_s", "workers.busy", "workers.idle", "workers.stalled"]
+
+
+def test_a_gauge_row_is_one_concrete_path_and_sketches_have_no_heatmap():
+    head = "title: t\nkey: k\nwidgets:\n"
+    for row in ("{path: queues.*.depth}", "{expression: depth * 2}"):
+        bad = load_text(head + f"  - {{type: gauge, rows: [{row}]}}\n", "q.yaml", "q")
+        assert isinstance(bad, LoadError) and "gauge row" in bad.reason
+    heat = load_text(head + "  - {type: distribution, path: d, style: heatmap}\n", "d.yaml", "d")
+    assert isinstance(heat, LoadError) and "heatmap" in heat.reason

@@ -457,87 +457,56 @@
     body.replaceChildren(table);
   }
 
-  // Histogram buckets named le_<n><unit> / gt_<n><unit> (docs/jobs.md), in seconds.
-  function bound(name) {
-    const m = /^(le|gt)_(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(name);
-    if (!m) return null;
-    const scale = { ms: 0.001, s: 1, m: 60, h: 3600 }[m[3] || "s"];
-    return m[1] === "gt" ? Infinity : Number(m[2]) * scale;
-  }
-
-  function quantile(counts, q) {
-    // counts: [{upper, label, n}] sorted by upper; the bucket holding rank q·(n-1)
-    const total = counts.reduce((s, c) => s + c.n, 0);
-    if (!total) return null;
-    const rank = q * (total - 1);
-    let acc = 0;
-    for (const c of counts) { acc += c.n; if (acc > rank) return c; }
-    return counts[counts.length - 1];
-  }
+  // Percentile bands from the quantiles API (sketches merged per bucket, within 1%).
+  const BANDS = [["p50", 0.5], ["p95", 0.95], ["p99", 0.99]];
 
   async function drawDistribution(w, body, section, ctx) {
     const base = w.path;
-    const url = query("/api/v1/series", { key: ctx.key, since: ctx.since, until: ctx.until, granularity: ctx.g, path: `${base}.buckets.*`, category: "true" });
+    const url = query("/api/v1/quantiles", { key: ctx.key, path: base, since: ctx.since, until: ctx.until, granularity: ctx.g, q: BANDS.map(([, l]) => l) });
     section.dataset.query = url;
-    const data = await getJson(url);
-    const rows = data.series.rows.map((r) => ({ ...r, label: r.name.slice(base.length + ".buckets.".length) }))
-      .map((r) => ({ ...r, upper: bound(r.label) })).filter((r) => r.upper !== null).sort((a, b) => a.upper - b.upper);
-    const total = rows.reduce((s, r) => s + stat(r.points).sum, 0);
-    if (!rows.length || !total) {
+    const d = await getJson(url);
+    const total = d.count.reduce((s, n) => s + n, 0);
+    if (!total) {
       section.dataset.distribution = "none";
       body.replaceChildren(el("div", { class: "nodata", role: "status" },
-        `No distribution data for ${base}: percentiles appear here once ${base}.buckets.* histogram counters are tracked ` +
-        "(a job's duration histogram is a separate issue; queue_lag already has buckets). Mean and stddev come from count/sum/square."));
+        `No distribution data for ${base} in this range (samples are tracked as a distribution, e.g. a job's duration).`));
       return;
     }
-    section.dataset.distribution = "buckets";
-    const counts = rows.map((r) => ({ upper: r.upper, label: r.label, n: stat(r.points).sum }));
+    section.dataset.distribution = "quantiles";
+    // the range's quantile is not the mean of bucket quantiles: show the largest bucket's value
+    // only per bucket; the headline is the last bucket with samples
+    const lastI = d.count.map((n, i) => (n ? i : -1)).filter((i) => i >= 0).pop();
     const q = el("div", { class: "quantiles" });
-    for (const [name, level] of [["p50", 0.5], ["p95", 0.95], ["p99", 0.99]]) {
-      const c = quantile(counts, level);
-      const text = c.upper === Infinity ? `> ${c.label.slice(3)}` : `≤ ${c.label.slice(3)}`;
-      q.append(el("span", { "data-quantile": name }, `${name} ${text}`));
+    for (const [name, level] of BANDS) {
+      const v = d.quantiles[d.qs.indexOf(level)][lastI];
+      q.append(el("span", { "data-quantile": name, "data-value": String(v) }, `${name} ${fmt(v)}${w.unit ? " " + w.unit : ""}`));
     }
+    q.append(el("span", { class: "muted" }, `(latest bucket, ${fmt(d.count[lastI])} samples, within ${Math.round(d.alpha * 100)}%)`));
     body.replaceChildren(q);
-    // percentile bands over time: the bucket bound holding each quantile, per time bucket
-    const buckets = data.series.buckets;
-    const band = (level) => buckets.map((_, i) => {
-      const c = quantile(rows.map((r) => ({ upper: r.upper, label: r.label, n: r.points[i] || 0 })), level);
-      return c === null ? null : Number.isFinite(c.upper) ? c.upper : rows[rows.length - 2]?.upper * 2 || null;
-    });
-    if (w.style === "heatmap") {
-      body.append(heatmap(buckets, rows, data.series.granularity));
-    } else {
-      const bandRows = [["p50", 0.5], ["p95", 0.95], ["p99", 0.99]].map(([name, level]) => ({ name: `${name} (upper bound, s)`, points: band(level) }));
-      chart(body, buckets, bandRows, { granularity: data.series.granularity, height: 150, unit: "s" });
-    }
-    body.append(barList(counts.map((c) => ({ name: c.label, label: c.label, value: c.n })), "", null));
+    const rows = BANDS.map(([name, level]) => ({ name, points: d.quantiles[d.qs.indexOf(level)] }));
+    chart(body, d.buckets, rows, { granularity: d.granularity, height: 150, unit: w.unit });
   }
 
-  // Time on x, histogram bucket on y (smallest at the bottom), darker = more runs.
-  function heatmap(buckets, rows, g) {
-    const width = 600, height = 24 * rows.length + 20, left = 70;
-    const canvas = el("canvas", { width: String(width), height: String(height), class: "heatmap", role: "img" });
-    const max = Math.max(1, ...rows.flatMap((r) => r.points.map((v) => v || 0)));
-    const ctx2 = canvas.getContext("2d");
-    const cell = (width - left) / Math.max(1, buckets.length);
-    ctx2.font = "11px system-ui, sans-serif";
-    rows.forEach((r, j) => {
-      const y = height - 20 - (j + 1) * 24;
-      ctx2.fillStyle = "#677285";
-      ctx2.fillText(r.label, 4, y + 16);
-      r.points.forEach((v, i) => {
-        ctx2.fillStyle = `rgba(43, 108, 176, ${(v || 0) / max})`;
-        ctx2.fillRect(left + i * cell, y, Math.max(1, cell - 0.5), 22);
-      });
+  // Gauges: per bucket the last reading of each path (the gauge API), e.g. a queue's depth.
+  async function drawGauge(w, body, section, ctx) {
+    const urls = w.rows.map((r) => query("/api/v1/gauge", { key: ctx.key, path: r.path, since: ctx.since, until: ctx.until, granularity: ctx.g }));
+    section.dataset.query = urls.join(" ");
+    const data = await Promise.all(urls.map(getJson));
+    const rows = data.map((d, j) => ({ name: w.rows[j].label || w.rows[j].path, points: d.last }));
+    if (!data.some((d) => d.last.some((v) => v !== null))) {
+      section.dataset.gauge = "none";
+      body.replaceChildren(el("div", { class: "nodata", role: "status" }, `No readings of ${w.rows.map((r) => r.path).join(", ")} in this range.`));
+      return;
+    }
+    section.dataset.gauge = "last";
+    const q = el("div", { class: "quantiles" });
+    data.forEach((d, j) => {
+      const i = d.last.map((v, k) => (v === null ? -1 : k)).filter((k) => k >= 0).pop();
+      q.append(el("span", { "data-gauge": w.rows[j].path, "data-value": i === undefined ? "" : String(d.last[i]) },
+        `${rows[j].name} ${i === undefined ? "–" : fmt(d.last[i])}${w.unit ? " " + w.unit : ""}`));
     });
-    const label = (t) => tzDate(t).toLocaleString([], { month: "short", day: "numeric", hour: "2-digit" });
-    ctx2.fillStyle = "#677285";
-    ctx2.fillText(label(buckets[0]), left, height - 4);
-    const last = label(buckets[buckets.length - 1]);
-    ctx2.fillText(last, width - ctx2.measureText(last).width - 2, height - 4);
-    canvas.setAttribute("aria-label", `heatmap of ${rows.length} histogram buckets over ${buckets.length} ${g} buckets`);
-    return canvas;
+    body.replaceChildren(q);
+    chart(body, data[0].buckets, rows, { style: w.style, granularity: data[0].granularity, height: 150, unit: w.unit });
   }
 
   function drawText(w, body) {
@@ -545,7 +514,7 @@
   }
 
   const DRAW = { kpi: drawKpi, timeseries: drawTimeseries, category: drawCategory, table: drawTable,
-    distribution: drawDistribution, text: drawText };
+    distribution: drawDistribution, gauge: drawGauge, text: drawText };
 
   async function freshness(ctx) {
     const box = $("freshness");
