@@ -185,7 +185,7 @@ def test_example_monitors_load(tmp_path: Path) -> None:
 
     root = Path(__file__).resolve().parents[2]
     loaded = load_paths([root / "monitors" / "examples"])
-    assert loaded.errors == () and len(loaded.monitors) == 9
+    assert loaded.errors == () and len(loaded.monitors) == 11  # 9 job monitors, 2 queue ones
 
 
 def test_a_crash_between_judging_and_delivering_loses_nothing_and_repeats_nothing(
