@@ -12,15 +12,26 @@ With the forking ``Worker`` each job runs in a work horse that leaves with ``os.
 the horse flushes the tracker before it exits (one broker round trip per job); prefer
 ``SimpleWorker`` for high volume. ``SpawnWorker`` horses start a fresh interpreter and are not
 instrumented.
+
+With traces, a job enqueued from inside a running instrumented job (``Queue.enqueue``,
+``enqueue_call``, ``enqueue_at``/``enqueue_in``, ``enqueue_many``: all go through
+``Queue.create_job``) gets the enqueuing run's execution id in ``job.meta["tally_parent"]``
+(saved with the job; RQ has no enqueue hook, so ``Queue.create_job`` is wrapped once, and the
+wrapper does nothing outside an instrumented job), and the enqueuing run's job log gets an
+``enqueued`` event (function name, job id, args). The child's run reads the parent back. RQ
+retries re-enqueue the same job with its meta, so every attempt links to the same parent.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from contextvars import ContextVar
 from datetime import UTC
 from typing import Any
 
 from rq.job import Job, Retry
+from rq.queue import Queue
 from rq.worker import BaseWorker, SimpleWorker
 
 from tally.ingest.jobs.run import RETRY, Run
@@ -34,10 +45,50 @@ from tally.ingest.jobs.tracking import (
 )
 
 FAILURES = "tally_failures"
+PARENT = "tally_parent"  # job.meta: the execution id of the run that enqueued the job (traces)
+
+# The tracker of the instrumented job running in this context (read by the enqueue wrapper).
+_ENQUEUER: ContextVar[JobTracker | None] = ContextVar("tally_rq_enqueuer", default=None)
+
+
+def _stamp_parent(jobs: JobTracker, job: Job) -> None:
+    """Inside a traced run: the child's parent link, and "enqueued" in this run's job log."""
+    traces, run = jobs.traces, ACTIVE_RUN.get()
+    if traces is None or run is None or not run.execution_id:
+        return
+    try:
+        job.meta[PARENT] = run.execution_id
+        args = [list(job.args), dict(job.kwargs)]
+        traces.enqueued(run, jobs.name(job.func_name or "job"), str(job.id), args)
+    except Exception as exc:
+        jobs.failed("rq enqueue", exc)
+
+
+def _wrap_create_job() -> None:
+    """Wrap ``Queue.create_job`` (once) so jobs created inside an instrumented job are stamped."""
+    original = Queue.create_job
+    if getattr(original, "_tally_wrapped", False):
+        return
+
+    @functools.wraps(original)
+    def create_job(self: Queue, *args: Any, **kwargs: Any) -> Job:
+        job = original(self, *args, **kwargs)
+        jobs = _ENQUEUER.get()
+        if jobs is not None:
+            _stamp_parent(jobs, job)
+        return job
+
+    create_job._tally_wrapped = True  # type: ignore[attr-defined]
+    Queue.create_job = create_job  # type: ignore[method-assign]
 
 
 def rq_job_class(jobs: JobTracker, tenant: HookTenant = None, base: type[Job] = Job) -> type[Job]:
-    """A ``Job`` subclass of ``base`` whose ``perform()`` is one tracked run."""
+    """A ``Job`` subclass of ``base`` whose ``perform()`` is one tracked run.
+
+    With traces, jobs enqueued while it runs record it as their parent (see the module doc).
+    """
+    if jobs.traces is not None:
+        _wrap_create_job()
 
     def start(job: Job) -> Run:
         try:
@@ -48,6 +99,8 @@ def rq_job_class(jobs: JobTracker, tenant: HookTenant = None, base: type[Job] = 
         except Exception as exc:  # an undeserialisable job: RQ will fail it, we still count it
             jobs.failed("rq job", exc)
             args, kwargs, name, enqueued, retries, entry = (), {}, None, None, 0, None
+        traced = jobs.traces is not None
+        parent = job.meta.get(PARENT) if traced and isinstance(job.meta, dict) else None
         if enqueued is not None and enqueued.tzinfo is None:
             enqueued = enqueued.replace(tzinfo=UTC)
         run = jobs.start(
@@ -55,6 +108,9 @@ def rq_job_class(jobs: JobTracker, tenant: HookTenant = None, base: type[Job] = 
             jobs.hook_tenant(tenant, name or "job", args, kwargs, entry),
             due_at=enqueued.timestamp() if enqueued else None,
             attempt=retries + 1,
+            parent=parent if isinstance(parent, str) else None,
+            ref=str(job.id) if traced else "",
+            args=[list(args), kwargs] if traced else None,
         )
         run.entry = entry
         return run
@@ -70,14 +126,16 @@ def rq_job_class(jobs: JobTracker, tenant: HookTenant = None, base: type[Job] = 
     class TallyJob(base):  # type: ignore[valid-type, misc]
         def perform(self) -> Any:
             run = start(self)
-            token = ACTIVE_RUN.set(run)
+            token, enqueuer = ACTIVE_RUN.set(run), _ENQUEUER.set(jobs)
             try:
                 result = super().perform()
             except BaseException as exc:
+                _ENQUEUER.reset(enqueuer)
                 ACTIVE_RUN.reset(token)
                 count_failure(self)
                 jobs.finish(run, exc)
                 raise
+            _ENQUEUER.reset(enqueuer)
             ACTIVE_RUN.reset(token)
             if isinstance(result, Retry):  # RQ's "retry me" return value
                 run.state = RETRY
