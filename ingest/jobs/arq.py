@@ -5,16 +5,31 @@ Queue lag = start - the later of ``ctx["enqueue_time"]`` and ``ctx["score"]`` (t
 job was due: its ``_defer_until``/``_defer_by`` or its cron time). Attempt =
 ``ctx["job_try"]``. ``arq.Retry`` ends a run as ``retry``; a job timeout or abort ends it as
 ``failure`` with ``errors.CancelledError`` (arq cancels the coroutine).
+
+With traces, a job enqueued from inside a running instrumented job (``ArqRedis.enqueue_job``,
+e.g. ``ctx["redis"].enqueue_job(...)``; wrapped once, a no-op outside an instrumented job) gets
+its parent link, and the enqueuing run's job log an ``enqueued`` event (function name, job id,
+args). arq's job message has no headers or meta, and adding a keyword argument would break a
+worker that does not strip it, so the parent's execution id goes into a side key
+``tally:parent:<job_id>`` written before the job (``SET NX``, expiring with the job's
+expiry plus a day); the child reads it from ``ctx["redis"]`` with ``ctx["job_id"]``. The job's
+arguments and the user's function signature are untouched; arq retries keep the job id, so
+every attempt links to the same parent. One extra Redis round trip per enqueue and per run,
+only with traces.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from contextvars import ContextVar
+from datetime import datetime, timedelta
 from typing import Any
+from uuid import uuid4
 
+from arq.connections import ArqRedis
 from arq.cron import CronJob
 from arq.worker import Retry, func
 
@@ -28,6 +43,68 @@ from tally.ingest.jobs.tracking import (
 )
 
 Coroutine = Callable[..., Awaitable[Any]]
+PARENT = "tally:parent:"  # + job id: the execution id of the run that enqueued it (traces)
+DAY_MS = 86_400_000
+
+# The tracker of the instrumented job running in this context (read by the enqueue wrapper).
+_ENQUEUER: ContextVar[JobTracker | None] = ContextVar("tally_arq_enqueuer", default=None)
+
+
+def _ms(value: object) -> int:
+    """A duration (seconds or timedelta) or a datetime (from now) in milliseconds; 0 if none."""
+    if isinstance(value, timedelta):
+        return max(0, round(value.total_seconds() * 1000))
+    if isinstance(value, datetime):
+        return max(0, round((value.timestamp() - time.time()) * 1000))
+    if isinstance(value, int | float):
+        return max(0, round(value * 1000))
+    return 0
+
+
+def _wrap_enqueue_job() -> None:
+    """Wrap ``ArqRedis.enqueue_job`` (once) so jobs enqueued inside a traced run are linked."""
+    original = ArqRedis.enqueue_job
+    if getattr(original, "_tally_wrapped", False):
+        return
+
+    @functools.wraps(original)
+    async def enqueue_job(self: ArqRedis, function: str, *args: Any, **kwargs: Any) -> Any:
+        jobs, run = _ENQUEUER.get(), ACTIVE_RUN.get()
+        if jobs is None or jobs.traces is None or run is None or not run.execution_id:
+            return await original(self, function, *args, **kwargs)
+        job_id = kwargs.get("_job_id") or uuid4().hex  # what arq would choose
+        kwargs["_job_id"] = job_id
+        try:
+            ttl = sum(_ms(kwargs.get(k)) for k in ("_expires", "_defer_by", "_defer_until"))
+            await self.set(PARENT + job_id, run.execution_id, px=ttl + DAY_MS, nx=True)
+        except Exception as exc:  # no link, but the job is still enqueued
+            jobs.failed("arq enqueue", exc)
+        job = await original(self, function, *args, **kwargs)
+        if job is not None:
+            try:
+                user_kwargs = {k: v for k, v in kwargs.items() if not k.startswith("_")}
+                jobs.traces.enqueued(run, jobs.name(function), job_id, [list(args), user_kwargs])
+            except Exception as exc:
+                jobs.failed("arq enqueue", exc)
+        return job
+
+    enqueue_job._tally_wrapped = True  # type: ignore[attr-defined]
+    ArqRedis.enqueue_job = enqueue_job  # type: ignore[method-assign]
+
+
+async def _parent(jobs: JobTracker, ctx: object) -> str | None:
+    """The execution id stored for this job by the run that enqueued it, if any."""
+    if jobs.traces is None or not isinstance(ctx, dict):
+        return None
+    redis, job_id = ctx.get("redis"), ctx.get("job_id")
+    if redis is None or not isinstance(job_id, str) or job_id.startswith("cron:"):
+        return None
+    try:
+        value = await redis.get(PARENT + job_id)
+    except Exception as exc:
+        jobs.failed("arq parent", exc)
+        return None
+    return value.decode() if isinstance(value, bytes) else value if isinstance(value, str) else None
 
 
 def instrument_arq(
@@ -47,6 +124,8 @@ def instrument_arq(
     run gets an execution id and a trace; see docs/traces.md).
     """
     jobs = JobTracker(tracker, key, limited=limited, skipped=skipped, retry=(Retry,), traces=traces)
+    if traces is not None:
+        _wrap_enqueue_job()
     source = settings if isinstance(settings, dict) else vars(settings)
     functions = [_wrap_function(jobs, func(f), tenant) for f in source.get("functions") or ()]
     cron_jobs = [
@@ -71,20 +150,26 @@ def wrap_coroutine(
 
     @functools.wraps(coroutine)
     async def tracked(ctx: dict, *args: Any, **kwargs: Any) -> Any:
+        traced = jobs.traces is not None and isinstance(ctx, dict)
         run = jobs.start(
             job,
             jobs.hook_tenant(tenant, name, args, kwargs, entry),
             due_at=_due_at(ctx),
             attempt=ctx.get("job_try") if isinstance(ctx, dict) else None,
+            parent=await _parent(jobs, ctx) if traced else None,
+            ref=str(ctx.get("job_id") or "") if traced else "",
+            args=[list(args), dict(kwargs)] if traced else None,
         )
         run.entry = entry
-        token = ACTIVE_RUN.set(run)
+        token, enqueuer = ACTIVE_RUN.set(run), _ENQUEUER.set(jobs)
         try:
             result = await coroutine(ctx, *args, **kwargs)
         except BaseException as exc:
+            _ENQUEUER.reset(enqueuer)
             ACTIVE_RUN.reset(token)
             jobs.finish(run, exc)
             raise
+        _ENQUEUER.reset(enqueuer)
         ACTIVE_RUN.reset(token)
         jobs.finish(run)
         return result

@@ -4,6 +4,7 @@ extra, whose redis-py < 6 is why arq cannot share an environment with Celery).""
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,6 +13,25 @@ from tally.ingest.jobs import JobFlow, current_run, report_result
 from tally.ingest.jobs.testing import RecordingTracker
 
 from .conftest import assert_only_framework, by_job
+
+
+class Shipped:
+    """An in-memory trace shipper: the executions the recorder shipped."""
+
+    def __init__(self) -> None:
+        self.executions: list = []
+
+    def ship(self, execution: object) -> bool:
+        self.executions.append(execution)
+        return True
+
+    def wait(self, n: int, timeout: float) -> list:
+        deadline = time.monotonic() + timeout
+        while len(self.executions) < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(self.executions) >= n, f"{len(self.executions)} executions, wanted {n}"
+        return list(self.executions)
+
 
 pytestmark = pytest.mark.integration
 
@@ -185,3 +205,65 @@ def test_the_hook_is_reachable_from_the_package():
     import tally.ingest.jobs as jobs
 
     assert callable(jobs.instrument_arq) and "instrument_arq" in dir(jobs)
+
+
+async def arq_schedule(ctx: dict, tenant: str) -> None:
+    from tally.traces import trace
+
+    with trace("enqueue resources"):
+        for n in (1, 2):
+            await ctx["redis"].enqueue_job("arq_resource", tenant, n=n)
+
+
+async def arq_resource(ctx: dict, tenant: str, n: int) -> int:
+    from arq import Retry
+
+    if n == 1 and ctx["job_try"] == 1:
+        raise Retry(defer=0.05)
+    return n
+
+
+@pytest.mark.filterwarnings("ignore:Call to deprecated close:DeprecationWarning")  # arq
+async def test_a_job_enqueued_by_a_traced_arq_job_links_to_its_parent(redis_server):
+    from arq import create_pool
+    from arq.connections import RedisSettings
+
+    from tally.ingest.jobs import instrument_arq
+    from tally.traces import SamplingPolicy, TraceRecorder
+
+    class WorkerSettings:
+        functions = [arq_schedule, arq_resource]
+        redis_settings = RedisSettings.from_dsn(f"{redis_server.url}/4")
+
+    shipped = Shipped()
+    recorder = TraceRecorder(shipped, SamplingPolicy(every=1))
+    settings = instrument_arq(WorkerSettings, RecordingTracker(), traces=recorder)
+    pool = await create_pool(settings.redis_settings)
+    try:
+        await pool.enqueue_job("arq_schedule", "acme")
+        outside = await pool.enqueue_job("arq_resource", "beta", n=3)  # by no run: no parent
+        await run_burst(settings)
+        await asyncio.sleep(0.3)  # the retried job is deferred by 0.05 s
+        await run_burst(settings)
+        stored = await pool.keys("tally:parent:*")
+    finally:
+        await pool.aclose()
+
+    executions = shipped.wait(5, timeout=10)
+    parent = next(e for e in executions if e.job == "arq_schedule")
+    kids = [e for e in executions if e.job == "arq_resource" and e.ref != outside.job_id]
+    lone = next(e for e in executions if e.ref == outside.job_id)
+    assert not parent.parent_id and not lone.parent_id
+    # a retried job keeps its parent: the scheduler sees both attempts of the resource job
+    assert {k.parent_id for k in kids} == {parent.id}
+    assert sorted((k.state, k.attempt) for k in kids) == [
+        ("retry", 1), ("success", 1), ("success", 2),
+    ]  # fmt: skip
+    assert len(stored) == 2  # one side key per linked job, none for the others
+    enqueued = [e for e in parent.events if e.event == "enqueued"]
+    assert sorted(e.ref for e in enqueued) == sorted({k.ref for k in kids})
+    assert [e.job for e in enqueued] == ["arq_resource", "arq_resource"]
+    assert enqueued[0].args == '[["acme"],{"n":1}]'
+    started = kids[0].events[0]
+    assert started.event == "started" and started.args.startswith('[["acme"],{"n":')
+    assert [ln.name for ln in parent.lines] == ["enqueue resources"]
