@@ -264,6 +264,7 @@ async def test_a_job_enqueued_by_a_traced_arq_job_links_to_its_parent(redis_serv
     assert sorted(e.ref for e in enqueued) == sorted({k.ref for k in kids})
     assert [e.job for e in enqueued] == ["arq_resource", "arq_resource"]
     assert enqueued[0].args == '[["acme"],{"n":1}]'
+    assert all(k.events[0].attempt == k.attempt for k in kids)  # the job log's retry number
     started = kids[0].events[0]
     assert started.event == "started" and started.args.startswith('[["acme"],{"n":')
     assert [ln.name for ln in parent.lines] == ["enqueue resources"]

@@ -70,6 +70,7 @@ def test_a_job_enqueued_by_a_traced_rq_job_links_to_its_parent(tmp_path):
     assert [e.job for e in enqueued] == [PREFIX + "rq_resource"] * 2
     assert enqueued[0].args == '[["acme",1],{}]'
     assert not any(e.event == "enqueued" for k in kids for e in k.events)
+    assert all(k.events[0].attempt == k.attempt for k in kids)  # the job log's retry number
     started = kids[0].events[0]
     assert started.event == "started" and started.args.startswith('[["acme",')
     assert [ln.name for ln in parent.lines] == ["enqueue resources"]
