@@ -13,8 +13,8 @@ BASE = CatchupResult(
 
 
 def test_best_by_cpu_skips_incomplete_replays_and_needs_one() -> None:
-    slow = replace(BASE, events_per_cpu_s=5)
-    fast_but_incomplete = replace(BASE, events_per_cpu_s=50, complete=False)
+    slow = replace(BASE, cpu_s=2.0)
+    fast_but_incomplete = replace(BASE, cpu_s=0.1, complete=False)
     assert best_by_cpu([slow, fast_but_incomplete, BASE]) is BASE
     with pytest.raises(RuntimeError):
         best_by_cpu([fast_but_incomplete])
