@@ -41,6 +41,7 @@ class CatchupSpec:
     database: str = "tally_catchup"
     flush_interval_s: float = 1.0
     max_s: float = 180.0
+    session_timeout_ms: int = 6_000
     clickhouse_pid: int | None = None
     profile: Path | None = None  # write a py-spy flame graph of the replay here
 
@@ -90,7 +91,7 @@ def command(spec: CatchupSpec, port: int) -> list[str]:
         "--clickhouse-user", e.clickhouse_user,
         "--database", spec.database,
         "--flush-interval", str(spec.flush_interval_s),
-        "--session-timeout-ms", "6000",
+        "--session-timeout-ms", str(spec.session_timeout_ms),
         "--heartbeat-ms", "500",
         "--metrics-port", str(port),
         "--initial-offset", "earliest",  # a fresh group that must count the whole topic
