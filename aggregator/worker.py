@@ -44,6 +44,7 @@ from tally.schemas.wire import BatchDecoder
 log = logging.getLogger("tally.aggregator")
 
 LOST_OWNERSHIP = (CommitFailedError, IllegalStateError, RebalanceInProgressError)
+YIELD_EVERY_S = 0.05  # longest stretch of folding without giving the event loop a turn
 
 
 class Stopping(Exception):
@@ -288,7 +289,14 @@ class Aggregator:
     async def _consume(self, tp: TopicPartition, records: list) -> None:
         metrics = self.metrics
         assert self.dead_letters is not None
+        yielded = time.monotonic()
         for record in records:
+            if time.monotonic() - yielded >= YIELD_EVERY_S:
+                # Let aiokafka's heartbeat run: folding one poll of wide records (2,000 records
+                # of 2,000 distribution events) takes longer than a session timeout, and a
+                # member that misses its heartbeats loses its partitions and re-folds them.
+                await asyncio.sleep(0)
+                yielded = time.monotonic()
             state = self.states.get(tp)
             if state is None:
                 return  # revoked meanwhile; the new owner consumes these
