@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from tally.cli.errors import unreachable
 from tally.cli.options import (
     DEFAULT_DATA_DIR,
     DEFAULT_URL,
@@ -33,14 +34,6 @@ Bootstrap = Annotated[
     str,
     typer.Option("--bootstrap", envvar="TALLY_KAFKA_BOOTSTRAP", help="Kafka of the aggregators."),
 ]
-
-
-def _unreachable(url: str, exc: Exception) -> typer.Exit:
-    """ClickHouse (or the network) failed: one line, exit 1 (as the read commands do)."""
-    text = str(exc).strip()
-    message = text.splitlines()[0] if text else type(exc).__name__
-    typer.echo(f"error: ClickHouse at {url}: {message}", err=True)
-    return typer.Exit(1)
 
 
 def _load(paths: list[Path]):
@@ -167,7 +160,7 @@ def test(
         typer.echo(f"error: {exc.field}: {exc.reason}", err=True)
         raise typer.Exit(2) from None
     except Exception as exc:  # clickhouse-connect wraps transport and server errors alike
-        raise _unreachable(clickhouse_url, exc) from None
+        raise unreachable(f"ClickHouse at {clickhouse_url}", exc) from None
     if loaded.errors:
         raise typer.Exit(2)
 
@@ -194,7 +187,7 @@ def list_(
         try:
             states, counts = asyncio.run(stored_states(settings))
         except Exception as exc:
-            raise _unreachable(clickhouse_url, exc) from None
+            raise unreachable(f"ClickHouse at {clickhouse_url}", exc) from None
     if json:
         import msgspec
 

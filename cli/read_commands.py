@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from contextlib import contextmanager
 from typing import Annotated, TypeVar
 
-import msgspec
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from tally.cli.errors import print_json, run_read
 from tally.cli.options import (
     DEFAULT_DATA_DIR,
     DEFAULT_URL,
@@ -23,7 +22,7 @@ from tally.cli.options import (
     read_settings,
 )
 from tally.cli.render import buckets_table, number, series_table
-from tally.read import Reader, ReadError
+from tally.read import Reader
 
 T = TypeVar("T")
 
@@ -35,20 +34,8 @@ def _reader(url: str, user: str, database: str, data_dir):
 
 
 def _run(call: Callable[[], T], url: str) -> T:
-    """Run a read; bad input exits 2 with the reason, an unreachable server exits 1."""
-    try:
-        return call()
-    except ReadError as exc:
-        typer.echo(f"error: {exc.field}: {exc.reason}", err=True)
-        raise typer.Exit(2) from None
-    except Exception as exc:  # clickhouse-connect wraps transport and server errors alike
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        typer.echo(f"error: ClickHouse at {url}: {message}", err=True)
-        raise typer.Exit(1) from None
-
-
-def _json(value: object) -> None:
-    sys.stdout.buffer.write(msgspec.json.encode(value) + b"\n")
+    """A read against the ClickHouse at ``url`` (see ``errors.run_read``)."""
+    return run_read(call, f"ClickHouse at {url}")
 
 
 def series(
@@ -93,7 +80,7 @@ def series(
             clickhouse_url,
         )
     if json:
-        _json(s)
+        print_json(s)
         return
     console = Console()
     console.print(series_table(s))
@@ -122,7 +109,7 @@ def keys(
     with _reader(clickhouse_url, clickhouse_user, database, data_dir) as reader:
         found = _run(lambda: reader.keys(pattern, since, until, limit), clickhouse_url)
     if json:
-        _json(found)
+        print_json(found)
         return
     table = Table("key", "last seen (UTC)", title=f"{len(found)} keys matching {pattern!r}")
     for k in found:
@@ -142,7 +129,7 @@ def paths(
     with _reader(clickhouse_url, clickhouse_user, database, data_dir) as reader:
         found = _run(lambda: reader.paths(key), clickhouse_url)
     if json:
-        _json(found)
+        print_json(found)
         return
     table = Table("path", "last seen (UTC)", title=f"paths of {key!r}")
     for p in found:
@@ -172,7 +159,7 @@ def sql(
     with _reader(clickhouse_url, clickhouse_user, database, data_dir) as reader:
         result = _run(lambda: reader.sql(query, parameters), clickhouse_url)
     if json:
-        _json(result)
+        print_json(result)
         return
     table = Table(*result.columns)
     for row in result.rows:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
-import msgspec
 import typer
 
+from tally.cli.errors import bad_input, print_json, run_read
 from tally.cli.options import (
     DEFAULT_DATA_DIR,
     DEFAULT_URL,
@@ -48,20 +47,9 @@ def _reader(url: str, user: str, database: str, data_dir) -> TraceReader:
 
 def _call(reader: TraceReader, query, *args):
     try:
-        return reader.call(query, *args)
-    except ReadError as exc:
-        typer.echo(f"error: {exc.field}: {exc.reason}", err=True)
-        raise typer.Exit(2) from None
-    except Exception as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        typer.echo(f"error: ClickHouse: {message}", err=True)
-        raise typer.Exit(1) from None
+        return run_read(lambda: reader.call(query, *args), "ClickHouse")
     finally:
         reader.close()
-
-
-def _json(value: object) -> None:
-    sys.stdout.buffer.write(msgspec.json.encode(value) + b"\n")
 
 
 def _ms(us: int) -> str:
@@ -88,12 +76,11 @@ def list_(
     try:
         start, end = time_range(since, until)
     except ReadError as exc:
-        typer.echo(f"error: {exc.field}: {exc.reason}", err=True)
-        raise typer.Exit(2) from None
+        raise bad_input(exc) from None
     f = ExecutionFilter(key, start, end, state, tenant, code, job, False, limit)
     rows = _call(_reader(clickhouse_url, clickhouse_user, database, data_dir), list_executions, f)
     if json:
-        return _json(rows)
+        return print_json(rows)
     for r in rows:
         traced = f"{r.lines} lines" if r.sampled else "log only"
         typer.echo(
@@ -132,7 +119,7 @@ def show(
     row, tree = found
     kids = _call(reader, children, execution_id)
     if json:
-        return _json({"execution": row, "tree": tree, "children": kids})
+        return print_json({"execution": row, "tree": tree, "children": kids})
     typer.echo(
         f"{row.job} [{row.tenant}] {row.state} {row.code} {_ms(row.duration_us)} "
         f"attempt {row.attempt} started {row.started} parent {row.parent_id or '-'}"
@@ -169,12 +156,11 @@ def log(
     try:
         start, end = time_range(since, until)
     except ReadError as exc:
-        typer.echo(f"error: {exc.field}: {exc.reason}", err=True)
-        raise typer.Exit(2) from None
+        raise bad_input(exc) from None
     f = JobLogFilter(start, end, job, tenant, state, event, None, pair, limit)
     rows = _call(_reader(clickhouse_url, clickhouse_user, database, data_dir), search_job_log, f)
     if json:
-        return _json(rows)
+        return print_json(rows)
     for r in rows:
         typer.echo(
             f"{r['at']:%Y-%m-%d %H:%M:%S.%f}  {r['event']:<9} {r['job']:<24} {r['tenant']:<12} "
