@@ -24,7 +24,6 @@ from tally.ingest.jobs.names import SYSTEM, callable_name, job_name, tenant_key
 from tally.ingest.jobs.patterns import JobFlow, enqueue_each, enqueue_for_tenant, report_result
 from tally.ingest.jobs.run import (
     FAILURE,
-    LAG_BUCKETS,
     LIMITED,
     RETRY,
     SKIPPED,
@@ -32,7 +31,6 @@ from tally.ingest.jobs.run import (
     Run,
     event_values,
     job_values,
-    lag_bucket,
 )
 from tally.ingest.jobs.tracking import (
     HookTenant,
@@ -75,7 +73,6 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "FAILURE",
-    "LAG_BUCKETS",
     "LIMITED",
     "RETRY",
     "SKIPPED",
@@ -99,7 +96,6 @@ __all__ = [
     "instrumented_rq_worker",
     "job_name",
     "job_values",
-    "lag_bucket",
     "report_result",
     "rq_job_class",
     "rq_worker_class",

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 
 from tally.ingest.jobs.names import SYSTEM, label
 from tally.ingest.kinds import Dist, dist
-from tally.schemas.limits import MAX_ABS_VALUE
 
 SUCCESS = "success"
 FAILURE = "failure"
@@ -39,19 +38,10 @@ LIMITED = "limited"
 SKIPPED = "skipped"
 RETRY = "retry"
 
-LAG_BUCKETS: tuple[tuple[int, str], ...] = (
-    (100, "le_100ms"),
-    (1_000, "le_1s"),
-    (10_000, "le_10s"),
-    (60_000, "le_60s"),
-    (600_000, "le_600s"),
-)
-LAG_OVER = "gt_600s"
 RESERVED = frozenset(
     {"count", "duration", "resources", "state", "errors", "codes", "queue_lag", "retries"}
     | {"attempt", "total", "jobs", "tenants", "locks", "cpu_ms", "max_rss_growth_kb"}
 )
-_MAX_SQUARE = int(MAX_ABS_VALUE)
 _STATES = frozenset({SUCCESS, FAILURE, LIMITED, SKIPPED, RETRY})
 
 
@@ -142,14 +132,6 @@ class Run:
         slot["count"] += 1
         slot["sum"] += value
         slot["square"] += value * value
-
-
-def lag_bucket(lag_ms: int) -> str:
-    """The distribution bucket of a queue lag: ``le_100ms`` ... ``le_600s`` or ``gt_600s``."""
-    for bound, name in LAG_BUCKETS:
-        if lag_ms <= bound:
-            return name
-    return LAG_OVER
 
 
 def job_values(run: Run) -> dict:

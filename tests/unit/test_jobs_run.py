@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tally.ingest.flatten import flatten, flatten_all
-from tally.ingest.jobs import Run, event_values, job_name, job_values, lag_bucket, tenant_key
+from tally.ingest.jobs import Run, event_values, job_name, job_values, tenant_key
 from tally.ingest.jobs.names import MAX_JOB, MAX_TENANT, callable_name, label
 from tally.ingest.kinds import dist
 from tally.schemas.limits import MAX_ABS_VALUE, Limits
@@ -63,24 +63,6 @@ def test_any_name_becomes_a_valid_path_segment(raw):
         assert name and "." not in name and ":" not in name
         assert len(name) <= max(MAX_JOB, MAX_TENANT)
         flatten({"jobs": {name: 1}}, Limits())  # raises if not a valid segment
-
-
-@pytest.mark.parametrize(
-    ("lag", "bucket"),
-    [
-        (0, "le_100ms"),
-        (100, "le_100ms"),
-        (101, "le_1s"),
-        (1_000, "le_1s"),
-        (9_999, "le_10s"),
-        (60_000, "le_60s"),
-        (600_000, "le_600s"),
-        (600_001, "gt_600s"),
-        (10**9, "gt_600s"),
-    ],
-)
-def test_lag_buckets(lag, bucket):
-    assert lag_bucket(lag) == bucket
 
 
 def test_values_of_a_plain_success():
