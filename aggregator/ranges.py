@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
-from tally.aggregator.fold import PartitionFold
-from tally.schemas.limits import Limits
-from tally.schemas.wire import BatchDecoder
+
+class RecordFold(Protocol):
+    """What a range is folded into: the aggregator's ``PartitionFold`` or the writer's."""
+
+    def __len__(self) -> int: ...
+
+    def add_record(self, payload: bytes, offset: int, timestamp_ms: int) -> list[Any]: ...
+
+    def rows(self) -> Any: ...
 
 
 @dataclass
 class RangeFold:
     """The fold of offsets ``start..end`` and the offsets read (the value if only one)."""
 
-    fold: PartitionFold
+    fold: RecordFold
     offsets: list[int] = field(default_factory=list)
     value: bytes | None = None
 
@@ -28,9 +36,10 @@ class RangeReader:
         self.consumer = consumer
         self.tp = tp
 
-    async def fold(self, start: int, end: int, limits: Limits, decoder: BatchDecoder) -> RangeFold:
-        """Fold every record of ``start..end`` as the aggregator did (same rows, same order)."""
-        out = RangeFold(PartitionFold(limits, decoder))
+    async def fold(self, start: int, end: int, new_fold: Callable[[], RecordFold]) -> RangeFold:
+        """Fold every record of ``start..end`` into ``new_fold()`` as the consumer did (same
+        rows, same order)."""
+        out = RangeFold(new_fold())
         consumer, tp = self.consumer, self.tp
         consumer.seek(tp, start)
         while True:

@@ -224,6 +224,10 @@ class Aggregator:
                 with contextlib.suppress(Exception):
                     await close()
 
+    def _new_fold(self) -> PartitionFold:
+        """An empty fold of one partition's records (the trace writer folds traces instead)."""
+        return PartitionFold(self.settings.limits, self.decoder)
+
     def _count_expired(self, granularity: str, n: int) -> None:
         self.metrics.expired_on_arrival.labels(granularity).inc(n)
 
@@ -233,7 +237,7 @@ class Aggregator:
         """Create state for new partitions, picking up any pending intent to replay."""
         committed = await self._committed(partitions)
         for tp in partitions:
-            state = PartitionState(tp, PartitionFold(self.settings.limits, self.decoder))
+            state = PartitionState(tp, self._new_fold())
             state.fold.on_expired = self._count_expired
             meta = committed.get(tp)
             if meta is not None and meta.offset >= 0:
@@ -507,7 +511,7 @@ class Aggregator:
             todo = _halves(intent.start, intent.end)
             while todo:
                 start, end = todo.pop()
-                part = await ranges.fold(start, end, s.limits, self.decoder)
+                part = await ranges.fold(start, end, self._new_fold)
                 if not len(part.fold):
                     continue
                 token = Intent(start, end).token(tp.topic, tp.partition)

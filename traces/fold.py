@@ -51,6 +51,7 @@ class TraceFold:
     def __init__(self) -> None:
         self.events = 0
         self.nbytes = 0  # estimated bytes held (the aggregator's memory bound reads it)
+        self.on_expired = None  # the aggregator's TTL-on-arrival hook: traces have no rollup TTL
         self._rows = TraceRows()
 
     def __len__(self) -> int:
