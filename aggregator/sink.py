@@ -217,6 +217,17 @@ async def connect(settings: ClickHouseSettings, database: str | None = None) -> 
     )
 
 
+def pinned_settings(client: AsyncClient, token: str) -> dict[str, int | str]:
+    """``BLOCK_SETTINGS`` that ``client``'s server knows (the dedup essentials always), plus
+    ``insert_deduplication_token``: what every exactly-once insert sends."""
+    known = client.server_settings
+    pinned = {
+        k: v for k, v in BLOCK_SETTINGS.items() if not known or k in known or k in REQUIRED_SETTINGS
+    }
+    pinned["insert_deduplication_token"] = token
+    return pinned
+
+
 class RollupSink:
     """Applies the DDL and inserts rows with a dedup token (one or more inserts per call)."""
 
@@ -293,14 +304,7 @@ class RollupSink:
 
     def insert_settings(self, token: str) -> dict[str, int | str]:
         """The settings of one insert: ``BLOCK_SETTINGS`` the server knows, plus the token."""
-        known = self._require().server_settings
-        pinned = {
-            k: v
-            for k, v in BLOCK_SETTINGS.items()
-            if not known or k in known or k in REQUIRED_SETTINGS
-        }
-        pinned["insert_deduplication_token"] = token
-        return pinned
+        return pinned_settings(self._require(), token)
 
     async def insert(self, rows: FoldRows, token: str) -> None:
         """Insert ``rows`` synchronously (durable on return); a replay with ``token`` is a no-op.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from clickhouse_connect.driver.asyncclient import AsyncClient
 
 from tally.aggregator.settings import ClickHouseSettings
-from tally.aggregator.sink import BLOCK_SETTINGS, REQUIRED_SETTINGS, connect
+from tally.aggregator.sink import connect, pinned_settings
 from tally.traces.ddl import EXECUTIONS, JOB_LOG, LINES, TraceSchema
 from tally.traces.fold import EXECUTION_COLUMNS, JOB_LOG_COLUMNS, LINE_COLUMNS, TraceRows
 
@@ -32,14 +32,8 @@ class TraceSink:
 
     def insert_settings(self, token: str) -> dict[str, int | str]:
         """The aggregator's pinned block settings (what the server knows), plus ``token``."""
-        known = self._require().server_settings
-        pinned = {
-            k: v
-            for k, v in BLOCK_SETTINGS.items()
-            if not known or k in known or k in REQUIRED_SETTINGS
-        }
+        pinned = pinned_settings(self._require(), token)
         pinned["max_partitions_per_insert_block"] = 1000
-        pinned["insert_deduplication_token"] = token
         return pinned
 
     async def insert(self, rows: TraceRows, token: str) -> None:
