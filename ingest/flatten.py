@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping
 
 from tally.ingest.kinds import Dist, Gauge
+from tally.ingest.text import text_problem
 from tally.schemas.limits import Limits
 
 # (path, sketch) and (path, value, at_ms) of one event, beside its summed values.
@@ -75,6 +76,8 @@ def _walk(
     for name, value in node.items():
         if type(name) is not str or not name or "." in name:
             raise InvalidValues("bad_path", f"name {name!r} under {prefix!r}")
+        if not name.isascii() and text_problem(name):
+            raise InvalidValues("invalid_text", f"name {name!r} under {prefix!r}")
         path = prefix + name if prefix else name
         kind = type(value)
         if kind is int or kind is float:

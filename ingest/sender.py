@@ -278,7 +278,11 @@ class Sender:
         records = []
         while todo:
             chunk = todo.pop()
-            payload = self._codec.encode(chunk)
+            try:
+                payload = self._codec.encode(chunk)
+            except Exception as exc:  # never lose the chunk: find the events at fault
+                records.extend(self._isolate(partition, chunk, born, todo, exc))
+                continue
             if len(payload) <= self._record_cap or len(chunk) == 1:
                 records.append(PendingRecord(partition, payload, len(chunk), born))
                 continue
@@ -286,6 +290,48 @@ class Sender:
             size = -(-len(chunk) // parts)
             todo.extend(chunk[i : i + size] for i in reversed(range(0, len(chunk), size)))
         return records
+
+    def _isolate(
+        self,
+        partition: int,
+        chunk: Sequence[Event],
+        born: int,
+        todo: list[Sequence[Event]],
+        error: Exception,
+    ) -> list[PendingRecord]:
+        """``chunk`` failed to encode: drop (and count) only the events that fail alone.
+
+        The others go back to ``todo`` to be packed again; if every event encodes alone,
+        each becomes its own record. Returns the records made here.
+        """
+        good: list[Event] = []
+        alone: list[PendingRecord] = []
+        for event in chunk:
+            try:
+                payload = self._codec.encode([event])
+            except Exception as exc:
+                self._unencodable(exc)
+                continue
+            good.append(event)
+            alone.append(PendingRecord(partition, payload, 1, born))
+        if len(good) == len(chunk):  # only the whole chunk fails: one record per event
+            log.error("tally: a record failed to encode (%r); sent event by event", error)
+            return alone
+        if good:
+            todo.append(good)
+        return []
+
+    def _unencodable(self, error: Exception) -> None:
+        """One event the sender cannot encode or route: dropped alone, counted, logged."""
+        self.counters.add("dropped_unencodable")
+        now = time.monotonic()
+        if now - self._last_drop_log > 10:
+            self._last_drop_log = now
+            log.error(
+                "tally: an event could not be encoded (%r); it was dropped, the rest of its "
+                "record is sent (see TrackerStats.dropped_unencodable)",
+                error,
+            )
 
     def _encode_buffer(self) -> None:
         """Move everything buffered now into encoded pending records, grouped by partition.
@@ -305,7 +351,12 @@ class Sender:
         popleft, partition_of = self.buffer.popleft, router.partition
         for _ in range(count):
             item = popleft()
-            by_partition[partition_of(item[-1])].append(item[:-1])
+            try:
+                partition = partition_of(item[-1])
+            except Exception as exc:  # a routing key that cannot be hashed: this event only
+                self._unencodable(exc)
+                continue
+            by_partition[partition].append(item[:-1])
         self.counters.add("drained", count)
         born = self._born()
         for partition, events in by_partition.items():

@@ -20,6 +20,9 @@ class TrackerStats:
     not authorized, ...); ``split_records`` of them were too large and were split and resent;
     ``dropped_rejected`` events could never be accepted (one event over the broker's limit).
     ``spool_quarantined``: corrupt spool files moved to ``<spool_dir>/.quarantine``.
+    ``dropped_unencodable``: events the sender could not encode or route (e.g. text that is
+    not valid UTF-8 and got past ``track``'s checks); each is dropped alone, logged, and the
+    rest of its record is delivered.
     """
 
     accepted: int = 0
@@ -38,6 +41,7 @@ class TrackerStats:
     unspooled_records: int = 0
     dropped_spool_full: int = 0
     spool_quarantined: int = 0
+    dropped_unencodable: int = 0
     buffered: int = 0
     pending_bytes: int = 0
     drained: int = 0

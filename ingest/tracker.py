@@ -34,6 +34,7 @@ from tally.ingest.sizing import (
     value_bound,
 )
 from tally.ingest.stats import Counters, TrackerStats
+from tally.ingest.text import text_problem
 
 log = logging.getLogger("tally.ingest")
 
@@ -148,6 +149,8 @@ class Tracker:
         kinds: Kinds | None = None,
     ) -> bool:
         ts = int(time.time()) if at is None else _to_seconds(at)
+        if route is not None and (type(route) is not str or text_problem(route)):
+            raise InvalidValues("bad_route", repr(route)[:80])
         # Cheap bound first (every path at its longest); the exact bound only for wide events.
         size = self._event_base + keys_size + ARRAY + len(numbers) * self._value_worst
         if kinds is not None:
@@ -195,7 +198,7 @@ class Tracker:
         if type(paths) is not tuple or not paths or len(paths) > self._limits.max_values:
             raise InvalidValues("bad_paths", f"{type(paths).__name__} of {len(paths)} paths")
         for path in paths:
-            problem = self._limits.path_problem(path)
+            problem = self._limits.path_problem(path) or text_problem(path)
             if problem:
                 raise InvalidValues(problem, repr(path)[:80])
         if len(self._known_paths) >= 10_000:
@@ -208,7 +211,7 @@ class Tracker:
         if not keys or len(keys) > self._limits.max_keys:
             raise InvalidValues("bad_keys", f"{len(keys)} keys")
         for key in keys:
-            problem = self._limits.key_problem(key)
+            problem = self._limits.key_problem(key) or text_problem(key)
             if problem:
                 raise InvalidValues(problem, repr(key)[:80])
         if len(self._known_keys) >= 10_000:

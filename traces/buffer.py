@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from tally.ingest.text import utf8_size, valid_text
 from tally.traces.limits import TraceLimits, cut, serialize
 from tally.traces.model import ARTIFACT, BLOCK, NOTE, OK, RESULT, Line, LogEvent
 
@@ -11,8 +12,10 @@ from tally.traces.model import ARTIFACT, BLOCK, NOTE, OK, RESULT, Line, LogEvent
 class TraceBuffer:
     """Collects one execution's lines on the job's thread; plain appends, no I/O.
 
-    Lines past ``max_lines`` or ``max_bytes`` are dropped and counted; an open block that
-    was dropped still times nothing and costs nothing more.
+    Lines past ``max_lines`` or ``max_bytes`` (UTF-8 bytes, so the record stays bounded
+    whatever the characters) are dropped and counted; an open block that was dropped still
+    times nothing and costs nothing more. Every text is valid UTF-8 once recorded (lone
+    surrogates escaped, see ``tally.ingest.text``).
     """
 
     __slots__ = (
@@ -51,11 +54,14 @@ class TraceBuffer:
         self.bytes += size
         return True
 
+    def _name(self, name: str) -> str:
+        """A block or artifact name, valid UTF-8 and cut to ``max_name_bytes``."""
+        return cut(name, self.limits.max_name_bytes)[0] if len(name) > 50 else valid_text(name)
+
     def open(self, name: str, parent: int, depth: int) -> Line | None:
         """Start a block line; None when the buffer is full (the block is not recorded)."""
-        if len(name) > 50:
-            name = cut(name, self.limits.max_name_bytes)[0]
-        if not self._room(len(name) + 16):
+        name = self._name(name)
+        if not self._room(utf8_size(name) + 16):
             return None
         line = Line(len(self.lines) + 1, parent, depth, BLOCK, name, self.offset_us())
         self.lines.append(line)
@@ -71,9 +77,8 @@ class TraceBuffer:
         limits = self.limits
         limit = limits.max_artifact_bytes if kind == ARTIFACT else limits.max_text_bytes
         text, truncated, size = cut(value if type(value) is str else serialize(value), limit)
-        if len(name) > 50:
-            name = cut(name, limits.max_name_bytes)[0]
-        if not self._room(len(text) + len(name) + 16):
+        name = self._name(name)
+        if not self._room(utf8_size(text) + utf8_size(name) + 16):
             return
         lines = self.lines
         at = (time.perf_counter_ns() - self.start_ns) // 1000
@@ -101,5 +106,12 @@ class TraceBuffer:
         )[0]
 
     def event(self, event: str, job: str, attempt: int, args: str = "", **more: str) -> None:
-        """Record a job-log event now."""
+        """Record a job-log event now (its texts count against ``max_bytes``)."""
+        job, args = valid_text(job), valid_text(args)
+        more = {name: valid_text(value) for name, value in more.items()}
+        size = utf8_size(job) + utf8_size(args) + sum(utf8_size(v) for v in more.values())
+        if self.bytes + size + 16 > self.limits.max_bytes:
+            self.dropped += 1
+            return
+        self.bytes += size + 16
         self.events.append(LogEvent(time.time_ns() // 1000, event, job, attempt, args, **more))

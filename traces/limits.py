@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import msgspec
 
+from tally.ingest.text import valid_text
+
 TRUNCATED = "…[truncated]"
 
 
@@ -15,7 +17,8 @@ class TraceLimits:
 
     - ``max_lines``: lines kept per execution; later ones are dropped and counted
       (``Execution.dropped``), the blocks still measure their time.
-    - ``max_bytes``: bytes of names and texts per execution; past it lines are dropped too.
+    - ``max_bytes``: UTF-8 bytes of names, texts and job-log events per execution; past it
+      lines (and ``enqueued`` events) are dropped too.
     - ``max_text_bytes``: a note or a result's serialized value is cut to this many UTF-8 bytes.
     - ``max_artifact_bytes``: an artifact's payload is cut to this many bytes.
     - ``max_name_bytes``: a block name (or artifact name) is cut to this many bytes.
@@ -34,14 +37,17 @@ class TraceLimits:
 
 
 def cut(text: str, limit: int) -> tuple[str, bool, int]:
-    """``text`` cut to at most ``limit`` UTF-8 bytes at a character boundary.
+    """``text`` made valid UTF-8 and cut to at most ``limit`` bytes at a character boundary.
 
-    Returns the text, whether it was cut, and the original size in bytes. A cut text ends
-    with ``…[truncated]`` (counted inside ``limit``).
+    Lone surrogates (text that is not valid UTF-8) are escaped as ``\\udcff`` first
+    (``tally.ingest.text.valid_text``, the metrics client's rule). Returns the text, whether
+    it was cut, and the original size in bytes. A cut text ends with ``…[truncated]``
+    (counted inside ``limit``).
     """
+    text = valid_text(text)
     if len(text) * 4 <= limit:  # cannot exceed the limit: skip encoding
         return text, False, 0
-    raw = text.encode("utf-8", "replace")
+    raw = text.encode("utf-8")
     if len(raw) <= limit:
         return text, False, 0
     marker = TRUNCATED.encode()
@@ -67,7 +73,10 @@ def safe_repr(value: object) -> str:
 
 
 def serialize(value: object) -> str:
-    """A value as text: strings as they are, else JSON (unknown types as their ``repr``)."""
+    """A value as text: strings as they are, else JSON (unknown types as their ``repr``).
+
+    Not yet valid UTF-8 for certain: ``cut`` (which every recorded text goes through) is.
+    """
     if type(value) is str:
         return value
     try:

@@ -30,6 +30,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import StatusCode
 
+from tally.ingest.text import valid_text
 from tally.traces.limits import TraceLimits, cut, serialize
 from tally.traces.model import BLOCK, NOTE, OK, RESULT, Execution, Line, LogEvent
 from tally.traces.recorder import FAILED, FINISHED, STARTED, Shipper
@@ -117,8 +118,9 @@ class SpanAssembler:
                 tags[cut(name, self.limits.max_tag_bytes)[0]] = cut(
                     value if isinstance(value, str) else serialize(value), self.limits.max_tag_bytes
                 )[0]
-        job_name = str(attributes.get("tally.job") or job.name)
-        reason = self.sampler.reason(job_name, state, tags)
+        job_name = valid_text(str(attributes.get("tally.job") or job.name))
+        execution_id = f"{trace_hex}{context.span_id:016x}"
+        reason = self.sampler.reason(job_name, state, tags, execution_id)
         if not reason and not self.index_unsampled:
             return None
         lines = self._lines(context.span_id, spans, start_ns, attributes) if reason else []
@@ -127,15 +129,15 @@ class SpanAssembler:
         started_us = start_ns // 1000
         end = FAILED if state == "failure" else FINISHED
         return Execution(
-            id=f"{trace_hex}{context.span_id:016x}",
+            id=execution_id,
             parent_id=f"{trace_hex}{parent.span_id:016x}" if parent is not None else "",
             ref="",
             job=job_name,
-            tenant=str(attributes.get("tally.tenant") or "system"),
-            key=str(attributes.get("tally.key") or self.key),
-            state=state,
-            code=str(attributes.get("tally.code") or ""),
-            error=error,
+            tenant=valid_text(str(attributes.get("tally.tenant") or "system")),
+            key=valid_text(str(attributes.get("tally.key") or self.key)),
+            state=valid_text(state),
+            code=valid_text(str(attributes.get("tally.code") or "")),
+            error=valid_text(error),
             attempt=int(attempt) if isinstance(attempt, int) else 1,
             started_us=started_us,
             duration_us=(end_ns - start_ns) // 1000,
@@ -165,7 +167,8 @@ class SpanAssembler:
             if len(lines) >= limits.max_lines:
                 return
             text, truncated, size = cut(serialize(value), limits.max_text_bytes)
-            line = Line(len(lines) + 1, parent, depth, kind, name, max(0, (at - start_ns) // 1000))
+            at_us = max(0, (at - start_ns) // 1000)
+            line = Line(len(lines) + 1, parent, depth, kind, valid_text(name), at_us)
             line.text, line.truncated, line.size = text, truncated, size
             lines.append(line)
 

@@ -6,6 +6,7 @@ import os
 from typing import Protocol
 
 from tally.ingest.jobs.run import FAILURE, RETRY, SUCCESS, Run
+from tally.ingest.text import valid_text
 from tally.traces.buffer import TraceBuffer
 from tally.traces.limits import TraceLimits, cut, serialize
 from tally.traces.model import Execution, LogEvent
@@ -55,9 +56,9 @@ class TraceRecorder:
     ) -> None:
         """Give ``run`` an execution id, its parent's id and an empty trace buffer."""
         run.execution_id = new_execution_id()
-        run.parent_id = parent or (outer.execution_id if outer is not None else "")
+        run.parent_id = valid_text(parent or (outer.execution_id if outer is not None else ""))
         buffer = TraceBuffer(self.limits)
-        buffer.ref = ref
+        buffer.ref = valid_text(ref)
         if args is not None:
             buffer.args = self.args_text(args)
         run.trace = buffer
@@ -83,28 +84,27 @@ class TraceRecorder:
         state = run.state or SUCCESS
         tags = buffer.tags
         ref, args = buffer.ref, buffer.args
-        reason = self.sampler.reason(run.job, state, tags)
+        reason = self.sampler.reason(run.job, state, tags, run.execution_id)
         if not reason and not self.policy.index_unsampled:
             return False
         attempt = run.attempt or 1
         end = FAILED if state == FAILURE else RETRIED if state == RETRY else FINISHED
+        job, error = valid_text(run.job), valid_text(run.error or "")
         events = [
-            LogEvent(buffer.start_us, STARTED, run.job, attempt, args, ref=ref),
+            LogEvent(buffer.start_us, STARTED, job, attempt, args, ref=ref),
             *buffer.events,
-            LogEvent(
-                buffer.start_us + buffer.offset_us(), end, run.job, attempt, "", run.error or ""
-            ),
+            LogEvent(buffer.start_us + buffer.offset_us(), end, job, attempt, "", error),
         ]
         execution = Execution(
             id=run.execution_id,
             parent_id=run.parent_id,
             ref=ref,
-            job=run.job,
-            tenant=tenant,
-            key=key,
-            state=state,
-            code=run.code or "",
-            error=run.error or "",
+            job=job,
+            tenant=valid_text(tenant),
+            key=valid_text(key),
+            state=valid_text(state),
+            code=valid_text(run.code or ""),
+            error=error,
             attempt=attempt,
             started_us=buffer.start_us,
             duration_us=buffer.offset_us(),

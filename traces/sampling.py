@@ -1,12 +1,28 @@
-"""Tail sampling: decided when a run ends, from its state, tags and a 1-in-N count per job."""
+"""Tail sampling: decided when a run ends, from its state, tags and its execution id."""
 
 from __future__ import annotations
 
-import itertools
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 ALWAYS_STATES = frozenset({"failure"})
+
+
+def keep_one_in(execution_id: str, every: int) -> bool:
+    """Whether ``execution_id`` is one of the 1 in ``every`` kept (1 keeps all, 0 none).
+
+    A stable hash (the first 8 bytes of BLAKE2b of the id, as an unsigned big-endian
+    integer, modulo ``every``; kept when 0), never Python's salted ``hash()``: every process
+    decides the same for an id, so fork-per-job workers and cron scripts sample at the
+    configured rate, and a replayed execution gets the same decision.
+    """
+    if every <= 0:
+        return False
+    if every == 1:
+        return True
+    digest = hashlib.blake2b(execution_id.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % every == 0
 
 
 @dataclass(frozen=True)
@@ -17,7 +33,8 @@ class SamplingPolicy:
       ``state:<state>``; ``failure`` for failures);
     - a run with a tag in ``keep_tags`` (a tag name, or ``name=value``) is kept (``tag:<t>``);
     - other runs are kept 1 in ``every`` per job (``per_job`` overrides; 1 keeps all, 0 none),
-      counting from the job's first run, which is kept (``sample``).
+      decided by a stable hash of the execution id (``keep_one_in``), the same in every
+      process (``sample``).
 
     ``index_unsampled``: runs not kept still ship their index row and job-log events (no lines),
     so a bucket's executions are all listed and the job log is complete.
@@ -30,14 +47,13 @@ class SamplingPolicy:
     index_unsampled: bool = True
 
 
+@dataclass(frozen=True)
 class Sampler:
-    """Applies a ``SamplingPolicy``; one per process (counters per job, bounded)."""
+    """Applies a ``SamplingPolicy``; stateless, so any process decides the same."""
 
-    def __init__(self, policy: SamplingPolicy) -> None:
-        self.policy = policy
-        self._counters: dict[str, itertools.count] = {}
+    policy: SamplingPolicy
 
-    def reason(self, job: str, state: str, tags: Mapping[str, str]) -> str:
+    def reason(self, job: str, state: str, tags: Mapping[str, str], execution_id: str) -> str:
         """Why this run's trace is kept, or ``""`` when it is not."""
         policy = self.policy
         if state in ALWAYS_STATES:
@@ -52,13 +68,4 @@ class Sampler:
                 if pair in policy.keep_tags:
                     return f"tag:{pair}"
         every = policy.per_job.get(job, policy.every)
-        if every <= 0:
-            return ""
-        if every == 1:
-            return "sample"
-        counter = self._counters.get(job)
-        if counter is None:
-            if len(self._counters) >= 10_000:
-                self._counters.clear()
-            counter = self._counters[job] = itertools.count()
-        return "sample" if next(counter) % every == 0 else ""
+        return "sample" if keep_one_in(execution_id, every) else ""

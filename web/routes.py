@@ -27,19 +27,13 @@ from tally.api.session import COOKIE, has_session, session_value
 from tally.api.settings import ApiSettings
 from tally.read import AsyncReader, BadRange, ReadError
 from tally.web.generic import for_key
+from tally.web.headers import PAGE_HEADERS
 from tally.web.kpi import Kpi, kpi
 from tally.web.loader import Loaded, load_all
 from tally.web.model import GRANULARITIES, RANGES, Dashboard
 from tally.web.settings import WebSettings
 
 HERE = Path(__file__).parent
-HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
-    "img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
 PUBLIC = {"exclude_from_auth": True}
 Reader = NamedDependency[AsyncReader]
 
@@ -56,7 +50,7 @@ class Ui:
         html = self.templates.get_template(template).render(
             dashboards=self.loaded.dashboards, errors=self.loaded.errors, **context
         )
-        return Response(html, status_code=status, media_type="text/html", headers=HEADERS)
+        return Response(html, status_code=status, media_type="text/html", headers=PAGE_HEADERS)
 
 
 def _json_script(value: object) -> str:

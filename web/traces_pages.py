@@ -3,7 +3,9 @@
 Mount with ``create_app(settings, extra=TRACE_PAGES)``. ``/traces`` lists the executions of a
 bucket (key, time range, state, tenant, result code: the same query string a dashboard link
 carries); ``/traces/<id>`` shows the trace as a tree with timing bars, the job log and the
-parent/child executions. The pages use the API's guard (read token) like every other route.
+parent/child executions. The pages use the API's guard (read token) like every other route,
+and send the dashboard's security headers (``web/headers.py``: CSP without inline script or
+style, nosniff, ``frame-ancestors 'none'``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from tally.traces.queries import (
     search_job_log,
 )
 from tally.traces.reader import time_range
+from tally.web.headers import PAGE_HEADERS
 
 HERE = Path(__file__).resolve().parent
 _ENV = Environment(
@@ -50,7 +53,12 @@ _ENV.filters["ms"] = _ms
 
 def _page(name: str, **context: object) -> Response:
     html = _ENV.get_template(f"traces/{name}").render(**context)
-    return Response(html, media_type="text/html; charset=utf-8")
+    return Response(html, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+
+
+def _static(name: str, media_type: str) -> Response:
+    return Response((HERE / "static" / name).read_bytes(), media_type=media_type,
+                    headers=PAGE_HEADERS)  # fmt: skip
 
 
 @get("/traces", include_in_schema=False)
@@ -100,12 +108,16 @@ async def execution_page(state: State, execution_id: FromPath[str]) -> Response:
 @get("/traces-static/traces.js", include_in_schema=False)
 async def traces_script() -> Response:
     """The pages' one script (expand/collapse)."""
-    return Response(
-        (HERE / "static" / "traces.js").read_bytes(), media_type="text/javascript; charset=utf-8"
-    )
+    return _static("traces.js", "text/javascript; charset=utf-8")
 
 
-TRACE_PAGES = [executions_page, execution_page, traces_script]
+@get("/traces-static/traces.css", include_in_schema=False)
+async def traces_style() -> Response:
+    """The pages' style sheet (no inline style: the pages' CSP allows none)."""
+    return _static("traces.css", "text/css; charset=utf-8")
+
+
+TRACE_PAGES = [executions_page, execution_page, traces_script, traces_style]
 
 
 def bucket_link(

@@ -1,5 +1,6 @@
 """The trace pages in a real browser (Debian's chromium via Playwright) over the real pipeline:
-bucket -> executions -> trace tree -> child execution. Also the JSON endpoints behind them."""
+bucket -> executions -> trace tree -> child execution. Also the JSON endpoints behind them, and
+the pages' security headers over real HTTP."""
 
 from __future__ import annotations
 
@@ -25,10 +26,10 @@ from tally.traces.ddl import TraceSchema
 from .conftest import wait_for
 from .traces_stack import apply_trace_ddl, create_traces_topic, shipper, start_writer
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(shutil.which("chromium") is None, reason="apt-get install -y chromium"),
-]
+pytestmark = [pytest.mark.integration]
+needs_chromium = pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="apt-get install -y chromium"
+)
 TOKEN = "read-token-for-the-browser-test"
 
 
@@ -93,6 +94,7 @@ def run_jobs(stack) -> None:
     ship.close()
 
 
+@needs_chromium
 def test_browser_follows_bucket_to_executions_to_trace_tree(site):
     from playwright.sync_api import sync_playwright
 
@@ -165,9 +167,43 @@ def test_browser_follows_bucket_to_executions_to_trace_tree(site):
             assert names == ["Fetching main product", "Pricing"]
             assert "LookupError" in page.locator("#trace li.block").nth(1).inner_text()
             # the tree collapses with the page's script
+            bar = page.locator("#trace li.block .bar").first.bounding_box()
+            assert bar is not None and bar["width"] >= 1  # drawn under the page's own CSP
             page.locator("#trace > li > .toggle").click()
             assert not page.locator("#trace .name", has_text="Pricing").is_visible()
             assert "parent" in page.locator("#summary").inner_text()
             time.sleep(0)  # nothing timing-based asserted
         finally:
             browser.close()
+
+
+def test_trace_pages_send_the_dashboards_security_headers(site):
+    stack, base = site
+    ship = shipper(stack)
+    jobs = JobTracker(
+        NoMetrics(), "event::headers", traces=TraceRecorder(ship, SamplingPolicy(every=1))
+    )
+
+    @jobs(name="headers_job")
+    def job() -> None:
+        with trace("one block"):
+            note("<script>alert(1)</script>")
+
+    job()
+    assert ship.flush(60)
+    ship.close()
+    client = stack.clickhouse_client()
+    table = TraceSchema().table("trace_executions")
+    sql = f"SELECT execution_id FROM {table} WHERE key = 'event::headers'"
+    wait_for(lambda: bool(client.query(sql).result_rows), 90, "the execution stored")
+    (execution_id,) = client.query(sql).result_rows[0]
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    for path in ("/traces", "/traces?key=event::headers", f"/traces/{execution_id}"):
+        page = httpx.get(f"{base}{path}", headers=auth)
+        assert page.status_code == 200, (path, page.text)
+        csp = page.headers.get("content-security-policy", "")
+        assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp, path
+        assert "unsafe-inline" not in csp
+        assert page.headers.get("x-content-type-options") == "nosniff", path
+    script = httpx.get(f"{base}/traces-static/traces.js", headers=auth)
+    assert script.headers.get("x-content-type-options") == "nosniff"

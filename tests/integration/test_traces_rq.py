@@ -1,7 +1,9 @@
-"""RQ hook with traces, against a real RQ SimpleWorker on a real redis-server: parent links and
-the ``enqueued`` job-log event."""
+"""RQ hook with traces, against real RQ workers (SimpleWorker, forking Worker) on a real
+redis-server: parent links, the ``enqueued`` job-log event, and sampling across horses."""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 
@@ -74,3 +76,53 @@ def test_a_job_enqueued_by_a_traced_rq_job_links_to_its_parent(tmp_path):
     started = kids[0].events[0]
     assert started.event == "started" and started.args.startswith('[["acme",')
     assert [ln.name for ln in parent.lines] == ["enqueue resources"]
+
+
+class FileShipper:
+    """Appends each shipped execution's id and sampling reason to a file: one line per
+    execution, written by whichever process ran the job (a forked horse here)."""
+
+    def __init__(self, path) -> None:
+        self.path = path
+
+    def ship(self, execution) -> bool:
+        line = f"{os.getpid()} {execution.id} {execution.sampled or '-'}\n"
+        with open(self.path, "a") as out:
+            out.write(line)
+        return True
+
+
+def rq_sampled(n: int) -> int:
+    return n
+
+
+def test_one_in_n_sampling_holds_under_a_forking_rq_worker(tmp_path):
+    import redis
+    from rq import Queue, Worker
+
+    from tally.ingest.jobs import instrumented_rq_worker
+
+    out = tmp_path / "shipped.txt"
+    server = start_redis(tmp_path / "redis")
+    try:
+        connection = redis.Redis.from_url(f"{server.url}/4")
+        queue = Queue("traces-fork", connection=connection)
+        for n in range(200):
+            queue.enqueue(rq_sampled, n)
+        recorder = TraceRecorder(FileShipper(out), SamplingPolicy(every=100))
+        worker = instrumented_rq_worker(
+            [queue], RecordingTracker(), key="event::fork", traces=recorder,
+            worker_class=Worker, connection=connection,
+        )  # fmt: skip
+        worker.work(burst=True, with_scheduler=False)
+    finally:
+        server.stop()
+    rows = [line.split() for line in out.read_text().splitlines()]
+    assert len(rows) == 200 and all(pid != str(os.getpid()) for pid, _, _ in rows)  # horses
+    assert len({pid for pid, _, _ in rows}) == 200  # a new process per job
+    kept = {execution_id for _, execution_id, reason in rows if reason == "sample"}
+    assert len(kept) <= 15  # 1 in 100 (binomial: 2 expected), not every run of every horse
+    from tally.traces.sampling import keep_one_in
+
+    # the same decision any process makes for that execution id
+    assert kept == {execution_id for _, execution_id, _ in rows if keep_one_in(execution_id, 100)}

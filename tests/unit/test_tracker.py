@@ -229,3 +229,21 @@ def test_spool_full_is_counted_not_silent(tmp_path):
     stats = tracker.stats()
     assert stats.dropped_spool_full > 0
     assert stats.accepted == 10_000 - stats.dropped_overflow
+
+
+def test_text_that_is_not_utf8_is_refused_per_event_with_a_reason():
+    bad = os.fsdecode(b"report-\xff.csv")  # a lone surrogate: no UTF-8 encoder takes it
+    tracker = Tracker(settings())
+    assert tracker.track(f"calc::{bad}", {"count": 1}) is False
+    assert tracker.track("calc", {bad: 1}) is False
+    assert tracker.track_flat("calc", (f"p.{bad}",), [1]) is False
+    assert tracker.track("calc", {"count": 1}, route=bad) is False
+    assert tracker.track("calc", {"count": 1}, route=7) is False  # type: ignore[arg-type]
+    assert tracker.track("calc", {"count": 1}) is True
+    stats = tracker.stats()
+    assert (stats.invalid, stats.internal_errors, stats.accepted) == (5, 0, 1)
+    tracker.close()
+    strict = Tracker(settings(strict=True))
+    with pytest.raises(InvalidValues, match="invalid_text"):
+        strict.track("calc", {bad: 1})
+    strict.close()
