@@ -232,7 +232,7 @@ def test_spool_full_is_counted_not_silent(tmp_path):
 
 
 def test_text_that_is_not_utf8_is_refused_per_event_with_a_reason():
-    bad = os.fsdecode(b"report-\xff.csv")  # a lone surrogate: no UTF-8 encoder takes it
+    bad = os.fsdecode(b"report-\xff")  # a lone surrogate: no UTF-8 encoder takes it
     tracker = Tracker(settings())
     assert tracker.track(f"calc::{bad}", {"count": 1}) is False
     assert tracker.track("calc", {bad: 1}) is False
