@@ -47,7 +47,8 @@ CONDITIONS: dict[str, type] = {
     "zero": spec.Zero, "drift": spec.Drift, "anomaly": spec.Anomaly, "share": spec.Share,
     "no_data": spec.NoData,
 }  # fmt: skip
-UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
+# Nominal lengths, to turn durations into bucket counts; buckets follow the calendar.
+UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 CHANNEL_TYPES = ("webhook", "slack", "email", "log")
 
 
@@ -260,7 +261,8 @@ def monitor(node: Any, source: str) -> spec.Monitor:
     except GranularityError as exc:
         raise Invalid(_line(node, "granularity"), str(exc)) from None
     if granularity.unit not in UNIT_SECONDS:
-        raise Invalid(_line(node, "granularity"), "monitors use minute, hour or day granularities")
+        reason = "monitors use minute, hour, day or week granularities"
+        raise Invalid(_line(node, "granularity"), reason)
     length = UNIT_SECONDS[granularity.unit] * granularity.n
     window_s = _duration(node, "window", str(granularity))
     if window_s % length or window_s <= 0:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tally.monitors.engine import Notice, advance, bucket_seconds
+from tally.monitors.engine import Notice, advance, buckets_of
 from tally.monitors.evaluate import Frames, Segment, frames
 from tally.monitors.lease import AlwaysHeld, Lease
 from tally.monitors.loader import load_paths
@@ -154,43 +154,45 @@ class MonitorService:
                 await self.store.mark_report(definition.name, end, channel, status, error)
 
     async def _newest_durable(self, monitor: Monitor, now: float) -> int | None:
-        g = bucket_seconds(monitor)
-        calendar = (await self.reader.schema()).calendar
-        newest = calendar.floor(int(now), monitor.granularity) - g
-        if await self.watermark.durable(newest + g, now):
+        clock = buckets_of(monitor, (await self.reader.schema()).calendar)
+        newest = clock.prev(clock.floor(int(now)))
+        if await self.watermark.durable(clock.next(newest), now):
             return newest  # the usual case: one lookup
         # Durability is monotone in time (offsets only grow): binary search the newest durable
         # bucket among the last ``max_catch_up``, a handful of lookups even while an
-        # aggregator is down.
-        lo, hi = 1, self.max_catch_up - 1  # candidates newest - k*g, k in [lo, hi]
-        if not await self.watermark.durable(newest - hi * g + g, now):
+        # aggregator is down. starts[k] is k buckets before newest and ends at starts[k - 1].
+        starts = [newest]
+        for _ in range(self.max_catch_up - 1):
+            starts.append(clock.prev(starts[-1]))
+        lo, hi = 1, self.max_catch_up - 1
+        if not await self.watermark.durable(starts[hi - 1], now):
             return None
         while lo < hi:
             k = (lo + hi) // 2
-            if await self.watermark.durable(newest - k * g + g, now):
+            if await self.watermark.durable(starts[k - 1], now):
                 hi = k
             else:
                 lo = k + 1
-        return newest - lo * g
+        return starts[lo]
 
     async def _evaluate(self, monitor: Monitor, now: float, result: TickResult) -> None:
-        g = bucket_seconds(monitor)
         newest = await self._newest_durable(monitor, now)
         if newest is None:
             return
+        calendar = (await self.reader.schema()).calendar
+        clock = buckets_of(monitor, calendar)
         states = self._states.get(monitor.name)
         if states is None:
             states = self._states[monitor.name] = await self.store.states(monitor.name)
         last = max((s.last_bucket for s in states.values()), default=0)
-        first = newest if last == 0 else last + g
-        first = max(first, newest - (self.max_catch_up - 1) * g)
+        first = newest if last == 0 else clock.next(last)
+        first = max(first, clock.back(newest, self.max_catch_up - 1))
         if first > newest:
             return
-        start = first - monitor.history * g
-        buckets = list(range(start, newest + g, g))
+        buckets = clock.span(clock.back(first, monitor.history), newest)
         error = ""
         try:
-            fetched = await fetch(self.reader, monitor, buckets, newest + g)
+            fetched = await fetch(self.reader, monitor, buckets, clock.next(newest))
             framed = frames(monitor, fetched, states.keys())
         except Exception as exc:
             error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
@@ -198,7 +200,7 @@ class MonitorService:
             framed = Frames(buckets, {})
             if not states:
                 states = {Segment("", monitor.key): AlertState()}
-        step = advance(monitor, framed, states, (first - start) // g, self.base_url, error)
+        step = advance(monitor, framed, states, monitor.history, self.base_url, error, calendar)
         changed = [s for s, st in step.states.items() if states.get(s) != st]
         notices = [] if monitor.paused else step.notices
         if not await self.lease.held():
@@ -210,7 +212,7 @@ class MonitorService:
             monitor.name, step.states, changed, step.transitions, notices, channels
         )
         self._states[monitor.name] = step.states
-        result.judged[monitor.name] = (newest - first) // g + 1
+        result.judged[monitor.name] = len(buckets) - monitor.history
         result.segments += len(step.states)
         result.notices.extend(notices)
 
