@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from tally.monitors import spec
+from tally.monitors.files import files_of, load_file
 from tally.read.errors import ReadError
 from tally.read.expression import parse as parse_expression
 from tally.read.patterns import KeyPattern, PathWildcard, check_path
@@ -434,24 +435,18 @@ def _list(document: Node, key: str, filename: str, errors: list[str]) -> list[An
 
 def load_paths(paths: Iterable[Path]) -> spec.MonitorFile:
     """Load files and directories (``*.yaml``/``*.yml``), merging them; names must be unique."""
-    files: list[Path] = []
-    for p in paths:
-        if p.is_dir():
-            files.extend(sorted([*p.glob("*.yaml"), *p.glob("*.yml")]))
-        else:
-            files.append(p)
+    return merge([load_file(f, load_text) for f in files_of(paths)])
+
+
+def merge(files: Iterable[spec.MonitorFile]) -> spec.MonitorFile:
+    """Definitions of several files as one: a repeated monitor name and a channel no file
+    defines are errors."""
     monitors: list[spec.Monitor] = []
     channels: dict[str, spec.Channel] = {}
     reports: list[spec.Report] = []
     errors: list[str] = []
     names: set[str] = set()
-    for f in files:
-        try:
-            text = f.read_text()
-        except OSError as exc:
-            errors.append(f"{f}:0: cannot read: {exc.strerror}")
-            continue
-        loaded = load_text(text, str(f))
+    for loaded in files:
         errors.extend(loaded.errors)
         for m in loaded.monitors:
             if m.name in names:

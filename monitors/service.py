@@ -19,8 +19,9 @@ from pathlib import Path
 
 from tally.monitors.engine import Notice, advance, buckets_of
 from tally.monitors.evaluate import Frames, Segment, frames
+from tally.monitors.files import WatchedFiles
 from tally.monitors.lease import AlwaysHeld, Lease
-from tally.monitors.loader import load_paths
+from tally.monitors.loader import load_text, merge
 from tally.monitors.notify import Notifier
 from tally.monitors.source import fetch
 from tally.monitors.spec import Monitor, MonitorFile
@@ -60,9 +61,12 @@ class MonitorService:
     max_catch_up: int = 120
     clock: Callable[[], float] = time.time
     definitions: MonitorFile = field(default_factory=MonitorFile)
-    _mtimes: tuple = ()
+    files: WatchedFiles = field(init=False)
     _states: dict[str, dict[Segment, AlertState]] = field(default_factory=dict)
     _held: bool = False
+
+    def __post_init__(self) -> None:
+        self.files = WatchedFiles(list(self.paths), load_text)
 
     async def start(self) -> None:
         await self.store.start()
@@ -76,19 +80,13 @@ class MonitorService:
             except Exception as exc:  # closing everything matters more than one error
                 log.warning("closing %s: %s", type(part).__name__, exc)
 
-    def _files(self) -> list[Path]:
-        files: list[Path] = []
-        for p in self.paths:
-            files.extend(sorted([*p.glob("*.yaml"), *p.glob("*.yml")]) if p.is_dir() else [p])
-        return files
-
     def reload(self) -> bool:
-        """Reload the definitions if a file changed; errors are logged, the rest runs."""
-        mtimes = tuple((str(f), f.stat().st_mtime_ns if f.exists() else 0) for f in self._files())
-        if mtimes == self._mtimes:
+        """Reload the definitions if a file changed; a broken file costs only itself (its
+        ``file:line`` errors are logged) and is read again once it changes."""
+        files = self.files.refresh()
+        if files is None:
             return False
-        self._mtimes = mtimes
-        self.definitions = load_paths(self.paths)
+        self.definitions = merge(files)
         for error in self.definitions.errors:
             log.error("monitor definition: %s", error)
         self.notifier.channels = self.definitions.channels
