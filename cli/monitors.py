@@ -176,7 +176,7 @@ def list_(
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """List monitor definitions (errors first), optionally with their stored states."""
-    from tally.monitors.listing import describe, stored_states
+    from tally.monitors.listing import describe, stored_states, timings
 
     loaded = _load(paths)
     rows = describe(loaded)
@@ -197,6 +197,7 @@ def list_(
     else:
         for r in rows:
             typer.echo(f"{r.name:<40} {r.condition:<10} {r.key} {r.what} every {r.granularity}")
+            typer.echo(f"    {timings(r)}")
             for seg, st in states.get(r.name, {}).items():
                 typer.echo(f"    {seg or '-':<30} {st['state']}")
         if counts:
