@@ -1,5 +1,6 @@
-"""The monitor service: on each tick, judge every monitor's newest durable buckets, store
-state, history and the outbox in ClickHouse, then deliver what is pending.
+"""The monitor service: on each tick, judge every monitor's newest durable buckets and store
+state, history and the outbox in ClickHouse; deliveries run beside it (:mod:`dispatch`), so
+evaluation never waits for a receiver.
 
 A monitor is judged on its granularity's boundaries: bucket ``[t, t+g)`` is judged once the
 watermark says it is durable (never by the wall clock alone), in order, each bucket once. After
@@ -17,11 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tally.monitors.dispatch import Dispatcher
 from tally.monitors.engine import Notice, advance, buckets_of
 from tally.monitors.evaluate import Frames, Segment, frames
 from tally.monitors.files import WatchedFiles
 from tally.monitors.lease import AlwaysHeld, Lease
 from tally.monitors.loader import load_text, merge
+from tally.monitors.metrics import MonitorMetrics
 from tally.monitors.notify import Notifier
 from tally.monitors.source import fetch
 from tally.monitors.spec import Monitor, MonitorFile
@@ -44,11 +47,13 @@ class TickResult:
     failed: int = 0
     held: bool = True
     errors: list[str] = field(default_factory=list)
+    now: float = 0.0
 
 
 @dataclass
 class MonitorService:
-    """Wire the parts; ``tick(now)`` is one evaluation, ``run`` loops until stopped."""
+    """Wire the parts; ``run`` evaluates every ``tick_s`` and delivers beside it until stopped;
+    ``tick(now)`` is one evaluation followed by a delivery pass it waits for (tests, bench)."""
 
     paths: list[Path]
     reader: AsyncReader
@@ -60,20 +65,33 @@ class MonitorService:
     tick_s: float = 5.0
     max_catch_up: int = 120
     clock: Callable[[], float] = time.time
+    metrics: MonitorMetrics = field(default_factory=MonitorMetrics)
+    metrics_port: int | None = None  # serve /metrics there (0: a free port)
+    metrics_host: str = "127.0.0.1"
+    budget_s: float = 60.0  # one delivery, all its attempts
     definitions: MonitorFile = field(default_factory=MonitorFile)
     files: WatchedFiles = field(init=False)
+    dispatcher: Dispatcher = field(init=False)
     _states: dict[str, dict[Segment, AlertState]] = field(default_factory=dict)
     _held: bool = False
 
     def __post_init__(self) -> None:
         self.files = WatchedFiles(list(self.paths), load_text)
+        self.dispatcher = Dispatcher(
+            self.store, self.notifier, self.lease, self.metrics, self.budget_s
+        )
 
     async def start(self) -> None:
         await self.store.start()
         await self.lease.start()
         self.reload()
+        if self.metrics_port is not None:
+            self.metrics_port = await self.metrics.serve(self.metrics_port, self.metrics_host)
+            log.info("metrics on http://%s:%d/metrics", self.metrics_host, self.metrics_port)
 
     async def close(self) -> None:
+        await self.dispatcher.close()
+        await self.metrics.close()
         for part in (self.lease, self.watermark, self.notifier, self.store, self.reader):
             try:
                 await part.close()
@@ -94,9 +112,19 @@ class MonitorService:
         return True
 
     async def tick(self, now: float | None = None) -> TickResult:
-        """One evaluation of every monitor, then delivery of pending notifications."""
+        """One evaluation, the reports due, then a delivery pass, waiting for all of it."""
+        result = await self.evaluate(now)
+        if result.held:
+            await self.send_reports(result.now, result)
+            outcome = await self.dispatcher.drain()
+            result.delivered, result.failed = outcome.delivered, outcome.failed
+        return result
+
+    async def evaluate(self, now: float | None = None) -> TickResult:
+        """Judge every monitor's new durable buckets and store the outcome (no delivery)."""
+        started = time.monotonic()
         now = self.clock() if now is None else now
-        result = TickResult()
+        result = TickResult(now=now)
         self.reload()
         held = await self.lease.held()
         result.held = held
@@ -113,12 +141,19 @@ class MonitorService:
         for monitor in self.definitions.monitors:
             try:
                 await self._evaluate(monitor, now, result)
+                await self._observe_lag(monitor, now)
             except Exception as exc:
                 log.exception("monitor %s failed", monitor.name)
                 result.errors.append(f"{monitor.name}: {exc}")
-        await self.deliver(result)
-        await self.send_reports(now, result)
+        self.metrics.evaluations.inc()
+        self.metrics.evaluation_seconds.observe(time.monotonic() - started)
         return result
+
+    async def _observe_lag(self, monitor: Monitor, now: float) -> None:
+        last = max((s.last_bucket for s in self._states.get(monitor.name, {}).values()), default=0)
+        if last:
+            clock = buckets_of(monitor, (await self.reader.schema()).calendar)
+            self.metrics.evaluation_lag.labels(monitor.name).set(now - clock.next(last))
 
     async def send_reports(self, now: float, result: TickResult) -> None:
         """Send each report once per period, once its last bucket is durable."""
@@ -214,33 +249,30 @@ class MonitorService:
         result.segments += len(step.states)
         result.notices.extend(notices)
 
-    async def deliver(self, result: TickResult | None = None) -> None:
-        """Deliver pending notifications, re-checking the lease and each row's status."""
-        pending = await self.store.pending()
-        if not pending:
-            return
-        current = await self.store.status([(p.id, p.channel) for p in pending])
-        for out in pending:
-            if current.get((out.id, out.channel)) != "pending":
-                continue
-            if not await self.lease.held():
-                return
-            ok, attempts, error = await self.notifier.deliver(out.notice, out.channel)
-            await self.store.mark(out, "delivered" if ok else "failed", attempts, error)
-            if result is not None:
-                if ok:
-                    result.delivered += 1
-                else:
-                    result.failed += 1
-
     async def run(self, stop: asyncio.Event) -> None:
-        """Tick every ``tick_s`` until ``stop`` is set."""
-        while not stop.is_set():
-            started = time.monotonic()
-            try:
-                await self.tick()
-            except Exception:
-                log.exception("monitor tick failed; retrying next tick")
-            delay = max(0.0, self.tick_s - (time.monotonic() - started))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
+        """Evaluate every ``tick_s`` until ``stop`` is set; deliveries and reports run beside
+        the evaluations and never hold them up."""
+        wake = asyncio.Event()
+        deliveries = asyncio.create_task(self.dispatcher.run(stop, wake, self.tick_s))
+        reports: asyncio.Task[None] | None = None
+        try:
+            while not stop.is_set():
+                started = time.monotonic()
+                try:
+                    result = await self.evaluate()
+                    if result.notices:
+                        wake.set()
+                    if result.held and (reports is None or reports.done()):
+                        reports = asyncio.create_task(self.send_reports(result.now, result))
+                except Exception:
+                    log.exception("monitor tick failed; retrying next tick")
+                delay = max(0.0, self.tick_s - (time.monotonic() - started))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+        finally:
+            stop.set()
+            for task in (deliveries, reports):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
