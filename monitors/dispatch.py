@@ -79,7 +79,8 @@ class Dispatcher:
         while not stop.is_set():
             wake.clear()
             try:
-                await self.dispatch()
+                if await self.lease.held():  # a standby replica leaves the outbox alone
+                    await self.dispatch()
             except Exception:
                 log.exception("delivery pass failed; retrying")
             waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]

@@ -104,7 +104,11 @@ class MonitorService:
         files = self.files.refresh()
         if files is None:
             return False
+        before = {m.name for m in self.definitions.monitors}
         self.definitions = merge(files)
+        for gone in before - {m.name for m in self.definitions.monitors}:
+            with contextlib.suppress(KeyError):
+                self.metrics.evaluation_lag.remove(gone)
         for error in self.definitions.errors:
             log.error("monitor definition: %s", error)
         self.notifier.channels = self.definitions.channels
@@ -154,6 +158,12 @@ class MonitorService:
         if last:
             clock = buckets_of(monitor, (await self.reader.schema()).calendar)
             self.metrics.evaluation_lag.labels(monitor.name).set(now - clock.next(last))
+
+    async def _reports(self, now: float) -> None:
+        try:
+            await self.send_reports(now, TickResult(now=now))
+        except Exception:
+            log.exception("sending reports failed; retrying next tick")
 
     async def send_reports(self, now: float, result: TickResult) -> None:
         """Send each report once per period, once its last bucket is durable."""
@@ -263,7 +273,7 @@ class MonitorService:
                     if result.notices:
                         wake.set()
                     if result.held and (reports is None or reports.done()):
-                        reports = asyncio.create_task(self.send_reports(result.now, result))
+                        reports = asyncio.create_task(self._reports(result.now))
                 except Exception:
                     log.exception("monitor tick failed; retrying next tick")
                 delay = max(0.0, self.tick_s - (time.monotonic() - started))
