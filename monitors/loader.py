@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from tally.monitors import spec
+from tally.monitors.files import files_of, load_file
 from tally.read.errors import ReadError
 from tally.read.expression import parse as parse_expression
 from tally.read.patterns import KeyPattern, PathWildcard, check_path
@@ -47,7 +48,8 @@ CONDITIONS: dict[str, type] = {
     "zero": spec.Zero, "drift": spec.Drift, "anomaly": spec.Anomaly, "share": spec.Share,
     "no_data": spec.NoData,
 }  # fmt: skip
-UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
+# Nominal lengths, to turn durations into bucket counts; buckets follow the calendar.
+UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 CHANNEL_TYPES = ("webhook", "slack", "email", "log")
 
 
@@ -260,7 +262,8 @@ def monitor(node: Any, source: str) -> spec.Monitor:
     except GranularityError as exc:
         raise Invalid(_line(node, "granularity"), str(exc)) from None
     if granularity.unit not in UNIT_SECONDS:
-        raise Invalid(_line(node, "granularity"), "monitors use minute, hour or day granularities")
+        reason = "monitors use minute, hour, day or week granularities"
+        raise Invalid(_line(node, "granularity"), reason)
     length = UNIT_SECONDS[granularity.unit] * granularity.n
     window_s = _duration(node, "window", str(granularity))
     if window_s % length or window_s <= 0:
@@ -432,24 +435,18 @@ def _list(document: Node, key: str, filename: str, errors: list[str]) -> list[An
 
 def load_paths(paths: Iterable[Path]) -> spec.MonitorFile:
     """Load files and directories (``*.yaml``/``*.yml``), merging them; names must be unique."""
-    files: list[Path] = []
-    for p in paths:
-        if p.is_dir():
-            files.extend(sorted([*p.glob("*.yaml"), *p.glob("*.yml")]))
-        else:
-            files.append(p)
+    return merge([load_file(f, load_text) for f in files_of(paths)])
+
+
+def merge(files: Iterable[spec.MonitorFile]) -> spec.MonitorFile:
+    """Definitions of several files as one: a repeated monitor name and a channel no file
+    defines are errors."""
     monitors: list[spec.Monitor] = []
     channels: dict[str, spec.Channel] = {}
     reports: list[spec.Report] = []
     errors: list[str] = []
     names: set[str] = set()
-    for f in files:
-        try:
-            text = f.read_text()
-        except OSError as exc:
-            errors.append(f"{f}:0: cannot read: {exc.strerror}")
-            continue
-        loaded = load_text(text, str(f))
+    for loaded in files:
         errors.extend(loaded.errors)
         for m in loaded.monitors:
             if m.name in names:

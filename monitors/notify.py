@@ -140,20 +140,35 @@ class Notifier:
             raise DeliveryError(f"channel {channel.name}: {channel.url_env} is not set", False)
         return url
 
-    async def deliver(self, n: Notice, channel_name: str) -> tuple[bool, int, str]:
-        """Deliver with retries: (delivered, attempts made, last error)."""
+    async def deliver(
+        self, n: Notice, channel_name: str, budget_s: float | None = None
+    ) -> tuple[bool, int, str]:
+        """Deliver with retries: (delivered, attempts made, last error). With ``budget_s``, the
+        attempts and backoff together stop there (a receiver that accepts and never answers
+        costs at most the budget)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if budget_s is None else loop.time() + budget_s
         error = ""
+        attempt = 0
         for attempt in range(1, self.attempts + 1):
             try:
-                await self._send(n, channel_name)
+                async with asyncio.timeout_at(deadline):
+                    await self._send(n, channel_name)
                 self.stats.delivered += 1
                 return True, attempt, ""
             except DeliveryError as exc:
                 error = exc.reason
                 if not exc.retry or attempt == self.attempts:
                     break
+            except TimeoutError:
+                error = f"channel {channel_name}: no answer within the {budget_s:g} s budget"
+                break
+            pause = self.backoff_s * 2 ** (attempt - 1)
+            if deadline is not None and loop.time() + pause >= deadline:
+                error += f" (the {budget_s:g} s budget is spent)"
+                break
             self.stats.retries += 1
-            await asyncio.sleep(self.backoff_s * 2 ** (attempt - 1))
+            await asyncio.sleep(pause)
         self.stats.failed += 1
         self.stats.by_channel[channel_name] = self.stats.by_channel.get(channel_name, 0) + 1
         log.error("delivery of %s to %s failed: %s", n.id, channel_name, error)

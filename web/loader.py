@@ -162,9 +162,15 @@ def load_dir(directory: Path, builtin: bool = False) -> Loaded:
             )
             continue
         try:
-            text = file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            loaded.errors.append(LoadError(str(file), None, f"cannot read: {exc}"))
+            data = file.read_bytes()
+            text = data.decode("utf-8")
+        except OSError as exc:
+            loaded.errors.append(LoadError(str(file), None, f"cannot read: {exc.strerror}"))
+            continue
+        except UnicodeDecodeError as exc:
+            line = data.count(b"\n", 0, exc.start) + 1
+            reason = f"not UTF-8: byte 0x{data[exc.start]:02x} (save it as UTF-8)"
+            loaded.errors.append(LoadError(str(file), line, reason))
             continue
         result = load_text(text, str(file), name, builtin)
         if isinstance(result, LoadError):
