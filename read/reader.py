@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+from clickhouse_connect.driver.exceptions import DatabaseError
 
 from tally.read import queries
 from tally.read.assemble import SeriesPlan, build_series, build_values
@@ -29,7 +30,7 @@ from tally.read.distributions import (
     check_quantiles,
     sketch_rows,
 )
-from tally.read.errors import ReadError
+from tally.read.errors import ReadError, bad_sql
 from tally.read.patterns import KeyPattern, check_key
 from tally.read.results import KeyInfo, PathInfo, Series, Values
 from tally.read.schema import ServedSchema, from_tables
@@ -361,10 +362,14 @@ class Reader(_Planning):
         return [PathInfo(p, _utc(t)) for p, t in self._query(sql).result_rows]
 
     def sql(self, text: str, parameters: dict[str, Any] | None = None) -> SqlResult:
-        """Run read-only SQL (``readonly=2``, time and row limits)."""
-        result = self._connected().query(
-            text, parameters=parameters or None, settings=_sql_settings(self.settings)
-        )
+        """Run read-only SQL (``readonly=2``, time and row limits); a statement ClickHouse
+        refuses as written raises :class:`BadSql`."""
+        try:
+            result = self._connected().query(
+                text, parameters=parameters or None, settings=_sql_settings(self.settings)
+            )
+        except DatabaseError as exc:
+            raise bad_sql(exc) or exc from None
         return SqlResult(
             list(result.column_names),
             [t.name for t in result.column_types],

@@ -129,6 +129,47 @@ def test_bad_requests_are_400_with_the_reason(client, params, error, reason):
     assert reason in response.json()["reason"]
 
 
+BAD_TIMES = ["0001-01-01", "99999999999999999999d", "9999-12-30", "1969-12-31T23:00:00Z"]
+TIME_ENDPOINTS = [
+    ("/api/v1/series", {"key": "calc", "path": "count"}),
+    ("/api/v1/values", {"key": "calc"}),
+    ("/api/v1/gauge", {"key": "calc", "path": "depth"}),
+    ("/api/v1/quantiles", {"key": "calc", "path": "duration"}),
+    ("/api/v1/keys", {"pattern": "calc*"}),
+    ("/api/v1/executions", {"key": "calc"}),
+    ("/api/v1/joblog", {}),
+]
+
+
+@pytest.mark.parametrize(("endpoint", "params"), TIME_ENDPOINTS)
+@pytest.mark.parametrize("since", BAD_TIMES)
+def test_times_out_of_range_are_400_with_the_reason(client, endpoint, params, since):
+    response = client.get(endpoint, params={**params, "since": since})
+    assert response.status_code == 400, response.text
+    assert response.json() == {
+        "error": "range",
+        "reason": f"{since!r} is outside the times served (1970-01-01 to 2100-01-01 UTC)",
+    }
+
+
+@pytest.mark.parametrize(
+    ("expression", "status", "reason"),
+    [
+        ("1e999 + count", 400, "number '1e999' at position 0 is too large"),
+        ("-" * 990 + "count", 400, "more than 50 minus signs in a row"),
+        ("sum(1e308, 1e308)", 200, None),  # overflow is null, as 1e308 * 10 already was
+    ],
+)
+def test_hostile_expressions_answer_without_a_500(client, expression, status, reason):
+    query = {"key": "calc", "expression": expression, **RANGE}
+    response = client.get("/api/v1/series", params=query)
+    assert response.status_code == status, response.text
+    if reason:
+        assert response.json() == {"error": "expression", "reason": reason}
+    else:
+        assert response.json()["series"]["rows"][0]["points"] == [None] * 4
+
+
 def test_bad_key_pattern_is_400(client):
     response = client.get("/api/v1/keys", params={"pattern": "calc**"})
     assert response.status_code == 400 and response.json()["error"] == "pattern"
