@@ -15,7 +15,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ControllerRouterHandler
@@ -101,7 +101,8 @@ def create_app(
             version="1",
             description="Business metrics from background jobs: keys, series and read-only SQL.",
             path="/api/v1/schema",
-            render_plugins=[ScalarRenderPlugin()],
+            # JSON only: a rendered page would load its script from a CDN (offline here).
+            render_plugins=[JsonRenderPlugin(path=["/", "/openapi.json"])],
             components=Components(
                 security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")}
             ),

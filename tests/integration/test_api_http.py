@@ -203,6 +203,14 @@ def test_openapi_schema_lists_the_endpoints(api):
     assert schema["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
 
 
+def test_schema_page_is_the_json_and_loads_nothing_from_elsewhere(api):
+    response = httpx.get(f"{api}/api/v1/schema")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/vnd.oai.openapi+json")
+    assert "<script" not in response.text and "cdn." not in response.text
+    assert response.json() == httpx.get(f"{api}/api/v1/schema/openapi.json").json()
+
+
 def test_port_in_use_is_reported(api):
     port = int(api.rsplit(":", 1)[1])
     with pytest.raises(PortInUse, match=f"127.0.0.1:{port} is already in use"):
