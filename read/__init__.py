@@ -8,6 +8,7 @@ from tally.read.errors import (
     BadRange,
     BadSql,
     ReadError,
+    TooLarge,
 )
 from tally.read.reader import AsyncReader, Reader, SqlResult
 from tally.read.results import CategoryItem, KeyInfo, PathInfo, Row, Series, Slice, Values
@@ -32,5 +33,6 @@ __all__ = [
     "Series",
     "Slice",
     "SqlResult",
+    "TooLarge",
     "Values",
 ]

@@ -39,6 +39,12 @@ class BadPattern(ReadError):
     field = "pattern"
 
 
+class TooLarge(ReadError):
+    """A request whose answer would exceed a limit (rows or points per response)."""
+
+    field = "limit"
+
+
 class BadSql(ReadError):
     """Read-only SQL that ClickHouse refused as written (syntax, unknown name, not read-only)."""
 

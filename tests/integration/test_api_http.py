@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -19,6 +22,13 @@ pytestmark = pytest.mark.integration
 READ = "read-token-0123456789abcdef"
 SQL = "sql-token-0123456789abcdef"
 RANGE = {"since": "2026-03-02T10:00:00Z", "until": "2026-03-02T14:00:00Z", "granularity": "1h"}
+NOW = int(time.time()) // 60 * 60
+TENANTS = 3000
+# One write per tenant over the last 13 days: sparse data, but a grid of 3,000 x 18,720 buckets.
+HEAVY = [
+    (["heavy"], datetime.fromtimestamp(NOW - 60 * (i * 6 + 1), UTC), {f"tenants.t{i:04d}.count": i})
+    for i in range(1, TENANTS + 1)
+]
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +37,7 @@ def api(tmp_path_factory) -> Iterator[str]:
     try:
         apply_schema(clickhouse, RollupSchema(database="tally"))
         insert(clickhouse, "tally", CALC)
+        insert(clickhouse, "tally", HEAVY)
         port = free_ports(1)[0]
         api_settings = ApiSettings(settings(clickhouse, "tally"), READ, SQL, port=port)
         thread = ServerThread(api_settings).start()
@@ -253,3 +264,46 @@ def test_quantiles_and_gauges_over_http(client):
     assert gauge.status_code == 200 and gauge.json()["last"] == [None] * 4
     bad = client.get("/api/v1/quantiles", params={"key": "calc", "path": "d", "q": "2", **RANGE})
     assert bad.status_code == 400
+
+
+def _timed(client: httpx.Client, path: str, params: dict) -> float:
+    started = time.perf_counter()
+    response = client.get(path, params=params)
+    assert response.status_code == 200, response.text
+    return time.perf_counter() - started
+
+
+def test_a_heavy_series_does_not_stall_light_requests(api):
+    auth = {"Authorization": f"Bearer {READ}"}
+    with (
+        httpx.Client(base_url=api, headers=auth, timeout=300) as client,
+        httpx.Client(base_url=api, headers=auth, timeout=300) as other,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        light = {
+            "/api/v1/health": {},
+            "/api/v1/series": {"key": "calc", "path": "count", **RANGE},
+        }
+        normal = {p: max(_timed(client, p, q) for _ in range(5)) for p, q in light.items()}
+        heavy = {"key": "heavy", "path": "tenants.*.count", "top": 5, "granularity": "1m",
+                 "since": NOW - 13 * 86400, "until": NOW}  # fmt: skip
+        waits: dict[str, list[float]] = {p: [] for p in light}
+        answer = pool.submit(other.get, "/api/v1/series", params=heavy)
+        while not answer.done() or min(map(len, waits.values())) < 5:
+            for path, params in light.items():
+                waits[path].append(_timed(client, path, params))
+        response = answer.result()
+    for path, times in waits.items():  # does not hang: 20x its own normal time (1 s at least)
+        assert max(times) < max(20 * normal[path], 1.0), (path, normal[path], times)
+    if response.status_code == 400:
+        assert response.json()["error"] == "limit"
+        assert "points per response" in response.json()["reason"]
+    else:
+        assert response.status_code == 200, response.text
+        series = response.json()["series"]
+        assert [r["name"] for r in series["rows"]] == [
+            *(f"tenants.t{i:04d}.count" for i in range(TENANTS, TENANTS - 5, -1)),
+            "tenants.(other).count",
+        ]
+        assert sum(series["rows"][-1]["points"]) == sum(range(1, TENANTS - 4))
+        assert len(series["rows"]) * len(series["buckets"]) <= 200_000
