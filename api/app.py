@@ -15,8 +15,9 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ControllerRouterHandler
 
 from tally.api.auth import require_token
@@ -46,6 +47,12 @@ def _clickhouse_error(request: Request, exc: ClickHouseError) -> Response:
         return Response({"error": "backend", "reason": reason}, status_code=500)
     log.warning("ClickHouse unreachable: %s", type(exc).__name__)
     return Response({"error": "backend", "reason": "ClickHouse is unavailable"}, status_code=503)
+
+
+def _internal_error(request: Request, exc: Exception) -> Response:
+    """A bug, not bad input: log it with its traceback; the client gets no details."""
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return Response({"error": "internal", "reason": "internal error; see the API log"}, 500)
 
 
 def _reader(state: State) -> AsyncReader:
@@ -82,7 +89,11 @@ def create_app(
             "reader": Provide(_reader, sync_to_thread=False),
             "coalescer": Provide(_coalescer, sync_to_thread=False),
         },
-        exception_handlers={ReadError: _bad_request, ClickHouseError: _clickhouse_error},
+        exception_handlers={
+            ReadError: _bad_request,
+            ClickHouseError: _clickhouse_error,
+            HTTP_500_INTERNAL_SERVER_ERROR: _internal_error,
+        },
         state=State({"settings": settings, "reader": reader, "coalescer": Coalescer()}),
         on_shutdown=[close_reader],
         openapi_config=OpenAPIConfig(
@@ -90,7 +101,8 @@ def create_app(
             version="1",
             description="Business metrics from background jobs: keys, series and read-only SQL.",
             path="/api/v1/schema",
-            render_plugins=[ScalarRenderPlugin()],
+            # JSON only: a rendered page would load its script from a CDN (offline here).
+            render_plugins=[JsonRenderPlugin(path=["/", "/openapi.json"])],
             components=Components(
                 security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")}
             ),

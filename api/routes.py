@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import anyio
 import msgspec
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
@@ -63,6 +64,13 @@ class SqlRequest(msgspec.Struct, frozen=True):
 
 class Health(msgspec.Struct, frozen=True):
     status: str
+
+
+def _respond(s: Series, aggregate: str | None, slices: int, category: bool) -> SeriesResponse:
+    """The series with its slices and category totals (CPU-bound: run off the event loop)."""
+    return SeriesResponse(
+        s, s.aggregate(aggregate, slices) if aggregate else None, s.category() if category else None
+    )
 
 
 class ReadController(Controller):
@@ -156,11 +164,7 @@ class ReadController(Controller):
             ("series", key, paths, expressions, since, until, granularity, top),
             lambda: reader.series(key, paths, expressions, since, until, granularity, top),
         )
-        return SeriesResponse(
-            s,
-            s.aggregate(aggregate, slices) if aggregate else None,
-            s.category() if category else None,
-        )
+        return await anyio.to_thread.run_sync(_respond, s, aggregate, slices, category)
 
 
 class KindsController(Controller):

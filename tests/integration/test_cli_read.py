@@ -116,6 +116,16 @@ def test_bad_input_exits_2_with_the_reason(tally):
     assert "is not name=value" in tally("sql", "SELECT 1", "--param", "oops", code=2)
 
 
+def test_bad_range_and_sql_syntax_exit_2_with_one_line(tally):
+    out = tally("series", "calc", "--since", "0001-01-01", code=2)
+    assert out == (
+        "error: range: '0001-01-01' is outside the times served (1970-01-01 to 2100-01-01 UTC)\n"
+    )
+    out = tally("sql", "SELEC 1", code=2)
+    assert out.startswith("error: sql: Code: 62.") and "Syntax error" in out
+    assert out.count("\n") == 1
+
+
 def test_help_shows_defaults_and_passthrough(tally):
     assert "[default: 1h]" in tally("series", "--help")
     assert "[default: 9092]" in " ".join(tally("up", "--help").split())  # rich wraps lines

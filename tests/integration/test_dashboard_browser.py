@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -62,6 +62,16 @@ widgets:
   - type: distribution
     path: total.queue_lag
 """
+HOURLY_DASHBOARD = """\
+title: Hourly
+key: hourly
+range: 24h
+granularity: 1h
+widgets:
+  - type: kpi
+    title: Runs
+    rows: [{path: count}]
+"""
 BROKEN_DASHBOARD = """\
 title: Broken
 key: calc
@@ -101,6 +111,7 @@ def site(tmp_path_factory) -> Iterator[Site]:
     (user_dir / "calc.yaml").write_text(USER_DASHBOARD)
     (user_dir / "broken.yaml").write_text(BROKEN_DASHBOARD)
     (user_dir / "lag.yaml").write_text(LAG_DASHBOARD)
+    (user_dir / "hourly.yaml").write_text(HOURLY_DASHBOARD)
     clickhouse = start(root / "clickhouse")
     try:
         apply_schema(clickhouse, RollupSchema(database="tally"))
@@ -120,6 +131,9 @@ def site(tmp_path_factory) -> Iterator[Site]:
                 for d in range(1, 6)
             ],
         )
+        hour = now - now % 3600
+        runs = [(["hourly"], _minute(hour - h * 3600), {"count": 1}) for h in range(24 * 4)]
+        insert(clickhouse, "tally", runs)  # one run an hour, on the hour
         port = free_ports(1)[0]
         api_settings = ApiSettings(settings(clickhouse, "tally"), READ, SQL, port=port)
         ui = web_handlers(WebSettings(user_dir, live_refresh_s=1))
@@ -192,10 +206,11 @@ def _check_numbers(site: Site, page) -> int:
             row = next(r for r in data["rows"] if r["name"] == name)
             assert shown == str(row["value"]) or float(shown) == pytest.approx(row["value"])
             if not any(c in name for c in " /*("):  # a path: its total from /api/v1/series
-                key = data["key"]
+                key, start = data["key"], data["since"]  # the first whole bucket of the range
+                assert int(since) <= start and data["until"] == int(until)
                 s = _series(
                     site,
-                    f"/api/v1/series?key={key}&path={name}&since={since}&until={until}"
+                    f"/api/v1/series?key={key}&path={name}&since={start}&until={until}"
                     f"&granularity={g}",
                 )
                 assert float(shown) == pytest.approx(sum(s["series"]["rows"][0]["points"]))
@@ -411,6 +426,23 @@ def test_yaml_dashboards_load_and_a_broken_file_shows_its_error(site):
     page.screenshot(path=str(SHOTS / "index.png"), full_page=False)
     page.goto(site.url + "/ui/d/broken")
     assert "broken.yaml:7" in page.locator(".load-error").inner_text()
+    page.close()
+
+
+def _kpi_now_and_before(page, title: str) -> tuple[float, str]:
+    widget = page.locator(".type-kpi", has=page.locator(f"h2:text-is('{title}')"))
+    item = widget.locator(".kpi-item").first
+    return float(item.get_attribute("data-value")), item.locator(".change").get_attribute("title")
+
+
+def test_kpi_periods_share_no_bucket(site):
+    page, errors = _open(site, "/ui/d/hourly")  # one run an hour, 24h at 1h
+    assert _kpi_now_and_before(page, "Runs") == (24, "previous period: 24")
+    page.goto(site.url + "/ui/d/hourly?g=1d")  # today so far against yesterday
+    _ready(page)
+    runs_today = datetime.now(UTC).hour + 1
+    assert _kpi_now_and_before(page, "Runs") == (runs_today, "previous period: 24")
+    assert errors == []
     page.close()
 
 
