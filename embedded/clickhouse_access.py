@@ -28,6 +28,8 @@ from tally.embedded.clickhouse_secret import ensure_password
 from tally.schemas.access import AccessModel, ComponentUser
 
 ACCESS_FILE = "access.json"
+_AST_ROOT = re.compile(r"[A-Za-z]+(?: query)?(?: |$)")
+_TREE_ROOT = re.compile(r"(?:QUERY|UNION) id: \d+")
 _TABLE_NODE = re.compile(r"^\s*TABLE id: \d+, .*?table_name: (?P<name>.+)$")
 _FUNCTION_NODE = re.compile(r"^\s*TABLE_FUNCTION id: \d+, .*?table_function_name: (?P<name>.+)$")
 
@@ -75,13 +77,17 @@ def check(policy: ComponentUser, sql: str, explain: Explain) -> None:
     ``explain(statement)`` runs an ``EXPLAIN`` statement on the request's connection (with the
     request's parameters) and returns its text.
     """
-    root = explain(f"EXPLAIN AST {sql}").split("\n", 1)[0].strip()
+    root = explain(f"EXPLAIN AST {sql}").split("\n", 1)[0]
+    if not _AST_ROOT.match(root):  # not EXPLAIN's own text (an output FORMAT left in): refuse
+        raise AccessRefused(f"{policy.name}: the statement could not be checked")
     kind = root.split(" ", 1)[0]
     if kind not in policy.statements:
-        raise AccessRefused(f"{policy.name} may not run {kind or 'this statement'}")
-    if policy.reads is None or kind == "InsertQuery":
+        raise AccessRefused(f"{policy.name} may not run {kind}")
+    if policy.reads is None or kind in ("InsertQuery", "DescribeQuery"):
         return
-    tree = explain(f"EXPLAIN QUERY TREE {sql}") if kind != "DescribeQuery" else ""
+    tree = explain(f"EXPLAIN QUERY TREE {sql}")
+    if not _TREE_ROOT.match(tree):
+        raise AccessRefused(f"{policy.name}: the statement could not be checked")
     for line in tree.splitlines():
         table, function = _TABLE_NODE.match(line), _FUNCTION_NODE.match(line)
         if table and not _allowed(table.group("name"), policy.reads):

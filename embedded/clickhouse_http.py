@@ -327,6 +327,27 @@ def output_format(sql: bytes) -> str | None:
     return found
 
 
+def without_output_format(sql: bytes) -> bytes:
+    """``sql`` without its trailing ``FORMAT <name>`` clause (``EXPLAIN`` of it then answers in
+    the format its caller asks for). Whatever this misses, ``EXPLAIN`` answers in another
+    format, which the access check refuses."""
+    spans = [(token, start, end) for token, start, end in _tokens(sql, at_eof=True)]
+    depth, cut = 0, None
+    for i, (token, start, _) in enumerate(spans):
+        depth += token.depth
+        if (
+            depth
+            or token.text != b"FORMAT"
+            or i + 1 == len(spans)
+            or spans[i + 1][0].kind != "word"
+        ):
+            continue
+        rest = spans[i + 2 :]
+        if not rest or rest[0][0].text in (b"SETTINGS", b";"):
+            cut = (start, spans[i + 1][2])
+    return sql if cut is None else sql[: cut[0]] + sql[cut[1] :]
+
+
 def quote_string(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
@@ -950,13 +971,13 @@ class ChdbEngine:
         if isinstance(statement, InsertStatement):
             sql = f"{statement.head.rstrip()} FORMAT {statement.fmt}"
         else:
-            sql = statement.sql
+            sql = without_output_format(statement.sql.encode()).decode()
         if not sql.strip():
             return
 
         def explain(query: str) -> str:
             result = connection.query(query, "TabSeparatedRaw", params=dict(options.params))
-            return (result.bytes() or b"").decode()
+            return (result.bytes() or b"").decode(errors="replace")
 
         try:
             clickhouse_access.check(login.policy, sql, explain)
