@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field, replace
 from tally.schemas.ddl import DERIVED_FROM_DAYS, SKETCH_PREFIX, identifier
 from tally.schemas.ddl_keys import KEYS_TABLE, PATHS_TABLE
 
+STORED_DEFAULT = ("1m", "1h", "1d")  # RollupSchema's stored granularities
 # Root nodes of ClickHouse's AST (``EXPLAIN AST``) per statement kind.
 SELECT = "SelectWithUnionQuery"
 WRITER_STATEMENTS = frozenset(
@@ -117,8 +118,9 @@ class AccessModel:
 
 def sql_readable(database: str) -> tuple[str, ...]:
     """The tables and views the SQL endpoint documents: rollups, derived views, key tables."""
-    names = ["rollups", *(f"rollups_{g}" for g in DERIVED_FROM_DAYS)]
-    names += [f"{SKETCH_PREFIX}{g}" for g in ("1m", "1h", "1d", *DERIVED_FROM_DAYS)]
+    granularities = (*STORED_DEFAULT, *DERIVED_FROM_DAYS)
+    names = ["rollups", *(f"rollups_{g}" for g in granularities)]
+    names += [f"{SKETCH_PREFIX}{g}" for g in granularities]
     names += [KEYS_TABLE, PATHS_TABLE]
     return tuple(f"{database}.{n}" for n in names)
 
