@@ -22,7 +22,7 @@ from tally.read.connection import connect_async
 # ClickHouse error codes and the answer they get.
 TIMEOUT_EXCEEDED = 159
 _LIMITS = frozenset({158, 307, 396, 241})  # too many rows / bytes / result; memory limit
-_ACCESS_DENIED = frozenset({497, 164})  # not granted; readonly
+_ACCESS_DENIED = frozenset({497})  # not granted (readonly refusals stay 400 "sql")
 _CODE = re.compile(r"Code: (\d+)\.")
 
 
