@@ -25,6 +25,7 @@ from tally.api.coalesce import Coalescer
 from tally.api.monitors import MonitorController
 from tally.api.routes import KindsController, ReadController, SqlController
 from tally.api.settings import ApiSettings
+from tally.api.sql import SqlRefused, SqlRunner
 from tally.read import AsyncReader, ReadError
 from tally.traces.http import TraceController
 
@@ -33,6 +34,10 @@ log = logging.getLogger("tally.api")
 
 def _bad_request(request: Request, exc: ReadError) -> Response:
     return Response({"error": exc.field, "reason": exc.reason}, status_code=400)
+
+
+def _sql_refused(request: Request, exc: SqlRefused) -> Response:
+    return Response({"error": exc.error, "reason": exc.reason}, status_code=exc.status)
 
 
 def _clickhouse_error(request: Request, exc: ClickHouseError) -> Response:
@@ -63,14 +68,20 @@ def _coalescer(state: State) -> Coalescer:
     return state.coalescer
 
 
+def _sql_runner(state: State) -> SqlRunner:
+    return state.sql_runner
+
+
 def create_app(
     settings: ApiSettings, extra: Sequence[ControllerRouterHandler] = (), debug: bool = False
 ) -> Litestar:
     """The app for ``settings``; ``extra`` handlers (the dashboard) are mounted beside the API."""
     reader = AsyncReader(settings.read)
+    sql_runner = SqlRunner(settings.sql_settings())
 
     async def close_reader(app: Litestar) -> None:
         await reader.close()
+        await sql_runner.close()
         traces = app.state.get("trace_reader")
         if traces is not None:
             traces.close()
@@ -88,13 +99,22 @@ def create_app(
         dependencies={
             "reader": Provide(_reader, sync_to_thread=False),
             "coalescer": Provide(_coalescer, sync_to_thread=False),
+            "sql_runner": Provide(_sql_runner, sync_to_thread=False),
         },
         exception_handlers={
             ReadError: _bad_request,
             ClickHouseError: _clickhouse_error,
+            SqlRefused: _sql_refused,
             HTTP_500_INTERNAL_SERVER_ERROR: _internal_error,
         },
-        state=State({"settings": settings, "reader": reader, "coalescer": Coalescer()}),
+        state=State(
+            {
+                "settings": settings,
+                "reader": reader,
+                "coalescer": Coalescer(),
+                "sql_runner": sql_runner,
+            }
+        ),
         on_shutdown=[close_reader],
         openapi_config=OpenAPIConfig(
             title="tally",

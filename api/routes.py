@@ -12,6 +12,7 @@ from litestar.params import FromQuery, JSONBody, QueryParameter
 
 from tally.api.auth import SCOPE_SQL
 from tally.api.coalesce import Coalescer
+from tally.api.sql import SqlRunner
 from tally.read import (
     AsyncReader,
     Distribution,
@@ -26,6 +27,7 @@ from tally.read import (
 from tally.read.results import CategoryItem
 
 Reader = NamedDependency[AsyncReader]
+UserSql = NamedDependency[SqlRunner]
 Shared = NamedDependency[Coalescer]
 Since = Annotated[
     str, QueryParameter(description="Start: ISO time, unix seconds or a duration ago (24h, 7d)")
@@ -218,5 +220,5 @@ class SqlController(Controller):
     tags = ["sql"]
 
     @post("/sql", opt={"scope": SCOPE_SQL}, status_code=200, summary="Read-only SQL")
-    async def sql(self, reader: Reader, data: JSONBody[SqlRequest]) -> SqlResult:
-        return await reader.sql(data.query, data.parameters)
+    async def sql(self, sql_runner: UserSql, data: JSONBody[SqlRequest]) -> SqlResult:
+        return await sql_runner.run(data.query, data.parameters)

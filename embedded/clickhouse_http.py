@@ -60,7 +60,9 @@ import json
 import logging
 import os
 import re
+import select
 import signal
+import socket
 import sys
 import threading
 import time
@@ -77,9 +79,11 @@ from urllib.parse import parse_qsl, urlsplit
 import lz4.block
 import lz4.frame
 
-from tally.embedded import clickhouse_sandbox
+from tally.embedded import clickhouse_access, clickhouse_sandbox
+from tally.embedded.clickhouse_access import AccessRefused, Login
 from tally.embedded.clickhouse_process import EmbeddedClickHouse, is_loopback, start_clickhouse
 from tally.embedded.clickhouse_secret import ensure_password
+from tally.schemas.access import AccessModel
 
 try:
     from compression import zstd  # type: ignore[import-not-found]  # Python 3.14+
@@ -321,6 +325,27 @@ def output_format(sql: bytes) -> str | None:
         if not rest or rest[0].text in (b"SETTINGS", b";"):
             found = tokens[i + 1].raw.decode()
     return found
+
+
+def without_output_format(sql: bytes) -> bytes:
+    """``sql`` without its trailing ``FORMAT <name>`` clause (``EXPLAIN`` of it then answers in
+    the format its caller asks for). Whatever this misses, ``EXPLAIN`` answers in another
+    format, which the access check refuses."""
+    spans = [(token, start, end) for token, start, end in _tokens(sql, at_eof=True)]
+    depth, cut = 0, None
+    for i, (token, start, _) in enumerate(spans):
+        depth += token.depth
+        if (
+            depth
+            or token.text != b"FORMAT"
+            or i + 1 == len(spans)
+            or spans[i + 1][0].kind != "word"
+        ):
+            continue
+        rest = spans[i + 2 :]
+        if not rest or rest[0][0].text in (b"SETTINGS", b";"):
+            cut = (start, spans[i + 1][2])
+    return sql if cut is None else sql[: cut[0]] + sql[cut[1] :]
 
 
 def quote_string(value: str) -> str:
@@ -878,16 +903,24 @@ class ChdbEngine:
     def close(self) -> None:
         self._anchor.close()
 
-    def run(self, options: RequestOptions, statement: Statement) -> Outcome:
-        """Execute ``statement``; chDB's errors come out as ``ClickHouseError``."""
+    def run(
+        self,
+        options: RequestOptions,
+        statement: Statement,
+        login: Login | None = None,
+        tag: str | None = None,
+    ) -> Outcome:
+        """Execute ``statement`` as ``login`` (``None``: the administrator); chDB's errors come
+        out as ``ClickHouseError``. ``tag`` marks the query for :meth:`kill`."""
         if options.session_id is not None:
             self.sessions.check_timeout(options.session_timeout)
             if self._remembers(options, statement):
                 self.sessions.reserve(options.session_id, options.session_timeout)
         try:
-            connection = self._connect(options)
+            connection = self._connect(options, login, tag)
             try:
                 self._check_policy(connection, statement)
+                self._check_access(connection, statement, options, login)
                 outcome = self._execute(connection, statement, options)
             finally:
                 connection.close()
@@ -929,26 +962,67 @@ class ChdbEngine:
         except clickhouse_sandbox.PolicyViolation as exc:
             raise ClickHouseError.of(ErrorCode.ACCESS_DENIED, str(exc)) from None
 
-    def _connect(self, options: RequestOptions) -> Any:
+    def _check_access(
+        self, connection: Any, statement: Statement, options: RequestOptions, login: Login | None
+    ) -> None:
+        """Refuse what ``login``'s declared privileges do not cover (see ``clickhouse_access``)."""
+        if login is None or login.policy is None:
+            return
+        if isinstance(statement, InsertStatement):
+            sql = f"{statement.head.rstrip()} FORMAT {statement.fmt}"
+        else:
+            sql = without_output_format(statement.sql.encode()).decode()
+        if not sql.strip():
+            return
+
+        def explain(query: str) -> str:
+            result = connection.query(query, "TabSeparatedRaw", params=dict(options.params))
+            return (result.bytes() or b"").decode(errors="replace")
+
+        try:
+            clickhouse_access.check(login.policy, sql, explain)
+        except AccessRefused as exc:
+            raise ClickHouseError.of(ErrorCode.ACCESS_DENIED, str(exc)) from None
+
+    def kill(self, tag: str) -> None:
+        """Cancel the running query marked ``tag`` (its client went away)."""
         connection = self._connect_raw()
         try:
-            for statement in self._setup(options):
+            connection.query(
+                f"KILL QUERY WHERE Settings['log_comment'] = {quote_string(tag)} ASYNC",
+                "TabSeparated",
+            )
+        finally:
+            connection.close()
+
+    def _connect(self, options: RequestOptions, login: Login | None, tag: str | None) -> Any:
+        connection = self._connect_raw()
+        try:
+            for statement in self._setup(options, login, tag):
                 connection.query(statement, "TabSeparated")
         except BaseException:
             connection.close()
             raise
         return connection
 
-    def _setup(self, options: RequestOptions) -> list[str]:
-        """Session state, then the URL's database, GET's readonly=2, then settings."""
+    def _setup(self, options: RequestOptions, login: Login | None, tag: str | None) -> list[str]:
+        """Session state, the URL's database, settings, the user's profile, then ``readonly``
+        (GET's 2, or the user's if stricter): after ``readonly=1`` nothing can change them."""
         statements = self.sessions.statements(options.session_id, options.session_timeout)
         if options.database:
             statements.append(f"USE {quote_identifier(options.database)}")
-        if options.readonly:
-            statements.append("SET readonly = 2")
+        policy = login.policy if login is not None else None
         settings = {**self._defaults, **options.settings}
+        if policy is not None:
+            settings.update(clickhouse_access.setup_settings(policy))
+        if tag is not None:
+            settings["log_comment"] = tag
         if settings:
             statements.append(set_statement(settings))
+        levels = {2 if options.readonly else 0, policy.readonly if policy is not None else 0}
+        readonly = 1 if 1 in levels else max(levels)  # 1 is the strictest
+        if readonly:
+            statements.append(f"SET readonly = {readonly}")
         return statements
 
     def _execute(self, connection: Any, statement: Statement, options: RequestOptions) -> Outcome:
@@ -1034,13 +1108,15 @@ class ChdbEngine:
 
 @dataclass(frozen=True)
 class Credentials:
-    """The one user the server accepts."""
+    """The administrator and, if declared, one user per component (``clickhouse_access``)."""
 
     user: str
     password: str = field(repr=False)
+    components: Mapping[str, Login] = field(default_factory=dict, repr=False)
 
-    def check(self, headers: Message, params: Mapping[str, str]) -> None:
-        """Raise unless the request carries this user and password (401 if it carries none)."""
+    def check(self, headers: Message, params: Mapping[str, str]) -> Login:
+        """The request's login; raises unless it carries a known user and its password (401 if
+        it carries none)."""
         presented = presented_credentials(headers, params)
         if presented is None:
             raise ClickHouseError.of(
@@ -1049,13 +1125,15 @@ class Credentials:
                 " or HTTP basic authentication",
             )
         user, password = presented
-        same_user = hmac.compare_digest(user.encode(), self.user.encode())
-        if not (hmac.compare_digest(password.encode(), self.password.encode()) and same_user):
-            raise ClickHouseError.of(
-                ErrorCode.AUTHENTICATION_FAILED,
-                f"{user}: Authentication failed: password is incorrect, "
-                "or there is no user with such name",
-            )
+        login = self.components.get(user) or Login(self.user, self.password)
+        same_user = hmac.compare_digest(user.encode(), login.name.encode())
+        if hmac.compare_digest(password.encode(), login.password.encode()) and same_user:
+            return login
+        raise ClickHouseError.of(
+            ErrorCode.AUTHENTICATION_FAILED,
+            f"{user}: Authentication failed: password is incorrect, "
+            "or there is no user with such name",
+        )
 
 
 def presented_credentials(headers: Message, params: Mapping[str, str]) -> tuple[str, str] | None:
@@ -1147,6 +1225,56 @@ def content_type(fmt: str) -> str:
     return "text/plain; charset=UTF-8"
 
 
+def cancels_on_close(login: Login, statement: Statement) -> bool:
+    """clickhouse-server's ``cancel_http_readonly_queries_on_client_close``, per user profile."""
+    policy = login.policy
+    return (
+        isinstance(statement, QueryStatement)
+        and policy is not None
+        and str(policy.settings.get("cancel_http_readonly_queries_on_client_close", 0)) == "1"
+    )
+
+
+class ClientWatch:
+    """While a query runs, watch its client's socket; call ``on_gone`` if the client closes it.
+
+    A client that sends more bytes before the answer (pipelining) is not watched further.
+    """
+
+    def __init__(self, sock: socket.socket, on_gone: Callable[[], None], poll: float = 0.1) -> None:
+        self._sock = sock
+        self._on_gone = on_gone
+        self._poll = poll
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="client-watch", daemon=True)
+
+    def __enter__(self) -> ClientWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._done.is_set():
+            try:
+                readable, _, _ = select.select([self._sock], [], [], self._poll)
+                if not readable:
+                    continue
+                if self._sock.recv(1, socket.MSG_PEEK) != b"":
+                    return  # data, not a close: stop watching
+            except (OSError, ValueError):
+                pass  # reset or closed: gone as well
+            if not self._done.is_set():
+                log.info("client closed the connection; cancelling its query")
+                try:
+                    self._on_gone()
+                except Exception:
+                    log.warning("could not cancel the query of a closed connection", exc_info=True)
+            return
+
+
 class ClickHouseHandler(BaseHTTPRequestHandler):
     """``/ping``, ``GET /`` and queries on ``/``, as clickhouse-server answers them."""
 
@@ -1215,11 +1343,15 @@ class ClickHouseHandler(BaseHTTPRequestHandler):
     def _execute(self, params: dict[str, str], body: RequestBody) -> Outcome | ClickHouseError:
         state = self.server.state
         try:
-            state.credentials.check(self.headers, params)
+            login = state.credentials.check(self.headers, params)
             options, statement = parse_request(
                 self.command, params, self.headers, body, state.engine.limits
             )
-            return state.engine.run(options, statement)
+            if not cancels_on_close(login, statement):
+                return state.engine.run(options, statement, login)
+            tag = f"tally-front:{uuid.uuid4()}"
+            with ClientWatch(self.connection, lambda: state.engine.kill(tag)):
+                return state.engine.run(options, statement, login, tag)
         except ClickHouseError as error:
             return error
         except OSError:
@@ -1384,6 +1516,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[ServerConfig, str]:
     parser.add_argument(
         "--password-file", type=Path, help="default: <path>/secrets/clickhouse-password"
     )
+    parser.add_argument(
+        "--access-file",
+        type=Path,
+        help="the component users (tally.schemas.access, JSON); their passwords are generated"
+        " into <path>/secrets/clickhouse-<component>-password",
+    )
     parser.add_argument("--parent-pid", type=int, help="stop when this process is gone")
     parser.add_argument("--max-sessions", type=int, default=Limits.max_sessions)
     parser.add_argument("--max-session-timeout", type=float, default=Limits.max_session_timeout)
@@ -1400,9 +1538,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[ServerConfig, str]:
         password = args.password_file.read_text().strip("\n")
         if not password:
             parser.error(f"{args.password_file} is empty")
+    components: dict[str, Login] = {}
+    if args.access_file is not None:
+        model = AccessModel.from_json(args.access_file.read_text())
+        passwords = clickhouse_access.component_passwords(path, model)
+        components = clickhouse_access.logins(Login(args.user, password), model, passwords)
     config = ServerConfig(
         path=path,
-        credentials=Credentials(args.user, password),
+        credentials=Credentials(args.user, password, components),
         host=args.host,
         port=args.port,
         ready_file=args.ready_file,
