@@ -238,7 +238,7 @@ class Service:
             "--clickhouse-url", self.clickhouse_url,
             "--clickhouse-user", self.login("monitors")[0],
             "--database", s.database, "--data-dir", str(s.data_dir),
-            "--base-url", self.api_url if s.api else "",
+            "--base-url", self.api_url if s.api else "", "--metrics-port", "0",
         ]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if not k.startswith("TALLY_API_")}
         env["TALLY_CLICKHOUSE_PASSWORD"] = self.login("monitors")[1]
