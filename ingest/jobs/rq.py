@@ -34,7 +34,7 @@ from rq.job import Job, Retry
 from rq.queue import Queue
 from rq.worker import BaseWorker, SimpleWorker
 
-from tally.ingest.jobs.run import RETRY, Run
+from tally.ingest.jobs.run import FAILURE, RETRY, Run
 from tally.ingest.jobs.tracking import (
     ACTIVE_RUN,
     ExceptionTypes,
@@ -123,6 +123,24 @@ def rq_job_class(jobs: JobTracker, tenant: HookTenant = None, base: type[Job] = 
         except Exception as exc:
             jobs.failed("rq meta", exc)
 
+    def will_retry(job: Job) -> bool:
+        # RQ re-enqueues a job that raised while it has ``retries_left`` (``Retry(max=n)``)
+        try:
+            left = job.retries_left
+            return left is not None and int(left) > 0
+        except Exception as exc:
+            jobs.failed("rq retry", exc)
+            return False
+
+    def retries_exhausted(job: Job, retry: Retry) -> bool:
+        # a returned ``Retry`` past its ``max`` fails the job
+        try:
+            done = job.number_of_retries or 0
+            return bool(done) and done >= int(retry.max)
+        except Exception as exc:
+            jobs.failed("rq retry", exc)
+            return False
+
     class TallyJob(base):  # type: ignore[valid-type, misc]
         def perform(self) -> Any:
             run = start(self)
@@ -133,12 +151,15 @@ def rq_job_class(jobs: JobTracker, tenant: HookTenant = None, base: type[Job] = 
                 _ENQUEUER.reset(enqueuer)
                 ACTIVE_RUN.reset(token)
                 count_failure(self)
-                jobs.finish(run, exc)
+                jobs.finish(run, exc, retrying=will_retry(self))
                 raise
             _ENQUEUER.reset(enqueuer)
             ACTIVE_RUN.reset(token)
             if isinstance(result, Retry):  # RQ's "retry me" return value
-                run.state = RETRY
+                if retries_exhausted(self, result):  # RQ fails the job instead
+                    run.state, run.error = FAILURE, type(result).__name__
+                else:
+                    run.state = RETRY
             jobs.finish(run)
             return result
 

@@ -13,7 +13,15 @@ import pytest
 from tally.ingest.jobs import JobFlow, current_run, report_result
 from tally.ingest.jobs.testing import RecordingTracker
 
-from .conftest import assert_only_framework, by_job
+from .conftest import (
+    CARD_TOKEN,
+    Shipped,
+    assert_declined_execution,
+    assert_only_framework,
+    assert_retry_then_failure,
+    by_job,
+    charge,
+)
 
 pytestmark = pytest.mark.integration
 PREFIX = "tests__frameworks__test_rq__"
@@ -90,6 +98,42 @@ def test_rq_simple_worker_measures_lag_state_and_retries(redis_server):
     assert first["state.limited"] == 1
     assert second["state.success"] == 1 and (second["attempt"], second["retries"]) == (2, 1)
     assert {c.keys[1] for c in calls} == {"event::rq::acme", "event::rq::beta"}
+
+
+def rq_charge(order: int, card_token: str) -> None:
+    charge(order, card_token)
+
+
+def test_rq_retried_attempts_are_retry_the_last_failure_with_message_and_traceback(redis_server):
+    """RQ re-runs a job that raised while it has ``retries_left``: those attempts are
+    ``retry``, not ``failure`` (issue #19 item 6); every one carries the exception's message,
+    traceback, RQ's job id and the redacted arguments (item 2)."""
+    import redis
+    from rq import Queue, Retry
+
+    from tally.ingest.jobs import instrumented_rq_worker
+    from tally.traces import SamplingPolicy, TraceRecorder
+
+    connection = redis.Redis.from_url(f"{redis_server.url}/6")
+    queue = Queue("tally-retry", connection=connection)
+    job = queue.enqueue(rq_charge, 100296, card_token=CARD_TOKEN, retry=Retry(max=2))
+    recorder, shipped = RecordingTracker(), Shipped()
+    worker = instrumented_rq_worker(
+        [queue],
+        recorder,
+        key="event::rq",
+        traces=TraceRecorder(shipped, SamplingPolicy(every=1)),
+        connection=connection,
+    )
+    worker.work(burst=True, with_scheduler=False)
+
+    assert_retry_then_failure(
+        by_job(recorder.wait(3, timeout=30))[PREFIX + "rq_charge"], "PaymentDeclined"
+    )
+    executions = shipped.wait(3, timeout=30)
+    assert [e.state for e in executions] == ["retry", "retry", "failure"]
+    for execution in executions:
+        assert_declined_execution(execution, job.id)
 
 
 RECORDER = RecordingTracker()
