@@ -214,27 +214,40 @@ class FileTracker:
         return True
 
 
-def test_rq_forking_worker_tracks_in_the_horse_and_flushes_before_exit(redis_server, tmp_path):
+def test_rq_forking_worker_hands_horse_events_to_the_worker_without_a_flush(redis_server, tmp_path):
+    """Issue #19 item 12: with RQ's forking ``Worker`` the horse does not flush (no broker
+    round trip on the job's time); the worker process tracks the horse's events and ships
+    its traces after the horse exits, so nothing is lost at ``os._exit``."""
     import redis
     from rq import Queue, Worker
 
     from tally.ingest.jobs import instrumented_rq_worker
+    from tally.traces import SamplingPolicy, TraceRecorder
 
     connection = redis.Redis.from_url(f"{redis_server.url}/2")
     queue = Queue("tally-fork", connection=connection)
-    queue.enqueue(rq_invoice, "acme", 2)
-    out = tmp_path / "events.jsonl"
+    first = queue.enqueue(rq_invoice, "acme", 2)
+    queue.enqueue(rq_boom, "acme")
+    out, shipped = tmp_path / "events.jsonl", Shipped()
     worker = instrumented_rq_worker(
-        [queue], FileTracker(out), key="event::rq", worker_class=Worker, connection=connection
+        [queue],
+        FileTracker(out),
+        key="event::rq",
+        worker_class=Worker,
+        traces=TraceRecorder(shipped, SamplingPolicy(every=1)),
+        connection=connection,
     )
     worker.work(burst=True, with_scheduler=False)
 
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     events = [line for line in lines if "keys" in line]
-    flushes = [line for line in lines if line.get("flushed")]
-    assert len(events) == 1 and events[0]["pid"] != os.getpid()  # tracked in the horse
+    assert [e["pid"] for e in events] == [os.getpid()] * 2  # tracked by the worker process
+    assert not [line for line in lines if line.get("flushed")]  # no horse waited on a flush
     assert events[0]["values"]["total"]["resources"] == 2
-    assert [f["pid"] for f in flushes] == [events[0]["pid"]]  # and flushed there
+    assert events[1]["values"]["total"]["state"] == {"failure": 1}
+    ok, failed = shipped.wait(2, timeout=10)  # the horses' traces reached this process
+    assert (ok.ref, ok.state) == (first.id, "success")
+    assert failed.state == "failure" and "ZeroDivisionError: acme" in failed.traceback
 
 
 def test_the_hook_is_reachable_from_the_package():
