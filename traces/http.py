@@ -57,7 +57,10 @@ class TraceController(Controller):
     path = "/api/v1"
     tags = ["traces"]
 
-    @get("/executions", summary="Executions of a bucket: key, time range, state, tenant, code")
+    @get(
+        "/executions",
+        summary="Executions of a bucket: key, time range, state, tenant, code, error text",
+    )
     async def executions(
         self,
         state: State,
@@ -70,9 +73,15 @@ class TraceController(Controller):
         job: Optional = None,
         sampled: FromQuery[bool] = False,
         limit: Annotated[int, QueryParameter(ge=1, le=10_000)] = 100,
+        message: Annotated[
+            str | None,
+            QueryParameter(description="Text in the error's type or message", max_length=200),
+        ] = None,
     ) -> list[ExecutionRow]:
         start, end = time_range(since, until)
-        f = ExecutionFilter(key, start, end, status, tenant, code, job, sampled, limit)
+        f = ExecutionFilter(
+            key, start, end, status, tenant, code, job, sampled, limit, message or None
+        )
         return await trace_reader(state).run(list_executions, f)
 
     @get(

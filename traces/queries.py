@@ -14,7 +14,7 @@ from tally.traces.ddl import EXECUTIONS, JOB_LOG, LINES, TraceSchema
 
 EXECUTION_FIELDS = (
     "execution_id, parent_id, ref, job, tenant, key, state, code, error, attempt, started,"
-    " duration_us, tags, sampled, lines, dropped"
+    " duration_us, tags, sampled, lines, dropped, error_message, error_traceback, args"
 )
 
 
@@ -38,6 +38,9 @@ class ExecutionRow:
     sampled: str
     lines: int
     dropped: int
+    error_message: str = ""
+    error_traceback: str = ""
+    args: str = ""
 
 
 @dataclass
@@ -61,6 +64,7 @@ class ExecutionFilter:
     """A dashboard bucket and optional narrowing: key, [start, end), state, tenant, code, job.
 
     ``key`` is the tracker's key (``event::calc``) or a tenant key (``event::calc::acme``).
+    ``message``: text the error's type or message contains (case-insensitive).
     """
 
     key: str
@@ -72,6 +76,7 @@ class ExecutionFilter:
     job: str | None = None
     sampled_only: bool = False
     limit: int = 100
+    message: str | None = None
 
 
 def list_executions(client: Any, schema: TraceSchema, f: ExecutionFilter) -> list[ExecutionRow]:
@@ -91,6 +96,12 @@ def list_executions(client: Any, schema: TraceSchema, f: ExecutionFilter) -> lis
             params[name] = value
     if f.sampled_only:
         where.append("sampled != ''")
+    if f.message:
+        where.append(
+            "(positionCaseInsensitiveUTF8(error_message, {message:String}) > 0"
+            " OR positionCaseInsensitiveUTF8(error, {message:String}) > 0)"
+        )
+        params["message"] = f.message
     params["limit"] = max(1, min(int(f.limit), 10_000))
     sql = (
         f"SELECT {EXECUTION_FIELDS} FROM {schema.table(EXECUTIONS)}"

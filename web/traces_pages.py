@@ -2,8 +2,9 @@
 
 Mount with ``create_app(settings, extra=TRACE_PAGES)``. ``/traces`` lists the executions of a
 bucket (key, time range, state, tenant, result code: the same query string a dashboard link
-carries); ``/traces/<id>`` shows the trace as a tree with timing bars, the job log and the
-parent/child executions. The pages use the API's guard (read token) like every other route,
+carries, plus ``message``: text in the error); ``/traces/<id>`` shows the trace as a tree with
+timing bars, the error's message and traceback, the job's id and arguments, the job log and
+the parent/child executions. The pages use the API's guard (read token) like every other route,
 and send the dashboard's security headers (``web/headers.py``: CSP without inline script or
 style, nosniff, ``frame-ancestors 'none'``).
 """
@@ -71,17 +72,20 @@ async def executions_page(
     tenant: Optional = None,
     code: Optional = None,
     job: Optional = None,
+    message: Optional = None,
 ) -> Response:
     """The executions of a bucket (a form when no key is given)."""
     rows = []
     if key:
         start, end = time_range(since, until)
         f = ExecutionFilter(
-            key, start, end, status or None, tenant or None, code or None, job or None
-        )
+            key, start, end, status or None, tenant or None, code or None, job or None,
+            message=(message or "")[:200] or None,
+        )  # fmt: skip
         rows = await trace_reader(state).run(list_executions, f)
     query = {"key": key or "", "since": since, "until": until or "", "status": status or "",
-             "tenant": tenant or "", "code": code or "", "job": job or ""}  # fmt: skip
+             "tenant": tenant or "", "code": code or "", "job": job or "",
+             "message": message or ""}  # fmt: skip
     return _page("executions.html", rows=rows, q=query)
 
 
