@@ -23,7 +23,7 @@ from tally.api.settings import ApiSettings
 from tally.api.sql import SqlSettings
 from tally.api.tokens import load_or_create, tokens
 from tally.cli.paths import CLICKHOUSE_PASSWORD_FILE, secret_path
-from tally.embedded.clickhouse_http import EmbeddedClickHouse, start_clickhouse
+from tally.embedded.clickhouse.process import EmbeddedClickHouse, start_clickhouse
 from tally.embedded.kafka_broker import EmbeddedKafka, create_topic, start_kafka
 from tally.embedded.lifecycle import terminate
 from tally.read import ReadSettings

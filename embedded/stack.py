@@ -24,7 +24,7 @@ import clickhouse_connect
 
 from tally.aggregator.settings import ClickHouseSettings
 from tally.aggregator.sink import RollupSink
-from tally.embedded.clickhouse_http import EmbeddedClickHouse, start_clickhouse
+from tally.embedded.clickhouse.process import EmbeddedClickHouse, start_clickhouse
 from tally.embedded.kafka_broker import EmbeddedKafka, create_topic, free_ports, start_kafka
 from tally.embedded.lifecycle import StopsOnExit
 from tally.schemas.access import access_model

@@ -28,7 +28,7 @@ from pathlib import Path
 from tally.aggregator.fold import PartitionFold
 from tally.aggregator.settings import ClickHouseSettings
 from tally.aggregator.sink import RollupSink
-from tally.embedded.clickhouse_process import start_clickhouse
+from tally.embedded.clickhouse.process import start_clickhouse
 from tally.ingest import ClientSettings, Dist, Tracker, dist
 from tally.ingest.flatten import flatten_all
 from tally.loadtest.storage import optimize_final, table_size

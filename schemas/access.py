@@ -1,6 +1,6 @@
 """Who may do what in ClickHouse: one user per component, declared once.
 
-The embedded server enforces this declaration (``embedded/clickhouse_access.py``); production
+The embedded server enforces this declaration (``embedded/clickhouse/access.py``); production
 gets the same users as ``CREATE SETTINGS PROFILE`` / ``CREATE USER`` / ``GRANT`` statements
 (:func:`production_ddl`, printed by ``python -m tally.schemas.access``).
 

@@ -23,12 +23,9 @@ import pytest
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from tally.embedded.clickhouse_http import (
-    EmbeddedClickHouse,
-    find_insert_head,
-    start_clickhouse,
-    zstd,
-)
+from tally.embedded.clickhouse.compression import zstd
+from tally.embedded.clickhouse.process import EmbeddedClickHouse, start_clickhouse
+from tally.embedded.clickhouse.sql import find_insert_head
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,7 @@ from tally.aggregator.settings import ClickHouseSettings
 from tally.api.server import ServerThread
 from tally.api.settings import ApiSettings
 from tally.api.sql import SqlSettings
-from tally.embedded.clickhouse_http import EmbeddedClickHouse, start_clickhouse
+from tally.embedded.clickhouse.process import EmbeddedClickHouse, start_clickhouse
 from tally.embedded.kafka_broker import free_ports
 from tally.read import ReadSettings
 from tally.schemas.access import AccessModel, access_model

@@ -8,7 +8,7 @@ import time
 import psutil
 import pytest
 
-from tally.embedded.clickhouse_http import start_clickhouse
+from tally.embedded.clickhouse.process import start_clickhouse
 from tally.ingest import ClientSettings, Tracker
 from tally.loadtest.exactness import Expected, compare, fetch_totals
 from tally.schemas.granularity import Calendar

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tally.embedded.clickhouse_http import EmbeddedClickHouse
+from tally.embedded.clickhouse.process import EmbeddedClickHouse
 from tally.read import (
     AsyncReader,
     BadExpression,

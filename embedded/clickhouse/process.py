@@ -1,9 +1,9 @@
 """Start and stop the embedded ClickHouse server as a child process.
 
-``start_clickhouse(path)`` runs ``python -m tally.embedded.clickhouse_http`` on ``path``, waits
+``start_clickhouse(path)`` runs ``python -m tally.embedded.clickhouse`` on ``path``, waits
 until it answers ``GET /ping`` and returns an :class:`EmbeddedClickHouse` handle whose ``user``
 and ``password`` every client must present. The password is generated at the data dir's first
-start and kept in ``<path>/secrets/clickhouse-password`` (see ``clickhouse_secret``). The child
+start and kept in ``<path>/secrets/clickhouse-password`` (see ``secret``). The child
 gets a minimal environment (:data:`CHILD_ENVIRONMENT`): no secret of the launcher reaches it.
 This module imports nothing heavy: chDB is loaded only in the child.
 """
@@ -23,12 +23,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tally.embedded.clickhouse_access import password_file
-from tally.embedded.clickhouse_secret import ensure_password
+from tally.embedded.clickhouse.access import password_file
+from tally.embedded.clickhouse.secret import ensure_password
 from tally.embedded.lifecycle import StopsOnExit, terminate
 from tally.schemas.access import AccessModel
 
-SERVER_MODULE = "tally.embedded.clickhouse_http"
+SERVER_MODULE = "tally.embedded.clickhouse"
 # The only variables the server process inherits.
 CHILD_ENVIRONMENT = ("PATH", "HOME", "LANG", "TZ", "PYTHONPATH")
 # Loopback only: never route through a proxy from the environment.

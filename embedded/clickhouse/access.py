@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tally.embedded.clickhouse_secret import ensure_password
+from tally.embedded.clickhouse.secret import ensure_password
 from tally.schemas.access import AccessModel, ComponentUser
 
 ACCESS_FILE = "access.json"
