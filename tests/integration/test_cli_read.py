@@ -69,6 +69,7 @@ def test_series_prints_a_table_with_sparklines(tally):
     assert "▅▁█▁" in lines["count"] and "│   6 │" in lines["count"]
     assert "codes.(other)" in lines
     assert " 0.75 │" in lines["success / count"]  # mean of the defined points 0.5 and 1.0
+    assert lines["success / count"].split("│")[3].strip() == ""  # a sum of ratios means nothing
 
 
 def test_series_json_and_buckets(tally):
