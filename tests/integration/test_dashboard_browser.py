@@ -1,7 +1,8 @@
 """The dashboard in a real browser (Debian's chromium driven by Playwright) on the real
 ClickHouse with seeded job data: every built-in dashboard loads without console errors, the
 numbers shown equal the API's, segments and the range picker change the data, a broken YAML
-file shows its error. Screenshots go to docs/screenshots/ (shown in the README)."""
+file shows its error (on a second server: the screenshots' site has none). Screenshots go to
+docs/screenshots/ (shown in the README) and show no error badge."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -93,6 +94,8 @@ class Site:
     clickhouse_url: str = ""
     dashboards: Path | None = None
     errors: list[str] = field(default_factory=list)
+    api_settings: ApiSettings | None = None
+    broken_dashboards: Path | None = None  # dashboards + a broken file, for its own server
 
 
 def _browser_available() -> bool:
@@ -109,9 +112,12 @@ def site(tmp_path_factory) -> Iterator[Site]:
     user_dir = root / "dashboards"
     user_dir.mkdir()
     (user_dir / "calc.yaml").write_text(USER_DASHBOARD)
-    (user_dir / "broken.yaml").write_text(BROKEN_DASHBOARD)
     (user_dir / "lag.yaml").write_text(LAG_DASHBOARD)
     (user_dir / "hourly.yaml").write_text(HOURLY_DASHBOARD)
+    broken_dir = root / "dashboards-broken"
+    broken_dir.mkdir()
+    (broken_dir / "calc.yaml").write_text(USER_DASHBOARD)
+    (broken_dir / "broken.yaml").write_text(BROKEN_DASHBOARD)
     clickhouse = start(root / "clickhouse")
     try:
         apply_schema(clickhouse, RollupSchema(database="tally"))
@@ -146,7 +152,10 @@ def site(tmp_path_factory) -> Iterator[Site]:
             ):
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
                 context = browser.new_context(viewport={"width": 1440, "height": 900})
-                site = Site(url, tenants, api, context, clickhouse.url, user_dir)
+                site = Site(
+                    url, tenants, api, context, clickhouse.url, user_dir,
+                    api_settings=api_settings, broken_dashboards=broken_dir,
+                )  # fmt: skip
                 page = context.new_page()
                 page.goto(f"{url}/ui/d/jobs")
                 assert "/ui/login" in page.url  # no cookie yet: the login form
@@ -185,6 +194,15 @@ def _ready(page, renders: int = 1) -> None:
         arg=renders,
         timeout=60_000,
     )
+
+
+def _screenshot(page, name: str) -> None:
+    """``docs/screenshots/<name>.png``, only of a page without dashboard errors: the README
+    shows these, and a test's deliberately broken file must not leak into them."""
+    assert page.locator(".errors-link").count() == 0, page.locator(".errors-link").inner_text()
+    assert page.locator(".load-error").count() == 0
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=name != "index")
 
 
 def _series(site: Site, query: str) -> dict:
@@ -250,8 +268,7 @@ def test_builtin_dashboard_loads_and_matches_the_api(site, name):
     query = "?s.framework=rq&s.queue=default" if name == "queues" else ""
     page, errors = _open(site, f"/ui/d/{name}{query}")
     checked = _check_numbers(site, page)
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    _screenshot(page, name)
     assert errors == []
     assert page.locator(".problem").count() == 0, page.locator(".problem").first.inner_text()
     assert checked >= 4
@@ -294,7 +311,7 @@ def test_generic_key_page_chooses_widgets_from_paths(site):
     assert any(t.startswith("mean ") for t in titles)
     assert any("*" in t for t in titles)  # wildcard families: state.*, errors.*...
     _check_numbers(site, page)
-    page.screenshot(path=str(SHOTS / "key.png"), full_page=True)
+    _screenshot(page, "key")
     assert errors == []
     page.close()
 
@@ -406,7 +423,7 @@ def test_live_mode_refreshes_by_itself_and_time_zone_is_in_the_url(site):
     page.close()
 
 
-def test_yaml_dashboards_load_and_a_broken_file_shows_its_error(site):
+def test_yaml_dashboards_load_and_the_start_page_has_no_error(site):
     page, errors = _open(site, "/ui/d/calc")
     assert _kpi(page, "Calculations") == 70  # 5 days x (5 + 9)
     page.select_option("#seg-customer", "acme")
@@ -418,14 +435,8 @@ def test_yaml_dashboards_load_and_a_broken_file_shows_its_error(site):
     legend = page.locator(".type-distribution .u-legend").inner_text()
     assert "p50" in legend and "p99" in legend
     page.goto(site.url + "/ui/")
-    error = page.locator(".load-error")
-    assert error.count() == 1
-    text = error.inner_text()
-    assert "broken.yaml:7" in text and "sideways" in text and "style" in text
-    assert page.locator(".cards a", has_text="Calculations").count() == 1  # others still load
-    page.screenshot(path=str(SHOTS / "index.png"), full_page=False)
-    page.goto(site.url + "/ui/d/broken")
-    assert "broken.yaml:7" in page.locator(".load-error").inner_text()
+    assert page.locator(".cards a", has_text="Calculations").count() == 1
+    _screenshot(page, "index")
     page.close()
 
 
@@ -444,6 +455,27 @@ def test_kpi_periods_share_no_bucket(site):
     assert _kpi_now_and_before(page, "Runs") == (runs_today, "previous period: 24")
     assert errors == []
     page.close()
+
+
+def test_a_broken_file_shows_its_error_and_the_others_still_load(site):
+    """On a server of its own, so that no screenshot of ``site`` shows the error badge."""
+    port = free_ports(1)[0]
+    ui = web_handlers(WebSettings(site.broken_dashboards))
+    server = ServerThread(replace(site.api_settings, port=port), [*ui, *TRACE_PAGES]).start()
+    page = site.context.new_page()  # the session cookie is per host, so it opens this port too
+    try:
+        page.goto(f"http://127.0.0.1:{port}/ui/")
+        assert page.locator(".errors-link").inner_text() == "1 dashboard error"
+        error = page.locator(".load-error")
+        assert error.count() == 1
+        text = error.inner_text()
+        assert "broken.yaml:7" in text and "sideways" in text and "style" in text
+        assert page.locator(".cards a", has_text="Calculations").count() == 1  # others load
+        page.goto(f"http://127.0.0.1:{port}/ui/d/broken")
+        assert "broken.yaml:7" in page.locator(".load-error").inner_text()
+    finally:
+        page.close()
+        server.stop()
 
 
 def test_the_dashboard_needs_the_token_and_its_cookie_only_reads(site):
@@ -519,7 +551,7 @@ def test_tally_ui_serves_the_dashboard_over_an_existing_clickhouse(site, tmp_pat
     }
     command = [
         sys.executable, "-m", "tally.cli", "ui", "--port", str(port),
-        "--clickhouse-url", site.clickhouse_url, "--dashboards", str(site.dashboards),
+        "--clickhouse-url", site.clickhouse_url, "--dashboards", str(site.broken_dashboards),
         "--data-dir", str(tmp_path),
     ]  # fmt: skip
     proc = subprocess.Popen(
