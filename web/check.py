@@ -14,18 +14,20 @@ from tally.read.patterns import PathWildcard, is_wildcard
 
 
 class UnknownPath(msgspec.Struct, frozen=True):
-    """A path (or wildcard) of the dashboard that no path of the key matches."""
+    """A path (or wildcard) of a dashboard row that no path of the key matches; ``row`` is
+    the row as written (the path, or the expression reading it)."""
 
+    row: str
     path: str
     suggestions: list[str]
 
 
-def _needed(paths: list[str], expressions: list[str]) -> list[str]:
-    """The paths asked for, and the paths the expressions read, once each."""
-    found = list(paths)
+def _needed(paths: list[str], expressions: list[str]) -> list[tuple[str, str]]:
+    """``(row, path)`` for each path asked for and each path an expression reads."""
+    found = [(p, p) for p in paths]
     for text in expressions:
         try:
-            found.extend(parse(text).paths)
+            found.extend((text, p) for p in parse(text).paths)
         except ReadError:
             continue  # the series request reports it
     return list(dict.fromkeys(found))
@@ -47,7 +49,7 @@ def unknown_paths(paths: list[str], expressions: list[str], known: list[str]) ->
     if not known:
         return []
     return [
-        UnknownPath(p, difflib.get_close_matches(p, known, n=3, cutoff=0.6))
-        for p in _needed(paths, expressions)
+        UnknownPath(row, p, difflib.get_close_matches(p, known, n=3, cutoff=0.6))
+        for row, p in _needed(paths, expressions)
         if not _matches(p, known)
     ]
