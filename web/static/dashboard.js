@@ -614,15 +614,15 @@
     const mine = ++generation;
     const w = timeWindow(); // one "now" for every request of this refresh
     const ctx = { key: resolvedKey(), since: w.since, until: w.until, g: granularity(w) };
-    ctx.kpiUrl = kpiQuery(ctx);
+    const over = tooFine(ctx); // then no widget asks for what must fail
+    pageError(over);
+    ctx.kpiUrl = over ? null : kpiQuery(ctx);
     ctx.kpi = ctx.kpiUrl ? getJson(ctx.kpiUrl) : Promise.resolve({ rows: [] });
     ctx.kpi.catch(() => {}); // each KPI widget shows the error itself
-    const unknownUrl = unknownQuery(ctx);
+    const unknownUrl = over ? null : unknownQuery(ctx);
     ctx.unknown = (unknownUrl ? getJson(unknownUrl) : Promise.resolve([])).catch(() => []);
     document.body.dataset.state = "loading";
     while (charts.length) charts.pop().destroy();
-    const over = tooFine(ctx);
-    pageError(over);
     const jobs = [freshness(ctx).catch((e) => { $("freshness").textContent = "freshness: " + e.message; })];
     const failed = [];
     d.widgets.forEach((widget, i) => {
