@@ -187,3 +187,35 @@ def load_all(user_dir: Path | None) -> Loaded:
     merged = {**builtins.dashboards, **user.dashboards}
     ordered = dict(sorted(merged.items(), key=lambda item: (item[1].order, item[0])))
     return Loaded(ordered, [*builtins.errors, *user.errors])
+
+
+def _signature(directory: Path | None) -> tuple[tuple[str, int, int], ...]:
+    """Name, mtime and size of each YAML file of ``directory`` (one stat each)."""
+    if directory is None or not directory.is_dir():
+        return ()
+    found = []
+    for file in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
+        try:
+            st = file.stat()
+        except OSError:
+            continue
+        found.append((file.name, st.st_mtime_ns, st.st_size))
+    return tuple(found)
+
+
+class Catalog:
+    """The dashboards of ``user_dir`` (and the built-ins), re-read when a file is added,
+    removed or changed (its mtime or size): a stat per file on each :meth:`current`, no
+    restart to pick up an edit."""
+
+    def __init__(self, user_dir: Path | None) -> None:
+        self.user_dir = user_dir
+        self._seen: tuple[tuple[str, int, int], ...] | None = None
+        self._loaded = Loaded()
+
+    def current(self) -> Loaded:
+        """The loaded dashboards, reloaded first if the directory changed since last time."""
+        seen = _signature(self.user_dir)
+        if seen != self._seen:
+            self._loaded, self._seen = load_all(self.user_dir), seen
+        return self._loaded
