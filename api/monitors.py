@@ -19,7 +19,7 @@ from tally.monitors import view
 from tally.monitors.evaluate import Segment
 from tally.monitors.listing import MonitorInfo, describe
 from tally.monitors.loader import load_paths
-from tally.monitors.spec import Monitor
+from tally.monitors.spec import Monitor, MonitorFile
 from tally.monitors.state import AlertState
 from tally.monitors.store import Store
 from tally.read import AsyncReader
@@ -74,7 +74,7 @@ def _choose(m: Monitor, states: dict[Segment, AlertState], name: str | None) -> 
         ordered = [s for s in ordered if s.name == name]
     if ordered:
         return ordered[0]
-    if "*" not in m.key and (name is not None or not m.segmented_by_path):
+    if "*" not in m.key and bool(name) == m.segmented_by_path:  # not judged yet
         return Segment(name or "", m.key)
     raise NotFoundException(f"monitor {m.name!r} has no segment {name or ''!r} yet")
 
@@ -148,7 +148,7 @@ class MonitorController(Controller):
             SegmentState(name, s.name, s.key, x.state, x.since, x.last_bucket, x.value, x.message)
             for s, x in sorted(states.items(), key=lambda item: item[0].name)
         ]
-        (info,) = describe(type(loaded)(monitors=(m,)))
+        (info,) = describe(MonitorFile(monitors=(m,)))
         return MonitorDetail(
             info, seg.name, seg.key, when, rows, view.lines(m), view.windows(history), judged
         )
