@@ -36,10 +36,14 @@ Bootstrap = Annotated[
 ]
 
 
-def _load(paths: list[Path]):
+def _load(paths: list[Path], channels: bool = True):
+    """Definitions, their errors printed; with ``channels``, channels are checked against this
+    environment (``url_env`` set...)."""
+    import os
+
     from tally.monitors.loader import load_paths
 
-    loaded = load_paths(paths)
+    loaded = load_paths(paths, os.environ if channels else None)
     for error in loaded.errors:
         typer.echo(f"error: {error}", err=True)
     return loaded
@@ -150,7 +154,7 @@ def test(
     from tally.read import AsyncReader, ReadError
     from tally.read.timerange import resolve
 
-    loaded = _load([path])
+    loaded = _load([path], channels=False)  # a backtest sends nothing
     chosen = [m for m in loaded.monitors if not monitor or m.name in monitor]
     if not chosen:
         typer.echo("error: no valid monitor to test", err=True)

@@ -5,7 +5,9 @@ for any of them.
 A pass reads the pending rows and hands each channel's rows to a new worker unless that
 channel's worker is still busy (its new rows wait for the next pass). Before each delivery a
 worker re-checks the lease and the row's status, as before; outcomes are ``delivered`` or
-``failed`` rows in the outbox.
+``failed`` rows in the outbox. A channel that cannot deliver as configured (an unset
+``url_env``) holds its rows (``held``) until fixed; a resolved notice goes only to a channel
+that got its firing notice (else ``skipped``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from tally.monitors.notify import Notifier
 from tally.monitors.store import Outgoing, Store
 
 log = logging.getLogger("tally.monitors.dispatch")
+WAITING = ("pending", "held")  # outbox statuses still to deliver
 
 
 @dataclass
@@ -106,10 +109,12 @@ class Dispatcher:
         try:
             current = await self.store.status([(r.id, r.channel) for r in rows])
             for out in rows:
-                if current.get((out.id, out.channel)) != "pending":
+                if current.get((out.id, out.channel)) not in WAITING:
                     continue
                 if not await self.lease.held():
                     break
+                if await self._held(out) or await self._unseen(out):
+                    continue
                 started = time.monotonic()
                 ok, attempts, error = await self.notifier.deliver(
                     out.notice, out.channel, self.budget_s
@@ -124,3 +129,30 @@ class Dispatcher:
         except Exception:  # a store error: the rows stay pending for the next pass
             log.exception("delivering to %s failed", channel)
         return outcome
+
+    async def _held(self, out: Outgoing) -> bool:
+        """True (and the row ``held``, with the reason) while its channel cannot deliver as
+        configured; such a row is sent once the channel is fixed, never failed for it."""
+        reason = self.notifier.problem(out.channel)
+        if not reason:
+            return False
+        if out.status != "held" or out.error != reason:
+            log.error("holding %s for %s: %s", out.id, out.channel, reason)
+            await self.store.mark(out, "held", out.attempts, reason)
+        return True
+
+    async def _unseen(self, out: Outgoing) -> bool:
+        """True when ``out`` is a resolved notice its channel must not get (yet): its firing
+        notice is still waiting there (the resolved one waits too), or never reached it
+        (the resolved one is ``skipped``: a RESOLVED for an alert the receiver never saw)."""
+        if out.notice.kind != "resolved":
+            return False
+        firing = await self.store.firing_statuses(out)
+        if "delivered" in firing:
+            return False
+        if firing & set(WAITING):
+            return True
+        reason = "not sent: this channel never got the firing notice"
+        await self.store.mark(out, "skipped", out.attempts, reason)
+        self.metrics.deliveries.labels(out.channel, "skipped").inc()
+        return True

@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from tally.monitors.buckets import Buckets
 from tally.monitors.evaluate import Frames, Segment, verdict_at
@@ -63,13 +63,13 @@ def fingerprint(monitor: str, segment: str) -> str:
     return hashlib.sha256(f"{monitor}\x00{segment}".encode()).hexdigest()[:16]
 
 
-def dashboard_url(base_url: str, key: str, start: int, end: int, granularity: str) -> str:
-    """The dashboard's page of ``key`` (``<base>/ui/key?key=&range=custom&from=&to=&g=``, unix
-    seconds) over ``[start, end)``."""
+def monitor_url(base_url: str, monitor: str, segment: str, bucket: int) -> str:
+    """The monitor's page (``<base>/ui/monitors/<name>?segment=&at=``, ``at`` in unix seconds):
+    the value it judged around ``bucket`` with its lines, firing windows and executions."""
     if not base_url:
         return ""
-    query = urlencode({"key": key, "range": "custom", "from": start, "to": end, "g": granularity})
-    return f"{base_url.rstrip('/')}/ui/key?{query}"
+    query = urlencode({"segment": segment, "at": bucket})
+    return f"{base_url.rstrip('/')}/ui/monitors/{quote(monitor, safe='')}?{query}"
 
 
 def _format(value: float | None) -> str:
@@ -83,14 +83,11 @@ def render(text: str, context: Mapping[str, str]) -> str:
     return _TEMPLATE.sub(lambda m: context.get(m.group(1), m.group(0)), text)
 
 
-def notice(
-    monitor: Monitor, segment: Segment, t: Transition, base_url: str, clock: Buckets
-) -> Notice:
-    """The notice of a notifying transition; its link spans 10 buckets before the episode to
-    the end of the judged bucket."""
+def notice(monitor: Monitor, segment: Segment, t: Transition, base_url: str) -> Notice:
+    """The notice of a notifying transition; its link opens the monitor's page at the judged
+    bucket."""
     since = t.since or t.bucket
-    url = dashboard_url(base_url, segment.key, clock.back(since, 10), clock.next(t.bucket),
-                        str(monitor.granularity))  # fmt: skip
+    url = monitor_url(base_url, monitor.name, segment.name, t.bucket)
     context = {
         "monitor": monitor.name, "segment": segment.name or "-", "key": segment.key,
         "value": _format(t.value), "bucket": iso(t.bucket), "since": iso(since),
@@ -159,6 +156,6 @@ def advance(
             if tr is not None:
                 transitions.append((seg, tr))
                 if tr.notify:
-                    notices.append(notice(monitor, seg, tr, base_url, clock))
+                    notices.append(notice(monitor, seg, tr, base_url))
         new_states[seg] = state
     return Step(new_states, transitions, notices)

@@ -24,13 +24,14 @@ report) it is in: the rest of the file, and every other file, still loads.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from tally.monitors import spec
+from tally.monitors.channels import problems as channel_problems
 from tally.monitors.files import files_of, load_file
 from tally.read.errors import ReadError
 from tally.read.expression import parse as parse_expression
@@ -316,8 +317,8 @@ CHANNEL_FIELDS = ("type", "url", "url_env", "to", "from", "host", "port", "usern
                   "password_env", "starttls")  # fmt: skip
 
 
-def channel(name: str, node: Any) -> spec.Channel:
-    """One notification channel."""
+def channel(name: str, node: Any, source: str = "") -> spec.Channel:
+    """One notification channel (``source``: its ``file:line``)."""
     if not isinstance(node, Node):
         raise Invalid(0, f"channel {name!r} must be a mapping")
     _unknown(node, CHANNEL_FIELDS, f"channel {name!r}")
@@ -338,7 +339,7 @@ def channel(name: str, node: Any) -> spec.Channel:
         to=tuple(str(t) for t in to), sender=str(node.get("from", "tally@localhost")),
         host=str(node.get("host", "127.0.0.1")), port=port,
         username=str(node.get("username", "")), password_env=str(node.get("password_env", "")),
-        starttls=bool(node.get("starttls", False)),
+        starttls=bool(node.get("starttls", False)), source=source,
     )  # fmt: skip
 
 
@@ -393,7 +394,8 @@ def load_text(text: str, filename: str) -> spec.MonitorFile:
     channels: dict[str, spec.Channel] = {}
     for name, raw in (document.get("channels") or {}).items():
         try:
-            channels[name] = channel(str(name), raw)
+            where = f"{filename}:{_line(document['channels'], name) or _line(raw)}"
+            channels[name] = channel(str(name), raw, where)
         except Invalid as exc:
             errors.append(
                 f"{filename}:{exc.line or _line(document['channels'], name)}: {exc.reason}"
@@ -433,14 +435,19 @@ def _list(document: Node, key: str, filename: str, errors: list[str]) -> list[An
     return value
 
 
-def load_paths(paths: Iterable[Path]) -> spec.MonitorFile:
-    """Load files and directories (``*.yaml``/``*.yml``), merging them; names must be unique."""
-    return merge([load_file(f, load_text) for f in files_of(paths)])
+def load_paths(paths: Iterable[Path], env: Mapping[str, str] | None = None) -> spec.MonitorFile:
+    """Load files and directories (``*.yaml``/``*.yml``), merging them; names must be unique.
+    With ``env``, channels are checked against it (see :func:`merge`)."""
+    return merge([load_file(f, load_text) for f in files_of(paths)], env)
 
 
-def merge(files: Iterable[spec.MonitorFile]) -> spec.MonitorFile:
+def merge(
+    files: Iterable[spec.MonitorFile], env: Mapping[str, str] | None = None
+) -> spec.MonitorFile:
     """Definitions of several files as one: a repeated monitor name and a channel no file
-    defines are errors."""
+    defines are errors; with ``env`` (the environment the notifier will use), so is a channel
+    that cannot deliver in it (``url_env`` unset...). Such a channel stays defined: its notices
+    are held until it is fixed."""
     monitors: list[spec.Monitor] = []
     channels: dict[str, spec.Channel] = {}
     reports: list[spec.Report] = []
@@ -460,4 +467,6 @@ def merge(files: Iterable[spec.MonitorFile]) -> spec.MonitorFile:
         for c in m.notify:
             if c != "log" and c not in channels:
                 errors.append(f"{m.source}: monitor {m.name!r} notifies unknown channel {c!r}")
+    if env is not None:
+        errors.extend(channel_problems(channels, env))
     return spec.MonitorFile(tuple(monitors), channels, tuple(reports), tuple(errors))

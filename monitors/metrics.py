@@ -49,7 +49,7 @@ class MonitorMetrics:
         )
         self.deliveries = Counter(
             "tally_monitor_deliveries",
-            "Deliveries finished, per channel and outcome (delivered, failed)",
+            "Deliveries finished, per channel and outcome (delivered, failed, skipped)",
             ["channel", "outcome"],
             registry=r,
         )

@@ -18,6 +18,8 @@ from typing import Any
 
 import aiohttp
 
+from tally.monitors.channels import problem as channel_problem
+from tally.monitors.channels import url_of
 from tally.monitors.engine import Notice, iso
 from tally.monitors.spec import Channel
 
@@ -134,11 +136,21 @@ class Notifier:
             await self._session.close()
             self._session = None
 
+    def problem(self, channel_name: str) -> str:
+        """Why ``channel_name`` cannot deliver as configured ("" when it can): its notices are
+        held, not failed, until the definitions or the environment are fixed."""
+        if channel_name == "log":
+            return ""
+        channel = self.channels.get(channel_name)
+        if channel is None:
+            return f"unknown channel {channel_name!r}"
+        return channel_problem(channel, self.env)
+
     def _url(self, channel: Channel) -> str:
-        url = self.env.get(channel.url_env, "") if channel.url_env else channel.url
-        if not url:
-            raise DeliveryError(f"channel {channel.name}: {channel.url_env} is not set", False)
-        return url
+        reason = channel_problem(channel, self.env)
+        if reason:
+            raise DeliveryError(reason, False)
+        return url_of(channel, self.env)
 
     async def deliver(
         self, n: Notice, channel_name: str, budget_s: float | None = None

@@ -100,12 +100,13 @@ class MonitorService:
 
     def reload(self) -> bool:
         """Reload the definitions if a file changed; a broken file costs only itself (its
-        ``file:line`` errors are logged) and is read again once it changes."""
+        ``file:line`` errors are logged, as are channels unusable in the notifier's
+        environment) and is read again once it changes."""
         files = self.files.refresh()
         if files is None:
             return False
         before = {m.name for m in self.definitions.monitors}
-        self.definitions = merge(files)
+        self.definitions = merge(files, self.notifier.env)
         for gone in before - {m.name for m in self.definitions.monitors}:
             with contextlib.suppress(KeyError):
                 self.metrics.evaluation_lag.remove(gone)

@@ -104,6 +104,21 @@ LIMIT {{limit:UInt32}}""",
     )
 
 
+def path_kinds(database: str, key: str, limit: int) -> Sql:
+    """``(path, is_distribution)`` of the key's paths that are not summed (distributions and
+    gauges: their rows carry ``vmin``); a distribution's rows also carry a sketch."""
+    db = identifier(database)
+    return Sql(
+        f"""SELECT path, max(length(mapKeys(sketch)) > 0) AS dist
+FROM {db}.rollups
+WHERE key = {{key:String}} AND vmin IS NOT NULL
+GROUP BY path
+ORDER BY path
+LIMIT {{limit:UInt32}}""",
+        {"key": key, "limit": limit},
+    )
+
+
 def key_paths(database: str, key: str, limit: int) -> Sql:
     """The paths of one key with their last write."""
     db = identifier(database)

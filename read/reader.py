@@ -254,6 +254,13 @@ class AsyncReader(_Planning):
         sql = queries.key_paths(self.settings.database, key, max(1, limit))
         return [PathInfo(p, _utc(t)) for p, t in (await self._query(sql)).result_rows]
 
+    async def path_kinds(self, key: str, limit: int = 10_000) -> dict[str, str]:
+        """Paths of ``key`` that are ``distribution`` or ``gauge`` (every other is summed)."""
+        check_key(key)
+        sql = queries.path_kinds(self.settings.database, key, max(1, limit))
+        rows = (await self._query(sql)).result_rows
+        return {p: "distribution" if dist else "gauge" for p, dist in rows}
+
     async def sql(self, text: str, parameters: dict[str, Any] | None = None) -> SqlResult:
         """Run read-only SQL (``readonly=2``, time and row limits); for authorized users."""
         await self.start()

@@ -179,9 +179,20 @@ def web_handlers(settings: WebSettings) -> list[ControllerRouterHandler]:
             return gate
         try:
             paths = [p.path for p in await reader.paths(key)]
+            kinds = await reader.path_kinds(key) if paths else {}
         except ReadError as exc:
             return ui.page("missing.html", status=400, name=key, failed=[], reason=exc.reason)
-        return await dashboard_page(request, reader, for_key(key, paths))
+        return await dashboard_page(request, reader, for_key(key, paths, kinds))
+
+    @get("/ui/monitors/{name:str}", opt=PUBLIC, include_in_schema=False)
+    async def monitor_page(request: Request, name: FromPath[str]) -> Response:
+        """A monitor's page (its link in notifications); data from /api/v1/monitors/<name>."""
+        if (gate := _gate(request)) is not None:
+            return gate
+        at = request.query_params.get("at", "")
+        data = {"name": name, "segment": request.query_params.get("segment"),
+                "at": int(at) if at.isdigit() else None}  # fmt: skip
+        return ui.page("monitor.html", name=name, page_json=_json_script(data))
 
     @get("/ui/api/kpi", summary="KPI totals over a range and the period before it", tags=["ui"])
     async def kpi_totals(
@@ -214,15 +225,5 @@ def web_handlers(settings: WebSettings) -> list[ControllerRouterHandler]:
     static = create_static_files_router(
         path="/ui/static", directories=[HERE / "static"], opt=PUBLIC, include_in_schema=False
     )
-    return [
-        root,
-        login_form,
-        login,
-        logout,
-        index,
-        dashboard,
-        key_page,
-        kpi_totals,
-        unknown,
-        static,
-    ]
+    return [root, login_form, login, logout, index, dashboard, key_page, monitor_page, kpi_totals,
+            unknown, static]  # fmt: skip
