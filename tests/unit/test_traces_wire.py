@@ -7,7 +7,7 @@ import pytest
 
 from tally.ingest import ClientSettings
 from tally.schemas.wire import WireError
-from tally.traces.codec import TraceCodec
+from tally.traces.codec import TraceCodec, TraceRecord
 from tally.traces.ddl import TraceSchema
 from tally.traces.fold import EXECUTION_COLUMNS, JOB_LOG_COLUMNS, LINE_COLUMNS, TraceFold
 from tally.traces.model import Execution, Line, LogEvent
@@ -26,10 +26,10 @@ def execution(i: int = 1, lines: int = 2) -> Execution:
 
 def test_codec_round_trips_and_routes_by_execution_id():
     codec = TraceCodec("host:1")
-    events = [(execution(1),), (execution(2, lines=0),)]
-    decoded = codec.decode(codec.encode(events))
-    assert decoded == events
-    assert codec.route(decoded[0]) == f"{1:032x}"
+    records = [TraceRecord.of(execution(1)), TraceRecord.of(execution(2, lines=0))]
+    decoded = codec.decode(codec.encode(records))
+    assert decoded == records
+    assert decoded[0].route == f"{1:032x}"
 
 
 @pytest.mark.parametrize("payload", [b"", b"\x93\x01\x02", msgspec.msgpack.encode([1, "s", []])])
@@ -41,8 +41,9 @@ def test_codec_rejects_what_is_not_a_trace_record(payload):
 def test_fold_builds_rows_for_the_three_tables_and_dead_letters_bad_records():
     fold = TraceFold()
     codec = TraceCodec("host:1")
-    good = codec.encode([(execution(1),)])
-    bad_id = codec.encode([(msgspec.structs.replace(execution(2), id=""),), (execution(3),)])
+    good = codec.encode([TraceRecord.of(execution(1))])
+    bad = msgspec.structs.replace(execution(2), id="")
+    bad_id = codec.encode([TraceRecord.of(bad), TraceRecord.of(execution(3))])
     assert fold.add_record(good, 10, 0) == []
     rejects = fold.add_record(bad_id, 11, 0)
     assert [(r.offset, r.index, r.reason) for r in rejects] == [(11, 0, "bad_execution")]
