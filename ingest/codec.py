@@ -58,24 +58,18 @@ class MetricCodec:
         shapes: dict[tuple[str, ...], int] = {}
         events: list[EventV2] = []
         for r in records:
-            dists: list[DistV2] = []
-            gauges: list[GaugeV2] = []
             if type(r) is KindsRecord:
-                for path, d in r.kinds[0]:
-                    order = sorted(d.buckets)
-                    dists.append(
-                        DistV2(
-                            strings.setdefault(path, len(strings)),
-                            d.count, d.total, d.square, d.vmin, d.vmax,
-                            order, [d.buckets[k] for k in order],
-                        )
-                    )  # fmt: skip
-                for path, value, at_ms in r.kinds[1]:
-                    gauges.append(GaugeV2(strings.setdefault(path, len(strings)), value, at_ms))
+                dist_items, gauge_items = r.kinds
+                dists = [_dist(strings.setdefault(p, len(strings)), d) for p, d in dist_items]
+                gauges = [
+                    GaugeV2(strings.setdefault(p, len(strings)), value, at_ms)
+                    for p, value, at_ms in gauge_items
+                ]
+            else:
+                dists, gauges = [], []
             ks = keysets.setdefault(r.keys, len(keysets))
-            events.append(
-                EventV2(r.at, ks, shapes.setdefault(r.paths, len(shapes)), r.values, dists, gauges)
-            )
+            sh = shapes.setdefault(r.paths, len(shapes))
+            events.append(EventV2(r.at, ks, sh, r.values, dists, gauges))
         return self._batch(BatchV2, strings, keysets, shapes, events)
 
     def _batch(
@@ -129,3 +123,11 @@ class MetricCodec:
             else:
                 out.append(MetricRecord(event.at, keys, paths, event.values, keys[-1]))
         return out
+
+
+def _dist(path: int, d: Dist) -> DistV2:
+    """A distribution on the wire: its sketch's buckets in key order."""
+    order = sorted(d.buckets)
+    return DistV2(
+        path, d.count, d.total, d.square, d.vmin, d.vmax, order, [d.buckets[k] for k in order]
+    )

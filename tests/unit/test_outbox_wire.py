@@ -1,4 +1,4 @@
-"""Wire bytes of the outbox's codecs, against records captured from the client before the
+"""Wire bytes of the metrics codec, against records captured from the client before the
 typed-record outbox (tuple buffer, ``BatchEncoder`` picking V1/V2 by tuple length)."""
 
 from __future__ import annotations
@@ -6,11 +6,10 @@ from __future__ import annotations
 from tally.ingest import ClientSettings, Dist, Tracker, dist, gauge
 from tally.ingest.codec import MetricCodec
 from tally.ingest.records import KindsRecord, MetricRecord
-from tally.traces.codec import TraceCodec, TraceRecord
-from tally.traces.model import Execution, Line, LogEvent
 
 AT = 1_790_000_000
-# Captured at b93ba97: ``MetricCodec("golden").encode`` of the first 3 / all 5 buffered events.
+# Captured at b93ba97: ``MetricCodec("golden").encode`` of the first 3 / all 5 buffered events
+# (the traces' golden record is in test_traces_wire.py).
 GOLDEN_V1 = bytes.fromhex(
     "9601a6676f6c64656e96a463616c63aa63616c633a3a61636d65a772656672657368a5636f756e74ac647572"
     "6174696f6e2e73756daf6475726174696f6e2e737175617265929200019102929303040591039394ce6ab13b"
@@ -26,17 +25,6 @@ GOLDEN_V2 = bytes.fromhex(
     "cb4028000000000000917d9101919301cb4045000000000000cf000001a0c4506c0096ce6ab13b84030291f9"
     "91980203cb4072f00000000000cb40f5f95000000000cb3ff0000000000000cb4072c00000000000930023cd"
     "011e9301010190"
-)
-GOLDEN_TRACES = bytes.fromhex(
-    "9301ad676f6c64656e2f74726163657392dc0013d92030303030303030303030303030303030303030303030"
-    "30303030303030303031a0a67461736b2d31a463616c63a461636d65ab6576656e743a3a63616c63a7737563"
-    "63657373a24f4ba001cf00065bfeda25e001cd05dc81a8637573746f6d6572a23432a673616d706c65929b01"
-    "0000a5626c6f636ba67374657020300005a26f6ba0c2009b020000a5626c6f636ba67374657020310a05a26f"
-    "6ba0c200929701a773746172746564a463616c6301a35b315da0a09702a866696e6973686564a463616c6301"
-    "a0a0a000a0a0dc0013d9203030303030303030303030303030303030303030303030303030303030303032a0"
-    "a67461736b2d31a463616c63a461636d65ab6576656e743a3a63616c63a773756363657373a24f4ba001cf00"
-    "065bfeda25e002cd05dc81a8637573746f6d6572a23432a673616d706c6590929701a773746172746564a463"
-    "616c6301a35b315da0a09702a866696e6973686564a463616c6301a0a0a000a0a0"
 )
 
 
@@ -78,16 +66,6 @@ def tracked() -> list[MetricRecord]:
         tracker.close(timeout=0.1)
 
 
-def execution(i: int, lines: int = 2) -> Execution:
-    return Execution(
-        id=f"{i:032x}", parent_id="", ref="task-1", job="calc", tenant="acme", key="event::calc",
-        state="success", code="OK", error="", attempt=1, started_us=1_790_000_000_000_000 + i,
-        duration_us=1500, tags={"customer": "42"}, sampled="sample",
-        lines=[Line(s + 1, 0, 0, "block", f"step {s}", s * 10, 5, "ok") for s in range(lines)],
-        events=[LogEvent(1, "started", "calc", 1, "[1]"), LogEvent(2, "finished", "calc", 1)],
-    )  # fmt: skip
-
-
 def test_metric_records_encode_to_the_same_bytes_as_before():
     records = tracked()
     assert [type(r) for r in records] == [MetricRecord] * 3 + [KindsRecord] * 2
@@ -108,10 +86,3 @@ def test_decoded_metric_records_encode_back_to_the_same_bytes():
         "q::x",
         "q::\u00fc",
     ]
-
-
-def test_trace_records_encode_to_the_same_bytes_as_before():
-    records = [TraceRecord.of(execution(1)), TraceRecord.of(execution(2, 0))]
-    codec = TraceCodec("golden/traces")
-    assert codec.encode(records) == GOLDEN_TRACES
-    assert codec.decode(GOLDEN_TRACES) == records

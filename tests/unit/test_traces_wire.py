@@ -32,6 +32,27 @@ def test_codec_round_trips_and_routes_by_execution_id():
     assert decoded[0].route == f"{1:032x}"
 
 
+# Captured at b93ba97 (tuple buffer): ``TraceCodec("golden/traces")`` of executions 1 and 2.
+GOLDEN_TRACES = bytes.fromhex(
+    "9301ad676f6c64656e2f74726163657392dc0013d92030303030303030303030303030303030303030303030"
+    "30303030303030303031a0a67461736b2d31a463616c63a461636d65ab6576656e743a3a63616c63a7737563"
+    "63657373a24f4ba001cf00065bfeda25e001cd05dc81a8637573746f6d6572a23432a673616d706c65929b01"
+    "0000a5626c6f636ba67374657020300005a26f6ba0c2009b020000a5626c6f636ba67374657020310a05a26f"
+    "6ba0c200929701a773746172746564a463616c6301a35b315da0a09702a866696e6973686564a463616c6301"
+    "a0a0a000a0a0dc0013d9203030303030303030303030303030303030303030303030303030303030303032a0"
+    "a67461736b2d31a463616c63a461636d65ab6576656e743a3a63616c63a773756363657373a24f4ba001cf00"
+    "065bfeda25e002cd05dc81a8637573746f6d6572a23432a673616d706c6590929701a773746172746564a463"
+    "616c6301a35b315da0a09702a866696e6973686564a463616c6301a0a0a000a0a0"
+)
+
+
+def test_trace_records_encode_to_the_same_bytes_as_before():
+    records = [TraceRecord.of(execution(1)), TraceRecord.of(execution(2, lines=0))]
+    codec = TraceCodec("golden/traces")
+    assert codec.encode(records) == GOLDEN_TRACES
+    assert codec.decode(GOLDEN_TRACES) == records
+
+
 @pytest.mark.parametrize("payload", [b"", b"\x93\x01\x02", msgspec.msgpack.encode([1, "s", []])])
 def test_codec_rejects_what_is_not_a_trace_record(payload):
     with pytest.raises(WireError):
