@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from typing import Any, TypeVar
 
 import msgspec
+import msgspec.inspect as mi
 import yaml
 
 T = TypeVar("T")
@@ -89,10 +90,43 @@ def convert(data: Any, kind: type[T], where: Where = ()) -> T:
             for m in _STEP.finditer(match.group(1) if match else "")
         )
         unknown = re.search(r"unknown field `([^`]+)`", message)
-        reason = _AT.sub("", message)
+        reason = _explain(mi.type_info(kind), at, _AT.sub("", message))
         for pattern, plain in _PLAIN:
             reason = pattern.sub(plain, reason)
         reason = reason.replace("`", "'")
         if at:
             reason += f" (at {'.'.join(str(s) for s in at)})"
         raise Invalid(reason, (*where, *at, *([unknown.group(1)] if unknown else []))) from None
+
+
+def _at(info: Any, step: str | int) -> list[Any]:
+    """What ``step`` leads to from ``info`` (every member of a union that has it)."""
+    if isinstance(info, mi.Metadata):
+        info = info.type
+    if isinstance(info, mi.UnionType):
+        return [t for member in info.types for t in _at(member, step)]
+    if isinstance(info, mi.StructType) and isinstance(step, str):
+        if step == info.tag_field:
+            return [info]  # the tag: its struct stands for it
+        return [f.type for f in info.fields if f.encode_name == step]
+    if isinstance(info, mi.ListType | mi.DictType):
+        return [info.item_type if isinstance(info, mi.ListType) else info.value_type]
+    return []
+
+
+def _explain(info: Any, at: Where, message: str) -> str:
+    """A plainer ``message`` from the type at ``at``: the allowed values of a choice or a tag,
+    or the ``description`` a constrained type carries."""
+    found = [info]
+    for step in at:
+        found = [t for f in found for t in _at(f, step)]
+    found = [m for f in found for m in (f.types if isinstance(f, mi.UnionType) else [f])]
+    value = re.match(r"Invalid (?:enum )?value (.+)$", message)
+    if value and found and all(isinstance(f, mi.StructType) for f in found):
+        return f"{value.group(1)} is not one of {', '.join(sorted(f.tag for f in found))}"
+    if value and found and isinstance(found[0], mi.LiteralType):
+        return f"{value.group(1)} is not one of {', '.join(map(str, found[0].values))}"
+    described = [f for f in found if isinstance(f, mi.Metadata) and f.extra_json_schema]
+    if described:
+        return f"must be {described[0].extra_json_schema.get('description', message)}"
+    return message
