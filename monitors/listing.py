@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from tally.monitors.loader import UNIT_SECONDS
+from tally.monitors.build import UNIT_SECONDS
 from tally.monitors.spec import Monitor, MonitorFile, Zero
 from tally.read.settings import ReadSettings
 
@@ -84,7 +84,7 @@ def describe(loaded: MonitorFile) -> list[MonitorInfo]:
     out = []
     for m in loaded.monitors:
         c = m.condition
-        params = {k: getattr(c, k) for k in getattr(c, "__dataclass_fields__", {})}
+        params = {k: getattr(c, k) for k in c.__struct_fields__ if k != "for_"}
         out.append(
             MonitorInfo(
                 m.name,

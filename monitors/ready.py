@@ -13,196 +13,88 @@ follow the job shape: ``event::cron`` / ``event::schedule[::<tenant>]`` / ``even
 (``duration`` and ``queue_lag`` are distributions; monitors read their ``.sum``/``.count``
 counters). Queue depth is the sampler's gauge ``depth`` under
 ``event::queue::<framework>::<queue>`` (``queue: rq::default``).
+
+Each one is a YAML file of ``monitors/builtin/`` (``params``: defaults, ``null`` for a required
+text; ``monitor``: the definition, ``${param}`` replaced), loaded like any definition. Here is
+only what is not data: filling the template, and parameters computed from others.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from tally.monitors.loader import Invalid, Node
+import msgspec
 
+from tally.schemas.yaml_config import Invalid, convert, parse
+
+BUILTIN_DIR = Path(__file__).parent / "builtin"
 PASS_THROUGH = ("notify", "labels", "annotations", "for", "keep_firing_for", "notify_every",
                 "granularity", "name")  # fmt: skip
+_PARAM = re.compile(r"\$\{([a-z_]+)\}")
 
 
-def _cron_below_expected(p: dict[str, Any]) -> dict[str, Any]:
-    job = p["job"]
-    return {
-        "name": f"cron-below-expected:{job}", "key": "event::cron", "path": f"jobs.{job}.count",
-        "window": p.get("window", "1h"),
-        "condition": {"type": "expected", "fewer_than": p.get("expected", 1)},
-        "annotations": {"summary": "cron {{ monitor }} ran {{ value }} times in the window "
-                        "ending {{ bucket }}"},
-    }  # fmt: skip
+class ReadyMade(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One file of ``monitors/builtin/``: parameter defaults and the monitor template."""
+
+    params: dict[str, Any]
+    monitor: dict[str, Any]
 
 
-def _schedule_failures(p: dict[str, Any]) -> dict[str, Any]:
-    job = p["job"]
-    return {
-        "name": f"schedule-failures:{job}", "key": p.get("key", "event::schedule"),
-        "path": f"jobs.{job}.state.failure", "window": p.get("window", "10m"),
-        "condition": {"type": "threshold", "above": p.get("above", 0)},
-    }  # fmt: skip
+def _load(file: Path) -> ReadyMade:
+    _, data = parse(file.read_text(encoding="utf-8"))
+    return convert(data, ReadyMade)
 
 
-def _scheduler_idle(p: dict[str, Any]) -> dict[str, Any]:
-    job = p["job"]
-    return {
-        "name": f"scheduler-idle:{job}", "key": p.get("key", "event::schedule::*"),
-        "path": f"jobs.{job}.resources",
-        "condition": {"type": "zero", "for": p.get("idle_for", "30m"),
-                      "active": f"jobs.{job}.count"},
-        "annotations": {"summary": "{{ segment }}: scheduler ran but touched nothing"},
-    }  # fmt: skip
-
-
-def _duration_drift(p: dict[str, Any]) -> dict[str, Any]:
-    job = p["job"]
-    return {
-        "name": f"duration-drift:{job}", "key": p.get("key", "event::schedule"),
-        "expression": f"jobs.{job}.duration.sum / jobs.{job}.duration.count",
-        "granularity": p.get("granularity", "1h"),
-        "condition": {"type": "drift", "direction": "up", "history": p.get("history", 48),
-                      "k": p.get("k", 0.5), "h": p.get("h", 5.0)},
-    }  # fmt: skip
-
-
-def _limited_increasing(p: dict[str, Any]) -> dict[str, Any]:
-    job = p["job"]
-    return {
-        "name": f"limited-increasing:{job}", "key": p.get("key", "event::schedule"),
-        "path": f"jobs.{job}.state.limited", "window": p.get("window", "10m"),
-        "condition": {"type": "anomaly", "direction": "up", "history": p.get("history", 36),
-                      "k": p.get("k", 3.0), "floor": p.get("floor", 1.0)},
-    }  # fmt: skip
-
-
-def _tenant_volume(p: dict[str, Any]) -> dict[str, Any]:
-    job = p["job"]
-    return {
-        "name": f"tenant-volume:{job}", "key": p.get("key", "event::schedule"),
-        "path": "tenants.*.resources", "granularity": p.get("granularity", "1h"),
-        "condition": {"type": "anomaly", "direction": "up", "history": p.get("history", 24),
-                      "k": p.get("k", 5.0), "floor": p.get("floor", 10.0)},
-    }  # fmt: skip
-
-
-def _queue_latency(p: dict[str, Any]) -> dict[str, Any]:
-    # The mean lag of the window from the distribution's .sum/.count counters: summable over
-    # any window and key pattern, unlike a per-bucket quantile.
-    job = p["job"]
-    return {
-        "name": f"queue-latency:{job}", "key": p.get("key", "event::job"),
-        "expression": f"jobs.{job}.queue_lag.sum / jobs.{job}.queue_lag.count",
-        "window": p.get("window", "5m"),
-        "condition": {"type": "threshold", "above": p.get("above_ms", 60_000)},
-    }  # fmt: skip
-
-
-def _queue_depth(p: dict[str, Any]) -> dict[str, Any]:
-    # ``queue`` is ``<framework>::<queue>`` as the sampler keys it (event::queue::rq::default);
-    # depth is a gauge: each bucket's last reading.
-    queue = p["queue"]
-    return {
-        "name": f"queue-depth:{queue}", "key": p.get("key", f"event::queue::{queue}"),
-        "path": "depth", "gauge": True, "aggregate": "last",
-        "condition": {"type": "drift", "direction": "up", "history": p.get("history", 30),
-                      "k": p.get("k", 0.5), "h": p.get("h", 5.0)},
-    }  # fmt: skip
-
-
-def _queue_stuck(p: dict[str, Any]) -> dict[str, Any]:
-    # The sampler's oldest_age_s gauge: the oldest waiting job has waited too long.
-    queue = p["queue"]
-    return {
-        "name": f"queue-stuck:{queue}", "key": p.get("key", f"event::queue::{queue}"),
-        "path": "oldest_age_s", "gauge": True, "aggregate": "max",
-        "window": p.get("window", "5m"),
-        "condition": {"type": "threshold", "above": p.get("above_s", 600)},
-    }  # fmt: skip
-
-
-def _excessive_retries(p: dict[str, Any]) -> dict[str, Any]:
-    job = p["job"]
-    return {
-        "name": f"excessive-retries:{job}", "key": p.get("key", "event::job"),
-        "expression": f"jobs.{job}.retries / jobs.{job}.count", "window": p.get("window", "15m"),
-        "condition": {"type": "threshold", "above": p.get("above", 0.2)},
-    }  # fmt: skip
-
-
-def _failure_cluster(p: dict[str, Any]) -> dict[str, Any]:
-    jobs = p.get("jobs", 3)
-    return {
-        "name": p.get("name", "failure-cluster"), "key": p.get("key", "event::job"),
-        "path": "jobs.*.state.failure", "window": p.get("window", "5m"),
-        "count_segments_above": p.get("failures", 0),
-        "condition": {"type": "threshold", "above": jobs - 1},
-        "annotations": {"summary": "{{ value }} jobs failed in the window ending {{ bucket }}"},
-    }  # fmt: skip
-
-
-READY: dict[str, tuple[Callable[[dict[str, Any]], dict[str, Any]], tuple[str, ...]]] = {
-    "cron_below_expected": (_cron_below_expected, ("job",)),
-    "schedule_failures": (_schedule_failures, ("job",)),
-    "scheduler_idle": (_scheduler_idle, ("job",)),
-    "duration_drift": (_duration_drift, ("job",)),
-    "limited_increasing": (_limited_increasing, ("job",)),
-    "tenant_volume": (_tenant_volume, ("job",)),
-    "queue_latency": (_queue_latency, ("job",)),
-    "queue_depth": (_queue_depth, ("queue",)),
-    "queue_stuck": (_queue_stuck, ("queue",)),
-    "excessive_retries": (_excessive_retries, ("job",)),
-    "failure_cluster": (_failure_cluster, ()),
+READY: dict[str, ReadyMade] = {f.stem: _load(f) for f in sorted(BUILTIN_DIR.glob("*.yaml"))}
+# Parameters computed from numeric others: "3 jobs failing" is a count of segments above 2.
+DERIVED: dict[str, tuple[tuple[str, ...], Callable[[dict[str, Any]], dict[str, Any]]]] = {
+    "failure_cluster": (("jobs",), lambda p: {"jobs_above": p["jobs"] - 1}),
 }
 
 
-class _Params(dict):
-    """The entry's parameters, remembering which ones the builder read."""
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self.read: set[str] = set()
-
-    def get(self, key: str, default: Any = None) -> Any:
-        self.read.add(key)
-        return super().get(key, default)
-
-    def __getitem__(self, key: str) -> Any:
-        self.read.add(key)
-        return super().__getitem__(key)
-
-
-def _node(value: Any, line: int) -> Any:
-    if isinstance(value, dict):
-        node = Node({k: _node(v, line) for k, v in value.items()})
-        node.line, node.lines = line, {k: line for k in value}
-        return node
-    return value
+def _fill(template: Any, params: dict[str, Any]) -> Any:
+    """``template`` with each ``${name}`` replaced; a value that is only ``${name}`` takes the
+    parameter's type (a number stays a number)."""
+    if isinstance(template, dict):
+        return {k: _fill(v, params) for k, v in template.items()}
+    if isinstance(template, list):
+        return [_fill(v, params) for v in template]
+    if not isinstance(template, str):
+        return template
+    whole = _PARAM.fullmatch(template)
+    if whole:
+        return params[whole.group(1)]
+    return _PARAM.sub(lambda m: str(params[m.group(1)]), template)
 
 
-def expand(entry: Any) -> list[Node]:
+def expand(entry: Any) -> list[dict[str, Any]]:
     """The monitor mappings of one ``ready:`` entry (``{name: {params}}``)."""
-    line = getattr(entry, "line", 0)
     if not isinstance(entry, dict) or len(entry) != 1:
-        raise Invalid(line, f"a ready entry is one of {sorted(READY)} with its parameters")
-    ((kind, params),) = entry.items()
+        raise Invalid(f"a ready entry is one of {sorted(READY)} with its parameters")
+    ((kind, given),) = entry.items()
     if kind not in READY:
-        raise Invalid(line, f"unknown ready-made monitor {kind!r}; one of {sorted(READY)}")
-    build, required = READY[kind]
-    if params is not None and not isinstance(params, dict):
-        raise Invalid(line, f"{kind} takes a mapping of parameters")
-    params = _Params(params or {})
-    for name in required:
-        if not isinstance(params.get(name), str):
-            raise Invalid(line, f"{kind} needs '{name}' (text)")
-    definition = build(params)
-    unknown = sorted(set(params) - params.read - set(PASS_THROUGH))
+        raise Invalid(f"unknown ready-made monitor {kind!r}; one of {sorted(READY)}")
+    if given is not None and not isinstance(given, dict):
+        raise Invalid(f"{kind} takes a mapping of parameters")
+    ready, given = READY[kind], given or {}
+    for name, default in ready.params.items():
+        if default is None and not isinstance(given.get(name), str):
+            raise Invalid(f"{kind} needs '{name}' (text)")
+    unknown = sorted(set(given) - set(ready.params) - set(PASS_THROUGH))
     if unknown:
-        known = ", ".join(sorted((params.read | set(PASS_THROUGH)) - {"name"}))
-        raise Invalid(line, f"{kind} has no parameter {unknown[0]!r}; it takes {known}")
-    for name in PASS_THROUGH:
-        if name in params:
-            definition[name] = params[name]
-    return [_node(definition, line)]
+        known = ", ".join(sorted((set(ready.params) | set(PASS_THROUGH)) - {"name"}))
+        raise Invalid(f"{kind} has no parameter {unknown[0]!r}; it takes {known}")
+    params = {**ready.params, **given}
+    params = {**params, **_fill({k: v for k, v in params.items() if k not in given}, params)}
+    if kind in DERIVED:
+        numeric, derive = DERIVED[kind]
+        for name in numeric:
+            if isinstance(params[name], bool) or not isinstance(params[name], int | float):
+                raise Invalid(f"{kind} needs '{name}' (a number)")
+        params.update(derive(params))
+    definition = _fill(ready.monitor, params)
+    definition.update({k: given[k] for k in PASS_THROUGH if k in given})
+    return [definition]

@@ -1,96 +1,124 @@
-"""What a monitor is: typed, validated definitions built from YAML by :mod:`loader`."""
+"""What a monitor is: typed, validated definitions built from YAML by :mod:`loader`.
+
+Conditions are msgspec Structs tagged by ``type``: the YAML of a condition converts straight
+into one, its field types and ``__post_init__`` checking it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated, Literal, get_args
+
+import msgspec
+from msgspec import Meta
 
 from tally.schemas.granularity import Granularity
 
-AGGREGATES = ("sum", "mean", "min", "max", "last")
-DIRECTIONS = ("up", "down", "both")
+Aggregate = Literal["sum", "mean", "min", "max", "last"]
+Direction = Literal["up", "down", "both"]
+AGGREGATES: tuple[str, ...] = get_args(Aggregate)
+DIRECTIONS: tuple[str, ...] = get_args(Direction)
 
 
-@dataclass(frozen=True)
-class Threshold:
+Count = Annotated[
+    int, Meta(ge=1, le=10_000, extra_json_schema={"description": "between 1 and 10000 buckets"})
+]
+
+
+class _Condition(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="type"):
+    """A condition kind, tagged by ``type`` in YAML (``{type: threshold, above: 5}``)."""
+
+    @property
+    def kind(self) -> str:
+        return str(self.__struct_config__.tag)
+
+
+class Threshold(_Condition, tag="threshold"):
     """Breach when the value is above ``above`` or below ``below`` (either or both)."""
 
     above: float | None = None
     below: float | None = None
-    kind = "threshold"
+
+    def __post_init__(self) -> None:
+        if self.above is None and self.below is None:
+            raise ValueError("a threshold needs 'above' or 'below'")
 
 
-@dataclass(frozen=True)
-class Range:
+class Range(_Condition, tag="range"):
     """Breach when the value leaves ``[min, max]``."""
 
     min: float
     max: float
-    kind = "range"
+
+    def __post_init__(self) -> None:
+        if self.min > self.max:
+            raise ValueError("a range needs min <= max")
 
 
-@dataclass(frozen=True)
-class Expected:
+class Expected(_Condition, tag="expected"):
     """Counts against an expectation: a missing bucket counts as 0 (a stopped cron fires)."""
 
     fewer_than: float | None = None
     more_than: float | None = None
-    kind = "expected"
+
+    def __post_init__(self) -> None:
+        if self.fewer_than is None and self.more_than is None:
+            raise ValueError("an expected condition needs 'fewer_than' or 'more_than'")
 
 
-@dataclass(frozen=True)
-class Zero:
+class Zero(_Condition, tag="zero"):
     """Breach once the value has been 0 for ``buckets`` consecutive active buckets.
 
     With ``active`` (a path), only buckets where that path is > 0 count (a scheduler that ran
-    but touched nothing); other buckets neither count nor break the streak.
+    but touched nothing); other buckets neither count nor break the streak. A file may give
+    ``for`` (a duration) instead of ``buckets``: the loader turns it into buckets of the
+    monitor's granularity and clears it.
     """
 
-    buckets: int
+    buckets: Count | None = None
     active: str | None = None
-    kind = "zero"
+    for_: str | int | None = msgspec.field(default=None, name="for")
+
+    def __post_init__(self) -> None:
+        if self.for_ is None and self.buckets is None:
+            raise ValueError("a zero condition needs 'for' (a duration) or 'buckets'")
 
 
-@dataclass(frozen=True)
-class Drift:
+class Drift(_Condition, tag="drift"):
     """CUSUM over the last ``history`` buckets: S = max(0, S + (x - mean)/sd - k) > h, with
     mean and sd from the oldest two thirds of those buckets (the baseline)."""
 
-    history: int = 30
+    history: Count = 30
     k: float = 0.5
     h: float = 4.0
-    direction: str = "up"
+    direction: Direction = "up"
     min_sd: float = 1e-9
-    kind = "drift"
 
 
-@dataclass(frozen=True)
-class Anomaly:
+class Anomaly(_Condition, tag="anomaly"):
     """Hampel: |x - median| > k * max(1.4826 * MAD, floor) over the previous ``history``."""
 
-    history: int = 30
+    history: Count = 30
     k: float = 3.0
     floor: float = 1.0
-    direction: str = "both"
-    kind = "anomaly"
+    direction: Direction = "both"
 
 
-@dataclass(frozen=True)
-class Share:
+class Share(_Condition, tag="share"):
     """A segment's share of the total over all segments: above ``above``, or more than
     ``jump`` over its mean share in the previous ``history`` buckets."""
 
     above: float | None = None
     jump: float | None = None
-    history: int = 30
+    history: Count = 30
     min_total: float = 0.0
-    kind = "share"
+
+    def __post_init__(self) -> None:
+        if self.above is None and self.jump is None:
+            raise ValueError("a share condition needs 'above' or 'jump'")
 
 
-@dataclass(frozen=True)
-class NoData:
+class NoData(_Condition, tag="no_data"):
     """Breach when the key had no write at all in the bucket."""
-
-    kind = "no_data"
 
 
 Condition = Threshold | Range | Expected | Zero | Drift | Anomaly | Share | NoData

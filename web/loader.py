@@ -4,27 +4,18 @@ file, line and reason, and the others still load."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
-import yaml
 
 from tally.read.errors import ReadError
-from tally.read.expression import parse
+from tally.read.expression import parse as parse_expression
+from tally.schemas.yaml_config import Invalid, convert, line_of, parse
 from tally.web.model import GRANULARITIES, RANGES, Dashboard, LoadError, Segment, Widget
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-_AT = re.compile(r" - at `\$((?:\.[A-Za-z_][A-Za-z0-9_]*|\[\d+\])*)`")
-
-
-class _Invalid(Exception):
-    def __init__(self, reason: str, where: tuple[str | int, ...] = ()) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.where = where
 
 
 @dataclass(frozen=True)
@@ -35,82 +26,54 @@ class Loaded:
     errors: list[LoadError] = field(default_factory=list)
 
 
-def _line(node: yaml.Node | None, where: Iterable[str | int]) -> int | None:
-    """1-based line of the node at ``where`` (as deep as the path resolves)."""
-    if node is None:
-        return None
-    for step in where:
-        child = None
-        if isinstance(node, yaml.MappingNode) and isinstance(step, str):
-            child = next((v for k, v in node.value if k.value == step), None)
-            if child is None:
-                break
-        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int):
-            if step >= len(node.value):
-                break
-            child = node.value[step]
-        else:
-            break
-        node = child
-    return node.start_mark.line + 1
-
-
-def _steps(path: str) -> tuple[str | int, ...]:
-    """``.widgets[0].rows[1].path`` -> ``("widgets", 0, "rows", 1, "path")``."""
-    return tuple(
-        m.group(1) if m.group(1) else int(m.group(2))
-        for m in re.finditer(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]", path)
-    )
-
-
 def _check_widget(w: Widget, i: int) -> None:
     at = ("widgets", i)
     if not 1 <= w.span <= 12:
-        raise _Invalid("span must be 1..12 (columns of 12)", (*at, "span"))
+        raise Invalid("span must be 1..12 (columns of 12)", (*at, "span"))
     if w.type == "text":
         if not w.text:
-            raise _Invalid("a text widget needs `text`", at)
+            raise Invalid("a text widget needs `text`", at)
         return
     if w.type == "distribution":
         if not w.path:
-            raise _Invalid("a distribution widget needs `path` (a distribution path)", at)
+            raise Invalid("a distribution widget needs `path` (a distribution path)", at)
         return
     if not w.rows:
-        raise _Invalid(f"a {w.type} widget needs `rows` (path or expression rows)", at)
+        raise Invalid(f"a {w.type} widget needs `rows` (path or expression rows)", at)
     for j, row in enumerate(w.rows):
         where = (*at, "rows", j)
         if (row.path is None) == (row.expression is None):
-            raise _Invalid("a row has exactly one of `path` or `expression`", where)
+            raise Invalid("a row has exactly one of `path` or `expression`", where)
         if row.expression is not None:
             try:
-                parse(row.expression)
+                parse_expression(row.expression)
             except ReadError as exc:
-                raise _Invalid(f"expression: {exc.reason}", (*where, "expression")) from None
+                raise Invalid(f"expression: {exc.reason}", (*where, "expression")) from None
         elif "*" in (row.path or "") and w.type == "kpi":
-            raise _Invalid("a KPI row cannot be a wildcard (use a category widget)", where)
+            raise Invalid("a KPI row cannot be a wildcard (use a category widget)", where)
         if w.type == "gauge" and (row.path is None or "*" in row.path):
-            raise _Invalid("a gauge row is one gauge path (no expression, no wildcard)", where)
+            raise Invalid("a gauge row is one gauge path (no expression, no wildcard)", where)
 
 
 def check(d: Dashboard) -> Dashboard:
     """Validate what types cannot say; fill segments the key names but the file does not."""
     if d.range not in RANGES:
-        raise _Invalid(f"range must be one of {', '.join(RANGES)}", ("range",))
+        raise Invalid(f"range must be one of {', '.join(RANGES)}", ("range",))
     if d.granularity not in GRANULARITIES:
-        raise _Invalid(f"granularity must be one of {', '.join(GRANULARITIES)}", ("granularity",))
+        raise Invalid(f"granularity must be one of {', '.join(GRANULARITIES)}", ("granularity",))
     names = d.placeholders()
     for name in d.segments:
         if name not in names:
-            raise _Invalid(f"segment {name!r} is not a placeholder of the key", ("segments", name))
+            raise Invalid(f"segment {name!r} is not a placeholder of the key", ("segments", name))
     if "*" in d.key:
-        raise _Invalid("the key cannot hold '*': use a {segment} placeholder", ("key",))
+        raise Invalid("the key cannot hold '*': use a {segment} placeholder", ("key",))
     for i, w in enumerate(d.widgets):
         _check_widget(w, i)
         if w.expected_per and w.expected_per not in GRANULARITIES[1:]:
             where = ("widgets", i, "expected_per")
-            raise _Invalid(f"expected_per must be one of {', '.join(GRANULARITIES[1:])}", where)
+            raise Invalid(f"expected_per must be one of {', '.join(GRANULARITIES[1:])}", where)
         if w.drill is not None and w.drill not in names:
-            raise _Invalid(f"drill {w.drill!r} is not a placeholder of the key", ("widgets", i))
+            raise Invalid(f"drill {w.drill!r} is not a placeholder of the key", ("widgets", i))
     segments = {n: d.segments.get(n, Segment(label=n)) for n in names}
     return msgspec.structs.replace(d, segments=segments)
 
@@ -118,32 +81,16 @@ def check(d: Dashboard) -> Dashboard:
 def load_text(text: str, file: str, name: str, builtin: bool = False) -> Dashboard | LoadError:
     """One dashboard from YAML ``text``, or the error naming ``file``, line and reason."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        return LoadError(file, line, f"YAML: {exc.problem or exc.context}")
-    except yaml.YAMLError as exc:
-        return LoadError(file, None, f"YAML: {exc}")
+        node, data = parse(text)
+    except Invalid as exc:
+        return LoadError(file, exc.line, exc.reason)
     if not isinstance(data, dict):
         reason = "a dashboard file is a mapping (title, key, widgets)"
-        return LoadError(file, _line(node, ()), reason)
+        return LoadError(file, line_of(node, ()), reason)
     try:
-        dashboard = msgspec.convert({**data, "name": name, "builtin": builtin}, Dashboard)
-        return check(dashboard)
-    except msgspec.ValidationError as exc:
-        message = str(exc)
-        match = _AT.search(message)
-        where = _steps(match.group(1)) if match else ()
-        unknown = re.search(r"unknown field `([^`]+)`", message)
-        line = _line(node, (*where, unknown.group(1)) if unknown else where)
-        reason = _AT.sub("", message).replace("`", "'")
-        if where:
-            reason += f" (at {'.'.join(str(s) for s in where)})"
-        return LoadError(file, line, reason)
-    except _Invalid as exc:
-        return LoadError(file, _line(node, exc.where), exc.reason)
+        return check(convert({**data, "name": name, "builtin": builtin}, Dashboard))
+    except Invalid as exc:
+        return LoadError(file, line_of(node, exc.where), exc.reason)
 
 
 def load_dir(directory: Path, builtin: bool = False) -> Loaded:

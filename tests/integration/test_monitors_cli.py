@@ -98,7 +98,7 @@ def test_backtest_prints_when_each_monitor_would_have_fired_and_resolved(tally) 
         "idle (m.yaml:9): 1 firing, 2 events",
         f"  {at(12)}  firing             idle [globex]  value 0",
         f"  {at(15)}  resolved           idle [globex]  value 2",
-        "error: m.yaml:17: a threshold needs 'above' or 'below'",
+        "error: m.yaml:17: a threshold needs 'above' or 'below' (at condition)",
     ]
 
 

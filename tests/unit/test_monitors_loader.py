@@ -78,7 +78,7 @@ def test_each_bad_monitor_is_reported_with_its_line_and_the_rest_load() -> None:
     assert loaded.monitors[1].condition == Zero(buckets=10, active="total.count")
     errors = loaded.errors
     assert len(errors) == 5
-    assert errors[0].startswith("m.yaml:10: unknown condition type 'thresold'")
+    assert errors[0].startswith("m.yaml:10: 'thresold' is not one of anomaly, drift, expected")
     assert errors[1].startswith("m.yaml:14: granularity '7m'")
     assert errors[2] == "m.yaml:16: a monitor needs exactly one of 'path' or 'expression'"
     assert errors[3].startswith("m.yaml:25: annotation 'summary' uses unknown {{ nope }}")
