@@ -291,11 +291,12 @@
     }));
     const g = opts.granularity;
     const missed = opts.missed || [];
+    const ink = getComputedStyle(document.body).color; // axis labels follow light/dark mode
     const plot = new uPlot({
       width, height: opts.height || 220, tzDate,
       series,
       scales: { x: { time: true, range: (u, min, max) => [buckets[0], buckets[buckets.length - 1] + GSEC[g] * 0.999] } },
-      axes: [{}, { size: 56, values: (u, vals) => vals.map((v) => fmt(v)) }],
+      axes: [{ stroke: ink }, { size: 56, stroke: ink, values: (u, vals) => vals.map((v) => fmt(v)) }],
       legend: { live: true },
       cursor: { focus: { prox: 16 } },
       hooks: {
