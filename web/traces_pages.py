@@ -90,7 +90,7 @@ async def executions_page(
     if key:
         reader = trace_reader(state)
         try:
-            start, end = time_range(since, until)
+            start, end = time_range(since or "1h", until or None)  # a form sends ""
             f = ExecutionFilter(
                 key, start, end, status or None, tenant or None, code or None, job or None,
                 limit=limit, tag=parse_tag(tag), cursor=cursor or None,
