@@ -115,7 +115,7 @@ class ReadController(Controller):
         cursor: Annotated[str | None, QueryParameter(description="A page's `next`")] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=10_000)] = 100,
     ) -> KeyPage:
-        return await reader.key_page(search, since, until, cursor, limit)
+        return await reader.key_page(search, since, until, cursor or None, limit)
 
     @get("/paths", summary="Paths of one key with their last write")
     async def paths(

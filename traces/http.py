@@ -80,7 +80,17 @@ class TraceController(Controller):
     ) -> ExecutionPage:
         start, end = time_range(since, until)
         f = ExecutionFilter(
-            key, start, end, status, tenant, code, job, sampled, limit, parse_tag(tag), cursor
+            key,
+            start,
+            end,
+            status,
+            tenant,
+            code,
+            job,
+            sampled,
+            limit,
+            parse_tag(tag),
+            cursor or None,
         )
         return await trace_reader(state).run(page_executions, f)
 
