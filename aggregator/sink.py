@@ -15,7 +15,6 @@ import re
 import struct
 from collections.abc import Mapping
 from typing import Literal
-from urllib.parse import urlparse
 
 import aiohttp
 import clickhouse_connect
@@ -201,14 +200,13 @@ def is_data_error(exc: BaseException) -> bool:
 
 async def connect(settings: ClickHouseSettings, database: str | None = None) -> AsyncClient:
     """An async clickhouse-connect client for ``settings.url``."""
-    url = urlparse(settings.url)
-    secure = url.scheme == "https"
+    endpoint = settings.endpoint
     return await clickhouse_connect.get_async_client(
-        host=url.hostname or "127.0.0.1",
-        port=url.port or (8443 if secure else 8123),
+        host=endpoint.host,
+        port=endpoint.port,
         username=settings.user,
         password=settings.password,
-        secure=secure,
+        secure=endpoint.secure,
         verify=settings.verify_tls,
         ca_cert=settings.ca_cert,
         database=database or "default",

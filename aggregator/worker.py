@@ -35,7 +35,7 @@ from tally.aggregator.deadletter import DeadLetters
 from tally.aggregator.fold import FoldRows, PartitionFold, Rejected
 from tally.aggregator.intent import Intent
 from tally.aggregator.metrics import AggregatorMetrics
-from tally.aggregator.offsets import StartRefused, check_initial_offset
+from tally.aggregator.offsets import StartRefused, check_initial_offset, process_started_at
 from tally.aggregator.ranges import RangeReader
 from tally.aggregator.settings import AggregatorSettings
 from tally.aggregator.sink import RollupSink, classify_error
@@ -108,6 +108,8 @@ class Aggregator:
         self._bytes = 0
         self._stop = asyncio.Event()
         self._stop_deadline: float | None = None
+        self._started_at = process_started_at()
+        self._new_group = False  # no offsets and an empty topic at start: commit where we begin
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -195,7 +197,9 @@ class Aggregator:
         )
         await self.consumer.start()
         if s.initial_offset is None:
-            await check_initial_offset(self.admin, self.consumer, s.group, s.topic)
+            self._new_group = await check_initial_offset(
+                self.admin, self.consumer, s.group, s.topic, self._started_at
+            )
         self.consumer.subscribe([s.topic], listener=_Listener(self))
 
     async def _shutdown(self) -> None:
@@ -236,6 +240,9 @@ class Aggregator:
     async def on_assigned(self, partitions: set[TopicPartition]) -> None:
         """Create state for new partitions, picking up any pending intent to replay."""
         committed = await self._committed(partitions)
+        if self._new_group:
+            none = [tp for tp in partitions if getattr(committed.get(tp), "offset", -1) < 0]
+            await self._commit_beginnings(none)
         for tp in partitions:
             state = PartitionState(tp, self._new_fold())
             state.fold.on_expired = self._count_expired
@@ -255,6 +262,18 @@ class Aggregator:
                     )
             self.states[tp] = state
         self.metrics.assigned.set(len(self.states))
+
+    async def _commit_beginnings(self, partitions: list[TopicPartition]) -> None:
+        """Commit the first offset of partitions that have none, so that an aggregator started
+        (or restarted) after the first records arrive finds a group with offsets, not a new
+        group over a non-empty topic. Best effort: a failure leaves the start to the next."""
+        if not partitions or self.consumer is None:
+            return
+        try:
+            first = await self.consumer.beginning_offsets(partitions)
+            await self.consumer.commit({tp: OffsetAndMetadata(first[tp], "") for tp in partitions})
+        except (KafkaError, *LOST_OWNERSHIP) as exc:
+            log.warning("committing the first offsets of a new group failed: %r", exc)
 
     async def _committed(self, partitions: set[TopicPartition]) -> dict:
         """Committed offsets and metadata, retried until every partition is answered.

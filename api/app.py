@@ -15,8 +15,9 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ControllerRouterHandler
 
 from tally.api.auth import require_token
@@ -24,6 +25,7 @@ from tally.api.coalesce import Coalescer
 from tally.api.monitors import MonitorController
 from tally.api.routes import KindsController, ReadController, SqlController
 from tally.api.settings import ApiSettings
+from tally.api.sql import SqlRefused, SqlRunner
 from tally.read import AsyncReader, ReadError
 from tally.traces.http import TraceController
 
@@ -32,6 +34,10 @@ log = logging.getLogger("tally.api")
 
 def _bad_request(request: Request, exc: ReadError) -> Response:
     return Response({"error": exc.field, "reason": exc.reason}, status_code=400)
+
+
+def _sql_refused(request: Request, exc: SqlRefused) -> Response:
+    return Response({"error": exc.error, "reason": exc.reason}, status_code=exc.status)
 
 
 def _clickhouse_error(request: Request, exc: ClickHouseError) -> Response:
@@ -48,6 +54,12 @@ def _clickhouse_error(request: Request, exc: ClickHouseError) -> Response:
     return Response({"error": "backend", "reason": "ClickHouse is unavailable"}, status_code=503)
 
 
+def _internal_error(request: Request, exc: Exception) -> Response:
+    """A bug, not bad input: log it with its traceback; the client gets no details."""
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return Response({"error": "internal", "reason": "internal error; see the API log"}, 500)
+
+
 def _reader(state: State) -> AsyncReader:
     return state.reader
 
@@ -56,14 +68,20 @@ def _coalescer(state: State) -> Coalescer:
     return state.coalescer
 
 
+def _sql_runner(state: State) -> SqlRunner:
+    return state.sql_runner
+
+
 def create_app(
     settings: ApiSettings, extra: Sequence[ControllerRouterHandler] = (), debug: bool = False
 ) -> Litestar:
     """The app for ``settings``; ``extra`` handlers (the dashboard) are mounted beside the API."""
     reader = AsyncReader(settings.read)
+    sql_runner = SqlRunner(settings.sql_settings())
 
     async def close_reader(app: Litestar) -> None:
         await reader.close()
+        await sql_runner.close()
         traces = app.state.get("trace_reader")
         if traces is not None:
             traces.close()
@@ -81,16 +99,30 @@ def create_app(
         dependencies={
             "reader": Provide(_reader, sync_to_thread=False),
             "coalescer": Provide(_coalescer, sync_to_thread=False),
+            "sql_runner": Provide(_sql_runner, sync_to_thread=False),
         },
-        exception_handlers={ReadError: _bad_request, ClickHouseError: _clickhouse_error},
-        state=State({"settings": settings, "reader": reader, "coalescer": Coalescer()}),
+        exception_handlers={
+            ReadError: _bad_request,
+            ClickHouseError: _clickhouse_error,
+            SqlRefused: _sql_refused,
+            HTTP_500_INTERNAL_SERVER_ERROR: _internal_error,
+        },
+        state=State(
+            {
+                "settings": settings,
+                "reader": reader,
+                "coalescer": Coalescer(),
+                "sql_runner": sql_runner,
+            }
+        ),
         on_shutdown=[close_reader],
         openapi_config=OpenAPIConfig(
             title="tally",
             version="1",
             description="Business metrics from background jobs: keys, series and read-only SQL.",
             path="/api/v1/schema",
-            render_plugins=[ScalarRenderPlugin()],
+            # JSON only: a rendered page would load its script from a CDN (offline here).
+            render_plugins=[JsonRenderPlugin(path=["/", "/openapi.json"])],
             components=Components(
                 security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")}
             ),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tally.api.sql import SqlSettings
 from tally.read.settings import ReadSettings
 
 DEFAULT_HOST = "127.0.0.1"
@@ -16,7 +17,8 @@ class ApiSettings:
     """Where to listen and which tokens open what.
 
     ``read_token`` opens keys, paths, values and series; ``sql_token`` also opens ``/sql``.
-    Both are required: the API never serves without a token.
+    Both are required: the API never serves without a token. ``sql``: the SQL endpoint's own
+    ClickHouse user (without it, ``read``'s user with limits as query settings).
     """
 
     read: ReadSettings = field(default_factory=ReadSettings)
@@ -25,6 +27,14 @@ class ApiSettings:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     monitor_paths: tuple[Path, ...] = ()  # monitor files listed by /api/v1/monitors
+    sql: SqlSettings | None = None
+
+    def sql_settings(self) -> SqlSettings:
+        """The SQL endpoint's settings (the read user's, limits as query settings, if unset)."""
+        if self.sql is not None:
+            return self.sql
+        r = self.read
+        return SqlSettings(r, r.query_timeout_s, max_rows=r.max_sql_rows, dedicated=False)
 
     def __post_init__(self) -> None:
         if len(self.read_token) < 16 or len(self.sql_token) < 16:

@@ -36,10 +36,14 @@ Bootstrap = Annotated[
 ]
 
 
-def _load(paths: list[Path]):
+def _load(paths: list[Path], channels: bool = True):
+    """Definitions, their errors printed; with ``channels``, channels are checked against this
+    environment (``url_env`` set...)."""
+    import os
+
     from tally.monitors.loader import load_paths
 
-    loaded = load_paths(paths)
+    loaded = load_paths(paths, os.environ if channels else None)
     for error in loaded.errors:
         typer.echo(f"error: {error}", err=True)
     return loaded
@@ -68,6 +72,19 @@ def run(
     lease_session_ms: Annotated[
         int, typer.Option(help="Lease group session timeout: how fast a replica takes over.")
     ] = 10_000,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            envvar="TALLY_MONITORS_METRICS_PORT",
+            help="Serve /metrics on this port (0: a free one); not served by default.",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(envvar="TALLY_METRICS_HOST", help="Address of /metrics.")
+    ] = "127.0.0.1",
+    delivery_budget: Annotated[
+        float, typer.Option(help="Seconds one delivery may take, all its retries included.")
+    ] = 60.0,
     clock_file: Annotated[
         Path | None, typer.Option(hidden=True, help="Tests: read 'now' from this file.")
     ] = None,
@@ -76,9 +93,11 @@ def run(
     database: Database = "tally",
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
-    """Evaluate monitors on durable buckets until SIGINT/SIGTERM; files reload on change.
+    """Evaluate monitors on durable buckets until SIGINT/SIGTERM; files reload on change;
+    deliveries run beside evaluation, one worker per channel.
     Kafka TLS/SASL: the client's TALLY_KAFKA_SECURITY_PROTOCOL, _SASL_*, _SSL_CAFILE."""
     from tally.ingest.settings import ClientSettings
+    from tally.monitors.metrics import MetricsPortInUse
     from tally.monitors.settings import MonitorSettings, build_service
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -88,6 +107,7 @@ def run(
         bootstrap=bootstrap, topic=topic, group=group, grace_s=grace, tick_s=tick,
         base_url=base_url, lease=lease, lease_session_ms=lease_session_ms,
         security=ClientSettings.from_env().security,  # TALLY_KAFKA_SECURITY_PROTOCOL, SASL...
+        metrics_port=metrics_port, metrics_host=metrics_host, delivery_budget_s=delivery_budget,
     )  # fmt: skip
 
     async def main() -> None:
@@ -98,13 +118,17 @@ def run(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await service.start()
         try:
+            await service.start()
             await service.run(stop)
         finally:
             await service.close()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except MetricsPortInUse as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -130,7 +154,7 @@ def test(
     from tally.read import AsyncReader, ReadError
     from tally.read.timerange import resolve
 
-    loaded = _load([path])
+    loaded = _load([path], channels=False)  # a backtest sends nothing
     chosen = [m for m in loaded.monitors if not monitor or m.name in monitor]
     if not chosen:
         typer.echo("error: no valid monitor to test", err=True)
@@ -176,7 +200,7 @@ def list_(
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """List monitor definitions (errors first), optionally with their stored states."""
-    from tally.monitors.listing import describe, stored_states
+    from tally.monitors.listing import describe, stored_states, timings
 
     loaded = _load(paths)
     rows = describe(loaded)
@@ -197,6 +221,7 @@ def list_(
     else:
         for r in rows:
             typer.echo(f"{r.name:<40} {r.condition:<10} {r.key} {r.what} every {r.granularity}")
+            typer.echo(f"    {timings(r)}")
             for seg, st in states.get(r.name, {}).items():
                 typer.echo(f"    {seg or '-':<30} {st['state']}")
         if counts:

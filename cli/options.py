@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from tally.aggregator.settings import ClickHouseSettings
+from tally.cli.errors import bad_input
 from tally.cli.paths import default_data_dir, stored_clickhouse_password
 from tally.read import ReadSettings
 
@@ -37,13 +38,19 @@ DEFAULT_URL = "http://127.0.0.1:8123"
 
 
 def read_settings(url: str, user: str, database: str, data_dir: Path) -> ReadSettings:
-    """Settings for the read commands; the password only from env or the data dir's secret."""
+    """Settings for the read commands; the password only from env or the data dir's secret.
+    A URL without scheme or host, or a database that is no identifier, exits 2 in one line."""
     password = os.environ.get("TALLY_CLICKHOUSE_PASSWORD")
     if password is None:
         password = stored_clickhouse_password(data_dir) or ""
-    return ReadSettings(
-        clickhouse=ClickHouseSettings(url=url, user=user, password=password), database=database
-    )
+    try:
+        clickhouse = ClickHouseSettings(url=url, user=user, password=password)
+    except ValueError as exc:
+        raise bad_input("--clickhouse-url", str(exc)) from None
+    try:
+        return ReadSettings(clickhouse=clickhouse, database=database)
+    except ValueError as exc:
+        raise bad_input("--database", str(exc)) from None
 
 
 DEFAULT_DATA_DIR = default_data_dir()

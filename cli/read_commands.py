@@ -8,7 +8,6 @@ from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from tally.cli.errors import print_json, run_read
 from tally.cli.options import (
@@ -21,7 +20,7 @@ from tally.cli.options import (
     Json,
     read_settings,
 )
-from tally.cli.render import buckets_table, number, series_table
+from tally.cli.render import buckets_table, cell, data_table, plain, series_table
 from tally.read import Reader
 
 T = TypeVar("T")
@@ -111,9 +110,9 @@ def keys(
     if json:
         print_json(found)
         return
-    table = Table("key", "last seen (UTC)", title=f"{len(found)} keys matching {pattern!r}")
+    table = data_table(("key", "last seen (UTC)"), f"{len(found)} keys matching {pattern!r}")
     for k in found:
-        table.add_row(k.key, k.last_seen.strftime("%Y-%m-%d %H:%M"))
+        table.add_row(plain(k.key), k.last_seen.strftime("%Y-%m-%d %H:%M"))
     Console().print(table)
 
 
@@ -131,9 +130,9 @@ def paths(
     if json:
         print_json(found)
         return
-    table = Table("path", "last seen (UTC)", title=f"paths of {key!r}")
+    table = data_table(("path", "last seen (UTC)"), f"paths of {key!r}")
     for p in found:
-        table.add_row(p.path, p.last_seen.strftime("%Y-%m-%d %H:%M"))
+        table.add_row(plain(p.path), p.last_seen.strftime("%Y-%m-%d %H:%M"))
     Console().print(table)
 
 
@@ -161,12 +160,7 @@ def sql(
     if json:
         print_json(result)
         return
-    table = Table(*result.columns)
+    table = data_table(result.columns)
     for row in result.rows:
-        table.add_row(
-            *(
-                number(v) if isinstance(v, float | int) and not isinstance(v, bool) else str(v)
-                for v in row
-            )
-        )
+        table.add_row(*(cell(v) for v in row))
     Console().print(table)

@@ -1,4 +1,5 @@
-"""Terminal rendering: sparklines and the series table."""
+"""Terminal rendering: sparklines, the series table, data tables. Data (keys, paths, SQL values
+and column names) is always printed as written, never read as Rich markup."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from rich.table import Table
+from rich.text import Text
 
 from tally.read import Series
 
@@ -44,24 +46,51 @@ def number(value: float | None) -> str:
     return f"{value:.4g}"
 
 
+def plain(value: object) -> Text:
+    """``value`` as text that is never read as Rich markup (data may hold ``[/b]``)."""
+    return Text(value if isinstance(value, str) else str(value))
+
+
+def cell(value: object) -> Text:
+    """One SQL value: numbers compact, everything else (IPs, UUIDs, arrays, ...) as its text."""
+    if isinstance(value, float | int) and not isinstance(value, bool):
+        return Text(number(value), justify="right")
+    return plain(value)
+
+
+def data_table(columns: Sequence[object], title: str | None = None) -> Table:
+    """A table whose title and headers are data: printed as written, never as markup."""
+    table = Table(title=plain(title) if title is not None else None, title_justify="left")
+    for column in columns:
+        table.add_column(plain(column))
+    return table
+
+
+# An expression row is a ratio or the like per bucket: its sum over buckets means nothing.
+_STATS = ("sum", "mean", "min", "max")
+_EXPRESSION_STATS = ("mean", "min", "max")
+
+
 def series_table(series: Series, width: int = 60) -> Table:
-    """One line per row: sparkline (last ``width`` buckets), total, mean, min, max, last."""
+    """One line per row: sparkline (last ``width`` buckets), total, mean, min, max, last; an
+    expression row leaves the total blank."""
     at = series.at()
     first = at[0].strftime("%Y-%m-%d %H:%M") if at else "-"
     last = at[-1].strftime("%Y-%m-%d %H:%M") if at else "-"
     table = Table(
-        title=f"{series.key} · {series.granularity} · {first} → {last} {series.time_zone}",
+        title=plain(f"{series.key} · {series.granularity} · {first} → {last} {series.time_zone}"),
         title_justify="left",
     )
     for name, justify in (("row", "left"), ("trend", "left"), ("sum", "right"), ("mean", "right"),
                           ("min", "right"), ("max", "right"), ("last", "right")):  # fmt: skip
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    stats = {how: series.aggregate(how)[0].values for how in ("sum", "mean", "min", "max")}
+    stats = {how: series.aggregate(how)[0].values for how in _STATS}
     for row in series.rows:
+        shown = _EXPRESSION_STATS if row.kind == "expression" else _STATS
         table.add_row(
-            row.name,
+            plain(row.name),
             sparkline(row.points[-width:]),
-            *(number(stats[how][row.name]) for how in ("sum", "mean", "min", "max")),
+            *(number(stats[how][row.name]) if how in shown else "" for how in _STATS),
             number(row.points[-1] if row.points else None),
         )
     return table
@@ -72,7 +101,7 @@ def buckets_table(series: Series) -> Table:
     table = Table()
     table.add_column("bucket")
     for row in series.rows:
-        table.add_column(row.name, justify="right")
+        table.add_column(plain(row.name), justify="right")
     for i, at in enumerate(series.at()):
         table.add_row(_when(at), *(number(r.points[i]) for r in series.rows))
     return table

@@ -20,12 +20,14 @@ from tally.aggregator.settings import ClickHouseSettings
 from tally.aggregator.sink import RollupSink
 from tally.api.server import PortInUse, ServerThread, check_port
 from tally.api.settings import ApiSettings
+from tally.api.sql import SqlSettings
 from tally.api.tokens import load_or_create, tokens
 from tally.cli.paths import CLICKHOUSE_PASSWORD_FILE, secret_path
-from tally.embedded.clickhouse_http import EmbeddedClickHouse, start_clickhouse
+from tally.embedded.clickhouse.process import EmbeddedClickHouse, start_clickhouse
 from tally.embedded.kafka_broker import EmbeddedKafka, create_topic, start_kafka
 from tally.embedded.lifecycle import terminate
 from tally.read import ReadSettings
+from tally.schemas.access import access_model
 from tally.schemas.ddl import RollupSchema
 from tally.traces.setup import prepare_traces, trace_writer_command
 from tally.web import WebSettings, web_handlers
@@ -121,6 +123,7 @@ class Service:
                 self.clickhouse = start_clickhouse(
                     s.data_dir / "clickhouse", port=s.clickhouse_port,
                     user=s.clickhouse_user, password=self._password,
+                    access=access_model(s.database),
                 )  # fmt: skip
             if not s.kafka_bootstrap:
                 say(f"starting Kafka on 127.0.0.1:{s.kafka_port} ...")
@@ -135,12 +138,13 @@ class Service:
             if s.api:
                 read_token, sql_token = tokens(s.data_dir)
                 api = ApiSettings(
-                    self.read_settings(),
+                    self.read_settings("api"),
                     read_token,
                     sql_token,
                     s.api_host,
                     s.api_port,
                     monitor_paths=self._monitor_paths(),
+                    sql=self._sql_settings(),
                 )
                 ui = web_handlers(WebSettings(s.dashboards_dir))
                 self.api = ServerThread(api, [*ui, *TRACE_PAGES]).start()
@@ -148,14 +152,27 @@ class Service:
             self.stop()
             raise
 
-    def read_settings(self) -> ReadSettings:
-        """Read settings for this service's ClickHouse."""
-        return ReadSettings(clickhouse=self._clickhouse_settings(), database=self.settings.database)
+    def read_settings(self, component: str | None = None) -> ReadSettings:
+        """Read settings for this service's ClickHouse (as ``component``'s user if given)."""
+        clickhouse = self._clickhouse_settings(component)
+        return ReadSettings(clickhouse=clickhouse, database=self.settings.database)
 
-    def _clickhouse_settings(self) -> ClickHouseSettings:
-        return ClickHouseSettings(
-            url=self.clickhouse_url, user=self.settings.clickhouse_user, password=self._password
-        )
+    def login(self, component: str | None) -> tuple[str, str]:
+        """User and password of ``component`` on the local ClickHouse (``tally.schemas.access``);
+        the configured user for an external ClickHouse or ``None`` (the administrator)."""
+        if self.clickhouse is None or component is None:
+            return self.settings.clickhouse_user, self._password
+        return self.clickhouse.login(component)
+
+    def _clickhouse_settings(self, component: str | None = None) -> ClickHouseSettings:
+        user, password = self.login(component)
+        return ClickHouseSettings(url=self.clickhouse_url, user=user, password=password)
+
+    def _sql_settings(self) -> SqlSettings | None:
+        """The SQL endpoint's own user on the local ClickHouse (an external one: ``None``)."""
+        if self.clickhouse is None:
+            return None
+        return SqlSettings(self.read_settings("sql"))
 
     def _schema(self) -> RollupSchema:
         s = self.settings
@@ -177,14 +194,15 @@ class Service:
         command = [
             sys.executable, "-m", "tally.aggregator", "run",
             "--bootstrap", self.bootstrap, "--topic", TOPIC,
-            "--clickhouse-url", self.clickhouse_url, "--clickhouse-user", s.clickhouse_user,
+            "--clickhouse-url", self.clickhouse_url,
+            "--clickhouse-user", self.login("aggregator")[0],
             "--database", s.database, "--time-zone", s.time_zone, "--week-start", s.week_start,
             "--flush-interval", str(s.flush_interval_s), "--metrics-port", "0",
             # the service owns its topic: a first start counts whatever was tracked before it
             "--initial-offset", "earliest",
         ]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if not k.startswith("TALLY_API_")}
-        env["TALLY_CLICKHOUSE_PASSWORD"] = self._password
+        env["TALLY_CLICKHOUSE_PASSWORD"] = self.login("aggregator")[1]
         with (s.data_dir / "logs" / f"aggregator-{index}.log").open("ab") as log:
             return subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -194,10 +212,11 @@ class Service:
     def _start_trace_writer(self, index: int) -> subprocess.Popen:
         s = self.settings
         command = trace_writer_command(
-            self.bootstrap, self.clickhouse_url, s.clickhouse_user, s.database, s.flush_interval_s
-        )
+            self.bootstrap, self.clickhouse_url, self.login("traces")[0], s.database,
+            s.flush_interval_s,
+        )  # fmt: skip
         env = {k: v for k, v in os.environ.items() if not k.startswith("TALLY_API_")}
-        env["TALLY_CLICKHOUSE_PASSWORD"] = self._password
+        env["TALLY_CLICKHOUSE_PASSWORD"] = self.login("traces")[1]
         with (s.data_dir / "logs" / f"trace-writer-{index}.log").open("ab") as log:
             return subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -216,12 +235,13 @@ class Service:
         command = [
             sys.executable, "-m", "tally.cli", "monitors", "run", str(s.monitors_dir),
             "--bootstrap", self.bootstrap, "--topic", TOPIC,
-            "--clickhouse-url", self.clickhouse_url, "--clickhouse-user", s.clickhouse_user,
+            "--clickhouse-url", self.clickhouse_url,
+            "--clickhouse-user", self.login("monitors")[0],
             "--database", s.database, "--data-dir", str(s.data_dir),
-            "--base-url", self.api_url if s.api else "",
+            "--base-url", self.api_url if s.api else "", "--metrics-port", "0",
         ]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if not k.startswith("TALLY_API_")}
-        env["TALLY_CLICKHOUSE_PASSWORD"] = self._password
+        env["TALLY_CLICKHOUSE_PASSWORD"] = self.login("monitors")[1]
         with (s.data_dir / "logs" / "monitors.log").open("ab") as log:
             return subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -77,7 +77,7 @@ def list_(
     try:
         start, end = time_range(since, until)
     except ReadError as exc:
-        raise bad_input(exc) from None
+        raise bad_input(exc.field, exc.reason) from None
     f = ExecutionFilter(key, start, end, state, tenant, code, job, False, limit, cursor=cursor)
     page = _call(_reader(clickhouse_url, clickhouse_user, database, data_dir), page_executions, f)
     rows = page.executions
@@ -161,7 +161,7 @@ def log(
     try:
         start, end = time_range(since, until)
     except ReadError as exc:
-        raise bad_input(exc) from None
+        raise bad_input(exc.field, exc.reason) from None
     f = JobLogFilter(start, end, job, tenant, state, event, None, pair, limit)
     rows = _call(_reader(clickhouse_url, clickhouse_user, database, data_dir), search_job_log, f)
     if json:

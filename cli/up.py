@@ -11,9 +11,11 @@ from typing import Annotated
 
 import typer
 
+from tally.aggregator.settings import BadClickHouseUrl, clickhouse_endpoint
 from tally.api.server import PortInUse, check_port, server
 from tally.api.settings import DEFAULT_HOST, DEFAULT_PORT, ApiSettings
 from tally.api.tokens import READ_FILE, SQL_FILE, tokens
+from tally.cli.errors import bad_input
 from tally.cli.options import (
     DEFAULT_DATA_DIR,
     DEFAULT_URL,
@@ -122,6 +124,11 @@ def up(
     dashboards: Dashboards = None,
 ) -> None:
     """Run Kafka, ClickHouse, aggregators and the HTTP API until Ctrl-C; data persists."""
+    if clickhouse_url is not None:
+        try:
+            clickhouse_endpoint(clickhouse_url)
+        except BadClickHouseUrl as exc:
+            raise bad_input("--clickhouse-url", str(exc)) from None
     settings = UpSettings(
         data_dir=data_dir.expanduser().resolve(), kafka_port=kafka_port,
         clickhouse_port=clickhouse_port, api_host=api_host, api_port=api_port,

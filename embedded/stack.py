@@ -24,9 +24,10 @@ import clickhouse_connect
 
 from tally.aggregator.settings import ClickHouseSettings
 from tally.aggregator.sink import RollupSink
-from tally.embedded.clickhouse_http import EmbeddedClickHouse, start_clickhouse
+from tally.embedded.clickhouse.process import EmbeddedClickHouse, start_clickhouse
 from tally.embedded.kafka_broker import EmbeddedKafka, create_topic, free_ports, start_kafka
 from tally.embedded.lifecycle import StopsOnExit
+from tally.schemas.access import access_model
 from tally.schemas.ddl import RollupSchema
 
 
@@ -78,6 +79,12 @@ class Stack(StopsOnExit):
             url=self.clickhouse.url, user=self.clickhouse.user, password=self.clickhouse.password
         )
 
+    def component_settings(self, component: str) -> ClickHouseSettings:
+        """URL, user and password of one component's own ClickHouse user (``aggregator``,
+        ``traces``, ``monitors``, ``api``, ``sql``; ``tally.schemas.access``)."""
+        user, password = self.clickhouse.login(component)
+        return ClickHouseSettings(url=self.clickhouse.url, user=user, password=password)
+
     @property
     def dlq_topic(self) -> str:
         """The dead-letter topic."""
@@ -99,7 +106,7 @@ class Stack(StopsOnExit):
             "--heartbeat-ms", str(c.heartbeat_ms),
             "--metrics-port", str(metrics_port),
             "--initial-offset", "earliest",
-            "--clickhouse-user", self.clickhouse.user,
+            "--clickhouse-user", self.clickhouse.login("aggregator")[0],
             *c.extra_args,
         ]  # fmt: skip
 
@@ -118,8 +125,8 @@ class Stack(StopsOnExit):
         return proc
 
     def aggregator_env(self) -> dict[str, str]:
-        """The launcher's environment, the stack's ClickHouse password, then ``config.env``."""
-        password = {"TALLY_CLICKHOUSE_PASSWORD": self.clickhouse.password}
+        """The launcher's environment, the aggregator user's password, then ``config.env``."""
+        password = {"TALLY_CLICKHOUSE_PASSWORD": self.clickhouse.login("aggregator")[1]}
         return {**os.environ, **password, **self.config.env}
 
     def metrics(self, proc: subprocess.Popen) -> dict[str, float]:
@@ -181,8 +188,11 @@ def start_stack(
     config = config or StackConfig()
     workdir.mkdir(parents=True, exist_ok=True)
     clickhouse = start_clickhouse(
-        workdir / "clickhouse", user=config.clickhouse_user, password=config.clickhouse_password
-    )  # the password is stored in the data dir (generated there unless the config sets one)
+        workdir / "clickhouse",
+        user=config.clickhouse_user,
+        password=config.clickhouse_password,
+        access=access_model(config.database),
+    )  # passwords are stored in the data dir (generated there unless the config sets one)
     try:
         kafka = start_kafka(workdir / "kafka")
     except BaseException:

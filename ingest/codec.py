@@ -1,60 +1,110 @@
-"""How the sender turns buffered events into Kafka records and back (one codec per topic).
+"""The metrics topic's codec: ``MetricRecord``s as ``BatchV1``, ``KindsRecord``s as ``BatchV2``.
 
-The sender is the same for every topic: it groups buffered items by partition, packs them
-into capped records, spools, retries and splits. What a record holds is the codec's business.
-A buffered item is an event tuple followed by its routing key (``(*event, route)``).
+The wire version follows the records' types: a chunk holding any ``KindsRecord`` is written
+as version 2 (every event an ``EventV2``), any other chunk as version 1. Strings, keysets
+and shapes are interned per record (see ``schemas/wire.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any
+
+import msgspec
 
 from tally.ingest.kinds import Dist
-from tally.schemas.wire import BatchDecoder, BatchEncoder, EventV2, WireError
-
-
-class RecordCodec(Protocol):
-    """Encodes events into one record payload and decodes them back."""
-
-    def encode(self, events: Sequence[tuple]) -> bytes:
-        """One record holding ``events`` (at least one)."""
-        ...
-
-    def decode(self, payload: bytes) -> list[tuple]:
-        """The events of a record; raises ``WireError`` when it is not one."""
-        ...
-
-    def route(self, event: tuple) -> str:
-        """The routing key of a decoded event (for records spooled before routing)."""
-        ...
+from tally.ingest.records import KindsRecord, MetricRecord
+from tally.schemas.wire import (
+    BatchDecoder,
+    BatchV1,
+    BatchV2,
+    DistV2,
+    EventV1,
+    EventV2,
+    GaugeV2,
+    WireError,
+)
 
 
 class MetricCodec:
-    """The metrics topic's records: events are ``(at, keys, paths, values[, kinds])``."""
+    """``RecordCodec`` of the metrics topic. Not thread-safe: one per sender thread."""
 
     def __init__(self, source: str) -> None:
-        self._encoder = BatchEncoder(source)
+        self.source = source
+        self._encoder = msgspec.msgpack.Encoder()
         self._decoder = BatchDecoder()
 
-    def encode(self, events: Sequence[tuple]) -> bytes:
-        """A ``BatchV1`` record."""
-        return self._encoder.encode(events)
+    def encode(self, records: Sequence[MetricRecord]) -> bytes:
+        """One record: ``BatchV2`` if any record is a ``KindsRecord``, else ``BatchV1``."""
+        for record in records:
+            if type(record) is KindsRecord:
+                return self._encode_v2(records)
+        keysets: dict[tuple[str, ...], int] = {}
+        shapes: dict[tuple[str, ...], int] = {}
+        events = [
+            EventV1(
+                r.at,
+                keysets.setdefault(r.keys, len(keysets)),
+                shapes.setdefault(r.paths, len(shapes)),
+                r.values,
+            )
+            for r in records
+        ]
+        return self._batch(BatchV1, {}, keysets, shapes, events)
 
-    def decode(self, payload: bytes) -> list[tuple]:
-        """``(at, keys, paths, values)`` per event."""
+    def _encode_v2(self, records: Sequence[MetricRecord]) -> bytes:
+        strings: dict[str, int] = {}  # distribution and gauge paths first, as they come
+        keysets: dict[tuple[str, ...], int] = {}
+        shapes: dict[tuple[str, ...], int] = {}
+        events: list[EventV2] = []
+        for r in records:
+            if type(r) is KindsRecord:
+                dist_items, gauge_items = r.kinds
+                dists = [_dist(strings.setdefault(p, len(strings)), d) for p, d in dist_items]
+                gauges = [
+                    GaugeV2(strings.setdefault(p, len(strings)), value, at_ms)
+                    for p, value, at_ms in gauge_items
+                ]
+            else:
+                dists, gauges = [], []
+            ks = keysets.setdefault(r.keys, len(keysets))
+            sh = shapes.setdefault(r.paths, len(shapes))
+            events.append(EventV2(r.at, ks, sh, r.values, dists, gauges))
+        return self._batch(BatchV2, strings, keysets, shapes, events)
+
+    def _batch(
+        self,
+        kind: type[BatchV1] | type[BatchV2],
+        strings: dict[str, int],
+        keysets: dict[tuple[str, ...], int],
+        shapes: dict[tuple[str, ...], int],
+        events: list[Any],
+    ) -> bytes:
+        """Intern the keys and paths after ``strings`` and encode the batch."""
+        for table in (keysets, shapes):
+            for names in table:
+                for name in names:
+                    strings.setdefault(name, len(strings))
+        return self._encoder.encode(
+            kind(
+                source=self.source,
+                strings=list(strings),
+                keysets=[[strings[k] for k in keys] for keys in keysets],
+                shapes=[[strings[p] for p in paths] for paths in shapes],
+                events=events,
+            )
+        )
+
+    def decode(self, payload: bytes) -> list[MetricRecord]:
+        """The events of a record, routed by their last key (as ``track`` does by default)."""
         batch = self._decoder.decode(payload)
         if not batch.events:
             raise WireError("empty", "no events")
         strings, keysets, shapes = batch.strings, batch.keysets, batch.shapes
-        out: list[tuple] = []
+        out: list[MetricRecord] = []
         for event in batch.events:
-            decoded: tuple = (
-                event.at,
-                tuple(strings[i] for i in keysets[event.keyset]),
-                tuple(strings[i] for i in shapes[event.shape]),
-                event.values,
-            )
+            keys = tuple(strings[i] for i in keysets[event.keyset])
+            paths = tuple(strings[i] for i in shapes[event.shape])
             if isinstance(event, EventV2) and (event.dists or event.gauges):
                 # distributions and gauges travel on: a re-encoded record keeps them
                 dists = [
@@ -68,10 +118,16 @@ class MetricCodec:
                     for d in event.dists
                 ]  # fmt: skip
                 gauges = [(strings[g.path], g.value, g.at_ms) for g in event.gauges]
-                decoded = (*decoded, (dists, gauges))
-            out.append(decoded)
+                kinds = (dists, gauges)
+                out.append(KindsRecord(event.at, keys, paths, event.values, keys[-1], kinds))
+            else:
+                out.append(MetricRecord(event.at, keys, paths, event.values, keys[-1]))
         return out
 
-    def route(self, event: tuple) -> str:
-        """The last key, as ``Tracker.track`` routes by default."""
-        return event[1][-1]
+
+def _dist(path: int, d: Dist) -> DistV2:
+    """A distribution on the wire: its sketch's buckets in key order."""
+    order = sorted(d.buckets)
+    return DistV2(
+        path, d.count, d.total, d.square, d.vmin, d.vmax, order, [d.buckets[k] for k in order]
+    )

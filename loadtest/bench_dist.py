@@ -28,7 +28,7 @@ from pathlib import Path
 from tally.aggregator.fold import PartitionFold
 from tally.aggregator.settings import ClickHouseSettings
 from tally.aggregator.sink import RollupSink
-from tally.embedded.clickhouse_process import start_clickhouse
+from tally.embedded.clickhouse.process import start_clickhouse
 from tally.ingest import ClientSettings, Dist, Tracker, dist
 from tally.ingest.flatten import flatten_all
 from tally.loadtest.storage import optimize_final, table_size
@@ -120,7 +120,7 @@ def track_cost(calls: int) -> dict[str, float]:
                     spent += time.perf_counter() - t0
                     # a live sender drains the buffer; this one cannot reach a broker, so
                     # empty it (untimed) to keep the heap (and the GC's work) realistic
-                    tracker._buffer.clear()
+                    tracker.outbox.buffer.clear()
                 best = min(best, spent / calls * 1e6)
             out[name] = best
         finally:

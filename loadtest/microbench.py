@@ -4,14 +4,23 @@ The tracker is connected to a real broker (its own topic, which no aggregator re
 sender thread encodes and ships in the background and competes for the GIL as in an
 application. Each call is timed alone with ``perf_counter_ns``; the bare loop calls a no-op
 with the same arguments, so ``track - bare`` is what the client adds to a plain call.
+
+``python -m tally.loadtest.microbench [--bootstrap HOST:PORT] [--calls N]`` prints the timings
+and the client's CPU per event (tracking thread and sender thread) as JSON; without
+``--bootstrap`` it starts an embedded broker.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import json
 import statistics
+import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from tally.ingest import ClientSettings, Tracker
 from tally.loadtest.freshness import percentile
@@ -131,3 +140,61 @@ def _leaves(values: dict):
             yield from _leaves(value)
         else:
             yield value
+
+
+def cpu_per_event(bootstrap: str, topic: str, events: int = 200_000, seed: int = 11) -> dict:
+    """CPU ns per ``track()`` on the calling thread, and per event on the other (sender)
+    threads until the broker acknowledged all of them."""
+    settings = ClientSettings(
+        bootstrap_servers=bootstrap, topic=topic, source="micro-cpu", buffer_events=events + 1
+    )
+    tracker = Tracker(settings)
+    try:
+        tracker.track("loadtest::micro", {"count": 1})
+        tracker.flush(60)
+        sample = _kinds(seed)["calculation (success, 4 keys)"]
+        process0, thread0 = time.process_time(), time.thread_time()
+        for i in range(events):
+            e = sample[i % len(sample)]
+            tracker.track(e.keys, e.values, None, e.route)
+        thread1 = time.thread_time()
+        delivered = tracker.flush(300)
+        process1, thread2 = time.process_time(), time.thread_time()
+        return {
+            "events": events,
+            "delivered": delivered,
+            "track_cpu_ns": round((thread1 - thread0) * 1e9 / events),
+            "sender_cpu_ns": round(((process1 - process0) - (thread2 - thread0)) * 1e9 / events),
+        }
+    finally:
+        close_in_background(tracker)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the micro-benchmark and print it as JSON."""
+    parser = argparse.ArgumentParser(prog="python -m tally.loadtest.microbench")
+    parser.add_argument("--bootstrap", help="a broker (default: start an embedded one)")
+    parser.add_argument("--topic", default="tally.loadtest.micro")
+    parser.add_argument("--calls", type=int, default=50_000, help="timed calls per shape")
+    parser.add_argument("--cpu-events", type=int, default=200_000)
+    args = parser.parse_args(argv)
+    from tally.embedded.kafka_broker import create_topic, start_kafka
+
+    broker = None
+    bootstrap = args.bootstrap
+    if bootstrap is None:
+        broker = start_kafka(Path(tempfile.mkdtemp(prefix="tally-micro-")), partitions_default=1)
+        bootstrap = broker.bootstrap
+    try:
+        asyncio.run(create_topic(bootstrap, args.topic, 1))
+        kinds = bench_track(bootstrap, args.topic, args.calls)
+        cpu = cpu_per_event(bootstrap, args.topic, args.cpu_events)
+        print(json.dumps({"kinds": [asdict(k) for k in kinds], "cpu": cpu}, indent=1))
+    finally:
+        if broker is not None:
+            broker.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

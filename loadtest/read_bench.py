@@ -28,7 +28,7 @@ import httpx
 
 from tally.aggregator.settings import ClickHouseSettings
 from tally.aggregator.sink import RollupSink
-from tally.embedded.clickhouse_http import start_clickhouse
+from tally.embedded.clickhouse.process import start_clickhouse
 from tally.embedded.kafka_broker import free_ports
 from tally.read import AsyncReader, Reader, ReadSettings
 from tally.schemas.ddl import RollupSchema

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tally.monitors.engine import advance, bucket_seconds, iso
+from tally.monitors.engine import advance, buckets_of, iso
 from tally.monitors.evaluate import frames
 from tally.monitors.source import fetch
 from tally.monitors.spec import Monitor
@@ -38,16 +38,15 @@ async def backtest(
     reader: AsyncReader, monitor: Monitor, since: int, until: int, all_changes: bool = False
 ) -> list[Event]:
     """Events in ``[since, until)``: notifications, or every state change with ``all_changes``."""
-    g = bucket_seconds(monitor)
     calendar = (await reader.schema()).calendar
-    first = calendar.floor(since, monitor.granularity)
-    last = calendar.floor(until, monitor.granularity) - g  # the last complete bucket
+    clock = buckets_of(monitor, calendar)
+    first = clock.floor(since)
+    last = clock.prev(clock.floor(until))  # the last complete bucket
     if last < first:
         return []
-    start = first - monitor.history * g
-    buckets = list(range(start, last + g, g))
-    fetched = await fetch(reader, monitor, buckets, last + g)
-    step = advance(monitor, frames(monitor, fetched), {}, (first - start) // g)
+    buckets = clock.span(clock.back(first, monitor.history), last)
+    fetched = await fetch(reader, monitor, buckets, clock.next(last))
+    step = advance(monitor, frames(monitor, fetched), {}, monitor.history, calendar=calendar)
     events = [
         Event(t.bucket, monitor.name, s.name, t.before, t.after, t.notify, t.value)
         for s, t in step.transitions

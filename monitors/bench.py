@@ -27,7 +27,7 @@ import clickhouse_connect
 
 from tally.aggregator.settings import ClickHouseSettings
 from tally.aggregator.sink import RollupSink
-from tally.embedded.clickhouse_http import start_clickhouse
+from tally.embedded.clickhouse.process import start_clickhouse
 from tally.monitors.lease import AlwaysHeld
 from tally.monitors.notify import Notifier
 from tally.monitors.service import MonitorService

@@ -8,19 +8,21 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
+from tally.monitors.buckets import Buckets
 from tally.monitors.evaluate import Frames, Segment, verdict_at
-from tally.monitors.loader import UNIT_SECONDS
 from tally.monitors.spec import Monitor
 from tally.monitors.state import AlertState, Timing, Transition, step
+from tally.schemas.granularity import Calendar
 
+UTC_CALENDAR = Calendar()
 _TEMPLATE = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
 
 
-def bucket_seconds(monitor: Monitor) -> int:
-    """Length of one bucket of the monitor's granularity."""
-    return UNIT_SECONDS[monitor.granularity.unit] * monitor.granularity.n
+def buckets_of(monitor: Monitor, calendar: Calendar) -> Buckets:
+    """The monitor's buckets in the rollups' calendar."""
+    return Buckets(calendar, monitor.granularity)
 
 
 def timing(monitor: Monitor) -> Timing:
@@ -61,15 +63,13 @@ def fingerprint(monitor: str, segment: str) -> str:
     return hashlib.sha256(f"{monitor}\x00{segment}".encode()).hexdigest()[:16]
 
 
-def dashboard_url(base_url: str, key: str, since: int, end: int, granularity: str, g: int) -> str:
-    """The dashboard's page of ``key`` (``<base>/ui/key?key=&range=custom&from=&to=&g=``, unix
-    seconds), from 10 buckets before the episode to the end of its bucket."""
+def monitor_url(base_url: str, monitor: str, segment: str, bucket: int) -> str:
+    """The monitor's page (``<base>/ui/monitors/<name>?segment=&at=``, ``at`` in unix seconds):
+    the value it judged around ``bucket`` with its lines, firing windows and executions."""
     if not base_url:
         return ""
-    query = urlencode(
-        {"key": key, "range": "custom", "from": since - 10 * g, "to": end, "g": granularity}
-    )
-    return f"{base_url.rstrip('/')}/ui/key?{query}"
+    query = urlencode({"segment": segment, "at": bucket})
+    return f"{base_url.rstrip('/')}/ui/monitors/{quote(monitor, safe='')}?{query}"
 
 
 def _format(value: float | None) -> str:
@@ -84,10 +84,10 @@ def render(text: str, context: Mapping[str, str]) -> str:
 
 
 def notice(monitor: Monitor, segment: Segment, t: Transition, base_url: str) -> Notice:
-    """The notice of a notifying transition."""
-    g = bucket_seconds(monitor)
+    """The notice of a notifying transition; its link opens the monitor's page at the judged
+    bucket."""
     since = t.since or t.bucket
-    url = dashboard_url(base_url, segment.key, since, t.bucket + g, str(monitor.granularity), g)
+    url = monitor_url(base_url, monitor.name, segment.name, t.bucket)
     context = {
         "monitor": monitor.name, "segment": segment.name or "-", "key": segment.key,
         "value": _format(t.value), "bucket": iso(t.bucket), "since": iso(since),
@@ -126,13 +126,15 @@ def advance(
     first: int,
     base_url: str = "",
     error: str = "",
+    calendar: Calendar = UTC_CALENDAR,
 ) -> Step:
-    """Judge every bucket from index ``first`` for each segment, after its ``last_bucket``.
+    """Judge every bucket from index ``first`` for each segment, after its ``last_bucket``;
+    bucket ends and timings follow ``calendar`` (the rollups' zone).
 
     Buckets whose window is not complete in ``frames`` are never judged.
     """
     first = max(first, monitor.window - 1)
-    g = bucket_seconds(monitor)
+    clock = buckets_of(monitor, calendar)
     t = timing(monitor)
     new_states = dict(states)
     transitions: list[tuple[Segment, Transition]] = []
@@ -145,11 +147,12 @@ def advance(
             bucket = frames.buckets[i]
             if bucket <= state.last_bucket:
                 continue
+            end = clock.next(bucket)
             if frame is None or error:
-                state, tr = step(state, bucket, g, None, t, None, error or "")
+                state, tr = step(state, bucket, end, None, t, None, error or "", clock.elapsed)
             else:
                 v = verdict_at(monitor, frame, i)
-                state, tr = step(state, bucket, g, v.breach, t, v.value)
+                state, tr = step(state, bucket, end, v.breach, t, v.value, "", clock.elapsed)
             if tr is not None:
                 transitions.append((seg, tr))
                 if tr.notify:

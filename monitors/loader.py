@@ -24,13 +24,15 @@ report) it is in: the rest of the file, and every other file, still loads.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from tally.monitors import spec
+from tally.monitors.channels import problems as channel_problems
+from tally.monitors.files import files_of, load_file
 from tally.read.errors import ReadError
 from tally.read.expression import parse as parse_expression
 from tally.read.patterns import KeyPattern, PathWildcard, check_path
@@ -47,7 +49,8 @@ CONDITIONS: dict[str, type] = {
     "zero": spec.Zero, "drift": spec.Drift, "anomaly": spec.Anomaly, "share": spec.Share,
     "no_data": spec.NoData,
 }  # fmt: skip
-UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
+# Nominal lengths, to turn durations into bucket counts; buckets follow the calendar.
+UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 CHANNEL_TYPES = ("webhook", "slack", "email", "log")
 
 
@@ -260,7 +263,8 @@ def monitor(node: Any, source: str) -> spec.Monitor:
     except GranularityError as exc:
         raise Invalid(_line(node, "granularity"), str(exc)) from None
     if granularity.unit not in UNIT_SECONDS:
-        raise Invalid(_line(node, "granularity"), "monitors use minute, hour or day granularities")
+        reason = "monitors use minute, hour, day or week granularities"
+        raise Invalid(_line(node, "granularity"), reason)
     length = UNIT_SECONDS[granularity.unit] * granularity.n
     window_s = _duration(node, "window", str(granularity))
     if window_s % length or window_s <= 0:
@@ -313,8 +317,8 @@ CHANNEL_FIELDS = ("type", "url", "url_env", "to", "from", "host", "port", "usern
                   "password_env", "starttls")  # fmt: skip
 
 
-def channel(name: str, node: Any) -> spec.Channel:
-    """One notification channel."""
+def channel(name: str, node: Any, source: str = "") -> spec.Channel:
+    """One notification channel (``source``: its ``file:line``)."""
     if not isinstance(node, Node):
         raise Invalid(0, f"channel {name!r} must be a mapping")
     _unknown(node, CHANNEL_FIELDS, f"channel {name!r}")
@@ -335,7 +339,7 @@ def channel(name: str, node: Any) -> spec.Channel:
         to=tuple(str(t) for t in to), sender=str(node.get("from", "tally@localhost")),
         host=str(node.get("host", "127.0.0.1")), port=port,
         username=str(node.get("username", "")), password_env=str(node.get("password_env", "")),
-        starttls=bool(node.get("starttls", False)),
+        starttls=bool(node.get("starttls", False)), source=source,
     )  # fmt: skip
 
 
@@ -390,7 +394,8 @@ def load_text(text: str, filename: str) -> spec.MonitorFile:
     channels: dict[str, spec.Channel] = {}
     for name, raw in (document.get("channels") or {}).items():
         try:
-            channels[name] = channel(str(name), raw)
+            where = f"{filename}:{_line(document['channels'], name) or _line(raw)}"
+            channels[name] = channel(str(name), raw, where)
         except Invalid as exc:
             errors.append(
                 f"{filename}:{exc.line or _line(document['channels'], name)}: {exc.reason}"
@@ -430,26 +435,25 @@ def _list(document: Node, key: str, filename: str, errors: list[str]) -> list[An
     return value
 
 
-def load_paths(paths: Iterable[Path]) -> spec.MonitorFile:
-    """Load files and directories (``*.yaml``/``*.yml``), merging them; names must be unique."""
-    files: list[Path] = []
-    for p in paths:
-        if p.is_dir():
-            files.extend(sorted([*p.glob("*.yaml"), *p.glob("*.yml")]))
-        else:
-            files.append(p)
+def load_paths(paths: Iterable[Path], env: Mapping[str, str] | None = None) -> spec.MonitorFile:
+    """Load files and directories (``*.yaml``/``*.yml``), merging them; names must be unique.
+    With ``env``, channels are checked against it (see :func:`merge`)."""
+    return merge([load_file(f, load_text) for f in files_of(paths)], env)
+
+
+def merge(
+    files: Iterable[spec.MonitorFile], env: Mapping[str, str] | None = None
+) -> spec.MonitorFile:
+    """Definitions of several files as one: a repeated monitor name and a channel no file
+    defines are errors; with ``env`` (the environment the notifier will use), so is a channel
+    that cannot deliver in it (``url_env`` unset...). Such a channel stays defined: its notices
+    are held until it is fixed."""
     monitors: list[spec.Monitor] = []
     channels: dict[str, spec.Channel] = {}
     reports: list[spec.Report] = []
     errors: list[str] = []
     names: set[str] = set()
-    for f in files:
-        try:
-            text = f.read_text()
-        except OSError as exc:
-            errors.append(f"{f}:0: cannot read: {exc.strerror}")
-            continue
-        loaded = load_text(text, str(f))
+    for loaded in files:
         errors.extend(loaded.errors)
         for m in loaded.monitors:
             if m.name in names:
@@ -463,4 +467,6 @@ def load_paths(paths: Iterable[Path]) -> spec.MonitorFile:
         for c in m.notify:
             if c != "log" and c not in channels:
                 errors.append(f"{m.source}: monitor {m.name!r} notifies unknown channel {c!r}")
+    if env is not None:
+        errors.extend(channel_problems(channels, env))
     return spec.MonitorFile(tuple(monitors), channels, tuple(reports), tuple(errors))

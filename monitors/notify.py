@@ -18,6 +18,8 @@ from typing import Any
 
 import aiohttp
 
+from tally.monitors.channels import problem as channel_problem
+from tally.monitors.channels import url_of
 from tally.monitors.engine import Notice, iso
 from tally.monitors.spec import Channel
 
@@ -134,26 +136,51 @@ class Notifier:
             await self._session.close()
             self._session = None
 
-    def _url(self, channel: Channel) -> str:
-        url = self.env.get(channel.url_env, "") if channel.url_env else channel.url
-        if not url:
-            raise DeliveryError(f"channel {channel.name}: {channel.url_env} is not set", False)
-        return url
+    def problem(self, channel_name: str) -> str:
+        """Why ``channel_name`` cannot deliver as configured ("" when it can): its notices are
+        held, not failed, until the definitions or the environment are fixed."""
+        if channel_name == "log":
+            return ""
+        channel = self.channels.get(channel_name)
+        if channel is None:
+            return f"unknown channel {channel_name!r}"
+        return channel_problem(channel, self.env)
 
-    async def deliver(self, n: Notice, channel_name: str) -> tuple[bool, int, str]:
-        """Deliver with retries: (delivered, attempts made, last error)."""
+    def _url(self, channel: Channel) -> str:
+        reason = channel_problem(channel, self.env)
+        if reason:
+            raise DeliveryError(reason, False)
+        return url_of(channel, self.env)
+
+    async def deliver(
+        self, n: Notice, channel_name: str, budget_s: float | None = None
+    ) -> tuple[bool, int, str]:
+        """Deliver with retries: (delivered, attempts made, last error). With ``budget_s``, the
+        attempts and backoff together stop there (a receiver that accepts and never answers
+        costs at most the budget)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if budget_s is None else loop.time() + budget_s
         error = ""
+        attempt = 0
         for attempt in range(1, self.attempts + 1):
             try:
-                await self._send(n, channel_name)
+                async with asyncio.timeout_at(deadline):
+                    await self._send(n, channel_name)
                 self.stats.delivered += 1
                 return True, attempt, ""
             except DeliveryError as exc:
                 error = exc.reason
                 if not exc.retry or attempt == self.attempts:
                     break
+            except TimeoutError:
+                error = f"channel {channel_name}: no answer within the {budget_s:g} s budget"
+                break
+            pause = self.backoff_s * 2 ** (attempt - 1)
+            if deadline is not None and loop.time() + pause >= deadline:
+                error += f" (the {budget_s:g} s budget is spent)"
+                break
             self.stats.retries += 1
-            await asyncio.sleep(self.backoff_s * 2 ** (attempt - 1))
+            await asyncio.sleep(pause)
         self.stats.failed += 1
         self.stats.by_channel[channel_name] = self.stats.by_channel.get(channel_name, 0) + 1
         log.error("delivery of %s to %s failed: %s", n.id, channel_name, error)

@@ -2,11 +2,13 @@
 
     ready:
       - cron_below_expected: {job: billing__cron__schedule_invoices_job, window: 1h, expected: 1}
-      - scheduler_idle: {job: billing__tenants__schedule_invoices_job, for: 30m}
+      - scheduler_idle: {job: billing__tenants__schedule_invoices_job, idle_for: 30m}
 
 Every parameter has a default except ``job`` (and ``queue`` for queue depth and stuck); ``notify``,
-``labels``, ``for`` and ``granularity`` pass through to the monitor. Keys and paths follow the
-job shape: ``event::cron`` / ``event::schedule[::<tenant>]`` / ``event::job`` with
+``labels``, ``for`` and ``granularity`` pass through to the monitor. ``for`` is pending time
+*after* the condition holds: ``scheduler_idle`` with ``idle_for: 30m, for: 30m`` alerts after
+about an hour idle (``tally monitors list`` shows the effective durations). Keys and paths
+follow the job shape: ``event::cron`` / ``event::schedule[::<tenant>]`` / ``event::job`` with
 ``jobs.<job>.{count,resources,duration.sum,duration.count,state.*,retries,queue_lag.*}``
 (``duration`` and ``queue_lag`` are distributions; monitors read their ``.sum``/``.count``
 counters). Queue depth is the sampler's gauge ``depth`` under

@@ -1,5 +1,6 @@
-"""The monitor service: on each tick, judge every monitor's newest durable buckets, store
-state, history and the outbox in ClickHouse, then deliver what is pending.
+"""The monitor service: on each tick, judge every monitor's newest durable buckets and store
+state, history and the outbox in ClickHouse; deliveries run beside it (:mod:`dispatch`), so
+evaluation never waits for a receiver.
 
 A monitor is judged on its granularity's boundaries: bucket ``[t, t+g)`` is judged once the
 watermark says it is durable (never by the wall clock alone), in order, each bucket once. After
@@ -17,10 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tally.monitors.engine import Notice, advance, bucket_seconds
+from tally.monitors.dispatch import Dispatcher
+from tally.monitors.engine import Notice, advance, buckets_of
 from tally.monitors.evaluate import Frames, Segment, frames
+from tally.monitors.files import WatchedFiles
 from tally.monitors.lease import AlwaysHeld, Lease
-from tally.monitors.loader import load_paths
+from tally.monitors.loader import load_text, merge
+from tally.monitors.metrics import MonitorMetrics
 from tally.monitors.notify import Notifier
 from tally.monitors.source import fetch
 from tally.monitors.spec import Monitor, MonitorFile
@@ -43,11 +47,13 @@ class TickResult:
     failed: int = 0
     held: bool = True
     errors: list[str] = field(default_factory=list)
+    now: float = 0.0
 
 
 @dataclass
 class MonitorService:
-    """Wire the parts; ``tick(now)`` is one evaluation, ``run`` loops until stopped."""
+    """Wire the parts; ``run`` evaluates every ``tick_s`` and delivers beside it until stopped;
+    ``tick(now)`` is one evaluation followed by a delivery pass it waits for (tests, bench)."""
 
     paths: list[Path]
     reader: AsyncReader
@@ -59,36 +65,51 @@ class MonitorService:
     tick_s: float = 5.0
     max_catch_up: int = 120
     clock: Callable[[], float] = time.time
+    metrics: MonitorMetrics = field(default_factory=MonitorMetrics)
+    metrics_port: int | None = None  # serve /metrics there (0: a free port)
+    metrics_host: str = "127.0.0.1"
+    budget_s: float = 60.0  # one delivery, all its attempts
     definitions: MonitorFile = field(default_factory=MonitorFile)
-    _mtimes: tuple = ()
+    files: WatchedFiles = field(init=False)
+    dispatcher: Dispatcher = field(init=False)
     _states: dict[str, dict[Segment, AlertState]] = field(default_factory=dict)
     _held: bool = False
+
+    def __post_init__(self) -> None:
+        self.files = WatchedFiles(list(self.paths), load_text)
+        self.dispatcher = Dispatcher(
+            self.store, self.notifier, self.lease, self.metrics, self.budget_s
+        )
 
     async def start(self) -> None:
         await self.store.start()
         await self.lease.start()
         self.reload()
+        if self.metrics_port is not None:
+            self.metrics_port = await self.metrics.serve(self.metrics_port, self.metrics_host)
+            log.info("metrics on http://%s:%d/metrics", self.metrics_host, self.metrics_port)
 
     async def close(self) -> None:
+        await self.dispatcher.close()
+        await self.metrics.close()
         for part in (self.lease, self.watermark, self.notifier, self.store, self.reader):
             try:
                 await part.close()
             except Exception as exc:  # closing everything matters more than one error
                 log.warning("closing %s: %s", type(part).__name__, exc)
 
-    def _files(self) -> list[Path]:
-        files: list[Path] = []
-        for p in self.paths:
-            files.extend(sorted([*p.glob("*.yaml"), *p.glob("*.yml")]) if p.is_dir() else [p])
-        return files
-
     def reload(self) -> bool:
-        """Reload the definitions if a file changed; errors are logged, the rest runs."""
-        mtimes = tuple((str(f), f.stat().st_mtime_ns if f.exists() else 0) for f in self._files())
-        if mtimes == self._mtimes:
+        """Reload the definitions if a file changed; a broken file costs only itself (its
+        ``file:line`` errors are logged, as are channels unusable in the notifier's
+        environment) and is read again once it changes."""
+        files = self.files.refresh()
+        if files is None:
             return False
-        self._mtimes = mtimes
-        self.definitions = load_paths(self.paths)
+        before = {m.name for m in self.definitions.monitors}
+        self.definitions = merge(files, self.notifier.env)
+        for gone in before - {m.name for m in self.definitions.monitors}:
+            with contextlib.suppress(KeyError):
+                self.metrics.evaluation_lag.remove(gone)
         for error in self.definitions.errors:
             log.error("monitor definition: %s", error)
         self.notifier.channels = self.definitions.channels
@@ -96,9 +117,19 @@ class MonitorService:
         return True
 
     async def tick(self, now: float | None = None) -> TickResult:
-        """One evaluation of every monitor, then delivery of pending notifications."""
+        """One evaluation, the reports due, then a delivery pass, waiting for all of it."""
+        result = await self.evaluate(now)
+        if result.held:
+            await self.send_reports(result.now, result)
+            outcome = await self.dispatcher.drain()
+            result.delivered, result.failed = outcome.delivered, outcome.failed
+        return result
+
+    async def evaluate(self, now: float | None = None) -> TickResult:
+        """Judge every monitor's new durable buckets and store the outcome (no delivery)."""
+        started = time.monotonic()
         now = self.clock() if now is None else now
-        result = TickResult()
+        result = TickResult(now=now)
         self.reload()
         held = await self.lease.held()
         result.held = held
@@ -115,12 +146,25 @@ class MonitorService:
         for monitor in self.definitions.monitors:
             try:
                 await self._evaluate(monitor, now, result)
+                await self._observe_lag(monitor, now)
             except Exception as exc:
                 log.exception("monitor %s failed", monitor.name)
                 result.errors.append(f"{monitor.name}: {exc}")
-        await self.deliver(result)
-        await self.send_reports(now, result)
+        self.metrics.evaluations.inc()
+        self.metrics.evaluation_seconds.observe(time.monotonic() - started)
         return result
+
+    async def _observe_lag(self, monitor: Monitor, now: float) -> None:
+        last = max((s.last_bucket for s in self._states.get(monitor.name, {}).values()), default=0)
+        if last:
+            clock = buckets_of(monitor, (await self.reader.schema()).calendar)
+            self.metrics.evaluation_lag.labels(monitor.name).set(now - clock.next(last))
+
+    async def _reports(self, now: float) -> None:
+        try:
+            await self.send_reports(now, TickResult(now=now))
+        except Exception:
+            log.exception("sending reports failed; retrying next tick")
 
     async def send_reports(self, now: float, result: TickResult) -> None:
         """Send each report once per period, once its last bucket is durable."""
@@ -154,43 +198,45 @@ class MonitorService:
                 await self.store.mark_report(definition.name, end, channel, status, error)
 
     async def _newest_durable(self, monitor: Monitor, now: float) -> int | None:
-        g = bucket_seconds(monitor)
-        calendar = (await self.reader.schema()).calendar
-        newest = calendar.floor(int(now), monitor.granularity) - g
-        if await self.watermark.durable(newest + g, now):
+        clock = buckets_of(monitor, (await self.reader.schema()).calendar)
+        newest = clock.prev(clock.floor(int(now)))
+        if await self.watermark.durable(clock.next(newest), now):
             return newest  # the usual case: one lookup
         # Durability is monotone in time (offsets only grow): binary search the newest durable
         # bucket among the last ``max_catch_up``, a handful of lookups even while an
-        # aggregator is down.
-        lo, hi = 1, self.max_catch_up - 1  # candidates newest - k*g, k in [lo, hi]
-        if not await self.watermark.durable(newest - hi * g + g, now):
+        # aggregator is down. starts[k] is k buckets before newest and ends at starts[k - 1].
+        starts = [newest]
+        for _ in range(self.max_catch_up - 1):
+            starts.append(clock.prev(starts[-1]))
+        lo, hi = 1, self.max_catch_up - 1
+        if not await self.watermark.durable(starts[hi - 1], now):
             return None
         while lo < hi:
             k = (lo + hi) // 2
-            if await self.watermark.durable(newest - k * g + g, now):
+            if await self.watermark.durable(starts[k - 1], now):
                 hi = k
             else:
                 lo = k + 1
-        return newest - lo * g
+        return starts[lo]
 
     async def _evaluate(self, monitor: Monitor, now: float, result: TickResult) -> None:
-        g = bucket_seconds(monitor)
         newest = await self._newest_durable(monitor, now)
         if newest is None:
             return
+        calendar = (await self.reader.schema()).calendar
+        clock = buckets_of(monitor, calendar)
         states = self._states.get(monitor.name)
         if states is None:
             states = self._states[monitor.name] = await self.store.states(monitor.name)
         last = max((s.last_bucket for s in states.values()), default=0)
-        first = newest if last == 0 else last + g
-        first = max(first, newest - (self.max_catch_up - 1) * g)
+        first = newest if last == 0 else clock.next(last)
+        first = max(first, clock.back(newest, self.max_catch_up - 1))
         if first > newest:
             return
-        start = first - monitor.history * g
-        buckets = list(range(start, newest + g, g))
+        buckets = clock.span(clock.back(first, monitor.history), newest)
         error = ""
         try:
-            fetched = await fetch(self.reader, monitor, buckets, newest + g)
+            fetched = await fetch(self.reader, monitor, buckets, clock.next(newest))
             framed = frames(monitor, fetched, states.keys())
         except Exception as exc:
             error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
@@ -198,7 +244,7 @@ class MonitorService:
             framed = Frames(buckets, {})
             if not states:
                 states = {Segment("", monitor.key): AlertState()}
-        step = advance(monitor, framed, states, (first - start) // g, self.base_url, error)
+        step = advance(monitor, framed, states, monitor.history, self.base_url, error, calendar)
         changed = [s for s, st in step.states.items() if states.get(s) != st]
         notices = [] if monitor.paused else step.notices
         if not await self.lease.held():
@@ -210,37 +256,34 @@ class MonitorService:
             monitor.name, step.states, changed, step.transitions, notices, channels
         )
         self._states[monitor.name] = step.states
-        result.judged[monitor.name] = (newest - first) // g + 1
+        result.judged[monitor.name] = len(buckets) - monitor.history
         result.segments += len(step.states)
         result.notices.extend(notices)
 
-    async def deliver(self, result: TickResult | None = None) -> None:
-        """Deliver pending notifications, re-checking the lease and each row's status."""
-        pending = await self.store.pending()
-        if not pending:
-            return
-        current = await self.store.status([(p.id, p.channel) for p in pending])
-        for out in pending:
-            if current.get((out.id, out.channel)) != "pending":
-                continue
-            if not await self.lease.held():
-                return
-            ok, attempts, error = await self.notifier.deliver(out.notice, out.channel)
-            await self.store.mark(out, "delivered" if ok else "failed", attempts, error)
-            if result is not None:
-                if ok:
-                    result.delivered += 1
-                else:
-                    result.failed += 1
-
     async def run(self, stop: asyncio.Event) -> None:
-        """Tick every ``tick_s`` until ``stop`` is set."""
-        while not stop.is_set():
-            started = time.monotonic()
-            try:
-                await self.tick()
-            except Exception:
-                log.exception("monitor tick failed; retrying next tick")
-            delay = max(0.0, self.tick_s - (time.monotonic() - started))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
+        """Evaluate every ``tick_s`` until ``stop`` is set; deliveries and reports run beside
+        the evaluations and never hold them up."""
+        wake = asyncio.Event()
+        deliveries = asyncio.create_task(self.dispatcher.run(stop, wake, self.tick_s))
+        reports: asyncio.Task[None] | None = None
+        try:
+            while not stop.is_set():
+                started = time.monotonic()
+                try:
+                    result = await self.evaluate()
+                    if result.notices:
+                        wake.set()
+                    if result.held and (reports is None or reports.done()):
+                        reports = asyncio.create_task(self._reports(result.now))
+                except Exception:
+                    log.exception("monitor tick failed; retrying next tick")
+                delay = max(0.0, self.tick_s - (time.monotonic() - started))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+        finally:
+            stop.set()
+            for task in (deliveries, reports):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task

@@ -26,6 +26,9 @@ class MonitorSettings:
     lease_group: str = "tally-monitors"
     lease_session_ms: int = 10_000
     security: KafkaSecurity = field(default_factory=KafkaSecurity)
+    metrics_port: int | None = None  # /metrics (0: a free port; None: not served)
+    metrics_host: str = "127.0.0.1"
+    delivery_budget_s: float = 60.0
 
 
 def build_service(settings: MonitorSettings):  # -> MonitorService
@@ -59,5 +62,6 @@ def build_service(settings: MonitorSettings):  # -> MonitorService
         paths=list(settings.paths), reader=AsyncReader(settings.read),
         store=Store(settings.read), watermark=watermark,
         notifier=Notifier({}, external_url=settings.base_url), lease=lease,
-        base_url=settings.base_url, tick_s=settings.tick_s,
+        base_url=settings.base_url, tick_s=settings.tick_s, metrics_port=settings.metrics_port,
+        metrics_host=settings.metrics_host, budget_s=settings.delivery_budget_s,
     )  # fmt: skip

@@ -111,6 +111,7 @@ class Channel:
     username: str = ""
     password_env: str = ""
     starttls: bool = False
+    source: str = ""  # file:line, for messages
 
 
 @dataclass(frozen=True)

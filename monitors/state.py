@@ -3,12 +3,14 @@
 ok -> pending (breach, ``for`` not yet covered) -> firing -> resolved (clear for
 ``keep_firing_for``) -> ok; no-data and error when there is nothing to judge or the read
 failed. A firing alert stays firing through no-data and errors: only clear buckets resolve
-it. Times are bucket starts in unix seconds; a bucket ``t`` of length ``g`` covers
-``[t, t + g)``, so a breach since ``s`` has held ``t + g - s`` seconds when ``t`` is judged.
+it. Times are bucket starts in unix seconds; a bucket ``t`` covers ``[t, end)``, so a breach
+since ``s`` has held ``elapsed(s, end)`` when ``t`` is judged (absolute seconds for minutes
+and hours, local wall-clock seconds for days and weeks: see :mod:`buckets`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 OK, PENDING, FIRING, RESOLVED, NODATA, ERROR = (
@@ -53,12 +55,17 @@ class Timing:
     notify_every_s: int = 0
 
 
+def _absolute(since: int, until: int) -> int:
+    return until - since
+
+
 def step(
-    s: AlertState, bucket: int, length: int, breach: bool | None, timing: Timing,
+    s: AlertState, bucket: int, end: int, breach: bool | None, timing: Timing,
     value: float | None = None, error: str = "",
+    elapsed: Callable[[int, int], int] = _absolute,
 ) -> tuple[AlertState, Transition | None]:  # fmt: skip
-    """The state after judging ``bucket`` (``breach`` None = no data; ``error`` = read failed)."""
-    end = bucket + length
+    """The state after judging bucket ``[bucket, end)`` (``breach`` None = no data; ``error`` =
+    read failed); ``elapsed(a, b)`` measures timings."""
     before = s.state
     firing = s.state == FIRING
     if error or breach is None:
@@ -71,19 +78,19 @@ def step(
         if firing:
             new = replace(s, clear_since=0, last_bucket=bucket, value=value)
             every = timing.notify_every_s
-            if every > 0 and bucket - s.notified_at >= every:
+            if every > 0 and elapsed(s.notified_at, bucket) >= every:
                 new = replace(new, notified_at=bucket)
                 return new, Transition(bucket, FIRING, FIRING, "repeat", s.since, value)
             return new, None
         since = s.since if s.state == PENDING else bucket
-        if end - since >= timing.for_s:
+        if elapsed(since, end) >= timing.for_s:
             new = AlertState(FIRING, since, 0, bucket, bucket, value)
             return new, Transition(bucket, before, FIRING, "firing", since, value)
         new = AlertState(PENDING, since, 0, bucket, 0, value)
         return new, _change(before, PENDING, bucket, "", since, value)
     if firing:
         clear_since = s.clear_since or bucket
-        if end - clear_since >= timing.keep_firing_for_s:
+        if elapsed(clear_since, end) >= timing.keep_firing_for_s:
             new = AlertState(RESOLVED, 0, 0, bucket, 0, value)
             return new, Transition(bucket, FIRING, RESOLVED, "resolved", s.since, value)
         return replace(s, clear_since=clear_since, last_bucket=bucket, value=value), None

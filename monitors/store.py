@@ -6,7 +6,9 @@ Three tables of our own, created idempotently in the rollups' database:
   read with ``FINAL``; the newest version wins.
 - ``monitor_history`` (MergeTree): one row per transition, for the dashboard and audits.
 - ``monitor_notifications`` (ReplacingMergeTree by ``version``): the outbox, one row per
-  notification id and channel: ``pending`` when judged, then ``delivered`` or ``failed``.
+  notification id and channel: ``pending`` when judged, then ``delivered`` or ``failed``;
+  ``held`` while its channel cannot deliver as configured (sent once fixed); ``skipped`` for
+  a resolved notice whose firing notice that channel never got.
   Ids are deterministic, and a notice is inserted only when its id is absent, so judging a
   bucket twice (a restart before the state was saved, a lease hand-over) never re-sends.
 
@@ -69,6 +71,7 @@ class Outgoing:
     notice: Notice
     status: str
     attempts: int
+    error: str = ""
 
 
 def _dt(ts: int) -> datetime:
@@ -179,15 +182,30 @@ class Store:
         return {r[0] for r in result.result_rows}
 
     async def pending(self, limit: int = 1000) -> list[Outgoing]:
-        """Notifications not yet delivered (oldest first)."""
+        """Notifications not yet delivered: ``pending``, and ``held`` for a channel that could
+        not deliver as configured (oldest bucket first)."""
         result = await self._client.query(
-            f"""SELECT id, channel, payload, status, attempts FROM {self.db}.monitor_notifications
-FINAL WHERE status = 'pending' ORDER BY created LIMIT {{n:UInt32}}""",
+            f"""SELECT id, channel, payload, status, attempts, last_error
+FROM {self.db}.monitor_notifications FINAL WHERE status IN ('pending', 'held')
+ORDER BY bucket, created LIMIT {{n:UInt32}}""",
             parameters={"n": limit},
         )
         return [
-            Outgoing(r[0], r[1], notice_from_json(r[2]), r[3], r[4]) for r in result.result_rows
+            Outgoing(r[0], r[1], notice_from_json(r[2]), r[3], r[4], r[5])
+            for r in result.result_rows
         ]
+
+    async def firing_statuses(self, out: Outgoing) -> set[str]:
+        """Statuses on ``out``'s channel of the firing (and repeat) notices of the episode a
+        resolved notice ``out`` ends (same monitor, segment and episode start)."""
+        n = out.notice
+        result = await self._client.query(
+            f"""SELECT DISTINCT status FROM {self.db}.monitor_notifications FINAL
+WHERE monitor = {{m:String}} AND segment = {{s:String}} AND channel = {{c:String}}
+  AND kind IN ('firing', 'repeat') AND JSONExtractUInt(payload, 'since') = {{since:UInt32}}""",
+            parameters={"m": n.monitor, "s": n.segment, "c": out.channel, "since": n.since},
+        )
+        return {r[0] for r in result.result_rows}
 
     async def status(self, ids: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """Current status of (id, channel) pairs (another replica may have delivered them)."""
@@ -224,6 +242,19 @@ ORDER BY bucket DESC, at DESC LIMIT {{n:UInt32}}""",
             parameters={"m": monitor or "", "n": limit},
         )
         return [tuple(r) for r in result.result_rows]
+
+    async def transitions(
+        self, monitor: str, segment: str, limit: int = 2000
+    ) -> list[tuple[int, str, str, int]]:
+        """``(bucket, before, after, since)`` of one segment's firing and resolving
+        transitions, the newest ``limit`` (for its firing windows)."""
+        result = await self._client.query(
+            f"""SELECT toUInt32(bucket) AS b, before, after, since FROM {self.db}.monitor_history
+WHERE monitor = {{m:String}} AND segment = {{s:String}} AND after IN ('firing', 'resolved')
+ORDER BY b DESC LIMIT {{n:UInt32}}""",
+            parameters={"m": monitor, "s": segment, "n": limit},
+        )
+        return [(int(r[0]), r[1], r[2], int(r[3])) for r in result.result_rows]
 
     async def report_sent(self, report: str, period_end: int) -> set[str]:
         """Channels a report's period was already sent to (delivered, or failed after the

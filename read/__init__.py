@@ -1,7 +1,15 @@
 """The read side: ``values``/``series`` over the rollups, key discovery, read-only SQL."""
 
 from tally.read.distributions import Distribution, GaugeSeries
-from tally.read.errors import BadExpression, BadGranularity, BadPattern, BadRange, ReadError
+from tally.read.errors import (
+    BadExpression,
+    BadGranularity,
+    BadPattern,
+    BadRange,
+    BadSql,
+    ReadError,
+    TooLarge,
+)
 from tally.read.reader import AsyncReader, Reader, SqlResult
 from tally.read.results import CategoryItem, KeyInfo, PathInfo, Row, Series, Slice, Values
 from tally.read.settings import ReadSettings
@@ -12,6 +20,7 @@ __all__ = [
     "BadGranularity",
     "BadPattern",
     "BadRange",
+    "BadSql",
     "CategoryItem",
     "Distribution",
     "GaugeSeries",
@@ -24,5 +33,6 @@ __all__ = [
     "Series",
     "Slice",
     "SqlResult",
+    "TooLarge",
     "Values",
 ]

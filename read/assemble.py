@@ -1,14 +1,14 @@
 """Pure functions from fetched ``(t, path, value)`` rows to :class:`Values` and :class:`Series`:
-gap filling on the calendar's buckets, wildcard expansion with top-N and ``other``, expressions."""
+gap filling on the calendar's buckets, wildcard rows (top-N and ``other`` already chosen and
+summed by ClickHouse, see ``queries.ranking``), expressions; and the size limits checked
+before anything large is fetched."""
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from tally.read.errors import ReadError
+from tally.read.errors import ReadError, TooLarge
 from tally.read.expression import Expression, parse
 from tally.read.patterns import PathWildcard, check_path, is_wildcard
 from tally.read.results import Row, Series, Values
@@ -47,9 +47,52 @@ class SeriesPlan:
         return list(dict.fromkeys(wanted))
 
     @property
-    def regexes(self) -> list[str]:
-        """Regular expressions of the wildcards."""
-        return [i.regex for i in self.items if isinstance(i, PathWildcard)]
+    def wildcards(self) -> list[PathWildcard]:
+        """The wildcards, in order."""
+        return [i for i in self.items if isinstance(i, PathWildcard)]
+
+    @property
+    def rank_limit(self) -> int:
+        """Matches to fetch per wildcard: ``top``, or one more than a series may have."""
+        return self.top if self.top is not None else MAX_ROWS + 1
+
+
+@dataclass(frozen=True, slots=True)
+class Ranked:
+    """A wildcard's kept matches, largest total first, and how many paths it matched."""
+
+    keep: tuple[str, ...]
+    matches: int
+
+    @classmethod
+    def of(cls, rows: Sequence[Sequence]) -> Ranked:
+        """From ``queries.ranking`` rows ``(path, total, matches)``."""
+        return cls(tuple(r[0] for r in rows), int(rows[0][2]) if rows else 0)
+
+    @property
+    def has_other(self) -> bool:
+        """True when matches were left out (they are summed in an ``other`` row)."""
+        return self.matches > len(self.keep)
+
+
+def check_size(plan: SeriesPlan, ranked: Sequence[Ranked], buckets: int, max_points: int) -> None:
+    """:class:`TooLarge` naming the limit if the series would exceed rows or points."""
+    for wildcard, r in zip(plan.wildcards, ranked, strict=True):
+        if plan.top is None and r.matches > MAX_ROWS:
+            raise TooLarge(
+                f"{wildcard.text!r} matches more than the {MAX_ROWS} rows a series may have;"
+                " use top to keep the largest"
+            )
+    rows = len(plan.items) - len(ranked) + len(plan.expressions)
+    rows += sum(len(r.keep) + r.has_other for r in ranked)
+    if rows > MAX_ROWS:
+        raise TooLarge(f"the series has more than {MAX_ROWS} rows; use top to cap wildcards")
+    if rows * buckets > max_points:
+        raise TooLarge(
+            f"the series would have {rows * buckets} points ({rows} rows x {buckets} buckets),"
+            f" more than the limit of {max_points} points per response; use a coarser"
+            " granularity, a shorter range or a smaller top"
+        )
 
 
 def _grid(window: Window, rows: Iterable[Sequence]) -> dict[str, list[float]]:
@@ -80,30 +123,37 @@ def build_values(key: str, window: Window, time_zone: str, rows: Iterable[Sequen
 
 
 def _wildcard_rows(
-    wildcard: PathWildcard, grid: dict[str, list[float]], top: int | None, n: int
+    wildcard: PathWildcard, ranked: Ranked, rows: Iterable[Sequence], window: Window
 ) -> list[Row]:
-    pattern = re.compile(wildcard.regex)
-    matched = [p for p in grid if pattern.match(p)]
-    matched.sort(key=lambda p: (-math.fsum(grid[p]), p))
-    keep = matched if top is None else matched[:top]
-    out = [Row(p, "match", grid[p], wildcard.text) for p in keep]
-    rest = matched[len(keep) :]
-    if rest:
-        other = [math.fsum(grid[p][i] for p in rest) + 0.0 for i in range(n)]
-        out.append(Row(wildcard.other_name, "other", other, wildcard.text))
+    grid = _grid(window, rows)
+    zeros = [0.0] * len(window.buckets)
+    out = [Row(p, "match", grid.get(p, zeros), wildcard.text) for p in ranked.keep]
+    if ranked.has_other:
+        out.append(Row(wildcard.other_name, "other", grid.get("", zeros), wildcard.text))
     return out
 
 
 def build_series(
-    key: str, window: Window, time_zone: str, plan: SeriesPlan, rows: Iterable[Sequence]
+    key: str,
+    window: Window,
+    time_zone: str,
+    plan: SeriesPlan,
+    rows: Iterable[Sequence],
+    wildcards: Sequence[tuple[Ranked, Iterable[Sequence]]] = (),
 ) -> Series:
-    """Rows in the order asked for; wildcard matches by total, largest first."""
+    """Rows in the order asked for; wildcard matches by total, largest first.
+
+    ``rows`` are ``(t, path, value)`` of the concrete paths; ``wildcards`` holds, per wildcard
+    of the plan, its ranking and its ``queries.wildcard_points`` rows.
+    """
     grid = _grid(window, rows)
     n = len(window.buckets)
+    parts = iter(wildcards)
     out: list[Row] = []
     for item in plan.items:
         if isinstance(item, PathWildcard):
-            out += _wildcard_rows(item, grid, plan.top, n)
+            ranked, matched = next(parts)
+            out += _wildcard_rows(item, ranked, matched, window)
         else:
             out.append(Row(item, "path", grid.get(item, [0.0] * n)))
     zeros = [0.0] * n
@@ -112,5 +162,5 @@ def build_series(
         points = [expr.evaluate({p: c[i] for p, c in columns.items()}) for i in range(n)]
         out.append(Row(expr.text, "expression", points))
     if len(out) > MAX_ROWS:
-        raise ReadError(f"the series has more than {MAX_ROWS} rows; use top to cap wildcards")
+        raise TooLarge(f"the series has more than {MAX_ROWS} rows; use top to cap wildcards")
     return Series(key, str(window.granularity), time_zone, list(window.buckets), out, window.end)

@@ -64,14 +64,21 @@ def _max(*args: Number) -> Number:
     return max(present) if present else None
 
 
+def _fsum(values: list[float]) -> Number:
+    try:
+        return math.fsum(values)
+    except OverflowError:  # an intermediate sum beyond float: no finite answer
+        return None
+
+
 def _sum(*args: Number) -> Number:
     present = _present(args)
-    return math.fsum(present) if present else None
+    return _fsum(present) if present else None
 
 
 def _mean(*args: Number) -> Number:
-    present = _present(args)
-    return math.fsum(present) / len(present) if present else None
+    total = _sum(*args)
+    return None if total is None else total / len(_present(args))
 
 
 def _abs(x: Number) -> Number:
@@ -244,16 +251,22 @@ class _Parser:
         return node
 
     def unary(self) -> Node:
-        t = self.peek()
-        if t is not None and t[0] == "op" and t[1] == "-":
+        signs = 0
+        while (t := self.peek()) is not None and t[0] == "op" and t[1] == "-":
             self.i += 1
-            return Neg(self.unary())
-        return self.atom()
+            signs += 1
+            if signs > MAX_DEPTH:
+                raise BadExpression(f"more than {MAX_DEPTH} minus signs in a row")
+        node = self.atom()
+        return Neg(node) if signs % 2 else node
 
     def atom(self) -> Node:
         kind, value, pos = self.take()
         if kind == "number":
-            return Const(float(value))
+            number = float(value)
+            if not math.isfinite(number):
+                raise BadExpression(f"number {value!r} at position {pos} is too large")
+            return Const(number)
         if kind == "name":
             nxt = self.peek()
             if nxt is not None and nxt[0] == "op" and nxt[1] == "(":

@@ -21,46 +21,69 @@ SCHEMA = """SELECT name, create_table_query FROM system.tables
 WHERE database = {db:String} AND (name LIKE 'rollups\\_%' OR name IN ('keys_seen', 'key_paths'))"""
 
 _RANGE = "bucket >= toDateTime({start:UInt32}, 'UTC') AND bucket < toDateTime({end:UInt32}, 'UTC')"
-_PATHS = (
-    "(path IN {paths:Array(String)} OR arrayExists(r -> match(path, r), {regexes:Array(String)}))"
-)
 
 
-def points(
-    database: str,
-    granularity: str,
-    stored: bool,
-    key: str,
-    start: int,
-    end: int,
-    paths: list[str] | None,
-    regexes: list[str] | None = None,
-) -> Sql:
-    """``(t, path, value)`` rows of one key; all paths when ``paths`` is None.
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """One key's counters at one granularity over ``[start, end)`` (unix seconds)."""
 
-    Stored granularities read the table directly (its sort key is granularity, key, path,
-    bucket); derived ones (1w, 1mo, ...) read their view.
-    """
-    db = identifier(database)
-    params: dict[str, object] = {"key": key, "start": start, "end": end}
-    where_paths = ""
+    database: str
+    granularity: str
+    stored: bool
+    key: str
+    start: int
+    end: int
+
+    def source(self) -> tuple[str, str, dict[str, object]]:
+        """The bucket expression, ``FROM ... WHERE`` and parameters. Stored granularities read
+        the table (sorted by granularity, key, path, bucket); derived ones (1w, 1mo, ...)
+        read their view."""
+        db = identifier(self.database)
+        params: dict[str, object] = {"key": self.key, "start": self.start, "end": self.end}
+        if self.stored:
+            params["g"] = self.granularity
+            where = f"""FROM {db}.rollups
+WHERE granularity = {{g:String}} AND key = {{key:String}} AND {_RANGE} AND vmin IS NULL"""
+            return "toUInt32(bucket)", where, params
+        view = identifier(f"rollups_{self.granularity}")
+        where = f"FROM {db}.{view}\nWHERE key = {{key:String}} AND {_RANGE}"
+        return "toUInt32(toUnixTimestamp(bucket))", where, params
+
+
+def points(scan: Scan, paths: list[str] | None, limit: int | None = None) -> Sql:
+    """``(t, path, value)`` rows; all paths when ``paths`` is None; at most ``limit`` rows
+    when given (ask for one more than allowed to detect an overflow)."""
+    t, where, params = scan.source()
     if paths is not None:
-        where_paths = f" AND {_PATHS}"
+        where += " AND path IN {paths:Array(String)}"
         params["paths"] = paths
-        params["regexes"] = regexes or []
-    if stored:
-        params["g"] = granularity
-        text = f"""SELECT toUInt32(bucket) AS t, path, sum(value) AS value
-FROM {db}.rollups
-WHERE granularity = {{g:String}} AND key = {{key:String}} AND {_RANGE}{where_paths}
-  AND vmin IS NULL
-GROUP BY t, path"""
-    else:
-        view = identifier(f"rollups_{granularity}")
-        text = f"""SELECT toUInt32(toUnixTimestamp(bucket)) AS t, path, value
-FROM {db}.{view}
-WHERE key = {{key:String}} AND {_RANGE}{where_paths}"""
+    text = f"SELECT {t} AS t, path, sum(value) AS value\n{where}\nGROUP BY t, path"
+    if limit is not None:
+        text += "\nLIMIT {limit:UInt32}"
+        params["limit"] = limit
     return Sql(text, params)
+
+
+def ranking(scan: Scan, regex: str, limit: int) -> Sql:
+    """``(path, total, matches)``: the ``limit`` paths matching ``regex`` with the largest
+    totals in the range (ties by path), and how many paths match in all."""
+    _, where, params = scan.source()
+    text = f"""SELECT path, total, count() OVER () AS matches
+FROM (SELECT path, sum(value) AS total {where} AND match(path, {{regex:String}}) GROUP BY path)
+ORDER BY total DESC, path
+LIMIT {{limit:UInt32}}"""
+    return Sql(text, {**params, "regex": regex, "limit": limit})
+
+
+def wildcard_points(scan: Scan, regex: str, keep: list[str]) -> Sql:
+    """``(t, name, value)`` of the paths matching ``regex``: the ``keep`` paths by name,
+    every other match summed under the name ``''`` (the ``other`` row)."""
+    t, where, params = scan.source()
+    text = f"""SELECT {t} AS t, if(has({{keep:Array(String)}}, path), path, '') AS name,
+       sum(value) AS value
+{where} AND match(path, {{regex:String}})
+GROUP BY t, name"""
+    return Sql(text, {**params, "regex": regex, "keep": keep})
 
 
 def keys(database: str, like: str, prefix: str, start: int, end: int, limit: int) -> Sql:
@@ -78,6 +101,21 @@ HAVING max(last_seen) >= toDateTime({{start:UInt32}}, 'UTC')
 ORDER BY last DESC, key
 LIMIT {{limit:UInt32}}""",
         {"prefix": prefix, "like": like, "start": start, "end": end, "limit": limit},
+    )
+
+
+def path_kinds(database: str, key: str, limit: int) -> Sql:
+    """``(path, is_distribution)`` of the key's paths that are not summed (distributions and
+    gauges: their rows carry ``vmin``); a distribution's rows also carry a sketch."""
+    db = identifier(database)
+    return Sql(
+        f"""SELECT path, max(length(mapKeys(sketch)) > 0) AS dist
+FROM {db}.rollups
+WHERE key = {{key:String}} AND vmin IS NOT NULL
+GROUP BY path
+ORDER BY path
+LIMIT {{limit:UInt32}}""",
+        {"key": key, "limit": limit},
     )
 
 

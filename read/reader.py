@@ -14,12 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
+import anyio
 import msgspec
+from clickhouse_connect.driver.exceptions import DatabaseError
 
 from tally.read import key_index, queries
-from tally.read.assemble import SeriesPlan, build_series, build_values
+from tally.read.assemble import Ranked, SeriesPlan, build_series, build_values, check_size
 from tally.read.distributions import (
     DEFAULT_QUANTILES,
     Distribution,
@@ -29,8 +32,8 @@ from tally.read.distributions import (
     check_quantiles,
     sketch_rows,
 )
-from tally.read.errors import ReadError
-from tally.read.patterns import KeyPattern, check_key
+from tally.read.errors import ReadError, TooLarge, bad_sql
+from tally.read.patterns import KeyPattern, PathWildcard, check_key
 from tally.read.results import KeyInfo, PathInfo, Series, Values
 from tally.read.schema import ServedSchema, from_tables
 from tally.read.settings import ReadSettings
@@ -70,13 +73,23 @@ class _Planning:
         g = schema.check(granularity)
         return g, window(schema.calendar, g, since, until, max_buckets=self.settings.max_buckets)
 
-    def _series_sql(
-        self, schema: ServedSchema, key: str, g: str, w: Window, plan: SeriesPlan
-    ) -> queries.Sql:
-        return queries.points(
-            self.settings.database, g, g in schema.stored, key, w.start, w.end,
-            plan.paths, plan.regexes,
-        )  # fmt: skip
+    def _scan(self, schema: ServedSchema, key: str, g: str, w: Window) -> queries.Scan:
+        return queries.Scan(self.settings.database, g, g in schema.stored, key, w.start, w.end)
+
+    @staticmethod
+    def _wildcard_sql(scan: queries.Scan, wildcard: PathWildcard, ranked: Ranked) -> queries.Sql:
+        return queries.wildcard_points(scan, wildcard.regex, list(ranked.keep))
+
+    def _values_sql(self, scan: queries.Scan) -> queries.Sql:
+        return queries.points(scan, None, limit=self.settings.max_points + 1)
+
+    def _check_values(self, rows: Sequence) -> Sequence:
+        if len(rows) > self.settings.max_points:
+            raise TooLarge(
+                f"the key has more than the limit of {self.settings.max_points} points per"
+                " response in this range; use a shorter range or a coarser granularity"
+            )
+        return rows
 
     def _keys_sql(
         self, schema: ServedSchema, pattern: str | None, since: TimeLike, until: TimeLike,
@@ -144,11 +157,10 @@ class AsyncReader(_Planning):
         check_key(key)
         schema = await self._served(granularity)
         g, w = self._window(schema, granularity, since, until)
-        sql = queries.points(
-            self.settings.database, g, g in schema.stored, key, w.start, w.end, None
-        )
-        rows = (await self._query(sql)).result_rows
-        return build_values(key, w, schema.calendar.time_zone, rows)
+        sql = self._values_sql(self._scan(schema, key, g, w))
+        rows = self._check_values((await self._query(sql)).result_rows)
+        build = partial(build_values, key, w, schema.calendar.time_zone, rows)
+        return await anyio.to_thread.run_sync(build)
 
     async def series(
         self,
@@ -165,8 +177,28 @@ class AsyncReader(_Planning):
         plan = SeriesPlan.build(paths, expressions, top)
         schema = await self._served(granularity)
         g, w = self._window(schema, granularity, since, until)
-        rows = (await self._query(self._series_sql(schema, key, g, w, plan))).result_rows
-        return build_series(key, w, schema.calendar.time_zone, plan, rows)
+        scan = self._scan(schema, key, g, w)
+        ranked = [
+            Ranked.of(
+                (await self._query(queries.ranking(scan, c.regex, plan.rank_limit))).result_rows
+            )
+            for c in plan.wildcards
+        ]
+        check_size(plan, ranked, len(w.buckets), self.settings.max_points)
+        rows = (
+            (await self._query(queries.points(scan, plan.paths))).result_rows if plan.paths else []
+        )
+        parts = [
+            (
+                r,
+                (await self._query(self._wildcard_sql(scan, c, r))).result_rows
+                if r.matches
+                else [],
+            )
+            for c, r in zip(plan.wildcards, ranked, strict=True)
+        ]
+        build = partial(build_series, key, w, schema.calendar.time_zone, plan, rows, parts)
+        return await anyio.to_thread.run_sync(build)  # CPU-bound: off the event loop
 
     async def quantiles(
         self,
@@ -183,7 +215,8 @@ class AsyncReader(_Planning):
         schema = await self._served(granularity)
         g, w = self._window(schema, granularity, since, until)
         rows = (await self._query(sketch_rows(self.settings.database, g, key, path, w))).result_rows
-        return build_distribution(key, path, w, schema.calendar.time_zone, qs, rows)
+        build = partial(build_distribution, key, path, w, schema.calendar.time_zone, qs, rows)
+        return await anyio.to_thread.run_sync(build)
 
     async def gauge(
         self,
@@ -198,7 +231,8 @@ class AsyncReader(_Planning):
         schema = await self._served(granularity)
         g, w = self._window(schema, granularity, since, until)
         rows = (await self._query(sketch_rows(self.settings.database, g, key, path, w))).result_rows
-        return build_gauge(key, path, w, schema.calendar.time_zone, rows)
+        build = partial(build_gauge, key, path, w, schema.calendar.time_zone, rows)
+        return await anyio.to_thread.run_sync(build)
 
     async def keys(
         self,
@@ -245,6 +279,13 @@ class AsyncReader(_Planning):
         check_key(key)
         sql = queries.key_paths(self.settings.database, key, max(1, limit))
         return [PathInfo(p, _utc(t)) for p, t in (await self._query(sql)).result_rows]
+
+    async def path_kinds(self, key: str, limit: int = 10_000) -> dict[str, str]:
+        """Paths of ``key`` that are ``distribution`` or ``gauge`` (every other is summed)."""
+        check_key(key)
+        sql = queries.path_kinds(self.settings.database, key, max(1, limit))
+        rows = (await self._query(sql)).result_rows
+        return {p: "distribution" if dist else "gauge" for p, dist in rows}
 
     async def sql(self, text: str, parameters: dict[str, Any] | None = None) -> SqlResult:
         """Run read-only SQL (``readonly=2``, time and row limits); for authorized users."""
@@ -311,10 +352,10 @@ class Reader(_Planning):
         check_key(key)
         schema = self._served(granularity)
         g, w = self._window(schema, granularity, since, until)
-        sql = queries.points(
-            self.settings.database, g, g in schema.stored, key, w.start, w.end, None
+        rows = self._check_values(
+            self._query(self._values_sql(self._scan(schema, key, g, w))).result_rows
         )
-        return build_values(key, w, schema.calendar.time_zone, self._query(sql).result_rows)
+        return build_values(key, w, schema.calendar.time_zone, rows)
 
     def series(
         self,
@@ -331,8 +372,18 @@ class Reader(_Planning):
         plan = SeriesPlan.build(paths, expressions, top)
         schema = self._served(granularity)
         g, w = self._window(schema, granularity, since, until)
-        rows = self._query(self._series_sql(schema, key, g, w, plan)).result_rows
-        return build_series(key, w, schema.calendar.time_zone, plan, rows)
+        scan = self._scan(schema, key, g, w)
+        ranked = [
+            Ranked.of(self._query(queries.ranking(scan, c.regex, plan.rank_limit)).result_rows)
+            for c in plan.wildcards
+        ]
+        check_size(plan, ranked, len(w.buckets), self.settings.max_points)
+        rows = self._query(queries.points(scan, plan.paths)).result_rows if plan.paths else []
+        parts = [
+            (r, self._query(self._wildcard_sql(scan, c, r)).result_rows if r.matches else [])
+            for c, r in zip(plan.wildcards, ranked, strict=True)
+        ]
+        return build_series(key, w, schema.calendar.time_zone, plan, rows, parts)
 
     def quantiles(
         self,
@@ -387,10 +438,14 @@ class Reader(_Planning):
         return [PathInfo(p, _utc(t)) for p, t in self._query(sql).result_rows]
 
     def sql(self, text: str, parameters: dict[str, Any] | None = None) -> SqlResult:
-        """Run read-only SQL (``readonly=2``, time and row limits)."""
-        result = self._connected().query(
-            text, parameters=parameters or None, settings=_sql_settings(self.settings)
-        )
+        """Run read-only SQL (``readonly=2``, time and row limits); a statement ClickHouse
+        refuses as written raises :class:`BadSql`."""
+        try:
+            result = self._connected().query(
+                text, parameters=parameters or None, settings=_sql_settings(self.settings)
+            )
+        except DatabaseError as exc:
+            raise bad_sql(exc) or exc from None
         return SqlResult(
             list(result.column_names),
             [t.name for t in result.column_types],

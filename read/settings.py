@@ -18,6 +18,7 @@ class ReadSettings:
     database: str = "tally"
     query_timeout_s: float = 30.0
     max_buckets: int = 20_000
+    max_points: int = 200_000  # values per series or values response (rows x buckets)
     max_keys: int = 10_000
     max_sql_rows: int = 10_000
 

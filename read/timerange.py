@@ -12,6 +12,8 @@ from tally.read.errors import BadGranularity, BadRange
 from tally.schemas.granularity import Calendar, Granularity, GranularityError
 
 MAX_BUCKETS = 20_000
+MIN_TIME = 0  # 1970-01-01T00:00:00Z
+MAX_TIME = 4_102_444_800  # 2100-01-01T00:00:00Z: ClickHouse DateTime ends in 2106
 _DURATION = re.compile(r"^(\d+)(s|m|h|d|w)$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -34,15 +36,32 @@ def parse_duration(text: str) -> int:
     return int(match.group(1)) * _SECONDS[match.group(2)]
 
 
+def _bounded(seconds: float, value: TimeLike) -> int:
+    """``seconds`` as int if within [1970, 2100), else :class:`BadRange` naming the bounds."""
+    if not MIN_TIME <= seconds < MAX_TIME:  # False for nan as well
+        raise BadRange(f"{value!r} is outside the times served (1970-01-01 to 2100-01-01 UTC)")
+    return int(seconds)
+
+
 def to_unix(value: TimeLike, now: float, default: float) -> int:
-    """Unix seconds of a datetime (naive = UTC), number, ``now``, duration ago or ISO text."""
+    """Unix seconds of a datetime (naive = UTC), number, ``now``, duration ago or ISO text,
+    within [1970, 2100) UTC; :class:`BadRange` otherwise."""
+    try:
+        return _bounded(_seconds(value, now, default), value)
+    except (OverflowError, ValueError, OSError) as exc:
+        if isinstance(exc, BadRange):
+            raise
+        raise BadRange(f"{value!r} is not a time that can be served: {exc}") from exc
+
+
+def _seconds(value: TimeLike, now: float, default: float) -> float:
     if value is None:
         return int(default)
     if isinstance(value, datetime):
         aware = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return int(aware.timestamp())
+        return aware.timestamp()
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return int(value)
+        return value
     if isinstance(value, str):
         text = value.strip()
         if text == "now":
@@ -56,7 +75,7 @@ def to_unix(value: TimeLike, now: float, default: float) -> int:
         except ValueError:
             pass
         else:
-            return to_unix(parsed, now, default)
+            return _seconds(parsed, now, default)
     raise BadRange(
         f"{value!r} is not a time: use an ISO time, unix seconds, 'now' or a duration ago (24h)"
     )
@@ -99,6 +118,8 @@ def window(
     g = granularity if isinstance(granularity, Granularity) else parse_granularity(granularity)
     start, end = resolve(since, until, now)
     first = calendar.floor(start, g)
+    if first < MIN_TIME:
+        raise BadRange(f"the first bucket of {g} starts before 1970-01-01 UTC; start later")
     buckets = []
     b = first
     while b < end:

@@ -192,7 +192,7 @@ def bench_pipeline(rate: int, seconds: float, workdir: Path) -> None:
 
 def bench_lookup(executions: int, lines_each: int, workdir: Path, lookups: int = 30) -> None:
     """Insert ``executions * lines_each`` synthetic lines directly, then open random traces."""
-    from tally.embedded.clickhouse_http import start_clickhouse
+    from tally.embedded.clickhouse.process import start_clickhouse
     from tally.traces.ddl import TraceSchema
     from tally.traces.queries import execution_tree
 

@@ -10,25 +10,33 @@ from tally.schemas.wire import WireError
 from tally.traces.model import Execution, TraceBatchV1
 
 
+class TraceRecord(msgspec.Struct, gc=False):
+    """One finished execution waiting in the outbox, routed by its id."""
+
+    execution: Execution
+    route: str
+
+    @classmethod
+    def of(cls, execution: Execution) -> TraceRecord:
+        """The record of ``execution``."""
+        return cls(execution, execution.id)
+
+
 class TraceCodec:
-    """``RecordCodec`` for executions: an event is ``(execution,)``, routed by its id."""
+    """``RecordCodec`` for ``TraceRecord``s."""
 
     def __init__(self, source: str) -> None:
         self.source = source
         self._encoder = msgspec.msgpack.Encoder()
         self._decoder = msgspec.msgpack.Decoder(TraceBatchV1)
 
-    def encode(self, events: Sequence[tuple]) -> bytes:
+    def encode(self, records: Sequence[TraceRecord]) -> bytes:
         """One record."""
-        return self._encoder.encode(TraceBatchV1(self.source, [e[0] for e in events]))
+        return self._encoder.encode(TraceBatchV1(self.source, [r.execution for r in records]))
 
-    def decode(self, payload: bytes) -> list[tuple]:
-        """``(execution,)`` per execution; ``WireError`` for anything else."""
-        return [(e,) for e in decode_batch(payload, self._decoder).executions]
-
-    def route(self, event: tuple) -> str:
-        """Executions are spread by id."""
-        return event[0].id
+    def decode(self, payload: bytes) -> list[TraceRecord]:
+        """One ``TraceRecord`` per execution; ``WireError`` for anything else."""
+        return [TraceRecord.of(e) for e in decode_batch(payload, self._decoder).executions]
 
 
 _DECODER = msgspec.msgpack.Decoder(TraceBatchV1)

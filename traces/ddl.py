@@ -16,6 +16,13 @@ from dataclasses import dataclass
 EXECUTIONS = "trace_executions"
 LINES = "trace_lines"
 JOB_LOG = "job_log"
+# Added after the first release: CREATE has them, ``alter_statements`` adds them to old tables.
+EXECUTION_ADDED = (
+    "error_message String DEFAULT '' CODEC(ZSTD(3))",
+    "error_traceback String DEFAULT '' CODEC(ZSTD(3))",
+    "args String DEFAULT '' CODEC(ZSTD(3))",
+)
+EXECUTION_ERROR_COLUMNS = ",\n".join(f"    {c}" for c in EXECUTION_ADDED)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
@@ -70,6 +77,7 @@ class TraceSchema:
     sampled LowCardinality(String) CODEC(ZSTD(1)),
     lines UInt32 CODEC(T64, ZSTD(1)),
     dropped UInt32 CODEC(T64, ZSTD(1)),
+{EXECUTION_ERROR_COLUMNS},
     INDEX idx_execution_id execution_id TYPE bloom_filter(0.001) GRANULARITY 1,
     INDEX idx_parent_id parent_id TYPE bloom_filter(0.001) GRANULARITY 1,
     INDEX idx_tag_keys mapKeys(tags) TYPE bloom_filter(0.01) GRANULARITY 1,
@@ -124,9 +132,12 @@ TTL toDateTime(at) + INTERVAL {int(self.job_log_ttl_days)} DAY
         ]
 
     def alter_statements(self) -> list[str]:
-        """Statements that align existing tables with the settings (dedup window)."""
-        return [
+        """Statements that align existing tables with the settings (dedup window) and add
+        the columns added since they were created."""
+        settings = [
             f"ALTER TABLE {self.database}.{t} MODIFY SETTING "
             f"non_replicated_deduplication_window = {int(self.dedup_window)}"
             for t in (EXECUTIONS, LINES, JOB_LOG)
         ]
+        added = ", ".join(f"ADD COLUMN IF NOT EXISTS {c}" for c in EXECUTION_ADDED)
+        return [*settings, f"ALTER TABLE {self.database}.{EXECUTIONS} {added}"]

@@ -17,6 +17,7 @@ from tally.traces.model import Execution
 EXECUTION_COLUMNS = (
     "execution_id", "parent_id", "ref", "job", "tenant", "key", "state", "code", "error",
     "attempt", "started", "duration_us", "tags", "sampled", "lines", "dropped",
+    "error_message", "error_traceback", "args",
 )  # fmt: skip
 LINE_COLUMNS = (
     "execution_id", "started", "seq", "parent", "depth", "kind", "name", "offset_us",
@@ -31,6 +32,11 @@ MAX_U32 = 2**32 - 1
 
 def _time(us: int) -> datetime:
     return datetime.fromtimestamp(us / 1_000_000, UTC)
+
+
+def _started_args(e: Execution) -> str:
+    """The run's own arguments: those of its ``started`` job-log event."""
+    return next((ev.args for ev in e.events if ev.event == "started"), "")
 
 
 @dataclass
@@ -82,6 +88,7 @@ class TraceFold:
             e.id, e.parent_id, e.ref, e.job, e.tenant, e.key, e.state, e.code, e.error,
             min(max(e.attempt, 0), 65535), started, max(e.duration_us, 0), dict(e.tags),
             e.sampled, len(e.lines), min(max(e.dropped, 0), MAX_U32),
+            e.message, e.traceback, _started_args(e),
         )  # fmt: skip
         lines = [
             (

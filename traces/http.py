@@ -61,7 +61,10 @@ class TraceController(Controller):
 
     @get(
         "/executions",
-        summary="Executions of a bucket, newest first: one page, the total and the next cursor",
+        summary=(
+            "Executions of a bucket, newest first (key, time range, state, tenant, code, tag,"
+            " error text): one page, the total and the next cursor"
+        ),
     )
     async def executions(
         self,
@@ -77,6 +80,10 @@ class TraceController(Controller):
         tag: Annotated[str | None, QueryParameter(description="name=value")] = None,
         cursor: Annotated[str | None, QueryParameter(description="A page's `next`")] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=10_000)] = 100,
+        message: Annotated[
+            str | None,
+            QueryParameter(description="Text in the error's type or message", max_length=200),
+        ] = None,
     ) -> ExecutionPage:
         start, end = time_range(since, until)
         f = ExecutionFilter(
@@ -89,8 +96,9 @@ class TraceController(Controller):
             job,
             sampled,
             limit,
-            parse_tag(tag),
-            cursor or None,
+            tag=parse_tag(tag),
+            cursor=cursor or None,
+            message=message or None,
         )
         return await trace_reader(state).run(page_executions, f)
 

@@ -24,6 +24,8 @@ class TraceLimits:
     - ``max_name_bytes``: a block name (or artifact name) is cut to this many bytes.
     - ``max_tags`` / ``max_tag_bytes``: tags per execution and bytes per tag value.
     - ``max_args_bytes``: the job's arguments in the job log.
+    - ``max_message_bytes``: a failed or retried run's exception message.
+    - ``max_traceback_bytes``: its formatted traceback; a longer one keeps its end.
     """
 
     max_lines: int = 1_000
@@ -34,6 +36,8 @@ class TraceLimits:
     max_tags: int = 32
     max_tag_bytes: int = 200
     max_args_bytes: int = 1024
+    max_message_bytes: int = 1024
+    max_traceback_bytes: int = 16 * 1024
 
 
 def cut(text: str, limit: int) -> tuple[str, bool, int]:

@@ -72,6 +72,9 @@ class Execution(msgspec.Struct, array_like=True, gc=False):
     lines: list[Line]
     events: list[LogEvent]
     dropped: int = 0
+    # a failed or retried run: its exception's message and traceback (bounded, TraceLimits)
+    message: str = ""
+    traceback: str = ""
 
 
 class TraceBatchV1(msgspec.Struct, array_like=True, gc=False, tag=1):

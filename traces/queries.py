@@ -20,7 +20,7 @@ from tally.traces.ddl import EXECUTIONS, JOB_LOG, LINES, TraceSchema
 
 EXECUTION_FIELDS = (
     "execution_id, parent_id, ref, job, tenant, key, state, code, error, attempt, started,"
-    " duration_us, tags, sampled, lines, dropped"
+    " duration_us, tags, sampled, lines, dropped, error_message, error_traceback, args"
 )
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -45,6 +45,9 @@ class ExecutionRow:
     sampled: str
     lines: int
     dropped: int
+    error_message: str = ""
+    error_traceback: str = ""
+    args: str = ""
 
 
 @dataclass
@@ -68,7 +71,8 @@ class ExecutionFilter:
     """A dashboard bucket and optional narrowing: key, [start, end), state, tenant, code, job.
 
     ``key`` is the tracker's key (``event::calc``) or a tenant key (``event::calc::acme``);
-    ``tag`` is a ``(name, value)`` pair; ``cursor`` a page's ``next`` (rows strictly after it).
+    ``tag`` is a ``(name, value)`` pair; ``cursor`` a page's ``next`` (rows strictly after it);
+    ``message``: text the error's type or message contains (case-insensitive).
     """
 
     key: str
@@ -82,6 +86,7 @@ class ExecutionFilter:
     limit: int = 100
     tag: tuple[str, str] | None = None
     cursor: str | None = None
+    message: str | None = None
 
 
 class ExecutionPage(msgspec.Struct, frozen=True):
@@ -116,6 +121,12 @@ def _execution_where(f: ExecutionFilter) -> tuple[list[str], dict[str, object]]:
         params["tag_name"], params["tag_value"] = f.tag
     if f.sampled_only:
         where.append("sampled != ''")
+    if f.message:
+        where.append(
+            "(positionCaseInsensitiveUTF8(error_message, {message:String}) > 0"
+            " OR positionCaseInsensitiveUTF8(error, {message:String}) > 0)"
+        )
+        params["message"] = f.message
     return where, params
 
 

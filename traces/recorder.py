@@ -7,7 +7,9 @@ from typing import Protocol
 
 from tally.ingest.jobs.run import FAILURE, RETRY, SUCCESS, Run
 from tally.ingest.text import valid_text
+from tally.traces.args import ArgsPolicy
 from tally.traces.buffer import TraceBuffer
+from tally.traces.failure import exception_message, exception_traceback
 from tally.traces.limits import TraceLimits, cut, serialize
 from tally.traces.model import Execution, LogEvent
 from tally.traces.sampling import Sampler, SamplingPolicy
@@ -45,10 +47,12 @@ class TraceRecorder:
         shipper: Shipper,
         policy: SamplingPolicy | None = None,
         limits: TraceLimits | None = None,
+        args: ArgsPolicy | None = None,
     ) -> None:
         self.shipper = shipper
         self.policy = policy or SamplingPolicy()
         self.limits = limits or TraceLimits()
+        self.args = args or ArgsPolicy()
         self.sampler = Sampler(self.policy)
 
     def begin(
@@ -64,8 +68,10 @@ class TraceRecorder:
         run.trace = buffer
 
     def args_text(self, args: object) -> str:
-        """Job arguments as job-log text (JSON where possible; cut to ``max_args_bytes``)."""
-        return cut(serialize(args), self.limits.max_args_bytes)[0]
+        """Job arguments as job-log text: redacted (``ArgsPolicy``), JSON where possible, cut
+        to ``max_args_bytes``; empty when arguments are not recorded."""
+        value = self.args.prepare(args)
+        return "" if value is None else cut(serialize(value), self.limits.max_args_bytes)[0]
 
     def enqueued(self, run: Run | None, job: str, ref: str, args: object = None) -> None:
         """Record in ``run``'s job log that it enqueued ``job`` (framework id ``ref``)."""
@@ -95,6 +101,11 @@ class TraceRecorder:
             *buffer.events,
             LogEvent(buffer.start_us + buffer.offset_us(), end, job, attempt, "", error),
         ]
+        message = traceback = ""
+        exc = run.exception
+        if exc is not None and state in (FAILURE, RETRY):
+            message = exception_message(exc, self.limits)
+            traceback = exception_traceback(exc, self.limits)
         execution = Execution(
             id=run.execution_id,
             parent_id=run.parent_id,
@@ -113,5 +124,7 @@ class TraceRecorder:
             lines=buffer.lines if reason else [],
             events=events,
             dropped=buffer.dropped,
+            message=message,
+            traceback=traceback,
         )
         return self.shipper.ship(execution)

@@ -1,17 +1,17 @@
-"""``TraceShipper``: the thin client's machinery (buffer, sender, spool) on the traces topic."""
+"""``TraceShipper``: a facade over the client outbox on the traces topic."""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
 
-from tally.ingest.codec import RecordCodec
+from tally.ingest.outbox import DropMessages, Outbox, OutboxFacade
 from tally.ingest.settings import ClientSettings
-from tally.ingest.tracker import Tracker
-from tally.traces.codec import TraceCodec
+from tally.traces.codec import TraceCodec, TraceRecord
 from tally.traces.model import Execution
 
 TOPIC = "tally.traces"
+DROPS = DropMessages(full="trace buffer full (%d executions); dropped")
 
 
 def trace_spool_dir(spool_dir: Path) -> Path:
@@ -33,38 +33,33 @@ def trace_settings(settings: ClientSettings, topic: str = TOPIC) -> ClientSettin
     )
 
 
-class TraceShipper(Tracker):
+class TraceShipper(OutboxFacade[TraceRecord]):
     """Ships finished executions; ``ship`` appends to a bounded buffer and never blocks.
 
-    Sending, retries, spooling, fork and exit handling and ``stats()`` are the ``Tracker``'s
-    (a buffered item is ``(execution, route)``).
+    Sending, retries, spooling, fork and exit handling, ``flush``, ``close`` and ``stats()``
+    are the outbox's, with a ``TraceCodec``.
     """
+
+    def __init__(self, settings: ClientSettings) -> None:
+        self.settings = settings
+        self.outbox: Outbox[TraceRecord] = Outbox(settings, TraceCodec, DROPS)
 
     def ship(self, execution: Execution) -> bool:
         """Queue one execution; False if dropped (closed or buffer full; counted)."""
         try:
-            if self._closed:
-                self._counters.add("dropped_closed")
-                return False
-            if len(self._buffer) >= self._capacity:
-                self._counters.add("dropped_overflow")
-                self._warn("trace buffer full (%d executions); dropped", self._capacity)
-                return False
-            self._buffer.append((execution, execution.id))
-            if self._sender is None:
-                self._start_sender()
-            return True
+            return self.outbox.put(TraceRecord.of(execution))
         except Exception as exc:
-            return self._rejected(exc)
+            self.outbox.counters.add("internal_errors")
+            if self.settings.strict:
+                raise
+            self.outbox.warn("tally track failed: %r", exc)
+            return False
 
     def track(self, *args: object, **kwargs: object) -> bool:
         """Not for metrics: a trace shipper only ships executions (counted as invalid)."""
-        self._counters.add("invalid")
+        self.outbox.counters.add("invalid")
         return False
 
     def track_flat(self, *args: object, **kwargs: object) -> bool:
         """Not for metrics (see ``track``)."""
         return self.track()
-
-    def _codec(self) -> RecordCodec | None:
-        return TraceCodec(self._source)

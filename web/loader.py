@@ -162,9 +162,15 @@ def load_dir(directory: Path, builtin: bool = False) -> Loaded:
             )
             continue
         try:
-            text = file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            loaded.errors.append(LoadError(str(file), None, f"cannot read: {exc}"))
+            data = file.read_bytes()
+            text = data.decode("utf-8")
+        except OSError as exc:
+            loaded.errors.append(LoadError(str(file), None, f"cannot read: {exc.strerror}"))
+            continue
+        except UnicodeDecodeError as exc:
+            line = data.count(b"\n", 0, exc.start) + 1
+            reason = f"not UTF-8: byte 0x{data[exc.start]:02x} (save it as UTF-8)"
+            loaded.errors.append(LoadError(str(file), line, reason))
             continue
         result = load_text(text, str(file), name, builtin)
         if isinstance(result, LoadError):
@@ -181,3 +187,35 @@ def load_all(user_dir: Path | None) -> Loaded:
     merged = {**builtins.dashboards, **user.dashboards}
     ordered = dict(sorted(merged.items(), key=lambda item: (item[1].order, item[0])))
     return Loaded(ordered, [*builtins.errors, *user.errors])
+
+
+def _signature(directory: Path | None) -> tuple[tuple[str, int, int], ...]:
+    """Name, mtime and size of each YAML file of ``directory`` (one stat each)."""
+    if directory is None or not directory.is_dir():
+        return ()
+    found = []
+    for file in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
+        try:
+            st = file.stat()
+        except OSError:
+            continue
+        found.append((file.name, st.st_mtime_ns, st.st_size))
+    return tuple(found)
+
+
+class Catalog:
+    """The dashboards of ``user_dir`` (and the built-ins), re-read when a file is added,
+    removed or changed (its mtime or size): a stat per file on each :meth:`current`, no
+    restart to pick up an edit."""
+
+    def __init__(self, user_dir: Path | None) -> None:
+        self.user_dir = user_dir
+        self._seen: tuple[tuple[str, int, int], ...] | None = None
+        self._loaded = Loaded()
+
+    def current(self) -> Loaded:
+        """The loaded dashboards, reloaded first if the directory changed since last time."""
+        seen = _signature(self.user_dir)
+        if seen != self._seen:
+            self._loaded, self._seen = load_all(self.user_dir), seen
+        return self._loaded

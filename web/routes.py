@@ -26,10 +26,11 @@ from litestar.types import ControllerRouterHandler
 from tally.api.session import COOKIE, has_session, session_value
 from tally.api.settings import ApiSettings
 from tally.read import AsyncReader, BadRange, ReadError
+from tally.web.check import UnknownPath, unknown_paths
 from tally.web.generic import for_key
 from tally.web.headers import PAGE_HEADERS
 from tally.web.kpi import Kpi, kpi
-from tally.web.loader import Loaded, load_all
+from tally.web.loader import Catalog
 from tally.web.model import GRANULARITIES, RANGES, Dashboard
 from tally.web.settings import WebSettings
 
@@ -42,15 +43,16 @@ Reader = NamedDependency[AsyncReader]
 
 @dataclass(frozen=True)
 class Ui:
-    """What the pages need, built once at start."""
+    """What the pages need, built once at start (dashboards re-read when their files change)."""
 
     settings: WebSettings
-    loaded: Loaded
+    catalog: Catalog
     templates: Environment
 
     def page(self, template: str, status: int = 200, **context: object) -> Response:
+        loaded = self.catalog.current()
         html = self.templates.get_template(template).render(
-            dashboards=self.loaded.dashboards, errors=self.loaded.errors, **context
+            dashboards=loaded.dashboards, errors=loaded.errors, **context
         )
         return Response(html, status_code=status, media_type="text/html", headers=PAGE_HEADERS)
 
@@ -73,7 +75,7 @@ def web_handlers(settings: WebSettings) -> list[ControllerRouterHandler]:
     """Route handlers to mount with ``create_app(settings, extra=web_handlers(...))``."""
     ui = Ui(
         settings,
-        load_all(settings.dashboards_dir),
+        Catalog(settings.dashboards_dir),
         Environment(
             loader=FileSystemLoader(HERE / "templates"),
             autoescape=select_autoescape(["html"]),
@@ -94,6 +96,8 @@ def web_handlers(settings: WebSettings) -> list[ControllerRouterHandler]:
             "serverZone": schema.calendar.time_zone,
             "refreshSeconds": settings.live_refresh_s,
             "ranges": list(RANGES),
+            # buckets one row may have: granularities over it are disabled for the range
+            "maxBuckets": min(reader.settings.max_buckets, reader.settings.max_points),
         }
         return ui.page(
             "dashboard.html",
@@ -175,9 +179,10 @@ def web_handlers(settings: WebSettings) -> list[ControllerRouterHandler]:
     async def dashboard(request: Request, reader: Reader, name: FromPath[str]) -> Response:
         if (gate := _gate(request)) is not None:
             return gate
-        d = ui.loaded.dashboards.get(name)
+        loaded = ui.catalog.current()
+        d = loaded.dashboards.get(name)
         if d is None:
-            failed = [e for e in ui.loaded.errors if Path(e.file).stem.lower() == name]
+            failed = [e for e in loaded.errors if Path(e.file).stem.lower() == name]
             return ui.page("missing.html", status=404, name=name, failed=failed)
         return await dashboard_page(request, reader, d)
 
@@ -189,9 +194,20 @@ def web_handlers(settings: WebSettings) -> list[ControllerRouterHandler]:
             return gate
         try:
             paths = [p.path for p in await reader.paths(key)]
+            kinds = await reader.path_kinds(key) if paths else {}
         except ReadError as exc:
             return ui.page("missing.html", status=400, name=key, failed=[], reason=exc.reason)
-        return await dashboard_page(request, reader, for_key(key, paths))
+        return await dashboard_page(request, reader, for_key(key, paths, kinds))
+
+    @get("/ui/monitors/{name:str}", opt=PUBLIC, include_in_schema=False)
+    async def monitor_page(request: Request, name: FromPath[str]) -> Response:
+        """A monitor's page (its link in notifications); data from /api/v1/monitors/<name>."""
+        if (gate := _gate(request)) is not None:
+            return gate
+        at = request.query_params.get("at", "")
+        data = {"name": name, "segment": request.query_params.get("segment"),
+                "at": int(at) if at.isdigit() else None}  # fmt: skip
+        return ui.page("monitor.html", name=name, page_json=_json_script(data))
 
     @get("/ui/api/kpi", summary="KPI totals over a range and the period before it", tags=["ui"])
     async def kpi_totals(
@@ -207,6 +223,20 @@ def web_handlers(settings: WebSettings) -> list[ControllerRouterHandler]:
             raise BadRange("until must be after since")
         return await kpi(reader, key, path or [], expression or [], since, until, granularity)
 
+    @get(
+        "/ui/api/unknown",
+        summary="Paths matching nothing the key wrote, with close ones",
+        tags=["ui"],
+    )
+    async def unknown(
+        reader: Reader,
+        key: FromQuery[str],
+        path: Annotated[list[str] | None, QueryParameter()] = None,
+        expression: Annotated[list[str] | None, QueryParameter()] = None,
+    ) -> list[UnknownPath]:
+        known = [p.path for p in await reader.paths(key)]
+        return unknown_paths(path or [], expression or [], known)
+
     static = create_static_files_router(
         path="/ui/static", directories=[HERE / "static"], opt=PUBLIC, include_in_schema=False
     )
@@ -219,6 +249,8 @@ def web_handlers(settings: WebSettings) -> list[ControllerRouterHandler]:
         favicon,
         dashboard,
         key_page,
+        monitor_page,
         kpi_totals,
+        unknown,
         static,
     ]

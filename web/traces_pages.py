@@ -3,8 +3,9 @@
 Mount with ``create_app(settings, extra=[*web_handlers(...), *TRACE_PAGES])``: the pages share
 the dashboards' base template, navigation and stylesheet (``/ui/static/app.css``).
 ``/traces`` lists the executions of a bucket (key, time range, state, tenant, result code, tag:
-the same query string a dashboard link carries), one keyset page at a time with "N of M" and a
-"Next" link; ``/traces/<id>`` shows the trace as a tree with timing bars, the job log and the
+the same query string a dashboard link carries, plus ``message``: text in the error), one keyset
+page at a time with "N of M" and a "Next" link; ``/traces/<id>`` shows the trace as a tree with
+timing bars, the error's message and traceback, the job's id and arguments, the job log and the
 parent/child executions. The pages use the API's guard (read token or the dashboard's session
 cookie) like every other route, and send the dashboard's security headers (``web/headers.py``:
 CSP without inline script or style, nosniff, ``frame-ancestors 'none'``).
@@ -81,10 +82,11 @@ async def executions_page(
     tag: Optional = None,
     cursor: Optional = None,
     limit: Annotated[int, QueryParameter(ge=1, le=1000)] = PER_PAGE,
+    message: Optional = None,
 ) -> Response:
     """The executions of a bucket, one page (a form when no key is given)."""
     given = {"key": key, "since": since, "until": until, "status": status, "tenant": tenant,
-             "code": code, "job": job, "tag": tag}  # fmt: skip
+             "code": code, "job": job, "tag": tag, "message": message}  # fmt: skip
     query = {name: value or "" for name, value in given.items()}
     page, tenants, problem = None, [], ""
     if key:
@@ -94,6 +96,7 @@ async def executions_page(
             f = ExecutionFilter(
                 key, start, end, status or None, tenant or None, code or None, job or None,
                 limit=limit, tag=parse_tag(tag), cursor=cursor or None,
+                message=(message or "")[:200] or None,
             )  # fmt: skip
             page = await reader.run(page_executions, f)
             tenants = await reader.run(key_tenants, key, start, end)

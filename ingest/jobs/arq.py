@@ -3,8 +3,10 @@
 Each function and cron job's coroutine is wrapped, so the run is exactly the coroutine.
 Queue lag = start - the later of ``ctx["enqueue_time"]`` and ``ctx["score"]`` (the time the
 job was due: its ``_defer_until``/``_defer_by`` or its cron time). Attempt =
-``ctx["job_try"]``. ``arq.Retry`` ends a run as ``retry``; a job timeout or abort ends it as
-``failure`` with ``errors.CancelledError`` (arq cancels the coroutine).
+``ctx["job_try"]``. ``arq.Retry`` ends a run as ``retry`` while arq will run it again (try <
+``max_tries``, the function's or the worker's), else as ``failure``; any other exception is a
+``failure`` (arq does not retry it); a job timeout or abort ends it as ``failure`` with
+``errors.CancelledError`` (arq cancels the coroutine).
 
 With traces, a job enqueued from inside a running instrumented job (``ArqRedis.enqueue_job``,
 e.g. ``ctx["redis"].enqueue_job(...)``; wrapped once, a no-op outside an instrumented job) gets
@@ -20,6 +22,7 @@ only with traces.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import time
@@ -45,6 +48,7 @@ from tally.ingest.jobs.tracking import (
 Coroutine = Callable[..., Awaitable[Any]]
 PARENT = "tally:parent:"  # + job id: the execution id of the run that enqueued it (traces)
 DAY_MS = 86_400_000
+DEFAULT_MAX_TRIES = 5  # arq's ``Worker(max_tries=5)``
 
 # The tracker of the instrumented job running in this context (read by the enqueue wrapper).
 _ENQUEUER: ContextVar[JobTracker | None] = ContextVar("tally_arq_enqueuer", default=None)
@@ -127,9 +131,19 @@ def instrument_arq(
     if traces is not None:
         _wrap_enqueue_job()
     source = settings if isinstance(settings, dict) else vars(settings)
-    functions = [_wrap_function(jobs, func(f), tenant) for f in source.get("functions") or ()]
+    worker_tries = _setting(settings, "max_tries", DEFAULT_MAX_TRIES)
+    if not _setting(settings, "retry_jobs", True):
+        worker_tries = 1  # arq retries nothing: every exception is the final failure
+    functions = [
+        _wrap_function(jobs, func(f), tenant, worker_tries) for f in source.get("functions") or ()
+    ]
     cron_jobs = [
-        dataclasses.replace(c, coroutine=wrap_coroutine(jobs, c.coroutine, c.name, tenant))
+        dataclasses.replace(
+            c,
+            coroutine=wrap_coroutine(
+                jobs, c.coroutine, c.name, tenant, _tries(c.max_tries, worker_tries)
+            ),
+        )
         for c in source.get("cron_jobs") or ()
         if isinstance(c, CronJob)
     ]
@@ -142,9 +156,18 @@ def instrument_arq(
 
 
 def wrap_coroutine(
-    jobs: JobTracker, coroutine: Coroutine, name: str, tenant: HookTenant = None
+    jobs: JobTracker,
+    coroutine: Coroutine,
+    name: str,
+    tenant: HookTenant = None,
+    max_tries: int | None = None,
 ) -> Coroutine:
-    """``coroutine(ctx, *args, **kwargs)`` measured as one run of job ``name``."""
+    """``coroutine(ctx, *args, **kwargs)`` measured as one run of job ``name``.
+
+    With ``max_tries`` (the function's, else the worker's): ``arq.Retry`` raised on try
+    ``max_tries`` is the final failure (arq will not run the job again), any other exception
+    is a failure; without it an ``arq.Retry`` is always ``retry``.
+    """
     job = jobs.name(name)
     entry = tracked_entry(coroutine)
 
@@ -167,7 +190,7 @@ def wrap_coroutine(
         except BaseException as exc:
             _ENQUEUER.reset(enqueuer)
             ACTIVE_RUN.reset(token)
-            jobs.finish(run, exc)
+            jobs.finish(run, exc, retrying=_retrying(exc, run.attempt, max_tries))
             raise
         _ENQUEUER.reset(enqueuer)
         ACTIVE_RUN.reset(token)
@@ -177,8 +200,34 @@ def wrap_coroutine(
     return tracked
 
 
-def _wrap_function(jobs: JobTracker, function: Any, tenant: HookTenant) -> Any:
-    wrapped = wrap_coroutine(jobs, function.coroutine, function.name, tenant)
+def _retrying(exc: BaseException, job_try: int | None, max_tries: int | None) -> bool | None:
+    """Whether arq runs the job again after ``exc`` (None: unknown, the type decides).
+
+    arq re-runs a job that raised ``Retry`` while ``job_try < max_tries``; a cancelled
+    coroutine (timeout, abort or worker shutdown) is left to the exception types.
+    """
+    if max_tries is None or isinstance(exc, asyncio.CancelledError):
+        return None
+    if not isinstance(exc, Retry):
+        return False
+    return (job_try or 1) < max_tries
+
+
+def _setting(settings: Any, name: str, default: Any) -> Any:
+    """A worker setting from a settings class or dict."""
+    if isinstance(settings, dict):
+        return settings.get(name, default)
+    return getattr(settings, name, default)
+
+
+def _tries(own: int | None, worker: int) -> int:
+    """A function's ``max_tries``, else the worker's (arq's rule)."""
+    return worker if own is None else int(own)
+
+
+def _wrap_function(jobs: JobTracker, function: Any, tenant: HookTenant, worker_tries: int) -> Any:
+    tries = _tries(function.max_tries, worker_tries)
+    wrapped = wrap_coroutine(jobs, function.coroutine, function.name, tenant, tries)
     return dataclasses.replace(function, coroutine=wrapped)
 
 

@@ -3,7 +3,8 @@
 Inside a framework hook's run of the same task (``Run.entry`` is this wrapper) the decorator
 starts no run of its own: it adopts the hook's run (``JobTracker.adopt``), so the task is
 tracked once, with the decorator's name, tenant and keys plus the hook's lag and attempt, and
-the hook finishes it.
+the hook finishes it. With traces, a run the decorator starts records the call's arguments
+(``[args, kwargs]``, redacted and bounded by the recorder's ``ArgsPolicy``).
 """
 
 from __future__ import annotations
@@ -57,7 +58,11 @@ class JobDecorator:
             if outer is not None and outer.entry is wrapper:  # the hook's run of this task
                 adopt(outer, job, tenant, args, kwargs)
                 return func(*args, run=outer, **kwargs) if pass_run else func(*args, **kwargs)
-            run = start(job, tenant_of(tenant, args, kwargs) if dynamic else tenant)
+            run = start(
+                job,
+                tenant_of(tenant, args, kwargs) if dynamic else tenant,
+                args=[list(args), kwargs] if jobs.traces is not None else None,
+            )
             token = active.set(run)
             try:
                 result = func(*args, run=run, **kwargs) if pass_run else func(*args, **kwargs)
@@ -86,7 +91,11 @@ class JobDecorator:
                 if pass_run:
                     return await func(*args, run=outer, **kwargs)
                 return await func(*args, **kwargs)
-            run = start(job, tenant_of(tenant, args, kwargs) if dynamic else tenant)
+            run = start(
+                job,
+                tenant_of(tenant, args, kwargs) if dynamic else tenant,
+                args=[list(args), kwargs] if jobs.traces is not None else None,
+            )
             token = active.set(run)
             try:
                 if pass_run:

@@ -1,8 +1,10 @@
 """Dramatiq: ``broker.add_middleware(TallyMiddleware(tracker))`` tracks every message.
 
-``before_process_message`` starts the run, ``after_process_message`` finishes it (failure +
-``errors.<Type>`` on an exception; ``dramatiq.Retry`` -> retry; ``RateLimitExceeded`` ->
-limited), ``after_skip_message`` tracks a skipped message. Queue lag = start - the latest of
+``before_process_message`` starts the run, ``after_process_message`` finishes it: an
+exception the Retries middleware re-enqueues is ``retry``, the one after which it gives up (or
+a ``throws`` type) is ``failure``, both with ``errors.<Type>`` (decided by Retries' own rule,
+see ``_retrying``); ``RateLimitExceeded`` -> limited.
+``after_skip_message`` tracks a skipped message. Queue lag = start - the latest of
 ``message_timestamp`` (when it was sent), ``options["requeue_timestamp"]`` (when a retry was
 re-queued) and ``options["eta"]`` (when a delayed message was due). Attempt =
 ``options["retries"] + 1``, read before the Retries middleware bumps it.
@@ -18,6 +20,7 @@ from typing import Any
 
 from dramatiq import Middleware
 from dramatiq.errors import RateLimitExceeded, Retry
+from dramatiq.middleware import Retries
 
 from tally.ingest.jobs.run import SKIPPED, Run
 from tally.ingest.jobs.tracking import (
@@ -88,7 +91,12 @@ class TallyMiddleware(Middleware):
             return
         if exception is None and message.failed:  # failed by a middleware: never ran
             run.state = SKIPPED
-        self.jobs.finish(run, exception)
+        try:
+            retrying = _retrying(broker, message, run, exception)
+        except Exception as exc:  # an unknown actor, a raising retry_when
+            self.jobs.failed("dramatiq retry", exc)
+            retrying = None
+        self.jobs.finish(run, exception, retrying=retrying)
 
     def after_skip_message(self, broker: Any, message: Any) -> None:
         """Track a skipped message (started or not) as ``skipped``."""
@@ -137,3 +145,34 @@ class TallyMiddleware(Middleware):
         with contextlib.suppress(ValueError):  # set in another context: leave it alone
             ACTIVE_RUN.reset(token)
         return run
+
+
+def _retrying(broker: Any, message: Any, run: Run, exception: BaseException | None) -> bool | None:
+    """Whether the Retries middleware enqueues the failed message again (None: no failure).
+
+    Dramatiq calls ``after_process_message`` in reverse order of the middleware list, so a
+    middleware added after Retries (the usual ``add_middleware``) runs first and the decision
+    is predicted with Retries' own rule (``throws``, ``retry_when``, ``max_retries``); one
+    added before it sees the outcome (``retries`` bumped, or the message failed). No Retries
+    middleware: nothing is retried.
+    """
+    if exception is None:
+        return None
+    if message.failed:
+        return False
+    options = message.options
+    retries = int(options.get("retries") or 0)
+    if retries >= (run.attempt or 1):  # Retries ran before us and kept the message
+        return True
+    retrier = next((m for m in broker.middleware if isinstance(m, Retries)), None)
+    if retrier is None:
+        return False
+    actor = broker.get_actor(message.actor_name)
+    throws = options.get("throws") or actor.options.get("throws")
+    if throws and isinstance(exception, throws):
+        return False
+    retry_when = actor.options.get("retry_when", retrier.retry_when)
+    if retry_when is not None:
+        return bool(retry_when(retries, exception))
+    limit = options.get("max_retries", actor.options.get("max_retries", retrier.max_retries))
+    return limit is None or retries < limit

@@ -8,10 +8,12 @@ scheduler's poll interval). Attempt = 1 + previous runs: RQ's ``number_of_retrie
 that returned ``Retry``) plus the failures kept in ``job.meta["tally_failures"]`` (RQ itself
 only keeps ``retries_left`` for exception retries). A job returning ``Retry`` ends as ``retry``.
 
-With the forking ``Worker`` each job runs in a work horse that leaves with ``os._exit``, so
-the horse flushes the tracker before it exits (one broker round trip per job); prefer
-``SimpleWorker`` for high volume. ``SpawnWorker`` horses start a fresh interpreter and are not
-instrumented.
+``instrumented_rq_worker`` builds a ``SimpleWorker`` (jobs run in the worker process) unless
+told otherwise. With the forking ``Worker`` each job runs in a work horse that leaves with
+``os._exit``: the horse appends its events to a file the worker created before the fork
+(``handoff``), and the worker hands them to its own tracker once the horse exited, so a job
+costs no broker round trip and no producer start in the horse. ``SpawnWorker`` horses start a
+fresh interpreter and are not instrumented.
 
 With traces, a job enqueued from inside a running instrumented job (``Queue.enqueue``,
 ``enqueue_call``, ``enqueue_at``/``enqueue_in``, ``enqueue_many``: all go through
@@ -24,7 +26,9 @@ retries re-enqueue the same job with its meta, so every attempt links to the sam
 
 from __future__ import annotations
 
+import copy
 import functools
+import logging
 from collections.abc import Sequence
 from contextvars import ContextVar
 from datetime import UTC
@@ -32,9 +36,10 @@ from typing import Any
 
 from rq.job import Job, Retry
 from rq.queue import Queue
-from rq.worker import BaseWorker, SimpleWorker
+from rq.worker import BaseWorker, SimpleWorker, Worker
 
-from tally.ingest.jobs.run import RETRY, Run
+from tally.ingest.jobs.handoff import Handoff, HandoffWriter, replay
+from tally.ingest.jobs.run import FAILURE, RETRY, Run
 from tally.ingest.jobs.tracking import (
     ACTIVE_RUN,
     ExceptionTypes,
@@ -44,6 +49,7 @@ from tally.ingest.jobs.tracking import (
     tracked_entry,
 )
 
+log = logging.getLogger("tally.ingest.jobs")
 FAILURES = "tally_failures"
 PARENT = "tally_parent"  # job.meta: the execution id of the run that enqueued the job (traces)
 
@@ -123,6 +129,24 @@ def rq_job_class(jobs: JobTracker, tenant: HookTenant = None, base: type[Job] = 
         except Exception as exc:
             jobs.failed("rq meta", exc)
 
+    def will_retry(job: Job) -> bool:
+        # RQ re-enqueues a job that raised while it has ``retries_left`` (``Retry(max=n)``)
+        try:
+            left = job.retries_left
+            return left is not None and int(left) > 0
+        except Exception as exc:
+            jobs.failed("rq retry", exc)
+            return False
+
+    def retries_exhausted(job: Job, retry: Retry) -> bool:
+        # a returned ``Retry`` past its ``max`` fails the job
+        try:
+            done = job.number_of_retries or 0
+            return bool(done) and done >= int(retry.max)
+        except Exception as exc:
+            jobs.failed("rq retry", exc)
+            return False
+
     class TallyJob(base):  # type: ignore[valid-type, misc]
         def perform(self) -> Any:
             run = start(self)
@@ -133,12 +157,15 @@ def rq_job_class(jobs: JobTracker, tenant: HookTenant = None, base: type[Job] = 
                 _ENQUEUER.reset(enqueuer)
                 ACTIVE_RUN.reset(token)
                 count_failure(self)
-                jobs.finish(run, exc)
+                jobs.finish(run, exc, retrying=will_retry(self))
                 raise
             _ENQUEUER.reset(enqueuer)
             ACTIVE_RUN.reset(token)
             if isinstance(result, Retry):  # RQ's "retry me" return value
-                run.state = RETRY
+                if retries_exhausted(self, result):  # RQ fails the job instead
+                    run.state, run.error = FAILURE, type(result).__name__
+                else:
+                    run.state = RETRY
             jobs.finish(run)
             return result
 
@@ -152,20 +179,60 @@ def rq_worker_class(
     base: type[BaseWorker] = SimpleWorker,
     flush_timeout: float = 10.0,
 ) -> type[BaseWorker]:
-    """A worker class of ``base`` using ``rq_job_class``; forked horses flush before exit."""
+    """A worker class of ``base`` using ``rq_job_class``.
+
+    With a forking ``base`` (``Worker`` and its subclasses) each horse hands its events to
+    the worker process through a ``Handoff`` file and the worker tracks them after the horse
+    exits: the horse never waits for the broker. A horse forked some other way (a custom
+    ``main_work_horse``) flushes the tracker before it exits, as before.
+    """
+    forking = issubclass(base, Worker)
 
     class TallyWorker(base):  # type: ignore[valid-type, misc]
         job_class = rq_job_class(jobs, tenant, base.job_class)
+        _tally_handoff: Handoff | None = None
+
+        def execute_job(self, job: Job, queue: Any) -> Any:
+            if not forking:
+                return super().execute_job(job, queue)
+            if self._tally_handoff is None:
+                self._tally_handoff = Handoff()
+            try:
+                return super().execute_job(job, queue)
+            finally:
+                take_over(self._tally_handoff)
+
+        def main_work_horse(self, job: Job, queue: Any) -> Any:
+            if self._tally_handoff is not None:  # in the horse: hand events to the parent
+                hand_off(jobs, self._tally_handoff.writer())
+            return super().main_work_horse(job, queue)
 
         def perform_job(self, job: Job, queue: Any, execution: Any) -> bool:
             try:
                 return super().perform_job(job, queue, execution)
             finally:
-                if getattr(self, "_is_horse", False):
+                if getattr(self, "_is_horse", False) and not isinstance(
+                    jobs.tracker, HandoffWriter
+                ):
                     jobs.flush(flush_timeout)
+
+    def take_over(handoff: Handoff) -> None:
+        try:
+            shipper = getattr(jobs.traces, "shipper", None)
+            replay(handoff.drain(), jobs.tracker, shipper)
+        except Exception as exc:
+            jobs.failed("rq handoff", exc)
 
     TallyWorker.__qualname__ = TallyWorker.__name__ = f"Tally{base.__name__}"
     return TallyWorker
+
+
+def hand_off(jobs: JobTracker, writer: HandoffWriter) -> None:
+    """In a horse: ``jobs`` tracks and ships through ``writer`` (this process's copy only)."""
+    jobs.tracker = writer
+    if jobs.traces is not None:
+        jobs.traces = copy.copy(jobs.traces)
+        jobs.traces.shipper = writer
 
 
 def instrumented_rq_worker(
@@ -180,7 +247,9 @@ def instrumented_rq_worker(
     traces: object = None,
     **worker_kwargs: Any,
 ) -> BaseWorker:
-    """An RQ worker (``SimpleWorker`` unless told) whose jobs are tracked under ``key``.
+    """An RQ worker whose jobs are tracked under ``key``: a ``SimpleWorker`` (every job runs in
+    the worker process, no fork per job) unless ``worker_class`` says otherwise, e.g.
+    ``rq.Worker`` (a forked horse per job, whose events the worker tracks; see the module doc).
 
     ``tenant`` is called with each job's arguments, or maps function names (``job.func_name``,
     e.g. ``app.tasks.calculate``) to such callables; None means tenant ``system``. The other
@@ -188,5 +257,12 @@ def instrumented_rq_worker(
     ``TraceRecorder`` (every run gets an execution id and a trace; see docs/traces.md).
     """
     jobs = JobTracker(tracker, key, limited=limited, skipped=skipped, traces=traces)
+    log.info(
+        "tally: RQ worker class %s (%s)",
+        worker_class.__name__,
+        "a forked horse per job, events handed to this process"
+        if issubclass(worker_class, Worker)
+        else "jobs run in this process; pass worker_class=rq.Worker to fork per job",
+    )
     worker_class = rq_worker_class(jobs, tenant, worker_class)
     return worker_class(queues, **worker_kwargs)

@@ -82,6 +82,9 @@ class Run:
     cpu_ms: float | None = None
     rss_growth_kb: int | None = None
     usage_start: tuple[int, int] | None = field(default=None, repr=False)
+    # The exception a failed or retried run ended with (traces record its message and
+    # traceback); dropped once the run is shipped.
+    exception: BaseException | None = field(default=None, repr=False)
 
     @contextmanager
     def waiting(

@@ -206,8 +206,14 @@ class JobTracker:
         run.started_ns = time.perf_counter_ns()
         return run
 
-    def finish(self, run: Run, error: BaseException | None = None) -> bool:
-        """Stop the clock, set the state from ``error``, and track; True if tracked."""
+    def finish(
+        self, run: Run, error: BaseException | None = None, *, retrying: bool | None = None
+    ) -> bool:
+        """Stop the clock, set the state from ``error``, and track; True if tracked.
+
+        ``retrying`` is the framework's word on whether the job will run again (see
+        ``classify``); None lets the exception types decide.
+        """
         try:
             run.duration_ms = (time.perf_counter_ns() - run.started_ns + 500_000) // 1_000_000
             if run.usage_start is not None:
@@ -215,7 +221,7 @@ class JobTracker:
                 run.cpu_ms = (time.thread_time_ns() - cpu_ns) / 1e6
                 run.rss_growth_kb = max(0, _max_rss_kb() - rss_kb)
             if error is not None:
-                self.classify(run, error)
+                self.classify(run, error, retrying=retrying)
         except Exception as exc:  # e.g. a non-type in ``limited``
             self.failed("finish", exc)
             return False
@@ -227,14 +233,27 @@ class JobTracker:
                 self.traces.end(run, jobs.key, jobs._tenant_keys(run.tenant)[0])
             except Exception as exc:
                 self.failed("trace", exc)
+        run.exception = None  # let go of the traceback's frames
         return tracked
 
-    def classify(self, run: Run, error: BaseException, cause: BaseException | None = None) -> None:
+    def classify(
+        self,
+        run: Run,
+        error: BaseException,
+        cause: BaseException | None = None,
+        *,
+        retrying: bool | None = None,
+    ) -> None:
         """Set ``run.state`` (and ``run.error``) for a run that ended with ``error``.
 
-        ``cause`` is the underlying exception when ``error`` is a framework's retry signal
-        (e.g. Celery's ``Retry``): a retry caused by a ``limited`` type is ``limited``. The
-        exception types of a decorator that adopted the run count as well as this tracker's.
+        One meaning for every framework: an attempt the framework will run again is
+        ``retry``, the attempt after which it gives up is ``failure`` (``limited`` and
+        ``skipped`` types win over both). ``retrying`` is the framework's word on that (RQ's
+        ``retries_left``, Dramatiq's Retries middleware, arq's ``max_tries``); None means
+        "an exception of a ``retry`` type is a retry". ``cause`` is the underlying exception
+        when ``error`` is a framework's retry signal (e.g. Celery's ``Retry``): a retry
+        caused by a ``limited`` type is ``limited``. The exception types of a decorator that
+        adopted the run count as well as this tracker's.
         """
         reason = error if cause is None else cause
         limited, skipped, retry = self.limited, self.skipped, self.retry
@@ -244,14 +263,14 @@ class JobTracker:
             retry = retry + owner.retry
         if isinstance(reason, limited) or isinstance(error, limited):
             run.state = LIMITED
-        elif isinstance(reason, skipped) or isinstance(error, skipped):
+            return
+        if isinstance(reason, skipped) or isinstance(error, skipped):
             run.state = SKIPPED
-        elif isinstance(error, retry):
-            run.state = RETRY
-            run.error = type(reason).__name__
-        else:
-            run.state = FAILURE
-            run.error = type(reason).__name__
+            return
+        again = isinstance(error, retry) if retrying is None else retrying
+        run.state = RETRY if again else FAILURE
+        run.error = type(reason).__name__
+        run.exception = reason
 
     def emit(self, run: Run) -> bool:
         """Track ``run`` (already finished) as one event; never raises."""

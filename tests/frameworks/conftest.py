@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -50,3 +52,63 @@ def by_job(calls: list[TrackCall]) -> dict[str, list[dict]]:
         (job,) = call.values["jobs"]  # type: ignore[call-overload]
         out.setdefault(job, []).append(total(call))
     return out
+
+
+class Shipped:
+    """An in-memory, thread-safe trace shipper: the executions a recorder shipped."""
+
+    def __init__(self) -> None:
+        self.executions: list = []
+        self._lock = threading.Lock()
+
+    def ship(self, execution: object) -> bool:
+        with self._lock:
+            self.executions.append(execution)
+        return True
+
+    def wait(self, n: int, timeout: float) -> list:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.executions) >= n:
+                    return list(self.executions)
+            time.sleep(0.05)
+        raise AssertionError(f"{len(self.executions)} executions, wanted {n}")
+
+
+class PaymentDeclined(Exception):
+    """What the issue's worker log showed: ``card declined for order 100296``."""
+
+
+DECLINED = "card declined for order 100296"
+CARD_TOKEN = "tok_live_4242_secret"
+
+
+def charge(order: int, card_token: str) -> None:
+    """The failing payment job body shared by the framework tests."""
+    raise PaymentDeclined(f"card declined for order {order}")
+
+
+def assert_retry_then_failure(runs: list[dict], error: str) -> None:
+    """One meaning of "retry" in every framework: attempts 1 and 2 are ``retry``, the third
+    (after which the framework gives up) is ``failure``; ``retries`` counts the re-runs."""
+    assert [(r.get("state.retry", 0), r.get("state.failure", 0)) for r in runs] == [
+        (1, 0), (1, 0), (0, 1),
+    ]  # fmt: skip
+    assert [r["attempt"] for r in runs] == [1, 2, 3]
+    assert all(r[f"errors.{error}"] == 1 for r in runs)
+    assert sum(r["retries"] for r in runs) == sum(r.get("state.retry", 0) for r in runs) == 2
+
+
+def assert_declined_execution(execution, ref: str) -> None:
+    """A failed execution carries the message, a traceback through ``charge``, the
+    framework's job id and the (redacted) arguments."""
+    assert execution.error == "PaymentDeclined"
+    assert execution.message == DECLINED
+    assert execution.traceback.startswith("Traceback (most recent call last):")
+    assert f"PaymentDeclined: {DECLINED}" in execution.traceback
+    assert "in charge\n" in execution.traceback
+    assert execution.ref == ref and ref
+    started = execution.events[0]
+    assert started.event == "started" and "100296" in started.args
+    assert '"card_token":"[redacted]"' in started.args and CARD_TOKEN not in started.args

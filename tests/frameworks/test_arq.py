@@ -12,7 +12,17 @@ import pytest
 from tally.ingest.jobs import JobFlow, current_run, report_result
 from tally.ingest.jobs.testing import RecordingTracker
 
-from .conftest import assert_only_framework, by_job
+from .conftest import (
+    CARD_TOKEN,
+    DECLINED,
+    assert_declined_execution,
+    assert_only_framework,
+    by_job,
+    charge,
+)
+from .conftest import (
+    Shipped as SharedShipped,
+)
 
 
 class Shipped:
@@ -105,6 +115,66 @@ async def test_arq_settings_wrapper_measures_lag_state_and_tries(redis_server):
     assert (succeeded["attempt"], succeeded["retries"]) == (2, 1)
     [failed] = jobs["arq_boom"]
     assert failed["state.failure"] == 1 and failed["errors.LookupError"] == 1
+
+
+async def arq_charge(ctx: dict, order: int, card_token: str) -> None:
+    from arq import Retry
+
+    if ctx["job_try"] < 3:
+        raise Retry(defer=0.01)
+    charge(order, card_token)
+
+
+async def arq_always_retry(ctx: dict, order: int) -> None:
+    from arq import Retry
+
+    raise Retry(defer=0.01)
+
+
+@pytest.mark.filterwarnings("ignore:Call to deprecated close:DeprecationWarning")  # arq
+async def test_arq_retried_attempts_are_retry_the_last_failure_with_message_and_traceback(
+    redis_server,
+):
+    """arq re-runs a job that raised ``Retry`` while its try < ``max_tries``: a ``Retry`` on
+    the last try is the final ``failure`` (arq will not run it again; issue #19 item 6); a
+    failed run carries the exception's message, traceback, the job id and the redacted
+    arguments (item 2)."""
+    from arq import create_pool
+    from arq.connections import RedisSettings
+    from arq.worker import func
+
+    from tally.ingest.jobs import instrument_arq
+    from tally.traces import SamplingPolicy, TraceRecorder
+
+    class WorkerSettings:
+        functions = [arq_charge, func(arq_always_retry, name="always_retry", max_tries=2)]
+        redis_settings = RedisSettings.from_dsn(f"{redis_server.url}/6")
+        max_tries = 3
+
+    recorder, shipped = RecordingTracker(), SharedShipped()
+    traces = TraceRecorder(shipped, SamplingPolicy(every=1))
+    settings = instrument_arq(WorkerSettings, recorder, key="event::arq", traces=traces)
+    pool = await create_pool(settings.redis_settings)
+    try:
+        job = await pool.enqueue_job("arq_charge", 100296, card_token=CARD_TOKEN)
+        await pool.enqueue_job("always_retry", 7)
+        await run_burst(settings)
+    finally:
+        await pool.aclose()
+
+    jobs = by_job(recorder.wait(5, timeout=30))
+    states = [(r.get("state.retry", 0), r.get("state.failure", 0)) for r in jobs["arq_charge"]]
+    assert states == [(1, 0), (1, 0), (0, 1)]
+    assert [r["attempt"] for r in jobs["arq_charge"]] == [1, 2, 3]
+    assert sum(r["retries"] for r in jobs["arq_charge"]) == 2
+    retried, last = jobs["always_retry"]
+    assert retried["state.retry"] == 1 and retried["errors.Retry"] == 1
+    assert last["state.failure"] == 1 and last["errors.Retry"] == 1 and last["attempt"] == 2
+    executions = shipped.wait(5, timeout=30)
+    charged = [e for e in executions if e.job == "arq_charge"]
+    assert [e.state for e in charged] == ["retry", "retry", "failure"]
+    assert_declined_execution(charged[-1], job.job_id)
+    assert charged[0].message.startswith("<Retry defer") and DECLINED not in charged[0].message
 
 
 RECORDER = RecordingTracker()

@@ -15,7 +15,16 @@ import pytest
 from tally.ingest.jobs import JobFlow, current_run, report_result
 from tally.ingest.jobs.testing import RecordingTracker
 
-from .conftest import assert_only_framework, by_job
+from .conftest import (
+    CARD_TOKEN,
+    PaymentDeclined,
+    Shipped,
+    assert_declined_execution,
+    assert_only_framework,
+    assert_retry_then_failure,
+    by_job,
+    charge,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -94,6 +103,47 @@ def test_celery_signals_measure_state_lag_and_retries(redis_server):
     assert second["queue_lag.sum"] < 300
     tenants = {c.keys[1] for c in calls}
     assert tenants == {"event::celery::acme", "event::celery::beta"}
+    assert hooks.jobs.errors == 0
+
+
+def test_celery_retried_attempts_are_retry_the_last_failure_with_message_and_traceback(
+    redis_server,
+):
+    """Celery's autoretry: attempts it retries are ``retry``, the one after ``max_retries``
+    is ``failure`` (issue #19 item 6); each carries the exception's message, traceback, the
+    task id and the redacted arguments (item 2)."""
+    from celery.contrib.testing.worker import start_worker
+
+    from tally.ingest.jobs import instrument_celery
+    from tally.traces import SamplingPolicy, TraceRecorder
+
+    app = celery_app(redis_server.url, 7)
+    recorder, shipped = RecordingTracker(), Shipped()
+    traces = TraceRecorder(shipped, SamplingPolicy(every=1))
+    hooks = instrument_celery(app, recorder, key="event::celery", traces=traces)
+
+    @app.task(
+        name="shop.charge",
+        autoretry_for=(PaymentDeclined,),
+        max_retries=2,
+        retry_kwargs={"countdown": 0},
+        retry_backoff=False,
+    )
+    def celery_charge(order: int, card_token: str) -> None:
+        charge(order, card_token)
+
+    try:
+        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+            result = celery_charge.delay(100296, card_token=CARD_TOKEN)
+            calls = recorder.wait(3, timeout=30)
+            executions = shipped.wait(3, timeout=30)
+    finally:
+        hooks.disconnect()
+
+    assert_retry_then_failure(by_job(calls)["shop__charge"], "PaymentDeclined")
+    assert [e.state for e in executions] == ["retry", "retry", "failure"]
+    for execution in executions:
+        assert_declined_execution(execution, result.id)
     assert hooks.jobs.errors == 0
 
 

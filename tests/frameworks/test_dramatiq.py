@@ -11,7 +11,15 @@ import pytest
 from tally.ingest.jobs import JobFlow, current_run, report_result
 from tally.ingest.jobs.testing import RecordingTracker
 
-from .conftest import assert_only_framework, by_job
+from .conftest import (
+    CARD_TOKEN,
+    Shipped,
+    assert_declined_execution,
+    assert_only_framework,
+    assert_retry_then_failure,
+    by_job,
+    charge,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -66,10 +74,49 @@ def test_dramatiq_middleware_measures_lag_state_skips_and_retries(redis_server):
     [skipped] = jobs["stale"]
     assert skipped["state.skipped"] == 1
     first, second = jobs["flaky"]
-    assert first["state.failure"] == 1 and first["errors.TimeoutError"] == 1
+    assert first["state.retry"] == 1 and first["errors.TimeoutError"] == 1  # retried
     assert first["queue_lag.sum"] >= 300
     assert second["state.success"] == 1 and (second["attempt"], second["retries"]) == (2, 1)
     assert second["queue_lag.sum"] < 300  # due at its retry's eta, not at the first send
+
+
+def test_dramatiq_retried_attempts_are_retry_the_last_failure_with_message_and_traceback(
+    redis_server,
+):
+    """The Retries middleware re-enqueues a failed message twice (``max_retries=2``): those
+    attempts are ``retry``, the last ``failure`` (issue #19 item 6); each carries the
+    exception's message, traceback, the message id and the redacted arguments (item 2)."""
+    import dramatiq
+    from dramatiq.brokers.redis import RedisBroker
+
+    from tally.ingest.jobs import TallyMiddleware
+    from tally.traces import SamplingPolicy, TraceRecorder
+
+    broker = RedisBroker(url=f"{redis_server.url}/7")
+    recorder, shipped = RecordingTracker(), Shipped()
+    traces = TraceRecorder(shipped, SamplingPolicy(every=1))
+    broker.add_middleware(TallyMiddleware(recorder, key="event::dramatiq", traces=traces))
+
+    @dramatiq.actor(
+        broker=broker, actor_name="charge", max_retries=2, min_backoff=10, max_backoff=50
+    )
+    def dramatiq_charge(order: int, card_token: str) -> None:
+        charge(order, card_token)
+
+    message = dramatiq_charge.send(100296, card_token=CARD_TOKEN)
+    worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=50)
+    worker.start()
+    try:
+        calls = recorder.wait(3, timeout=30)
+        executions = shipped.wait(3, timeout=30)
+    finally:
+        worker.stop()
+        broker.close()
+
+    assert_retry_then_failure(by_job(calls)["charge"], "PaymentDeclined")
+    assert [e.state for e in executions] == ["retry", "retry", "failure"]
+    for execution in executions:
+        assert_declined_execution(execution, message.message_id)
 
 
 def test_a_decorated_actor_under_the_middleware_is_one_run(redis_server):

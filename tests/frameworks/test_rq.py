@@ -13,7 +13,15 @@ import pytest
 from tally.ingest.jobs import JobFlow, current_run, report_result
 from tally.ingest.jobs.testing import RecordingTracker
 
-from .conftest import assert_only_framework, by_job
+from .conftest import (
+    CARD_TOKEN,
+    Shipped,
+    assert_declined_execution,
+    assert_only_framework,
+    assert_retry_then_failure,
+    by_job,
+    charge,
+)
 
 pytestmark = pytest.mark.integration
 PREFIX = "tests__frameworks__test_rq__"
@@ -90,6 +98,42 @@ def test_rq_simple_worker_measures_lag_state_and_retries(redis_server):
     assert first["state.limited"] == 1
     assert second["state.success"] == 1 and (second["attempt"], second["retries"]) == (2, 1)
     assert {c.keys[1] for c in calls} == {"event::rq::acme", "event::rq::beta"}
+
+
+def rq_charge(order: int, card_token: str) -> None:
+    charge(order, card_token)
+
+
+def test_rq_retried_attempts_are_retry_the_last_failure_with_message_and_traceback(redis_server):
+    """RQ re-runs a job that raised while it has ``retries_left``: those attempts are
+    ``retry``, not ``failure`` (issue #19 item 6); every one carries the exception's message,
+    traceback, RQ's job id and the redacted arguments (item 2)."""
+    import redis
+    from rq import Queue, Retry
+
+    from tally.ingest.jobs import instrumented_rq_worker
+    from tally.traces import SamplingPolicy, TraceRecorder
+
+    connection = redis.Redis.from_url(f"{redis_server.url}/6")
+    queue = Queue("tally-retry", connection=connection)
+    job = queue.enqueue(rq_charge, 100296, card_token=CARD_TOKEN, retry=Retry(max=2))
+    recorder, shipped = RecordingTracker(), Shipped()
+    worker = instrumented_rq_worker(
+        [queue],
+        recorder,
+        key="event::rq",
+        traces=TraceRecorder(shipped, SamplingPolicy(every=1)),
+        connection=connection,
+    )
+    worker.work(burst=True, with_scheduler=False)
+
+    assert_retry_then_failure(
+        by_job(recorder.wait(3, timeout=30))[PREFIX + "rq_charge"], "PaymentDeclined"
+    )
+    executions = shipped.wait(3, timeout=30)
+    assert [e.state for e in executions] == ["retry", "retry", "failure"]
+    for execution in executions:
+        assert_declined_execution(execution, job.id)
 
 
 RECORDER = RecordingTracker()
@@ -170,27 +214,40 @@ class FileTracker:
         return True
 
 
-def test_rq_forking_worker_tracks_in_the_horse_and_flushes_before_exit(redis_server, tmp_path):
+def test_rq_forking_worker_hands_horse_events_to_the_worker_without_a_flush(redis_server, tmp_path):
+    """Issue #19 item 12: with RQ's forking ``Worker`` the horse does not flush (no broker
+    round trip on the job's time); the worker process tracks the horse's events and ships
+    its traces after the horse exits, so nothing is lost at ``os._exit``."""
     import redis
     from rq import Queue, Worker
 
     from tally.ingest.jobs import instrumented_rq_worker
+    from tally.traces import SamplingPolicy, TraceRecorder
 
     connection = redis.Redis.from_url(f"{redis_server.url}/2")
     queue = Queue("tally-fork", connection=connection)
-    queue.enqueue(rq_invoice, "acme", 2)
-    out = tmp_path / "events.jsonl"
+    first = queue.enqueue(rq_invoice, "acme", 2)
+    queue.enqueue(rq_boom, "acme")
+    out, shipped = tmp_path / "events.jsonl", Shipped()
     worker = instrumented_rq_worker(
-        [queue], FileTracker(out), key="event::rq", worker_class=Worker, connection=connection
+        [queue],
+        FileTracker(out),
+        key="event::rq",
+        worker_class=Worker,
+        traces=TraceRecorder(shipped, SamplingPolicy(every=1)),
+        connection=connection,
     )
     worker.work(burst=True, with_scheduler=False)
 
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     events = [line for line in lines if "keys" in line]
-    flushes = [line for line in lines if line.get("flushed")]
-    assert len(events) == 1 and events[0]["pid"] != os.getpid()  # tracked in the horse
+    assert [e["pid"] for e in events] == [os.getpid()] * 2  # tracked by the worker process
+    assert not [line for line in lines if line.get("flushed")]  # no horse waited on a flush
     assert events[0]["values"]["total"]["resources"] == 2
-    assert [f["pid"] for f in flushes] == [events[0]["pid"]]  # and flushed there
+    assert events[1]["values"]["total"]["state"] == {"failure": 1}
+    ok, failed = shipped.wait(2, timeout=10)  # the horses' traces reached this process
+    assert (ok.ref, ok.state) == (first.id, "success")
+    assert failed.state == "failure" and "ZeroDivisionError: acme" in failed.traceback
 
 
 def test_the_hook_is_reachable_from_the_package():

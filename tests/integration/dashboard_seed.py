@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
-from tally.embedded.clickhouse_http import EmbeddedClickHouse
+from tally.embedded.clickhouse.process import EmbeddedClickHouse
 from tally.ingest.flatten import flatten
 from tally.schemas.limits import Limits
 from tests.integration.readside import KindRow, insert, insert_kinds

@@ -92,6 +92,34 @@ class Receiver:
             await self.runner.cleanup()
 
 
+@dataclass
+class Hanging:
+    """A real local HTTP server that accepts every connection, reads the request and never
+    answers (a receiver that hangs); counts the requests it got."""
+
+    requests: int = 0
+    port: int = 0
+    _server: asyncio.Server | None = None
+    _writers: list[asyncio.StreamWriter] = field(default_factory=list)
+
+    async def start(self) -> str:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self._writers.append(writer)
+            if (await reader.readline()).startswith(b"POST "):
+                self.requests += 1
+            await asyncio.Event().wait()  # never answer
+
+        self._server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{self.port}"
+
+    async def stop(self) -> None:
+        for writer in self._writers:
+            writer.close()
+        if self._server is not None:
+            self._server.close()
+
+
 class Mailbox:
     """aiosmtpd handler keeping every message."""
 

@@ -12,7 +12,7 @@ import clickhouse_connect
 
 from tally.aggregator.settings import ClickHouseSettings
 from tally.aggregator.sink import RollupSink
-from tally.embedded.clickhouse_http import EmbeddedClickHouse
+from tally.embedded.clickhouse.process import EmbeddedClickHouse
 from tally.read import ReadSettings
 from tally.schemas.ddl import RollupSchema
 from tally.schemas.sketch import buckets_of
@@ -60,7 +60,7 @@ def settings(clickhouse: EmbeddedClickHouse, database: str) -> ReadSettings:
 
 
 def start(path: Path) -> EmbeddedClickHouse:
-    from tally.embedded.clickhouse_http import start_clickhouse
+    from tally.embedded.clickhouse.process import start_clickhouse
 
     return start_clickhouse(path, user="default", password=PASSWORD)
 

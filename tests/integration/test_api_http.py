@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -19,6 +22,13 @@ pytestmark = pytest.mark.integration
 READ = "read-token-0123456789abcdef"
 SQL = "sql-token-0123456789abcdef"
 RANGE = {"since": "2026-03-02T10:00:00Z", "until": "2026-03-02T14:00:00Z", "granularity": "1h"}
+NOW = int(time.time()) // 60 * 60
+TENANTS = 3000
+# One write per tenant over the last 13 days: sparse data, but a grid of 3,000 x 18,720 buckets.
+HEAVY = [
+    (["heavy"], datetime.fromtimestamp(NOW - 60 * (i * 6 + 1), UTC), {f"tenants.t{i:04d}.count": i})
+    for i in range(1, TENANTS + 1)
+]
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +37,7 @@ def api(tmp_path_factory) -> Iterator[str]:
     try:
         apply_schema(clickhouse, RollupSchema(database="tally"))
         insert(clickhouse, "tally", CALC)
+        insert(clickhouse, "tally", HEAVY)
         port = free_ports(1)[0]
         api_settings = ApiSettings(settings(clickhouse, "tally"), READ, SQL, port=port)
         thread = ServerThread(api_settings).start()
@@ -129,6 +140,47 @@ def test_bad_requests_are_400_with_the_reason(client, params, error, reason):
     assert reason in response.json()["reason"]
 
 
+BAD_TIMES = ["0001-01-01", "99999999999999999999d", "9999-12-30", "1969-12-31T23:00:00Z"]
+TIME_ENDPOINTS = [
+    ("/api/v1/series", {"key": "calc", "path": "count"}),
+    ("/api/v1/values", {"key": "calc"}),
+    ("/api/v1/gauge", {"key": "calc", "path": "depth"}),
+    ("/api/v1/quantiles", {"key": "calc", "path": "duration"}),
+    ("/api/v1/keys", {"pattern": "calc*"}),
+    ("/api/v1/executions", {"key": "calc"}),
+    ("/api/v1/joblog", {}),
+]
+
+
+@pytest.mark.parametrize(("endpoint", "params"), TIME_ENDPOINTS)
+@pytest.mark.parametrize("since", BAD_TIMES)
+def test_times_out_of_range_are_400_with_the_reason(client, endpoint, params, since):
+    response = client.get(endpoint, params={**params, "since": since})
+    assert response.status_code == 400, response.text
+    assert response.json() == {
+        "error": "range",
+        "reason": f"{since!r} is outside the times served (1970-01-01 to 2100-01-01 UTC)",
+    }
+
+
+@pytest.mark.parametrize(
+    ("expression", "status", "reason"),
+    [
+        ("1e999 + count", 400, "number '1e999' at position 0 is too large"),
+        ("-" * 990 + "count", 400, "more than 50 minus signs in a row"),
+        ("sum(1e308, 1e308)", 200, None),  # overflow is null, as 1e308 * 10 already was
+    ],
+)
+def test_hostile_expressions_answer_without_a_500(client, expression, status, reason):
+    query = {"key": "calc", "expression": expression, **RANGE}
+    response = client.get("/api/v1/series", params=query)
+    assert response.status_code == status, response.text
+    if reason:
+        assert response.json() == {"error": "expression", "reason": reason}
+    else:
+        assert response.json()["series"]["rows"][0]["points"] == [None] * 4
+
+
 def test_bad_key_pattern_is_400(client):
     response = client.get("/api/v1/keys", params={"pattern": "calc**"})
     assert response.status_code == 400 and response.json()["error"] == "pattern"
@@ -160,6 +212,14 @@ def test_openapi_schema_lists_the_endpoints(api):
         "/api/v1/sql",
     } <= set(schema["paths"])
     assert schema["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+
+
+def test_schema_page_is_the_json_and_loads_nothing_from_elsewhere(api):
+    response = httpx.get(f"{api}/api/v1/schema")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/vnd.oai.openapi+json")
+    assert "<script" not in response.text and "cdn." not in response.text
+    assert response.json() == httpx.get(f"{api}/api/v1/schema/openapi.json").json()
 
 
 def test_port_in_use_is_reported(api):
@@ -204,3 +264,46 @@ def test_quantiles_and_gauges_over_http(client):
     assert gauge.status_code == 200 and gauge.json()["last"] == [None] * 4
     bad = client.get("/api/v1/quantiles", params={"key": "calc", "path": "d", "q": "2", **RANGE})
     assert bad.status_code == 400
+
+
+def _timed(client: httpx.Client, path: str, params: dict) -> float:
+    started = time.perf_counter()
+    response = client.get(path, params=params)
+    assert response.status_code == 200, response.text
+    return time.perf_counter() - started
+
+
+def test_a_heavy_series_does_not_stall_light_requests(api):
+    auth = {"Authorization": f"Bearer {READ}"}
+    with (
+        httpx.Client(base_url=api, headers=auth, timeout=300) as client,
+        httpx.Client(base_url=api, headers=auth, timeout=300) as other,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        light = {
+            "/api/v1/health": {},
+            "/api/v1/series": {"key": "calc", "path": "count", **RANGE},
+        }
+        normal = {p: max(_timed(client, p, q) for _ in range(5)) for p, q in light.items()}
+        heavy = {"key": "heavy", "path": "tenants.*.count", "top": 5, "granularity": "1m",
+                 "since": NOW - 13 * 86400, "until": NOW}  # fmt: skip
+        waits: dict[str, list[float]] = {p: [] for p in light}
+        answer = pool.submit(other.get, "/api/v1/series", params=heavy)
+        while not answer.done() or min(map(len, waits.values())) < 5:
+            for path, params in light.items():
+                waits[path].append(_timed(client, path, params))
+        response = answer.result()
+    for path, times in waits.items():  # does not hang: 20x its own normal time (1 s at least)
+        assert max(times) < max(20 * normal[path], 1.0), (path, normal[path], times)
+    if response.status_code == 400:
+        assert response.json()["error"] == "limit"
+        assert "points per response" in response.json()["reason"]
+    else:
+        assert response.status_code == 200, response.text
+        series = response.json()["series"]
+        assert [r["name"] for r in series["rows"]] == [
+            *(f"tenants.t{i:04d}.count" for i in range(TENANTS, TENANTS - 5, -1)),
+            "tenants.(other).count",
+        ]
+        assert sum(series["rows"][-1]["points"]) == sum(range(1, TENANTS - 4))
+        assert len(series["rows"]) * len(series["buckets"]) <= 200_000

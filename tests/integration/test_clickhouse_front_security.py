@@ -16,7 +16,7 @@ import clickhouse_connect
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from tally.embedded.clickhouse_http import EmbeddedClickHouse, start_clickhouse
+from tally.embedded.clickhouse.process import EmbeddedClickHouse, start_clickhouse
 
 pytestmark = pytest.mark.integration
 

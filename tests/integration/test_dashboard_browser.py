@@ -1,7 +1,8 @@
 """The dashboard in a real browser (Debian's chromium driven by Playwright) on the real
 ClickHouse with seeded job data: every built-in dashboard loads without console errors, the
 numbers shown equal the API's, segments and the range picker change the data, a broken YAML
-file shows its error. Screenshots go to docs/screenshots/ (shown in the README)."""
+file shows its error (on a second server: the screenshots' site has none). Screenshots go to
+docs/screenshots/ (shown in the README) and show no error badge."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -66,6 +67,16 @@ widgets:
     path: total.queue_lag
 """
 CALC_KEYS = [f"commodity::events::calculation::customer::{n}" for n in range(250)]
+HOURLY_DASHBOARD = """\
+title: Hourly
+key: hourly
+range: 24h
+granularity: 1h
+widgets:
+  - type: kpi
+    title: Runs
+    rows: [{path: count}]
+"""
 BROKEN_DASHBOARD = """\
 title: Broken
 key: calc
@@ -87,6 +98,8 @@ class Site:
     clickhouse_url: str = ""
     dashboards: Path | None = None
     errors: list[str] = field(default_factory=list)
+    api_settings: ApiSettings | None = None
+    broken_dashboards: Path | None = None  # dashboards + a broken file, for its own server
 
 
 def _browser_available() -> bool:
@@ -103,8 +116,12 @@ def site(tmp_path_factory) -> Iterator[Site]:
     user_dir = root / "dashboards"
     user_dir.mkdir()
     (user_dir / "calc.yaml").write_text(USER_DASHBOARD)
-    (user_dir / "broken.yaml").write_text(BROKEN_DASHBOARD)
     (user_dir / "lag.yaml").write_text(LAG_DASHBOARD)
+    (user_dir / "hourly.yaml").write_text(HOURLY_DASHBOARD)
+    broken_dir = root / "dashboards-broken"
+    broken_dir.mkdir()
+    (broken_dir / "calc.yaml").write_text(USER_DASHBOARD)
+    (broken_dir / "broken.yaml").write_text(BROKEN_DASHBOARD)
     clickhouse = start(root / "clickhouse")
     try:
         apply_schema(clickhouse, RollupSchema(database="tally"))
@@ -126,6 +143,9 @@ def site(tmp_path_factory) -> Iterator[Site]:
         )
         # many keys that sort before the job keys (the demo's commodity fan-out)
         insert(clickhouse, "tally", [(CALC_KEYS, _minute(now - 3600), {"count": 1})])
+        hour = now - now % 3600
+        runs = [(["hourly"], _minute(hour - h * 3600), {"count": 1}) for h in range(24 * 4)]
+        insert(clickhouse, "tally", runs)  # one run an hour, on the hour
         port = free_ports(1)[0]
         api_settings = ApiSettings(settings(clickhouse, "tally"), READ, SQL, port=port)
         ui = web_handlers(WebSettings(user_dir, live_refresh_s=1))
@@ -138,7 +158,10 @@ def site(tmp_path_factory) -> Iterator[Site]:
             ):
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
                 context = browser.new_context(viewport={"width": 1440, "height": 900})
-                site = Site(url, tenants, api, context, clickhouse.url, user_dir)
+                site = Site(
+                    url, tenants, api, context, clickhouse.url, user_dir,
+                    api_settings=api_settings, broken_dashboards=broken_dir,
+                )  # fmt: skip
                 page = context.new_page()
                 page.goto(f"{url}/ui/d/jobs")
                 assert "/ui/login" in page.url  # no cookie yet: the login form
@@ -179,6 +202,15 @@ def _ready(page, renders: int = 1) -> None:
     )
 
 
+def _screenshot(page, name: str) -> None:
+    """``docs/screenshots/<name>.png``, only of a page without dashboard errors: the README
+    shows these, and a test's deliberately broken file must not leak into them."""
+    assert page.locator(".errors-link").count() == 0, page.locator(".errors-link").inner_text()
+    assert page.locator(".load-error").count() == 0
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=name != "index")
+
+
 def _series(site: Site, query: str) -> dict:
     response = site.api.get(query)
     assert response.status_code == 200, response.text
@@ -198,10 +230,11 @@ def _check_numbers(site: Site, page) -> int:
             row = next(r for r in data["rows"] if r["name"] == name)
             assert shown == str(row["value"]) or float(shown) == pytest.approx(row["value"])
             if not any(c in name for c in " /*("):  # a path: its total from /api/v1/series
-                key = data["key"]
+                key, start = data["key"], data["since"]  # the first whole bucket of the range
+                assert int(since) <= start and data["until"] == int(until)
                 s = _series(
                     site,
-                    f"/api/v1/series?key={key}&path={name}&since={since}&until={until}"
+                    f"/api/v1/series?key={key}&path={name}&since={start}&until={until}"
                     f"&granularity={g}",
                 )
                 assert float(shown) == pytest.approx(sum(s["series"]["rows"][0]["points"]))
@@ -241,8 +274,7 @@ def test_builtin_dashboard_loads_and_matches_the_api(site, name):
     query = "?s.framework=rq&s.queue=default" if name == "queues" else ""
     page, errors = _open(site, f"/ui/d/{name}{query}")
     checked = _check_numbers(site, page)
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    _screenshot(page, name)
     assert errors == []
     assert page.locator(".problem").count() == 0, page.locator(".problem").first.inner_text()
     assert checked >= 4
@@ -282,10 +314,11 @@ def test_generic_key_page_chooses_widgets_from_paths(site):
     page, errors = _open(site, "/ui/key?key=event::job::t03")
     titles = page.locator(".widget h2").all_inner_texts()
     assert "total.count" in titles
-    assert any(t.startswith("mean ") for t in titles)
+    assert {"Counters", "Distributions", "total.duration"} <= set(titles)  # grouped by kind
+    assert not any(t.startswith("mean jobs.") for t in titles)
     assert any("*" in t for t in titles)  # wildcard families: state.*, errors.*...
     _check_numbers(site, page)
-    page.screenshot(path=str(SHOTS / "key.png"), full_page=True)
+    _screenshot(page, "key")
     assert errors == []
     page.close()
 
@@ -397,7 +430,7 @@ def test_live_mode_refreshes_by_itself_and_time_zone_is_in_the_url(site):
     page.close()
 
 
-def test_yaml_dashboards_load_and_a_broken_file_shows_its_error(site):
+def test_yaml_dashboards_load_and_the_start_page_has_no_error(site):
     page, errors = _open(site, "/ui/d/calc")
     assert _kpi(page, "Calculations") == 70  # 5 days x (5 + 9)
     page.select_option("#seg-customer", "acme")
@@ -409,15 +442,47 @@ def test_yaml_dashboards_load_and_a_broken_file_shows_its_error(site):
     legend = page.locator(".type-distribution .u-legend").inner_text()
     assert "p50" in legend and "p99" in legend
     page.goto(site.url + "/ui/")
-    error = page.locator(".load-error")
-    assert error.count() == 1
-    text = error.inner_text()
-    assert "broken.yaml:7" in text and "sideways" in text and "style" in text
-    assert page.locator(".cards a", has_text="Calculations").count() == 1  # others still load
-    page.screenshot(path=str(SHOTS / "index.png"), full_page=False)
-    page.goto(site.url + "/ui/d/broken")
-    assert "broken.yaml:7" in page.locator(".load-error").inner_text()
+    assert page.locator(".cards a", has_text="Calculations").count() == 1
+    _screenshot(page, "index")
     page.close()
+
+
+def _kpi_now_and_before(page, title: str) -> tuple[float, str]:
+    widget = page.locator(".type-kpi", has=page.locator(f"h2:text-is('{title}')"))
+    item = widget.locator(".kpi-item").first
+    return float(item.get_attribute("data-value")), item.locator(".change").get_attribute("title")
+
+
+def test_kpi_periods_share_no_bucket(site):
+    page, errors = _open(site, "/ui/d/hourly")  # one run an hour, 24h at 1h
+    assert _kpi_now_and_before(page, "Runs") == (24, "previous period: 24")
+    page.goto(site.url + "/ui/d/hourly?g=1d")  # today so far against yesterday
+    _ready(page)
+    runs_today = datetime.now(UTC).hour + 1
+    assert _kpi_now_and_before(page, "Runs") == (runs_today, "previous period: 24")
+    assert errors == []
+    page.close()
+
+
+def test_a_broken_file_shows_its_error_and_the_others_still_load(site):
+    """On a server of its own, so that no screenshot of ``site`` shows the error badge."""
+    port = free_ports(1)[0]
+    ui = web_handlers(WebSettings(site.broken_dashboards))
+    server = ServerThread(replace(site.api_settings, port=port), [*ui, *TRACE_PAGES]).start()
+    page = site.context.new_page()  # the session cookie is per host, so it opens this port too
+    try:
+        page.goto(f"http://127.0.0.1:{port}/ui/")
+        assert page.locator(".errors-link").inner_text() == "1 dashboard error"
+        error = page.locator(".load-error")
+        assert error.count() == 1
+        text = error.inner_text()
+        assert "broken.yaml:7" in text and "sideways" in text and "style" in text
+        assert page.locator(".cards a", has_text="Calculations").count() == 1  # others load
+        page.goto(f"http://127.0.0.1:{port}/ui/d/broken")
+        assert "broken.yaml:7" in page.locator(".load-error").inner_text()
+    finally:
+        page.close()
+        server.stop()
 
 
 def test_the_dashboard_needs_the_token_and_its_cookie_only_reads(site):
@@ -493,7 +558,7 @@ def test_tally_ui_serves_the_dashboard_over_an_existing_clickhouse(site, tmp_pat
     }
     command = [
         sys.executable, "-m", "tally.cli", "ui", "--port", str(port),
-        "--clickhouse-url", site.clickhouse_url, "--dashboards", str(site.dashboards),
+        "--clickhouse-url", site.clickhouse_url, "--dashboards", str(site.broken_dashboards),
         "--data-dir", str(tmp_path),
     ]  # fmt: skip
     proc = subprocess.Popen(

@@ -8,9 +8,11 @@ import time
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
 from tally.embedded.kafka_broker import free_ports
+from tally.ingest import ClientSettings, Tracker
 from tally.schemas.wire import BatchEncoder
 
 from .conftest import wait_for
@@ -99,3 +101,66 @@ def _assigned(stack, proc) -> bool:
         return stack.metrics(proc).get("tally_assigned_partitions") == 1
     except OSError:
         return False
+
+
+async def group_offsets(bootstrap: str, group: str) -> dict:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+        return {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+    finally:
+        await admin.close()
+
+
+def _start_without_initial_offset(stack, log_path) -> subprocess.Popen:
+    """An aggregator with the defaults (no --initial-offset), as the README deploys it."""
+    port = free_ports(1)[0]
+    command = stack.aggregator_command(len(stack.metrics_ports), port)
+    at = command.index("--initial-offset")
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            command[:at] + command[at + 2 :], stdout=log, stderr=subprocess.STDOUT,
+            env=stack.aggregator_env(),
+        )  # fmt: skip
+    stack.metrics_ports[proc.pid] = port
+    stack.aggregators.append(proc)
+    return proc
+
+
+def _track(stack, key: str, n: int) -> None:
+    tracker = Tracker(ClientSettings(bootstrap_servers=stack.kafka.bootstrap, strict=True))
+    for _ in range(n):
+        assert tracker.track([key], {"count": 1})
+    assert tracker.flush(60)
+    tracker.close()
+
+
+def test_a_first_deployment_counts_what_the_application_sends_in_its_first_seconds(
+    make_stack, tmp_path
+):
+    """Issue #21.15: the aggregator started on a new, empty topic; the application's first
+    100 events arrive a second later, before the aggregator has joined its group. It used to
+    exit 2 ("no committed offset ... holds 1 records"); they must all be counted."""
+    stack = make_stack(partitions=2, aggregators=1, start_aggregators=False)
+    log = tmp_path / "aggregator.log"
+    proc = _start_without_initial_offset(stack, log)
+    time.sleep(1)
+    _track(stack, "first", 100)
+
+    def landed(n: int) -> bool:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        return counted(stack, "first") >= n
+
+    wait_for(lambda: landed(100), 120, "the first 100 events")
+    # The events share one key, so one partition: the other has an offset too, committed
+    # where the new group began it, so no later member meets a new group over records.
+    committed = asyncio.run(group_offsets(stack.kafka.bootstrap, stack.config.group))
+    assert sorted(tp.partition for tp in committed) == [0, 1], committed
+    # Restarted (or a second member started) once records exist: the group has offsets now.
+    assert stack.stop_aggregators() == [0]
+    proc = _start_without_initial_offset(stack, log)
+    _track(stack, "first", 10)
+    wait_for(lambda: landed(110), 120, "10 more after a restart")
+    assert stack.stop_aggregators() == [0]
+    assert counted(stack, "first") == 110

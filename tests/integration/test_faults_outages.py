@@ -8,7 +8,7 @@ import time
 import psutil
 import pytest
 
-from tally.embedded.clickhouse_http import start_clickhouse
+from tally.embedded.clickhouse.process import start_clickhouse
 from tally.ingest import ClientSettings, Tracker
 from tally.loadtest.exactness import Expected, compare, fetch_totals
 from tally.schemas.granularity import Calendar
@@ -102,8 +102,9 @@ def test_broker_unreachable_for_30s_client_buffers_spools_and_delivers(make_stac
     assert stats.spooled_records > 0, stats
     assert stats.pending_bytes <= settings.pending_bytes
     assert stats.dropped_overflow == stats.dropped_spool_full == 0
-    # track() only appends to memory: even one call waiting on the dead broker would take seconds.
-    assert slowest < 0.5, slowest
+    # track() only appends to memory (microseconds); a call that waited on the dead broker would
+    # take its request timeout (5 s). The bound is half that, far above a busy box's hiccups.
+    assert slowest < 2.5, slowest
 
     stack.kafka.restart()
     assert tracker.flush(180), tracker.stats()

@@ -10,7 +10,7 @@ import pytest
 from tally.aggregator.fold import FoldRows
 from tally.aggregator.settings import ClickHouseSettings
 from tally.aggregator.sink import RollupSink
-from tally.embedded.clickhouse_http import start_clickhouse
+from tally.embedded.clickhouse.process import start_clickhouse
 from tally.rollups.job_queries import DURATION_BY_BUCKET, MissingPathsError, run_job_query
 from tally.schemas.ddl import RollupSchema
 

@@ -268,9 +268,11 @@ def test_queue_lag_quantiles_come_from_the_lag_distribution(loaded):
     rows = {r[0]: r[1:] for r in loaded.query("queue_lag", key="event::schedule", group="jobs")}
     runs, mean, p50, p95, p99 = rows["reports__lag_probe_job"]
     assert runs == 3
-    assert 30_100 <= round(mean * 3) <= 30_200  # (50 + 50 + 30 000 ms + a little) / 3
-    assert 49 <= p50 <= 110  # the middle run (about 50 ms)
-    assert 25_000 <= p95 <= p99 <= 30_200  # interpolated towards the 30 s run (numpy's way)
+    # Lags measured for real: 50 ms, 50 ms and 30 s, plus however long a busy box takes to
+    # start the run (upper bounds allow 1 s of that: they only tell the runs apart).
+    assert 30_100 <= round(mean * 3) <= 31_000  # (50 + 50 + 30 000 ms + a little) / 3
+    assert 49 <= p50 <= 1_000  # the middle run (about 50 ms), not the 30 s one
+    assert 25_000 <= p95 <= p99 <= 31_000  # interpolated towards the 30 s run (numpy's way)
 
 
 def test_resource_codes_arrive_per_tenant(loaded):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 
 import pytest
 from rich.console import Console
@@ -21,7 +20,6 @@ SECTIONS = (
 
 
 def test_small_load_run_is_exact_and_reports_every_figure(tmp_path):
-    started = time.monotonic()
     config = RunConfig(
         rate=4_000,
         duration_s=5,
@@ -82,4 +80,3 @@ def test_small_load_run_is_exact_and_reports_every_figure(tmp_path):
     saved = json.loads((tmp_path / "run" / "report.json").read_text())
     assert saved["exactness"]["exact"] is True
     assert (tmp_path / "run" / "chart.png").stat().st_size > 10_000
-    assert time.monotonic() - started < 60

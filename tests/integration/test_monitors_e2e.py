@@ -160,25 +160,22 @@ async def cron_and_idle(stack, tmp_path: Path) -> None:
         assert alert["labels"] == {"alertname": "cron-stopped", "severity": "page"}
         assert alert["annotations"]["summary"] == f"cron-stopped ran 0 times in {iso(minute(6))}"
 
-        def link(start: int, end: int) -> str:
-            query = urlencode(
-                {"key": "event::cron", "range": "custom", "from": start, "to": end, "g": "1m"}
-            )
-            return f"http://dash/ui/key?{query}"
+        def link(at: int) -> str:  # the monitor's page at the judged bucket
+            return f"http://dash/ui/monitors/cron-stopped?{urlencode({'segment': '', 'at': at})}"
 
-        assert alert["generatorURL"] == link(minute(-5), minute(7))
+        assert alert["generatorURL"] == link(minute(6))
         resolved = hook[2]["alerts"][0]
         assert resolved["status"] == "resolved" and resolved["endsAt"] == iso(minute(8))
         assert resolved["fingerprint"] == alert["fingerprint"]
         slack = receiver.bodies["/slack"]
         assert [b["text"].split("\n")[0] for b in slack] == [
-            f"<{link(minute(-5), minute(7))}|[FIRING] cron-stopped>",
-            f"<{link(minute(-5), minute(9))}|[RESOLVED] cron-stopped>",
+            f"<{link(minute(6))}|[FIRING] cron-stopped>",
+            f"<{link(minute(8))}|[RESOLVED] cron-stopped>",
         ]  # fmt: skip
         mails = [message_from_string(m[2]) for m in mailbox.messages]
         assert [m["Subject"] for m in mails] == ["[FIRING] cron-stopped", "[RESOLVED] cron-stopped"]
         body = mails[0].get_payload(decode=True).decode()
-        assert f"dashboard: {link(minute(-5), minute(7))}" in body
+        assert f"dashboard: {link(minute(6))}" in body
         assert all(m[1] == ["ops@example.com"] for m in mailbox.messages)
 
         # A restarted service (new process state, same ClickHouse) neither repeats nor loses.

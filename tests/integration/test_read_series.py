@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import pytest
 
-from tally.embedded.clickhouse_http import EmbeddedClickHouse
+from tally.embedded.clickhouse.process import EmbeddedClickHouse
 from tally.read import (
     AsyncReader,
     BadExpression,
@@ -15,6 +16,7 @@ from tally.read import (
     BadRange,
     Reader,
     ReadError,
+    TooLarge,
 )
 from tally.schemas.ddl import RollupSchema
 from tests.integration.readside import apply_schema, insert, settings, start, utc
@@ -254,6 +256,28 @@ def test_sql_is_read_only(reader):
     assert result.rows[0] == ["calc", 6.0]
     with pytest.raises(Exception, match=r"(?i)readonly|cannot execute"):
         reader.sql("INSERT INTO tally.rollups_input VALUES (['x'], now(), ['count'], [1])")
+
+
+def test_wildcards_past_the_row_cap_need_top_and_top_n_is_chosen_in_clickhouse(clickhouse):
+    many = [(["many"], utc(2026, 3, 2, 10, 5), {f"t.p{i:03d}": i + 1 for i in range(250)})]
+    insert(clickhouse, "tally", many)
+    with Reader(settings(clickhouse, "tally")) as r:
+        with pytest.raises(TooLarge, match=r"'t\.\*' matches more than the 200 rows") as caught:
+            r.series("many", ["t.*"], **RANGE)
+        assert caught.value.field == "limit"
+        s = r.series("many", ["t.*"], top=3, granularity="1w", since=RANGE["since"])
+        assert [(row.name, sum(row.points)) for row in s.rows] == [
+            ("t.p249", 250), ("t.p248", 249), ("t.p247", 248),
+            ("t.(other)", sum(range(1, 248))),
+        ]  # fmt: skip
+    small = dataclasses.replace(settings(clickhouse, "tally"), max_points=20)
+    with Reader(small) as r:
+        assert len(r.series("many", ["t.*"], top=4, **RANGE).rows) == 5  # 5 rows x 4 buckets
+        with pytest.raises(TooLarge, match=r"25 points \(5 rows x 5 buckets\), more than the"
+                           r" limit of 20 points per response"):  # fmt: skip
+            r.series("many", ["t.*"], top=4, since=utc(2026, 3, 2, 9), until=RANGE["until"])
+        with pytest.raises(TooLarge, match="more than the limit of 20 points per response"):
+            r.values("many", **RANGE)
 
 
 def test_to_pandas(reader):

@@ -11,7 +11,7 @@ import pytest
 from tally.aggregator.fold import FoldRows
 from tally.aggregator.settings import ClickHouseSettings
 from tally.aggregator.sink import BLOCK_SETTINGS, RollupSink, classify_error
-from tally.embedded.clickhouse_http import EmbeddedClickHouse, start_clickhouse
+from tally.embedded.clickhouse.process import EmbeddedClickHouse, start_clickhouse
 from tally.schemas.ddl import RollupSchema
 
 pytestmark = pytest.mark.integration

@@ -381,3 +381,114 @@ def test_trace_pages_fit_a_phone_and_follow_dark_mode(site):
             assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg")
         finally:
             browser.close()
+
+
+class PaymentDeclined(Exception):
+    """The issue's failure: ``card declined for order 100296``."""
+
+
+def run_failing_jobs(stack) -> None:
+    ship = shipper(stack)
+    jobs = JobTracker(
+        NoMetrics(), "event::pay", traces=TraceRecorder(ship, SamplingPolicy(every=1))
+    )
+
+    @jobs(name="pay_charge", tenant="acme")
+    def pay(order: int, card_token: str, text: str = "") -> None:
+        if text:
+            raise PaymentDeclined(text)
+        if order == 7:
+            raise PaymentDeclined("Insufficient funds")
+        raise PaymentDeclined(f"card declined for order {order} <b>&amp;</b>")
+
+    for order, text in ((100296, ""), (7, ""), (8, "x" * 40_000)):
+        with contextlib.suppress(PaymentDeclined):
+            pay(order, card_token="tok_live_4242_secret", text=text)
+    assert ship.flush(60)
+    ship.close()
+
+
+def test_a_failed_execution_shows_its_message_traceback_ref_and_args(site):
+    """Issue #19 item 2 through Kafka, the trace writer and ClickHouse: the message and a
+    bounded traceback are stored, searchable through the API (bound parameters), and the
+    trace page shows them escaped, with the job's (redacted) arguments."""
+    from playwright.sync_api import sync_playwright
+
+    stack, base = site
+    run_failing_jobs(stack)
+    client = stack.clickhouse_client()
+    table = TraceSchema().table("trace_executions")
+    wait_for(
+        lambda: (
+            client.query(f"SELECT count() FROM {table} WHERE key = 'event::pay'").result_rows[0][0]
+            >= 3
+        ),
+        90,
+        "executions stored",
+    )
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+
+    def search(text: str) -> list[dict]:
+        reply = httpx.get(
+            f"{base}/api/v1/executions",
+            params={"key": "event::pay", "message": text},
+            headers=headers,
+        )
+        assert reply.status_code == 200, reply.text
+        return reply.json()["executions"]
+
+    (declined,) = search("card declined")
+    assert declined["error_message"] == "card declined for order 100296 <b>&amp;</b>"
+    assert [r["error_message"] for r in search("INSUFFICIENT")] == ["Insufficient funds"]
+    assert len(search("PaymentDeclined")) == 3  # the error's type matches too
+    assert search("' OR 1=1 --") == []  # a bound parameter, not SQL
+    detail = httpx.get(f"{base}/api/v1/executions/{declined['execution_id']}", headers=headers)
+    execution = detail.json()["execution"]
+    traceback = execution["error_traceback"]
+    assert traceback.startswith("Traceback (most recent call last):")
+    assert ", in pay\n" in traceback
+    assert traceback.endswith("PaymentDeclined: card declined for order 100296 <b>&amp;</b>\n")
+    assert '"card_token":"[redacted]"' in execution["args"] and "100296" in execution["args"]
+    assert "tok_live" not in detail.text
+
+    (long,) = [r for r in search("xxxx") if r["error_message"].startswith("x")]
+    assert len(long["error_message"].encode()) == 1024 and long["error_message"].endswith(
+        "…[truncated]"
+    )
+    long_tb = httpx.get(f"{base}/api/v1/executions/{long['execution_id']}", headers=headers)
+    cut_tb = long_tb.json()["execution"]["error_traceback"]
+    assert len(cut_tb.encode()) <= 16 * 1024
+    assert cut_tb.startswith("…[truncated] ") and cut_tb.endswith("x" * 100 + "\n")
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        try:
+            page = browser.new_context(extra_http_headers=headers).new_page()
+            page.goto(f"{base}/traces/{declined['execution_id']}")
+            shown = page.locator("#error-message")
+            assert shown.inner_text() == "card declined for order 100296 <b>&amp;</b>"
+            assert page.locator("#error-message b").count() == 0  # escaped, not markup
+            pre = page.locator("#traceback").inner_text()
+            assert "PaymentDeclined: card declined for order 100296" in pre and "in pay" in pre
+            assert '"card_token":"[redacted]"' in page.locator("#args").inner_text()
+            page.goto(f"{base}/traces?key=event::pay&since=1h&message=card+declined")
+            rows = page.locator("#executions tr.execution")
+            assert rows.count() == 1 and "card declined" in rows.inner_text()
+        finally:
+            browser.close()
+
+
+def test_old_trace_tables_get_the_error_columns(site):
+    """Tables created before the error columns existed gain them from ``alter_statements``."""
+    stack, _ = site
+    client = stack.clickhouse_client()
+    schema = TraceSchema(database="tally_before_errors")
+    for statement in schema.statements():
+        client.command(statement)
+    table = schema.table("trace_executions")
+    for column in ("error_message", "error_traceback", "args"):
+        client.command(f"ALTER TABLE {table} DROP COLUMN {column}")
+    for statement in schema.alter_statements():
+        client.command(statement)
+    names = {r[0] for r in client.query(f"DESCRIBE TABLE {table}").result_rows}
+    assert {"error_message", "error_traceback", "args"} <= names

@@ -64,7 +64,7 @@ def test_a_job_enqueued_by_a_traced_rq_job_links_to_its_parent(tmp_path):
     # a retried job keeps its parent: the scheduler sees both attempts of the resource job
     assert {k.parent_id for k in kids} == {parent.id}
     assert sorted((k.state, k.attempt) for k in kids) == [
-        ("failure", 1), ("success", 1), ("success", 2),
+        ("retry", 1), ("success", 1), ("success", 2),
     ]  # fmt: skip
     assert len({k.ref for k in kids}) == 2
     enqueued = [e for e in parent.events if e.event == "enqueued"]

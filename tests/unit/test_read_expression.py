@@ -37,6 +37,9 @@ from tally.schemas.granularity import Calendar
         ("missing + 1", {}, None),
         ("pow(a, 5000)", {"a": 10}, None),
         ("a * .5", {"a": 4}, 2),
+        ("sum(1e308, 1e308)", {}, None),  # overflows: null, like 1e308 * 10
+        ("mean(1e308, 1e308)", {}, None),
+        ("-" * 50 + "a", {"a": 5}, 5),
     ],
 )
 def test_evaluates(text, env, expected):
@@ -66,6 +69,8 @@ def test_paths_are_listed_once_in_order():
         ("a; b", "unexpected character ';'"),
         ("(" * 60 + "a" + ")" * 60, "deeper"),
         ("a" * 1001, "longer than"),
+        ("-" * 999 + "1", "more than 50 minus signs"),
+        ("1e999 + a", "too large"),
     ],
 )
 def test_rejects_with_reason(text, reason):

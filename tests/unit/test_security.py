@@ -60,7 +60,7 @@ def test_inserts_are_parameterised_not_built_from_event_content():
 
 
 def test_embedded_clickhouse_child_environment_is_minimal():
-    from tally.embedded.clickhouse_process import child_environment
+    from tally.embedded.clickhouse.process import child_environment
 
     launcher = {
         "PATH": "/usr/bin",
@@ -79,7 +79,7 @@ def test_embedded_clickhouse_child_environment_is_minimal():
 def test_embedded_clickhouse_password_file(tmp_path):
     import stat
 
-    from tally.embedded.clickhouse_secret import ensure_password, password_path
+    from tally.embedded.clickhouse.secret import ensure_password, password_path
 
     first = ensure_password(tmp_path)
     assert ensure_password(tmp_path) == first and len(first) >= 32
@@ -104,7 +104,7 @@ def test_embedded_clickhouse_password_file(tmp_path):
     ],
 )
 def test_embedded_clickhouse_policy_refuses(canonical):
-    from tally.embedded.clickhouse_sandbox import PolicyViolation, QueryPolicy
+    from tally.embedded.clickhouse.sandbox import PolicyViolation, QueryPolicy
 
     with pytest.raises(PolicyViolation):
         QueryPolicy().check("ignored", lambda _: canonical)
@@ -121,6 +121,6 @@ def test_embedded_clickhouse_policy_refuses(canonical):
     ],
 )
 def test_embedded_clickhouse_policy_allows(canonical):
-    from tally.embedded.clickhouse_sandbox import QueryPolicy
+    from tally.embedded.clickhouse.sandbox import QueryPolicy
 
     QueryPolicy().check("ignored", lambda _: canonical)

@@ -7,7 +7,7 @@ import pytest
 
 from tally.ingest import ClientSettings
 from tally.schemas.wire import WireError
-from tally.traces.codec import TraceCodec
+from tally.traces.codec import TraceCodec, TraceRecord
 from tally.traces.ddl import TraceSchema
 from tally.traces.fold import EXECUTION_COLUMNS, JOB_LOG_COLUMNS, LINE_COLUMNS, TraceFold
 from tally.traces.model import Execution, Line, LogEvent
@@ -26,10 +26,31 @@ def execution(i: int = 1, lines: int = 2) -> Execution:
 
 def test_codec_round_trips_and_routes_by_execution_id():
     codec = TraceCodec("host:1")
-    events = [(execution(1),), (execution(2, lines=0),)]
-    decoded = codec.decode(codec.encode(events))
-    assert decoded == events
-    assert codec.route(decoded[0]) == f"{1:032x}"
+    records = [TraceRecord.of(execution(1)), TraceRecord.of(execution(2, lines=0))]
+    decoded = codec.decode(codec.encode(records))
+    assert decoded == records
+    assert decoded[0].route == f"{1:032x}"
+
+
+# Captured at b93ba97 (tuple buffer): ``TraceCodec("golden/traces")`` of executions 1 and 2.
+GOLDEN_TRACES = bytes.fromhex(
+    "9301ad676f6c64656e2f74726163657392dc0013d92030303030303030303030303030303030303030303030"
+    "30303030303030303031a0a67461736b2d31a463616c63a461636d65ab6576656e743a3a63616c63a7737563"
+    "63657373a24f4ba001cf00065bfeda25e001cd05dc81a8637573746f6d6572a23432a673616d706c65929b01"
+    "0000a5626c6f636ba67374657020300005a26f6ba0c2009b020000a5626c6f636ba67374657020310a05a26f"
+    "6ba0c200929701a773746172746564a463616c6301a35b315da0a09702a866696e6973686564a463616c6301"
+    "a0a0a000a0a0dc0013d9203030303030303030303030303030303030303030303030303030303030303032a0"
+    "a67461736b2d31a463616c63a461636d65ab6576656e743a3a63616c63a773756363657373a24f4ba001cf00"
+    "065bfeda25e002cd05dc81a8637573746f6d6572a23432a673616d706c6590929701a773746172746564a463"
+    "616c6301a35b315da0a09702a866696e6973686564a463616c6301a0a0a000a0a0"
+)
+
+
+def test_trace_records_encode_to_the_same_bytes_as_before():
+    records = [TraceRecord.of(execution(1)), TraceRecord.of(execution(2, lines=0))]
+    codec = TraceCodec("golden/traces")
+    assert codec.encode(records) == GOLDEN_TRACES
+    assert codec.decode(GOLDEN_TRACES) == records
 
 
 @pytest.mark.parametrize("payload", [b"", b"\x93\x01\x02", msgspec.msgpack.encode([1, "s", []])])
@@ -41,8 +62,9 @@ def test_codec_rejects_what_is_not_a_trace_record(payload):
 def test_fold_builds_rows_for_the_three_tables_and_dead_letters_bad_records():
     fold = TraceFold()
     codec = TraceCodec("host:1")
-    good = codec.encode([(execution(1),)])
-    bad_id = codec.encode([(msgspec.structs.replace(execution(2), id=""),), (execution(3),)])
+    good = codec.encode([TraceRecord.of(execution(1))])
+    bad = msgspec.structs.replace(execution(2), id="")
+    bad_id = codec.encode([TraceRecord.of(bad), TraceRecord.of(execution(3))])
     assert fold.add_record(good, 10, 0) == []
     rejects = fold.add_record(bad_id, 11, 0)
     assert [(r.offset, r.index, r.reason) for r in rejects] == [(11, 0, "bad_execution")]

@@ -120,9 +120,35 @@ def test_the_key_page_chooses_widgets_from_paths():
     assert "total.count" in titles and "mean total.duration" in titles
     assert "tenants.*.count" in titles
     assert "total.state.*" in titles and "total.errors.*" in titles
-    assert {w.type for w in d.widgets} >= {"kpi", "timeseries", "category", "table"}
+    assert {w.type for w in d.widgets} >= {"kpi", "timeseries", "category", "text"}
     assert d.segments == {}
     assert for_key("empty", []).widgets == []
+
+
+def test_the_key_page_groups_by_kind_never_stacks_measures_nor_charts_squares():
+    paths = [
+        "total.count", "total.retries", "total.resources", "total.attempt",
+        "total.duration", "total.duration.count", "total.duration.sum", "total.duration.square",
+        "total.lag.count", "total.lag.sum", "total.lag.square", "jobs.a.count", "jobs.b.count",
+        "jobs.a.duration", "jobs.a.duration.count", "jobs.a.duration.sum",
+        "jobs.a.duration.square", "depth",
+    ]  # fmt: skip
+    kinds = {"total.duration": "distribution", "jobs.a.duration": "distribution",
+             "depth": "gauge"}  # fmt: skip
+    d = for_key("event::job", paths, kinds)
+    headings = [w.title for w in d.widgets if w.type == "text"]
+    assert headings == ["Counters", "Distributions", "Gauges"]
+    drawn = [r.path or r.expression or "" for w in d.widgets for r in w.rows] + [
+        w.path or "" for w in d.widgets
+    ]
+    assert not [p for p in drawn if p.endswith(".square")]
+    stacked = [w.rows[0].path for w in d.widgets if w.style == "stacked"]
+    assert stacked == ["jobs.*.count"]  # not total.* (count + retries + ...), not *.square
+    assert [w.path for w in d.widgets if w.type == "distribution"] == ["total.duration"]
+    assert [w.rows[0].path for w in d.widgets if w.type == "gauge"] == ["depth"]
+    kpis = [w.title for w in d.widgets if w.type == "kpi"]
+    assert kpis == ["total.count", "mean total.lag"]  # a distribution is not a hand-sent mean
+    assert "total.duration.sum" not in drawn
 
 
 def test_builtin_jobs_dashboard_has_what_the_issue_asks_for():

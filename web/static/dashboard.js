@@ -11,6 +11,20 @@
   const MAX_BUCKETS = 800;
   const COLORS = ["#2b6cb0", "#dd6b20", "#38a169", "#c53030", "#805ad5", "#d69e2e", "#319795",
     "#d53f8c", "#718096", "#3182ce", "#975a16", "#2c7a7b"];
+  // A series keeps its colour across views: the hash of its name picks the palette slot (the
+  // next free one if another series of the chart holds it).
+  const hash = (name) => [...name].reduce((h, c) => Math.imul(h ^ c.charCodeAt(0), 16777619), 2166136261) >>> 0;
+  function colours(names) {
+    const taken = new Set(), out = {};
+    for (const name of [...new Set(names)].sort()) {
+      let i = hash(name) % COLORS.length;
+      for (let n = 0; n < COLORS.length && taken.has(i); n++) i = (i + 1) % COLORS.length;
+      taken.add(i); out[name] = COLORS[i];
+    }
+    return out;
+  }
+  // Points with no drawn neighbour, which a line would leave out (one busy minute in an hour).
+  const isolated = (ys) => ys.map((v, i) => (v !== null && v !== undefined && ys[i - 1] == null && ys[i + 1] == null ? i : -1)).filter((i) => i >= 0);
   const $ = (id) => document.getElementById(id);
   const el = (tag, attrs = {}, text = "") => {
     const node = document.createElement(tag);
@@ -78,6 +92,24 @@
     return { since: until - (RSEC[state.range] || 86400), until };
   }
 
+  const bucketCount = (w, g) => Math.ceil((w.until - w.since) / GSEC[g]) + 1;
+
+  // One message for the page (a granularity too fine for the range, an error every widget
+  // would repeat) instead of one per widget; "" hides it.
+  function pageError(message) {
+    $("page-error").textContent = message;
+    $("page-error").hidden = !message;
+  }
+
+  function tooFine(ctx) {
+    if (state.g === "auto") return "";
+    const n = bucketCount(ctx, ctx.g);
+    if (n <= page.maxBuckets) return "";
+    const coarser = ["1m", "1h", "1d", "1w", "1mo"].find((g) => page.granularities.includes(g) && bucketCount(ctx, g) <= page.maxBuckets);
+    const range = state.range === "custom" ? "this range" : state.range;
+    return `${range} at ${ctx.g} is ${n} buckets, more than the ${page.maxBuckets} the server reads per request: choose ${coarser || "a shorter range"}${coarser ? " or coarser" : ""}.`;
+  }
+
   function granularity(w) {
     if (state.g !== "auto" && page.granularities.includes(state.g)) return state.g;
     const span = w.until - w.since;
@@ -138,6 +170,11 @@
     for (const name of Object.keys(d.segments || {})) $("seg-" + name).value = state.seg[name];
     $("key").textContent = resolvedKey();
     const w = timeWindow();
+    for (const option of $("granularity").options) { // a granularity with too many buckets for the range is off
+      const n = option.value === "auto" ? 0 : bucketCount(w, option.value);
+      option.disabled = n > page.maxBuckets;
+      option.title = option.disabled ? `${n} buckets in this range; the server reads at most ${page.maxBuckets}` : "";
+    }
     const local = (t) => { const x = new Date((t - new Date(t * 1000).getTimezoneOffset() * 60) * 1000); return x.toISOString().slice(0, 16); };
     $("from").value = local(w.since); $("to").value = local(w.until);
   }
@@ -232,6 +269,15 @@
     });
   }
 
+  // The change against the previous period, one unit only: percentage points for a value in
+  // percent ("▼ 0.36 pp"), else percent of the previous value ("▲ 4.2%"), or the plain
+  // difference when the previous value is 0.
+  function delta(diff, previous, unit) {
+    if (unit === "%") return `${fmt(Math.abs(diff))} pp`;
+    if (!previous) return fmt(Math.abs(diff), unit);
+    return `${Math.abs((100 * diff) / previous).toFixed(1)}%`;
+  }
+
   async function drawKpi(w, body, section, ctx) {
     section.dataset.query = ctx.kpiUrl;
     const all = await ctx.kpi;
@@ -244,11 +290,10 @@
       item.append(el("span", { class: "value" }, fmt(row.value, w.unit)));
       if (row.value !== null && row.previous !== null) {
         const diff = row.value - row.previous;
-        const pct = row.previous ? ` (${diff >= 0 ? "+" : ""}${((diff / row.previous) * 100).toFixed(1)}%)` : "";
         const good = w.better === "lower" ? diff < 0 : diff > 0;
         const cls = diff === 0 || !w.better ? "" : good ? "up" : "down";
         item.append(el("span", { class: `change ${cls}`, title: `previous period: ${fmt(row.previous, w.unit)}` },
-          `${diff >= 0 ? "▲" : "▼"} ${fmt(Math.abs(diff))}${pct} vs previous`));
+          `${diff >= 0 ? "▲" : "▼"} ${delta(diff, row.previous, w.unit)} vs previous`));
       }
       if (visible(w).length > 1) item.append(el("span", { class: "label" }, labelOf(w, row.name)));
       box.append(item);
@@ -278,13 +323,15 @@
     const order = style === "stacked" || style === "normalized" ? rows.slice().reverse() : rows;
     const rawOrdered = style === "stacked" || style === "normalized" ? raw.slice().reverse() : raw;
     const bars = style === "stacked" || style === "normalized" ? uPlot.paths.bars({ size: [0.8, 40], gap: 1 }) : undefined;
-    const series = [{}].concat(order.map((r, i) => {
-      const c = style === "stacked" || style === "normalized" ? COLORS[(rows.length - 1 - i) % COLORS.length] : COLORS[i % COLORS.length];
+    const palette = colours(rows.map((r) => r.name));
+    const series = [{}].concat(order.map((r) => {
+      const c = palette[r.name];
       return {
         label: opts.label ? opts.label(r) : r.name,
         stroke: c, width: 1.5,
         fill: style === "line" ? undefined : c + (style === "area" ? "33" : "cc"),
-        paths: bars, points: { show: buckets.length < 60 && !bars },
+        paths: bars,
+        points: { show: buckets.length < 60 && !bars, filter: (u, si, show) => (show || bars ? null : isolated(u.data[si])) },
         value: (u, v, si, idx) => (idx === null || idx === undefined ? "–" : fmt(rawOrdered[si - 1][idx], opts.unit)),
         spanGaps: false,
       };
@@ -295,7 +342,11 @@
     const plot = new uPlot({
       width, height: opts.height || 220, tzDate,
       series,
-      scales: { x: { time: true, range: (u, min, max) => [buckets[0], buckets[buckets.length - 1] + GSEC[g] * 0.999] } },
+      scales: {
+        x: { time: true, range: (u, min, max) => [buckets[0], buckets[buckets.length - 1] + GSEC[g] * 0.999] },
+        // bars and areas are read by their height: their axis starts at 0
+        ...(style === "line" ? {} : { y: { range: (u, min, max) => [Math.min(0, min ?? 0), max > 0 ? max * 1.05 : 1] } }),
+      },
       axes: [{ stroke: ink }, { size: 56, stroke: ink, values: (u, vals) => vals.map((v) => fmt(v)) }],
       legend: { live: true },
       cursor: { focus: { prox: 16 } },
@@ -519,35 +570,79 @@
 
   async function freshness(ctx) {
     const box = $("freshness");
-    const found = await getJson(query("/api/v1/keys", { pattern: ctx.key, since: ctx.since, until: ctx.until + 60, limit: 1 }));
+    const found = await getJson(query("/api/v1/keys", { pattern: ctx.key, since: ctx.since, until: ctx.until, limit: 1 }));
     $("empty").hidden = found.length > 0;
     if (!found.length) { box.textContent = "no data in range"; box.classList.add("stale"); return; }
+    if (state.range === "custom" && ctx.until < Date.now() / 1000 - 60) { // a past range: how late the key is says nothing about it
+      box.textContent = `range ends ${new Date(ctx.until * 1000).toLocaleString()}`;
+      box.title = `last write to ${ctx.key}: ${found[0].last_seen}`;
+      box.classList.remove("stale");
+      return;
+    }
     const behind = Math.max(0, Math.round((Date.now() / 1000 - Date.parse(found[0].last_seen) / 1000) / 60));
     box.textContent = `last write ${behind < 1 ? "this minute" : behind + " min ago"} · updated ${new Date().toLocaleTimeString()}${state.live ? " · live" : ""}`;
     box.title = `last write to ${ctx.key}: ${found[0].last_seen}`;
     box.classList.toggle("stale", state.live && behind > 5);
   }
 
+  // Rows of counter widgets naming a path the key never wrote ("amount.summ"), with the
+  // closest paths it did write, from /ui/api/unknown: one request for the page.
+  const COUNTERS = new Set(["kpi", "timeseries", "category", "table"]);
+  function unknownQuery(ctx) {
+    const rows = d.widgets.filter((w) => COUNTERS.has(w.type)).flatMap((w) => w.rows || []);
+    if (!rows.length) return null;
+    const unique = (xs) => [...new Set(xs)];
+    return query("/ui/api/unknown", {
+      key: ctx.key,
+      path: unique(rows.filter((r) => r.path).map((r) => r.path)),
+      expression: unique(rows.filter((r) => r.expression).map((r) => r.expression)),
+    });
+  }
+
+  async function flagUnknown(w, body, section, ctx) {
+    if (!COUNTERS.has(w.type)) return;
+    const mine = new Set((w.rows || []).map((r) => r.path || r.expression));
+    const unknown = (await ctx.unknown).filter((u) => mine.has(u.row));
+    section.dataset.unknown = unknown.map((u) => u.path).join(" ");
+    if (!unknown.length) return;
+    const flags = unknown.map((u) => el("p", { class: "unknown-path", role: "status", "data-path": u.path },
+      `no data for ${u.path}` + (u.suggestions.length ? ` — did you mean ${u.suggestions[0]}?` : " — the key never wrote it")));
+    if (w.type === "kpi") body.replaceChildren(...flags); // not a "0 ▲ 0" that looks like a real zero
+    else body.prepend(...flags);
+  }
+
   async function refresh() {
     const mine = ++generation;
-    const w = timeWindow();
+    const w = timeWindow(); // one "now" for every request of this refresh
     const ctx = { key: resolvedKey(), since: w.since, until: w.until, g: granularity(w) };
-    ctx.kpiUrl = kpiQuery(ctx);
+    const over = tooFine(ctx); // then no widget asks for what must fail
+    pageError(over);
+    ctx.kpiUrl = over ? null : kpiQuery(ctx);
     ctx.kpi = ctx.kpiUrl ? getJson(ctx.kpiUrl) : Promise.resolve({ rows: [] });
     ctx.kpi.catch(() => {}); // each KPI widget shows the error itself
+    const unknownUrl = over ? null : unknownQuery(ctx);
+    ctx.unknown = (unknownUrl ? getJson(unknownUrl) : Promise.resolve([])).catch(() => []);
     document.body.dataset.state = "loading";
     while (charts.length) charts.pop().destroy();
     const jobs = [freshness(ctx).catch((e) => { $("freshness").textContent = "freshness: " + e.message; })];
+    const failed = [];
     d.widgets.forEach((widget, i) => {
       const section = $("w" + i);
       const body = section.querySelector(".body");
+      if (over && widget.type !== "text") { body.replaceChildren(el("p", { class: "muted" }, "Not drawn: see the message above.")); return; }
       section.classList.add("loading");
       jobs.push(Promise.resolve().then(() => DRAW[widget.type](widget, body, section, ctx))
-        .catch((e) => { body.replaceChildren(el("p", { class: "problem", role: "alert" }, e.message)); })
+        .then(() => flagUnknown(widget, body, section, ctx))
+        .catch((e) => { failed.push([body, e.message]); body.replaceChildren(el("p", { class: "problem", role: "alert" }, e.message)); })
         .finally(() => { section.classList.remove("loading"); performance.mark(`tally:w${i}:${widget.type}`); }));
     });
     await Promise.all(jobs);
     if (mine !== generation) return;
+    const repeated = failed.map(([, m]) => m).find((m, _, all) => all.filter((x) => x === m).length > 1);
+    if (repeated && !over) { // the same error on several widgets: said once, for the page
+      pageError(repeated);
+      for (const [body, m] of failed) if (m === repeated) body.replaceChildren(el("p", { class: "muted" }, "Not drawn: see the message above."));
+    }
     document.body.dataset.granularity = ctx.g;
     document.body.dataset.since = String(ctx.since);
     document.body.dataset.until = String(ctx.until);

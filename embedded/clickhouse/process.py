@@ -1,9 +1,9 @@
 """Start and stop the embedded ClickHouse server as a child process.
 
-``start_clickhouse(path)`` runs ``python -m tally.embedded.clickhouse_http`` on ``path``, waits
+``start_clickhouse(path)`` runs ``python -m tally.embedded.clickhouse`` on ``path``, waits
 until it answers ``GET /ping`` and returns an :class:`EmbeddedClickHouse` handle whose ``user``
 and ``password`` every client must present. The password is generated at the data dir's first
-start and kept in ``<path>/secrets/clickhouse-password`` (see ``clickhouse_secret``). The child
+start and kept in ``<path>/secrets/clickhouse-password`` (see ``secret``). The child
 gets a minimal environment (:data:`CHILD_ENVIRONMENT`): no secret of the launcher reaches it.
 This module imports nothing heavy: chDB is loaded only in the child.
 """
@@ -23,10 +23,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tally.embedded.clickhouse_secret import ensure_password
+from tally.embedded.clickhouse.access import password_file
+from tally.embedded.clickhouse.secret import ensure_password
 from tally.embedded.lifecycle import StopsOnExit, terminate
+from tally.schemas.access import AccessModel
 
-SERVER_MODULE = "tally.embedded.clickhouse_http"
+SERVER_MODULE = "tally.embedded.clickhouse"
 # The only variables the server process inherits.
 CHILD_ENVIRONMENT = ("PATH", "HOME", "LANG", "TZ", "PYTHONPATH")
 # Loopback only: never route through a proxy from the environment.
@@ -45,6 +47,12 @@ class EmbeddedClickHouse(StopsOnExit):
     password: str = field(repr=False)
     _process: subprocess.Popen[bytes] = field(repr=False)
     _scratch: Path = field(repr=False)
+    # component -> (user, password) of the declared component users (``access``)
+    logins: Mapping[str, tuple[str, str]] = field(default_factory=dict, repr=False)
+
+    def login(self, component: str) -> tuple[str, str]:
+        """User and password of ``component`` (``aggregator``, ``api``, ``sql``, ...)."""
+        return self.logins[component]
 
     @property
     def url(self) -> str:
@@ -71,6 +79,7 @@ def start_clickhouse(
     allow_remote: bool = False,
     server_args: Sequence[str] = (),
     exit_with_parent: bool = True,
+    access: AccessModel | None = None,
 ) -> EmbeddedClickHouse:
     """Launch the server on ``path`` and return once ``/ping`` answers ``Ok.``.
 
@@ -78,7 +87,9 @@ def start_clickhouse(
     at the first start). A ``host`` other than loopback needs ``allow_remote=True``.
     ``server_args`` are extra flags of the server (``--max-sessions 10``).
     ``exit_with_parent`` makes the server stop by itself when this process dies, so a killed
-    test run does not leave the data path locked.
+    test run does not leave the data path locked. ``access`` declares one user per component
+    (``tally.schemas.access``); their passwords are generated into the data dir at first start
+    and returned in ``logins``.
     """
     if not (is_loopback(host) or allow_remote):
         raise ValueError(f"{host} is not a loopback address: pass allow_remote=True to expose it")
@@ -90,6 +101,14 @@ def start_clickhouse(
     command = _command(path, host, port, ready_file, user, exit_with_parent)
     if allow_remote:
         command.append("--allow-remote")
+    logins: dict[str, tuple[str, str]] = {}
+    if access is not None:
+        access_file = scratch / "access.json"
+        access_file.write_text(access.to_json())
+        command += ["--access-file", str(access_file)]
+        for u in access.users:
+            secret = ensure_password(path, name=password_file(u.component))
+            logins[u.component] = (u.name, secret)
     process = subprocess.Popen([*command, *server_args], env=child_environment())
     try:
         port = _wait_until_ready(process, ready_file, host, timeout)
@@ -97,7 +116,9 @@ def start_clickhouse(
         terminate(process, timeout=5)
         shutil.rmtree(scratch, ignore_errors=True)
         raise
-    return EmbeddedClickHouse(host, port, process.pid, path, user, password, process, scratch)
+    return EmbeddedClickHouse(
+        host, port, process.pid, path, user, password, process, scratch, logins
+    )
 
 
 def _command(

@@ -16,15 +16,15 @@ SECRETS_DIR = "secrets"
 PASSWORD_FILE = "clickhouse-password"
 
 
-def password_path(data_dir: Path) -> Path:
-    """``<data_dir>/secrets/clickhouse-password``."""
-    return Path(data_dir) / SECRETS_DIR / PASSWORD_FILE
+def password_path(data_dir: Path, name: str = PASSWORD_FILE) -> Path:
+    """``<data_dir>/secrets/<name>`` (``clickhouse-password``: the administrator's)."""
+    return Path(data_dir) / SECRETS_DIR / name
 
 
-def ensure_password(data_dir: Path, password: str | None = None) -> str:
-    """The data dir's password: ``password`` if given (stored), else the stored one, else a new
-    random one (stored). Tightens the modes of an existing directory and file."""
-    path = password_path(data_dir)
+def ensure_password(data_dir: Path, password: str | None = None, name: str = PASSWORD_FILE) -> str:
+    """The data dir's password ``name``: ``password`` if given (stored), else the stored one,
+    else a new random one (stored). Tightens the modes of an existing directory and file."""
+    path = password_path(data_dir, name)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(path.parent, 0o700)
     if password is not None:
@@ -34,22 +34,22 @@ def ensure_password(data_dir: Path, password: str | None = None) -> str:
         return password
     try:
         os.chmod(path, 0o600)
-        return read_password(data_dir)
+        return read_password(data_dir, name)
     except FileNotFoundError:
         pass
     generated = secrets.token_urlsafe(32)
     try:
         _write_private(path, generated, exclusive=True)
     except FileExistsError:  # another starter won the race: use theirs
-        return read_password(data_dir)
+        return read_password(data_dir, name)
     return generated
 
 
-def read_password(data_dir: Path) -> str:
+def read_password(data_dir: Path, name: str = PASSWORD_FILE) -> str:
     """The stored password; ``FileNotFoundError`` before the first start."""
-    password = password_path(data_dir).read_text().strip("\n")
+    password = password_path(data_dir, name).read_text().strip("\n")
     if not password:
-        raise ValueError(f"{password_path(data_dir)} is empty")
+        raise ValueError(f"{password_path(data_dir, name)} is empty")
     return password
 
 
