@@ -51,11 +51,12 @@ kafka: $(STAMP) system-deps
 demo: $(STAMP) kafka
 	$(BIN)/python -m tally.loadtest.demo
 
-# Two workers, one test file each at a time: the suites mostly wait on real services.
+# Two workers, one test file each at a time: the suites mostly wait on real services. The
+# longest files go first (tests/conftest.py); --no-loadscope-reorder keeps that order.
 test: $(STAMP) kafka frameworks
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 	$(MAKE) --no-print-directory test-frameworks
 
 # Each framework's hook tests, in the environment that has only that framework installed.

@@ -16,16 +16,19 @@ BARS = "▁▂▃▄▅▆▇█"
 
 
 def sparkline(points: Sequence[float | None]) -> str:
-    """One character per point, scaled between the row's min and max; blank for null."""
-    present = [p for p in points if p is not None]
+    """One character per point, scaled between the row's finite min and max; blank for null,
+    ``!`` for an infinite or NaN point (an expression can overflow)."""
+    present = [p for p in points if p is not None and math.isfinite(p)]
     if not present:
-        return " " * len(points)
+        return "".join(" " if p is None else "!" for p in points)
     low, high = min(present), max(present)
     span = high - low
     out = []
     for p in points:
         if p is None:
             out.append(" ")
+        elif not math.isfinite(p):
+            out.append("!")
         elif span == 0:
             out.append(BARS[0] if high == 0 else BARS[3])
         else:

@@ -8,7 +8,7 @@ import ipaddress
 
 from rich.console import Console
 
-from tally.cli.render import buckets_table, cell, data_table, series_table
+from tally.cli.render import buckets_table, cell, data_table, series_table, sparkline
 from tally.read import Row, Series
 
 
@@ -63,3 +63,13 @@ def test_markup_in_row_names_and_sql_values_prints_as_written():
     out = _text(table)
     assert "[/i] title" in out and "[b]col" in out and "[/b]" in out
     assert "10.1.2.3" in out and "1,234" in out
+
+
+def test_an_infinite_or_nan_point_prints():
+    assert sparkline([1.0, float("inf"), None, 2.0, float("nan")]) == "▁! █!"
+    assert sparkline([float("inf")]) == "!"
+    series = Series(
+        key="k", granularity="1h", time_zone="UTC", buckets=[0, 3600], end=7200,
+        rows=[Row("count * 1e999", "expression", [float("inf"), 1.0])],
+    )  # fmt: skip
+    assert "count * 1e999" in _text(series_table(series))
