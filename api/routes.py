@@ -24,6 +24,7 @@ from tally.read import (
     SqlResult,
     Values,
 )
+from tally.read.key_index import KeyPage
 from tally.read.results import CategoryItem
 
 Reader = NamedDependency[AsyncReader]
@@ -111,6 +112,20 @@ class ReadController(Controller):
             ("keys", pattern, since, until, limit),
             lambda: reader.keys(pattern, since, until, limit),
         )
+
+    @get("/key-index", summary="Keys by prefix or pattern, job keys first: a page, total, next")
+    async def key_index(
+        self,
+        reader: Reader,
+        search: Annotated[
+            str | None, QueryParameter(description="A prefix (event::) or a pattern (*::acme)")
+        ] = None,
+        since: Since = "30d",
+        until: Until = None,
+        cursor: Annotated[str | None, QueryParameter(description="A page's `next`")] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=10_000)] = 100,
+    ) -> KeyPage:
+        return await reader.key_page(search, since, until, cursor or None, limit)
 
     @get("/paths", summary="Paths of one key with their last write")
     async def paths(

@@ -24,7 +24,7 @@ from tally.traces.queries import (
     TraceNode,
     children,
     execution_tree,
-    list_executions,
+    page_executions,
     search_job_log,
 )
 from tally.traces.reader import TraceReader, time_range
@@ -66,19 +66,21 @@ def list_(
     code: Opt = None,
     job: Opt = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    cursor: Annotated[str | None, typer.Option(help="The `next` of the previous page.")] = None,
     json: Json = False,
     clickhouse_url: ClickHouseUrl = DEFAULT_URL,
     clickhouse_user: ClickHouseUser = "default",
     database: Database = "tally",
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
-    """Executions of a bucket, newest first."""
+    """Executions of a bucket, newest first, one page ("N of M"; --cursor for the next)."""
     try:
         start, end = time_range(since, until)
     except ReadError as exc:
         raise bad_input(exc.field, exc.reason) from None
-    f = ExecutionFilter(key, start, end, state, tenant, code, job, False, limit)
-    rows = _call(_reader(clickhouse_url, clickhouse_user, database, data_dir), list_executions, f)
+    f = ExecutionFilter(key, start, end, state, tenant, code, job, False, limit, cursor=cursor)
+    page = _call(_reader(clickhouse_url, clickhouse_user, database, data_dir), page_executions, f)
+    rows = page.executions
     if json:
         return print_json(rows)
     for r in rows:
@@ -87,6 +89,9 @@ def list_(
             f"{r.started:%Y-%m-%d %H:%M:%S}  {r.execution_id}  {r.job:<24} {r.tenant:<12} "
             f"{r.state:<8} {r.code:<6} {_ms(r.duration_us):>10}  {traced}"
         )
+    typer.echo(f"{len(rows)} of {page.total} executions")
+    if page.next:
+        typer.echo(f"next page: --cursor {page.next}")
 
 
 def _print_tree(nodes: list[TraceNode], indent: int = 0) -> None:

@@ -21,7 +21,7 @@ import anyio
 import msgspec
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from tally.read import queries
+from tally.read import key_index, queries
 from tally.read.assemble import Ranked, SeriesPlan, build_series, build_values, check_size
 from tally.read.distributions import (
     DEFAULT_QUANTILES,
@@ -247,6 +247,32 @@ class AsyncReader(_Planning):
             schema = await self.schema(refresh=True)
         sql = self._keys_sql(schema, pattern, since, until, limit)
         return [KeyInfo(k, _utc(t)) for k, t in (await self._query(sql)).result_rows]
+
+    async def key_page(
+        self,
+        search: str | None = None,
+        since: TimeLike = "30d",
+        until: TimeLike = None,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> key_index.KeyPage:
+        """Keys matching ``search`` (a prefix, or a pattern with ``*``), job keys first; one
+        page after the cursor ``after``, the count of all matches and the next cursor."""
+        schema = await self.schema()
+        if not schema.has_key_tables:
+            schema = await self.schema(refresh=True)
+        if not schema.has_key_tables:
+            raise ReadError("key discovery tables are missing: run `tally aggregator check`")
+        kp = key_index.pattern(search)
+        start, end = resolve(since, until)
+        limit = max(1, min(limit, self.settings.max_keys))
+        db = self.settings.database
+        rows = (await self._query(key_index.page_sql(db, kp, start, end, after, limit))).result_rows
+        total = (await self._query(key_index.count_sql(db, kp, start, end))).result_rows[0][0]
+        keys = [KeyInfo(k, _utc(t)) for k, t in rows[:limit]]
+        return key_index.KeyPage(
+            keys, int(total), key_index.next_cursor([k for k, _ in rows], limit)
+        )
 
     async def paths(self, key: str, limit: int = 10_000) -> list[PathInfo]:
         """The paths ever written to ``key`` (within the key tables' TTL)."""

@@ -13,12 +13,13 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from tally.read.errors import BadRange
 from tally.traces.queries import (
     ExecutionFilter,
+    ExecutionPage,
     ExecutionRow,
     JobLogFilter,
     TraceNode,
     children,
     execution_tree,
-    list_executions,
+    page_executions,
     search_job_log,
 )
 from tally.traces.reader import TraceReader, time_range
@@ -42,8 +43,9 @@ def trace_reader(state: State) -> TraceReader:
     return reader
 
 
-def _tag(tag: str | None) -> tuple[str, str] | None:
-    if tag is None:
+def parse_tag(tag: str | None) -> tuple[str, str] | None:
+    """``name=value`` as a pair (None for none; 400 without ``=`` or a name)."""
+    if not tag:
         return None
     name, sep, value = tag.partition("=")
     if not sep or not name:
@@ -59,7 +61,10 @@ class TraceController(Controller):
 
     @get(
         "/executions",
-        summary="Executions of a bucket: key, time range, state, tenant, code, error text",
+        summary=(
+            "Executions of a bucket, newest first (key, time range, state, tenant, code, tag,"
+            " error text): one page, the total and the next cursor"
+        ),
     )
     async def executions(
         self,
@@ -72,17 +77,30 @@ class TraceController(Controller):
         code: Optional = None,
         job: Optional = None,
         sampled: FromQuery[bool] = False,
+        tag: Annotated[str | None, QueryParameter(description="name=value")] = None,
+        cursor: Annotated[str | None, QueryParameter(description="A page's `next`")] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=10_000)] = 100,
         message: Annotated[
             str | None,
             QueryParameter(description="Text in the error's type or message", max_length=200),
         ] = None,
-    ) -> list[ExecutionRow]:
+    ) -> ExecutionPage:
         start, end = time_range(since, until)
         f = ExecutionFilter(
-            key, start, end, status, tenant, code, job, sampled, limit, message or None
+            key,
+            start,
+            end,
+            status,
+            tenant,
+            code,
+            job,
+            sampled,
+            limit,
+            tag=parse_tag(tag),
+            cursor=cursor or None,
+            message=message or None,
         )
-        return await trace_reader(state).run(list_executions, f)
+        return await trace_reader(state).run(page_executions, f)
 
     @get(
         "/executions/{execution_id:str}",
@@ -112,5 +130,7 @@ class TraceController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=10_000)] = 200,
     ) -> list[dict[str, Any]]:
         start, end = time_range(since, until)
-        f = JobLogFilter(start, end, job, tenant, status, event, execution_id, _tag(tag), limit)
+        f = JobLogFilter(
+            start, end, job, tenant, status, event, execution_id, parse_tag(tag), limit
+        )
         return await trace_reader(state).run(search_job_log, f)

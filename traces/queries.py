@@ -6,16 +6,23 @@ Every query is parameterized (``{name:Type}``); table names come from ``TraceSch
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
+
+from tally.read import cursor
+from tally.read import queries as read_queries
+from tally.read.patterns import KeyPattern
 from tally.traces.ddl import EXECUTIONS, JOB_LOG, LINES, TraceSchema
 
 EXECUTION_FIELDS = (
     "execution_id, parent_id, ref, job, tenant, key, state, code, error, attempt, started,"
     " duration_us, tags, sampled, lines, dropped, error_message, error_traceback, args"
 )
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -63,7 +70,8 @@ class TraceNode:
 class ExecutionFilter:
     """A dashboard bucket and optional narrowing: key, [start, end), state, tenant, code, job.
 
-    ``key`` is the tracker's key (``event::calc``) or a tenant key (``event::calc::acme``).
+    ``key`` is the tracker's key (``event::calc``) or a tenant key (``event::calc::acme``);
+    ``tag`` is a ``(name, value)`` pair; ``cursor`` a page's ``next`` (rows strictly after it);
     ``message``: text the error's type or message contains (case-insensitive).
     """
 
@@ -76,11 +84,25 @@ class ExecutionFilter:
     job: str | None = None
     sampled_only: bool = False
     limit: int = 100
+    tag: tuple[str, str] | None = None
+    cursor: str | None = None
     message: str | None = None
 
 
-def list_executions(client: Any, schema: TraceSchema, f: ExecutionFilter) -> list[ExecutionRow]:
-    """Executions in the bucket, newest first."""
+class ExecutionPage(msgspec.Struct, frozen=True):
+    """One page of a bucket's executions: ``total`` in the bucket, ``next`` cursor or None."""
+
+    executions: list[ExecutionRow]
+    total: int
+    next: str | None
+
+
+def _micros(at: datetime) -> int:
+    at = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    return (at - EPOCH) // timedelta(microseconds=1)
+
+
+def _execution_where(f: ExecutionFilter) -> tuple[list[str], dict[str, object]]:
     # A dashboard's tenant key ``<key>::<tenant>`` means the runs of ``<key>`` for that tenant.
     base, _, tenant_part = f.key.rpartition("::")
     params: dict[str, object] = {"key": f.key, "start": f.start, "end": f.end}
@@ -94,6 +116,9 @@ def list_executions(client: Any, schema: TraceSchema, f: ExecutionFilter) -> lis
         if value is not None:
             where.append(f"{name} = {{{name}:String}}")
             params[name] = value
+    if f.tag is not None:
+        where.append("tags[{tag_name:String}] = {tag_value:String}")
+        params["tag_name"], params["tag_value"] = f.tag
     if f.sampled_only:
         where.append("sampled != ''")
     if f.message:
@@ -102,12 +127,43 @@ def list_executions(client: Any, schema: TraceSchema, f: ExecutionFilter) -> lis
             " OR positionCaseInsensitiveUTF8(error, {message:String}) > 0)"
         )
         params["message"] = f.message
-    params["limit"] = max(1, min(int(f.limit), 10_000))
+    return where, params
+
+
+def list_executions(client: Any, schema: TraceSchema, f: ExecutionFilter) -> list[ExecutionRow]:
+    """Executions in the bucket, newest first (``(started, execution_id)`` descending)."""
+    return page_executions(client, schema, f, count=False).executions
+
+
+def page_executions(
+    client: Any, schema: TraceSchema, f: ExecutionFilter, count: bool = True
+) -> ExecutionPage:
+    """One page of the bucket's executions, keyset-paged on ``(started, execution_id)``."""
+    where, params = _execution_where(f)
+    table = schema.table(EXECUTIONS)
+    total = -1
+    if count:
+        sql = f"SELECT count() FROM {table} WHERE {' AND '.join(where)}"
+        total = int(client.query(sql, parameters=params).result_rows[0][0])
+    if f.cursor is not None:
+        at, after = cursor.decode(f.cursor, (int, str))
+        where.append(
+            "(started, execution_id) < (fromUnixTimestamp64Micro({c_at:Int64}, 'UTC'),"
+            " {c_id:String})"
+        )
+        params["c_at"], params["c_id"] = at, after
+    limit = max(1, min(int(f.limit), 10_000))
+    params["limit"] = limit + 1  # one more tells whether there is a next page
     sql = (
-        f"SELECT {EXECUTION_FIELDS} FROM {schema.table(EXECUTIONS)}"
-        f" WHERE {' AND '.join(where)} ORDER BY started DESC LIMIT {{limit:UInt32}}"
+        f"SELECT {EXECUTION_FIELDS} FROM {table} WHERE {' AND '.join(where)}"
+        " ORDER BY started DESC, execution_id DESC LIMIT {limit:UInt32}"
     )
-    return [ExecutionRow(*row) for row in client.query(sql, parameters=params).result_rows]
+    rows = [ExecutionRow(*row) for row in client.query(sql, parameters=params).result_rows]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    last = rows[-1] if more else None
+    following = cursor.encode([_micros(last.started), last.execution_id]) if last else None
+    return ExecutionPage(rows, total, following)
 
 
 def get_execution(client: Any, schema: TraceSchema, execution_id: str) -> ExecutionRow | None:
@@ -211,3 +267,27 @@ def search_job_log(client: Any, schema: TraceSchema, f: JobLogFilter) -> list[di
         dict(zip(names, row, strict=True))
         for row in client.query(sql, parameters=params).result_rows
     ]
+
+
+def key_tenants(
+    client: Any, schema: TraceSchema, key: str, start: datetime, end: datetime
+) -> list[str]:
+    """Tenants of ``key`` in [start, end): its ``<key>::<tenant>`` keys (key discovery) and
+    the tenants in its execution index, sorted; for the pages' tenant picker."""
+    found: set[str] = set()
+    head = f"{key}::"
+    pattern = KeyPattern.parse(f"{key}::*")
+    sql = read_queries.keys(
+        schema.database, pattern.like, pattern.prefix, int(start.timestamp()),
+        int(end.timestamp()) + 1, 1000,
+    )  # fmt: skip
+    with contextlib.suppress(Exception):  # no key tables (a traces-only install): index only
+        rows = client.query(sql.text, parameters=sql.parameters).result_rows
+        found.update(k[len(head) :] for k, _ in rows if "::" not in k[len(head) :])
+    sql_index = (
+        f"SELECT DISTINCT tenant FROM {schema.table(EXECUTIONS)} WHERE key = {{key:String}}"
+        " AND started >= {start:DateTime64(6)} AND started < {end:DateTime64(6)} LIMIT 1000"
+    )
+    params = {"key": key, "start": start, "end": end}
+    found.update(t for (t,) in client.query(sql_index, parameters=params).result_rows if t)
+    return sorted(found)

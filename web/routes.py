@@ -36,6 +36,8 @@ from tally.web.settings import WebSettings
 
 HERE = Path(__file__).parent
 PUBLIC = {"exclude_from_auth": True}
+KEYS_PER_PAGE = 100
+ICON = (HERE / "static" / "favicon.svg").read_bytes()
 Reader = NamedDependency[AsyncReader]
 
 
@@ -150,15 +152,28 @@ def web_handlers(settings: WebSettings) -> list[ControllerRouterHandler]:
         return Redirect(f"/ui/login?next={quote(here, safe='')}")
 
     @get("/ui/", opt=PUBLIC, include_in_schema=False)
-    async def index(request: Request, reader: Reader) -> Response:
+    async def index(
+        request: Request,
+        reader: Reader,
+        q: Annotated[str, QueryParameter()] = "",
+        cursor: Annotated[str, QueryParameter()] = "",
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = KEYS_PER_PAGE,
+    ) -> Response:
         if (gate := _gate(request)) is not None:
             return gate
+        page, problem = None, ""
         try:
-            keys = await reader.keys(None, "30d", None, 200)
-            problem = ""
+            page = await reader.key_page(q, "30d", None, cursor or None, limit)
+        except ReadError as exc:  # a bad pattern or cursor: say so next to the search box
+            problem = exc.reason
         except Exception as exc:  # ClickHouse down: the page still lists dashboards
-            keys, problem = [], f"ClickHouse is unavailable ({type(exc).__name__})"
-        return ui.page("index.html", keys=keys, problem=problem)
+            problem = f"ClickHouse is unavailable ({type(exc).__name__})"
+        context = {"page": page, "problem": problem, "q": q, "cursor": cursor, "limit": limit}
+        return ui.page("index.html", **context)
+
+    @get("/favicon.ico", opt=PUBLIC, include_in_schema=False)
+    async def favicon() -> Response:
+        return Response(ICON, media_type="image/svg+xml", headers=PAGE_HEADERS)
 
     @get("/ui/d/{name:str}", opt=PUBLIC, include_in_schema=False)
     async def dashboard(request: Request, reader: Reader, name: FromPath[str]) -> Response:
@@ -225,5 +240,17 @@ def web_handlers(settings: WebSettings) -> list[ControllerRouterHandler]:
     static = create_static_files_router(
         path="/ui/static", directories=[HERE / "static"], opt=PUBLIC, include_in_schema=False
     )
-    return [root, login_form, login, logout, index, dashboard, key_page, monitor_page, kpi_totals,
-            unknown, static]  # fmt: skip
+    return [
+        root,
+        login_form,
+        login,
+        logout,
+        index,
+        favicon,
+        dashboard,
+        key_page,
+        monitor_page,
+        kpi_totals,
+        unknown,
+        static,
+    ]

@@ -1,12 +1,14 @@
 """Server-rendered trace pages: a bucket's executions, and one execution's trace tree.
 
-Mount with ``create_app(settings, extra=TRACE_PAGES)``. ``/traces`` lists the executions of a
-bucket (key, time range, state, tenant, result code: the same query string a dashboard link
-carries, plus ``message``: text in the error); ``/traces/<id>`` shows the trace as a tree with
-timing bars, the error's message and traceback, the job's id and arguments, the job log and
-the parent/child executions. The pages use the API's guard (read token) like every other route,
-and send the dashboard's security headers (``web/headers.py``: CSP without inline script or
-style, nosniff, ``frame-ancestors 'none'``).
+Mount with ``create_app(settings, extra=[*web_handlers(...), *TRACE_PAGES])``: the pages share
+the dashboards' base template, navigation and stylesheet (``/ui/static/app.css``).
+``/traces`` lists the executions of a bucket (key, time range, state, tenant, result code, tag:
+the same query string a dashboard link carries, plus ``message``: text in the error), one keyset
+page at a time with "N of M" and a "Next" link; ``/traces/<id>`` shows the trace as a tree with
+timing bars, the error's message and traceback, the job's id and arguments, the job log and the
+parent/child executions. The pages use the API's guard (read token or the dashboard's session
+cookie) like every other route, and send the dashboard's security headers (``web/headers.py``:
+CSP without inline script or style, nosniff, ``frame-ancestors 'none'``).
 """
 
 from __future__ import annotations
@@ -22,14 +24,17 @@ from litestar.datastructures import State
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery, QueryParameter
 
-from tally.traces.http import trace_reader
+from tally.ingest.jobs.run import FAILURE, LIMITED, RETRY, SKIPPED, SUCCESS
+from tally.read.errors import ReadError
+from tally.traces.http import parse_tag, trace_reader
 from tally.traces.queries import (
     ExecutionFilter,
     JobLogFilter,
     children,
     execution_tree,
     get_execution,
-    list_executions,
+    key_tenants,
+    page_executions,
     search_job_log,
 )
 from tally.traces.reader import time_range
@@ -43,6 +48,8 @@ _ENV = Environment(
     lstrip_blocks=True,
 )
 Optional = Annotated[str | None, QueryParameter()]
+STATES = (SUCCESS, FAILURE, RETRY, LIMITED, SKIPPED)
+PER_PAGE = 100
 
 
 def _ms(us: int) -> str:
@@ -53,7 +60,7 @@ _ENV.filters["ms"] = _ms
 
 
 def _page(name: str, **context: object) -> Response:
-    html = _ENV.get_template(f"traces/{name}").render(**context)
+    html = _ENV.get_template(f"traces/{name}").render(section="traces", **context)
     return Response(html, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
 
 
@@ -72,21 +79,36 @@ async def executions_page(
     tenant: Optional = None,
     code: Optional = None,
     job: Optional = None,
+    tag: Optional = None,
+    cursor: Optional = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=1000)] = PER_PAGE,
     message: Optional = None,
 ) -> Response:
-    """The executions of a bucket (a form when no key is given)."""
-    rows = []
+    """The executions of a bucket, one page (a form when no key is given)."""
+    given = {"key": key, "since": since, "until": until, "status": status, "tenant": tenant,
+             "code": code, "job": job, "tag": tag, "message": message}  # fmt: skip
+    query = {name: value or "" for name, value in given.items()}
+    page, tenants, problem = None, [], ""
     if key:
-        start, end = time_range(since, until)
-        f = ExecutionFilter(
-            key, start, end, status or None, tenant or None, code or None, job or None,
-            message=(message or "")[:200] or None,
-        )  # fmt: skip
-        rows = await trace_reader(state).run(list_executions, f)
-    query = {"key": key or "", "since": since, "until": until or "", "status": status or "",
-             "tenant": tenant or "", "code": code or "", "job": job or "",
-             "message": message or ""}  # fmt: skip
-    return _page("executions.html", rows=rows, q=query)
+        reader = trace_reader(state)
+        try:
+            start, end = time_range(since or "1h", until or None)  # a form sends ""
+            f = ExecutionFilter(
+                key, start, end, status or None, tenant or None, code or None, job or None,
+                limit=limit, tag=parse_tag(tag), cursor=cursor or None,
+                message=(message or "")[:200] or None,
+            )  # fmt: skip
+            page = await reader.run(page_executions, f)
+            tenants = await reader.run(key_tenants, key, start, end)
+        except ReadError as exc:  # a bad range, tag or cursor: said on the page, form kept
+            problem = exc.reason
+    following = None
+    if page is not None and page.next:
+        following = urlencode({**{k: v for k, v in query.items() if v}, "limit": limit,
+                               "cursor": page.next})  # fmt: skip
+    first = urlencode({k: v for k, v in query.items() if v}) if cursor else None
+    return _page("executions.html", page=page, q=query, states=STATES, tenants=tenants,
+                 problem=problem, next_query=following, first_query=first)  # fmt: skip
 
 
 @get("/traces/{execution_id:str}", include_in_schema=False)
@@ -115,13 +137,7 @@ async def traces_script() -> Response:
     return _static("traces.js", "text/javascript; charset=utf-8")
 
 
-@get("/traces-static/traces.css", include_in_schema=False)
-async def traces_style() -> Response:
-    """The pages' style sheet (no inline style: the pages' CSP allows none)."""
-    return _static("traces.css", "text/css; charset=utf-8")
-
-
-TRACE_PAGES = [executions_page, execution_page, traces_script, traces_style]
+TRACE_PAGES = [executions_page, execution_page, traces_script]
 
 
 def bucket_link(

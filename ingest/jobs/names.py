@@ -11,6 +11,10 @@ from __future__ import annotations
 import re
 
 SYSTEM = "system"
+# The job trackers' keys start so: ``JobTracker``'s ``event::job``, the cron -> schedule ->
+# resource pattern's ``event::cron``/``event::schedule``/``event::resource`` (each also
+# ``<key>::<tenant>`` per tenant). Key lists show them first.
+JOB_KEY_PREFIX = "event::"
 MAX_JOB = 160
 MAX_TENANT = 128
 MAX_LABEL = 64

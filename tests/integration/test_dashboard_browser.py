@@ -55,6 +55,9 @@ widgets:
     rows: [{path: outcome.*}]
   - type: text
     text: Written by hand, kept in git.
+  - type: text
+    title: Notes
+    text: A titled note.
 """
 LAG_DASHBOARD = """\
 title: Lag bands
@@ -63,6 +66,7 @@ widgets:
   - type: distribution
     path: total.queue_lag
 """
+CALC_KEYS = [f"commodity::events::calculation::customer::{n}" for n in range(250)]
 HOURLY_DASHBOARD = """\
 title: Hourly
 key: hourly
@@ -137,6 +141,8 @@ def site(tmp_path_factory) -> Iterator[Site]:
                 for d in range(1, 6)
             ],
         )
+        # many keys that sort before the job keys (the demo's commodity fan-out)
+        insert(clickhouse, "tally", [(CALC_KEYS, _minute(now - 3600), {"count": 1})])
         hour = now - now % 3600
         runs = [(["hourly"], _minute(hour - h * 3600), {"count": 1}) for h in range(24 * 4)]
         insert(clickhouse, "tally", runs)  # one run an hour, on the hour
@@ -578,3 +584,96 @@ def _answers(url: str) -> bool:
         return httpx.get(f"{url}/api/v1/health", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_key_index_api_searches_pages_by_cursor_and_lists_job_keys_first(site):
+    every = {k["key"] for k in _series(site, "/api/v1/keys?since=30d&limit=10000")}
+    assert len(every) > len(CALC_KEYS)
+    seen: list[str] = []
+    cursor, pages = "", 0
+    while True:
+        body = _series(site, f"/api/v1/key-index?limit=100&cursor={cursor}")
+        assert body["total"] == len(every)
+        seen += [k["key"] for k in body["keys"]]
+        pages += 1
+        if body["next"] is None:
+            break
+        cursor = body["next"]
+        assert pages < 20, "the cursor does not advance"
+    assert len(seen) == len(set(seen)) and set(seen) == every  # nothing twice, nothing lost
+    assert seen[:4] == ["event::cron", "event::job", "event::queue", "event::schedule"]
+    first_other = next(i for i, k in enumerate(seen) if not k.startswith("event::"))
+    assert all(k.startswith("event::") for k in seen[:first_other])  # tenant keys next
+    assert not any(k.startswith("event::") for k in seen[first_other:])
+    prefix = _series(site, "/api/v1/key-index?search=event::job")
+    assert prefix["total"] == 1 + len(site.tenants) and prefix["keys"][0]["key"] == "event::job"
+    pattern = _series(site, "/api/v1/key-index?search=*::customer::1*&limit=200")
+    assert pattern["total"] == 111 and pattern["next"] is None  # 1, 10-19, 100-199
+    odd = _series(site, "/api/v1/key-index?search=x' OR 1=1 --")  # a value, never SQL
+    assert odd["total"] == 0 and odd["keys"] == []
+    bad = site.api.get("/api/v1/key-index", params={"cursor": "garbage"})
+    assert bad.status_code == 400 and "cursor" in bad.text
+
+
+def test_index_lists_keys_with_n_of_m_search_and_next(site):
+    page = site.context.new_page()
+    page.goto(f"{site.url}/ui/")
+    total = _series(site, "/api/v1/key-index")["total"]
+    assert page.locator("#key-count").inner_text().startswith(f"100 of {total} keys")
+    rows = page.locator("table.keys tbody td:first-child")
+    assert rows.all_inner_texts()[:2] == ["event::cron", "event::job"]
+    first = set(rows.all_inner_texts())
+    page.locator("a#next").click()
+    page.wait_for_load_state()
+    assert page.locator("#key-count").inner_text().startswith(f"100 of {total}")
+    assert not first & set(rows.all_inner_texts())
+    page.fill("#key-search input[name=q]", "*::customer::2*")
+    page.locator("#key-search button").click()
+    page.wait_for_load_state()
+    assert page.locator("#key-count").inner_text().startswith("61 of 61 keys")  # 2, 20s, 200s
+    assert page.locator("a#next").count() == 0
+    page.close()
+
+
+def test_pages_fit_a_phone_follow_dark_mode_and_have_an_icon(site):
+    browser = site.context.browser
+    state = site.context.storage_state()  # the signed-in cookie
+    light = site.context.new_page()
+    light.goto(f"{site.url}/ui/")
+    assert light.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(246, 247, 249)"
+    light.close()
+    phone = browser.new_context(
+        viewport={"width": 390, "height": 844}, color_scheme="dark", storage_state=state
+    )
+    try:
+        for path in ("/ui/", "/ui/d/jobs", "/ui/d/calc", "/ui/key?key=event::job::t03"):
+            page = phone.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
+            page.goto(site.url + path)
+            if path != "/ui/":
+                _ready(page)
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390, (path, width)  # wide tables scroll inside their own box
+            dark = page.evaluate("getComputedStyle(document.body).backgroundColor")
+            assert dark == "rgb(18, 22, 28)", path
+            assert page.locator("link[rel=icon]").get_attribute("href") == "/favicon.ico"
+            assert errors == []
+            page.close()
+    finally:
+        phone.close()
+    icon = httpx.get(f"{site.url}/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg")
+    assert b"<svg" in icon.content
+
+
+def test_a_text_widget_shows_its_yaml_title_or_none(site):
+    page, errors = _open(site, "/ui/d/calc")
+    text = page.locator(".type-text")
+    assert text.count() == 2
+    assert "Written by hand" in text.first.inner_text()
+    assert text.first.locator("h2").count() == 0  # no title in the YAML: none, never "text"
+    assert text.nth(1).locator("h2").inner_text() == "Notes"
+    assert "text" not in page.locator(".widget h2").all_inner_texts()
+    assert errors == []
+    page.close()

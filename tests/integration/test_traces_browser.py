@@ -41,6 +41,7 @@ class NoMetrics:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     from tally.embedded.stack import StackConfig, start_stack
+    from tally.web import WebSettings, web_handlers
     from tally.web.traces_pages import TRACE_PAGES
 
     workdir = tmp_path_factory.mktemp("traces-web")
@@ -54,7 +55,10 @@ def site(tmp_path_factory):
             url=stack.clickhouse.url, user=stack.clickhouse.user, password=stack.clickhouse.password
         )
     )
-    api = server(ApiSettings(read, TOKEN, TOKEN + "-sql", "127.0.0.1", port), TRACE_PAGES)
+    dashboards = workdir / "dashboards"
+    dashboards.mkdir()
+    pages = [*web_handlers(WebSettings(dashboards)), *TRACE_PAGES]  # as `tally up` mounts them
+    api = server(ApiSettings(read, TOKEN, TOKEN + "-sql", "127.0.0.1", port), pages)
     thread = threading.Thread(target=api.run, daemon=True)
     thread.start()
     wait_for(lambda: api.started, 30, "the API")
@@ -119,7 +123,7 @@ def test_browser_follows_bucket_to_executions_to_trace_tree(site):
         headers=headers,
     )
     assert listed.status_code == 200, listed.text
-    (failed,) = listed.json()
+    (failed,) = listed.json()["executions"]
     assert failed["job"] == "web_resource" and failed["error"] == "LookupError"
     detail = httpx.get(f"{base}/api/v1/executions/{failed['execution_id']}", headers=headers).json()
     assert [n["name"] for n in detail["tree"]] == ["Fetching main product"]
@@ -209,6 +213,176 @@ def test_trace_pages_send_the_dashboards_security_headers(site):
     assert script.headers.get("x-content-type-options") == "nosniff"
 
 
+MANY = 250
+
+
+def insert_many(stack, key: str) -> None:
+    """``MANY`` hand-built executions of ``key`` in the last minutes; pairs share a start time
+    (the keyset's tie-break on execution_id), every 5th failed, every 10th tagged c-9."""
+    client = stack.clickhouse_client()
+    client.command(
+        f"""INSERT INTO {TraceSchema().table("trace_executions")}
+        (execution_id, job, tenant, key, state, attempt, started, duration_us, tags)
+        SELECT lower(hex(toUInt128(number + 1))), if(number % 5 = 0, 'many_failing', 'many_job'),
+          concat('t', toString(number % 3)), {{key:String}},
+          if(number % 5 = 0, 'failure', 'success'), 1,
+          now64(6, 'UTC') - toIntervalSecond(intDiv(number, 2) + 5), 1000,
+          if(number % 10 = 0, map('customer', 'c-9'), map())
+        FROM numbers({MANY})""",
+        parameters={"key": key},
+        settings={"async_insert": 0},
+    )
+
+
+def test_executions_api_pages_by_cursor_and_says_n_of_m(site):
+    stack, base = site
+    insert_many(stack, "event::many")
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    seen: list[tuple[str, str]] = []
+    cursor = None
+    pages = 0
+    while True:
+        params = {"key": "event::many", "limit": 100} | ({"cursor": cursor} if cursor else {})
+        got = httpx.get(f"{base}/api/v1/executions", params=params, headers=auth)
+        assert got.status_code == 200, got.text
+        body = got.json()
+        assert body["total"] == MANY
+        seen += [(r["started"], r["execution_id"]) for r in body["executions"]]
+        pages += 1
+        cursor = body["next"]
+        if cursor is None:
+            break
+        assert pages < 10, "the cursor does not advance"
+    assert pages == 3 and len(seen) == MANY
+    assert len({i for _, i in seen}) == MANY  # nothing twice, nothing lost across the ties
+    assert seen == sorted(seen, reverse=True)  # newest first, execution_id breaks ties
+    tagged = httpx.get(
+        f"{base}/api/v1/executions",
+        params={"key": "event::many", "tag": "customer=c-9", "status": "failure"},
+        headers=auth,
+    ).json()
+    assert tagged["total"] == MANY // 10 and tagged["next"] is None
+    assert {r["tags"]["customer"] for r in tagged["executions"]} == {"c-9"}
+    for bad in ("not-a-cursor", "WzEsMl0"):  # garbage; a cursor of another list ([1,2])
+        answer = httpx.get(
+            f"{base}/api/v1/executions", params={"key": "event::many", "cursor": bad}, headers=auth
+        )
+        assert answer.status_code == 400 and "cursor" in answer.text
+
+
+def test_tally_traces_list_says_n_of_m_and_takes_a_cursor(site):
+    from typer.testing import CliRunner
+
+    from tally.cli.main import app
+
+    stack, _ = site
+    insert_many(stack, "event::cli")
+    env = {"TALLY_CLICKHOUSE_PASSWORD": stack.clickhouse.password}
+    where = ["--clickhouse-url", stack.clickhouse.url, "--clickhouse-user", stack.clickhouse.user]
+    runner = CliRunner()
+    first = runner.invoke(app, ["traces", "list", "event::cli", "--limit", "200", *where], env=env)
+    assert first.exit_code == 0, first.output
+    assert f"200 of {MANY} executions" in first.output
+    cursor = first.output.split("--cursor ")[1].split()[0]
+    rest = runner.invoke(app, ["traces", "list", "event::cli", "--cursor", cursor, *where], env=env)
+    assert rest.exit_code == 0, rest.output
+    assert f"{MANY - 200} of {MANY} executions" in rest.output and "--cursor" not in rest.output
+    ids = {line.split()[2] for line in (first.output + rest.output).splitlines() if "many_" in line}
+    assert len(ids) == MANY
+    bad = runner.invoke(app, ["traces", "list", "event::cli", "--cursor", "zz", *where], env=env)
+    assert bad.exit_code == 2
+
+
+@needs_chromium
+def test_trace_pages_are_the_dashboards_ui_with_pages_selects_and_tag_search(site):
+    from playwright.sync_api import sync_playwright
+
+    stack, base = site
+    insert_many(stack, "event::paged")
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        try:
+            context = browser.new_context(extra_http_headers=headers)
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.goto(f"{base}/traces?key=event::paged&since=2h")
+            # the dashboards' header, navigation and stylesheet
+            assert page.locator("header.top a.brand").inner_text() == "tally"
+            nav = page.locator("header.top nav")
+            assert nav.get_by_role("link", name="Dashboards").get_attribute("href") == "/ui/"
+            assert nav.get_by_role("link", name="Traces").get_attribute("aria-current") == "page"
+            background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+            assert background == "rgb(246, 247, 249)"  # app.css's --bg
+            # N of M, and a Next link that continues where the page ended
+            assert page.locator("#count").inner_text().startswith(f"100 of {MANY} executions")
+            first = page.locator("#executions tr.execution td:first-child").all_inner_texts()
+            page.locator("a#next").click()
+            page.wait_for_load_state()
+            assert page.locator("#count").inner_text().startswith(f"100 of {MANY}")
+            second = page.locator("#executions tr.execution td:first-child").all_inner_texts()
+            assert second[0] <= first[-1]
+            page.locator("a#next").click()
+            page.wait_for_load_state()
+            assert page.locator("#count").inner_text().startswith(f"{MANY - 200} of {MANY}")
+            assert page.locator("a#next").count() == 0
+            # state is a select of the known states; tenants come from discovery
+            options = page.locator("select#state option").all_inner_texts()
+            assert {"success", "failure", "retry", "limited", "skipped"} <= set(options)
+            tenants = page.locator("datalist#tenants option")
+            assert [tenants.nth(i).get_attribute("value") for i in range(3)] == ["t0", "t1", "t2"]
+            assert page.locator("#tenant").get_attribute("list") == "tenants"
+            # tag search, like `tally traces log --tag`
+            page.select_option("select#state", "failure")
+            page.fill("#tag", "customer=c-9")
+            page.locator("#bucket button[type=submit]").click()
+            page.wait_for_load_state()
+            assert "tag=customer%3Dc-9" in page.url
+            assert page.locator("#count").inner_text().startswith(f"{MANY // 10} of {MANY // 10}")
+            assert page.locator("select#state").input_value() == "failure"
+            page.fill("#tag", "no-equals")
+            page.locator("#bucket button[type=submit]").click()
+            page.wait_for_load_state()
+            assert "name=value" in page.locator("p.error").inner_text()
+            assert errors == []
+        finally:
+            browser.close()
+
+
+@needs_chromium
+def test_trace_pages_fit_a_phone_and_follow_dark_mode(site):
+    from playwright.sync_api import sync_playwright
+
+    stack, base = site
+    insert_many(stack, "event::phone")
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    client = stack.clickhouse_client()
+    table = TraceSchema().table("trace_executions")
+    (execution_id,) = client.query(
+        f"SELECT execution_id FROM {table} WHERE key = 'event::phone' LIMIT 1"
+    ).result_rows[0]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        try:
+            context = browser.new_context(
+                extra_http_headers=headers,
+                viewport={"width": 390, "height": 844},
+                color_scheme="dark",
+            )
+            page = context.new_page()
+            for path in ("/traces?key=event::phone&since=2h", f"/traces/{execution_id}"):
+                page.goto(base + path)
+                width = page.evaluate("document.documentElement.scrollWidth")
+                assert width <= 390, (path, width)  # wide tables scroll in their own box
+                background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+                assert background == "rgb(18, 22, 28)", path  # the dark --bg
+            icon = httpx.get(f"{base}/favicon.ico")
+            assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg")
+        finally:
+            browser.close()
+
+
 class PaymentDeclined(Exception):
     """The issue's failure: ``card declined for order 100296``."""
 
@@ -261,7 +435,7 @@ def test_a_failed_execution_shows_its_message_traceback_ref_and_args(site):
             headers=headers,
         )
         assert reply.status_code == 200, reply.text
-        return reply.json()
+        return reply.json()["executions"]
 
     (declined,) = search("card declined")
     assert declined["error_message"] == "card declined for order 100296 <b>&amp;</b>"

@@ -338,6 +338,7 @@
     }));
     const g = opts.granularity;
     const missed = opts.missed || [];
+    const ink = getComputedStyle(document.body).color; // axis labels follow light/dark mode
     const plot = new uPlot({
       width, height: opts.height || 220, tzDate,
       series,
@@ -346,7 +347,7 @@
         // bars and areas are read by their height: their axis starts at 0
         ...(style === "line" ? {} : { y: { range: (u, min, max) => [Math.min(0, min ?? 0), max > 0 ? max * 1.05 : 1] } }),
       },
-      axes: [{}, { size: 56, values: (u, vals) => vals.map((v) => fmt(v)) }],
+      axes: [{ stroke: ink }, { size: 56, stroke: ink, values: (u, vals) => vals.map((v) => fmt(v)) }],
       legend: { live: true },
       cursor: { focus: { prox: 16 } },
       hooks: {

@@ -55,9 +55,11 @@
     const series = [{}, { label: d.monitor.what, stroke: "#2b6cb0", width: 2, spanGaps: false }];
     for (const l of d.lines) series.push({ label: `${l.label} ${l.value}`, stroke: "#c53030", width: 1.5, dash: [6, 4], points: { show: false } });
     const data = [j.buckets, j.values, ...d.lines.map((l) => j.buckets.map(() => l.value))];
+    const ink = getComputedStyle(document.body).color; // axis labels follow light/dark mode
     const plot = new uPlot({
       width: Math.max(320, body.clientWidth || 900), height: 300, series,
       scales: { x: { time: true, range: () => [j.buckets[0], end] } },
+      axes: [{ stroke: ink }, { stroke: ink }],
       hooks: {
         drawClear: [(u) => {
           const ctx = u.ctx, drawn = [];
