@@ -149,7 +149,11 @@ def _run(
         if ticks[0] % 720 == 0:
             shipper.flush(60)
 
-    runs = world.run_until(now, every_sim_minute)
+    # Older days list their failed, retried and sampled executions; the last two all of them.
+    world.index_all(False)
+    runs = world.run_until(now - 2 * DAY, every_sim_minute)
+    world.index_all(True)
+    runs += world.run_until(now, every_sim_minute)
     tracker.flush(120)
     shipper.flush(120)
     sent_s = time.monotonic() - t0

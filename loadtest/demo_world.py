@@ -10,6 +10,7 @@ the schedule says, so a week of history and the live minutes have the same rate.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import heapq
 import math
@@ -136,6 +137,11 @@ class World:
         self.samples = 0
         self._jobs = self._define()
 
+    def index_all(self, on: bool) -> None:
+        """Ship an index row for every execution (on) or only for those kept (off)."""
+        if self.traces is not None:
+            self.traces.policy = dataclasses.replace(self.traces.policy, index_unsampled=on)
+
     # --- the jobs (plain functions under the real decorators) ---------------------------
     def _define(self) -> dict[str, Callable]:
         flow, world = self.flow, self
@@ -155,6 +161,8 @@ class World:
             @flow.cron(name=cron)
             def cron_job(_sched: Callable = schedule, _name: str = schedule_name) -> None:
                 world.work(0.05, 0.3)
+                if world.rng.random() < 0.03:
+                    raise RuntimeError("tenant list unavailable: settings database read-only")
                 for tenant in TENANTS:
                     world.enqueue("default", _name, _sched, (tenant,), 0.2, 2.0)
                     current_run().add_resources(1)
@@ -171,6 +179,8 @@ class World:
         if rng.random() < 0.03:
             self.work(0.01, 0.05)
             raise TenantLocked(f"{tenant}: another scheduler holds the lock")
+        if rng.random() < 0.01:
+            raise ValueError(f"{tenant}: no billing settings for this tenant")
         with trace("Load ready items"):
             self.work(0.1, 1.5)
             count = int(TENANTS[tenant] * _load(self.clock.now) * rng.uniform(0.6, 1.4))

@@ -88,6 +88,7 @@ def _full(page, name: str) -> None:
     assert not page.locator("#empty").is_visible(), name
     assert page.locator(".nodata").count() == 0, (name, page.locator(".nodata").all_inner_texts())
     assert page.locator(".problem").count() == 0, name
+    assert "no data for" not in page.locator("main, body").first.inner_text(), name
     for kpi in page.locator(".type-kpi .kpi-item").all():
         assert kpi.get_attribute("data-value") not in (None, "", "null"), name
     for chart in page.locator(".type-timeseries").all():
@@ -126,6 +127,8 @@ def test_a_newcomer_walks_the_demo(demo):
                 _full(page, name)
                 if name == "cron":
                     first_full = time.monotonic() - demo.started
+                page.wait_for_timeout(1500)  # let the charts finish drawing (not asserted)
+                _ready(page)
                 page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
                 if name == "cron":
                     text = page.locator(".type-timeseries").first.inner_text()
