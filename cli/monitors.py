@@ -184,7 +184,7 @@ def test(
         typer.echo(f"error: {exc.field}: {exc.reason}", err=True)
         raise typer.Exit(2) from None
     except Exception as exc:  # clickhouse-connect wraps transport and server errors alike
-        raise unreachable(f"ClickHouse at {clickhouse_url}", exc) from None
+        raise unreachable(f"ClickHouse at {settings.clickhouse.url}", exc) from None
     if loaded.errors:
         raise typer.Exit(2)
 
@@ -211,7 +211,7 @@ def list_(
         try:
             states, counts = asyncio.run(stored_states(settings))
         except Exception as exc:
-            raise unreachable(f"ClickHouse at {clickhouse_url}", exc) from None
+            raise unreachable(f"ClickHouse at {settings.clickhouse.url}", exc) from None
     if json:
         import msgspec
 

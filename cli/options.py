@@ -11,11 +11,18 @@ import typer
 from tally.aggregator.settings import ClickHouseSettings
 from tally.cli.errors import bad_input
 from tally.cli.paths import default_data_dir, stored_clickhouse_password
+from tally.cli.stack_file import clickhouse_url
 from tally.read import ReadSettings
 
 ClickHouseUrl = Annotated[
-    str,
-    typer.Option("--clickhouse-url", envvar="TALLY_CLICKHOUSE_URL", help="ClickHouse HTTP(S) URL."),
+    str | None,
+    typer.Option(
+        "--clickhouse-url",
+        envvar="TALLY_CLICKHOUSE_URL",
+        help="ClickHouse HTTP(S) URL. [default: the data dir's stack.json, else "
+        "http://127.0.0.1:8123]",
+        show_default=False,
+    ),
 ]
 ClickHouseUser = Annotated[
     str, typer.Option("--clickhouse-user", envvar="TALLY_CLICKHOUSE_USER", help="User.")
@@ -34,12 +41,14 @@ DataDir = Annotated[
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
-DEFAULT_URL = "http://127.0.0.1:8123"
+DEFAULT_URL = None  # resolved by read_settings: flag/env, stack.json, 127.0.0.1:8123
 
 
-def read_settings(url: str, user: str, database: str, data_dir: Path) -> ReadSettings:
+def read_settings(url: str | None, user: str, database: str, data_dir: Path) -> ReadSettings:
     """Settings for the read commands; the password only from env or the data dir's secret.
+    No URL given: the one the data dir's stack.json records, else the default.
     A URL without scheme or host, or a database that is no identifier, exits 2 in one line."""
+    url = clickhouse_url(url, data_dir)
     password = os.environ.get("TALLY_CLICKHOUSE_PASSWORD")
     if password is None:
         password = stored_clickhouse_password(data_dir) or ""

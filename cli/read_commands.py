@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
@@ -24,17 +25,18 @@ from tally.cli.render import buckets_table, cell, data_table, plain, series_tabl
 from tally.read import Reader
 
 T = TypeVar("T")
+WIDE = 1_000_000  # --wide: a console this wide never cuts; the table keeps its own width
 
 
 @contextmanager
-def _reader(url: str, user: str, database: str, data_dir):
+def _reader(url: str | None, user: str, database: str, data_dir: Path) -> Iterator[Reader]:
     with Reader(read_settings(url, user, database, data_dir)) as reader:
         yield reader
 
 
-def _run(call: Callable[[], T], url: str) -> T:
-    """A read against the ClickHouse at ``url`` (see ``errors.run_read``)."""
-    return run_read(call, f"ClickHouse at {url}")
+def _run(call: Callable[[], T], reader: Reader) -> T:
+    """A read against the reader's ClickHouse (see ``errors.run_read``)."""
+    return run_read(call, f"ClickHouse at {reader.settings.clickhouse.url}")
 
 
 def series(
@@ -76,7 +78,7 @@ def series(
             lambda: reader.series(
                 key, paths or [], expression or [], since, until, granularity, top
             ),
-            clickhouse_url,
+            reader,
         )
     if json:
         print_json(s)
@@ -106,7 +108,7 @@ def keys(
 ) -> None:
     """List keys matching a pattern with activity in a range, with their last write."""
     with _reader(clickhouse_url, clickhouse_user, database, data_dir) as reader:
-        found = _run(lambda: reader.keys(pattern, since, until, limit), clickhouse_url)
+        found = _run(lambda: reader.keys(pattern, since, until, limit), reader)
     if json:
         print_json(found)
         return
@@ -126,7 +128,7 @@ def paths(
 ) -> None:
     """List the paths of a key, with their last write."""
     with _reader(clickhouse_url, clickhouse_user, database, data_dir) as reader:
-        found = _run(lambda: reader.paths(key), clickhouse_url)
+        found = _run(lambda: reader.paths(key), reader)
     if json:
         print_json(found)
         return
@@ -142,12 +144,16 @@ def sql(
         list[str] | None, typer.Option("--param", help="name=value for {name:Type}; repeatable.")
     ] = None,
     json: Json = False,
+    wide: Annotated[
+        bool, typer.Option("--wide", help="Print every value whole, however wide the table.")
+    ] = False,
     clickhouse_url: ClickHouseUrl = DEFAULT_URL,
     clickhouse_user: ClickHouseUser = "default",
     database: Database = "tally",
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
-    """Run read-only SQL (writes are refused) and print the rows."""
+    """Run read-only SQL (writes are refused) and print the rows (cut to the terminal's width
+    unless --wide or --json)."""
     parameters = {}
     for item in param or []:
         name, sep, value = item.partition("=")
@@ -156,11 +162,12 @@ def sql(
             raise typer.Exit(2)
         parameters[name] = value
     with _reader(clickhouse_url, clickhouse_user, database, data_dir) as reader:
-        result = _run(lambda: reader.sql(query, parameters), clickhouse_url)
+        result = _run(lambda: reader.sql(query, parameters), reader)
     if json:
         print_json(result)
         return
     table = data_table(result.columns)
     for row in result.rows:
         table.add_row(*(cell(v) for v in row))
-    Console().print(table)
+    console = Console(width=WIDE, soft_wrap=True) if wide else Console()
+    console.print(table)

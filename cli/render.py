@@ -79,7 +79,7 @@ def series_table(series: Series, width: int = 60) -> Table:
     expression row leaves the total blank."""
     at = series.at()
     first = at[0].strftime("%Y-%m-%d %H:%M") if at else "-"
-    last = at[-1].strftime("%Y-%m-%d %H:%M") if at else "-"
+    last = _range_end(series, at)
     table = Table(
         title=plain(f"{series.key} · {series.granularity} · {first} → {last} {series.time_zone}"),
         title_justify="left",
@@ -97,6 +97,15 @@ def series_table(series: Series, width: int = 60) -> Table:
             number(row.points[-1] if row.points else None),
         )
     return table
+
+
+def _range_end(series: Series, at: list[datetime]) -> str:
+    """The end of the range (exclusive): the last bucket's end, not its start."""
+    if not at:
+        return "-"
+    if series.end:
+        return datetime.fromtimestamp(series.end, at[-1].tzinfo).strftime("%Y-%m-%d %H:%M")
+    return at[-1].strftime("%Y-%m-%d %H:%M")
 
 
 def buckets_table(series: Series) -> Table:

@@ -23,6 +23,7 @@ from tally.api.settings import ApiSettings
 from tally.api.sql import SqlSettings
 from tally.api.tokens import load_or_create, tokens
 from tally.cli.paths import CLICKHOUSE_PASSWORD_FILE, secret_path
+from tally.cli.stack_file import write_stack
 from tally.embedded.clickhouse.process import EmbeddedClickHouse, start_clickhouse
 from tally.embedded.kafka_broker import EmbeddedKafka, create_topic, start_kafka
 from tally.embedded.lifecycle import terminate
@@ -148,6 +149,9 @@ class Service:
                 )
                 ui = web_handlers(WebSettings(s.dashboards_dir))
                 self.api = ServerThread(api, [*ui, *TRACE_PAGES]).start()
+            write_stack(
+                s.data_dir, self.bootstrap, self.clickhouse_url, self.api_url if s.api else None
+            )
         except BaseException:
             self.stop()
             raise

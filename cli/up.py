@@ -84,9 +84,12 @@ def report_dashboard_errors(directory: Path | None) -> None:
 
 def up(
     data_dir: DataDir = DEFAULT_DATA_DIR,
-    kafka_port: Annotated[int, typer.Option(help="Port of the local Kafka broker.")] = 9092,
+    kafka_port: Annotated[
+        int, typer.Option(envvar="TALLY_KAFKA_PORT", help="Port of the local Kafka broker.")
+    ] = 9092,
     clickhouse_port: Annotated[
-        int, typer.Option(help="Port of the local ClickHouse (HTTP).")
+        int,
+        typer.Option(envvar="TALLY_CLICKHOUSE_PORT", help="Port of the local ClickHouse (HTTP)."),
     ] = 8123,
     api_host: ApiHost = DEFAULT_HOST,
     api_port: ApiPort = DEFAULT_PORT,

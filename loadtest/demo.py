@@ -1,10 +1,13 @@
-"""``make demo`` / ``tally demo``: the local service with a week of history and live traffic.
+"""``make demo`` / ``tally demo``: the local service with a week of job history and live jobs.
 
-Starts what ``tally up`` starts (Kafka, ClickHouse, 2 aggregators, the HTTP API on
-127.0.0.1:9092/8123/8700 unless moved), backfills a week of seeds-shaped job events at a
-compressed rate, prints a series from the read API, the URLs and commands to try, then sends
-live traffic until Ctrl-C (or ``--duration`` / ``TALLY_DEMO_DURATION`` seconds). On the way out
-it checks that the rollups hold exactly what was sent; the exit status says so.
+Starts what ``tally up`` starts (Kafka, ClickHouse, aggregators, trace writer, the HTTP API;
+ports from ``--*-port``, ``TALLY_KAFKA_PORT``/``TALLY_CLICKHOUSE_PORT``/``TALLY_API_PORT``, or
+free ones when the defaults 9092/8123/8700 are taken), then plays the demo world
+(``tally.loadtest.demo_world``: crons -> schedulers -> resource jobs per tenant on an RQ-shaped
+queue, with failures, retries, queue lag, traces and queue gauges) through the real job
+instrumentation: a week of history on a simulated clock, then live at the same rate until
+Ctrl-C (or ``--duration`` / ``TALLY_DEMO_DURATION`` seconds). On the way out it checks that
+the rollups hold exactly the runs tracked; the exit status says so.
 """
 
 from __future__ import annotations
@@ -28,12 +31,14 @@ from tally.api.server import PortInUse
 from tally.cli.render import series_table
 from tally.cli.service import Service, UpSettings
 from tally.ingest import ClientSettings, Tracker
-from tally.loadtest.exactness import Expected, compare, fetch_totals
-from tally.loadtest.workloads import CALC_KEY, Workload
+from tally.loadtest.demo_ports import pick_ports
+from tally.loadtest.demo_world import World
+from tally.loadtest.exactness import Expected, compare
 from tally.read import Reader
 from tally.schemas.granularity import Calendar
+from tally.traces.transport import TraceShipper, trace_settings
 
-WEEK = 7 * 86400
+DAY = 86400
 MARKER = ".tally-demo"
 AGE_MARGIN = 600  # aggregators dead-letter events older than 7 days; stay inside that
 
@@ -46,17 +51,20 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     add = p.add_argument
     add("--data-dir", type=Path, default=Path(".tally/demo"), help="wiped at start")
-    add("--history-events", type=int, default=200_000, help="events backfilled over a week")
-    add("--rate", type=int, default=200, help="live events per second")
+    add("--days", type=float, default=7.0, help="days of history backfilled (at most 7)")
     env_duration = os.environ.get("TALLY_DEMO_DURATION")
     add(
         "--duration", type=float, default=float(env_duration) if env_duration else None,
         help="stop after this many seconds of live traffic (env TALLY_DEMO_DURATION); "
         "default: until Ctrl-C",
     )  # fmt: skip
-    add("--kafka-port", type=int, default=9092, help="port of the local Kafka")
-    add("--clickhouse-port", type=int, default=8123, help="port of the local ClickHouse")
-    add("--api-port", type=int, default=8700, help="port of the HTTP API")
+    for name, env, default in (("kafka", "TALLY_KAFKA_PORT", 9092),
+                               ("clickhouse", "TALLY_CLICKHOUSE_PORT", 8123),
+                               ("api", "TALLY_API_PORT", 8700)):  # fmt: skip
+        add(
+            f"--{name}-port", type=int, default=int(os.environ[env]) if env in os.environ else None,
+            help=f"port (env {env}); default {default}, or a free one if that is taken",
+        )  # fmt: skip
     add("--aggregators", type=int, default=2, help="aggregator processes")
     return p
 
@@ -75,13 +83,20 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(data_dir, ignore_errors=True)
     data_dir.mkdir(parents=True)
     (data_dir / MARKER).write_text("tally demo data; wiped at every demo start\n")
+    ports = pick_ports(
+        {"kafka": args.kafka_port, "clickhouse": args.clickhouse_port, "api": args.api_port}
+    )
     settings = UpSettings(
-        data_dir=data_dir, kafka_port=args.kafka_port, clickhouse_port=args.clickhouse_port,
-        api_port=args.api_port, aggregators=args.aggregators, flush_interval_s=1.0,
+        data_dir=data_dir, kafka_port=ports["kafka"], clickhouse_port=ports["clickhouse"],
+        api_port=ports["api"], aggregators=args.aggregators, flush_interval_s=1.0,
+        monitors_dir=None,
     )  # fmt: skip
     service = Service(settings)
     started = time.monotonic()
-    console.print("[bold]Starting Kafka, ClickHouse, 2 aggregators and the API...")
+    console.print(
+        f"[bold]Starting Kafka (:{ports['kafka']}), ClickHouse (:{ports['clickhouse']}), "
+        f"{args.aggregators} aggregators and the API (:{ports['api']}) ..."
+    )
     try:
         service.start(say=lambda text: console.print(f"  {text}"))
     except PortInUse as exc:
@@ -119,40 +134,92 @@ def _run(
     started: float,
 ) -> int:
     console.print(f"  up in {time.monotonic() - started:.1f}s: {service.status()}", soft_wrap=True)
+    client_settings = ClientSettings(bootstrap_servers=service.bootstrap)
     expected = Expected(Calendar("UTC"), ("1m", "1h", "1d"))
-    tracker = Tracker(ClientSettings(bootstrap_servers=service.bootstrap))
-    workload = Workload(seed=42)
-    now = int(time.time())
+    tracker = CountingTracker(Tracker(client_settings), expected)
+    shipper = TraceShipper(trace_settings(client_settings))
+    now = time.time()
+    days = min(args.days, 7 - AGE_MARGIN / DAY)
+    world = World(tracker, shipper, now - days * DAY)
     t0 = time.monotonic()
-    for event in workload.events(args.history_events, now - WEEK + AGE_MARGIN, WEEK - AGE_MARGIN):
-        tracker.track(event.keys, event.values, at=event.at, route=event.route)
-        expected.add(event)
-        if stop.is_set():
-            break
+    ticks = [0]
+
+    def every_sim_minute() -> None:  # keep the trace buffer (20,000 executions) from filling
+        ticks[0] += 1
+        if ticks[0] % 720 == 0:
+            shipper.flush(60)
+
+    # Older days list their failed, retried and sampled executions; the last two all of them.
+    world.index_all(False)
+    runs = world.run_until(now - 2 * DAY, every_sim_minute)
+    world.index_all(True)
+    runs += world.run_until(now, every_sim_minute)
     tracker.flush(120)
+    shipper.flush(120)
+    sent_s = time.monotonic() - t0
+    per_minute = runs / (days * 1440)
     console.print(
-        f"Backfilled {args.history_events:,} events over the past week in "
-        f"{time.monotonic() - t0:.1f}s"
+        f"Backfilled {runs:,} job runs and {world.samples:,} queue samples over the past "
+        f"{days:g} days ({per_minute:.1f} runs/min) in {sent_s:.1f}s"
     )
-    reader = Reader(service.read_settings())
     with _client(service) as client:
         _wait_until_exact(client, expected, stop, timeout=300)
+    console.print(f"  in the rollups {time.monotonic() - t0:.1f}s after the backfill started")
+    reader = Reader(service.read_settings())
     series = reader.series(
-        CALC_KEY, ["count", "codes.*"], ["success / count"], since="7d", granularity="1d", top=3
-    )
+        "event::resource", ["total.count", "total.state.*"], ["total.state.success / total.count"],
+        since="7d", granularity="1d", top=4,
+    )  # fmt: skip
     console.print(series_table(series))
     console.print(_try_this(service), soft_wrap=True, highlight=False)
-    sent = _live(args, console, service, tracker, workload, expected, stop)
+    live = _live(args, console, service, world, stop)
     tracker.flush(60)
+    shipper.flush(60)
     tracker.close()
-    console.print(f"Live traffic stopped after {sent:,} events; checking the rollups ...")
+    shipper.close()
+    console.print(f"Live jobs stopped after {live:,} runs; checking the rollups ...")
     with _client(service) as client:
         _wait_until_exact(client, expected, threading.Event(), timeout=180)
-        result = compare(expected.totals, fetch_totals(client))
+        result = compare(expected.totals, fetch_counts(client))
     reader.close()
     verdict = "[green]exact" if result.exact else f"[red]NOT exact: {result.mismatches[:5]}"
-    console.print(f"Rollups vs sent: {result.actual_slots:,} slots, {verdict}[/]")
+    console.print(f"Rollups vs runs tracked: {result.actual_slots:,} slots, {verdict}[/]")
     return 0 if result.exact else 1
+
+
+class CountingTracker:
+    """The client, counting every job run it is given (``total.count``) for the final check."""
+
+    def __init__(self, tracker: Tracker, expected: Expected) -> None:
+        self.tracker = tracker
+        self.expected = expected
+
+    def track(self, keys: Any, values: Any, at: Any = None, route: str | None = None) -> bool:
+        return self.tracker.track(keys, values, at=at, route=route)
+
+    def track_flat(self, keys: Any, paths: tuple[str, ...], numbers: list, **kw: Any) -> bool:
+        if "total.count" in paths:
+            keys = (keys,) if isinstance(keys, str) else tuple(keys)
+            self.expected.add_raw(keys, {"total": {"count": 1}}, int(kw.get("at") or time.time()))
+        return self.tracker.track_flat(keys, paths, numbers, **kw)
+
+    def flush(self, timeout: float) -> bool:
+        return self.tracker.flush(timeout)
+
+    def close(self) -> None:
+        self.tracker.close()
+
+
+def fetch_counts(client: Any, database: str = "tally") -> Any:
+    """The rollups' ``total.count`` of the job keys (what ``CountingTracker`` expects)."""
+    from collections import Counter
+
+    result = client.query(
+        f"SELECT granularity, key, toUnixTimestamp(bucket), path, sum(value) "
+        f"FROM {database}.rollups WHERE path = 'total.count' AND granularity IN ('1m','1h','1d')"
+        f" AND key NOT LIKE 'event::queue%' GROUP BY granularity, key, bucket, path"
+    )
+    return Counter({(g, k, int(b), p): v for g, k, b, p, v in result.result_rows})
 
 
 def _client(service: Service) -> closing:
@@ -169,10 +236,14 @@ def _client(service: Service) -> closing:
 def _wait_until_exact(
     client: Any, expected: Expected, stop: threading.Event, timeout: float
 ) -> None:
-    want = sum(expected.totals.values())
+    want = sum(n for (g, _, _, _), n in expected.totals.items() if g == "1d")
     deadline = time.monotonic() + timeout
+    query = (
+        "SELECT sum(value) FROM tally.rollups WHERE path = 'total.count' AND granularity = '1d'"
+        " AND key NOT LIKE 'event::queue%'"
+    )
     while time.monotonic() < deadline and not stop.is_set():
-        got = client.query("SELECT sum(value) FROM tally.rollups").result_rows[0][0] or 0
+        got = client.query(query).result_rows[0][0] or 0
         if got >= want:
             return
         time.sleep(0.5)
@@ -182,30 +253,25 @@ def _live(
     args: argparse.Namespace,
     console: Console,
     service: Service,
-    tracker: Tracker,
-    workload: Workload,
-    expected: Expected,
+    world: World,
     stop: threading.Event,
 ) -> int:
+    """Play the world in real time: the same schedule, so the same rate as the history."""
     deadline = None if args.duration is None else time.monotonic() + args.duration
-    sent, last_report = 0, time.monotonic()
+    runs, last_report = 0, time.monotonic()
     console.print(
-        f"Sending live traffic at {args.rate}/s"
+        "Running live jobs at the history's rate"
         + (f" for {args.duration:.0f}s" if deadline else " until Ctrl-C")
         + " ..."
     )
     while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
-        tick = time.monotonic()
-        for event in workload.events(args.rate, int(time.time()), 1):
-            tracker.track(event.keys, event.values, at=event.at, route=event.route)
-            expected.add(event)
-        sent += args.rate
+        runs += world.run_until(time.time())
         service.supervise()
         if time.monotonic() - last_report >= 15:
-            console.print(f"  {sent:,} live events · {service.status()}", soft_wrap=True)
+            console.print(f"  {runs:,} live runs · {service.status()}", soft_wrap=True)
             last_report = time.monotonic()
-        stop.wait(max(0.0, 1.0 - (time.monotonic() - tick)))
-    return sent
+        stop.wait(1.0)
+    return runs
 
 
 def _try_this(service: Service) -> str:
@@ -215,18 +281,20 @@ def _try_this(service: Service) -> str:
     return "\n".join(
         [
             "",
-            "[bold]Try it[/] (in another terminal):",
+            "[bold]Try it[/] (in another terminal; the data dir's stack.json has the URLs):",
             f"  export TALLY_DATA_DIR={data_dir}",
             f"  {tally} keys 'event::schedule::*'",
-            f"  {tally} series {CALC_KEY} -p count -p 'codes.*' -e 'success / count' "
-            "--since 7d -g 1d",
-            f"  {tally} series event::schedule -p 'tenants.*.count' --top 5 --since 24h",
+            f"  {tally} series event::cron -p 'jobs.*.count' --since 24h",
+            f"  {tally} series event::job -p 'total.state.*' "
+            "-e 'total.state.success / total.count' --since 7d -g 1d",
+            f"  {tally} traces list event::job --state failure",
             f'  {tally} sql "SELECT key, sum(value) AS n FROM tally.rollups_1d '
-            "WHERE path = 'count' GROUP BY key ORDER BY n DESC LIMIT 5\"",
+            "WHERE path = 'total.count' GROUP BY key ORDER BY n DESC LIMIT 5\"",
             f'  curl -H "Authorization: Bearer $(cat {token})" '
             f"'{service.api_url}/api/v1/series?key=event::cron&path=total.count&since=7d"
             "&granularity=1d'",
-            f"  API schema: {service.api_url}/api/v1/schema",
+            f"  Kafka {service.bootstrap} · ClickHouse {service.clickhouse_url} · "
+            f"API schema {service.api_url}/api/v1/schema",
             f"  Dashboard:  {service.api_url}/ui/  (sign in with the token in {token})",
             "",
         ]

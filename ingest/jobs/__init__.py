@@ -33,6 +33,7 @@ from tally.ingest.jobs.run import (
     job_values,
 )
 from tally.ingest.jobs.tracking import (
+    Clock,
     HookTenant,
     JobTracker,
     Trackable,
@@ -79,6 +80,7 @@ __all__ = [
     "SUCCESS",
     "SYSTEM",
     "CeleryHooks",
+    "Clock",
     "HookTenant",
     "JobFlow",
     "JobTracker",

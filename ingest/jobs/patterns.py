@@ -16,7 +16,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from tally.ingest.jobs.tracking import ExceptionTypes, JobTracker, Trackable, current_run
+from tally.ingest.jobs.tracking import (
+    Clock,
+    ExceptionTypes,
+    JobTracker,
+    Trackable,
+    current_run,
+)
 
 
 @dataclass(eq=False)
@@ -28,15 +34,18 @@ class JobFlow:
     cron_key: str = "event::cron"
     schedule_key: str = "event::schedule"
     resource_key: str = "event::resource"
+    clock: Clock | None = None  # a simulated clock for all three (``JobTracker.clock``)
     cron: JobTracker = field(init=False)
     schedule: JobTracker = field(init=False)
     resource: JobTracker = field(init=False)
 
     def __post_init__(self) -> None:
-        limited = self.limited
-        self.cron = JobTracker(self.tracker, self.cron_key, tenant_keys=False, limited=limited)
-        self.schedule = JobTracker(self.tracker, self.schedule_key, limited=limited)
-        self.resource = JobTracker(self.tracker, self.resource_key, limited=limited)
+        limited, clock = self.limited, self.clock
+        self.cron = JobTracker(
+            self.tracker, self.cron_key, tenant_keys=False, limited=limited, clock=clock
+        )
+        self.schedule = JobTracker(self.tracker, self.schedule_key, limited=limited, clock=clock)
+        self.resource = JobTracker(self.tracker, self.resource_key, limited=limited, clock=clock)
 
     @property
     def errors(self) -> int:

@@ -45,6 +45,14 @@ TenantOf = Callable[..., object]
 HookTenant = TenantOf | Mapping[str, object] | None
 
 
+class Clock(Protocol):
+    """A simulated clock for ``JobTracker(clock=...)`` (replays, backfills, tests)."""
+
+    def time(self) -> float: ...
+
+    def perf_counter_ns(self) -> int: ...
+
+
 @runtime_checkable
 class Trackable(Protocol):
     """Anything with ``Tracker.track``'s signature (the real ``Tracker``, or a test recorder)."""
@@ -117,6 +125,9 @@ class JobTracker:
     traces: Any = None
     # Per run: thread CPU time and growth of the process's peak RSS, as distributions.
     measure_resources: bool = False
+    # Tests and backfills: a ``Clock`` (``time()``, ``perf_counter_ns()``) to read instead of
+    # the ``time`` module; each run is then tracked at ``clock.time()`` when it ends.
+    clock: Clock | None = None
     errors: int = field(default=0, init=False)
     _names: dict[str, str] = field(default_factory=dict, init=False, repr=False)
     _tenants: dict[str, tuple[str, tuple[str, ...]]] = field(
@@ -187,9 +198,11 @@ class JobTracker:
         the message and ``args`` the job's arguments (for the job log).
         """
         run = Run(job, SYSTEM if tenant is None else tenant)
+        clock = self.clock
         try:
             if due_at is not None:
-                run.lag_ms = max(0, round((time.time() - due_at) * 1000))
+                now = time.time() if clock is None else clock.time()
+                run.lag_ms = max(0, round((now - due_at) * 1000))
             run.attempt = attempt
             outer = ACTIVE_RUN.get()
             if outer is not None:
@@ -203,7 +216,7 @@ class JobTracker:
             self.failed("start", exc)
         if self.measure_resources:
             run.usage_start = (time.thread_time_ns(), _max_rss_kb())
-        run.started_ns = time.perf_counter_ns()
+        run.started_ns = time.perf_counter_ns() if clock is None else clock.perf_counter_ns()
         return run
 
     def finish(
@@ -215,7 +228,9 @@ class JobTracker:
         ``classify``); None lets the exception types decide.
         """
         try:
-            run.duration_ms = (time.perf_counter_ns() - run.started_ns + 500_000) // 1_000_000
+            clock = self.clock
+            now_ns = time.perf_counter_ns() if clock is None else clock.perf_counter_ns()
+            run.duration_ms = (now_ns - run.started_ns + 500_000) // 1_000_000
             if run.usage_start is not None:
                 cpu_ns, rss_kb = run.usage_start
                 run.cpu_ms = (time.thread_time_ns() - cpu_ns) / 1e6
@@ -282,16 +297,17 @@ class JobTracker:
                 _, owned = owner._tenant_keys(run.tenant)
                 keys = owned + tuple(k for k in keys if k not in owned)
             values = job_values(run)
+            at = None if self.clock is None else self.clock.time()
             track_flat = getattr(self.tracker, "track_flat", None)
             if track_flat is None:
-                return self.tracker.track(keys, event_values(run.job, tenant, values))
+                return self.tracker.track(keys, event_values(run.job, tenant, values), at=at)
             # Fast path: flatten the measurement once, reuse the fanned-out paths per shape.
             paths, numbers, kinds = flatten_all(values, _LIMITS)
             fanned = self._fanned_out(run.job, tenant, paths)
             if kinds is None:
-                return track_flat(keys, fanned, numbers * 3)
+                return track_flat(keys, fanned, numbers * 3, at=at)
             fanned_kinds = self._fanned_kinds(run, tenant, kinds)
-            return track_flat(keys, fanned, numbers * 3, kinds=fanned_kinds)
+            return track_flat(keys, fanned, numbers * 3, at=at, kinds=fanned_kinds)
         except Exception as exc:
             self.failed("track", exc)
             return False

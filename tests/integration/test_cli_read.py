@@ -36,14 +36,16 @@ def tally(tmp_path_factory) -> Iterator:
         "COLUMNS": "160",
     }
 
-    def run(*args: str, code: int = 0) -> str:
+    def run(*args: str, code: int = 0, unset: tuple[str, ...] = (), **more: str) -> str:
+        extra = {k: v for k, v in env.items() if k not in unset} | more
         proc = subprocess.run(
             [sys.executable, "-m", "tally.cli", *args],
-            env=env, capture_output=True, text=True, timeout=120, check=False,
+            env=extra, capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
         assert proc.returncode == code, proc.stdout + proc.stderr
         return proc.stdout + proc.stderr
 
+    run.url = clickhouse.url  # type: ignore[attr-defined]
     try:
         yield run
     finally:
@@ -64,7 +66,7 @@ def test_series_prints_a_table_with_sparklines(tally):
         "1",
         *RANGE,
     )
-    assert "calc · 1h · 2026-03-02 10:00 → 2026-03-02 13:00 UTC" in out
+    assert "calc · 1h · 2026-03-02 10:00 → 2026-03-02 14:00 UTC" in out  # the end, exclusive
     lines = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") > 3}
     assert "▅▁█▁" in lines["count"] and "│   6 │" in lines["count"]
     assert "codes.(other)" in lines
@@ -112,6 +114,41 @@ def test_keys_paths_and_sql(tally):
     assert result["rows"] == [[6.0]]
 
 
+def test_series_title_ends_at_the_range_end_not_one_bucket_short(tally):
+    days = ["--since", "2026-03-01T00:00:00Z", "--until", "2026-03-03T00:00:00Z", "-g", "1d"]
+    out = " ".join(tally("series", "calc", *days).split())  # the title wraps at the table's width
+    assert "calc · 1d · 2026-03-01 00:00 → 2026-03-03 00:00 UTC" in out
+
+
+def test_sql_wide_prints_long_values_whole(tally):
+    query = "SELECT repeat('x', 300) AS long, 'tail-marker' AS t"
+    cut = tally("sql", query)
+    assert "…" in cut and "x" * 300 not in cut  # a 160-column terminal cuts the value
+    whole = tally("sql", query, "--wide")
+    assert "x" * 300 in whole and "tail-marker" in whole and "…" not in whole
+    assert json.loads(tally("sql", query, "--json"))["rows"] == [["x" * 300, "tail-marker"]]
+
+
+def test_read_commands_find_the_stack_of_their_data_dir(tally, tmp_path):
+    """No URL given: the data dir's stack.json says where its ClickHouse is."""
+    data = tmp_path / "moved"
+    data.mkdir()
+    (data / "stack.json").write_text(json.dumps({"clickhouse_url": tally.url}))
+    since = ["--since", "2026-03-01T00:00:00Z", "--until", "2026-03-03T00:00:00Z"]
+    no_url = ("TALLY_CLICKHOUSE_URL",)
+    out = tally("keys", "calc::*", *since, unset=no_url, TALLY_DATA_DIR=str(data))
+    assert "2 keys matching 'calc::*'" in out
+    out = tally("series", "calc", *RANGE, unset=no_url, TALLY_DATA_DIR=str(data))
+    assert "calc · 1h" in out
+    # a stack that is gone is an error naming its URL, never a silent fall back to :8123
+    (data / "stack.json").write_text(json.dumps({"clickhouse_url": "http://127.0.0.1:9"}))
+    out = tally("keys", unset=no_url, TALLY_DATA_DIR=str(data), code=1)
+    assert "127.0.0.1:9" in out
+    # a URL given wins over the data dir's
+    out = tally("keys", "calc::*", *since, TALLY_DATA_DIR=str(data))
+    assert "2 keys matching 'calc::*'" in out
+
+
 def test_bad_input_exits_2_with_the_reason(tally):
     out = tally("series", "calc", "-g", "3h", *RANGE, code=2)
     assert "error: granularity: granularity '3h' is not served" in out
@@ -132,7 +169,8 @@ def test_bad_range_and_sql_syntax_exit_2_with_one_line(tally):
 
 def test_help_shows_defaults_and_passthrough(tally):
     assert "[default: 1h]" in tally("series", "--help")
-    assert "[default: 9092]" in " ".join(tally("up", "--help").split())  # rich wraps lines
+    up_help = " ".join(tally("up", "--help").split())  # rich wraps lines
+    assert "[env var: TALLY_KAFKA_PORT; default: 9092]" in up_help
     aggregator = tally("aggregator", "run", "--help")
     assert "(TALLY_KAFKA_BOOTSTRAP) (default: 127.0.0.1:9092)" in aggregator
     assert "usage: tally aggregator run" in aggregator

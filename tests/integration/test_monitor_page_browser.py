@@ -38,7 +38,7 @@ from tests.integration.readside import apply_schema, insert, settings, start
 pytestmark = pytest.mark.integration
 
 CHROMIUM = os.environ.get("TALLY_CHROMIUM", "/usr/bin/chromium")
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+SHOTS = Path(os.environ.get("TALLY_TEST_SHOTS", "/tmp/tally-dashboard-shots"))
 READ = "read-token-monitor-page-0123456789"
 SQL = "sql-token-monitor-page-0123456789"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -26,15 +27,22 @@ class Up:
     """One ``tally up`` process with its output collected."""
 
     def __init__(
-        self, data_dir: Path, ports: list[int], extra: tuple[str, ...] = (), env: dict | None = None
+        self,
+        data_dir: Path,
+        ports: list[int] | None,
+        extra: tuple[str, ...] = (),
+        env: dict | None = None,
     ) -> None:
-        kafka, clickhouse, api = ports
+        flags: list[str] = []
+        if ports is not None:
+            kafka, clickhouse, api = ports
+            flags = ["--kafka-port", str(kafka), "--clickhouse-port", str(clickhouse),
+                     "--api-port", str(api)]  # fmt: skip
         self.output: list[str] = []
         self.proc = subprocess.Popen(
             [
-                sys.executable, "-m", "tally.cli", "up", "--data-dir", str(data_dir),
-                "--kafka-port", str(kafka), "--clickhouse-port", str(clickhouse),
-                "--api-port", str(api), "--aggregators", "1", "--partitions", "2", *extra,
+                sys.executable, "-m", "tally.cli", "up", "--data-dir", str(data_dir), *flags,
+                "--aggregators", "1", "--partitions", "2", *extra,
             ],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env={k: v for k, v in os.environ.items() if not k.startswith("TALLY_")} | (env or {}),
@@ -179,6 +187,42 @@ def test_up_with_external_kafka_and_clickhouse(tmp_path, make_stack):
         _send(external.kafka.bootstrap, 40)
         token = (tmp_path / "data" / "secrets" / "api-read-token").read_text().strip()
         wait_for(lambda: _series_count(api, token) == 40, 180, "40 events via external parts")
+        assert up.interrupt() == 0
+    finally:
+        if up.proc.poll() is None:
+            up.proc.kill()
+
+
+def test_ports_from_env_are_recorded_in_stack_json_and_read_commands_follow(tmp_path):
+    """TALLY_*_PORT move the stack; stack.json records its URLs (no secret) and a read command
+    given only the data dir reaches that stack, not whatever serves the default port."""
+    data_dir = tmp_path / "data"
+    kafka, clickhouse, api = free_ports(3)
+    ports = {"TALLY_KAFKA_PORT": str(kafka), "TALLY_CLICKHOUSE_PORT": str(clickhouse),
+             "TALLY_API_PORT": str(api)}  # fmt: skip
+    up = Up(data_dir, None, ("--trace-writers", "0"), ports)
+    try:
+        up.wait_up()
+        stack = json.loads((data_dir / "stack.json").read_text())
+        assert stack == {
+            "kafka_bootstrap": f"127.0.0.1:{kafka}",
+            "clickhouse_url": f"http://127.0.0.1:{clickhouse}",
+            "api_url": f"http://127.0.0.1:{api}",
+        }
+        password = (data_dir / "secrets" / "clickhouse-password").read_text().strip()
+        assert password not in (data_dir / "stack.json").read_text()
+        _send(f"127.0.0.1:{kafka}", 20)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TALLY_")}
+        env["TALLY_DATA_DIR"] = str(data_dir)
+
+        def keys() -> str:
+            proc = subprocess.run(
+                [sys.executable, "-m", "tally.cli", "keys", "upcheck::*"],
+                env=env, capture_output=True, text=True, timeout=120, check=False,
+            )  # fmt: skip
+            return proc.stdout + proc.stderr
+
+        wait_for(lambda: "5 keys matching" in keys(), 180, "tally keys via stack.json")
         assert up.interrupt() == 0
     finally:
         if up.proc.poll() is None:
