@@ -165,6 +165,7 @@ def test_the_alert_link_opens_the_monitor_page(site: Site) -> None:
     assert inside[3] > 0 and inside[0] > inside[1] + 50, inside
     assert outside[3] == 0 or abs(outside[0] - outside[1]) < 10, outside
     assert page.locator("#windows li").count() == 1
+    SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "monitor.png"), full_page=True)
     # The bucket's executions.
     with page.expect_navigation():
