@@ -10,8 +10,8 @@ import typer
 
 from tally.aggregator.settings import ClickHouseSettings
 from tally.cli.errors import bad_input
-from tally.cli.paths import default_data_dir, stored_clickhouse_password
 from tally.read import ReadSettings
+from tally.up.paths import default_data_dir, stored_clickhouse_password
 
 ClickHouseUrl = Annotated[
     str,

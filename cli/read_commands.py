@@ -20,8 +20,8 @@ from tally.cli.options import (
     Json,
     read_settings,
 )
-from tally.cli.render import buckets_table, cell, data_table, plain, series_table
 from tally.read import Reader
+from tally.read.render import buckets_table, cell, data_table, plain, series_table
 
 T = TypeVar("T")
 

@@ -25,13 +25,13 @@ import clickhouse_connect
 from rich.console import Console
 
 from tally.api.server import PortInUse
-from tally.cli.render import series_table
-from tally.cli.service import Service, UpSettings
 from tally.ingest import ClientSettings, Tracker
 from tally.loadtest.exactness import Expected, compare, fetch_totals
 from tally.loadtest.workloads import CALC_KEY, Workload
 from tally.read import Reader
+from tally.read.render import series_table
 from tally.schemas.granularity import Calendar
+from tally.up.service import Service, UpSettings
 
 WEEK = 7 * 86400
 MARKER = ".tally-demo"

@@ -23,8 +23,8 @@ SKIP = frozenset({"tests", ".venv", "docs", "grafana"})
 # The contract (wire format, buckets, DDL), the SQL catalogue over it, the write path
 # (client, queue sampler, aggregator), the machines that run it locally (``embedded`` starts
 # the aggregator too), the read path, what is built on reads (traces, monitors, the API, the
-# dashboard mounted on it), and on top the load tests and the ``tally`` command that mounts
-# them.
+# dashboard mounted on it), the local service assembled from all of them, and on top the
+# load tests and the ``tally`` command that mounts them.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("kafka_security", "schemas"),
     ("rollups",),
@@ -37,6 +37,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("monitors",),
     ("api",),
     ("web",),
+    ("up",),
     ("loadtest",),
     ("cli",),
 )
