@@ -1,7 +1,19 @@
 """tally: business metrics from background jobs.
 
-Data flow, one folder each: ``ingest`` (thin client) -> ``schemas`` (wire format, buckets,
-DDL) -> ``aggregator`` (Kafka consumer group -> ClickHouse) -> ``rollups`` (SQL).
-``embedded`` starts the real Kafka broker and ClickHouse engine locally; ``loadtest``
-drives realistic workloads through all of it.
+Folders in flow order, and what flows through each:
+
+- ``ingest``: ``track(keys, values)`` calls (and ``jobs/`` runs) -> batched records -> Kafka.
+- ``sampler``: queue depth, oldest job age and worker counts -> gauges through ``ingest``.
+- ``schemas``: the contract every stage shares: wire format, limits, time buckets, DDL.
+- ``aggregator``: Kafka records -> folded per bucket -> exactly-once ClickHouse rollups.
+- ``read``: rollups -> ``values``/``series``, keys and paths, read-only SQL, the query catalogue.
+- ``traces``: one job execution -> blocks, notes, artifacts -> its own Kafka topic and tables.
+- ``monitors``: durable rollup buckets -> rule conditions -> notifications sent once.
+- ``api``: HTTP requests -> read, monitors and traces -> ``/api/v1`` JSON.
+- ``web``: dashboard YAML and the API -> the pages at ``/ui/`` (and Grafana JSON).
+- ``embedded``: Kafka, ClickHouse (chDB) and Redis run on this machine, for tests and ``up``.
+- ``up``: the local service: embedded Kafka and ClickHouse, aggregators, API and dashboard.
+- ``loadtest``: workloads -> the whole pipeline -> exactness, throughput, latency, the demo,
+  the benchmarks and the import-graph check (``loadtest/imports.py``).
+- ``cli``: the ``tally`` command -> each of the above.
 """

@@ -1,4 +1,4 @@
-"""The HTTP JSON API (``/api/v1``) over the read API; the dashboard will share its app."""
+"""The HTTP JSON API (``/api/v1``): read, monitors and traces behind bearer tokens, with OpenAPI."""
 
 from tally.api.app import create_app
 from tally.api.settings import ApiSettings

@@ -1,1 +1,1 @@
-"""The ``tally`` command."""
+"""Every entry point behind one ``tally`` command (typer): up, reads, monitors, traces, loadtest."""

@@ -10,9 +10,9 @@ import typer
 
 from tally.aggregator.settings import ClickHouseSettings
 from tally.cli.errors import bad_input
-from tally.cli.paths import default_data_dir, stored_clickhouse_password
-from tally.cli.stack_file import clickhouse_url
 from tally.read import ReadSettings
+from tally.up.paths import default_data_dir, stored_clickhouse_password
+from tally.up.stack_file import clickhouse_url
 
 ClickHouseUrl = Annotated[
     str | None,

@@ -21,8 +21,8 @@ from tally.cli.options import (
     Json,
     read_settings,
 )
-from tally.cli.render import buckets_table, cell, data_table, plain, series_table
 from tally.read import Reader
+from tally.read.render import buckets_table, cell, data_table, plain, series_table
 
 T = TypeVar("T")
 WIDE = 1_000_000  # --wide: a console this wide never cuts; the table keeps its own width

@@ -25,8 +25,8 @@ from tally.cli.options import (
     DataDir,
     read_settings,
 )
-from tally.cli.paths import secret_path
-from tally.cli.service import Service, UpSettings
+from tally.up.paths import secret_path
+from tally.up.service import Service, UpSettings
 
 ApiHost = Annotated[
     str, typer.Option("--api-host", envvar="TALLY_API_HOST", help="Address the API binds to.")

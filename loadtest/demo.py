@@ -28,15 +28,15 @@ import clickhouse_connect
 from rich.console import Console
 
 from tally.api.server import PortInUse
-from tally.cli.render import series_table
-from tally.cli.service import Service, UpSettings
 from tally.ingest import ClientSettings, Tracker
 from tally.loadtest.demo_ports import pick_ports
 from tally.loadtest.demo_world import World
 from tally.loadtest.exactness import Expected, compare
 from tally.read import Reader
+from tally.read.render import series_table
 from tally.schemas.granularity import Calendar
 from tally.traces.transport import TraceShipper, trace_settings
+from tally.up.service import Service, UpSettings
 
 DAY = 86400
 MARKER = ".tally-demo"

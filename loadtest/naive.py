@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tally.loadtest.workloads import CALC_KEY
-from tally.rollups.queries import QUERIES
+from tally.read.rollup_queries import QUERIES
 from tally.schemas.ddl import identifier
 from tally.schemas.wire import BatchV1
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from tally.loadtest.querybench import QueryTiming, round_trip_floor, time_query
 from tally.loadtest.storage import optimize_final, table_size
 from tally.loadtest.workloads import CALC_KEY
-from tally.rollups.queries import QUERIES
+from tally.read.rollup_queries import QUERIES
 from tally.schemas.ddl import RollupSchema, identifier
 
 PATHS = (

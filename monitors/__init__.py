@@ -1,1 +1,1 @@
-"""Monitors: rules over the rollups, evaluated on durable buckets, notified exactly once."""
+"""Evaluate rules over the rollups on durable buckets; notify each change exactly once."""

@@ -1,4 +1,5 @@
-"""The read side: ``values``/``series`` over the rollups, key discovery, read-only SQL."""
+"""Read the rollups: ``values``/``series``, key discovery, read-only SQL, and the query catalogue
+(``rollup_queries``, ``job_queries``: documented SQL to run with any client)."""
 
 from tally.read.distributions import Distribution, GaugeSeries
 from tally.read.errors import (

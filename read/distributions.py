@@ -3,7 +3,7 @@
 Both read the ``sketches_<g>`` views (``schemas/ddl.py``): one row per (key, bucket, path)
 with the merged sketch, min, max and the last gauge reading. Quantiles are computed here in
 Python from the merged buckets (``schemas/sketch.quantile``, numpy's linear definition,
-relative error at most ``ALPHA``); ``rollups.queries.QUANTILES`` is the same computation in
+relative error at most ``ALPHA``); ``read.rollup_queries.QUANTILES`` is the same computation in
 SQL for any client.
 """
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tally.read.expression import BinOp, Call, Const, Neg, Node, parse
 from tally.read.expression import Path as PathNode
-from tally.rollups.queries import QUANTILES
+from tally.read.rollup_queries import QUANTILES
 from tally.web.loader import load_all
 from tally.web.model import Dashboard, RowSpec, Widget
 
@@ -163,11 +163,11 @@ def _panel(w: Widget, d: Dashboard, index: int, pos: dict) -> dict:
         sql = _table_sql(w, key) if pivot else _row_sql(rows[0], key, over_time=False)
         targets = [(sql, FORMAT_TABLE)]
         panel.update(type="table")
-    elif w.type == "gauge":  # the last reading per bucket (rollups.queries.GAUGE)
+    elif w.type == "gauge":  # the last reading per bucket (read.rollup_queries.GAUGE)
         targets = [(_gauge_sql(r.path or "", _label(r), key), FORMAT_TIMESERIES) for r in rows]
         panel.update(type="timeseries")
         panel["fieldConfig"] = {"defaults": {"unit": _unit(w.unit)}, "overrides": []}
-    else:  # distribution: p50/p95/p99 per bucket (rollups.queries.QUANTILES)
+    else:  # distribution: p50/p95/p99 per bucket (read.rollup_queries.QUANTILES)
         targets = [(_quantiles_sql(w.path or "", key), FORMAT_TIMESERIES)]
         panel.update(type="timeseries")
         panel["fieldConfig"] = {"defaults": {"unit": _unit(w.unit)}, "overrides": []}

@@ -12,11 +12,13 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tally.ingest.jobs.names import callable_name, job_name
-from tally.ingest.jobs.run import Run
-from tally.ingest.jobs.tracking import ACTIVE_RUN, JobTracker, TenantOf
+from tally.ingest.jobs.run import ACTIVE_RUN, Run, TenantOf
+
+if TYPE_CHECKING:  # the tracker builds decorators; they only call it
+    from tally.ingest.jobs.tracking import JobTracker
 
 
 class JobDecorator:

@@ -25,8 +25,9 @@ Durations and lags are integer milliseconds (rounded to nearest), so sums stay e
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from tally.ingest.jobs.names import SYSTEM, label
@@ -188,3 +189,9 @@ def lag_ms(started_at: float, due_at: float | None) -> int | None:
     if due_at is None:
         return None
     return max(0, round((started_at - due_at) * 1000))
+
+
+# The run of the instrumented job executing in this context (set by decorators and hooks).
+ACTIVE_RUN: ContextVar[Run | None] = ContextVar("tally_job_run", default=None)
+# A job's tenant as a function of its arguments.
+TenantOf = Callable[..., object]

@@ -10,36 +10,32 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from tally.ingest.flatten import Kinds, flatten_all
+from tally.ingest.jobs.decorators import JobDecorator, RunScope
 from tally.ingest.jobs.names import SYSTEM, job_name, tenant_key
 from tally.ingest.jobs.run import (
+    ACTIVE_RUN,
     FAILURE,
     LIMITED,
     RETRY,
     SKIPPED,
     Run,
+    TenantOf,
     event_values,
     job_values,
 )
 from tally.schemas.limits import Limits
 
-if TYPE_CHECKING:
-    from tally.ingest.jobs.decorators import JobDecorator, RunScope
-
 log = logging.getLogger("tally.ingest.jobs")
 
-# The run of the instrumented job executing in this context (set by decorators and hooks).
-ACTIVE_RUN: ContextVar[Run | None] = ContextVar("tally_job_run", default=None)
 _NAME_CACHE_SIZE = 4096
 _LIMITS = Limits()
 
 ExceptionTypes = tuple[type[BaseException], ...]
-TenantOf = Callable[..., object]
 # A hook's ``tenant``: one callable (or constant) for every task, or a mapping from task name
 # to a callable (or constant) per task; tasks missing from the mapping belong to no tenant.
 HookTenant = TenantOf | Mapping[str, object] | None
@@ -151,8 +147,6 @@ class JobTracker:
         ``tenant`` is a constant or a callable taking the job's arguments; ``pass_run`` hands
         the ``Run`` to the job as the keyword argument ``run``.
         """
-        from tally.ingest.jobs.decorators import JobDecorator
-
         decorator: JobDecorator = JobDecorator(self, name, tenant, pass_run)
         return decorator if func is None else decorator(func)
 
@@ -165,8 +159,6 @@ class JobTracker:
         attempt: int | None = None,
     ) -> RunScope:
         """Context manager (``with`` or ``async with``) measuring the block as one run."""
-        from tally.ingest.jobs.decorators import RunScope
-
         return RunScope(self, self.name(job), tenant, due_at, attempt)
 
     def name(self, raw: str) -> str:

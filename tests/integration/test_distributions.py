@@ -18,7 +18,7 @@ import pytest
 
 from tally.ingest import ClientSettings, Dist, Tracker, dist, gauge
 from tally.read import Reader, ReadSettings
-from tally.rollups.queries import GAUGE, QUANTILES
+from tally.read.rollup_queries import GAUGE, QUANTILES
 from tally.schemas.granularity import Calendar, Granularity
 from tally.schemas.sketch import ALPHA
 

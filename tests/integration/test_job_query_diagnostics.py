@@ -11,7 +11,7 @@ from tally.aggregator.fold import FoldRows
 from tally.aggregator.settings import ClickHouseSettings
 from tally.aggregator.sink import RollupSink
 from tally.embedded.clickhouse.process import start_clickhouse
-from tally.rollups.job_queries import DURATION_BY_BUCKET, MissingPathsError, run_job_query
+from tally.read.job_queries import DURATION_BY_BUCKET, MissingPathsError, run_job_query
 from tally.schemas.ddl import RollupSchema
 
 pytestmark = pytest.mark.integration

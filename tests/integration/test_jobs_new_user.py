@@ -24,7 +24,7 @@ import redis
 
 from tally.embedded.redis_server import EmbeddedRedis, start_redis
 from tally.embedded.stack import Stack, StackConfig, start_stack
-from tally.rollups.job_queries import JOB_QUERIES
+from tally.read.job_queries import JOB_QUERIES
 
 from .conftest import wait_for
 from .jobs_quickstart import app_env, run, start, stop

@@ -27,7 +27,7 @@ from tally.ingest.jobs import (
     enqueue_for_tenant,
     report_result,
 )
-from tally.rollups.job_queries import JOB_QUERIES
+from tally.read.job_queries import JOB_QUERIES
 
 from .conftest import wait_for
 
@@ -346,8 +346,8 @@ def test_result_codes_per_tenant(loaded):
 
 
 def test_the_general_queries_on_job_data_with_their_job_paths(loaded):
-    """What docs/jobs.md says about rollups.queries on job data holds."""
-    from tally.rollups.queries import QUERIES
+    """What docs/jobs.md says about read.rollup_queries on job data holds."""
+    from tally.read.rollup_queries import QUERIES
 
     client = loaded.stack.clickhouse_client()
     params = {

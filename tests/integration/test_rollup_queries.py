@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from tally.ingest import ClientSettings, Tracker
-from tally.rollups.queries import QUERIES
+from tally.read.rollup_queries import QUERIES
 
 from .conftest import wait_for
 

@@ -8,8 +8,8 @@ import ipaddress
 
 from rich.console import Console
 
-from tally.cli.render import buckets_table, cell, data_table, series_table, sparkline
 from tally.read import Row, Series
+from tally.read.render import buckets_table, cell, data_table, series_table, sparkline
 
 
 def _text(renderable) -> str:

@@ -43,7 +43,7 @@ def table_rows(heading: str) -> dict[str, list[str]]:
 
 
 def test_the_query_table_lists_every_job_query_with_its_parameters():
-    from tally.rollups.job_queries import JOB_QUERIES
+    from tally.read.job_queries import JOB_QUERIES
 
     rows = table_rows("| Query | Question | Parameters | Returns |")
     assert set(rows) == set(JOB_QUERIES)
@@ -53,7 +53,7 @@ def test_the_query_table_lists_every_job_query_with_its_parameters():
 
 
 def test_the_parameter_table_explains_every_job_query_parameter():
-    from tally.rollups.job_queries import JOB_QUERIES
+    from tally.read.job_queries import JOB_QUERIES
 
     rows = table_rows("| Parameter | Type | Meaning |")
     used = {p: t for q in JOB_QUERIES.values() for p, t in q.parameters().items()}

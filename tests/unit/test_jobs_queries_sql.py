@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from tally.rollups.job_queries import JOB_QUERIES, JobQuery
-from tally.rollups.queries import PARAMETERS, QUERIES, Query
+from tally.read.job_queries import JOB_QUERIES, JobQuery
+from tally.read.rollup_queries import PARAMETERS, QUERIES, Query
 from tally.schemas.granularity import GranularityError
 
 PARAMS = {

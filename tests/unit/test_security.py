@@ -6,7 +6,7 @@ import pytest
 
 from tally.aggregator.settings import from_args
 from tally.kafka_security import KafkaSecurity
-from tally.rollups.queries import QUERIES
+from tally.read.rollup_queries import QUERIES
 from tally.schemas.ddl import RollupSchema, identifier
 
 

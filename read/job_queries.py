@@ -5,7 +5,7 @@ They read the nested shape every instrumented run is tracked with: ``total.<m>``
 ``event::schedule`` or ``event::schedule::<tenant>``. ``group`` parameters pick the
 breakdown: ``'jobs'`` or ``'tenants'``. Ranges are ``[start, end)``; ``start``/``end`` (and
 ``current``, where a query compares the last window with the ones before it) should sit on
-bucket boundaries of the granularity. Run them like the queries in ``rollups.queries``:
+bucket boundaries of the granularity. Run them like the queries in ``read.rollup_queries``:
 ``client.query(q.sql("tally", "1h"), parameters={...})``, or with ``run_job_query``, which
 raises ``MissingPathsError`` naming the paths a query expected when it finds no rows because
 the data lacks them (e.g. ``duration`` tracked as a plain number instead of count/sum/square).
@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tally.rollups.queries import Query, sketch_quantile
+from tally.read.rollup_queries import Query, sketch_quantile
 from tally.schemas.ddl import identifier
 from tally.schemas.granularity import Granularity
 

@@ -1,4 +1,4 @@
-"""Trace benchmarks (BENCHMARKS.md, "Traces"): ``python -m tally.traces.bench <what>``.
+"""Trace benchmarks (BENCHMARKS.md, "Traces"): ``python -m tally.loadtest.bench_traces <what>``.
 
 - ``block``: cost per traced block on the job thread, and per run (sampled, unsampled);
 - ``pipeline``: N traced jobs/s of 10 lines each through Kafka and a trace writer into
@@ -261,7 +261,7 @@ def bench_lookup(executions: int, lines_each: int, workdir: Path, lookups: int =
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point."""
-    p = argparse.ArgumentParser(prog="python -m tally.traces.bench")
+    p = argparse.ArgumentParser(prog="python -m tally.loadtest.bench_traces")
     p.add_argument("what", choices=["block", "pipeline", "lookup"])
     p.add_argument("--rate", type=int, default=1000)
     p.add_argument("--seconds", type=float, default=20)

@@ -10,7 +10,7 @@ On job-instrumentation data (``tally.ingest.jobs``) every path sits under ``tota
 ``jobs.<job>.`` or ``tenants.<tenant>.``: ``timeline`` works with ``path = 'total.count'``,
 ``breakdown`` with ``prefix = 'total.codes.'``, ``mean_stddev`` with ``measure =
 'total.duration'``; ``success_rate`` does not (it reads top-level ``success``/``count``), and
-``rollups.job_queries`` has the queries made for that shape.
+``read.job_queries`` has the queries made for that shape.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from tally.schemas.ddl import identifier
 from tally.schemas.granularity import Granularity
 from tally.schemas.sketch import GAMMA, ZERO_KEY
 
-# Every query parameter used by this module and ``rollups.job_queries``, with its meaning.
+# Every query parameter used by this module and ``read.job_queries``, with its meaning.
 PARAMETERS: dict[str, str] = {
     "key": "the rollup key, e.g. `event::resource` (all tenants) or `event::resource::acme`",
     "start": "first bucket of the range, inclusive (a datetime on a bucket boundary)",
@@ -87,7 +87,7 @@ SUCCESS_RATE = Query(
     "What share of the events of a key succeeded, per bucket? Reads the top-level paths "
     "`success` and `count` (the shape of the client example); job instrumentation data has "
     "`total.state.success` and `total.count` instead: use `job_states` or `state_timeline` "
-    "from `rollups.job_queries` for it.",
+    "from `read.job_queries` for it.",
     f"""SELECT bucket,
        sumIf(value, path = 'success') AS success,
        sumIf(value, path = 'count') AS count,

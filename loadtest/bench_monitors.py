@@ -1,4 +1,4 @@
-"""Monitor evaluation cost (measured, never asserted): ``python -m tally.monitors.bench``.
+"""Monitor evaluation cost (measured, never asserted): ``python -m tally.loadtest.bench_monitors``.
 
 On the embedded ClickHouse, ``--tenants`` scheduler keys (``event::schedule::<tenant>``) with
 two hours of minutes (count and resources per minute, written as the aggregators write), then:

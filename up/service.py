@@ -22,8 +22,6 @@ from tally.api.server import PortInUse, ServerThread, check_port
 from tally.api.settings import ApiSettings
 from tally.api.sql import SqlSettings
 from tally.api.tokens import load_or_create, tokens
-from tally.cli.paths import CLICKHOUSE_PASSWORD_FILE, secret_path
-from tally.cli.stack_file import write_stack
 from tally.embedded.clickhouse.process import EmbeddedClickHouse, start_clickhouse
 from tally.embedded.kafka_broker import EmbeddedKafka, create_topic, start_kafka
 from tally.embedded.lifecycle import terminate
@@ -31,6 +29,8 @@ from tally.read import ReadSettings
 from tally.schemas.access import access_model
 from tally.schemas.ddl import RollupSchema
 from tally.traces.setup import prepare_traces, trace_writer_command
+from tally.up.paths import CLICKHOUSE_PASSWORD_FILE, secret_path
+from tally.up.stack_file import write_stack
 from tally.web import WebSettings, web_handlers
 from tally.web.traces_pages import TRACE_PAGES
 
