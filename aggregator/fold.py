@@ -20,6 +20,7 @@ from typing import Any
 
 import msgspec
 
+from tally.engine.protocols import Rejected
 from tally.schemas import sketch
 from tally.schemas.limits import MAX_EVENT_TIME, MIN_EVENT_TIME, Limits
 from tally.schemas.wire import (
@@ -34,17 +35,6 @@ from tally.schemas.wire import (
 
 log = logging.getLogger("tally.aggregator.fold")
 EXPIRED_LOG_INTERVAL_S = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    """One record (``index`` -1) or one event of a record that is dead-lettered."""
-
-    offset: int
-    index: int
-    reason: str
-    detail: str
-    event: Any = None
 
 
 @dataclass(slots=True)
