@@ -25,8 +25,8 @@ from clickhouse_connect.driver.exceptions import (
     ProgrammingError,
 )
 
-from tally.aggregator.fold import FoldRows
 from tally.aggregator.insert_plan import DEFAULT_PARTITIONS_PER_INSERT, InsertPiece, plan_inserts
+from tally.aggregator.rows import FoldRows
 from tally.aggregator.settings import ClickHouseSettings
 from tally.engine.protocols import ErrorKind
 from tally.schemas.ddl import TABLE, RollupSchema
