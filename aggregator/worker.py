@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from tally.aggregator.fold import PartitionFold
 from tally.aggregator.metrics import AggregatorMetrics
+from tally.aggregator.rows import FoldRows
 from tally.aggregator.settings import AggregatorSettings
 from tally.aggregator.sink import RollupSink
 from tally.engine.loop import Engine
@@ -38,7 +39,7 @@ class RollupFolds:
 
 def build_aggregator(
     settings: AggregatorSettings, metrics: AggregatorMetrics | None = None
-) -> Engine:
+) -> Engine[FoldRows]:
     """One aggregator process: the engine over the rollup fold and the rollup sink."""
     metrics = metrics or AggregatorMetrics()
     sink = RollupSink(settings.clickhouse, settings.schema)

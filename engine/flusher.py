@@ -41,7 +41,7 @@ class Inserter:
     """Inserts rows through the sink until acknowledged, classifying and counting failures."""
 
     def __init__(
-        self, sink: Sink, metrics: EngineMetrics, gate: StopGate, max_backoff_s: float
+        self, sink: Sink[Any], metrics: EngineMetrics, gate: StopGate, max_backoff_s: float
     ) -> None:
         self.sink = sink
         self.metrics = metrics

@@ -33,7 +33,7 @@ InsertRows = Callable[[Any, str, int], Awaitable[Exception | None]]
 class RangeFold:
     """The fold of offsets ``start..end`` and the offsets read (the value if only one)."""
 
-    fold: Fold
+    fold: Fold[Any]
     offsets: list[int] = field(default_factory=list)
     value: bytes | None = None
 
@@ -45,7 +45,7 @@ class RangeReader:
         self.consumer = consumer
         self.tp = tp
 
-    async def fold(self, start: int, end: int, new_fold: Callable[[], Fold]) -> RangeFold:
+    async def fold(self, start: int, end: int, new_fold: Callable[[], Fold[Any]]) -> RangeFold:
         """Fold every record of ``start..end`` into ``new_fold()`` as the consumer did (same
         rows, same order)."""
         out = RangeFold(new_fold())
@@ -90,7 +90,7 @@ class Isolator:
         settings: EngineSettings,
         metrics: EngineMetrics,
         clients: KafkaClients,
-        new_fold: FoldFactory,
+        new_fold: FoldFactory[Any],
         insert: InsertRows,
     ) -> None:
         self.settings = settings
@@ -99,7 +99,7 @@ class Isolator:
         self.new_fold = new_fold
         self.insert = insert
 
-    def _refold(self) -> Fold:
+    def _refold(self) -> Fold[Any]:
         return self.new_fold(reread=True)
 
     async def isolate(self, tp: TopicPartition, intent: Intent) -> None:

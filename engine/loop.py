@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Generic
 
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
@@ -24,7 +25,7 @@ from tally.engine.isolator import Isolator
 from tally.engine.metrics import EngineMetrics
 from tally.engine.offsets import StartRefused, check_initial_offset, process_started_at
 from tally.engine.partitions import Partitions, RebalanceListener
-from tally.engine.protocols import EngineSettings, FoldFactory, Rejected, Sink
+from tally.engine.protocols import EngineSettings, FoldFactory, Rejected, Rows, Sink
 from tally.engine.stopping import StopGate, Stopping
 
 log = logging.getLogger("tally.aggregator")  # the name operators' log queries select
@@ -32,14 +33,17 @@ log = logging.getLogger("tally.aggregator")  # the name operators' log queries s
 YIELD_EVERY_S = 0.05  # longest stretch of folding without giving the event loop a turn
 
 
-class Engine:
-    """One consumer process: owns partitions of the group and flushes them through the sink."""
+class Engine(Generic[Rows]):
+    """One consumer process: owns partitions of the group and flushes them through the sink.
+
+    ``Rows`` ties the fold to its sink: what ``new_fold`` folds is what ``sink`` inserts.
+    """
 
     def __init__(
         self,
         settings: EngineSettings,
-        sink: Sink,
-        new_fold: FoldFactory,
+        sink: Sink[Rows],
+        new_fold: FoldFactory[Rows],
         metrics: EngineMetrics | None = None,
     ) -> None:
         self.settings = settings

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import (
@@ -39,7 +40,7 @@ class PartitionState:
     """What one owned partition has folded since its last flush."""
 
     tp: TopicPartition
-    fold: Fold
+    fold: Fold[Any]
     start: int | None = None
     last: int | None = None
     replay: Intent | None = None
@@ -80,7 +81,7 @@ class Partitions:
         metrics: EngineMetrics,
         clients: KafkaClients,
         gate: StopGate,
-        new_fold: FoldFactory,
+        new_fold: FoldFactory[Any],
     ) -> None:
         self.settings = settings
         self.metrics = metrics

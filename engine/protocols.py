@@ -8,12 +8,17 @@ fault. ``EngineSettings`` is the part of a service's settings the loop reads.
 
 from __future__ import annotations
 
+from collections.abc import Sized
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from tally.kafka_security import KafkaSecurity
 
 ErrorKind = Literal["data", "transient"]
+# What a fold builds and its sink inserts (``FoldRows``, ``TraceRows``); ``len()`` counts rows.
+Rows = TypeVar("Rows", bound=Sized)
+Rows_co = TypeVar("Rows_co", bound=Sized, covariant=True)
+Rows_contra = TypeVar("Rows_contra", bound=Sized, contravariant=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +32,7 @@ class Rejected:
     event: Any = None
 
 
-class Fold(Protocol):
+class Fold(Protocol[Rows_co]):
     """The rows folded from one partition's records since the last flush.
 
     ``events`` (events folded) and ``nbytes`` (estimated bytes held) feed the metrics and the
@@ -43,7 +48,7 @@ class Fold(Protocol):
         """Fold one record; return what is rejected (to dead-letter), fold the rest."""
         ...
 
-    def rows(self) -> Any:
+    def rows(self) -> Rows_co:
         """Everything folded since ``clear``, as the sink inserts it (deterministic per range)."""
         ...
 
@@ -52,15 +57,15 @@ class Fold(Protocol):
         ...
 
 
-class FoldFactory(Protocol):
+class FoldFactory(Protocol[Rows_co]):
     """Makes an empty fold: for an owned partition, or (``reread``) for a range re-read to
     isolate an insert ClickHouse rejects (a fold may then skip side effects such as metrics,
     since those events were counted when first folded)."""
 
-    def __call__(self, *, reread: bool = False) -> Fold: ...
+    def __call__(self, *, reread: bool = False) -> Fold[Rows_co]: ...
 
 
-class Sink(Protocol):
+class Sink(Protocol[Rows_contra]):
     """Where folded rows go: ClickHouse tables, inserted exactly once per token."""
 
     async def start(self) -> None:
@@ -71,7 +76,7 @@ class Sink(Protocol):
         """Create or align the tables (when the settings say ``apply_ddl``)."""
         ...
 
-    async def insert(self, rows: Any, token: str) -> None:
+    async def insert(self, rows: Rows_contra, token: str) -> None:
         """Insert durably; a second insert under the same ``token`` must insert nothing."""
         ...
 

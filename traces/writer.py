@@ -15,7 +15,7 @@ from tally.aggregator.settings import AggregatorSettings
 from tally.engine.loop import Engine
 from tally.engine.metrics import EngineMetrics
 from tally.traces.ddl import TraceSchema
-from tally.traces.fold import TraceFold
+from tally.traces.fold import TraceFold, TraceRows
 from tally.traces.sink import TraceSink
 
 
@@ -26,6 +26,6 @@ def new_trace_fold(*, reread: bool = False) -> TraceFold:
 
 def build_trace_writer(
     settings: AggregatorSettings, schema: TraceSchema, metrics: EngineMetrics | None = None
-) -> Engine:
+) -> Engine[TraceRows]:
     """One trace writer process (a member of its own consumer group)."""
     return Engine(settings, TraceSink(settings.clickhouse, schema), new_trace_fold, metrics)
