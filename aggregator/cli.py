@@ -14,11 +14,12 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from tally.aggregator import logs
-from tally.aggregator.metrics import AggregatorMetrics, MetricsPortInUse
-from tally.aggregator.offsets import StartRefused
+from tally.aggregator.metrics import AggregatorMetrics
 from tally.aggregator.settings import AggregatorSettings, ClickHouseSettings, from_args
 from tally.aggregator.sink import RollupSink
-from tally.aggregator.worker import Aggregator
+from tally.aggregator.worker import build_aggregator
+from tally.engine.metrics import MetricsPortInUse
+from tally.engine.offsets import StartRefused
 from tally.kafka_security import KafkaSecurity
 
 log = logging.getLogger("tally.aggregator")
@@ -54,7 +55,7 @@ async def serve(settings: AggregatorSettings) -> None:
     )
     for warning in settings.startup_warnings():
         log.warning(warning)
-    await Aggregator(settings, metrics).run(stop)
+    await build_aggregator(settings, metrics).run(stop)
     log.info("aggregator stopped cleanly")
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from tally.aggregator.fold import FoldRows
+from tally.aggregator.rows import FoldRows
 from tally.schemas.ddl import RollupSchema
 from tally.schemas.granularity import Calendar, Granularity
 

@@ -1,86 +1,22 @@
-"""The aggregator's own Prometheus metrics, on a registry it owns (no global state)."""
+"""The rollup aggregator's metrics: the engine's, plus events expired on arrival."""
 
 from __future__ import annotations
 
-import errno
+from prometheus_client import CollectorRegistry, Counter
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from tally.engine.metrics import EngineMetrics, MetricsPortInUse
+
+__all__ = ["AggregatorMetrics", "MetricsPortInUse"]
 
 
-class AggregatorMetrics:
-    """Counters, gauges and histograms for one aggregator process."""
+class AggregatorMetrics(EngineMetrics):
+    """The engine's counters and gauges, plus ``tally_expired_on_arrival{granularity}``."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
-        r = self.registry
-        self.records_in = Counter("tally_records_in", "Kafka records consumed", registry=r)
-        self.events_in = Counter("tally_events_in", "Valid events folded", registry=r)
-        self.dead_letters = Counter(
-            "tally_dead_letters", "Records or events dead-lettered", ["reason"], registry=r
-        )
-        self.rows_out = Counter(
-            "tally_rows_out", "Folded rows inserted (before ClickHouse fans them out)", registry=r
-        )
-        self.flushes = Counter("tally_flushes", "Partition flushes inserted", registry=r)
-        self.flush_seconds = Histogram(
-            "tally_flush_seconds",
-            "Time from intent commit to done commit",
-            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-            registry=r,
-        )
-        self.insert_retries = Counter(
-            "tally_insert_retries", "ClickHouse insert attempts that failed", ["kind"], registry=r
-        )
-        self.commit_failures = Counter(
-            "tally_commit_failures", "Offset commits that failed", ["phase"], registry=r
-        )
-        self.commits = Counter(
-            "tally_commits", "Offset commits made (intent, done)", ["phase"], registry=r
-        )
-        self.replays = Counter("tally_replays", "Pending intents replayed", registry=r)
-        self.rejected_ranges = Counter(
-            "tally_rejected_ranges",
-            "Ranges whose insert ClickHouse kept rejecting, isolated record by record",
-            registry=r,
-        )
-        self.offset_resets = Counter(
-            "tally_offset_resets",
-            "Ranges restarted because the committed offset was beyond the log",
-            registry=r,
-        )
-        self.lag = Gauge(
-            "tally_consumer_lag", "High watermark minus position", ["partition"], registry=r
-        )
-        self.fold_entries = Gauge("tally_fold_entries", "Entries held in memory", registry=r)
-        self.fold_bytes = Gauge(
-            "tally_fold_bytes",
-            "Estimated bytes held by the folds and unacknowledged dead letters",
-            registry=r,
-        )
-        self.assigned = Gauge("tally_assigned_partitions", "Partitions owned", registry=r)
+        super().__init__(registry)
         self.expired_on_arrival = Counter(
             "tally_expired_on_arrival",
             "Events accepted but older than a granularity's TTL (ClickHouse drops them there)",
             ["granularity"],
-            registry=r,
+            registry=self.registry,
         )
-
-    def serve(self, port: int, host: str = "127.0.0.1") -> int:
-        """Expose ``/metrics`` on ``host:port`` (port 0 picks a free one); returns the port.
-
-        Raises ``MetricsPortInUse`` (one clear line) if another process holds the port.
-        """
-        try:
-            server, _thread = start_http_server(port, addr=host, registry=self.registry)
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise MetricsPortInUse(
-                    f"metrics port {host}:{port} is already in use (another aggregator on this"
-                    " host?): pass --metrics-port 0 for a free port, or another port"
-                ) from None
-            raise
-        return server.server_address[1]
-
-
-class MetricsPortInUse(RuntimeError):
-    """The metrics port is taken."""

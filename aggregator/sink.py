@@ -14,7 +14,6 @@ import logging
 import re
 import struct
 from collections.abc import Mapping
-from typing import Literal
 
 import aiohttp
 import clickhouse_connect
@@ -26,9 +25,10 @@ from clickhouse_connect.driver.exceptions import (
     ProgrammingError,
 )
 
-from tally.aggregator.fold import FoldRows
 from tally.aggregator.insert_plan import DEFAULT_PARTITIONS_PER_INSERT, InsertPiece, plan_inserts
+from tally.aggregator.rows import FoldRows
 from tally.aggregator.settings import ClickHouseSettings
+from tally.engine.protocols import ErrorKind
 from tally.schemas.ddl import TABLE, RollupSchema
 
 log = logging.getLogger("tally.aggregator.sink")
@@ -152,7 +152,6 @@ TRANSIENT_CODES = frozenset(
 )
 TOO_MANY_PARTS = 252
 _CODE = re.compile(r"Code: (\d+)\.")
-ErrorKind = Literal["data", "transient"]
 
 
 def error_code(exc: BaseException) -> int | None:
@@ -327,6 +326,10 @@ class RollupSink:
             column_oriented=True,
             settings=self.insert_settings(piece.token),
         )
+
+    def classify(self, exc: BaseException) -> ErrorKind:
+        """``classify_error``: whether retrying this insert can succeed."""
+        return classify_error(exc)
 
     async def close(self) -> None:
         """Close the HTTP session."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from tally.aggregator.fold import Rejected
+from tally.engine.protocols import Rejected
 from tally.schemas.wire import WireError
 from tally.traces.codec import decode_batch
 from tally.traces.model import Execution
@@ -52,12 +52,11 @@ class TraceRows:
 
 
 class TraceFold:
-    """``PartitionFold``'s interface for the trace writer (used by ``Aggregator``)."""
+    """The trace writer's ``engine.protocols.Fold``: rows for three tables, in offset order."""
 
     def __init__(self) -> None:
         self.events = 0
-        self.nbytes = 0  # estimated bytes held (the aggregator's memory bound reads it)
-        self.on_expired = None  # the aggregator's TTL-on-arrival hook: traces have no rollup TTL
+        self.nbytes = 0  # estimated bytes held (the engine's memory bound reads it)
         self._rows = TraceRows()
 
     def __len__(self) -> int:

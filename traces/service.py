@@ -16,13 +16,13 @@ import sys
 from collections.abc import Mapping, Sequence
 
 from tally.aggregator import logs
-from tally.aggregator.metrics import AggregatorMetrics
 from tally.aggregator.settings import AggregatorSettings, ClickHouseSettings
+from tally.engine.metrics import EngineMetrics
 from tally.kafka_security import KafkaSecurity
 from tally.traces.ddl import TraceSchema
 from tally.traces.sink import TraceSink
 from tally.traces.transport import TOPIC
-from tally.traces.writer import TraceWriter
+from tally.traces.writer import build_trace_writer
 
 log = logging.getLogger("tally.traces")
 
@@ -108,11 +108,11 @@ async def serve(settings: AggregatorSettings, schema: TraceSchema) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    metrics = AggregatorMetrics()
+    metrics = EngineMetrics()
     if settings.metrics_port is not None:
         metrics.serve(settings.metrics_port, host="127.0.0.1")
     log.info("trace writer starting", extra={"topic": settings.topic, "group": settings.group})
-    await TraceWriter(settings, schema, metrics).run(stop)
+    await build_trace_writer(settings, schema, metrics).run(stop)
     log.info("trace writer stopped cleanly")
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 from clickhouse_connect.driver.asyncclient import AsyncClient
 
 from tally.aggregator.settings import ClickHouseSettings
-from tally.aggregator.sink import connect, pinned_settings
+from tally.aggregator.sink import classify_error, connect, pinned_settings
+from tally.engine.protocols import ErrorKind
 from tally.traces.ddl import EXECUTIONS, JOB_LOG, LINES, TraceSchema
 from tally.traces.fold import EXECUTION_COLUMNS, JOB_LOG_COLUMNS, LINE_COLUMNS, TraceRows
 
 
 class TraceSink:
-    """``RollupSink``'s interface for the trace writer: start, apply_ddl, insert, close."""
+    """The trace writer's ``engine.protocols.Sink``: three tables, one token each."""
 
     def __init__(self, settings: ClickHouseSettings, schema: TraceSchema) -> None:
         self.settings = settings
@@ -55,6 +56,10 @@ class TraceSink:
                     column_names=list(columns),
                     settings=self.insert_settings(f"{token}/{table}"),
                 )
+
+    def classify(self, exc: BaseException) -> ErrorKind:
+        """The rollup sink's classification: ClickHouse's errors mean the same here."""
+        return classify_error(exc)
 
     async def close(self) -> None:
         """Close the HTTP session."""

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from tally.aggregator.worker import _halves
+from tally.engine.isolator import halves
 
 
 def leaves(start: int, end: int) -> list[tuple[int, int]]:
-    """Every range the isolation could try, depth first, as ``_isolate`` pops them."""
-    out, todo = [], _halves(start, end)
+    """Every range the isolation could try, depth first, as ``Isolator.isolate`` pops them."""
+    out, todo = [], halves(start, end)
     while todo:
         a, b = todo.pop()
         out.append((a, b))
         if a < b:
-            todo.extend(_halves(a, b))
+            todo.extend(halves(a, b))
     return out
 
 
@@ -22,4 +22,4 @@ def test_halves_cover_the_range_without_overlap_and_end_in_single_offsets():
     assert singles == list(range(100, 132))
     assert tried == leaves(100, 131)  # deterministic
     assert (100, 131) not in tried  # the whole range is never tried again under a new token
-    assert _halves(7, 7) == [(7, 7)]
+    assert halves(7, 7) == [(7, 7)]

@@ -16,7 +16,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
 
-from tally.aggregator.fold import Rejected
+from tally.engine.protocols import Rejected
 
 # Room for the headers and the record framing within a size limit.
 OVERHEAD = 512

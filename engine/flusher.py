@@ -1,0 +1,219 @@
+"""Flushing: commit the intent, insert each range under its token, commit its end.
+
+Protocol for the partitions being flushed:
+  1. commit offset ``start`` with intent metadata ``tally1:start:end`` (fenced by the group
+     generation: a member that lost the partition fails here and inserts nothing);
+  2. per partition, independently: insert the rows with ``insert_deduplication_token =
+     topic:partition:start-end`` and wait for ClickHouse to acknowledge it, retrying transient
+     errors with backoff for as long as it takes; an insert rejected for its content
+     ``max_insert_attempts`` times is isolated (``isolator``) instead;
+  3. wait for the dead letters of the range to be acknowledged;
+  4. commit offset ``end + 1`` without metadata.
+A member that finds an intent on assignment replays exactly ``start..end`` and flushes there,
+so a repeated insert carries the same token and ClickHouse drops it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.structs import OffsetAndMetadata
+
+from tally.engine.budget import FlushBudget
+from tally.engine.clients import KafkaClients
+from tally.engine.intent import Intent
+from tally.engine.isolator import Isolator
+from tally.engine.metrics import EngineMetrics
+from tally.engine.partitions import LOST_OWNERSHIP, Partitions, PartitionState
+from tally.engine.protocols import EngineSettings, Sink
+from tally.engine.stopping import StopGate
+
+log = logging.getLogger("tally.aggregator")  # the name operators' log queries select
+
+
+class Inserter:
+    """Inserts rows through the sink until acknowledged, classifying and counting failures."""
+
+    def __init__(
+        self, sink: Sink[Any], metrics: EngineMetrics, gate: StopGate, max_backoff_s: float
+    ) -> None:
+        self.sink = sink
+        self.metrics = metrics
+        self.gate = gate
+        self.max_backoff_s = max_backoff_s
+
+    async def insert_rows(self, rows: Any, token: str, attempts: int) -> Exception | None:
+        """Insert until acknowledged; the error once ClickHouse rejected it ``attempts`` times.
+
+        Transient errors (connection refused, timeouts, overload) are retried without end.
+        """
+        backoff = 0.2
+        rejected = 0
+        while True:
+            try:
+                await self.sink.insert(rows, token)
+                self.metrics.rows_out.inc(len(rows))
+                self.metrics.flushes.inc()
+                return None
+            except Exception as exc:
+                kind = self.sink.classify(exc)
+                self.metrics.insert_retries.labels(kind).inc()
+                if kind == "data":
+                    rejected += 1
+                    if rejected >= attempts:
+                        return exc
+                level = logging.ERROR if kind == "data" else logging.WARNING
+                log.log(level, "insert failed (%s): %s; retrying", kind, str(exc)[:300])
+                await self.gate.pause(backoff)
+                backoff = min(backoff * 2, self.max_backoff_s)
+
+
+class Flusher:
+    """Makes folded ranges durable in ClickHouse, then commits them (steps 1-4 above)."""
+
+    def __init__(
+        self,
+        settings: EngineSettings,
+        metrics: EngineMetrics,
+        partitions: Partitions,
+        clients: KafkaClients,
+        inserter: Inserter,
+        isolator: Isolator,
+        budget: FlushBudget,
+        gate: StopGate,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.partitions = partitions
+        self.clients = clients
+        self.inserter = inserter
+        self.isolator = isolator
+        self.budget = budget
+        self.gate = gate
+
+    def recount(self) -> None:
+        """Recompute what the folds and the queued dead letters hold."""
+        letters = self.clients.dead_letters
+        self.budget.recount(self.partitions.states.values(), letters.nbytes if letters else 0)
+
+    def due(self) -> bool:
+        """True when the interval is over or a bound is reached."""
+        self.recount()
+        return self.budget.due()
+
+    async def flush(self, tps: list[TopicPartition]) -> None:
+        """Make the folded ranges of ``tps`` durable in ClickHouse, then commit them.
+
+        After one intent commit, each partition inserts and commits on its own: a partition
+        whose insert is retried or isolated never holds back another one's commit.
+        """
+        self.budget.restart_interval()
+        owned = self.partitions.states
+        states = [owned[tp] for tp in tps if tp in owned and owned[tp].flushable()]
+        if not states:
+            self.recount()
+            return
+        assert self.clients.consumer is not None and self.clients.dead_letters is not None
+        started = time.monotonic()
+        work = []
+        for state in states:
+            assert state.start is not None and state.last is not None
+            # A replay reuses the original range, so its insert carries the original token.
+            work.append((state, state.replay or Intent(state.start, state.last)))
+        intents = {s.tp: OffsetAndMetadata(i.start, i.encode()) for s, i in work if len(s.fold)}
+        if intents and not await self.commit(intents, "intent"):
+            self.recount()
+            return
+        results = await asyncio.gather(
+            *(self._flush_one(s, i) for s, i in work), return_exceptions=True
+        )
+        self.metrics.flush_seconds.observe(time.monotonic() - started)
+        self._update_lag()
+        self.recount()
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    async def _flush_one(self, state: PartitionState, intent: Intent) -> None:
+        """Steps 2-4 of the protocol for one partition whose intent is committed."""
+        dead_letters = self.clients.dead_letters
+        assert dead_letters is not None and state.last is not None
+        if len(state.fold):
+            await self._insert(state, intent)
+        await self._retry("dead letters", dead_letters.drain)
+        if state.tp not in self.partitions.states:
+            return
+        done = {state.tp: OffsetAndMetadata(state.last + 1, "")}
+        if await self.commit(done, "done"):
+            state.reset()
+
+    async def _insert(self, state: PartitionState, intent: Intent) -> None:
+        rows = state.fold.rows()
+        token = intent.token(state.tp.topic, state.tp.partition)
+        attempts = self.settings.max_insert_attempts
+        error = await self.inserter.insert_rows(rows, token, attempts)
+        if error is None:
+            return
+        log.error(
+            "insert rejected %d times; isolating the records ClickHouse refuses: %s",
+            attempts,
+            str(error)[:300],
+            extra={"partition": state.tp.partition, "start": intent.start, "end": intent.end},
+        )
+        del rows
+        state.fold.clear()  # the range is re-read piece by piece; free its fold meanwhile
+        try:
+            await self.isolator.isolate(state.tp, intent)
+        except BaseException:
+            # Interrupted (stopping): the emptied fold must never be committed as done; the
+            # intent stays, and the next owner replays and isolates the same way.
+            self.partitions.states.pop(state.tp, None)
+            raise
+
+    async def _retry(self, what: str, action: Callable[[], Awaitable[None]]) -> None:
+        """Run ``action`` until it succeeds, backing off; consumption waits meanwhile."""
+        backoff = 0.2
+        while True:
+            try:
+                await action()
+                return
+            except Exception as exc:
+                log.warning("%s failed: %s; retrying", what, str(exc)[:300])
+                await self.gate.pause(backoff)
+                backoff = min(backoff * 2, self.settings.retry_max_backoff_s)
+
+    async def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata], phase: str) -> bool:
+        """Commit; False (and the states dropped) if we no longer own the partitions."""
+        consumer = self.clients.consumer
+        assert consumer is not None
+        backoff = 0.2
+        while True:
+            try:
+                await consumer.commit(offsets)
+                self.metrics.commits.labels(phase).inc()
+                return True
+            except LOST_OWNERSHIP as exc:
+                self.metrics.commit_failures.labels(phase).inc()
+                log.warning("commit (%s) refused, partitions lost: %r", phase, exc)
+                for tp in offsets:
+                    self.partitions.states.pop(tp, None)
+                return False
+            except KafkaError as exc:
+                self.metrics.commit_failures.labels(phase).inc()
+                log.warning("commit (%s) failed: %r; retrying", phase, exc)
+                await self.gate.pause(backoff)
+                backoff = min(backoff * 2, self.settings.retry_max_backoff_s)
+
+    def _update_lag(self) -> None:
+        consumer = self.clients.consumer
+        assert consumer is not None
+        for tp, state in self.partitions.states.items():
+            high = consumer.highwater(tp)
+            if high is not None and state.start is not None:
+                self.metrics.lag.labels(str(tp.partition)).set(max(0, high - state.start))

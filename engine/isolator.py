@@ -1,0 +1,146 @@
+"""Isolating what ClickHouse rejects: a rejected range is halved by offsets and re-read.
+
+Each half is re-read from Kafka by a group-less consumer, re-folded and inserted once under
+the token of its own offsets; a half rejected again is halved again, down to single records,
+which are dead-lettered with reason ``insert_rejected``. The halving depends only on the
+range, so a replay after a crash makes the same inserts with the same tokens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition
+
+from tally.engine.clients import KafkaClients
+from tally.engine.intent import Intent
+from tally.engine.metrics import EngineMetrics
+from tally.engine.protocols import EngineSettings, Fold, FoldFactory, Rejected
+
+log = logging.getLogger("tally.aggregator")  # the name operators' log queries select
+
+# ``insert(rows, token, attempts)``: None once acknowledged, the error once rejected
+# ``attempts`` times (transient errors are retried without end).
+InsertRows = Callable[[Any, str, int], Awaitable[Exception | None]]
+
+
+@dataclass
+class RangeFold:
+    """The fold of offsets ``start..end`` and the offsets read (the value if only one)."""
+
+    fold: Fold[Any]
+    offsets: list[int] = field(default_factory=list)
+    value: bytes | None = None
+
+
+class RangeReader:
+    """A group-less consumer assigned to one partition, seeking to exact ranges."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> None:
+        self.consumer = consumer
+        self.tp = tp
+
+    async def fold(self, start: int, end: int, new_fold: Callable[[], Fold[Any]]) -> RangeFold:
+        """Fold every record of ``start..end`` into ``new_fold()`` as the consumer did (same
+        rows, same order)."""
+        out = RangeFold(new_fold())
+        consumer, tp = self.consumer, self.tp
+        consumer.seek(tp, start)
+        while True:
+            batches = await consumer.getmany(tp, timeout_ms=1000, max_records=500)
+            for record in batches.get(tp, ()):
+                if record.offset > end:
+                    return _single(out)
+                out.offsets.append(record.offset)
+                out.value = record.value
+                if record.value is not None:
+                    out.fold.add_record(record.value, record.offset, record.timestamp)
+                if record.offset == end:
+                    return _single(out)
+            position = await consumer.position(tp)
+            high = consumer.highwater(tp)
+            if position > end or (high is not None and position >= high and not batches):
+                return _single(out)  # gaps (compaction, markers) or records deleted meanwhile
+
+
+def _single(out: RangeFold) -> RangeFold:
+    if len(out.offsets) != 1:
+        out.value = None
+    return out
+
+
+def halves(start: int, end: int) -> list[tuple[int, int]]:
+    """``start..end`` split in two by offset (deterministic); single offsets are not split."""
+    if start >= end:
+        return [(start, end)]
+    middle = (start + end) // 2
+    return [(middle + 1, end), (start, middle)]
+
+
+class Isolator:
+    """Inserts every part of a rejected range that ClickHouse accepts; dead-letters the rest."""
+
+    def __init__(
+        self,
+        settings: EngineSettings,
+        metrics: EngineMetrics,
+        clients: KafkaClients,
+        new_fold: FoldFactory[Any],
+        insert: InsertRows,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.clients = clients
+        self.new_fold = new_fold
+        self.insert = insert
+
+    def _refold(self) -> Fold[Any]:
+        return self.new_fold(reread=True)
+
+    async def isolate(self, tp: TopicPartition, intent: Intent) -> None:
+        """Halve ``intent``'s range until every part is inserted or dead-lettered."""
+        dead_letters = self.clients.dead_letters
+        assert dead_letters is not None
+        self.metrics.rejected_ranges.inc()
+        s = self.settings
+        reader = AIOKafkaConsumer(
+            bootstrap_servers=s.bootstrap_servers,
+            group_id=None,
+            client_id=f"{s.client_id}-ranges",
+            enable_auto_commit=False,
+            **s.security.aiokafka_kwargs(),
+        )
+        await reader.start()
+        try:
+            reader.assign([tp])
+            ranges = RangeReader(reader, tp)
+            todo = halves(intent.start, intent.end)
+            while todo:
+                start, end = todo.pop()
+                part = await ranges.fold(start, end, self._refold)
+                if not len(part.fold):
+                    continue
+                token = Intent(start, end).token(tp.topic, tp.partition)
+                error = await self.insert(part.fold.rows(), token, 1)
+                if error is None:
+                    continue
+                if len(part.offsets) > 1:
+                    todo.extend(halves(start, end))
+                    continue
+                offset = part.offsets[0]
+                reject = Rejected(offset, -1, "insert_rejected", str(error)[:500])
+                dead_letters.queue(tp.topic, tp.partition, part.value, [reject])
+                self.metrics.dead_letters.labels("insert_rejected").inc()
+                log.error(
+                    "record dead-lettered: ClickHouse rejects its rows: %s",
+                    str(error)[:300],
+                    extra={"partition": tp.partition, "offset": offset},
+                )
+        finally:
+            with contextlib.suppress(Exception):
+                await reader.stop()
