@@ -11,6 +11,7 @@ import pytest
 from tally.embedded.clickhouse.process import start_clickhouse
 from tally.ingest import ClientSettings, Tracker
 from tally.loadtest.exactness import Expected, compare, fetch_totals
+from tally.schemas.access import access_model
 from tally.schemas.granularity import Calendar
 
 from .conftest import wait_for
@@ -71,7 +72,7 @@ def test_clickhouse_unreachable_for_60s(make_stack):
         if k.startswith("tally_insert_retries_total")
     )  # fmt: skip
     assert retries > 0, "the outage was not noticed"
-    stack.clickhouse = start_clickhouse(path, port=port)
+    stack.clickhouse = start_clickhouse(path, port=port, access=access_model(stack.config.database))
     wait_for(lambda: rollup_total(stack) >= sum(expected.totals.values()), 120, "catch-up")
     assert stack.stop_aggregators() == [0, 0]
     result = compare(expected.totals, fetch_totals(stack.clickhouse_client()))
@@ -142,7 +143,7 @@ def test_sigterm_during_a_clickhouse_outage_exits_and_the_range_is_replayed(make
     assert proc.wait(90) == 0
     stack.aggregators.clear()
 
-    stack.clickhouse = start_clickhouse(path, port=port)
+    stack.clickhouse = start_clickhouse(path, port=port, access=access_model(stack.config.database))
     stack.start_aggregator()  # replays the range whose insert never happened
     wait_for(lambda: rollup_total(stack) >= sum(expected.totals.values()), 120, "replay")
     assert stack.stop_aggregators() == [0]

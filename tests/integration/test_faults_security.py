@@ -49,8 +49,13 @@ def test_stack_generates_the_password_and_hands_it_to_every_component(make_stack
     environ_file = Path(f"/proc/{aggregator.pid}/environ")
     wait_for(lambda: environ_file.read_bytes() != b"", 30, "the aggregator's environment")
     environ = environ_file.read_bytes().split(b"\0")
-    assert f"TALLY_CLICKHOUSE_PASSWORD={password}".encode() in environ
-    assert password.encode() not in Path(f"/proc/{aggregator.pid}/cmdline").read_bytes()
+    # Each component gets its own user's password (least privilege), never the admin one.
+    user, own = stack.clickhouse.login("aggregator")
+    assert user != stack.clickhouse.user and own != password
+    assert f"TALLY_CLICKHOUSE_PASSWORD={own}".encode() in environ
+    assert not any(password.encode() in entry for entry in environ)
+    cmdline = Path(f"/proc/{aggregator.pid}/cmdline").read_bytes()
+    assert password.encode() not in cmdline and own.encode() not in cmdline
     tracker = Tracker(ClientSettings(bootstrap_servers=stack.kafka.bootstrap, strict=True))
     tracker.track("generated", {"count": 2})
     assert tracker.flush(30)
