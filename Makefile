@@ -10,7 +10,7 @@ FRAMEWORKS := celery rq arq dramatiq
 FW_VENVS := .venvs
 FW_STAMPS := $(foreach f,$(FRAMEWORKS),$(FW_VENVS)/$(f)/.installed)
 
-.PHONY: demo test test-fast test-faults test-frameworks frameworks lint fmt kafka system-deps \
+.PHONY: compose-env demo test test-fast test-faults test-frameworks frameworks lint fmt kafka system-deps \
 	bench up down clean
 
 $(STAMP): pyproject.toml
@@ -84,7 +84,17 @@ fmt: $(STAMP)
 bench: $(STAMP) kafka
 	$(BIN)/python -m tally.loadtest.cli run --scenario mixed
 
-up:
+# The secrets docker-compose.yml requires, random, into .env (0600); an existing .env is kept.
+COMPOSE_SECRETS := TALLY_CLICKHOUSE_PASSWORD TALLY_AGGREGATOR_CLICKHOUSE_PASSWORD \
+	TALLY_TRACES_CLICKHOUSE_PASSWORD TALLY_MONITORS_CLICKHOUSE_PASSWORD \
+	TALLY_API_CLICKHOUSE_PASSWORD TALLY_SQL_CLICKHOUSE_PASSWORD TALLY_API_TOKEN TALLY_API_SQL_TOKEN
+
+compose-env:
+	@test -e .env || (umask 077 && for name in $(COMPOSE_SECRETS); do \
+		echo "$$name=$$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"; \
+	done > .env && echo "wrote .env")
+
+up: compose-env
 	docker compose up -d --build
 
 down:

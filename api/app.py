@@ -77,7 +77,7 @@ def create_app(
 ) -> Litestar:
     """The app for ``settings``; ``extra`` handlers (the dashboard) are mounted beside the API."""
     reader = AsyncReader(settings.read)
-    sql_runner = SqlRunner(settings.sql_settings())
+    sql_runner = SqlRunner(settings.sql)
 
     async def close_reader(app: Litestar) -> None:
         await reader.close()

@@ -18,7 +18,8 @@ class ApiSettings:
 
     ``read_token`` opens keys, paths, values and series; ``sql_token`` also opens ``/sql``.
     Both are required: the API never serves without a token. ``sql``: the SQL endpoint's own
-    ClickHouse user (without it, ``read``'s user with limits as query settings).
+    ClickHouse user; without it ``/sql`` answers 503 (never ``read``'s user, which could lift
+    limits sent with the query).
     """
 
     read: ReadSettings = field(default_factory=ReadSettings)
@@ -28,13 +29,6 @@ class ApiSettings:
     port: int = DEFAULT_PORT
     monitor_paths: tuple[Path, ...] = ()  # monitor files listed by /api/v1/monitors
     sql: SqlSettings | None = None
-
-    def sql_settings(self) -> SqlSettings:
-        """The SQL endpoint's settings (the read user's, limits as query settings, if unset)."""
-        if self.sql is not None:
-            return self.sql
-        r = self.read
-        return SqlSettings(r, r.query_timeout_s, max_rows=r.max_sql_rows, dedicated=False)
 
     def __post_init__(self) -> None:
         if len(self.read_token) < 16 or len(self.sql_token) < 16:

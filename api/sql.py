@@ -28,30 +28,15 @@ _CODE = re.compile(r"Code: (\d+)\.")
 
 @dataclass(frozen=True)
 class SqlSettings:
-    """Where the SQL endpoint's user is and how long the API waits for it.
+    """Where the SQL endpoint's own user is and how long the API waits for it.
 
-    ``dedicated``: ``read.clickhouse`` is a user whose profile holds the limits (the query is
-    sent without settings). Without one (an old install sharing the read user), the limits
-    travel as query settings, which such a user can override.
+    ``read.clickhouse`` is that user (``tally_sql``): its settings profile holds the limits,
+    so the query is sent without settings and cannot change them.
     """
 
     read: ReadSettings
     timeout_s: float = 30.0  # the profile's max_execution_time
     grace_s: float = 5.0
-    max_rows: int = 10_000
-    max_bytes: int = 16 << 20
-    dedicated: bool = True
-
-    def query_settings(self) -> dict[str, Any]:
-        if self.dedicated:
-            return {}
-        return {
-            "readonly": 2,
-            "max_execution_time": int(self.timeout_s),
-            "max_result_rows": self.max_rows,
-            "max_result_bytes": self.max_bytes,
-            "result_overflow_mode": "throw",
-        }
 
 
 class SqlRefused(Exception):
@@ -64,10 +49,19 @@ class SqlRefused(Exception):
         self.reason = reason
 
 
-class SqlRunner:
-    """Runs user SQL on its own client (one per process)."""
+# /sql without a user of its own: the shared read user could lift limits sent per query.
+UNCONFIGURED = (
+    "the SQL endpoint has no ClickHouse user of its own: start the API with "
+    "--sql-clickhouse-user tally_sql (or TALLY_SQL_CLICKHOUSE_USER) and its password in "
+    "TALLY_SQL_CLICKHOUSE_PASSWORD or --sql-clickhouse-password-file"
+)
 
-    def __init__(self, settings: SqlSettings) -> None:
+
+class SqlRunner:
+    """Runs user SQL on its own client (one per process); without ``settings`` (no SQL user)
+    every query is refused with 503 ``unconfigured``."""
+
+    def __init__(self, settings: SqlSettings | None) -> None:
         self.settings = settings
         self._client: Any = None
 
@@ -79,16 +73,15 @@ class SqlRunner:
     async def run(self, text: str, parameters: dict[str, Any] | None = None) -> SqlResult:
         """The result, or :class:`SqlRefused` saying which limit or privilege stopped it."""
         s = self.settings
+        if s is None:
+            raise SqlRefused(503, "unconfigured", UNCONFIGURED)
         wait = s.timeout_s + s.grace_s
         if self._client is None:
             # The HTTP read timeout is the API's own deadline, never earlier than ClickHouse's.
             self._client = await connect_async(replace(s.read, query_timeout_s=wait + 1))
         try:
             result = await asyncio.wait_for(
-                self._client.query(
-                    text, parameters=parameters or None, settings=s.query_settings()
-                ),
-                wait,
+                self._client.query(text, parameters=parameters or None), wait
             )
         except TimeoutError:
             raise SqlRefused(504, "timeout", self._timeout_reason()) from None
@@ -101,8 +94,9 @@ class SqlRunner:
         )
 
     def _timeout_reason(self) -> str:
+        timeout = self.settings.timeout_s if self.settings else 0
         return (
-            f"the query ran longer than the limit of {self.settings.timeout_s:g} s"
+            f"the query ran longer than the limit of {timeout:g} s"
             " (max_execution_time) and was cancelled"
         )
 

@@ -9,6 +9,7 @@ tally sql "SELECT key, sum(value) FROM tally.rollups_1d GROUP BY key"
 tally monitors run monitors/        # alert on the rollups (test FILE --since 7d, list)
 tally traces list event::job --state failure    tally traces show <id>    tally traces log
 tally aggregator run|check ...    tally loadtest ...    tally demo
+tally clickhouse-users              # production: one ClickHouse user per component
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import typer
 
 from tally.cli import monitors, passthrough, read_commands
+from tally.cli.clickhouse_users import clickhouse_users
 from tally.cli.traces_commands import app as traces_app
 from tally.cli.up import api, ui, up
 
@@ -39,6 +41,7 @@ app.command(context_settings=passthrough.PASS, add_help_option=False)(passthroug
 app.command(context_settings=passthrough.PASS, add_help_option=False)(passthrough.loadtest)
 app.command(context_settings=passthrough.PASS, add_help_option=False)(passthrough.demo)
 app.add_typer(traces_app, name="traces")
+app.command(name="clickhouse-users")(clickhouse_users)
 
 
 def main() -> None:

@@ -25,6 +25,8 @@ from tally.cli.options import (
     DataDir,
     read_settings,
 )
+from tally.cli.sql_user import SqlPasswordFile, SqlUser, say_sql, sql_settings
+from tally.read import ReadSettings
 from tally.up.paths import secret_path
 from tally.up.service import Service, UpSettings
 
@@ -179,6 +181,21 @@ def run_service(settings: UpSettings) -> None:
         print("stopped cleanly", flush=True)
 
 
+def api_settings(
+    host: str,
+    port: int,
+    read: ReadSettings,
+    data_dir: Path,
+    sql_user: str | None,
+    sql_password_file: Path | None,
+) -> ApiSettings:
+    """``tally api`` / ``tally ui``'s settings; says on stdout what ``/sql`` runs as."""
+    sql = sql_settings(read, sql_user, sql_password_file)
+    read_token, sql_token = tokens(data_dir)
+    print(say_sql(sql), flush=True)
+    return ApiSettings(read, read_token, sql_token, host, port, sql=sql)
+
+
 def api(
     host: Annotated[
         str, typer.Option(envvar="TALLY_API_HOST", help="Address to bind.")
@@ -190,18 +207,20 @@ def api(
     clickhouse_user: ClickHouseUser = "default",
     database: Database = "tally",
     data_dir: DataDir = DEFAULT_DATA_DIR,
+    sql_clickhouse_user: SqlUser = None,
+    sql_clickhouse_password_file: SqlPasswordFile = None,
 ) -> None:
     """Serve only the HTTP API over an existing ClickHouse (tokens: TALLY_API_TOKEN and
-    TALLY_API_SQL_TOKEN, else generated into <data-dir>/secrets)."""
+    TALLY_API_SQL_TOKEN, else generated into <data-dir>/secrets; /sql needs
+    --sql-clickhouse-user, else it answers 503)."""
     try:
         check_port(host, port)
     except PortInUse as exc:
         typer.echo(f"error: {exc}; pass --port with a free one", err=True)
         raise typer.Exit(2) from None
-    read_token, sql_token = tokens(data_dir)
-    settings = ApiSettings(
-        read_settings(clickhouse_url, clickhouse_user, database, data_dir),
-        read_token, sql_token, host, port,
+    settings = api_settings(
+        host, port, read_settings(clickhouse_url, clickhouse_user, database, data_dir),
+        data_dir, sql_clickhouse_user, sql_clickhouse_password_file,
     )  # fmt: skip
     print(f"tally API on http://{host}:{port}/api/v1 (tokens in {data_dir / 'secrets'})")
     server(settings).run()
@@ -219,10 +238,12 @@ def ui(
     clickhouse_user: ClickHouseUser = "default",
     database: Database = "tally",
     data_dir: DataDir = DEFAULT_DATA_DIR,
+    sql_clickhouse_user: SqlUser = None,
+    sql_clickhouse_password_file: SqlPasswordFile = None,
 ) -> None:
     """Serve the dashboard (and the HTTP API) over an existing, e.g. production, ClickHouse
     (password: TALLY_CLICKHOUSE_PASSWORD; tokens: TALLY_API_TOKEN and TALLY_API_SQL_TOKEN,
-    else generated into <data-dir>/secrets)."""
+    else generated into <data-dir>/secrets; /sql needs --sql-clickhouse-user, else 503)."""
     from tally.web import WebSettings, web_handlers
     from tally.web.traces_pages import TRACE_PAGES
 
@@ -239,10 +260,9 @@ def ui(
             err=True,
         )
     report_dashboard_errors(directory)
-    read_token, sql_token = tokens(data_dir)
-    settings = ApiSettings(
-        read_settings(clickhouse_url, clickhouse_user, database, data_dir),
-        read_token, sql_token, host, port,
+    settings = api_settings(
+        host, port, read_settings(clickhouse_url, clickhouse_user, database, data_dir),
+        data_dir, sql_clickhouse_user, sql_clickhouse_password_file,
     )  # fmt: skip
     print(
         f"tally dashboard on http://{host}:{port}/ui/ over {clickhouse_url} "

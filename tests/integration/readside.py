@@ -14,6 +14,7 @@ from tally.aggregator.settings import ClickHouseSettings
 from tally.aggregator.sink import RollupSink
 from tally.embedded.clickhouse.process import EmbeddedClickHouse
 from tally.read import ReadSettings
+from tally.schemas.access import AccessModel
 from tally.schemas.ddl import RollupSchema
 from tally.schemas.sketch import buckets_of
 
@@ -59,10 +60,11 @@ def settings(clickhouse: EmbeddedClickHouse, database: str) -> ReadSettings:
     )
 
 
-def start(path: Path) -> EmbeddedClickHouse:
+def start(path: Path, access: AccessModel | None = None) -> EmbeddedClickHouse:
+    """The embedded server, administrator ``default``/:data:`PASSWORD` (and ``access``'s users)."""
     from tally.embedded.clickhouse.process import start_clickhouse
 
-    return start_clickhouse(path, user="default", password=PASSWORD)
+    return start_clickhouse(path, user="default", password=PASSWORD, access=access)
 
 
 @dataclass(frozen=True)

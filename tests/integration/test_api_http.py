@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import httpx
@@ -12,7 +13,9 @@ import pytest
 
 from tally.api.server import PortInUse, ServerThread, check_port
 from tally.api.settings import ApiSettings
+from tally.api.sql import SqlSettings
 from tally.embedded.kafka_broker import free_ports
+from tally.schemas.access import access_model
 from tally.schemas.ddl import RollupSchema
 from tests.integration.readside import apply_schema, insert, settings, start
 from tests.integration.test_read_series import CALC
@@ -33,13 +36,17 @@ HEAVY = [
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory) -> Iterator[str]:
-    clickhouse = start(tmp_path_factory.mktemp("api") / "clickhouse")
+    clickhouse = start(tmp_path_factory.mktemp("api") / "clickhouse", access_model("tally"))
     try:
         apply_schema(clickhouse, RollupSchema(database="tally"))
         insert(clickhouse, "tally", CALC)
         insert(clickhouse, "tally", HEAVY)
         port = free_ports(1)[0]
-        api_settings = ApiSettings(settings(clickhouse, "tally"), READ, SQL, port=port)
+        read = settings(clickhouse, "tally")
+        user, password = clickhouse.login("sql")
+        as_sql = replace(read.clickhouse, user=user, password=password)
+        sql = SqlSettings(replace(read, clickhouse=as_sql))
+        api_settings = ApiSettings(read, READ, SQL, port=port, sql=sql)
         thread = ServerThread(api_settings).start()
         try:
             yield f"http://127.0.0.1:{port}"
@@ -198,7 +205,7 @@ def test_sql_needs_the_sql_token_and_is_read_only(client, api):
         assert response.status_code == 200, response.text
         assert response.json() == {"columns": ["n"], "types": ["Float64"], "rows": [[6.0]]}
         write = admin.post("/api/v1/sql", json={"query": "DROP TABLE tally.rollups"})
-        assert write.status_code == 400 and write.json()["error"] == "sql"
+        assert write.status_code == 403 and write.json()["error"] == "denied"
         assert admin.post("/api/v1/sql", json=query).status_code == 200  # still there
 
 
