@@ -16,7 +16,9 @@ FW_STAMPS := $(foreach f,$(FRAMEWORKS),$(FW_VENVS)/$(f)/.installed)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	# setuptools warns on every editable install that local folders may shadow the package:
+	# the repository root *is* the package here, so the warning says nothing new.
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
 venv: $(STAMP)
