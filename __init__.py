@@ -5,9 +5,12 @@ Folders in flow order, and what flows through each:
 - ``ingest``: ``track(keys, values)`` calls (and ``jobs/`` runs) -> batched records -> Kafka.
 - ``sampler``: queue depth, oldest job age and worker counts -> gauges through ``ingest``.
 - ``schemas``: the contract every stage shares: wire format, limits, time buckets, DDL.
-- ``aggregator``: Kafka records -> folded per bucket -> exactly-once ClickHouse rollups.
+- ``engine``: the exactly-once consumer loop: Kafka records -> a fold -> flush intent ->
+  insert with a deterministic token -> commit; dead letters, isolation of rejected ranges.
+- ``aggregator``: the engine configured with the rollup fold and sink -> ClickHouse rollups.
 - ``read``: rollups -> ``values``/``series``, keys and paths, read-only SQL, the query catalogue.
-- ``traces``: one job execution -> blocks, notes, artifacts -> its own Kafka topic and tables.
+- ``traces``: one job execution -> blocks, notes, artifacts -> its own Kafka topic, and the
+  engine configured with the trace fold and sink -> its tables.
 - ``monitors``: durable rollup buckets -> rule conditions -> notifications sent once.
 - ``api``: HTTP requests -> read, monitors and traces -> ``/api/v1`` JSON.
 - ``web``: dashboard YAML and the API -> the pages at ``/ui/`` (and Grafana JSON).
