@@ -12,12 +12,12 @@ every value reaches ClickHouse as a bound parameter.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-import anyio
 import msgspec
 from clickhouse_connect.driver.exceptions import DatabaseError
 
@@ -160,7 +160,7 @@ class AsyncReader(_Planning):
         sql = self._values_sql(self._scan(schema, key, g, w))
         rows = self._check_values((await self._query(sql)).result_rows)
         build = partial(build_values, key, w, schema.calendar.time_zone, rows)
-        return await anyio.to_thread.run_sync(build)
+        return await asyncio.to_thread(build)
 
     async def series(
         self,
@@ -198,7 +198,7 @@ class AsyncReader(_Planning):
             for c, r in zip(plan.wildcards, ranked, strict=True)
         ]
         build = partial(build_series, key, w, schema.calendar.time_zone, plan, rows, parts)
-        return await anyio.to_thread.run_sync(build)  # CPU-bound: off the event loop
+        return await asyncio.to_thread(build)  # CPU-bound: off the event loop
 
     async def quantiles(
         self,
@@ -216,7 +216,7 @@ class AsyncReader(_Planning):
         g, w = self._window(schema, granularity, since, until)
         rows = (await self._query(sketch_rows(self.settings.database, g, key, path, w))).result_rows
         build = partial(build_distribution, key, path, w, schema.calendar.time_zone, qs, rows)
-        return await anyio.to_thread.run_sync(build)
+        return await asyncio.to_thread(build)
 
     async def gauge(
         self,
@@ -232,7 +232,7 @@ class AsyncReader(_Planning):
         g, w = self._window(schema, granularity, since, until)
         rows = (await self._query(sketch_rows(self.settings.database, g, key, path, w))).result_rows
         build = partial(build_gauge, key, path, w, schema.calendar.time_zone, rows)
-        return await anyio.to_thread.run_sync(build)
+        return await asyncio.to_thread(build)
 
     async def keys(
         self,

@@ -147,7 +147,7 @@ def test_a_newcomer_walks_the_demo(demo):
             assert page.locator("#executions tr.execution").count() > 0
             page.screenshot(path=str(SHOTS / "executions.png"))
             # ... and the failed ones open with their message
-            page.fill("input[name=status]", "failure")
+            page.select_option("select[name=status]", "failure")
             with page.expect_navigation():
                 page.click("#bucket button[type=submit]")
             failed = page.locator("#executions tr.execution")
