@@ -437,6 +437,9 @@ def test_a_failed_execution_shows_its_message_traceback_ref_and_args(site):
         assert reply.status_code == 200, reply.text
         return reply.json()["executions"]
 
+    # The API reads as its own user through the read path: wait until it sees the execution
+    # too, not only the direct count above (a bound of ~10x its normal time).
+    wait_for(lambda: bool(search("card declined")), 60, "the execution found by its message")
     (declined,) = search("card declined")
     assert declined["error_message"] == "card declined for order 100296 <b>&amp;</b>"
     assert [r["error_message"] for r in search("INSUFFICIENT")] == ["Insufficient funds"]
