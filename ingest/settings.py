@@ -39,6 +39,11 @@ class ClientSettings:
     installed, as in plain scripts), the tracker installs one that closes it (deliver or spool)
     and then dies of SIGTERM as before. Frameworks with their own handler exit through
     ``atexit``, which closes the tracker too.
+
+    ``fold`` (default on; ``TALLY_CLIENT_FOLD=0`` turns it off): the sender thread sums what
+    it holds before encoding, records with the same route, keys, UTC minute and shape, as the
+    aggregator would (``ingest/outbox/folding.py``). Rollups are the same either way; fewer
+    events cross the wire. The fold window is the linger period, so latency does not grow.
     """
 
     bootstrap_servers: str
@@ -57,6 +62,7 @@ class ClientSettings:
     spool_bytes: int = 1024 * 1024 * 1024
     close_timeout_s: float = 10.0
     flush_on_sigterm: bool = True
+    fold: bool = True
     source: str = field(default_factory=default_source)
 
     @classmethod
@@ -71,6 +77,7 @@ class ClientSettings:
         ``TALLY_STRICT``               off                ``strict`` (``1``/``true``/``yes``)
         ``TALLY_RECORD_BYTES``         ``921600``         ``record_bytes`` (at least 1024)
         ``TALLY_SPOOL_DIR``            unset: no spool    ``spool_dir``
+        ``TALLY_CLIENT_FOLD``          on                 ``fold`` (``0``/``false``/``no``: off)
         ``TALLY_KAFKA_SECURITY_PROTOCOL`` ``PLAINTEXT``   ``security.protocol``
         ``TALLY_KAFKA_SASL_MECHANISM`` ``PLAIN``          ``security.sasl_mechanism``
         ``TALLY_KAFKA_SASL_USERNAME``  unset              ``security.sasl_username``
@@ -98,6 +105,8 @@ class ClientSettings:
         }
         if env.get("TALLY_RECORD_BYTES"):
             values["record_bytes"] = int(env["TALLY_RECORD_BYTES"])
+        if env.get("TALLY_CLIENT_FOLD", "").lower() in ("0", "false", "no", "off"):
+            values["fold"] = False
         if env.get("TALLY_SPOOL_DIR"):
             values["spool_dir"] = Path(env["TALLY_SPOOL_DIR"])
         values.update(overrides)

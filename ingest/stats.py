@@ -23,6 +23,10 @@ class TrackerStats:
     ``dropped_unencodable``: events the sender could not encode or route (e.g. text that is
     not valid UTF-8 and got past ``track``'s checks); each is dropped alone, logged, and the
     rest of its record is delivered.
+    ``fold_events_in`` / ``fold_records_out``: events that went into client-side folding and
+    the (wire) events that came out of it (``ClientSettings.fold``); their ratio is the
+    fold's gain. ``sent_events`` counts tracked events, folded or not (events replayed from
+    the spool count as the folded events the spooled record holds).
     """
 
     accepted: int = 0
@@ -45,6 +49,8 @@ class TrackerStats:
     buffered: int = 0
     pending_bytes: int = 0
     drained: int = 0
+    fold_events_in: int = 0
+    fold_records_out: int = 0
 
 
 class Counters:

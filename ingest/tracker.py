@@ -16,6 +16,7 @@ from datetime import datetime
 from tally.ingest.codec import MetricCodec
 from tally.ingest.flatten import InvalidValues, Kinds, flatten_all
 from tally.ingest.outbox import DropMessages, Outbox, OutboxFacade
+from tally.ingest.outbox.folding import RecordFolder
 from tally.ingest.records import KindsRecord, MetricRecord
 from tally.ingest.settings import ClientSettings
 from tally.ingest.sizing import (
@@ -49,8 +50,13 @@ class Tracker(OutboxFacade[MetricRecord]):
         self._known_paths: dict[tuple[str, ...], int] = {}
         self._event_base = 0
         ref = weakref.ref(self)  # the outbox must not keep its tracker alive
+        folder = RecordFolder(self._limits.max_abs_value) if settings.fold else None
         self.outbox: Outbox[MetricRecord] = Outbox(
-            settings, MetricCodec, DROPS, on_fork=lambda: _size_source(ref)
+            settings,
+            MetricCodec,
+            DROPS,
+            on_fork=lambda: _size_source(ref),
+            fold=folder.fold if folder is not None else None,
         )
         self._counters = self.outbox.counters
         self._put = self.outbox.put

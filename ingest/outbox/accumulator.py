@@ -104,7 +104,7 @@ class Accumulator(Generic[R]):
             self.counters.add("spooled_records")
             return
         reason = "dropped_spool_full" if self.spool is not None else "dropped_overflow"
-        self.counters.add(reason, record.events)
+        self.counters.add(reason, record.counted)
         self._drop_log(
             logging.ERROR, "tally: %s: events dropped (see TrackerStats.%s)", reason, reason
         )
@@ -156,7 +156,7 @@ class Accumulator(Generic[R]):
     def delivered(self, record: PendingRecord) -> None:
         """The broker acknowledged ``record``: count it, free its bytes or spool file."""
         self.counters.add("sent_records")
-        self.counters.add("sent_events", record.events)
+        self.counters.add("sent_events", record.counted)
         if record.spooled is not None:
             if self.spool is not None:
                 self.spool.remove(record.spooled)
@@ -179,7 +179,7 @@ class Accumulator(Generic[R]):
         if record.spooled is None:
             self.in_flight_bytes = max(0, self.in_flight_bytes - size)
         if record.events == 1:
-            self.counters.add("dropped_rejected")
+            self.counters.add("dropped_rejected", record.counted)
             logging.getLogger("tally.ingest").error(
                 "tally: one event of %d bytes exceeds the broker's limit; dropped", size
             )
@@ -191,8 +191,10 @@ class Accumulator(Generic[R]):
         pieces = [
             piece
             for part in (records[:half], records[half:])
-            for piece in self.packer.pack(record.partition, part, record.born)
+            for piece in self.packer.pack(record.partition, part, record.born, fold=False)
         ]
+        if pieces and record.counted > record.events:  # folded: the pieces count as much
+            pieces[0].tracked = pieces[0].events + record.counted - record.events
         self.counters.add("split_records")
         if record.spooled is not None and self.spool is not None:
             self.spool.replace(record.spooled, [(p.partition, p.payload) for p in pieces])

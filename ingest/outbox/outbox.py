@@ -26,6 +26,7 @@ from tally.ingest.outbox.lifecycle import (
     reset_after_fork,
     stop_at_exit,
 )
+from tally.ingest.outbox.packer import Fold
 from tally.ingest.outbox.ratelog import RateLimitedLog
 from tally.ingest.outbox.record import R, RecordCodec
 from tally.ingest.outbox.sender import Sender
@@ -42,7 +43,11 @@ class DropMessages:
 
 
 class Outbox(Generic[R]):
-    """Buffers records for one topic and ships them with ``codec(source)``."""
+    """Buffers records for one topic and ships them with ``codec(source)``.
+
+    ``fold``, when given, folds each packing round's records before they are encoded
+    (``folding.py``; the sender thread runs it, never ``put``).
+    """
 
     def __init__(
         self,
@@ -50,6 +55,7 @@ class Outbox(Generic[R]):
         codec: Callable[[str], RecordCodec[R]],
         messages: DropMessages = DropMessages(),
         on_fork: Callable[[], None] | None = None,
+        fold: Fold[R] | None = None,
     ) -> None:
         self.settings = settings
         self.buffer: deque[R] = deque()  # shared with the sender thread, which pops from it
@@ -57,6 +63,7 @@ class Outbox(Generic[R]):
         self.source = settings.source  # per process: a forked child gets its own
         self.closed = False
         self._codec = codec
+        self._fold = fold
         self._messages = messages
         self._on_fork = on_fork
         self._capacity = settings.buffer_events
@@ -154,8 +161,9 @@ class Outbox(Generic[R]):
             if self._pid != os.getpid():
                 self.after_fork()
             if self._sender is None and not self.closed:
+                codec = self._codec(self.source)
                 sender = Sender(
-                    self.settings, self.source, self.buffer, self.counters, self._codec(self.source)
+                    self.settings, self.source, self.buffer, self.counters, codec, self._fold
                 )
                 self._sender = sender
                 # Also when the application drops the outbox: the sender thread lives on.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic
 
@@ -26,6 +26,17 @@ class PendingRecord:
     events: int
     born: int
     spooled: SpooledRecord | None = None
+    tracked: int = 0  # tracked events it stands for when folded (0: ``events``)
+
+    @property
+    def counted(self) -> int:
+        """The tracked events this record delivers (what the counters count)."""
+        return self.tracked or self.events
+
+
+# Client-side folding (``folding.RecordFolder.fold``): the records to encode and how many
+# tracked events a chunk of them stands for.
+Fold = Callable[[Sequence[R]], tuple[Sequence[R], Callable[[Sequence[R]], int]]]
 
 
 class Packer(Generic[R]):
@@ -41,19 +52,31 @@ class Packer(Generic[R]):
         record_bytes: int,
         counters: Counters,
         drop_log: RateLimitedLog,
+        fold: Fold[R] | None = None,
     ) -> None:
         self.codec = codec
+        self.fold = fold
         self.cap = record_bytes
         self._step = record_events
         self._counters = counters
         self._drop_log = drop_log
 
-    def pack(self, partition: int, records: Sequence[R], born: int) -> list[PendingRecord]:
+    def pack(
+        self, partition: int, records: Sequence[R], born: int, fold: bool = True
+    ) -> list[PendingRecord]:
         """Encode ``records`` into records of at most ``record_events`` events and the cap.
 
-        A chunk that encodes too large is split into proportionally smaller chunks; a single
-        event is never split (``track`` refuses events that cannot fit ``record_bytes``).
+        With ``fold`` (and a folder configured), records are folded first (``folding.py``);
+        records decoded back from a payload were folded when first packed. A chunk that
+        encodes too large is split into proportionally smaller chunks; a single event is
+        never split (``track`` refuses events that cannot fit ``record_bytes``).
         """
+        weigh: Callable[[Sequence[R]], int] = len
+        if fold and self.fold is not None and records:
+            count = len(records)
+            records, weigh = self.fold(records)
+            self._counters.add("fold_events_in", count)
+            self._counters.add("fold_records_out", len(records))
         step = self._step
         todo = [records[i : i + step] for i in range(0, len(records), step)][::-1]
         out = []
@@ -62,10 +85,10 @@ class Packer(Generic[R]):
             try:
                 payload = self.codec.encode(chunk)
             except Exception as exc:  # never lose the chunk: find the events at fault
-                out.extend(self._isolate(partition, chunk, born, todo, exc))
+                out.extend(self._isolate(partition, chunk, born, todo, exc, weigh))
                 continue
             if len(payload) <= self.cap or len(chunk) == 1:
-                out.append(PendingRecord(partition, payload, len(chunk), born))
+                out.append(PendingRecord(partition, payload, len(chunk), born, None, weigh(chunk)))
                 continue
             parts = min(len(chunk), max(2, -(-len(payload) * 5 // (self.cap * 4))))
             size = -(-len(chunk) // parts)
@@ -101,6 +124,7 @@ class Packer(Generic[R]):
         born: int,
         todo: list[Sequence[R]],
         error: Exception,
+        weigh: Callable[[Sequence[R]], int] = len,
     ) -> list[PendingRecord]:
         """``chunk`` failed to encode: drop (and count) only the events that fail alone.
 
@@ -116,7 +140,7 @@ class Packer(Generic[R]):
                 self.unencodable(exc)
                 continue
             good.append(record)
-            alone.append(PendingRecord(partition, payload, 1, born))
+            alone.append(PendingRecord(partition, payload, 1, born, None, weigh([record])))
         if len(good) == len(chunk):  # only the whole chunk fails: one record per event
             log.error("tally: a record failed to encode (%r); sent event by event", error)
             return alone

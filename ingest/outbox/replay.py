@@ -60,6 +60,6 @@ def _route(
     pieces = [
         (pending.partition, pending.payload)
         for partition, part in by_partition.items()
-        for pending in packer.pack(partition, part, spooled.born)
+        for pending in packer.pack(partition, part, spooled.born, fold=False)
     ]
     spool.replace(spooled, pieces)

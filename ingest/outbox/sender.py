@@ -24,7 +24,7 @@ from aiokafka.errors import KafkaError
 from tally.ingest.outbox.accumulator import Accumulator
 from tally.ingest.outbox.delivery import Delivery
 from tally.ingest.outbox.loop import SenderLoop
-from tally.ingest.outbox.packer import MIN_RECORD_BYTES, Packer
+from tally.ingest.outbox.packer import MIN_RECORD_BYTES, Fold, Packer
 from tally.ingest.outbox.ratelog import RateLimitedLog
 from tally.ingest.outbox.record import R, RecordCodec
 from tally.ingest.produce_errors import Refused, Resize
@@ -46,6 +46,7 @@ class Sender(Generic[R]):
         buffer: deque[R],
         counters: Counters,
         codec: RecordCodec[R],
+        fold: Fold[R] | None = None,
     ) -> None:
         self.settings = settings
         self.source = source
@@ -55,7 +56,9 @@ class Sender(Generic[R]):
             Spool(settings.spool_dir, source, settings.spool_bytes) if settings.spool_dir else None
         )
         drop_log = RateLimitedLog()
-        packer = Packer(codec, settings.record_events, settings.record_bytes, counters, drop_log)
+        packer = Packer(
+            codec, settings.record_events, settings.record_bytes, counters, drop_log, fold
+        )
         self._acc = Accumulator(settings, buffer, counters, packer, spool, drop_log)
         self._delivery = Delivery(settings.topic, self._acc)
         self._flush_requests: deque[concurrent.futures.Future[None]] = deque()

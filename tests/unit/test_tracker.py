@@ -222,7 +222,7 @@ def test_spool_full_is_counted_not_silent(tmp_path):
         settings(buffer_events=2_000, spool_dir=tmp_path / "spool", spool_bytes=2_000, linger_ms=10)
     )
     for i in range(10_000):
-        tracker.track("k", {"n": 1})
+        tracker.track("k", {"n": 1}, at=1_700_000_000 + 60 * i)  # one a minute: nothing folds
         if i % 500 == 0:
             time.sleep(0.02)
     tracker.close()
