@@ -27,7 +27,8 @@ def main() -> None:
         )
     )
     for i in range(count):
-        tracker.track(("cron", f"cron::{i % 4}"), {"id": i})
+        # one minute each: nothing folds, every id stays its own event on the wire
+        tracker.track(("cron", f"cron::{i % 4}"), {"id": i}, at=1_700_000_000 + 60 * i)
     if len(sys.argv) > 5 and sys.argv[5] == "local":
         TRACKER = None
 

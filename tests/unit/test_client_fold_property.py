@@ -154,7 +154,11 @@ def test_gauge_min_and_max_readings_travel_beside_the_last_one():
     folded, weigh = RecordFolder(MAX_ABS_VALUE).fold(stream)
     gauges = [r.kinds[1] for r in folded]  # type: ignore[attr-defined]
     last = NOW * 1000 + 9_000
-    assert gauges == [[("depth", 4.0, last)], [("depth", -2.0, last - 7_000)], [("depth", 9.0, last - 6_000)]]  # fmt: skip
+    assert gauges == [
+        [("depth", 4.0, last)],  # last by time; the tie at 9 s goes to the larger value
+        [("depth", -2.0, last - 7_000)],  # the minimum
+        [("depth", 9.0, last - 6_000)],  # the maximum
+    ]
     assert [r.values for r in folded] == [[5], [], []] and weigh(folded) == 5
 
 
@@ -170,4 +174,4 @@ def test_float_sums_agree_up_to_summation_order():
     want, got = aggregate([stream]), aggregate(fold_rounds([stream]))
     assert want.keys() == got.keys()
     for slot, values in want.items():
-        assert all(math.isclose(a, b, rel_tol=1e-12) for a, b in zip(values, got[slot]))
+        assert all(math.isclose(a, b, rel_tol=1e-12) for a, b in zip(values, got[slot], strict=True))
