@@ -174,4 +174,5 @@ def test_float_sums_agree_up_to_summation_order():
     want, got = aggregate([stream]), aggregate(fold_rounds([stream]))
     assert want.keys() == got.keys()
     for slot, values in want.items():
-        assert all(math.isclose(a, b, rel_tol=1e-12) for a, b in zip(values, got[slot], strict=True))
+        pairs = zip(values, got[slot], strict=True)
+        assert all(math.isclose(a, b, rel_tol=1e-12) for a, b in pairs)
