@@ -14,11 +14,12 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from tally.ingest.codec import MetricCodec
-from tally.ingest.flatten import InvalidValues, Kinds, flatten_all
+from tally.ingest.flatten import InvalidValues, Kinds
 from tally.ingest.outbox import DropMessages, Outbox, OutboxFacade
 from tally.ingest.outbox.folding import RecordFolder
 from tally.ingest.records import KindsRecord, MetricRecord
 from tally.ingest.settings import ClientSettings
+from tally.ingest.shapes import ShapeCache
 from tally.ingest.sizing import (
     ARRAY,
     EVENT_OVERHEAD,
@@ -49,6 +50,7 @@ class Tracker(OutboxFacade[MetricRecord]):
         self._known_keys: dict[tuple[str, ...], int] = {}
         self._known_paths: dict[tuple[str, ...], int] = {}
         self._event_base = 0
+        self._flatten = ShapeCache(self._limits).flatten
         ref = weakref.ref(self)  # the outbox must not keep its tracker alive
         folder = RecordFolder(self._limits.max_abs_value) if settings.fold else None
         self.outbox: Outbox[MetricRecord] = Outbox(
@@ -80,7 +82,7 @@ class Tracker(OutboxFacade[MetricRecord]):
         or dropped (counted in ``stats()``); raises only in strict mode.
         """
         try:
-            paths, numbers, kinds = flatten_all(values, self._limits)
+            paths, numbers, kinds = self._flatten(values)
             return self._enqueue(*self._key_tuple(keys), paths, numbers, at, route, None, kinds)
         except Exception as exc:
             return self._rejected(exc)
