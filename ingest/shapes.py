@@ -1,14 +1,14 @@
 """A cache of validated value shapes: ``track`` flattens a dict it has seen before in C calls.
 
-Jobs send the same nested dict shapes over and over. A shape is every dict's names and its
-values' types, collected with a few C calls per dict (``tuple(node)``, ``map(type, ...)``).
-The first event of a shape goes through ``flatten_all`` (every check, with its reason on
-failure); if it is valid and every leaf is a plain ``int`` or ``float``, the shape's paths and
-where each leaf sits among the collected values are remembered. Later events of the shape
-only pick their numbers and check them in one pass (``sum(map(abs, ...))`` is finite and
-within the limit, so every value is); anything else — NaN, a huge value, a bool, ``dist()``,
-a ``Mapping`` that is not a ``dict``, nesting deeper than the limit — goes through
-``flatten_all`` and gets its exact result or error. Same results, same errors, fewer steps.
+Jobs send the same nested dict shapes over and over. A shape is the top dict's names and value
+types plus each nested dict's names, collected with a few C calls per dict. The first event of
+a shape goes through ``flatten_all`` (every check, with its reason on failure); if it is valid,
+at most two levels deep and every leaf a plain ``int`` or ``float``, the shape's paths and
+where each leaf sits among the collected values are remembered. Later events of the shape only
+pick their numbers and check them in two passes (every type exactly ``int`` or ``float``; the
+sum of magnitudes finite and within half the limit, so every value is within it); anything
+else (NaN, a huge value, a bool, ``dist()``, a ``Mapping`` that is not a ``dict``, a deeper
+dict) goes through ``flatten_all`` and gets its exact result or error.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class ShapeCache:
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
-        self._cap = limits.max_abs_value
+        self._half = limits.max_abs_value / 2
         self._max_depth = limits.max_depth
         self._shapes: dict[tuple, tuple[tuple[str, ...], Pick] | None] = {}
         self._rows: dict[tuple[type, ...], tuple[int, ...] | bool | None] = {}
@@ -65,9 +65,10 @@ class ShapeCache:
         if plan is not None:
             paths, pick = plan
             numbers = pick(found)
-            # nested values were not typed yet: every leaf exactly an int or a float, and
-            # the sum of magnitudes within the limit (false for NaN and infinities)
-            if {type(v) for v in numbers} <= _NUMBERS and sum(map(abs, numbers)) <= self._cap:
+            # Nested values were not typed yet: every leaf exactly an int or a float, and
+            # the sum of magnitudes within half the limit (false for NaN and infinities; the
+            # half covers a float sum rounding an int just above the limit down to it).
+            if {type(v) for v in numbers} <= _NUMBERS and sum(map(abs, numbers)) <= self._half:
                 return paths, numbers, None
         return flatten_all(values, self.limits)
 

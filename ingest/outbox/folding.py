@@ -95,7 +95,8 @@ class RecordFolder:
                 at = r.at
             if sums:
                 sums = [a + b for a, b in zip(sums, r.values, strict=True)]
-        if sums and not sum(map(abs, sums)) <= self.max_abs_value:
+        # Half the limit: a float sum may round an int just above the limit down to it.
+        if sums and not sum(map(abs, sums)) <= self.max_abs_value / 2:
             cap = self.max_abs_value
             if any(not -cap <= v <= cap for v in sums):
                 return None

@@ -166,6 +166,10 @@ def test_sums_that_would_leave_the_value_limit_are_not_folded():
     stream = [record(("k",), NOW, {"v": 2**52 + 7}) for _ in range(3)]
     folded, weigh = RecordFolder(MAX_ABS_VALUE).fold(stream)
     assert [r.values for r in folded] == [[2**52 + 7]] * 3 and weigh(folded) == 3
+    # 2^53 + 1 next to a float: a float sum of magnitudes rounds it down to the limit itself
+    stream = [record(("k",), NOW, {"v": v, "f": 1.0}) for v in (2**52, 2**52 + 1)]
+    folded, weigh = RecordFolder(MAX_ABS_VALUE).fold(stream)
+    assert [r.values for r in folded] == [[2**52, 1.0], [2**52 + 1, 1.0]] and weigh(folded) == 2
 
 
 def test_float_sums_agree_up_to_summation_order():
