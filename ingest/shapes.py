@@ -95,6 +95,10 @@ class ShapeCache:
             pick = _picker(where, total)
             if pick([*_values_in_order(values)]) == numbers:
                 plan = (paths, pick)
+        if plan is None and key[1] and all(t is dict for t in key[1]):
+            # Dicts of dicts (job hooks' total/jobs/tenants fan-out): deeper than two levels
+            # or holding dist()/gauge(); collecting their shape only costs time.
+            self._rows[key[1]] = None
         self._shapes[key] = plan
         return paths, numbers, kinds
 

@@ -88,13 +88,9 @@ class RecordFolder:
     def _merge(self, group: list[MetricRecord]) -> list[MetricRecord] | None:
         """One record for ``group`` (plus gauge-only records for min/max readings)."""
         first = group[0]
-        sums = list(first.values)
-        at = first.at
-        for r in group[1:]:
-            if r.at > at:
-                at = r.at
-            if sums:
-                sums = [a + b for a, b in zip(sums, r.values, strict=True)]
+        at = max([r.at for r in group])
+        # column sums, each left to right in arrival order (as the aggregator adds them)
+        sums = [sum(column) for column in zip(*[r.values for r in group], strict=True)]
         # Half the limit: a float sum may round an int just above the limit down to it.
         if sums and not sum(map(abs, sums)) <= self.max_abs_value / 2:
             cap = self.max_abs_value
