@@ -4,8 +4,9 @@
 with a ``RecordCodec[R]``; ``Tracker`` (metrics) and ``TraceShipper`` (traces) are facades
 over one each. Modules: ``outbox`` (buffer, lifecycle), ``lifecycle`` (exit, SIGTERM, fork
 hooks), ``sender`` (thread, producer, retries), ``accumulator`` (pending records, spool merge),
-``packer`` (encoding under the byte cap), ``replay`` (spooled records), ``delivery`` (one
-produce round and its errors), ``facade`` (what every facade offers).
+``packer`` (encoding under the byte cap), ``folding`` (metrics summed before encoding),
+``replay`` (spooled records), ``delivery`` (one produce round and its errors), ``facade`` (what
+every facade offers).
 """
 
 from tally.ingest.outbox.facade import OutboxFacade
