@@ -8,7 +8,9 @@ where each leaf sits among the collected values are remembered. Later events of 
 pick their numbers and check them in two passes (every type exactly ``int`` or ``float``; the
 sum of magnitudes finite and within half the limit, so every value is within it); anything
 else (NaN, a huge value, a bool, ``dist()``, a ``Mapping`` that is not a ``dict``, a deeper
-dict) goes through ``flatten_all`` and gets its exact result or error.
+dict) goes through ``flatten_all`` and gets its exact result or error. So do dicts of one or
+two names and dicts whose first value is a dict (job hooks' three-level fan-out), for which
+collecting the shape costs more than it saves.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from tally.ingest.flatten import Kinds, flatten_all
 from tally.schemas.limits import Limits
 
 MAX_SHAPES = 10_000  # remembered shapes (and type rows); the cache starts over past that
+SMALL = 3  # dicts with fewer top-level names go straight to flatten_all
 
 Pick = Callable[[list], list]
 _PLAIN = (int, float, dict)
@@ -41,10 +44,12 @@ class ShapeCache:
         self, values: Mapping[str, object]
     ) -> tuple[tuple[str, ...], list[int | float], Kinds | None]:
         """What ``flatten_all(values, limits)`` returns (or raises)."""
-        if type(values) is not dict:
-            return flatten_all(values, self.limits)
+        if type(values) is not dict or len(values) < SMALL:
+            return flatten_all(values, self.limits)  # as cheap as the cache for a leaf or two
         # Two levels inline (what jobs send); deeper dicts make the shape unplannable.
         found = [*values.values()]
+        if type(found[0]) is dict:  # job hooks' total/jobs/tenants fan-out: three levels
+            return flatten_all(values, self.limits)
         types = tuple([type(v) for v in found])  # faster than map(type, ...)
         kids = self._rows.get(types, False)
         if kids is False:

@@ -76,9 +76,9 @@ def test_a_known_shape_still_rejects_bad_numbers_with_the_reason():
 
 def test_numbers_are_copied_so_later_mutation_changes_nothing():
     cache = ShapeCache(Limits())
-    values = {"a": 1, "b": {"c": 2}}
+    values = {"a": 1, "b": {"c": 2}, "d": 3}
     cache.flatten(values)
     _, numbers, _ = cache.flatten(values)
     values["a"] = 100
     values["b"]["c"] = 200
-    assert numbers == [1, 2]
+    assert numbers == [1, 2, 3]
