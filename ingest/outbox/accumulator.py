@@ -193,8 +193,7 @@ class Accumulator(Generic[R]):
             for part in (records[:half], records[half:])
             for piece in self.packer.pack(record.partition, part, record.born, fold=False)
         ]
-        if pieces and record.counted > record.events:  # folded: the pieces count as much
-            pieces[0].tracked = pieces[0].events + record.counted - record.events
+        _share(record.counted, pieces)
         self.counters.add("split_records")
         if record.spooled is not None and self.spool is not None:
             self.spool.replace(record.spooled, [(p.partition, p.payload) for p in pieces])
@@ -210,3 +209,13 @@ class Accumulator(Generic[R]):
         self.in_flight_bytes = 0
         if self.buffer:
             self.spool_unrouted()
+
+
+def _share(tracked: int, pieces: list[PendingRecord]) -> None:
+    """Spread a folded record's ``tracked`` events over its pieces (each >= 0, same sum)."""
+    left = tracked
+    for piece in pieces:
+        piece.tracked = min(piece.events, left)
+        left -= piece.tracked
+    if pieces:
+        pieces[0].tracked += left

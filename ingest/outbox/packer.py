@@ -26,12 +26,12 @@ class PendingRecord:
     events: int
     born: int
     spooled: SpooledRecord | None = None
-    tracked: int = 0  # tracked events it stands for when folded (0: ``events``)
+    tracked: int = -1  # tracked events it stands for (folded: may differ), -1: ``events``
 
     @property
     def counted(self) -> int:
         """The tracked events this record delivers (what the counters count)."""
-        return self.tracked or self.events
+        return self.events if self.tracked < 0 else self.tracked
 
 
 # Client-side folding (``folding.RecordFolder.fold``): the records to encode and how many

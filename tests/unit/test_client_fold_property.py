@@ -180,3 +180,30 @@ def test_float_sums_agree_up_to_summation_order():
     for slot, values in want.items():
         pairs = zip(values, got[slot], strict=True)
         assert all(math.isclose(a, b, rel_tol=1e-12) for a, b in pairs)
+
+
+def test_packed_records_count_every_tracked_event_once_whatever_the_chunking():
+    from tally.ingest.outbox.accumulator import _share
+    from tally.ingest.outbox.packer import Packer
+    from tally.ingest.outbox.ratelog import RateLimitedLog
+    from tally.ingest.stats import Counters
+
+    keys = ("queue::q",)
+    stream = [
+        record(keys, NOW, {"depth": Gauge(v, NOW * 1000 + ms), "n": 1})
+        for v, ms in [(3.0, 1), (-2.0, 2), (9.0, 3), (4.0, 9)]
+    ] + [record(("k",), NOW, {"n": 1}) for _ in range(5)]
+    for step in (1, 2, 3, 2_000):  # one folded event per Kafka record, and more
+        counters = Counters()
+        folder = RecordFolder(MAX_ABS_VALUE)
+        packer = Packer(MetricCodec("t"), step, 900 * 1024, counters, RateLimitedLog(), folder.fold)
+        pending = packer.pack(0, stream, 1)
+        assert sum(p.counted for p in pending) == len(stream)
+        assert sum(p.events for p in pending) == 4  # main + min + max readings, one sum
+        assert (counters.get("fold_events_in"), counters.get("fold_records_out")) == (9, 4)
+    pieces = packer.pack(0, stream[:2], 1, fold=False)
+    pieces += packer.pack(0, stream[2:4], 1, fold=False)
+    _share(7, pieces)  # a folded record of 7 events split in two pieces of 2 wire events
+    assert [p.counted for p in pieces] == [5, 2]
+    _share(1, pieces)  # gauge-only extras stand for no tracked event of their own
+    assert [p.counted for p in pieces] == [1, 0]
