@@ -25,7 +25,7 @@ class FoldChecks:
         """Validate each keyset/shape of a batch: (batch index or rejection reason, names).
 
         Nothing is interned here: a table enters the fold only when an event folds with it
-        (``PartitionFold._intern``), so tables that no event uses are dropped with their record.
+        (``PartitionFold.intern``), so tables that no event uses are dropped with their record.
         """
         limits = self.limits
         out: list[int | str] = []
