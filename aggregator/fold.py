@@ -28,8 +28,8 @@ from tally.aggregator.fold_bytes import (
     TABLE_BYTES,
     VALUE_BYTES,
 )
-from tally.aggregator.vfold import fold_columns
 from tally.aggregator.rows import KIND_DIST, KIND_GAUGE, KIND_SUM, FoldRows, to_rows
+from tally.aggregator.vfold import fold_columns
 from tally.engine.protocols import Rejected
 from tally.schemas.limits import Limits
 from tally.schemas.wire import (

@@ -294,7 +294,9 @@ def _commit(
     minute_index = (minute - mlo) // 60
     added = 0
     if len(with_values):
-        added += _fold_values(state, c, widths, with_values, fks, sh_fold, minute, minute_index, span)
+        added += _fold_values(
+            state, c, widths, with_values, fks, sh_fold, minute, minute_index, span
+        )
     by_id = list(names)
     if len(d_name):
         rows_event = np.repeat(np.arange(n), np.diff(c.dist_offsets))
@@ -337,7 +339,14 @@ def _fold_values(
     value_event = np.repeat(np.arange(len(with_values)), e_widths)
     starts = np.repeat(c.value_offsets[with_values], e_widths)
     place = base[gid][value_event] + (np.arange(len(c.values)) - starts)
-    slots = list(zip(e_ks[first].tolist(), minute[with_values][first].tolist(), e_sh[first].tolist(), strict=True))
+    slots = list(
+        zip(
+            e_ks[first].tolist(),
+            minute[with_values][first].tolist(),
+            e_sh[first].tolist(),
+            strict=True,
+        )
+    )
     olds = [acc.get(slot) for slot in slots]
     base_l = base.tolist()
     if any(old is not None for old in olds):  # what the fold holds is added first, in order
@@ -372,10 +381,8 @@ def _fold_dists(
     dacc, kinds = state.dacc, state.path_kinds
     gid, first = _groups(key)
     groups = len(first)
-    slots = [
-        (k, m, by_id[p])
-        for k, m, p in zip(fks[first].tolist(), minute[first].tolist(), name[first].tolist(), strict=True)
-    ]  # fmt: skip
+    firsts = zip(fks[first].tolist(), minute[first].tolist(), name[first].tolist(), strict=True)
+    slots = [(k, m, by_id[p]) for k, m, p in firsts]
     olds = [dacc.get(slot) for slot in slots]
     count = np.zeros(groups, np.int64)
     np.add.at(count, gid, c.dist_count)
@@ -384,7 +391,9 @@ def _fold_dists(
     for column, field in ((c.dist_sum, 1), (c.dist_square, 2)):
         if len(held):  # sequential float sums, starting from the fold's
             prior = np.array([olds[g][field] for g in held.tolist()], np.float64)
-            totals.append(np.bincount(np.concatenate((held, gid)), np.concatenate((prior, column)), groups))
+            totals.append(
+                np.bincount(np.concatenate((held, gid)), np.concatenate((prior, column)), groups)
+            )
         else:
             totals.append(np.bincount(gid, column, groups))
     low = np.full(groups, np.inf)
@@ -393,14 +402,23 @@ def _fold_dists(
     np.maximum.at(high, gid, c.dist_max)
     # buckets: counts per (group, key), split by group
     bucket_group = np.repeat(gid, np.diff(c.bucket_offsets))
-    unique, inverse = np.unique(bucket_group * KEY_SPAN + (c.bucket_keys + KEY_SHIFT), return_inverse=True)
+    unique, inverse = np.unique(
+        bucket_group * KEY_SPAN + (c.bucket_keys + KEY_SHIFT), return_inverse=True
+    )
     bucket_n = np.zeros(len(unique), np.int64)
     np.add.at(bucket_n, inverse.ravel(), c.bucket_counts)
     bounds = np.searchsorted(unique // KEY_SPAN, np.arange(groups + 1)).tolist()
     bucket_keys = (unique % KEY_SPAN - KEY_SHIFT).tolist()
     bucket_n_l = bucket_n.tolist()
     added = 0
-    rows = zip(count.tolist(), totals[0].tolist(), totals[1].tolist(), low.tolist(), high.tolist(), strict=True)
+    rows = zip(
+        count.tolist(),
+        totals[0].tolist(),
+        totals[1].tolist(),
+        low.tolist(),
+        high.tolist(),
+        strict=True,
+    )
     for g, (n, total, square, vmin, vmax) in enumerate(rows):
         slot, old = slots[g], olds[g]
         keys = bucket_keys[bounds[g] : bounds[g + 1]]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 from array import array
 from collections.abc import Iterable, Sequence
+from itertools import pairwise
 from typing import Any
 
 import msgspec
@@ -24,7 +25,9 @@ SWAP = sys.byteorder == "big"
 # (path, count, sum, square, min, max, bucket keys, bucket counts) and (path, value, at_ms)
 DistItem = tuple[str, int, float, float, float, float, Sequence[int], Sequence[int]]
 GaugeItem = tuple[str, float, int]
-Event = tuple[int, Sequence[str], Sequence[str], Sequence[float], Iterable[DistItem], Iterable[GaugeItem]]
+Event = tuple[
+    int, Sequence[str], Sequence[str], Sequence[float], Iterable[DistItem], Iterable[GaugeItem]
+]
 
 
 def _bytes(column: array) -> bytes:
@@ -138,7 +141,7 @@ def events_of(batch: BatchV3) -> list[EventV2]:
         off = c[name]
         if not off and name != "value_offsets" and not rows:
             off = [0] * (n + 1 if name != "bucket_offsets" else len(c["dist_path"]) + 1)
-        if off and (off[0] != 0 or off[-1] != rows or any(b < a for a, b in zip(off, off[1:]))):
+        if off and (off[0] != 0 or off[-1] != rows or any(b < a for a, b in pairwise(off))):
             raise ValueError(f"{name} are not monotone positions of its column")
         offsets[name] = off
     m = len(c["dist_path"])
@@ -153,7 +156,9 @@ def events_of(batch: BatchV3) -> list[EventV2]:
     ):
         if len({len(c[name]) for name in names}) != 1:
             raise ValueError(f"columns {names} differ in length")
-    vo, do, go, bo = (offsets[k] for k in ("value_offsets", "dist_offsets", "gauge_offsets", "bucket_offsets"))
+    vo, do, go, bo = (
+        offsets[k] for k in ("value_offsets", "dist_offsets", "gauge_offsets", "bucket_offsets")
+    )
     dists = [
         DistV2(
             c["dist_path"][r], c["dist_count"][r], c["dist_sum"][r], c["dist_square"][r],
