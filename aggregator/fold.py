@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from tally.aggregator.checks import FoldChecks
+from tally.aggregator.checks import FoldChecks, ProblemMemo
 from tally.aggregator.columns import read_columns
 from tally.aggregator.fold_bytes import (
     DIST_BUCKET_BYTES,
@@ -52,6 +52,8 @@ class PartitionFold(FoldChecks):
     def __init__(self, limits: Limits, decoder: BatchDecoder) -> None:
         self.limits = limits
         self.decoder = decoder
+        self.key_problems = ProblemMemo(limits.key_problem)
+        self.path_problems = ProblemMemo(limits.path_problem)
         self.acc: dict[tuple[int, int, int], list] = {}
         self.keysets: dict[tuple[str, ...], int] = {}
         self.shapes: dict[tuple[str, ...], int] = {}

@@ -241,7 +241,10 @@ def _kinds_ok(
             np.repeat(np.arange(n), np.diff(c.gauge_offsets)) * len(names) + g_name,
         )
     )
-    return len(np.unique(pairs)) == len(pairs)
+    if len(pairs) < 2:
+        return True
+    ordered = np.sort(pairs, kind="stable")  # nearly sorted already: rows come in event order
+    return not (ordered[1:] == ordered[:-1]).any()
 
 
 def _groups(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
