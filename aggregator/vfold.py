@@ -19,6 +19,7 @@ rejects each bad event with its usual reason and keeps the rest.
 from __future__ import annotations
 
 import sys
+from itertools import chain
 from typing import Any, Protocol
 
 import numpy as np
@@ -38,6 +39,8 @@ class FoldState(Protocol):
     """What the column fold reads and updates of a ``PartitionFold``."""
 
     limits: Limits
+    key_problems: dict[str, str | None]
+    path_problems: dict[str, str | None]
     acc: dict[tuple[int, int, int], list]
     dacc: dict[tuple[int, int, str], list]
     gacc: dict[tuple[int, int, str], list]
@@ -46,10 +49,6 @@ class FoldState(Protocol):
     keyset_list: list[tuple[str, ...]]
     events: int
     nbytes: int
-
-    def check_tables(
-        self, strings: list[str], tables: list[Any], is_keys: bool, allow_empty: bool = False
-    ) -> tuple[list[int | str], list[tuple[str, ...]]]: ...
 
     def path_of(
         self, strings: list[str], index: Any, cache: dict[int, tuple[str, str | None]]
@@ -74,20 +73,20 @@ def fold_columns(
     if n == 0:
         return True
     limits = state.limits
-    ks_ids, ks_names = state.check_tables(strings, keysets, True)
-    sh_ids, shape_list = state.check_tables(strings, shapes, False, True)
     reference = timestamp_ms // 1000
     lo, hi = limits.time_bounds(reference)
     at, ks, sh = c.at, c.keyset, c.shape
-    n_ks, n_sh = len(ks_ids), len(sh_ids)
+    n_ks, n_sh = len(keysets), len(shapes)
     if at.min() < lo or at.max() > hi or not n_ks or not n_sh:
         return False
     if ks.min() < 0 or ks.max() >= n_ks or sh.min() < 0 or sh.max() >= n_sh:
         return False
-    if not _usable(ks_ids)[ks].all() or not _usable(sh_ids)[sh].all():
+    ks_ok, _ = _tables_ok(state, strings, keysets, True)
+    sh_ok, shape_widths = _tables_ok(state, strings, shapes, False)
+    if not ks_ok[ks].all() or not sh_ok[sh].all():
         return False
+    ks_names, shape_list = TableNames(strings, keysets), TableNames(strings, shapes)
     widths = np.diff(c.value_offsets)
-    shape_widths = np.fromiter(map(len, shape_list), np.int64, n_sh)
     if not np.array_equal(widths, shape_widths[sh]):
         return False
     if len(c.values) and not (np.abs(c.values) <= limits.max_abs_value).all():
@@ -112,9 +111,48 @@ def fold_columns(
     return True
 
 
-def _usable(ids: list[int | str]) -> np.ndarray:
-    """Which tables of a record passed ``check_tables`` (the others hold a reason)."""
-    return np.fromiter((type(x) is int for x in ids), bool, len(ids))
+class TableNames:
+    """A record's keysets or shapes as name tuples, built when asked for (valid tables only)."""
+
+    def __init__(self, strings: list[str], tables: list[list[int]]) -> None:
+        self.strings = strings
+        self.tables = tables
+
+    def __len__(self) -> int:
+        return len(self.tables)
+
+    def __getitem__(self, index: int) -> tuple[str, ...]:
+        return tuple(map(self.strings.__getitem__, self.tables[index]))
+
+
+def _tables_ok(
+    state: FoldState, strings: list[str], tables: list[list[int]], is_keys: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which of a record's keysets/shapes ``check_tables`` accepts, and their lengths.
+
+    Each string is checked once (memoized per fold) rather than once per table naming it: a
+    table passes when its indices are in range, it has 1..``max_keys`` valid keys, or up to
+    ``max_values`` valid paths none of which is a distribution or gauge in this fold.
+    """
+    lengths = np.fromiter(map(len, tables), np.int64, len(tables))
+    flat = np.fromiter(chain.from_iterable(tables), np.int64, int(lengths.sum()))
+    if len(flat) and (flat.min() < 0 or flat.max() >= len(strings)):
+        return np.zeros(len(tables), bool), lengths
+    limits = state.limits
+    if is_keys:
+        memo = state.key_problems
+        good = np.fromiter((memo[name] is None for name in strings), bool, len(strings))
+        ok = (lengths >= 1) & (lengths <= limits.max_keys)
+    else:
+        memo, kinds = state.path_problems, state.path_kinds
+        good = np.fromiter(
+            (memo[name] is None and not kinds.get(name, 0) for name in strings), bool, len(strings)
+        )
+        ok = lengths <= limits.max_values
+    bad = np.zeros(len(flat) + 1, np.int64)
+    np.cumsum(~good[flat], out=bad[1:])
+    ends = np.cumsum(lengths)
+    return ok & (bad[ends] == bad[ends - lengths]), lengths
 
 
 def _path_ids(
@@ -218,7 +256,7 @@ def _kinds_ok(
     d_name: np.ndarray,
     g_name: np.ndarray,
     used_shapes: np.ndarray,
-    shape_list: list[tuple[str, ...]],
+    shape_list: TableNames,
 ) -> bool:
     """Each path keeps one kind, whatever the event order: no path is a distribution and a
     gauge or a summed path in this record, none changes the kind the fold gave it, and no
@@ -266,8 +304,8 @@ def _commit(
     state: FoldState,
     c: Columns,
     widths: np.ndarray,
-    ks_names: list[tuple[str, ...]],
-    shape_list: list[tuple[str, ...]],
+    ks_names: TableNames,
+    shape_list: TableNames,
     names: dict[str, int],
     d_name: np.ndarray,
     g_name: np.ndarray,
