@@ -46,9 +46,9 @@ def events(n: int, now: int) -> list[tuple]:
         if rng.random() < 0.4:  # a job run: duration and queue lag as distributions, a gauge
             values = {
                 "count": 1,
-                "duration": dist(rng.randint(1, 60_000)),
-                "queue_lag": dist(rng.choice([0, rng.randint(1, 30_000)])),
-                "depth": gauge(rng.randint(0, 500), at=e.at + rng.randint(0, 59)),
+                "run_ms": dist(rng.randint(1, 60_000)),
+                "lag_ms": dist(rng.choice([0, rng.randint(1, 30_000)])),
+                "queue_depth": gauge(rng.randint(0, 500), at=e.at + rng.randint(0, 59)),
             }
             keys = ("jobs", f"jobs::t{rng.randrange(5)}")
         else:
