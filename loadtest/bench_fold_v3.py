@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import random
 import tempfile
@@ -30,6 +31,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
 
+from tally.aggregator.cli import FOLD_GC_THRESHOLD
 from tally.aggregator.columns import read_columns
 from tally.embedded.stack import StackConfig, start_stack
 from tally.ingest.flatten import flatten_all
@@ -175,9 +177,14 @@ def main() -> None:
                     payloads = encode(events, version)
                     print(
                         f"{workload} v{version}: {len(payloads)} records, "
-                        f"{sum(map(len, payloads)) / len(events):.1f} bytes/event"
+                        f"{sum(map(len, payloads)) / len(events):.1f} bytes/event",
+                        flush=True,
                     )
                     asyncio.run(produce(base.bootstrap, f"bench.{workload}.v{version}", payloads))
+            # The bare consumers run like the aggregator: nothing else alive, its GC thresholds.
+            del events, payloads
+            gc.collect()
+            gc.set_threshold(*FOLD_GC_THRESHOLD)
             print(f"load average before: {os.getloadavg()}")
             bare: dict[tuple[str, int], Bare] = {}
             for workload in WORKLOADS:
@@ -188,7 +195,9 @@ def main() -> None:
                     bare[workload, version] = b
                     print(
                         f"bare consume + {'column read' if version == 3 else 'decode'} {topic}: "
-                        f"{b.events:,} events, cpu {b.cpu_s:.2f} s, {b.per_cpu_s:,.0f} events/CPU-s"
+                        f"{b.events:,} events, cpu {b.cpu_s:.2f} s, "
+                        f"{b.per_cpu_s:,.0f} events/CPU-s",
+                        flush=True,
                     )
             runs: dict[tuple[str, int], list[CatchupResult]] = {}
             for round_ in range(args.rounds):
@@ -210,7 +219,8 @@ def main() -> None:
                             f"round {round_} {topic}: {r.events:,} events complete={r.complete} "
                             f"wall {r.wall_s:.1f} s, cpu {r.cpu_s:.2f} s, "
                             f"{per_cpu(counts[workload], r):,.0f} events/CPU-s, "
-                            f"load {os.getloadavg()}"
+                            f"load {os.getloadavg()}",
+                            flush=True,
                         )
             print(f"load average after: {os.getloadavg()}")
             print(
