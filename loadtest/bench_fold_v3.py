@@ -10,7 +10,9 @@ the same events twice, once per wire version (records of 2,000 events, lz4, two 
 
 Then, in one run: (a) bare consume + msgspec decode of each v2 topic, (b) bare consume + v3
 column read (``read_columns``: ``numpy.frombuffer`` of every column) of each v3 topic, both
-in this process with the aggregator's consumer settings; (c)/(d) one fresh ``tally.aggregator``
+in this process with the aggregator's consumer settings and GC thresholds; the fold alone
+(``PartitionFold.add_record`` and ``rows()`` per 40,000 events) over the records consumed;
+(c)/(d) unless ``--no-catchup``, one fresh ``tally.aggregator``
 process per topic replaying it from the beginning (``catchup.run_catchup``: events per
 CPU-second of that process), alternating v2/v3 per round, best of ``--rounds`` by CPU. Ratios
 are against (a) of the same workload, measured in the same run.
@@ -33,6 +35,7 @@ from aiokafka import AIOKafkaConsumer
 
 from tally.aggregator.cli import FOLD_GC_THRESHOLD
 from tally.aggregator.columns import read_columns
+from tally.aggregator.fold import PartitionFold
 from tally.embedded.stack import StackConfig, start_stack
 from tally.ingest.flatten import flatten_all
 from tally.ingest.jobs.run import Run, event_values, job_values
@@ -92,6 +95,7 @@ class Bare:
     payload_bytes: int
     wall_s: float
     cpu_s: float
+    captured: list[tuple[bytes, int]]  # (payload, timestamp_ms) in consume order
 
     @property
     def per_cpu_s(self) -> float:
@@ -135,6 +139,7 @@ async def bare_consume(
         remaining = {tp for tp, end in ends.items() if end > 0}
         decoder = BatchDecoder()
         events = records = size = 0
+        captured: list[tuple[bytes, int]] = []
         wall0, cpu0 = time.perf_counter(), time.process_time()
         while remaining:
             batches = await consumer.getmany(timeout_ms=100, max_records=2_000)
@@ -142,13 +147,27 @@ async def bare_consume(
                 for record in batch:
                     events += read(decoder, record.value)
                     size += len(record.value)
+                    captured.append((record.value, record.timestamp))
                 records += len(batch)
                 if batch and batch[-1].offset + 1 >= ends[tp]:
                     remaining.discard(tp)
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     finally:
         await consumer.stop()
-    return Bare(events, records, size, wall, cpu)
+    return Bare(events, records, size, wall, cpu, captured)
+
+
+def fold_cpu(captured: list[tuple[bytes, int]], flush_events: int = 40_000) -> float:
+    """CPU seconds of a real ``PartitionFold`` over the consumed records, ``rows()`` per flush."""
+    fold = PartitionFold(Limits(), BatchDecoder())
+    t0 = time.process_time()
+    for offset, (payload, timestamp_ms) in enumerate(captured):
+        fold.add_record(payload, offset, timestamp_ms)
+        if fold.events >= flush_events:
+            fold.rows()
+            fold.clear()
+    fold.rows()
+    return time.process_time() - t0
 
 
 def main() -> None:
@@ -158,6 +177,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--max-s", type=float, default=600.0)
     parser.add_argument("--session-timeout-ms", type=int, default=30_000)
+    parser.add_argument(
+        "--catchup", action=argparse.BooleanOptionalAction, default=True,
+        help="also replay each topic with a fresh aggregator process (c, d)",
+    )  # fmt: skip
     args = parser.parse_args()
     now = int(time.time())
     counts = {"mixed": args.events, "jobs": args.job_events}
@@ -199,8 +222,18 @@ def main() -> None:
                         f"{b.per_cpu_s:,.0f} events/CPU-s",
                         flush=True,
                     )
+            folds: dict[tuple[str, int], list[float]] = {}
+            for _ in range(args.rounds):  # the fold alone, in this process, best of rounds
+                for key, b in bare.items():
+                    folds.setdefault(key, []).append(fold_cpu(b.captured))
+            for (workload, version), cpus in folds.items():
+                print(
+                    f"fold only (PartitionFold) {workload} v{version}: cpu {min(cpus):.2f} s, "
+                    f"{counts[workload] / min(cpus):,.0f} events/CPU-s",
+                    flush=True,
+                )
             runs: dict[tuple[str, int], list[CatchupResult]] = {}
-            for round_ in range(args.rounds):
+            for round_ in range(args.rounds if args.catchup else 0):
                 for workload in WORKLOADS:
                     for version in VERSIONS:
                         topic = f"bench.{workload}.v{version}"
@@ -237,13 +270,24 @@ def main() -> None:
                      bare[workload, 3].cpu_s),
                 ]  # fmt: skip
                 for version in VERSIONS:
+                    cpu = min(folds[workload, version])
+                    rows.append((f"fold only v{version}", n / cpu, cpu))
+                for version in VERSIONS if args.catchup else ():
+                    if not any(r.complete for r in runs[workload, version]):
+                        print(f"{workload} v{version}: no catch-up completed (raise --max-s)")
+                        continue
                     best = best_by_cpu(runs[workload, version])
                     rows.append((f"aggregator catch-up v{version}", per_cpu(n, best), best.cpu_s))
                 for what, rate, cpu in rows:
                     print(f"{workload} | {what} | {rate:,.0f} | {cpu:.2f} | {rate / limit:.3f}")
-                v2 = per_cpu(n, best_by_cpu(runs[workload, 2]))
-                v3 = per_cpu(n, best_by_cpu(runs[workload, 3]))
-                print(f"{workload}: catch-up v3 / v2 = {v3 / max(v2, 1):.2f}x")
+                v2, v3 = min(folds[workload, 2]), min(folds[workload, 3])
+                print(f"{workload}: fold v3 / v2 = {v2 / v3:.2f}x")
+                if args.catchup and all(
+                    any(r.complete for r in runs[workload, v]) for v in VERSIONS
+                ):
+                    v2 = per_cpu(n, best_by_cpu(runs[workload, 2]))
+                    v3 = per_cpu(n, best_by_cpu(runs[workload, 3]))
+                    print(f"{workload}: catch-up v3 / v2 = {v3 / max(v2, 1):.2f}x")
         finally:
             stack.stop()
 
