@@ -294,6 +294,12 @@ def _groups(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rank[inverse.ravel()], first[order]
 
 
+def _by_group(gid: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ordered by group (stable) and where each group starts: for ``ufunc.reduceat``."""
+    order = np.argsort(gid, kind="stable")
+    return order, np.searchsorted(gid[order], np.arange(groups))
+
+
 def _in_order_of_use(ids: np.ndarray) -> list[int]:
     """The distinct values of ``ids`` in order of first appearance."""
     unique, first = np.unique(ids, return_index=True)
@@ -425,8 +431,8 @@ def _fold_dists(
     firsts = zip(fks[first].tolist(), minute[first].tolist(), name[first].tolist(), strict=True)
     slots = [(k, m, by_id[p]) for k, m, p in firsts]
     olds = [dacc.get(slot) for slot in slots]
-    count = np.zeros(groups, np.int64)
-    np.add.at(count, gid, c.dist_count)
+    order, starts = _by_group(gid, groups)
+    count = np.add.reduceat(c.dist_count[order], starts)
     held = np.array([g for g, old in enumerate(olds) if old is not None], np.int64)
     totals = []
     for column, field in ((c.dist_sum, 1), (c.dist_square, 2)):
@@ -437,10 +443,8 @@ def _fold_dists(
             )
         else:
             totals.append(np.bincount(gid, column, groups))
-    low = np.full(groups, np.inf)
-    np.minimum.at(low, gid, c.dist_min)
-    high = np.full(groups, -np.inf)
-    np.maximum.at(high, gid, c.dist_max)
+    low = np.minimum.reduceat(c.dist_min[order], starts)
+    high = np.maximum.reduceat(c.dist_max[order], starts)
     # buckets: counts per (group, key), split by group
     bucket_group = np.repeat(gid, np.diff(c.bucket_offsets))
     unique, inverse = np.unique(
@@ -499,10 +503,9 @@ def _fold_gauges(
     groups = len(first)
     order = np.lexsort((c.gauge_value, c.gauge_at_ms, gid))
     last = order[np.searchsorted(gid[order], np.arange(groups), side="right") - 1]
-    low = np.full(groups, np.inf)
-    np.minimum.at(low, gid, c.gauge_value)
-    high = np.full(groups, -np.inf)
-    np.maximum.at(high, gid, c.gauge_value)
+    by_group, starts = _by_group(gid, groups)
+    low = np.minimum.reduceat(c.gauge_value[by_group], starts)
+    high = np.maximum.reduceat(c.gauge_value[by_group], starts)
     added = 0
     rows = zip(
         fks[first].tolist(), minute[first].tolist(), name[first].tolist(),
