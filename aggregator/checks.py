@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -11,6 +12,23 @@ from tally.schemas import sketch
 from tally.schemas.limits import MAX_EVENT_TIME, MIN_EVENT_TIME, Limits
 from tally.schemas.wire import DistV2, GaugeV2
 
+MEMO_NAMES = 65_536  # names a ``ProblemMemo`` remembers before it starts over
+
+
+class ProblemMemo(dict[str, str | None]):
+    """``check(name)`` per key or path name, computed once per fold (a bounded memo: a record
+    of a high-cardinality workload repeats most names of the records before it)."""
+
+    def __init__(self, check: Callable[[str], str | None]) -> None:
+        super().__init__()
+        self.check = check
+
+    def __missing__(self, name: str) -> str | None:
+        if len(self) >= MEMO_NAMES:
+            self.clear()
+        problem = self[name] = self.check(name)
+        return problem
+
 
 class FoldChecks:
     """The checks of ``PartitionFold`` that read its state (limits, path kinds, shapes)."""
@@ -18,6 +36,8 @@ class FoldChecks:
     limits: Limits
     path_kinds: dict[str, int]
     shape_list: list[tuple[str, ...]]
+    key_problems: ProblemMemo
+    path_problems: ProblemMemo
 
     def check_tables(
         self, strings: list[str], tables: list[Any], is_keys: bool, allow_empty: bool = False
@@ -25,7 +45,7 @@ class FoldChecks:
         """Validate each keyset/shape of a batch: (batch index or rejection reason, names).
 
         Nothing is interned here: a table enters the fold only when an event folds with it
-        (``PartitionFold._intern``), so tables that no event uses are dropped with their record.
+        (``PartitionFold.intern``), so tables that no event uses are dropped with their record.
         """
         limits = self.limits
         out: list[int | str] = []
@@ -40,11 +60,11 @@ class FoldChecks:
                 out.append("bad_reference")
                 continue
             if is_keys:
-                problem = next(filter(None, map(limits.key_problem, names)), None)
+                problem = next(filter(None, map(self.key_problems.__getitem__, names)), None)
                 if len(names) > limits.max_keys:
                     problem = "too_many_keys"
             else:
-                problem = next(filter(None, map(limits.path_problem, names)), None)
+                problem = next(filter(None, map(self.path_problems.__getitem__, names)), None)
                 if not problem and any(self.path_kinds.get(n, 0) for n in names):
                     problem = "path_kind_conflict"
                 if len(names) > limits.max_values:
@@ -131,7 +151,7 @@ class FoldChecks:
         found = cache.get(index)
         if found is None:
             path = strings[index]
-            problem = self.limits.path_problem(path)
+            problem = self.path_problems[path]
             if problem is None and len(path) > self.limits.max_path_length - 7:
                 problem = "path_too_long"
             found = cache[index] = (path, problem)

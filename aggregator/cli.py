@@ -7,6 +7,7 @@ Subcommands: ``run`` (default) consumes until SIGTERM/SIGINT, then flushes, comm
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -87,6 +88,13 @@ async def print_topic_partitions(settings: TopicSettings) -> None:
         await admin.close()
 
 
+# A fold holds its entries (lists, dicts) until the flush and creates no reference cycles; with
+# CPython's default thresholds (700, 10, 10) the collector rescans them all about every 70k
+# allocations, which took about half of the fold's CPU (BENCHMARKS.md, wire v3). Collections
+# stay on, only rarer.
+FOLD_GC_THRESHOLD = (100_000, 50, 100)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -95,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         command = args.pop(0)
     settings = from_args(args)
     logs.configure()
+    if command == "run":
+        gc.set_threshold(*FOLD_GC_THRESHOLD)
     runner = serve if command == "run" else check
     try:
         _run(runner(settings))

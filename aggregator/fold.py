@@ -19,29 +19,31 @@ from typing import Any
 
 import msgspec
 
-from tally.aggregator.checks import FoldChecks
+from tally.aggregator.checks import FoldChecks, ProblemMemo
+from tally.aggregator.columns import read_columns
+from tally.aggregator.fold_bytes import (
+    DIST_BUCKET_BYTES,
+    ENTRY_BYTES,
+    POINTER_BYTES,
+    TABLE_BYTES,
+    VALUE_BYTES,
+)
 from tally.aggregator.rows import KIND_DIST, KIND_GAUGE, KIND_SUM, FoldRows, to_rows
+from tally.aggregator.vfold import fold_columns
 from tally.engine.protocols import Rejected
 from tally.schemas.limits import Limits
 from tally.schemas.wire import (
     SCHEMA_VERSIONS,
     BatchDecoder,
+    BatchV3,
     EventV1,
     EventV2,
     WireError,
 )
+from tally.schemas.wire_columns import events_of
 
 log = logging.getLogger("tally.aggregator.fold")
 EXPIRED_LOG_INTERVAL_S = 60.0
-DIST_BUCKET_BYTES = 100  # a dict slot with an int key and an int count
-
-# Memory accounting (CPython, 64-bit): an entry is its dict slot, its 3-tuple key and a list of
-# ``n`` values, each a pointer plus a number object (a float or an int, up to 24 bytes).
-ENTRY_BYTES = 300
-VALUE_BYTES = 8 + 24
-# An interned keyset/shape: dict slot + tuple, plus its strings (measured with getsizeof).
-TABLE_BYTES = 200
-POINTER_BYTES = 8
 
 
 class PartitionFold(FoldChecks):
@@ -50,6 +52,8 @@ class PartitionFold(FoldChecks):
     def __init__(self, limits: Limits, decoder: BatchDecoder) -> None:
         self.limits = limits
         self.decoder = decoder
+        self.key_problems = ProblemMemo(limits.key_problem)
+        self.path_problems = ProblemMemo(limits.path_problem)
         self.acc: dict[tuple[int, int, int], list] = {}
         self.keysets: dict[tuple[str, ...], int] = {}
         self.shapes: dict[tuple[str, ...], int] = {}
@@ -85,7 +89,7 @@ class PartitionFold(FoldChecks):
         self.gacc = {}
         self.path_kinds = {}
 
-    def _intern(self, names: tuple[str, ...], is_keys: bool) -> int:
+    def intern(self, names: tuple[str, ...], is_keys: bool) -> int:
         """The fold-wide id of a keyset/shape used by a folded event (interned on first use)."""
         intern = self.keysets if is_keys else self.shapes
         found = intern.get(names)
@@ -103,6 +107,8 @@ class PartitionFold(FoldChecks):
             if exc.reason != "malformed_fields":
                 return [Rejected(offset, -1, exc.reason, exc.detail[:500])]
             return self._salvage(payload, offset, timestamp_ms)
+        if type(batch) is BatchV3:
+            return self._add_columns(batch, offset, timestamp_ms)
         return self._fold(
             batch.strings,
             batch.keysets,
@@ -112,6 +118,27 @@ class PartitionFold(FoldChecks):
             timestamp_ms,
             False,
             isinstance(batch.events[0], EventV2) if batch.events else False,
+        )
+
+    def _add_columns(self, batch: BatchV3, offset: int, timestamp_ms: int) -> list[Rejected]:
+        """Fold a version-3 record with array operations (``vfold``), or event by event.
+
+        The column fold takes a record whose every event is valid and whose paths keep one
+        kind each; any other record (an event to reject, a path whose kind depends on event
+        order) is folded by ``_fold``, which gives each event its reason in order.
+        """
+        try:
+            columns = read_columns(batch)
+        except WireError as exc:
+            return [Rejected(offset, -1, exc.reason, exc.detail[:500])]
+        if fold_columns(self, batch.strings, batch.keysets, batch.shapes, columns, timestamp_ms):
+            return []
+        try:
+            events = events_of(batch)
+        except ValueError as exc:  # read_columns accepted it: a layout both should refuse
+            return [Rejected(offset, -1, "malformed_columns", str(exc)[:500])]
+        return self._fold(
+            batch.strings, batch.keysets, batch.shapes, events, offset, timestamp_ms, False, True
         )
 
     def _salvage(self, payload: bytes, offset: int, timestamp_ms: int) -> list[Rejected]:
@@ -206,11 +233,11 @@ class PartitionFold(FoldChecks):
                 continue
             fks, fsh = ks_fold[ks], sh_fold[sh]
             if fks < 0:
-                fks = ks_fold[ks] = self._intern(ks_names[ks], True)
+                fks = ks_fold[ks] = self.intern(ks_names[ks], True)
             minute = at - at % 60
             if values:
                 if fsh < 0:
-                    fsh = sh_fold[sh] = self._intern(shape_list[sh], False)
+                    fsh = sh_fold[sh] = self.intern(shape_list[sh], False)
                     if self.path_kinds or v2:
                         for name in shape_list[sh]:
                             self.path_kinds.setdefault(name, KIND_SUM)
@@ -228,7 +255,7 @@ class PartitionFold(FoldChecks):
                 stale.append(at)
         self.events += folded
         if stale:
-            self._count_expired(stale, reference)
+            self.count_expired(stale, reference)
         self.nbytes += added
         return rejected
 
@@ -270,7 +297,7 @@ class PartitionFold(FoldChecks):
                 found[2] = max(found[2], value)
         return added
 
-    def _count_expired(self, stale: list[int], reference: int) -> None:
+    def count_expired(self, stale: list[int], reference: int) -> None:
         """Count events folded into granularities whose TTL they have already passed."""
         counts: Counter[str] = Counter()
         for at in stale:

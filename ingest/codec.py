@@ -1,8 +1,10 @@
-"""The metrics topic's codec: ``MetricRecord``s as ``BatchV1``, ``KindsRecord``s as ``BatchV2``.
+"""The metrics topic's codec: records as columns (``BatchV3``), or as ``BatchV1``/``BatchV2``.
 
-The wire version follows the records' types: a chunk holding any ``KindsRecord`` is written
-as version 2 (every event an ``EventV2``), any other chunk as version 1. Strings, keysets
-and shapes are interned per record (see ``schemas/wire.py``).
+By default (``wire_version=3``) every chunk is written as version 3: typed columns the
+aggregator folds with array operations (``schemas/wire_columns.py``). With ``wire_version=2``
+(for aggregators older than version 3) the version follows the records' types: a chunk holding
+any ``KindsRecord`` is written as version 2 (every event an ``EventV2``), any other chunk as
+version 1. Strings, keysets and shapes are interned per record (see ``schemas/wire.py``).
 """
 
 from __future__ import annotations
@@ -18,24 +20,32 @@ from tally.schemas.wire import (
     BatchDecoder,
     BatchV1,
     BatchV2,
+    BatchV3,
     DistV2,
     EventV1,
     EventV2,
     GaugeV2,
     WireError,
 )
+from tally.schemas.wire_columns import Event, dist_item, encode_columns, events_of
+
+WIRE_VERSION = 3
 
 
 class MetricCodec:
     """``RecordCodec`` of the metrics topic. Not thread-safe: one per sender thread."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, wire_version: int = WIRE_VERSION) -> None:
         self.source = source
+        self.wire_version = wire_version
         self._encoder = msgspec.msgpack.Encoder()
         self._decoder = BatchDecoder()
 
     def encode(self, records: Sequence[MetricRecord]) -> bytes:
-        """One record: ``BatchV2`` if any record is a ``KindsRecord``, else ``BatchV1``."""
+        """One record: ``BatchV3``; at ``wire_version`` 2, ``BatchV2`` if any record is a
+        ``KindsRecord``, else ``BatchV1``."""
+        if self.wire_version >= 3:
+            return encode_columns(self._encoder, self.source, map(_columns_event, records))
         for record in records:
             if type(record) is KindsRecord:
                 return self._encode_v2(records)
@@ -98,11 +108,18 @@ class MetricCodec:
     def decode(self, payload: bytes) -> list[MetricRecord]:
         """The events of a record, routed by their last key (as ``track`` does by default)."""
         batch = self._decoder.decode(payload)
-        if not batch.events:
+        if isinstance(batch, BatchV3):
+            try:
+                events: list[Any] = events_of(batch)
+            except ValueError as exc:
+                raise WireError("malformed_columns", str(exc)) from None
+        else:
+            events = batch.events
+        if not events:
             raise WireError("empty", "no events")
         strings, keysets, shapes = batch.strings, batch.keysets, batch.shapes
         out: list[MetricRecord] = []
-        for event in batch.events:
+        for event in events:
             keys = tuple(strings[i] for i in keysets[event.keyset])
             paths = tuple(strings[i] for i in shapes[event.shape])
             if isinstance(event, EventV2) and (event.dists or event.gauges):
@@ -123,6 +140,14 @@ class MetricCodec:
             else:
                 out.append(MetricRecord(event.at, keys, paths, event.values, keys[-1]))
         return out
+
+
+def _columns_event(r: MetricRecord) -> Event:
+    """A record as ``encode_columns`` takes it."""
+    if type(r) is KindsRecord:
+        dists, gauges = r.kinds
+        return r.at, r.keys, r.paths, r.values, map(dist_item, dists), gauges
+    return r.at, r.keys, r.paths, r.values, (), ()
 
 
 def _dist(path: int, d: Dist) -> DistV2:

@@ -1,7 +1,9 @@
 """Upper bounds on the encoded size of events, so records can be capped in bytes.
 
 The bound follows the ``BatchV1`` msgpack layout (see ``schemas/wire.py``) with the widest
-header every item could need; it is never below the real size of a one-event record.
+header every item could need, plus what the columnar ``BatchV3`` adds per record (its event
+count, a bin header per column and the leading offsets); it is never below the real size of a
+one-event record in either version.
 """
 
 from __future__ import annotations
@@ -11,7 +13,12 @@ from collections.abc import Sequence
 ARRAY = 5  # msgpack array header, widest form
 _INT = 9  # any msgpack integer or float
 _STR = 5  # msgpack str header, widest form
-RECORD_OVERHEAD = 1 + _INT + _STR + 4 * ARRAY  # [1, source, strings, keysets, shapes, events]
+_BIN = 5  # msgpack bin header, widest form
+V3_COLUMNS = 19
+RECORD_OVERHEAD = (
+    1 + _INT + _STR + 4 * ARRAY  # [1, source, strings, keysets, shapes, events]
+    + _INT + V3_COLUMNS * _BIN + 4 * 4  # version 3: event count, column headers, offsets
+)  # fmt: skip
 EVENT_OVERHEAD = ARRAY + 3 * _INT + ARRAY  # [at, keyset, shape, values]
 
 

@@ -23,7 +23,26 @@ Version 2 (``BatchV2``, tag 2) adds distributions and gauges to each event:
 ``path`` is an index into ``strings``; buckets are those of ``schemas/sketch.py``. A client
 writes version 1 for a batch without distributions or gauges, so aggregators that only know
 version 1 keep reading what they can, and dead-letter (``unknown_version``) what they cannot,
-instead of silently dropping the new values. A version above 2 is dead-lettered the same way.
+instead of silently dropping the new values.
+
+Version 3 (``BatchV3``, tag 3) is columnar: the same tables, then one typed array per field
+instead of one msgpack array per event (``schemas/wire_columns.py`` writes and reads them):
+
+    [3, source, strings, keysets, shapes, events,
+     at, keyset, shape, value_offsets, values,
+     dist_offsets, dist_path, dist_count, dist_sum, dist_square, dist_min, dist_max,
+     bucket_offsets, bucket_keys, bucket_counts,
+     gauge_offsets, gauge_path, gauge_value, gauge_at_ms]
+
+Every column after ``events`` (the event count) is a msgpack bin holding a little-endian array
+(``COLUMN_TYPES``: int32, int64 or float64). ``*_offsets`` hold ``events + 1`` (or, for
+buckets, distribution rows + 1) monotone positions: event ``i``'s values are
+``values[value_offsets[i]:value_offsets[i + 1]]``, its distributions and gauges likewise; an
+empty ``dist_offsets`` / ``gauge_offsets`` means no event has any. The aggregator reads each
+column with ``numpy.frombuffer`` (no Python object per event) and folds it with array
+operations. A version above 3 is dead-lettered (``unknown_version``); a version-3 record whose
+columns do not fit this layout is dead-lettered whole (``malformed_columns`` and the reasons
+of ``schemas/wire_columns.py``).
 """
 
 from __future__ import annotations
@@ -34,7 +53,7 @@ from typing import Any
 import msgspec
 
 SCHEMA_VERSION = 1
-SCHEMA_VERSIONS = (1, 2)
+SCHEMA_VERSIONS = (1, 2, 3)
 
 Number = int | float
 
@@ -100,7 +119,45 @@ class BatchV2(msgspec.Struct, array_like=True, gc=False, frozen=True, tag=2):
     events: list[EventV2]
 
 
-Batch = BatchV1 | BatchV2
+class BatchV3(msgspec.Struct, array_like=True, gc=False, frozen=True, tag=3):
+    """Events as typed columns (see the module docstring; ``wire_columns`` reads and writes)."""
+
+    source: str
+    strings: list[str]
+    keysets: list[list[int]]
+    shapes: list[list[int]]
+    events: int
+    at: memoryview
+    keyset: memoryview
+    shape: memoryview
+    value_offsets: memoryview
+    values: memoryview
+    dist_offsets: memoryview
+    dist_path: memoryview
+    dist_count: memoryview
+    dist_sum: memoryview
+    dist_square: memoryview
+    dist_min: memoryview
+    dist_max: memoryview
+    bucket_offsets: memoryview
+    bucket_keys: memoryview
+    bucket_counts: memoryview
+    gauge_offsets: memoryview
+    gauge_path: memoryview
+    gauge_value: memoryview
+    gauge_at_ms: memoryview
+
+
+# Each column of ``BatchV3`` and its element type (``array`` typecodes; little-endian).
+COLUMN_TYPES: tuple[tuple[str, str], ...] = (
+    ("at", "q"), ("keyset", "i"), ("shape", "i"), ("value_offsets", "i"), ("values", "d"),
+    ("dist_offsets", "i"), ("dist_path", "i"), ("dist_count", "q"), ("dist_sum", "d"),
+    ("dist_square", "d"), ("dist_min", "d"), ("dist_max", "d"), ("bucket_offsets", "i"),
+    ("bucket_keys", "i"), ("bucket_counts", "q"), ("gauge_offsets", "i"), ("gauge_path", "i"),
+    ("gauge_value", "d"), ("gauge_at_ms", "q"),
+)  # fmt: skip
+
+Batch = BatchV1 | BatchV2 | BatchV3
 
 
 class LooseEventV1(msgspec.Struct, array_like=True, gc=False):
@@ -207,7 +264,7 @@ class BatchDecoder:
         self._loose = msgspec.msgpack.Decoder(LooseBatchV1)
         self._any = msgspec.msgpack.Decoder()
 
-    def decode(self, payload: bytes) -> BatchV1 | BatchV2:
+    def decode(self, payload: bytes) -> BatchV1 | BatchV2 | BatchV3:
         """Strict decode: every field has its declared type."""
         try:
             return self._strict.decode(payload)
@@ -239,4 +296,6 @@ class BatchDecoder:
             return WireError("malformed_batch", "payload is not a msgpack array")
         if raw[0] not in SCHEMA_VERSIONS or type(raw[0]) is not int:
             return WireError("unknown_version", f"schema version {raw[0]!r}")
+        if raw[0] == 3:
+            return WireError("malformed_columns", str(exc))
         return WireError("malformed_fields", str(exc))

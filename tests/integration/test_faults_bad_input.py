@@ -12,8 +12,11 @@ import msgspec
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from tally.ingest.kinds import Dist
 from tally.loadtest.exactness import Expected, compare, fetch_totals
 from tally.schemas.granularity import Calendar
+from tally.schemas.wire import COLUMN_TYPES
+from tally.schemas.wire_columns import ColumnsEncoder
 
 from .conftest import wait_for
 
@@ -64,10 +67,88 @@ BAD_KINDS = {
 BAD_RECORDS = {
     "undecodable": lambda rng: bytes([0xC1]) + rng.randbytes(rng.randrange(0, 40)),
     "unknown_version": lambda rng: msgspec.msgpack.encode(
-        [rng.randint(3, 99), "s", [], [], [], []]  # 1 and 2 exist; a future one is refused
+        [rng.randint(4, 99), "s", [], [], [], []]  # 1, 2 and 3 exist; a future one is refused
     ),
     "malformed_batch": lambda rng: msgspec.msgpack.encode(rng.choice([{"a": 1}, 7, "x", [], None])),
 }
+
+
+# Version-3 (columnar) records: events as (at, keys, paths, values, (dists, gauges)) tuples.
+V3_KEYS, V3_PATHS = ("jobs", "jobs::t1"), ("count", "v")
+ONE_SAMPLE = Dist(1, 5.0, 25.0, 5.0, 5.0, {81: 1})
+BAD_V3_EVENTS = {
+    "not_finite": lambda: (NOW, V3_KEYS, V3_PATHS, [1, math.nan], ([], [])),
+    "huge_value": lambda: (NOW, V3_KEYS, V3_PATHS, [1, 2.0**62], ([], [])),
+    "too_old": lambda: (NOW - 30 * 86400, V3_KEYS, V3_PATHS, [1, 1], ([], [])),
+    "too_far_in_future": lambda: (NOW + 7 * 86400, V3_KEYS, V3_PATHS, [1, 1], ([], [])),
+    "key_too_long": lambda: (NOW, ("x" * 300,), V3_PATHS, [1, 1], ([], [])),
+    "bad_key": lambda: (NOW, ("",), V3_PATHS, [1, 1], ([], [])),
+    "too_deep": lambda: (NOW, V3_KEYS, (".".join("abcdefghij"),), [1], ([], [])),
+    "bad_path": lambda: (NOW, V3_KEYS, ("a..b",), [1], ([], [])),
+    "negative_sample": lambda: (
+        NOW, V3_KEYS, (), [], ([("lat", Dist(1, -5.0, 25.0, -5.0, -5.0, {81: 1}))], [])
+    ),
+    "bad_sketch_bucket": lambda: (
+        NOW, V3_KEYS, (), [], ([("lat", Dist(1, 5.0, 25.0, 5.0, 5.0, {40_000: 1}))], [])
+    ),
+    "bad_distribution": lambda: (
+        NOW, V3_KEYS, (), [], ([("lat", Dist(3, 5.0, 25.0, 5.0, 5.0, {81: 1}))], [])
+    ),
+    "path_kind_conflict": lambda: (NOW, V3_KEYS, V3_PATHS, [1, 1], ([("count", ONE_SAMPLE)], [])),
+    "bad_gauge_time": lambda: (NOW, V3_KEYS, (), [], ([], [("q", 3.0, -1)])),
+}  # fmt: skip
+V3_COLUMN = {name: 6 + i for i, (name, _) in enumerate(COLUMN_TYPES)}  # field index in the record
+
+
+def v3_record(events: list[tuple]) -> list:
+    return msgspec.msgpack.decode(ColumnsEncoder("fuzz").encode(events))
+
+
+def broken_v3(rng: random.Random) -> tuple[str, bytes]:
+    """A version-3 record whose columns do not fit together, and its reason."""
+    good = (NOW, V3_KEYS, V3_PATHS, [1, 2], ([("lat", ONE_SAMPLE)], []))
+    fields = v3_record([good] * rng.randint(1, 5))
+    n = fields[5]
+    kind = rng.choice(["bad_column", "bad_offsets", "too_many_rows", "malformed_columns"])
+    if kind == "bad_column":  # a column that is not whole items, or too short for the events
+        name = rng.choice(["at", "values", "keyset", "dist_sum"])
+        fields[V3_COLUMN[name]] = fields[V3_COLUMN[name]][: -rng.randint(1, 3)]
+    elif kind == "bad_offsets":  # offsets that go backwards or past their column
+        offsets = list(range(0, 2 * n + 1, 2))
+        offsets[rng.randrange(1, n + 1)] = rng.choice([-1, 2 * n + 5])
+        fields[V3_COLUMN["value_offsets"]] = b"".join(
+            o.to_bytes(4, "little", signed=True) for o in offsets
+        )
+    elif kind == "too_many_rows":
+        fields[5] = rng.choice([2**31, 2**40])
+    else:  # a column of the wrong type
+        fields[V3_COLUMN[rng.choice(list(V3_COLUMN))]] = rng.choice(["text", 7, [1.0, 2.0], None])
+    return kind, msgspec.msgpack.encode(fields)
+
+
+def build_v3(rng: random.Random, expected: Expected, reasons: Counter) -> tuple[bytes, int]:
+    """A version-3 record of valid and invalid events (bad ones counted in ``reasons``)."""
+    events, bad = [], 0
+    for _ in range(rng.randint(1, 12)):
+        if rng.random() < 0.5:
+            name = rng.choice(list(BAD_V3_EVENTS))
+            events.append(BAD_V3_EVENTS[name]())
+            reasons[name] += 1
+            bad += 1
+        else:
+            at, v = NOW - rng.randrange(3600), rng.randrange(100)
+            events.append((at, V3_KEYS, V3_PATHS, [1, v], ([], [])))
+            expected.add_raw(V3_KEYS, {"count": 1, "v": v}, at)
+    if rng.random() > 0.2:
+        return ColumnsEncoder("fuzz").encode(events), bad
+    # one more event, naming a keyset the record does not have
+    events.append((NOW, V3_KEYS, V3_PATHS, [1, 1], ([], [])))
+    fields = v3_record(events)
+    keysets = bytearray(fields[V3_COLUMN["keyset"]])
+    keysets[-4:] = (99).to_bytes(4, "little")
+    fields[V3_COLUMN["keyset"]] = bytes(keysets)
+    reasons["bad_reference"] += 1
+    return msgspec.msgpack.encode(fields), bad + 1
 
 
 def build(rng: random.Random, expected: Expected) -> tuple[list[bytes | None], Counter]:
@@ -81,6 +162,17 @@ def build(rng: random.Random, expected: Expected) -> tuple[list[bytes | None], C
             records.append(None if kind == "empty_record" else BAD_RECORDS[kind](rng))
             reasons[kind] += 1
             bad_items += 1
+            continue
+        if rng.random() < 0.1:
+            kind, record = broken_v3(rng)
+            records.append(record)
+            reasons[kind] += 1
+            bad_items += 1
+            continue
+        if rng.random() < 0.25:
+            record, bad = build_v3(rng, expected, reasons)
+            records.append(record)
+            bad_items += bad
             continue
         events = []
         v2 = rng.random() < 0.3

@@ -9,7 +9,7 @@ import msgspec
 import psutil
 import pytest
 
-from tally.schemas.wire import BatchEncoder
+from tally.schemas.wire_columns import ColumnsEncoder
 
 from .conftest import wait_for
 from .helpers_dlq import produce_raw
@@ -46,7 +46,7 @@ def test_wide_events_and_hostile_tables_stay_within_the_byte_budget(make_stack):
 
     wait_for(assigned, 120, "partitions assigned")
     now = int(time.time())
-    encoder = BatchEncoder("wide")
+    encoder = ColumnsEncoder("wide")
     paths = tuple(f"p{i}" for i in range(1_024))
     wide = [
         (i % 2, encoder.encode([(now, (f"wide::{i}",), paths, [1] * 1_024)]), None)

@@ -10,7 +10,7 @@ import pytest
 from tally.loadtest.exactness import Expected, compare, fetch_totals
 from tally.schemas.ddl import RollupSchema
 from tally.schemas.granularity import Calendar
-from tally.schemas.wire import BatchEncoder
+from tally.schemas.wire_columns import ColumnsEncoder
 
 from .conftest import wait_for
 from .helpers_dlq import produce_raw, read_dead_letters
@@ -39,7 +39,7 @@ def guard_statement() -> str:
 
 
 def valid_records(
-    encoder: BatchEncoder, expected: Expected, now: int, tag: str, per_partition: int
+    encoder: ColumnsEncoder, expected: Expected, now: int, tag: str, per_partition: int
 ) -> list[tuple[int, bytes, int | None]]:
     out = []
     for i in range(per_partition):
@@ -89,7 +89,7 @@ def test_poison_insert_is_dead_lettered_and_the_rest_stays_exact(make_stack, tri
 
         wait_for(joined, 120, "both aggregators in the group")
         client.command(guard_statement())
-    encoder = BatchEncoder("poison-test")
+    encoder = ColumnsEncoder("poison-test")
     expected = Expected(Calendar("UTC"), ("1m", "1h", "1d"))
     now = int(time.time())
     bootstrap, topic = stack.kafka.bootstrap, stack.config.topic

@@ -11,7 +11,7 @@ from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
 from tally.loadtest.exactness import Expected, compare, fetch_totals
 from tally.schemas.granularity import Calendar
-from tally.schemas.wire import BatchEncoder
+from tally.schemas.wire_columns import ColumnsEncoder
 
 from .conftest import wait_for
 from .helpers_dlq import produce_raw
@@ -42,7 +42,7 @@ def test_a_replay_over_the_row_bound_causes_no_flush_storm(make_stack):
         extra_args=["--flush-rows", "100"],
     )
     bootstrap, topic, group = stack.kafka.bootstrap, stack.config.topic, stack.config.group
-    encoder = BatchEncoder("storm")
+    encoder = ColumnsEncoder("storm")
     expected = Expected(Calendar("UTC"), ("1m", "1h", "1d"))
     now = int(time.time())
 

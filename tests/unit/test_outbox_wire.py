@@ -3,6 +3,8 @@ typed-record outbox (tuple buffer, ``BatchEncoder`` picking V1/V2 by tuple lengt
 
 from __future__ import annotations
 
+import msgspec
+
 from tally.ingest import ClientSettings, Dist, Tracker, dist, gauge
 from tally.ingest.codec import MetricCodec
 from tally.ingest.records import KindsRecord, MetricRecord
@@ -70,13 +72,13 @@ def test_metric_records_encode_to_the_same_bytes_as_before():
     records = tracked()
     assert [type(r) for r in records] == [MetricRecord] * 3 + [KindsRecord] * 2
     assert [r.route for r in records] == ["calc::acme", "r", "calc::acme", "q::x", "q::\u00fc"]
-    codec = MetricCodec("golden")
+    codec = MetricCodec("golden", wire_version=2)
     assert codec.encode(records[:3]) == GOLDEN_V1  # only MetricRecords: BatchV1
     assert codec.encode(records) == GOLDEN_V2  # any KindsRecord: BatchV2
 
 
 def test_decoded_metric_records_encode_back_to_the_same_bytes():
-    codec = MetricCodec("golden")
+    codec = MetricCodec("golden", wire_version=2)
     for golden in (GOLDEN_V1, GOLDEN_V2):
         assert codec.encode(codec.decode(golden)) == golden
     assert [r.route for r in codec.decode(GOLDEN_V2)] == [
@@ -86,3 +88,14 @@ def test_decoded_metric_records_encode_back_to_the_same_bytes():
         "q::x",
         "q::\u00fc",
     ]
+
+
+def test_version_3_is_the_default_and_decodes_back_to_the_same_records():
+    records = tracked()
+    codec = MetricCodec("golden")
+    payload = codec.encode(records)
+    assert msgspec.msgpack.decode(payload)[0] == 3
+    back = codec.decode(payload)
+    assert back == codec.decode(GOLDEN_V2)  # the same events as version 2 carries them
+    assert codec.encode(back) == payload
+    assert codec.decode(codec.encode(records[:3])) == codec.decode(GOLDEN_V1)

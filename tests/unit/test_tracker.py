@@ -187,6 +187,7 @@ def test_strict_mode_raises_for_an_event_too_large():
 def test_the_size_bound_of_track_is_never_below_the_encoded_size():
     from tally.ingest.sizing import event_bound
     from tally.schemas.wire import BatchEncoder
+    from tally.schemas.wire_columns import ColumnsEncoder
 
     source = "host:1:abcd"
     cases = [
@@ -195,8 +196,9 @@ def test_the_size_bound_of_track_is_never_below_the_encoded_size():
         (tuple(f"k{i}" for i in range(16)), ("a", "b"), [-1.5e300, 0.1]),
     ]
     for keys, paths, values in cases:
-        encoded = BatchEncoder(source).encode([(2**40, keys, paths, values)])
-        assert len(encoded) <= event_bound(source, keys, paths, len(values))
+        bound = event_bound(source, keys, paths, len(values))
+        for encoder in (BatchEncoder(source), ColumnsEncoder(source)):
+            assert len(encoder.encode([(2**40, keys, paths, values)])) <= bound
 
 
 def test_record_bytes_has_a_sane_floor():

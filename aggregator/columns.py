@@ -1,0 +1,90 @@
+"""A version-3 record's columns as numpy arrays (``numpy.frombuffer``: no copy, no objects).
+
+``read_columns`` checks the layout every later array operation relies on and raises
+``WireError`` with a stable reason when a record does not fit it; the whole record is then
+dead-lettered: ``bad_column`` (a column that is not a whole number of its items, or whose
+length disagrees with the others), ``bad_offsets`` (offsets that do not start at 0, go
+backwards or do not end at their column's length) and ``too_many_rows``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tally.schemas.wire import COLUMN_TYPES, BatchV3, WireError
+
+DTYPES = {"i": np.dtype("<i4"), "q": np.dtype("<i8"), "d": np.dtype("<f8")}
+# Rows any one column of a record may hold (a 1 MB record holds far fewer).
+MAX_ROWS = 1 << 22
+
+
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """The typed columns of one record (names as in ``BatchV3``; offsets always present)."""
+
+    n: int
+    at: np.ndarray
+    keyset: np.ndarray
+    shape: np.ndarray
+    value_offsets: np.ndarray
+    values: np.ndarray
+    dist_offsets: np.ndarray
+    dist_path: np.ndarray
+    dist_count: np.ndarray
+    dist_sum: np.ndarray
+    dist_square: np.ndarray
+    dist_min: np.ndarray
+    dist_max: np.ndarray
+    bucket_offsets: np.ndarray
+    bucket_keys: np.ndarray
+    bucket_counts: np.ndarray
+    gauge_offsets: np.ndarray
+    gauge_path: np.ndarray
+    gauge_value: np.ndarray
+    gauge_at_ms: np.ndarray
+
+
+def read_columns(batch: BatchV3) -> Columns:
+    """Every column of ``batch`` as an array, checked to fit together."""
+    n = batch.events
+    if not 0 <= n <= MAX_ROWS:
+        raise WireError("too_many_rows", f"{n} events")
+    cols: dict[str, np.ndarray] = {}
+    for name, code in COLUMN_TYPES:
+        raw = getattr(batch, name)
+        dtype = DTYPES[code]
+        if len(raw) % dtype.itemsize:
+            raise WireError("bad_column", f"{name}: {len(raw)} bytes are not {code} items")
+        if len(raw) // dtype.itemsize > MAX_ROWS + 1:
+            raise WireError("too_many_rows", f"{name}: {len(raw) // dtype.itemsize} rows")
+        cols[name] = np.frombuffer(raw, dtype)
+    _same(cols, ("at", "keyset", "shape"), n)
+    m = len(cols["dist_path"])
+    _same(cols, ("dist_path", "dist_count", "dist_sum", "dist_square", "dist_min", "dist_max"), m)
+    _same(cols, ("bucket_keys", "bucket_counts"), len(cols["bucket_keys"]))
+    _same(cols, ("gauge_path", "gauge_value", "gauge_at_ms"), len(cols["gauge_path"]))
+    zeros = None
+    for name, owners, rows in (
+        ("value_offsets", n, len(cols["values"])),
+        ("dist_offsets", n, m),
+        ("gauge_offsets", n, len(cols["gauge_path"])),
+        ("bucket_offsets", m, len(cols["bucket_keys"])),
+    ):
+        off = cols[name]
+        if not len(off) and rows == 0 and name != "value_offsets":
+            if zeros is None or len(zeros) != owners + 1:
+                zeros = np.zeros(owners + 1, np.int32)
+            cols[name] = off = zeros
+        if len(off) != owners + 1:
+            raise WireError("bad_column", f"{name}: {len(off)} offsets for {owners} rows")
+        if off[0] != 0 or off[-1] != rows or (owners and bool((off[1:] < off[:-1]).any())):
+            raise WireError("bad_offsets", f"{name} are not monotone positions in 0..{rows}")
+    return Columns(n, **cols)
+
+
+def _same(cols: dict[str, np.ndarray], names: tuple[str, ...], rows: int) -> None:
+    for name in names:
+        if len(cols[name]) != rows:
+            raise WireError("bad_column", f"{name}: {len(cols[name])} rows, expected {rows}")

@@ -1,0 +1,211 @@
+"""Wire version 3 without numpy: events into typed columns (``array``) and back.
+
+The client writes ``BatchV3`` with ``encode_columns``: one ``array.array`` per column, appended
+to per event and written as msgpack bin (little-endian; swapped on a big-endian host). Nothing
+here needs numpy, so the client stays thin; the aggregator reads the same columns with
+``numpy.frombuffer`` (``aggregator/columns.py``). ``events_of`` turns a record back into
+``EventV2`` objects (the client's spool replay re-routes records with it, and the aggregator
+folds a record event by event with it when a record needs the careful path).
+"""
+
+from __future__ import annotations
+
+import sys
+from array import array
+from collections.abc import Iterable, Sequence
+from itertools import pairwise
+from typing import Any
+
+import msgspec
+
+from tally.schemas.wire import COLUMN_TYPES, BatchV3, DistV2, EventV2, GaugeV2
+
+SWAP = sys.byteorder == "big"
+
+# (path, count, sum, square, min, max, bucket keys, bucket counts) and (path, value, at_ms)
+DistItem = tuple[str, int, float, float, float, float, Sequence[int], Sequence[int]]
+GaugeItem = tuple[str, float, int]
+Event = tuple[
+    int, Sequence[str], Sequence[str], Sequence[float], Iterable[DistItem], Iterable[GaugeItem]
+]
+
+
+def _bytes(column: array) -> bytes:
+    if SWAP:
+        column = array(column.typecode, column)
+        column.byteswap()
+    return column.tobytes()
+
+
+def encode_columns(encoder: msgspec.msgpack.Encoder, source: str, events: Iterable[Event]) -> bytes:
+    """One ``BatchV3`` record of ``events``: ``(at, keys, paths, values, dists, gauges)``.
+
+    Strings, keysets and shapes are interned per record; distribution and gauge paths enter
+    the string table first, as they come. Raises (``OverflowError``, ``TypeError``) on a value
+    that has no column type, so the packer can isolate the event at fault.
+    """
+    strings: dict[str, int] = {}
+    keysets: dict[tuple[str, ...], int] = {}
+    shapes: dict[tuple[str, ...], int] = {}
+    col = {name: array(code) for name, code in COLUMN_TYPES}
+    at, keyset, shape = col["at"], col["keyset"], col["shape"]
+    value_offsets, values = col["value_offsets"], col["values"]
+    dist_offsets, gauge_offsets = col["dist_offsets"], col["gauge_offsets"]
+    dist_path, dist_count = col["dist_path"], col["dist_count"]
+    dist_sum, dist_square, dist_min, dist_max = (
+        col["dist_sum"], col["dist_square"], col["dist_min"], col["dist_max"]
+    )  # fmt: skip
+    bucket_offsets, bucket_keys, bucket_counts = (
+        col["bucket_offsets"], col["bucket_keys"], col["bucket_counts"]
+    )  # fmt: skip
+    gauge_path, gauge_value, gauge_at_ms = (
+        col["gauge_path"], col["gauge_value"], col["gauge_at_ms"]
+    )  # fmt: skip
+    value_offsets.append(0)
+    dist_offsets.append(0)
+    gauge_offsets.append(0)
+    bucket_offsets.append(0)
+    n = 0
+    kinds = False
+    for ev_at, keys, paths, vals, dists, gauges in events:
+        at.append(ev_at)
+        keys_t = tuple(keys)
+        paths_t = tuple(paths)
+        keyset.append(keysets.setdefault(keys_t, len(keysets)))
+        shape.append(shapes.setdefault(paths_t, len(shapes)))
+        values.extend(vals)
+        value_offsets.append(len(values))
+        for path, count, total, square, vmin, vmax, bkeys, bcounts in dists:
+            if len(bkeys) != len(bcounts):
+                raise ValueError("bucket keys and counts differ in length")
+            dist_path.append(strings.setdefault(path, len(strings)))
+            dist_count.append(count)
+            dist_sum.append(total)
+            dist_square.append(square)
+            dist_min.append(vmin)
+            dist_max.append(vmax)
+            bucket_keys.extend(bkeys)
+            bucket_counts.extend(bcounts)
+            bucket_offsets.append(len(bucket_keys))
+            kinds = True
+        for path, value, at_ms in gauges:
+            gauge_path.append(strings.setdefault(path, len(strings)))
+            gauge_value.append(value)
+            gauge_at_ms.append(at_ms)
+            kinds = True
+        dist_offsets.append(len(dist_path))
+        gauge_offsets.append(len(gauge_path))
+        n += 1
+    if not kinds:  # no event has any: the offsets columns stay empty
+        del dist_offsets[:], gauge_offsets[:], bucket_offsets[:]
+    for table in (keysets, shapes):
+        for names in table:
+            for name in names:
+                strings.setdefault(name, len(strings))
+    return encoder.encode(
+        BatchV3(
+            source,
+            list(strings),
+            [[strings[k] for k in keys] for keys in keysets],
+            [[strings[p] for p in paths] for paths in shapes],
+            n,
+            *(memoryview(_bytes(col[name])) for name, _ in COLUMN_TYPES),
+        )
+    )
+
+
+def _read(batch: BatchV3, name: str, code: str) -> list[Any]:
+    column = array(code)
+    column.frombytes(getattr(batch, name))  # ValueError if not a whole number of items
+    if SWAP:
+        column.byteswap()
+    return column.tolist()
+
+
+def events_of(batch: BatchV3) -> list[EventV2]:
+    """The events of a version-3 record, one ``EventV2`` each (no numpy; checks the layout).
+
+    Raises ``ValueError`` when the columns do not fit together (lengths, offsets).
+    """
+    c = {name: _read(batch, name, code) for name, code in COLUMN_TYPES}
+    n = batch.events
+    if not (len(c["at"]) == len(c["keyset"]) == len(c["shape"]) == n >= 0):
+        raise ValueError("event columns differ in length")
+    offsets = {}
+    for name, rows in (
+        ("value_offsets", len(c["values"])),
+        ("dist_offsets", len(c["dist_path"])),
+        ("gauge_offsets", len(c["gauge_path"])),
+        ("bucket_offsets", len(c["bucket_keys"])),
+    ):
+        off = c[name]
+        if not off and name != "value_offsets" and not rows:
+            off = [0] * (n + 1 if name != "bucket_offsets" else len(c["dist_path"]) + 1)
+        if off and (off[0] != 0 or off[-1] != rows or any(b < a for a, b in pairwise(off))):
+            raise ValueError(f"{name} are not monotone positions of its column")
+        offsets[name] = off
+    m = len(c["dist_path"])
+    if len(offsets["value_offsets"]) != n + 1 or len(offsets["dist_offsets"]) != n + 1:
+        raise ValueError("offsets differ in length from the events")
+    if len(offsets["gauge_offsets"]) != n + 1 or len(offsets["bucket_offsets"]) != m + 1:
+        raise ValueError("offsets differ in length from their rows")
+    for names in (
+        ("dist_path", "dist_count", "dist_sum", "dist_square", "dist_min", "dist_max"),
+        ("bucket_keys", "bucket_counts"),
+        ("gauge_path", "gauge_value", "gauge_at_ms"),
+    ):
+        if len({len(c[name]) for name in names}) != 1:
+            raise ValueError(f"columns {names} differ in length")
+    vo, do, go, bo = (
+        offsets[k] for k in ("value_offsets", "dist_offsets", "gauge_offsets", "bucket_offsets")
+    )
+    dists = [
+        DistV2(
+            c["dist_path"][r], c["dist_count"][r], c["dist_sum"][r], c["dist_square"][r],
+            c["dist_min"][r], c["dist_max"][r],
+            c["bucket_keys"][bo[r] : bo[r + 1]], c["bucket_counts"][bo[r] : bo[r + 1]],
+        )
+        for r in range(m)
+    ]  # fmt: skip
+    gauges = [
+        GaugeV2(p, v, t)
+        for p, v, t in zip(c["gauge_path"], c["gauge_value"], c["gauge_at_ms"], strict=True)
+    ]
+    return [
+        EventV2(
+            c["at"][i], c["keyset"][i], c["shape"][i], c["values"][vo[i] : vo[i + 1]],
+            dists[do[i] : do[i + 1]], gauges[go[i] : go[i + 1]],
+        )
+        for i in range(n)
+    ]  # fmt: skip
+
+
+class ColumnsEncoder:
+    """``BatchEncoder``'s interface, writing version 3: ``(at, keys, paths, values[, kinds])``.
+
+    ``kinds`` is ``(dists, gauges)`` as ``ingest.flatten.flatten_all`` returns them. Not
+    thread-safe: one encoder per sending thread.
+    """
+
+    def __init__(self, source: str) -> None:
+        self._source = source
+        self._encoder = msgspec.msgpack.Encoder()
+
+    def encode(self, events: Iterable[tuple[Any, ...]]) -> bytes:
+        """One ``BatchV3`` record of ``events``."""
+        return encode_columns(self._encoder, self._source, map(_event, events))
+
+
+def _event(event: tuple[Any, ...]) -> Event:
+    at, keys, paths, values = event[:4]
+    if len(event) < 5:
+        return at, keys, paths, values, (), ()
+    dists, gauges = event[4]
+    return at, keys, paths, values, map(dist_item, dists), gauges
+
+
+def dist_item(item: tuple[str, Any]) -> DistItem:
+    """``(path, Dist)`` as a distribution row: its sketch's buckets in key order."""
+    path, d = item
+    order = sorted(d.buckets)
+    return path, d.count, d.total, d.square, d.vmin, d.vmax, order, [d.buckets[k] for k in order]

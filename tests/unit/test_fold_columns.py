@@ -1,0 +1,211 @@
+"""The column fold (wire v3) against the event-by-event fold (wire v2): the same rows, the
+same rejections, the same memory estimate, for random events valid and invalid."""
+
+from __future__ import annotations
+
+import math
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tally.aggregator import fold as fold_module
+from tally.aggregator.fold import PartitionFold
+from tally.aggregator.rows import FoldRows
+from tally.ingest.kinds import Dist
+from tally.schemas.limits import Limits
+from tally.schemas.wire import COLUMN_TYPES, BatchDecoder, BatchEncoder
+from tally.schemas.wire_columns import ColumnsEncoder
+
+NOW = 1_763_600_000
+TS_MS = NOW * 1000
+LIMITS = Limits(ttl_seconds=(("1m", 3 * 86400),))
+
+GOOD_NUMBER = st.one_of(
+    st.integers(-(10**6), 10**6),
+    st.floats(-1e6, 1e6, allow_nan=False).map(lambda v: round(v, 3)),
+)
+BAD_NUMBER = st.sampled_from([math.nan, math.inf, -math.inf, 2.0**60, -(2.0**60)])
+SAMPLE = st.one_of(st.just(0.0), st.just(1.0), st.floats(1e-3, 1e6), st.integers(1, 10**5))
+SHAPES = [("x",), ("x", "y"), ("y", "z.w"), (), ("lat",)]  # "lat" summed: a kind conflict
+KEYS = [("k",), ("k", "t::1"), ("u",), ("", "k"), ("k" * 300,)]
+
+
+@st.composite
+def dists(draw) -> Dist:
+    samples = draw(st.lists(SAMPLE, min_size=1, max_size=4))
+    d = Dist.of(samples)
+    broken = draw(st.sampled_from(["", "", "", "count", "negative", "bucket", "min", "nan"]))
+    if broken == "count":
+        return Dist(d.count + 1, d.total, d.square, d.vmin, d.vmax, d.buckets)
+    if broken == "negative":
+        return Dist(d.count, d.total, d.square, -1.0, d.vmax, d.buckets)
+    if broken == "bucket":
+        return Dist(d.count, d.total, d.square, d.vmin, d.vmax, {40_000: d.count})
+    if broken == "min":
+        return Dist(d.count, d.total, d.square, d.vmin * 0.5 + 1e-3, d.vmax, d.buckets)
+    if broken == "nan":
+        return Dist(d.count, math.nan, d.square, d.vmin, d.vmax, d.buckets)
+    return d
+
+
+@st.composite
+def events(draw) -> tuple:
+    good = draw(st.integers(0, 9)) < 8
+    at = NOW - draw(st.integers(0, 4 * 86400)) if good else draw(
+        st.sampled_from([NOW - 30 * 86400, NOW + 86400, 0, NOW - 5 * 86400])
+    )  # fmt: skip
+    keys = KEYS[draw(st.integers(0, 2 if good else 4))]
+    paths = SHAPES[draw(st.integers(0, 3 if good else 4))]
+    number = GOOD_NUMBER if good else st.one_of(GOOD_NUMBER, BAD_NUMBER)
+    values = [draw(number) for _ in paths]
+    dist_paths = draw(
+        st.lists(st.sampled_from(["lat", "q"] if good else ["lat", "x", "g"]), max_size=2)
+    )
+    gauge_paths = draw(st.lists(st.sampled_from(["g", "h"] if good else ["g", "lat"]), max_size=2))
+    if good:  # one path once per event
+        dist_paths = list(dict.fromkeys(dist_paths))
+        gauge_paths = list(dict.fromkeys(gauge_paths))
+    ds = [
+        (p, draw(dists()) if not good else Dist.of(draw(st.lists(SAMPLE, min_size=1, max_size=4))))
+        for p in dist_paths
+    ]
+    gs = [
+        (p, float(draw(GOOD_NUMBER if good else number)), at * 1000 + draw(st.integers(-2, 2)))
+        for p in gauge_paths
+    ]
+    if not paths and not ds and not gs and good:
+        gs = [("g", 1.0, at * 1000)]
+    return (at, keys, paths, values, (ds, gs))
+
+
+def fold_all(records: list[list[tuple]], versions: list[int]) -> tuple[PartitionFold, list]:
+    fold = PartitionFold(LIMITS, BatchDecoder())
+    rejected = []
+    for offset, (record, version) in enumerate(zip(records, versions, strict=True)):
+        encoder = ColumnsEncoder("s") if version == 3 else BatchEncoder("s")
+        got = fold.add_record(encoder.encode(record), offset, TS_MS)
+        rejected += [(r.offset, r.index, r.reason) for r in got]
+    return fold, rejected
+
+
+def plain(rows: FoldRows) -> dict[str, list]:
+    out = {name: getattr(rows, name) for name in rows.column_names()}
+    out["values"] = [[float(v) for v in values] for values in rows.values]
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(events(), min_size=1, max_size=12), min_size=1, max_size=4), st.data())
+def test_columns_fold_to_the_same_rows_as_events(records, data):
+    versions = data.draw(
+        st.lists(st.sampled_from([2, 3]), min_size=len(records), max_size=len(records))
+    )
+    by_events, rejected_2 = fold_all(records, [2] * len(records))
+    by_columns, rejected_3 = fold_all(records, [3] * len(records))
+    mixed, rejected_m = fold_all(records, versions)
+    assert rejected_3 == rejected_2 == rejected_m
+    assert by_columns.events == by_events.events == mixed.events
+    assert by_columns.nbytes == by_events.nbytes == mixed.nbytes
+    assert by_columns.expired == by_events.expired
+    assert plain(by_columns.rows()) == plain(by_events.rows()) == plain(mixed.rows())
+
+
+def test_valid_records_take_the_column_path(monkeypatch):
+    calls = []
+    original = PartitionFold._fold
+    monkeypatch.setattr(
+        PartitionFold, "_fold", lambda self, *a: calls.append(1) or original(self, *a)
+    )
+    record = [
+        (
+            NOW - i,
+            ("k", "t::1"),
+            ("x", "y"),
+            [i, 0.5],
+            ([("lat", Dist.of([i + 1.0]))], [("g", 1.0, TS_MS)]),
+        )
+        for i in range(50)
+    ]
+    fold, rejected = fold_all([record, record], [3, 3])
+    assert rejected == [] and calls == [] and fold.events == 100
+    assert fold.dacc[(0, NOW - NOW % 60, "lat")][0] == sum(
+        1 for r in record * 2 if r[0] >= NOW - NOW % 60
+    )
+    assert len(fold.rows()) == len(fold_all([record, record], [2, 2])[0].rows())
+    assert fold_module.PartitionFold is PartitionFold
+
+
+def v3_fields(record: list[tuple]) -> list:
+    return msgspec.msgpack.decode(ColumnsEncoder("s").encode(record))
+
+
+def malformed(change) -> bytes:
+    record = [
+        (NOW, ("k",), ("x",), [1.0], ([("lat", Dist.of([2.0, 3.0]))], [("g", 1.0, TS_MS)]))
+    ] * 3
+    fields = v3_fields(record)
+    change(fields, {name: 6 + i for i, (name, _) in enumerate(COLUMN_TYPES)})
+    return msgspec.msgpack.encode(fields)
+
+
+def _set(name, value):
+    return lambda f, at: f.__setitem__(at[name], value)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (_set("values", b"\x00" * 7), "bad_column"),  # not whole float64 items
+        (_set("at", b"\x00" * 16), "bad_column"),  # 2 times for 3 events
+        (
+            _set("value_offsets", b"".join(i.to_bytes(4, "little") for i in (0, 1, 2, 4))),
+            "bad_offsets",
+        ),
+        (
+            _set(
+                "value_offsets",
+                b"".join(i.to_bytes(4, "little", signed=True) for i in (0, 2, 1, 3)),
+            ),
+            "bad_offsets",
+        ),
+        (
+            _set("bucket_offsets", b"".join(i.to_bytes(4, "little") for i in (0, 2, 4, 9))),
+            "bad_offsets",
+        ),
+        (_set("dist_path", b"\x00" * 4), "bad_column"),  # 1 path for 3 distributions
+        (_set("at", "not bytes"), "malformed_columns"),  # wrong type
+        (lambda f, at: f.__setitem__(5, 2**40), "too_many_rows"),
+        (lambda f, at: f.pop(), "malformed_columns"),
+    ],
+)
+def test_malformed_columns_dead_letter_the_record_with_a_stable_reason(change, reason):
+    fold = PartitionFold(LIMITS, BatchDecoder())
+    rejected = fold.add_record(malformed(change), 4, TS_MS)
+    assert [(r.offset, r.index, r.reason) for r in rejected] == [(4, -1, reason)]
+    assert fold.events == 0 and len(fold) == 0
+
+
+def test_bad_values_in_columns_are_rejected_per_event():
+    record = [
+        (NOW, ("k",), ("x",), [1.0], ([], [])),
+        (NOW, ("k",), ("x",), [math.nan], ([], [])),
+        (NOW, ("k",), ("x",), [math.inf], ([], [])),
+        (NOW, ("k",), ("x",), [2.0**60], ([], [])),
+        (NOW, ("k",), (), [], ([("lat", Dist(1, math.inf, 0.0, math.inf, math.inf, {81: 1}))], [])),
+        (NOW, ("k",), (), [], ([], [("g", math.nan, TS_MS)])),
+    ]
+    fields = v3_fields(record)
+    fields[7] = (9).to_bytes(4, "little") + (0).to_bytes(4, "little") * 5  # keyset out of range
+    fold = PartitionFold(LIMITS, BatchDecoder())
+    rejected = fold.add_record(msgspec.msgpack.encode(fields), 0, TS_MS)
+    assert [(r.index, r.reason) for r in rejected] == [
+        (0, "bad_reference"),
+        (1, "not_finite"),
+        (2, "not_finite"),
+        (3, "huge_value"),
+        (4, "sample_not_finite"),
+        (5, "not_finite"),
+    ]
+    assert fold.events == 0
