@@ -123,7 +123,8 @@ class World:
         self.busy: dict[str, list[tuple[float, float]]] = {q: [] for q in QUEUES}
         self.waits: dict[str, list[tuple[float, float]]] = {q: [] for q in QUEUES}
         hour = start - start % 3600
-        self.crons = sorted((hour + minute * 60, cron) for cron, (minute, _, _) in CRONS.items())
+        due = ((hour + minute * 60, cron) for cron, (minute, _, _) in CRONS.items())
+        self.crons = sorted((at + 3600 if at < start else at, cron) for at, cron in due)
         self.next_sample = start - start % SAMPLE_EVERY_S + SAMPLE_EVERY_S
         self.seq = 0
         self.runs = 0
