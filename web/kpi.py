@@ -38,9 +38,9 @@ class Kpi(msgspec.Struct, frozen=True):
     previous_until: int = 0  # the previous period ends here (its last bucket cut like-for-like)
 
 
-def _totals(rows: list, expressions: list, more: list = ()) -> dict[str, float | None]:
+def _totals(rows: list, expressions: list) -> dict[str, float | None]:
     sums: dict[str, float | None] = {}
-    for r in [*rows, *more]:
+    for r in rows:
         sums[r.name] = (sums.get(r.name) or 0.0) + sum(p or 0.0 for p in r.points)
     for e in expressions:
         sums[e.text] = e.evaluate(sums)
@@ -118,15 +118,14 @@ async def kpi(
         before_until = whole_until = since
     else:
         before_until = calendar.floor(before_until, fine)
-    reads = [
-        reader.series(key, needed, (), since, until, granularity),
-        reader.series(key, needed, (), before, whole_until, granularity),
-    ]
+    reads = [reader.series(key, needed, (), since, until, granularity)]
+    if before < whole_until:  # whole buckets (none when the previous period is one cut bucket)
+        reads.append(reader.series(key, needed, (), before, whole_until, granularity))
     if whole_until < before_until:
         reads.append(reader.series(key, needed, (), whole_until, before_until, str(fine)))
-    now, earlier, *part = await asyncio.gather(*reads)
+    now, *earlier = await asyncio.gather(*reads)
     current = _totals(now.rows, parsed)
-    previous = _totals(earlier.rows, parsed, part[0].rows if part else [])
+    previous = _totals([row for part in earlier for row in part.rows], parsed)
     names = [*paths, *expressions]
     rows = [KpiRow(n, current.get(n), previous.get(n)) for n in names]
     return Kpi(key, since, until, before, rows, before_until)
