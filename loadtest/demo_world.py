@@ -174,6 +174,7 @@ class World:
             self.work(0.01, 0.05)
             raise TenantLocked(f"{tenant}: another scheduler holds the lock")
         if rng.random() < 0.01:
+            self.work(0.02, 0.1)  # reading the tenant's settings
             raise ValueError(f"{tenant}: no billing settings for this tenant")
         with trace("Load ready items"):
             self.work(0.1, 1.5)

@@ -26,6 +26,7 @@ def test_trace_blocks_and_the_job_log_carry_simulated_time():
     # the world's "Fetch source" takes 0.2-1.5 simulated seconds (less when it fails early)
     assert all(200_000 <= line.duration_us <= 1_500_001 for line in fetch), fetch[:3]
     for ex in shipped:
+        assert ex.duration_us > 0, ex  # every job does simulated work, failures included
         assert START <= ex.started_us / 1e6 < START + 4 * 3600
         assert ex.events[0].at_us == ex.started_us
         assert ex.events[-1].at_us == ex.started_us + ex.duration_us
