@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from rich.console import Console
 
 from tally.api.server import PortInUse
 from tally.ingest import ClientSettings, Tracker
+from tally.loadtest.demo_history import GRANULARITIES, CountingTracker, Stretch, play_world
 from tally.loadtest.demo_ports import pick_ports
 from tally.loadtest.demo_world import World
 from tally.loadtest.exactness import Expected, compare
@@ -41,6 +43,7 @@ from tally.up.service import Service, UpSettings
 DAY = 86400
 MARKER = ".tally-demo"
 AGE_MARGIN = 600  # aggregators dead-letter events older than 7 days; stay inside that
+RECENT_S = 25 * 3600  # played first, by this process: what the 24h dashboards show
 
 
 def parser() -> argparse.ArgumentParser:
@@ -66,6 +69,10 @@ def parser() -> argparse.ArgumentParser:
             help=f"port (env {env}); default {default}, or a free one if that is taken",
         )  # fmt: skip
     add("--aggregators", type=int, default=2, help="aggregator processes")
+    add(
+        "--flush-interval", type=float, default=1.0,
+        help="seconds between the aggregators' and trace writer's ClickHouse inserts",
+    )  # fmt: skip
     return p
 
 
@@ -88,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     settings = UpSettings(
         data_dir=data_dir, kafka_port=ports["kafka"], clickhouse_port=ports["clickhouse"],
-        api_port=ports["api"], aggregators=args.aggregators, flush_interval_s=1.0,
+        api_port=ports["api"], aggregators=args.aggregators,
+        flush_interval_s=args.flush_interval, heartbeat_ms=1000,
         monitors_dir=None,
     )  # fmt: skip
     service = Service(settings)
@@ -135,35 +143,42 @@ def _run(
 ) -> int:
     console.print(f"  up in {time.monotonic() - started:.1f}s: {service.status()}", soft_wrap=True)
     client_settings = ClientSettings(bootstrap_servers=service.bootstrap)
-    expected = Expected(Calendar("UTC"), ("1m", "1h", "1d"))
+    expected = Expected(Calendar("UTC"), GRANULARITIES)
     tracker = CountingTracker(Tracker(client_settings), expected)
     shipper = TraceShipper(trace_settings(client_settings))
     now = time.time()
     days = min(args.days, 7 - AGE_MARGIN / DAY)
-    world = World(tracker, shipper, now - days * DAY)
+    first = now - days * DAY
+    # The last 25 hours (whole hours: the 24h dashboards need nothing older) first, by the
+    # world that then goes on live; then the days before them, by a world of their own.
+    recent = max(first, now - RECENT_S - now % 3600)
     t0 = time.monotonic()
-    ticks = [0]
-
-    def every_sim_minute() -> None:  # keep the trace buffer (20,000 executions) from filling
-        ticks[0] += 1
-        if ticks[0] % 720 == 0:
-            shipper.flush(60)
-
-    # Older days list their failed, retried and sampled executions; the last two all of them.
-    world.index_all(False)
-    runs = world.run_until(now - 2 * DAY, every_sim_minute)
-    world.index_all(True)
-    runs += world.run_until(now, every_sim_minute)
+    world = World(tracker, shipper, recent)
+    runs = play_world(world, shipper, Stretch(recent, recent, now))
+    tracker.flush(120)
+    shipper.flush(120)
+    console.print(
+        f"Played the last {(now - recent) / 3600:.0f} hours ({runs:,} job runs) in "
+        f"{time.monotonic() - t0:.1f}s"
+    )
+    older = World(tracker, shipper, first, seed=7) if recent > first else None
+    ready_from = int(recent) + (3600 if older is not None else 0)  # the seam's spill-over
+    # Wait for it before playing older days: the newcomer's first view gets the CPU first.
+    _announce_ready(console, service, expected.totals, ready_from, stop, t0)
+    samples = world.samples
+    if older is not None:
+        runs += play_world(older, shipper, Stretch(first, now - 2 * DAY, recent))
+        samples += older.samples
     tracker.flush(120)
     shipper.flush(120)
     sent_s = time.monotonic() - t0
     per_minute = runs / (days * 1440)
     console.print(
-        f"Backfilled {runs:,} job runs and {world.samples:,} queue samples over the past "
+        f"Backfilled {runs:,} job runs and {samples:,} queue samples over the past "
         f"{days:g} days ({per_minute:.1f} runs/min) in {sent_s:.1f}s"
     )
     with _client(service) as client:
-        _wait_until_exact(client, expected, stop, timeout=300)
+        _wait_for(client, expected.totals, stop, timeout=300)
     console.print(f"  in the rollups {time.monotonic() - t0:.1f}s after the backfill started")
     reader = Reader(service.read_settings())
     series = reader.series(
@@ -179,7 +194,7 @@ def _run(
     shipper.close()
     console.print(f"Live jobs stopped after {live:,} runs; checking the rollups ...")
     with _client(service) as client:
-        _wait_until_exact(client, expected, threading.Event(), timeout=180)
+        _wait_for(client, expected.totals, threading.Event(), timeout=180)
         result = compare(expected.totals, fetch_counts(client))
     reader.close()
     verdict = "[green]exact" if result.exact else f"[red]NOT exact: {result.mismatches[:5]}"
@@ -187,33 +202,8 @@ def _run(
     return 0 if result.exact else 1
 
 
-class CountingTracker:
-    """The client, counting every job run it is given (``total.count``) for the final check."""
-
-    def __init__(self, tracker: Tracker, expected: Expected) -> None:
-        self.tracker = tracker
-        self.expected = expected
-
-    def track(self, keys: Any, values: Any, at: Any = None, route: str | None = None) -> bool:
-        return self.tracker.track(keys, values, at=at, route=route)
-
-    def track_flat(self, keys: Any, paths: tuple[str, ...], numbers: list, **kw: Any) -> bool:
-        if "total.count" in paths:
-            keys = (keys,) if isinstance(keys, str) else tuple(keys)
-            self.expected.add_raw(keys, {"total": {"count": 1}}, int(kw.get("at") or time.time()))
-        return self.tracker.track_flat(keys, paths, numbers, **kw)
-
-    def flush(self, timeout: float) -> bool:
-        return self.tracker.flush(timeout)
-
-    def close(self) -> None:
-        self.tracker.close()
-
-
 def fetch_counts(client: Any, database: str = "tally") -> Any:
     """The rollups' ``total.count`` of the job keys (what ``CountingTracker`` expects)."""
-    from collections import Counter
-
     result = client.query(
         f"SELECT granularity, key, toUnixTimestamp(bucket), path, sum(value) "
         f"FROM {database}.rollups WHERE path = 'total.count' AND granularity IN ('1m','1h','1d')"
@@ -233,20 +223,50 @@ def _client(service: Service) -> closing:
     )
 
 
-def _wait_until_exact(
-    client: Any, expected: Expected, stop: threading.Event, timeout: float
+def _announce_ready(
+    console: Console,
+    service: Service,
+    totals: Counter,
+    since: int,
+    stop: threading.Event,
+    t0: float,
 ) -> None:
-    want = sum(n for (g, _, _, _), n in expected.totals.items() if g == "1d")
+    """Say when the rollups hold the recent stretch (from ``since`` on): the 24h views."""
+    with _client(service) as client:
+        if _wait_for(client, totals, stop, timeout=300, granularity="1h", since=since):
+            console.print(
+                f"  [bold]the last {(time.time() - since) / 3600:.0f} hours are in the rollups "
+                f"{time.monotonic() - t0:.1f}s after the backfill started:[/] dashboards at "
+                f"{service.api_url}/ui/ (older days follow)",
+                soft_wrap=True,
+            )
+
+
+def _wait_for(
+    client: Any,
+    totals: Counter,
+    stop: threading.Event,
+    timeout: float,
+    granularity: str = "1d",
+    since: int = 0,
+) -> bool:
+    """Wait until the rollups count every run of ``totals`` (``Expected.totals``) in buckets
+    from ``since`` on (unix seconds) at ``granularity``; False on timeout or stop."""
+    slots = totals.items()
+    want = sum(n for (g, _, bucket, _), n in slots if g == granularity and bucket >= since)
     deadline = time.monotonic() + timeout
     query = (
-        "SELECT sum(value) FROM tally.rollups WHERE path = 'total.count' AND granularity = '1d'"
+        "SELECT sum(value) FROM tally.rollups WHERE path = 'total.count'"
+        " AND granularity = {granularity:String} AND bucket >= toDateTime({since:UInt32})"
         " AND key NOT LIKE 'event::queue%'"
     )
+    params = {"granularity": granularity, "since": since}
     while time.monotonic() < deadline and not stop.is_set():
-        got = client.query(query).result_rows[0][0] or 0
+        got = client.query(query, parameters=params).result_rows[0][0] or 0
         if got >= want:
-            return
-        time.sleep(0.5)
+            return True
+        time.sleep(1.0)
+    return False
 
 
 def _live(

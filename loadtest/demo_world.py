@@ -15,7 +15,6 @@ import hashlib
 import heapq
 import math
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -24,7 +23,6 @@ from tally.ingest.jobs.tracking import ACTIVE_RUN
 from tally.sampler.sample import QueueSample
 from tally.sampler.service import KEY as QUEUE_KEY
 from tally.traces import note, tag, trace
-from tally.traces.buffer import TraceBuffer
 from tally.traces.recorder import TraceRecorder
 from tally.traces.sampling import SamplingPolicy
 
@@ -71,21 +69,16 @@ class SimClock:
 
 
 class SimTraceRecorder(TraceRecorder):
-    """A ``TraceRecorder`` whose executions start and last in simulated time, filed under
-    ``key`` (the hook's ``event::job``: what a click on the Jobs dashboard lists; the real
-    recorder files an adopted run under its decorator's key)."""
+    """A ``TraceRecorder`` on the world's simulated clock (block timings and job-log times
+    follow the simulated work), filing executions under ``key`` (the hook's ``event::job``:
+    what a click on the Jobs dashboard lists; the real recorder files an adopted run under
+    its decorator's key)."""
 
     def __init__(self, shipper, clock: SimClock, key: str = "event::job", **kwargs) -> None:
-        super().__init__(shipper, **kwargs)
-        self.clock = clock
+        super().__init__(shipper, clock=clock, **kwargs)
         self.key = key
 
     def end(self, run, key: str, tenant: str) -> bool:
-        buffer = run.trace
-        if isinstance(buffer, TraceBuffer):
-            took_ns = run.duration_ms * 1_000_000
-            buffer.start_us = int(self.clock.time() * 1e6) - took_ns // 1000
-            buffer.start_ns = time.perf_counter_ns() - took_ns
         return super().end(run, self.key, tenant)
 
 
@@ -130,7 +123,8 @@ class World:
         self.busy: dict[str, list[tuple[float, float]]] = {q: [] for q in QUEUES}
         self.waits: dict[str, list[tuple[float, float]]] = {q: [] for q in QUEUES}
         hour = start - start % 3600
-        self.crons = sorted((hour + minute * 60, cron) for cron, (minute, _, _) in CRONS.items())
+        due = ((hour + minute * 60, cron) for cron, (minute, _, _) in CRONS.items())
+        self.crons = sorted((at + 3600 if at < start else at, cron) for at, cron in due)
         self.next_sample = start - start % SAMPLE_EVERY_S + SAMPLE_EVERY_S
         self.seq = 0
         self.runs = 0
@@ -180,6 +174,7 @@ class World:
             self.work(0.01, 0.05)
             raise TenantLocked(f"{tenant}: another scheduler holds the lock")
         if rng.random() < 0.01:
+            self.work(0.02, 0.1)  # reading the tenant's settings
             raise ValueError(f"{tenant}: no billing settings for this tenant")
         with trace("Load ready items"):
             self.work(0.1, 1.5)

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import time
+from typing import Protocol
 
 from tally.ingest.text import utf8_size, valid_text
 from tally.traces.limits import TraceLimits, cut, serialize
 from tally.traces.model import ARTIFACT, BLOCK, NOTE, OK, RESULT, Line, LogEvent
+
+
+class Clock(Protocol):
+    """Where a trace reads the time: the ``time`` module, or a simulated clock (the same one
+    ``JobTracker(clock=...)`` tracks runs at), so block timings follow simulated work."""
+
+    def time(self) -> float: ...
+
+    def perf_counter_ns(self) -> int: ...
 
 
 class TraceBuffer:
@@ -21,6 +31,7 @@ class TraceBuffer:
     __slots__ = (
         "args",
         "bytes",
+        "clock",
         "dropped",
         "events",
         "limits",
@@ -31,8 +42,9 @@ class TraceBuffer:
         "tags",
     )
 
-    def __init__(self, limits: TraceLimits) -> None:
+    def __init__(self, limits: TraceLimits, clock: Clock | None = None) -> None:
         self.limits = limits
+        self.clock = clock
         self.lines: list[Line] = []
         self.tags: dict[str, str] = {}
         self.events: list[LogEvent] = []
@@ -40,12 +52,20 @@ class TraceBuffer:
         self.bytes = 0
         self.ref = ""  # the framework's id of the message (e.g. Celery's task id)
         self.args = ""  # the job's arguments as job-log text
-        self.start_ns = time.perf_counter_ns()
-        self.start_us = time.time_ns() // 1000
+        if clock is None:
+            self.start_ns = time.perf_counter_ns()
+            self.start_us = time.time_ns() // 1000
+        else:
+            self.start_ns = clock.perf_counter_ns()
+            self.start_us = round(clock.time() * 1e6)
+
+    def _now_ns(self) -> int:
+        clock = self.clock
+        return time.perf_counter_ns() if clock is None else clock.perf_counter_ns()
 
     def offset_us(self) -> int:
         """Microseconds since the run started."""
-        return (time.perf_counter_ns() - self.start_ns) // 1000
+        return (self._now_ns() - self.start_ns) // 1000
 
     def _room(self, size: int) -> bool:
         if len(self.lines) >= self.limits.max_lines or self.bytes + size > self.limits.max_bytes:
@@ -81,7 +101,7 @@ class TraceBuffer:
         if not self._room(utf8_size(text) + utf8_size(name) + 16):
             return
         lines = self.lines
-        at = (time.perf_counter_ns() - self.start_ns) // 1000
+        at = (self._now_ns() - self.start_ns) // 1000
         lines.append(
             Line(len(lines) + 1, parent, depth, kind, name, at, 0, "", text, truncated, size)
         )
@@ -114,4 +134,6 @@ class TraceBuffer:
             self.dropped += 1
             return
         self.bytes += size + 16
-        self.events.append(LogEvent(time.time_ns() // 1000, event, job, attempt, args, **more))
+        clock = self.clock
+        now_us = time.time_ns() // 1000 if clock is None else round(clock.time() * 1e6)
+        self.events.append(LogEvent(now_us, event, job, attempt, args, **more))

@@ -8,7 +8,7 @@ from typing import Protocol
 from tally.ingest.jobs.run import FAILURE, RETRY, SUCCESS, Run
 from tally.ingest.text import valid_text
 from tally.traces.args import ArgsPolicy
-from tally.traces.buffer import TraceBuffer
+from tally.traces.buffer import Clock, TraceBuffer
 from tally.traces.failure import exception_message, exception_traceback
 from tally.traces.limits import TraceLimits, cut, serialize
 from tally.traces.model import Execution, LogEvent
@@ -48,8 +48,10 @@ class TraceRecorder:
         policy: SamplingPolicy | None = None,
         limits: TraceLimits | None = None,
         args: ArgsPolicy | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.shipper = shipper
+        self.clock = clock  # simulated time (a backfill): the one its JobTracker runs on
         self.policy = policy or SamplingPolicy()
         self.limits = limits or TraceLimits()
         self.args = args or ArgsPolicy()
@@ -61,7 +63,7 @@ class TraceRecorder:
         """Give ``run`` an execution id, its parent's id and an empty trace buffer."""
         run.execution_id = new_execution_id()
         run.parent_id = valid_text(parent or (outer.execution_id if outer is not None else ""))
-        buffer = TraceBuffer(self.limits)
+        buffer = TraceBuffer(self.limits, self.clock)
         buffer.ref = valid_text(ref)
         if args is not None:
             buffer.args = self.args_text(args)

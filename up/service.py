@@ -57,6 +57,7 @@ class UpSettings:
     external_clickhouse_password: str = field(default="", repr=False)
     api: bool = True
     flush_interval_s: float = 2.0
+    heartbeat_ms: int = 3000  # aggregators: how soon a member learns of a rebalance
     monitors_dir: Path | None = None  # run the monitor service over these files
     dashboards_dir: Path | None = None  # the dashboard's YAML files (besides the built-ins)
     trace_writers: int = 1
@@ -202,6 +203,7 @@ class Service:
             "--clickhouse-user", self.login("aggregator")[0],
             "--database", s.database, "--time-zone", s.time_zone, "--week-start", s.week_start,
             "--flush-interval", str(s.flush_interval_s), "--metrics-port", "0",
+            "--heartbeat-ms", str(s.heartbeat_ms),
             # the service owns its topic: a first start counts whatever was tracked before it
             "--initial-offset", "earliest",
         ]  # fmt: skip

@@ -456,11 +456,18 @@ def _kpi_now_and_before(page, title: str) -> tuple[float, str]:
 
 def test_kpi_periods_share_no_bucket(site):
     page, errors = _open(site, "/ui/d/hourly")  # one run an hour, 24h at 1h
-    assert _kpi_now_and_before(page, "Runs") == (24, "previous period: 24")
-    page.goto(site.url + "/ui/d/hourly?g=1d")  # today so far against yesterday
+    value, title = _kpi_now_and_before(page, "Runs")
+    assert value == 24 and title.endswith(": 24"), title
+    page.goto(site.url + "/ui/d/hourly?g=1d")  # today so far against yesterday so far
     _ready(page)
-    runs_today = datetime.now(UTC).hour + 1
-    assert _kpi_now_and_before(page, "Runs") == (runs_today, "previous period: 24")
+    now = datetime.now(UTC)
+    runs_today = now.hour + 1
+    value, title = _kpi_now_and_before(page, "Runs")
+    assert value == runs_today
+    assert title.startswith("the same elapsed part of the previous period"), title
+    # yesterday until this time of day (to the minute): as many runs, not yesterday's 24
+    assert title.endswith(f": {runs_today}") or now.minute == 0, title
+    assert "(to this time)" in page.locator(".type-kpi .change").first.inner_text()
     assert errors == []
     page.close()
 

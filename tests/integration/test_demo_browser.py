@@ -161,6 +161,9 @@ def test_a_newcomer_walks_the_demo(demo):
                 failed.first.get_by_role("link").click()
             assert page.locator("#error-message").inner_text().strip() != ""
             assert page.locator("#traceback").count() == 1
+            # its blocks (if it got as far as one) last the simulated time, not 0 ms
+            durations = page.locator(".duration").all_inner_texts()
+            assert not durations or any(re.search(r"[1-9]", d) for d in durations), durations
             page.screenshot(path=str(SHOTS / "trace.png"), full_page=True)
         finally:
             browser.close()

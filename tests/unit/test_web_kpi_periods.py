@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tally.schemas.granularity import Calendar, Granularity
-from tally.web.kpi import periods
+from tally.web.kpi import finer, like_for_like, periods
 
 
 def ts(tz: ZoneInfo, *args: int) -> int:
@@ -40,3 +40,28 @@ def test_periods(zone, g, since, until, expected):
     calendar = Calendar(zone)
     got = periods(calendar, Granularity.parse(g), ts(tz, *since), ts(tz, *until))
     assert got == (ts(tz, *expected[0]), ts(tz, *expected[1]))
+
+
+@pytest.mark.parametrize(
+    ("g", "since", "until", "expected"),
+    [
+        # today so far (10:30) against yesterday until 10:30, not the whole of yesterday
+        ("1d", (2026, 3, 2, 10, 30), (2026, 3, 3, 10, 30), (2026, 3, 2, 10, 30)),
+        # a week at 1d ending mid-day: the previous week's last day cut the same way
+        ("1d", (2026, 2, 24, 15), (2026, 3, 3, 15), (2026, 2, 24, 15)),
+        # ends on a bucket boundary: the whole previous period
+        ("1h", (2026, 3, 2, 10), (2026, 3, 3, 10), (2026, 3, 2, 10)),
+    ],
+)  # fmt: skip
+def test_the_previous_period_is_cut_like_for_like(g, since, until, expected):
+    tz = ZoneInfo("UTC")
+    calendar, gran = Calendar("UTC"), Granularity.parse(g)
+    _, start = periods(calendar, gran, ts(tz, *since), ts(tz, *until))
+    assert like_for_like(calendar, gran, start, ts(tz, *until)) == ts(tz, *expected)
+
+
+def test_the_cut_part_is_read_at_the_finest_served_granularity():
+    day = Granularity.parse("1d")
+    assert finer(("1m", "1h", "1d"), day, 10 * 3600) == Granularity.parse("1m")
+    assert finer(("1h", "1d"), day, 10 * 3600) == Granularity.parse("1h")
+    assert finer(("1d",), day, 10 * 3600) is None

@@ -278,6 +278,16 @@
     return `${Math.abs((100 * diff) / previous).toFixed(1)}%`;
   }
 
+  // The range ends inside a bucket (today so far at 1d): the previous period is cut at the
+  // same elapsed part (yesterday until this time of day), so like is compared with like.
+  const cut = (kpi) => kpi.previous_until && kpi.previous_until < kpi.since;
+  function previousPeriod(kpi) {
+    const span = (a, b) => `${tzDate(a).toLocaleString()} – ${tzDate(b).toLocaleString()}`;
+    return cut(kpi)
+      ? `the same elapsed part of the previous period (${span(kpi.previous_since, kpi.previous_until)})`
+      : `the previous period (${span(kpi.previous_since, kpi.since)})`;
+  }
+
   async function drawKpi(w, body, section, ctx) {
     section.dataset.query = ctx.kpiUrl;
     const all = await ctx.kpi;
@@ -292,8 +302,8 @@
         const diff = row.value - row.previous;
         const good = w.better === "lower" ? diff < 0 : diff > 0;
         const cls = diff === 0 || !w.better ? "" : good ? "up" : "down";
-        item.append(el("span", { class: `change ${cls}`, title: `previous period: ${fmt(row.previous, w.unit)}` },
-          `${diff >= 0 ? "▲" : "▼"} ${delta(diff, row.previous, w.unit)} vs previous`));
+        item.append(el("span", { class: `change ${cls}`, title: `${previousPeriod(all)}: ${fmt(row.previous, w.unit)}` },
+          `${diff >= 0 ? "▲" : "▼"} ${delta(diff, row.previous, w.unit)} vs previous${cut(all) ? " (to this time)" : ""}`));
       }
       if (visible(w).length > 1) item.append(el("span", { class: "label" }, labelOf(w, row.name)));
       box.append(item);
