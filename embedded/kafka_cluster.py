@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -182,7 +183,7 @@ class KafkaCluster(StopsOnExit):
         for node in self.nodes:
             try:
                 node.process.wait(max(0.1, deadline - time.monotonic()))
-            except Exception:
+            except subprocess.TimeoutExpired:
                 node.kill()
 
     def log_tails(self, lines: int = 30) -> str:
