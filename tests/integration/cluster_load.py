@@ -77,6 +77,13 @@ class Load:
         tracker.close()
         assert flushed, self.stats
 
+    def stop(self) -> None:
+        """Stop tracking (what is buffered is still delivered); idempotent."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(60)
+        logging.getLogger("aiokafka.producer.sender").removeHandler(self._retries)
+
     def finish(self, timeout: float = 240) -> TrackerStats:
         """Stop tracking, wait until every event was acknowledged; the client's counters."""
         self._stop.set()

@@ -71,6 +71,20 @@ def cluster_stack(cluster: KafkaCluster, tmp_path: Path) -> Iterator[Callable[[]
     asyncio.run(cluster.wait_in_sync(["__consumer_offsets"]))
 
 
+@pytest.fixture
+def start_load(cluster: KafkaCluster) -> Iterator[Callable[[str], Load]]:
+    """Start a producer on a topic; one a failed test left running is stopped at teardown."""
+    loads: list[Load] = []
+
+    def start(topic: str) -> Load:
+        loads.append(Load(cluster.bootstrap, topic, RATE).start())
+        return loads[-1]
+
+    yield start
+    for load in loads:
+        load.stop()
+
+
 def rollup_total(stack: Stack) -> float:
     query = "SELECT sum(value) FROM tally.rollups"
     return stack.clickhouse_client().query(query).result_rows[0][0] or 0
@@ -107,10 +121,10 @@ def settle(stack: Stack, load: Load, seconds: float) -> dict[int, int]:
     return committed(bootstrap, group)
 
 
-def test_kill_9_the_busiest_leader_under_load_then_restart_it(cluster, cluster_stack):
+def test_kill_9_the_busiest_leader_under_load_then_restart_it(cluster, cluster_stack, start_load):
     stack = cluster_stack()
     topic = stack.config.topic
-    load = Load(cluster.bootstrap, topic, RATE).start()
+    load = start_load(topic)
     before = settle(stack, load, 3)
     victim = asyncio.run(cluster.busiest_node(topic))
     killed_at = time.monotonic()
@@ -134,9 +148,9 @@ async def _coordinator(bootstrap: str, group: str) -> int:
         await admin.close()
 
 
-def test_kill_9_a_broker_and_an_aggregator_together(cluster, cluster_stack):
+def test_kill_9_a_broker_and_an_aggregator_together(cluster, cluster_stack, start_load):
     stack = cluster_stack()
-    load = Load(cluster.bootstrap, stack.config.topic, RATE).start()
+    load = start_load(stack.config.topic)
     before = settle(stack, load, 3)
     # The group's coordinator: its loss moves the group (and its commits) to another node.
     victim = asyncio.run(_coordinator(cluster.bootstrap, stack.config.group))
@@ -155,10 +169,10 @@ def test_kill_9_a_broker_and_an_aggregator_together(cluster, cluster_stack):
     )
 
 
-def test_rolling_restart_of_all_three_brokers_under_load(cluster, cluster_stack):
+def test_rolling_restart_of_all_three_brokers_under_load(cluster, cluster_stack, start_load):
     stack = cluster_stack()
     topic, group = stack.config.topic, stack.config.group
-    load = Load(cluster.bootstrap, topic, RATE).start()
+    load = start_load(topic)
     settle(stack, load, 2)
     began = time.monotonic()
     stalls = []
