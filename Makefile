@@ -10,7 +10,7 @@ FRAMEWORKS := celery rq arq dramatiq
 FW_VENVS := .venvs
 FW_STAMPS := $(foreach f,$(FRAMEWORKS),$(FW_VENVS)/$(f)/.installed)
 
-.PHONY: compose-env demo test test-fast test-faults test-frameworks frameworks lint fmt kafka system-deps \
+.PHONY: compose-env demo test test-cluster test-fast test-faults test-frameworks frameworks lint fmt kafka system-deps \
 	bench up down clean
 
 $(STAMP): pyproject.toml
@@ -58,8 +58,14 @@ demo: $(STAMP) kafka
 test: $(STAMP) kafka frameworks
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not cluster"
 	$(MAKE) --no-print-directory test-frameworks
+
+# The 3-broker Kafka cluster tests (kill -9 of a leader, of a broker and an aggregator, a
+# rolling restart; `tally up --kafka-brokers 3`): one cluster per file, so one worker. CI runs
+# this as its own step after `make test` (.ci/run).
+test-cluster: $(STAMP) kafka
+	$(BIN)/python -m pytest -m cluster -p no:cacheprovider
 
 # Each framework's hook tests, in the environment that has only that framework installed.
 test-frameworks: frameworks system-deps

@@ -89,6 +89,15 @@ def up(
     kafka_port: Annotated[
         int, typer.Option(envvar="TALLY_KAFKA_PORT", help="Port of the local Kafka broker.")
     ] = 9092,
+    kafka_brokers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=9,
+            help="Local Kafka brokers: more than 1 runs a KRaft cluster on --kafka-port and the "
+            "ports after it, topics replicated 3 times with min.insync.replicas=2.",
+        ),
+    ] = 1,
     clickhouse_port: Annotated[
         int,
         typer.Option(envvar="TALLY_CLICKHOUSE_PORT", help="Port of the local ClickHouse (HTTP)."),
@@ -143,7 +152,7 @@ def up(
         external_clickhouse_password=os.environ.get("TALLY_CLICKHOUSE_PASSWORD", ""), api=api,
         monitors_dir=(monitors or data_dir / "monitors").expanduser().resolve(),
         dashboards_dir=dashboards.expanduser().resolve() if dashboards else None,
-        trace_writers=trace_writers,
+        trace_writers=trace_writers, kafka_brokers=kafka_brokers,
     )  # fmt: skip
     if api:
         report_dashboard_errors(settings.dashboards_dir)

@@ -277,14 +277,19 @@ def _jvm_args(libs: Path) -> list[str]:
     ]
 
 
-def format_storage(libs: Path, properties: Path, log_dir: Path) -> None:
-    """Run ``kafka.tools.StorageTool format`` unless ``log_dir`` is already formatted."""
+def format_storage(
+    libs: Path, properties: Path, log_dir: Path, cluster_id: str | None = None
+) -> None:
+    """Run ``kafka.tools.StorageTool format`` unless ``log_dir`` is already formatted.
+
+    Nodes of one cluster share ``cluster_id``; a single broker gets a random one.
+    """
     if (log_dir / "meta.properties").exists():
         return
     cmd = [
         *_jvm_args(libs),
         "kafka.tools.StorageTool", "format",
-        f"--cluster-id={random_cluster_id()}",
+        f"--cluster-id={cluster_id or random_cluster_id()}",
         "-c", str(properties),
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)

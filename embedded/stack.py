@@ -26,6 +26,7 @@ from tally.aggregator.settings import ClickHouseSettings
 from tally.aggregator.sink import RollupSink
 from tally.embedded.clickhouse.process import EmbeddedClickHouse, start_clickhouse
 from tally.embedded.kafka_broker import EmbeddedKafka, create_topic, free_ports, start_kafka
+from tally.embedded.kafka_cluster import KafkaCluster, replication_for, start_cluster
 from tally.embedded.lifecycle import StopsOnExit
 from tally.schemas.access import access_model
 from tally.schemas.ddl import RollupSchema
@@ -49,6 +50,8 @@ class StackConfig:
     clickhouse_user: str = "default"
     # None: the password generated at the data dir's first start.
     clickhouse_password: str | None = field(default=None, repr=False)
+    # More than one: a local cluster (topics replicated min(3, N) times, min ISR one less).
+    kafka_brokers: int = 1
 
 
 @dataclass
@@ -57,10 +60,11 @@ class Stack(StopsOnExit):
 
     workdir: Path
     config: StackConfig
-    kafka: EmbeddedKafka
+    kafka: EmbeddedKafka | KafkaCluster
     clickhouse: EmbeddedClickHouse
     aggregators: list[subprocess.Popen] = field(default_factory=list)
     metrics_ports: dict[int, int] = field(default_factory=dict)
+    owns_kafka: bool = True  # False: the Kafka was passed to start_stack, which leaves it running
 
     @property
     def clickhouse_user(self) -> str:
@@ -176,15 +180,20 @@ class Stack(StopsOnExit):
             self.stop_aggregators()
         finally:
             try:
-                self.kafka.stop()
+                if self.owns_kafka:
+                    self.kafka.stop()
             finally:
                 self.clickhouse.stop()
 
 
 def start_stack(
-    workdir: Path, config: StackConfig | None = None, aggregators: bool = True
+    workdir: Path,
+    config: StackConfig | None = None,
+    aggregators: bool = True,
+    kafka: EmbeddedKafka | KafkaCluster | None = None,
 ) -> Stack:
-    """Start Kafka and ClickHouse, create the topics, then the aggregators."""
+    """Start Kafka (unless ``kafka`` is given) and ClickHouse, create the topics, then the
+    aggregators."""
     config = config or StackConfig()
     workdir.mkdir(parents=True, exist_ok=True)
     clickhouse = start_clickhouse(
@@ -193,12 +202,16 @@ def start_stack(
         password=config.clickhouse_password,
         access=access_model(config.database),
     )  # passwords are stored in the data dir (generated there unless the config sets one)
+    owns_kafka = kafka is None
     try:
-        kafka = start_kafka(workdir / "kafka")
+        if kafka is None and config.kafka_brokers > 1:
+            kafka = start_cluster(workdir / "kafka", config.kafka_brokers)
+        elif kafka is None:
+            kafka = start_kafka(workdir / "kafka")
     except BaseException:
         clickhouse.stop()
         raise
-    stack = Stack(workdir, config, kafka, clickhouse)
+    stack = Stack(workdir, config, kafka, clickhouse, owns_kafka=owns_kafka)
     try:
         asyncio.run(_prepare(stack))
         if aggregators:
@@ -212,8 +225,11 @@ def start_stack(
 
 async def _prepare(stack: Stack) -> None:
     """Topics, and the rollup DDL (so readers never race the aggregators' start)."""
-    await create_topic(stack.kafka.bootstrap, stack.config.topic, stack.config.partitions)
-    await create_topic(stack.kafka.bootstrap, stack.dlq_topic, 1)
+    kafka = stack.kafka
+    r = kafka.replication if isinstance(kafka, KafkaCluster) else replication_for(1)
+    copies, config = r.factor, r.topic_config()
+    await create_topic(kafka.bootstrap, stack.config.topic, stack.config.partitions, copies, config)
+    await create_topic(kafka.bootstrap, stack.dlq_topic, 1, copies, config)
     c = stack.config
     sink = RollupSink(
         stack.clickhouse_settings, RollupSchema(database=c.database, time_zone=c.time_zone)

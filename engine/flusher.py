@@ -117,6 +117,7 @@ class Flusher:
         owned = self.partitions.states
         states = [owned[tp] for tp in tps if tp in owned and owned[tp].flushable()]
         if not states:
+            self._update_lag()
             self.recount()
             return
         assert self.clients.consumer is not None and self.clients.dead_letters is not None
@@ -211,9 +212,18 @@ class Flusher:
                 backoff = min(backoff * 2, self.settings.retry_max_backoff_s)
 
     def _update_lag(self) -> None:
+        """Lag per owned partition, in records and in seconds (what an autoscaler reads)."""
         consumer = self.clients.consumer
-        assert consumer is not None
+        if consumer is None:
+            return
+        now_ms = time.time() * 1000
         for tp, state in self.partitions.states.items():
             high = consumer.highwater(tp)
             if high is not None and state.start is not None:
-                self.metrics.lag.labels(str(tp.partition)).set(max(0, high - state.start))
+                lag = max(0, high - state.start)
+                self.metrics.lag.labels(str(tp.partition)).set(lag)
+                # Records still to read are newer than the newest one fetched: its age is how
+                # far behind the partition is in time.
+                newest = state.newest_ms
+                behind = 0.0 if lag == 0 or newest is None else max(0.0, now_ms - newest) / 1000
+                self.metrics.lag_seconds.labels(str(tp.partition)).set(behind)

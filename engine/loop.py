@@ -85,6 +85,7 @@ class Engine(Generic[Rows]):
                 )
                 async with lock:
                     for tp, records in batches.items():
+                        self.partitions.fetched(tp, records[-1].timestamp)
                         await self._consume(tp, records)
                     if flusher.due():
                         await flusher.flush(list(self.partitions.states))

@@ -49,7 +49,17 @@ class EngineMetrics:
             registry=r,
         )
         self.lag = Gauge(
-            "tally_consumer_lag", "High watermark minus position", ["partition"], registry=r
+            "tally_consumer_lag",
+            "Kafka records not yet committed: high watermark minus the committed offset",
+            ["partition"],
+            registry=r,
+        )
+        self.lag_seconds = Gauge(
+            "tally_consumer_lag_seconds",
+            "How far behind the partition is in time: age of the newest record fetched while "
+            "records are left (0 when caught up)",
+            ["partition"],
+            registry=r,
         )
         self.fold_entries = Gauge("tally_fold_entries", "Entries held in memory", registry=r)
         self.fold_bytes = Gauge(

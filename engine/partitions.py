@@ -8,6 +8,7 @@ under its original token. On revoke the partition is flushed (best effort) and d
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -46,6 +47,7 @@ class PartitionState:
     replay: Intent | None = None
     rejects: int = 0
     opened_at: float = field(default_factory=time.monotonic)
+    newest_ms: int | None = None  # Kafka timestamp of the newest record fetched
 
     def has_range(self) -> bool:
         """True if records were consumed since the last flush."""
@@ -96,7 +98,16 @@ class Partitions:
         """Forget the state of ``tps`` (lost, revoked or interrupted: the next owner replays)."""
         for tp in tps:
             self.states.pop(tp, None)
+            for gauge in (self.metrics.lag, self.metrics.lag_seconds):
+                with contextlib.suppress(KeyError):  # another member reports it now
+                    gauge.remove(str(tp.partition))
         self.metrics.assigned.set(len(self.states))
+
+    def fetched(self, tp: TopicPartition, timestamp_ms: int) -> None:
+        """Note the Kafka timestamp of the newest record fetched from ``tp`` (for the lag)."""
+        state = self.states.get(tp)
+        if state is not None:
+            state.newest_ms = timestamp_ms
 
     async def assigned(self, partitions: set[TopicPartition]) -> None:
         """Create state for new partitions, picking up any pending intent to replay."""

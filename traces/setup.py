@@ -6,17 +6,23 @@ import sys
 
 from tally.aggregator.settings import ClickHouseSettings
 from tally.embedded.kafka_broker import create_topic
+from tally.embedded.kafka_cluster import Replication
 from tally.traces.ddl import TraceSchema
 from tally.traces.sink import TraceSink
 from tally.traces.transport import TOPIC
 
 
 async def prepare_traces(
-    bootstrap: str, clickhouse: ClickHouseSettings, database: str, partitions: int = 4
+    bootstrap: str,
+    clickhouse: ClickHouseSettings,
+    database: str,
+    partitions: int = 4,
+    replication: Replication | None = None,
 ) -> None:
     """Create the traces topic (and its dead-letter topic) and the trace tables."""
-    await create_topic(bootstrap, TOPIC, partitions)
-    await create_topic(bootstrap, f"{TOPIC}.dlq", 1)
+    r = replication or Replication()
+    await create_topic(bootstrap, TOPIC, partitions, r.factor, r.topic_config())
+    await create_topic(bootstrap, f"{TOPIC}.dlq", 1, r.factor, r.topic_config())
     sink = TraceSink(clickhouse, TraceSchema(database=database))
     await sink.start()
     try:

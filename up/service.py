@@ -24,6 +24,7 @@ from tally.api.sql import SqlSettings
 from tally.api.tokens import load_or_create, tokens
 from tally.embedded.clickhouse.process import EmbeddedClickHouse, start_clickhouse
 from tally.embedded.kafka_broker import EmbeddedKafka, create_topic, start_kafka
+from tally.embedded.kafka_cluster import KafkaCluster, Replication, replication_for, start_cluster
 from tally.embedded.lifecycle import terminate
 from tally.read import ReadSettings
 from tally.schemas.access import access_model
@@ -61,6 +62,7 @@ class UpSettings:
     monitors_dir: Path | None = None  # run the monitor service over these files
     dashboards_dir: Path | None = None  # the dashboard's YAML files (besides the built-ins)
     trace_writers: int = 1
+    kafka_brokers: int = 1  # > 1: a local cluster on kafka_port, kafka_port + 1, ...
 
 
 @dataclass
@@ -68,7 +70,7 @@ class Service:
     """The running parts; :meth:`stop` stops what :meth:`start` started, in reverse."""
 
     settings: UpSettings
-    kafka: EmbeddedKafka | None = None
+    kafka: EmbeddedKafka | KafkaCluster | None = None
     clickhouse: EmbeddedClickHouse | None = None
     aggregators: list[subprocess.Popen] = field(default_factory=list)
     trace_writers: list[subprocess.Popen] = field(default_factory=list)
@@ -81,7 +83,15 @@ class Service:
     def bootstrap(self) -> str:
         if self.settings.kafka_bootstrap:
             return self.settings.kafka_bootstrap
-        return f"127.0.0.1:{self.settings.kafka_port}"
+        return ",".join(f"127.0.0.1:{port}" for port in self._kafka_ports())
+
+    def _kafka_ports(self) -> list[int]:
+        s = self.settings
+        return [s.kafka_port + i for i in range(max(1, s.kafka_brokers))]
+
+    def _replication(self) -> Replication:
+        """Of the topics we create: a local cluster's (3 copies, 2 in sync), else one copy."""
+        return replication_for(1 if self.settings.kafka_bootstrap else self.settings.kafka_brokers)
 
     @property
     def clickhouse_url(self) -> str:
@@ -98,7 +108,7 @@ class Service:
         if not s.clickhouse_url:
             wanted.append(("ClickHouse", "127.0.0.1", s.clickhouse_port, "--clickhouse-port"))
         if not s.kafka_bootstrap:
-            wanted.append(("Kafka", "127.0.0.1", s.kafka_port, "--kafka-port"))
+            wanted += [("Kafka", "127.0.0.1", port, "--kafka-port") for port in self._kafka_ports()]
         if s.api:
             wanted.append(("the API", s.api_host, s.api_port, "--api-port"))
         for what, host, port, flag in wanted:
@@ -127,7 +137,12 @@ class Service:
                     user=s.clickhouse_user, password=self._password,
                     access=access_model(s.database),
                 )  # fmt: skip
-            if not s.kafka_bootstrap:
+            if not s.kafka_bootstrap and s.kafka_brokers > 1:
+                say(f"starting a {s.kafka_brokers}-broker Kafka cluster on {self.bootstrap} ...")
+                self.kafka = start_cluster(
+                    s.data_dir / "kafka-cluster", s.kafka_brokers, port=s.kafka_port
+                )
+            elif not s.kafka_bootstrap:
                 say(f"starting Kafka on 127.0.0.1:{s.kafka_port} ...")
                 self.kafka = start_kafka(s.data_dir / "kafka", port=s.kafka_port)
             asyncio.run(self._prepare())
@@ -184,15 +199,19 @@ class Service:
         return RollupSchema(database=s.database, time_zone=s.time_zone, week_start=s.week_start)
 
     async def _prepare(self) -> None:
-        await create_topic(self.bootstrap, TOPIC, self.settings.partitions)
-        await create_topic(self.bootstrap, f"{TOPIC}.dlq", 1)
+        r = self._replication()
+        copies, config = r.factor, r.topic_config()
+        await create_topic(self.bootstrap, TOPIC, self.settings.partitions, copies, config)
+        await create_topic(self.bootstrap, f"{TOPIC}.dlq", 1, copies, config)
         sink = RollupSink(self._clickhouse_settings(), self._schema())
         await sink.start()
         try:
             await sink.apply_ddl()
         finally:
             await sink.close()
-        await prepare_traces(self.bootstrap, self._clickhouse_settings(), self.settings.database)
+        await prepare_traces(
+            self.bootstrap, self._clickhouse_settings(), self.settings.database, replication=r
+        )
 
     def _start_aggregator(self, index: int) -> subprocess.Popen:
         s = self.settings
