@@ -58,12 +58,12 @@ demo: $(STAMP) kafka
 test: $(STAMP) kafka frameworks
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not cluster"
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 	$(MAKE) --no-print-directory test-frameworks
 
 # The 3-broker Kafka cluster tests (kill -9 of a leader, of a broker and an aggregator, a
-# rolling restart; `tally up --kafka-brokers 3`): one cluster per file, so one worker. CI runs
-# this as its own step after `make test` (.ci/run).
+# rolling restart; `tally up --kafka-brokers 3`): one cluster per file, so one worker. `make
+# test` runs them too (they start first, beside the rest); this target runs them alone.
 test-cluster: $(STAMP) kafka
 	$(BIN)/python -m pytest -m cluster -p no:cacheprovider
 
