@@ -29,7 +29,8 @@ PATH_TYPES = ("String", "String", "DateTime('UTC')")
 @dataclass(slots=True)
 class KeyIndexRows:
     """Rows for ``keys_seen`` (``days``: key, day, first, last) and ``key_paths`` (``paths``:
-    key, path, last), each sorted, and the (keyset, ...) facts they cover (for ``remember``)."""
+    key, path, last), one per key and day or path, and the (keyset, ...) facts they cover
+    (for ``remember``)."""
 
     days: list[tuple[str, int, int, int]] = field(default_factory=list)
     paths: list[tuple[str, str, int]] = field(default_factory=list)
@@ -96,7 +97,9 @@ class WrittenKeys:
             for key in keys:
                 span = days.get((key, day))
                 days[(key, day)] = (first, last) if span is None else _union(span, first, last)
-        paths_out: dict[tuple[str, str], int] = {}
+        # Many keysets share a key (the job's own key is in all of them): merge per key, by
+        # path set, before expanding into (key, path).
+        by_key: dict[str, dict[tuple[str, ...], int]] = {}
         for fact, last in path_facts.items():
             known_last = self._paths.get(fact)
             if known_last is not None and known_last >= last:
@@ -104,11 +107,23 @@ class WrittenKeys:
             out.path_facts[fact] = last
             keys, paths = fact
             for key in keys:
-                for path in paths:
-                    if paths_out.get((key, path), -1) < last:
-                        paths_out[(key, path)] = last
-        out.days = sorted((k, d, f, la) for (k, d), (f, la) in days.items())
-        out.paths = sorted((k, p, la) for (k, p), la in paths_out.items())
+                shapes = by_key.get(key)
+                if shapes is None:
+                    by_key[key] = {paths: last}
+                elif shapes.get(paths, -1) < last:
+                    shapes[paths] = last
+        out.days = [(k, d, f, la) for (k, d), (f, la) in days.items()]
+        for key, shapes in by_key.items():
+            if len(shapes) == 1:
+                ((paths, last),) = shapes.items()
+                out.paths.extend((key, p, last) for p in paths)
+                continue
+            merged: dict[str, int] = {}
+            for paths, last in shapes.items():
+                for p in paths:
+                    if merged.get(p, -1) < last:
+                        merged[p] = last
+            out.paths.extend((key, p, la) for p, la in merged.items())
         return out
 
     def remember(self, written: KeyIndexRows) -> None:

@@ -56,6 +56,8 @@ class Variant:
     views: tuple[str, ...]
     admin: bool = False
     sink_writes_keys: bool = False
+    narrow: bool = False  # c9a3f89's rollups table (no distribution/gauge columns)
+    window: int | None = None  # the rollups dedup window in blocks (None: the schema's)
 
 
 def variants() -> list[Variant]:
@@ -63,6 +65,8 @@ def variants() -> list[Variant]:
     out = [Variant("before: views feed the key index", ALL_VIEWS)]
     out += [Variant(f"without {v}", tuple(x for x in ALL_VIEWS if x != v)) for v in ALL_VIEWS]
     out.append(Variant("expand only", (EXPAND_VIEW,)))
+    out.append(Variant("expand only, window 100000", (EXPAND_VIEW,), window=100_000))
+    out.append(Variant("expand only, c9a3f89's narrow rollups", (EXPAND_VIEW,), narrow=True))
     out.append(Variant("none", ()))
     out.append(Variant("before, as admin (no access check)", ALL_VIEWS, admin=True))
     out.append(Variant("now: aggregator writes the key index", NOW_VIEWS, sink_writes_keys=True))
@@ -86,6 +90,24 @@ FROM {src} ARRAY JOIN keys AS key
 ARRAY JOIN if(kind = 1, ['', '.count', '.sum', '.square'], ['']) AS suffix
 WHERE kind != 0 GROUP BY key, path""",
     }
+
+
+def narrow_rollups(schema: RollupSchema) -> list[str]:
+    """c9a3f89's ``rollups`` (five columns, window of 100,000 blocks) and its expand view."""
+    return [
+        f"DROP VIEW {schema.expand_view}",
+        f"DROP TABLE {schema.table} SYNC",
+        f"""CREATE TABLE {schema.table} (
+    granularity LowCardinality(String), key String, bucket DateTime('UTC'),
+    path LowCardinality(String), value SimpleAggregateFunction(sum, Float64)
+) ENGINE = AggregatingMergeTree
+PARTITION BY (granularity, toYYYYMM(bucket))
+ORDER BY (granularity, key, path, bucket)
+TTL {schema.ttl_clause()}
+SETTINGS non_replicated_deduplication_window = 100000""",
+        f"CREATE MATERIALIZED VIEW {schema.expand_view} TO {schema.table}\n"
+        f"AS {schema.expand_query()}",
+    ]
 
 
 def flushes(events: int, flush: int, spread_s: int, now: int) -> list[FoldRows]:
@@ -182,6 +204,14 @@ def main() -> None:
                 for name in NOW_VIEWS:
                     if name not in variant.views:
                         admin.command(f"DROP VIEW {schema.database}.{name}")
+                if variant.narrow:
+                    for statement in narrow_rollups(schema):
+                        admin.command(statement)
+                if variant.window is not None:
+                    admin.command(
+                        f"ALTER TABLE {schema.table} MODIFY SETTING"
+                        f" non_replicated_deduplication_window = {variant.window}"
+                    )
                 target = owner if variant.admin else writer
                 cpu0 = sum(server.cpu_times()[:2])
                 spent = asyncio.run(insert_all(target, schema, rows, variant.sink_writes_keys))
