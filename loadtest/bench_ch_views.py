@@ -173,14 +173,14 @@ def main() -> None:
     parser.add_argument("--flush", type=int, default=5_000)
     parser.add_argument("--spread", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--only", default="", help="comma-separated variant names")
+    parser.add_argument("--only", default="", help="variant names separated by |")
     args = parser.parse_args()
     now = int(time.time())
     rows = flushes(args.events, args.flush, args.spread, now)
     print(f"{len(rows)} flushes, {sum(len(r) for r in rows):,} rows for {args.events:,} events")
     chosen = variants()
     if args.only:
-        wanted = set(args.only.split(","))
+        wanted = set(args.only.split("|"))
         chosen = [v for v in chosen if v.name in wanted]
     with (
         tempfile.TemporaryDirectory() as tmp,
