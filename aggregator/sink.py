@@ -26,10 +26,19 @@ from clickhouse_connect.driver.exceptions import (
 )
 
 from tally.aggregator.insert_plan import DEFAULT_PARTITIONS_PER_INSERT, InsertPiece, plan_inserts
+from tally.aggregator.key_rows import (
+    DAY_COLUMNS,
+    DAY_TYPES,
+    PATH_COLUMNS,
+    PATH_TYPES,
+    KeyIndexRows,
+    WrittenKeys,
+)
 from tally.aggregator.rows import FoldRows
 from tally.aggregator.settings import ClickHouseSettings
 from tally.engine.protocols import ErrorKind
 from tally.schemas.ddl import TABLE, RollupSchema
+from tally.schemas.ddl_keys import RETIRED_VIEWS
 
 log = logging.getLogger("tally.aggregator.sink")
 
@@ -237,6 +246,7 @@ class RollupSink:
         self.settings = settings
         self.schema = schema
         self.partitions_per_insert = partitions_per_insert
+        self.written_keys = WrittenKeys()
         self._client: AsyncClient | None = None
 
     async def start(self) -> None:
@@ -260,6 +270,7 @@ class RollupSink:
         await client.command(
             f"ALTER TABLE {self.schema.table} MODIFY SETTING {self.schema.dedup_settings_sql()}"
         )
+        await self._retire_key_views()
         if await self._ttl_differs():
             wanted = self.schema.ttl_clause()
             log.info("rollups TTL changed; applying", extra={"ttl": wanted})
@@ -267,6 +278,30 @@ class RollupSink:
                 f"ALTER TABLE {self.schema.table} MODIFY TTL {wanted}",
                 settings={"materialize_ttl_after_modify": 0},
             )
+
+    async def _retire_key_views(self) -> None:
+        """Drop the views that fed the key index before the aggregator wrote it (issue #18).
+
+        Harmless if left (both writers give the same ``min``/``max``) but they cost the server
+        a fan-out of every insert; a user without DROP gets a warning naming the statement.
+        """
+        client = self._require()
+        result = await client.query(
+            "SELECT name FROM system.tables WHERE database = {db:String}"
+            " AND has({names:Array(String)}, name) ORDER BY name",
+            parameters={"db": self.schema.database, "names": list(RETIRED_VIEWS)},
+        )
+        for (name,) in result.result_rows:
+            statement = f"DROP VIEW IF EXISTS {self.schema.database}.{name}"
+            try:
+                await client.command(statement)
+            except DatabaseError as exc:
+                log.warning(
+                    "a retired view still feeds the key index on every insert; an"
+                    " administrator can run: %s (%s)",
+                    statement,
+                    str(exc).splitlines()[0][:200],
+                )
 
     async def _ttl_differs(self) -> bool:
         """True when the table's TTL is not the configured one (compared as ClickHouse formats it).
@@ -311,9 +346,37 @@ class RollupSink:
         views``), so a repeated range is dropped there, block by block. A flush touching more
         partitions than one insert may is split by ``plan`` and its pieces inserted in order;
         a replay re-inserts every piece and ClickHouse drops those it already has.
+
+        Then the key index: the (key, day) and (key, path) facts of ``rows`` not yet written
+        by this process (``key_rows``), into ``keys_seen`` and ``key_paths``. Both keep only
+        ``min``/``max``, so a replay that writes them again changes nothing.
         """
         for piece in self.plan(rows, token):
             await self.insert_piece(piece)
+        await self.insert_key_index(self.written_keys.new_rows(rows), token)
+
+    async def insert_key_index(self, index: KeyIndexRows, token: str) -> None:
+        """Write ``index`` (under ``token/keys``, ``token/paths``); remembered once acknowledged."""
+        client = self._require()
+        if index.days:
+            await client.insert(
+                self.schema.keys_table,
+                index.day_columns(),
+                column_names=list(DAY_COLUMNS),
+                column_type_names=list(DAY_TYPES),
+                column_oriented=True,
+                settings=self.insert_settings(f"{token}/keys"),
+            )
+        if index.paths:
+            await client.insert(
+                self.schema.paths_table,
+                index.path_columns(),
+                column_names=list(PATH_COLUMNS),
+                column_type_names=list(PATH_TYPES),
+                column_oriented=True,
+                settings=self.insert_settings(f"{token}/paths"),
+            )
+        self.written_keys.remember(index)
 
     async def insert_piece(self, piece: InsertPiece) -> None:
         """Insert one planned piece under its own token."""

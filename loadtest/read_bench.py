@@ -26,6 +26,8 @@ from pathlib import Path
 import clickhouse_connect
 import httpx
 
+from tally.aggregator.key_rows import DAY_COLUMNS, PATH_COLUMNS, WrittenKeys
+from tally.aggregator.rows import FoldRows
 from tally.aggregator.settings import ClickHouseSettings
 from tally.aggregator.sink import RollupSink
 from tally.embedded.clickhouse.process import start_clickhouse
@@ -77,6 +79,13 @@ def populate(client, end: datetime, keys: int) -> None:
             "tally.rollups_input", rows[chunk : chunk + 50_000],
             column_names=["keys", "minute", "paths", "values"], settings={"async_insert": 0},
         )  # fmt: skip
+    # the key index, as the aggregator's sink writes it (aggregator/key_rows.py)
+    index = WrittenKeys().new_rows(
+        FoldRows([tuple(r[0]) for r in rows], [int(r[1].timestamp()) for r in rows],
+                 [tuple(r[2]) for r in rows], [r[3] for r in rows])
+    )  # fmt: skip
+    client.insert("tally.keys_seen", index.days, column_names=list(DAY_COLUMNS))
+    client.insert("tally.key_paths", index.paths, column_names=list(PATH_COLUMNS))
 
 
 SERIES_PARAMS = {"key": KEY, "path": ["count", "codes.*"], "expression": "success / count",

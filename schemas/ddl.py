@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from tally.schemas.ddl_keys import key_statements
+from tally.schemas.ddl_keys import KEYS_TABLE, PATHS_TABLE, key_statements
 from tally.schemas.granularity import WEEKDAYS, Granularity
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -40,7 +40,6 @@ TABLE = "rollups"
 INPUT_TABLE = "rollups_input"
 EXPAND_VIEW = "rollups_expand"
 KINDS_VIEW = "rollups_kinds"
-KINDS_PATHS_VIEW = "key_paths_kinds_feed"
 # Columns added for distributions and gauges (also ALTERed into tables that predate them).
 ROLLUP_KIND_COLUMNS = (
     (
@@ -157,6 +156,16 @@ class RollupSchema:
     def table(self) -> str:
         """Fully qualified name of the stored table."""
         return f"{self.database}.{TABLE}"
+
+    @property
+    def keys_table(self) -> str:
+        """The key index per (key, UTC day), written by the aggregator (``ddl_keys``)."""
+        return f"{self.database}.{KEYS_TABLE}"
+
+    @property
+    def paths_table(self) -> str:
+        """The key index per (key, path), written by the aggregator (``ddl_keys``)."""
+        return f"{self.database}.{PATHS_TABLE}"
 
     @property
     def input_table(self) -> str:
@@ -304,16 +313,7 @@ FROM {self.table} WHERE granularity = '{g}' AND vmin IS NULL
 GROUP BY key, bucket, path"""
             )
             out.append(self._sketch_view(g, "bucket", g))
-        out += key_statements(db, self.input_table, self.ttl_days, self.stored)
-        out.append(
-            f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{KINDS_PATHS_VIEW} TO {db}.key_paths
-AS SELECT key, concat(path, suffix) AS path, max(minute) AS last_seen
-FROM {self.input_table}
-ARRAY JOIN keys AS key
-ARRAY JOIN if(kind = 1, ['', '.count', '.sum', '.square'], ['']) AS suffix
-WHERE kind != 0
-GROUP BY key, path"""
-        )
+        out += key_statements(db, self.ttl_days, self.stored)
         if "1d" in self.stored:
             for g in DERIVED_FROM_DAYS:
                 if g not in self.stored:

@@ -1,13 +1,15 @@
 """Key discovery tables: which keys were written when, and which paths each key has.
 
-Two small AggregatingMergeTree tables fed by materialized views from ``rollups_input`` (the
-aggregators' insert target), so listing keys never scans the rollups:
+Two small AggregatingMergeTree tables the aggregators write with each flush's new keys and
+paths (``aggregator/key_rows.py``), so listing keys never scans the rollups:
 
 - ``keys_seen``: one row per (key, UTC day) with the first and last minute written that day.
   Sorted by key, so a prefix pattern (``event::schedule::*``) reads one index range.
 - ``key_paths``: one row per (key, path) with the last minute written.
 
-``min``/``max`` are idempotent, so a replayed insert cannot change them. When a table is
+``min``/``max`` are idempotent, so a replayed insert cannot change them. (Until issue #18 they
+were fed by materialized views on ``rollups_input``, which fanned every insert block out to
+(key, day) and (key, path) rows: ``RETIRED_VIEWS``.) When a table is
 empty (first start after an upgrade), it is backfilled once from the stored rollups (at the
 precision of ``source`` buckets).
 """
@@ -20,15 +22,17 @@ KEYS_TABLE = "keys_seen"
 KEYS_VIEW = "keys_seen_feed"
 PATHS_TABLE = "key_paths"
 PATHS_VIEW = "key_paths_feed"
+KINDS_PATHS_VIEW = "key_paths_kinds_feed"
+# Views that fed the key tables from every insert; an older schema may still have them.
+RETIRED_VIEWS = (KEYS_VIEW, PATHS_VIEW, KINDS_PATHS_VIEW)
 
 
 def key_statements(
     database: str,
-    input_table: str,
     ttl_days: Mapping[str, int] | None = None,
     stored: Sequence[str] = ("1m", "1h", "1d"),
 ) -> list[str]:
-    """Idempotent DDL (``database``, ``input_table`` and ``stored`` are validated).
+    """Idempotent DDL (``database`` and ``stored`` are validated).
 
     The key tables keep as long as the longest-kept granularity; the backfill reads ``1h``
     rows (or the coarsest stored granularity).
@@ -45,23 +49,12 @@ def key_statements(
 ) ENGINE = AggregatingMergeTree
 ORDER BY (key, day)
 TTL day + toIntervalDay({int(ttl)})""",
-        f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{KEYS_VIEW} TO {db}.{KEYS_TABLE}
-AS SELECT key, toDate(minute) AS day, min(minute) AS first_seen, max(minute) AS last_seen
-FROM {input_table}
-ARRAY JOIN keys AS key
-GROUP BY key, day""",
         f"""CREATE TABLE IF NOT EXISTS {db}.{PATHS_TABLE} (
     key String COMMENT 'metric key',
     path String COMMENT 'dotted value path',
     last_seen SimpleAggregateFunction(max, DateTime('UTC')) COMMENT 'last minute written'
 ) ENGINE = AggregatingMergeTree
 ORDER BY (key, path)""",
-        f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{PATHS_VIEW} TO {db}.{PATHS_TABLE}
-AS SELECT key, path, max(minute) AS last_seen
-FROM {input_table}
-ARRAY JOIN keys AS key
-ARRAY JOIN paths AS path
-GROUP BY key, path""",
         f"""INSERT INTO {db}.{KEYS_TABLE}
 SELECT key, toDate(bucket) AS day, min(bucket) AS first_seen, max(bucket) AS last_seen
 FROM {db}.rollups

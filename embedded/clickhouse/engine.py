@@ -96,6 +96,10 @@ class ChdbEngine:
         self.limits = limits
         self.policy = policy
         self.sessions = SessionStore(limits.max_sessions, limits.max_session_timeout)
+        # INSERT heads (``INSERT INTO t (cols) FORMAT f``) already allowed: by the sandbox
+        # policy (key: the text) and per user (key: user, text). Both checks depend on the
+        # text alone for an INSERT, and an aggregator sends the same head with every flush.
+        self._allowed_inserts: set[tuple[str | None, str]] = set()
         row = anchor.query("SELECT timezone(), version()", "TabSeparated").bytes()
         self.timezone, self.version = row.decode().strip().split("\t")
 
@@ -154,6 +158,8 @@ class ChdbEngine:
             return
         if isinstance(statement, InsertStatement):
             sql = f"{statement.head.rstrip()} FORMAT {statement.fmt}"
+            if (None, sql) in self._allowed_inserts:
+                return
         else:
             sql = statement.sql
         if not sql.strip():
@@ -176,6 +182,8 @@ class ChdbEngine:
             self.policy.check(sql, canonical)
         except sandbox.PolicyViolation as exc:
             raise ClickHouseError.of(ErrorCode.ACCESS_DENIED, str(exc)) from None
+        if isinstance(statement, InsertStatement):
+            self._remember_insert(None, sql)
 
     def _check_access(
         self, connection: Any, statement: Statement, options: RequestOptions, login: Login | None
@@ -185,6 +193,8 @@ class ChdbEngine:
             return
         if isinstance(statement, InsertStatement):
             sql = f"{statement.head.rstrip()} FORMAT {statement.fmt}"
+            if (login.name, sql) in self._allowed_inserts:
+                return
         else:
             sql = without_output_format(statement.sql.encode()).decode()
         if not sql.strip():
@@ -198,6 +208,14 @@ class ChdbEngine:
             access.check(login.policy, sql, explain)
         except AccessRefused as exc:
             raise ClickHouseError.of(ErrorCode.ACCESS_DENIED, str(exc)) from None
+        if isinstance(statement, InsertStatement):
+            self._remember_insert(login.name, sql)
+
+    def _remember_insert(self, user: str | None, sql: str) -> None:
+        """Keep an allowed INSERT head (bounded: forgotten all at once when full)."""
+        if len(self._allowed_inserts) >= self.limits.max_allowed_inserts:
+            self._allowed_inserts.clear()
+        self._allowed_inserts.add((user, sql))
 
     def kill(self, tag: str) -> None:
         """Cancel the running query marked ``tag`` (its client went away)."""

@@ -13,6 +13,7 @@ class Limits:
     max_insert_bytes: int = 1 << 30  # an INSERT's rows, collected before chDB runs them
     max_sessions: int = 1000  # sessions with remembered SET/USE statements
     max_session_timeout: float = 3600.0  # clickhouse-server's max_session_timeout default
+    max_allowed_inserts: int = 10_000  # INSERT heads whose checks passed, kept to skip them
 
 
 DEFAULT_LIMITS = Limits()

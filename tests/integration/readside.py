@@ -4,12 +4,12 @@ rollup schema, and exact inserts into ``rollups_input`` (the aggregators' own in
 from __future__ import annotations
 
 import asyncio
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import clickhouse_connect
-
+from tally.aggregator.rows import KIND_DIST, KIND_GAUGE, FoldRows
 from tally.aggregator.settings import ClickHouseSettings
 from tally.aggregator.sink import RollupSink
 from tally.embedded.clickhouse.process import EmbeddedClickHouse
@@ -40,18 +40,28 @@ def apply_schema(clickhouse: EmbeddedClickHouse, schema: RollupSchema) -> None:
 def insert(
     clickhouse: EmbeddedClickHouse, database: str, rows: list[tuple[list[str], datetime, dict]]
 ) -> None:
-    """``(keys, minute, {path: value})`` rows, inserted as the aggregator does."""
-    client = clickhouse_connect.get_client(
-        host=clickhouse.host, port=clickhouse.port, password=PASSWORD
+    """``(keys, minute, {path: value})`` rows, inserted as the aggregator does (its sink: the
+    rows into ``rollups_input``, their keys and paths into the key index)."""
+    fold_rows = FoldRows(
+        [tuple(k) for k, _, _ in rows],
+        [int(m.timestamp()) for _, m, _ in rows],
+        [tuple(v) for _, _, v in rows],
+        [[float(x) for x in v.values()] for _, _, v in rows],
     )
-    data = [[k, m, list(v), [float(x) for x in v.values()]] for k, m, v in rows]
-    client.insert(
-        f"{database}.rollups_input",
-        data,
-        column_names=["keys", "minute", "paths", "values"],
-        settings={"async_insert": 0},
-    )
-    client.close()
+    _sink_insert(clickhouse, database, fold_rows)
+
+
+def _sink_insert(clickhouse: EmbeddedClickHouse, database: str, rows: FoldRows) -> None:
+    async def run() -> None:
+        settings = ClickHouseSettings(url=clickhouse.url, password=PASSWORD)
+        sink = RollupSink(settings, RollupSchema(database))
+        await sink.start()
+        try:
+            await sink.insert(rows, f"test:{uuid.uuid4()}")
+        finally:
+            await sink.close()
+
+    asyncio.run(run())
 
 
 def settings(clickhouse: EmbeddedClickHouse, database: str) -> ReadSettings:
@@ -79,43 +89,33 @@ class KindRow:
 
 
 def insert_kinds(clickhouse: EmbeddedClickHouse, database: str, rows: list[KindRow]) -> None:
-    """Distribution and gauge rows into ``rollups_input``, shaped as ``aggregator/fold`` does."""
-    data = []
+    """Distribution and gauge rows, shaped as ``aggregator/fold`` does, through the sink."""
+    out = FoldRows([], [], [], [])
     for r in rows:
+        out.keys.append(tuple(r.keys))
+        out.minute.append(int(r.minute.timestamp()))
+        out.paths.append(())
+        out.values.append([])
+        out.path.append(r.path)
         if r.reading is None:
             counts = buckets_of(r.samples)
             ks = sorted(counts)
-            stats = [
-                float(len(r.samples)),
-                float(sum(r.samples)),
-                float(sum(x * x for x in r.samples)),
-            ]
-            lo, hi = min(r.samples), max(r.samples)
-            data.append(
-                [
-                    r.keys,
-                    r.minute,
-                    [],
-                    [],
-                    1,
-                    r.path,
-                    ks,
-                    [counts[k] for k in ks],
-                    stats,
-                    lo,
-                    hi,
-                    (0, 0.0),
-                ]
+            out.kind.append(KIND_DIST)
+            out.sketch_keys.append(ks)
+            out.sketch_counts.append([counts[k] for k in ks])
+            out.stats.append(
+                [float(len(r.samples)), float(sum(r.samples)), float(sum(x * x for x in r.samples))]
             )
+            out.vmin.append(min(r.samples))
+            out.vmax.append(max(r.samples))
+            out.last.append((0, 0.0))
         else:
             v = float(r.reading[1])
-            data.append([r.keys, r.minute, [], [], 2, r.path, [], [], [], v, v, (r.reading[0], v)])
-    client = clickhouse_connect.get_client(
-        host=clickhouse.host, port=clickhouse.port, password=PASSWORD
-    )
-    names = ["keys", "minute", "paths", "values", "kind", "path", "sketch_keys", "sketch_counts",
-             "stats", "vmin", "vmax", "last"]  # fmt: skip
-    client.insert(
-        f"{database}.rollups_input", data, column_names=names, settings={"async_insert": 0}
-    )
-    client.close()
+            out.kind.append(KIND_GAUGE)
+            out.sketch_keys.append([])
+            out.sketch_counts.append([])
+            out.stats.append([])
+            out.vmin.append(v)
+            out.vmax.append(v)
+            out.last.append((r.reading[0], v))
+    _sink_insert(clickhouse, database, out)
