@@ -11,27 +11,17 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Protocol
 
-from tally.aggregator import logs
 from tally.aggregator.metrics import AggregatorMetrics
-from tally.aggregator.settings import AggregatorSettings, ClickHouseSettings, from_args
+from tally.aggregator.settings import AggregatorSettings, from_args
 from tally.aggregator.sink import RollupSink
 from tally.aggregator.worker import build_aggregator
+from tally.engine import logs
 from tally.engine.metrics import MetricsPortInUse
 from tally.engine.offsets import StartRefused
-from tally.kafka_security import KafkaSecurity
+from tally.kafka.admin import count_partitions
 
 log = logging.getLogger("tally.aggregator")
-
-
-class TopicSettings(Protocol):
-    """What ``check`` needs of a consumer service's settings (the aggregator's, the writer's)."""
-
-    bootstrap_servers: str
-    topic: str
-    security: KafkaSecurity
-    clickhouse: ClickHouseSettings
 
 
 async def serve(settings: AggregatorSettings) -> None:
@@ -68,23 +58,10 @@ async def check(settings: AggregatorSettings) -> None:
     await print_topic_partitions(settings)
 
 
-async def print_topic_partitions(settings: TopicSettings) -> None:
+async def print_topic_partitions(settings: AggregatorSettings) -> None:
     """Print ``ok: ClickHouse <url>, topic <t>: N partitions`` (raises if Kafka is unreachable)."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    # The admin client, not a group-less consumer: aiokafka's consumer.stop() raises
-    # CancelledError from its offset-reset task when it never joined a group.
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_servers, **settings.security.aiokafka_kwargs()
-    )
-    await admin.start()
-    try:
-        (topic,) = await admin.describe_topics([settings.topic])
-        partitions = topic.get("partitions") or [] if topic.get("error_code", 0) == 0 else []
-        where = f"ClickHouse {settings.clickhouse.url}, topic {settings.topic}"
-        print(f"ok: {where}: {len(partitions)} partitions")
-    finally:
-        await admin.close()
+    count = await count_partitions(settings.bootstrap_servers, settings.topic, settings.security)
+    print(f"ok: ClickHouse {settings.clickhouse.url}, topic {settings.topic}: {count} partitions")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

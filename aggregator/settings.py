@@ -6,95 +6,20 @@ import argparse
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
-from tally.kafka_security import KafkaSecurity
+from tally.clickhouse.settings import BadClickHouseUrl, ClickHouseSettings, clickhouse_endpoint
+from tally.engine.settings import ConsumerSettings
+from tally.kafka.security import KafkaSecurity
 from tally.schemas.ddl import DEFAULT_TTL_DAYS, RollupSchema
 from tally.schemas.limits import Limits
 
-CLICKHOUSE_URL_FORM = "http(s)://host[:port], e.g. https://ch.example.com:8443"
-
-
-class BadClickHouseUrl(ValueError):
-    """A ClickHouse URL that does not say scheme and host (``ch.example.com:8443``)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ClickHouseEndpoint:
-    """Host, port and TLS of a ClickHouse HTTP(S) URL."""
-
-    host: str
-    port: int
-    secure: bool
-
-
-def clickhouse_endpoint(url: str) -> ClickHouseEndpoint:
-    """The endpoint of ``http(s)://host[:port]``; :class:`BadClickHouseUrl` for anything else.
-
-    Without this a scheme-less ``ch.example.com:8443`` parses as scheme ``ch.example.com`` and no
-    host, and clients fall back to plain HTTP on 127.0.0.1:8123 with the remote password."""
-    parts = urlsplit(url.strip()) if isinstance(url, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BadClickHouseUrl(f"ClickHouse URL {url!r} is not {CLICKHOUSE_URL_FORM}")
-    try:
-        port = parts.port
-    except ValueError:
-        raise BadClickHouseUrl(
-            f"ClickHouse URL {url!r} has a bad port: expected {CLICKHOUSE_URL_FORM}"
-        ) from None
-    secure = parts.scheme == "https"
-    return ClickHouseEndpoint(parts.hostname, port or (8443 if secure else 8123), secure)
-
 
 @dataclass(frozen=True)
-class ClickHouseSettings:
-    """Where the rollups live. ``url`` is an http(s) URL of clickhouse-server or ours; any
-    other URL is refused here (:class:`BadClickHouseUrl`), so no component guesses a host."""
+class AggregatorSettings(ConsumerSettings):
+    """One aggregator process: the engine's settings plus the rollup schema and limits."""
 
-    url: str = "http://127.0.0.1:8123"
-    user: str = "default"
-    password: str = field(default="", repr=False)
-    verify_tls: bool = True
-    ca_cert: str | None = None
-    insert_timeout_s: float = 120.0
-
-    def __post_init__(self) -> None:
-        clickhouse_endpoint(self.url)
-
-    @property
-    def endpoint(self) -> ClickHouseEndpoint:
-        """Host, port and TLS of ``url``."""
-        return clickhouse_endpoint(self.url)
-
-
-@dataclass(frozen=True)
-class AggregatorSettings:
-    """One aggregator process."""
-
-    bootstrap_servers: str = "127.0.0.1:9092"
-    topic: str = "tally.events"
-    group: str = "tally-aggregators"
-    dead_letter_topic: str = "tally.events.dlq"
-    security: KafkaSecurity = field(default_factory=KafkaSecurity)
-    clickhouse: ClickHouseSettings = field(default_factory=ClickHouseSettings)
     schema: RollupSchema = field(default_factory=RollupSchema)
     limits: Limits = field(default_factory=Limits)
-    flush_interval_s: float = 2.0
-    flush_rows: int = 500_000
-    max_poll_records: int = 2_000
-    session_timeout_ms: int = 30_000
-    heartbeat_interval_ms: int = 3_000
-    max_poll_interval_ms: int = 300_000
-    metrics_port: int | None = 9464
-    metrics_host: str = "127.0.0.1"
-    apply_ddl: bool = True
-    retry_max_backoff_s: float = 10.0
-    max_fold_bytes: int = 512 * 2**20
-    max_insert_attempts: int = 5
-    initial_offset: str | None = None  # "earliest" | "latest"; None: refuse to guess
-    shutdown_grace_s: float = 10.0
-    dead_letter_max_bytes: int = 1_000_000
-    client_id: str = field(default_factory=lambda: f"tally-aggregator-{os.getpid()}")
 
     def startup_warnings(self) -> list[str]:
         """Configuration that silently loses data somewhere; logged at start."""

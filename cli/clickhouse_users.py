@@ -6,9 +6,9 @@ import os
 
 import typer
 
-from tally.aggregator.settings import ClickHouseSettings
 from tally.cli.errors import bad_input
 from tally.cli.options import ClickHouseUser, Database
+from tally.clickhouse.settings import ClickHouseSettings
 from tally.schemas.access import access_model
 from tally.up.clickhouse_users import UsersNotApplied, apply, passwords_from
 

@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from tally.aggregator.settings import ClickHouseSettings
 from tally.cli.errors import bad_input
+from tally.clickhouse.settings import ClickHouseSettings
 from tally.read import ReadSettings
 from tally.up.paths import default_data_dir, stored_clickhouse_password
 from tally.up.stack_file import clickhouse_url

@@ -22,11 +22,12 @@ from pathlib import Path
 
 import clickhouse_connect
 
-from tally.aggregator.settings import ClickHouseSettings
 from tally.aggregator.sink import RollupSink
+from tally.clickhouse.settings import ClickHouseSettings
 from tally.embedded.clickhouse.process import EmbeddedClickHouse, start_clickhouse
-from tally.embedded.kafka_broker import EmbeddedKafka, create_topic, free_ports, start_kafka
+from tally.embedded.kafka_broker import EmbeddedKafka, free_ports, start_kafka
 from tally.embedded.lifecycle import StopsOnExit
+from tally.kafka.admin import create_topic
 from tally.schemas.access import access_model
 from tally.schemas.ddl import RollupSchema
 

@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tally.kafka_security import KafkaSecurity
+from tally.kafka.security import KafkaSecurity
 from tally.schemas.limits import Limits
 
 

@@ -26,8 +26,8 @@ from pathlib import Path
 import clickhouse_connect
 import httpx
 
-from tally.aggregator.settings import ClickHouseSettings
 from tally.aggregator.sink import RollupSink
+from tally.clickhouse.settings import ClickHouseSettings
 from tally.embedded.clickhouse.process import start_clickhouse
 from tally.embedded.kafka_broker import free_ports
 from tally.read import AsyncReader, Reader, ReadSettings

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tally.kafka_security import KafkaSecurity
+from tally.kafka.security import KafkaSecurity
 from tally.read.settings import ReadSettings
 
 

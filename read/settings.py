@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from tally.aggregator.settings import ClickHouseSettings
+from tally.clickhouse.settings import ClickHouseSettings
 from tally.schemas.ddl import identifier
 
 

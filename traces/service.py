@@ -15,10 +15,12 @@ import signal
 import sys
 from collections.abc import Mapping, Sequence
 
-from tally.aggregator import logs
-from tally.aggregator.settings import AggregatorSettings, ClickHouseSettings
+from tally.clickhouse.settings import ClickHouseSettings
+from tally.engine import logs
 from tally.engine.metrics import EngineMetrics
-from tally.kafka_security import KafkaSecurity
+from tally.engine.settings import ConsumerSettings
+from tally.kafka.admin import count_partitions
+from tally.kafka.security import KafkaSecurity
 from tally.traces.ddl import TraceSchema
 from tally.traces.sink import TraceSink
 from tally.traces.transport import TOPIC
@@ -60,7 +62,7 @@ def parser() -> argparse.ArgumentParser:
 
 def from_args(
     argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
-) -> tuple[AggregatorSettings, TraceSchema]:
+) -> tuple[ConsumerSettings, TraceSchema]:
     """The writer's loop settings and the trace schema."""
     env = os.environ if env is None else env
     a = parser().parse_args(argv)
@@ -71,7 +73,7 @@ def from_args(
         sasl_password=env.get("TALLY_KAFKA_SASL_PASSWORD"),
         ssl_cafile=env.get("TALLY_KAFKA_SSL_CAFILE"),
     )
-    settings = AggregatorSettings(
+    settings = ConsumerSettings(
         bootstrap_servers=a.bootstrap,
         topic=a.topic,
         group=a.group,
@@ -102,7 +104,7 @@ def from_args(
     return settings, schema
 
 
-async def serve(settings: AggregatorSettings, schema: TraceSchema) -> None:
+async def serve(settings: ConsumerSettings, schema: TraceSchema) -> None:
     """Run until SIGTERM/SIGINT."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -116,17 +118,16 @@ async def serve(settings: AggregatorSettings, schema: TraceSchema) -> None:
     log.info("trace writer stopped cleanly")
 
 
-async def check(settings: AggregatorSettings, schema: TraceSchema) -> None:
+async def check(settings: ConsumerSettings, schema: TraceSchema) -> None:
     """Reach ClickHouse (apply the DDL) and list the topic's partitions."""
-    from tally.aggregator.cli import print_topic_partitions
-
     sink = TraceSink(settings.clickhouse, schema)
     await sink.start()
     try:
         await sink.apply_ddl()
     finally:
         await sink.close()
-    await print_topic_partitions(settings)
+    count = await count_partitions(settings.bootstrap_servers, settings.topic, settings.security)
+    print(f"ok: ClickHouse {settings.clickhouse.url}, topic {settings.topic}: {count} partitions")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

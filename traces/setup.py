@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from tally.aggregator.settings import ClickHouseSettings
-from tally.embedded.kafka_broker import create_topic
+from tally.clickhouse.settings import ClickHouseSettings
+from tally.kafka.admin import create_topic
 from tally.traces.ddl import TraceSchema
 from tally.traces.sink import TraceSink
 from tally.traces.transport import TOPIC

@@ -16,15 +16,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tally.aggregator.settings import ClickHouseSettings
 from tally.aggregator.sink import RollupSink
 from tally.api.server import PortInUse, ServerThread, check_port
 from tally.api.settings import ApiSettings
 from tally.api.sql import SqlSettings
 from tally.api.tokens import load_or_create, tokens
+from tally.clickhouse.settings import ClickHouseSettings
 from tally.embedded.clickhouse.process import EmbeddedClickHouse, start_clickhouse
-from tally.embedded.kafka_broker import EmbeddedKafka, create_topic, start_kafka
+from tally.embedded.kafka_broker import EmbeddedKafka, start_kafka
 from tally.embedded.lifecycle import terminate
+from tally.kafka.admin import create_topic
 from tally.read import ReadSettings
 from tally.schemas.access import access_model
 from tally.schemas.ddl import RollupSchema

@@ -11,9 +11,9 @@ import sys
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError, DataError, OperationalError
 
-from tally.aggregator.logs import CoordinatorLoading
 from tally.aggregator.settings import from_args, parser
-from tally.aggregator.sink import classify_error
+from tally.clickhouse.errors import classify_error
+from tally.engine.logs import CoordinatorLoading
 
 
 def test_every_flag_has_help_and_its_default_is_shown():
