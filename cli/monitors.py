@@ -21,6 +21,7 @@ from tally.cli.options import (
     Json,
     read_settings,
 )
+from tally.kafka.settings import AGGREGATOR_GROUP, DEFAULT_BOOTSTRAP, EVENTS_TOPIC
 
 app = typer.Typer(
     name="monitors",
@@ -52,13 +53,11 @@ def _load(paths: list[Path], channels: bool = True):
 @app.command()
 def run(
     paths: Paths,
-    bootstrap: Bootstrap = "127.0.0.1:9092",
-    topic: Annotated[
-        str, typer.Option(envvar="TALLY_TOPIC", help="Events topic.")
-    ] = "tally.events",
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
+    topic: Annotated[str, typer.Option(envvar="TALLY_TOPIC", help="Events topic.")] = EVENTS_TOPIC,
     group: Annotated[
         str, typer.Option(envvar="TALLY_GROUP", help="The aggregators' consumer group.")
-    ] = "tally-aggregators",
+    ] = AGGREGATOR_GROUP,
     grace: Annotated[
         float, typer.Option(help="Seconds the client may hold an event before sending it.")
     ] = 10.0,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from tally.kafka.settings import AGGREGATOR_GROUP, EVENTS_TOPIC
 from tally.loadtest.pacing import RateProfile
 from tally.loadtest.scenarios import Scenario
 from tally.loadtest.workloads import Cardinality
@@ -41,8 +42,8 @@ class RunConfig:
     bootstrap: str | None = None
     clickhouse_url: str | None = None
     clickhouse_user: str = "default"
-    topic: str = "tally.events"
-    group: str = "tally-aggregators"
+    topic: str = EVENTS_TOPIC
+    group: str = AGGREGATOR_GROUP
     database: str = "tally"
     aggregator_pids: tuple[int, ...] = ()
     # Phases (0 or False skips one).

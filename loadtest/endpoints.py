@@ -8,6 +8,8 @@ from urllib.parse import urlparse
 
 import clickhouse_connect
 
+from tally.kafka.settings import AGGREGATOR_GROUP, EVENTS_TOPIC
+
 
 @dataclass(frozen=True)
 class Endpoints:
@@ -15,8 +17,8 @@ class Endpoints:
 
     bootstrap: str
     clickhouse_url: str
-    topic: str = "tally.events"
-    group: str = "tally-aggregators"
+    topic: str = EVENTS_TOPIC
+    group: str = AGGREGATOR_GROUP
     database: str = "tally"
     clickhouse_user: str = "default"
     clickhouse_password: str = field(default="", repr=False)

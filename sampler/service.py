@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from redis import Redis
 
 from tally.ingest import ClientSettings, Tracker
+from tally.kafka.settings import BOOTSTRAP, DEFAULT_BOOTSTRAP, EVENTS_TOPIC, TOPIC
 from tally.sampler.probes import PROBES
 from tally.sampler.sample import QueueSample
 
@@ -37,8 +38,8 @@ class SamplerSettings:
     queues: tuple[tuple[str, str], ...] = (("rq", "default"),)
     interval_s: float = 10.0
     stall_after_s: float = 300.0
-    bootstrap: str = "127.0.0.1:9092"
-    topic: str = "tally.events"
+    bootstrap: str = DEFAULT_BOOTSTRAP
+    topic: str = EVENTS_TOPIC
 
     def __post_init__(self) -> None:
         for framework, queue in self.queues:
@@ -74,8 +75,8 @@ def from_args(argv: Sequence[str] | None, env: Mapping[str, str]) -> SamplerSett
     parser.add_argument(
         "--stall-after", type=float, default=float(env.get("TALLY_SAMPLER_STALL_AFTER_S", "300"))
     )
-    parser.add_argument("--bootstrap", default=env.get("TALLY_KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
-    parser.add_argument("--topic", default=env.get("TALLY_TOPIC", "tally.events"))
+    for row in (BOOTSTRAP, TOPIC):
+        parser.add_argument(row.flag, default=env.get(row.env, row.default), help=row.described())
     args = parser.parse_args(argv)
     queues = args.queue or [
         q for q in env.get("TALLY_SAMPLER_QUEUES", "rq:default").split(",") if q

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tally.aggregator.settings import command_line as aggregator_command_line
 from tally.aggregator.sink import RollupSink
 from tally.api.server import PortInUse, ServerThread, check_port
 from tally.api.settings import ApiSettings
@@ -26,6 +27,7 @@ from tally.embedded.clickhouse.process import EmbeddedClickHouse, start_clickhou
 from tally.embedded.kafka_broker import EmbeddedKafka, start_kafka
 from tally.embedded.lifecycle import terminate
 from tally.kafka.admin import create_topic
+from tally.kafka.settings import EVENTS_TOPIC
 from tally.read import ReadSettings
 from tally.schemas.access import access_model
 from tally.schemas.ddl import RollupSchema
@@ -35,7 +37,7 @@ from tally.up.stack_file import write_stack
 from tally.web import WebSettings, web_handlers
 from tally.web.traces_pages import TRACE_PAGES
 
-TOPIC = "tally.events"
+TOPIC = EVENTS_TOPIC
 
 
 @dataclass(frozen=True)
@@ -196,16 +198,14 @@ class Service:
 
     def _start_aggregator(self, index: int) -> subprocess.Popen:
         s = self.settings
-        command = [
-            sys.executable, "-m", "tally.aggregator", "run",
-            "--bootstrap", self.bootstrap, "--topic", TOPIC,
-            "--clickhouse-url", self.clickhouse_url,
-            "--clickhouse-user", self.login("aggregator")[0],
-            "--database", s.database, "--time-zone", s.time_zone, "--week-start", s.week_start,
-            "--flush-interval", str(s.flush_interval_s), "--metrics-port", "0",
+        command = aggregator_command_line(
+            bootstrap=self.bootstrap, topic=TOPIC, clickhouse_url=self.clickhouse_url,
+            clickhouse_user=self.login("aggregator")[0], database=s.database,
+            time_zone=s.time_zone, week_start=s.week_start, flush_interval=s.flush_interval_s,
+            metrics_port=0,
             # the service owns its topic: a first start counts whatever was tracked before it
-            "--initial-offset", "earliest",
-        ]  # fmt: skip
+            initial_offset="earliest",
+        )  # fmt: skip
         env = {k: v for k, v in os.environ.items() if not k.startswith("TALLY_API_")}
         env["TALLY_CLICKHOUSE_PASSWORD"] = self.login("aggregator")[1]
         with (s.data_dir / "logs" / f"aggregator-{index}.log").open("ab") as log:
