@@ -11,15 +11,18 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from tally.aggregator.metrics import AggregatorMetrics
-from tally.aggregator.settings import AggregatorSettings, from_args
+from tally.aggregator.settings import DESCRIPTION, SETTINGS, AggregatorSettings, from_values
 from tally.aggregator.sink import RollupSink
 from tally.aggregator.worker import build_aggregator
 from tally.engine import logs
 from tally.engine.metrics import MetricsPortInUse
 from tally.engine.offsets import StartRefused
 from tally.kafka.admin import count_partitions
+from tally.schemas import settings_cli
+from tally.schemas.settings_cli import build_or_usage_error, service_app
 
 log = logging.getLogger("tally.aggregator")
 
@@ -64,20 +67,30 @@ async def print_topic_partitions(settings: AggregatorSettings) -> None:
     print(f"ok: ClickHouse {settings.clickhouse.url}, topic {settings.topic}: {count} partitions")
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    command = "run"
-    if args and args[0] in ("run", "check"):
-        command = args.pop(0)
-    settings = from_args(args)
+def run(values: dict[str, Any]) -> None:
+    """``run``: serve until SIGTERM/SIGINT; a taken metrics port or a refused start exits 2."""
+    settings = build_or_usage_error(from_values, values)
     logs.configure()
-    runner = serve if command == "run" else check
     try:
-        _run(runner(settings))
+        _run(serve(settings))
     except (MetricsPortInUse, StartRefused) as exc:
         log.error("cannot start: %s", exc)
         sys.exit(2)
+
+
+def check_command(values: dict[str, Any]) -> None:
+    """``check``: reach ClickHouse (applying the DDL) and Kafka, then exit."""
+    settings = build_or_usage_error(from_values, values)
+    logs.configure()
+    _run(check(settings))
+
+
+app = service_app(SETTINGS, DESCRIPTION, run, check_command)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``tally-aggregator`` / ``python -m tally.aggregator [run|check] [flags]``."""
+    settings_cli.main(app, "tally-aggregator", argv)
 
 
 def _run(main_coroutine) -> None:

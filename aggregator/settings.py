@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -13,7 +12,6 @@ from tally.clickhouse.settings import (
     CONNECTION,
     DATABASE,
     DEDUP_WINDOW,
-    BadClickHouseUrl,
     clickhouse_from,
     dedup_window,
 )
@@ -21,11 +19,10 @@ from tally.engine.settings import CONSUMER, PROCESS, ConsumerSettings
 from tally.kafka.settings import BOOTSTRAP, SECURITY, TOPIC, dead_letter_topic, security_from
 from tally.schemas.ddl import DEFAULT_TTL_DAYS, RollupSchema
 from tally.schemas.limits import Limits
+from tally.schemas.settings_cli import parse
 from tally.schemas.settings_table import (
-    BadSetting,
     Setting,
     SettingsTable,
-    argparse_parser,
     text,
 )
 
@@ -115,11 +112,6 @@ DESCRIPTION = (
 )
 
 
-def parser() -> argparse.ArgumentParser:
-    """Flags; each defaults to its ``TALLY_*`` environment variable (shown in ``--help``)."""
-    return argparse_parser(SETTINGS, "tally-aggregator", DESCRIPTION)
-
-
 def from_values(values: Mapping[str, Any]) -> AggregatorSettings:
     """Settings from resolved ``SETTINGS`` values."""
     schema = RollupSchema(
@@ -160,16 +152,10 @@ def from_args(
     argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 ) -> AggregatorSettings:
     """Build settings from flags, else ``TALLY_*`` variables, else defaults; secrets come
-    only from the environment."""
+    only from the environment. Bad values exit 2 with one usage error."""
     env = os.environ if env is None else env
-    p = parser()
-    given = vars(p.parse_args(argv))
-    try:
-        return from_values(SETTINGS.resolve(given, env))
-    except BadSetting as exc:
-        p.exit(2, f"{p.prog}: error: {exc}\n")
-    except BadClickHouseUrl as exc:
-        p.exit(2, f"{p.prog}: error: --clickhouse-url: {exc}\n")
+    args = sys.argv[1:] if argv is None else argv
+    return parse(SETTINGS, args, "tally-aggregator", env, from_values)
 
 
 def command_line(**values: Any) -> list[str]:

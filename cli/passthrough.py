@@ -1,4 +1,4 @@
-"""``tally aggregator``, ``tally loadtest`` and ``tally demo``: the existing entry points."""
+"""``tally loadtest`` and ``tally demo``: entry points with their own Typer app or argparse."""
 
 from __future__ import annotations
 
@@ -7,19 +7,6 @@ import sys
 import typer
 
 PASS = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
-
-
-def aggregator(ctx: typer.Context) -> None:
-    """Run one aggregator: `tally aggregator run|check [flags]` (`tally aggregator run -h`)."""
-    args = list(ctx.args)
-    if not args or any(a in ("-h", "--help") for a in args):
-        from tally.cli.aggregator_help import render
-
-        typer.echo(render(args[0] if args and args[0] in ("run", "check") else "run|check"))
-        return
-    from tally.aggregator.cli import main
-
-    main(args)
 
 
 def loadtest(ctx: typer.Context) -> None:

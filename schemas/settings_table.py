@@ -162,25 +162,3 @@ class SettingsTable:
     def environment_names(self) -> Iterable[str]:
         """Every ``TALLY_*`` variable the table reads."""
         return (r.env for r in self.rows if r.env)
-
-
-def argparse_parser(table: SettingsTable, prog: str, description: str | None) -> Any:
-    """An ``argparse`` parser with one option per row (the value left absent when not given,
-    so ``resolve`` can fall back to the environment); help shows variable and default."""
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description=description,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    for row in table.options:
-        shown = f"{row.help} ({row.env})" if row.env else row.help
-        if row.is_switch:
-            parser.add_argument(row.flag, dest=row.field, action="store_true", help=shown,
-                                default=argparse.SUPPRESS)  # fmt: skip
-            continue
-        if row.default not in (None, ""):
-            shown += f" (default: {row.default})"
-        parser.add_argument(row.flag, dest=row.field, default=argparse.SUPPRESS, help=shown)
-    return parser

@@ -7,20 +7,20 @@ secrets (ClickHouse and SASL passwords) come only from the environment.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import os
 import signal
 import sys
 from collections.abc import Mapping, Sequence
+from typing import Any
 
-from tally.clickhouse.settings import BadClickHouseUrl
 from tally.engine import logs
 from tally.engine.metrics import EngineMetrics
 from tally.engine.settings import ConsumerSettings
 from tally.kafka.admin import count_partitions
-from tally.schemas.settings_table import BadSetting, argparse_parser
+from tally.schemas import settings_cli
+from tally.schemas.settings_cli import build_or_usage_error, parse, service_app
 from tally.traces.ddl import TraceSchema
 from tally.traces.settings import SETTINGS, from_values
 from tally.traces.sink import TraceSink
@@ -29,24 +29,14 @@ from tally.traces.writer import build_trace_writer
 log = logging.getLogger("tally.traces")
 
 
-def parser() -> argparse.ArgumentParser:
-    """Flags; each defaults to its ``TALLY_*`` environment variable."""
-    return argparse_parser(SETTINGS, "tally-trace-writer", __doc__)
-
-
 def from_args(
     argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 ) -> tuple[ConsumerSettings, TraceSchema]:
-    """The writer's loop settings and the trace schema."""
+    """The writer's loop settings and the trace schema (flags, else ``TALLY_*``, else
+    defaults); bad values exit 2 with one usage error."""
     env = os.environ if env is None else env
-    p = parser()
-    given = vars(p.parse_args(argv))
-    try:
-        return from_values(SETTINGS.resolve(given, env))
-    except BadSetting as exc:
-        p.exit(2, f"{p.prog}: error: {exc}\n")
-    except BadClickHouseUrl as exc:
-        p.exit(2, f"{p.prog}: error: --clickhouse-url: {exc}\n")
+    args = sys.argv[1:] if argv is None else argv
+    return parse(SETTINGS, args, "tally-trace-writer", env, from_values)
 
 
 async def serve(settings: ConsumerSettings, schema: TraceSchema) -> None:
@@ -75,13 +65,23 @@ async def check(settings: ConsumerSettings, schema: TraceSchema) -> None:
     print(f"ok: ClickHouse {settings.clickhouse.url}, topic {settings.topic}: {count} partitions")
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    command = "run"
-    if args and args[0] in ("run", "check"):
-        command = args.pop(0)
-    settings, schema = from_args(args)
+def _run(values: dict[str, Any]) -> None:
+    settings, schema = build_or_usage_error(from_values, values)
     logs.configure()
-    runner = serve if command == "run" else check
-    asyncio.run(runner(settings, schema))
+    asyncio.run(serve(settings, schema))
+
+
+def _check(values: dict[str, Any]) -> None:
+    settings, schema = build_or_usage_error(from_values, values)
+    logs.configure()
+    asyncio.run(check(settings, schema))
+
+
+app = service_app(
+    SETTINGS, "The trace writer: tally.traces into ClickHouse, exactly once.", _run, _check
+)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m tally.traces [run|check] [flags]`` (``tally trace-writer``)."""
+    settings_cli.main(app, "tally-trace-writer", argv)
