@@ -51,6 +51,7 @@ app.add_typer(
 )
 app.command(context_settings=passthrough.PASS, add_help_option=False)(passthrough.loadtest)
 app.command(context_settings=passthrough.PASS, add_help_option=False)(passthrough.demo)
+app.command(context_settings=passthrough.PASS, add_help_option=False)(passthrough.sampler)
 app.add_typer(traces_app, name="traces")
 app.command(name="clickhouse-users")(clickhouse_users)
 

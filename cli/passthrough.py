@@ -1,4 +1,5 @@
-"""``tally loadtest`` and ``tally demo``: entry points with their own Typer app or argparse."""
+"""``tally loadtest``, ``tally demo`` and ``tally sampler``: handed their arguments, imported only
+when called (their extras need not be installed for the rest of ``tally``)."""
 
 from __future__ import annotations
 
@@ -21,3 +22,10 @@ def demo(ctx: typer.Context) -> None:
     from tally.loadtest.demo import main
 
     sys.exit(main(ctx.args))
+
+
+def sampler(ctx: typer.Context) -> None:
+    """The queue sampler: `tally sampler run|check [flags]` (`sampler` extra: redis-py)."""
+    from tally.sampler.service import main
+
+    main(ctx.args, prog="tally sampler")

@@ -38,7 +38,7 @@ def _parameters(table: SettingsTable) -> list[inspect.Parameter]:
         option = typer.Option(
             row.flag, help=row.described(), show_default=False, metavar=_metavar(row)
         )
-        kind: Any = bool if row.is_switch else str | None
+        kind: Any = bool if row.is_switch else list[str] | None if row.repeat else str | None
         annotation: Any = Annotated[kind, option]
         default = False if row.is_switch else None
         out.append(inspect.Parameter(row.field, inspect.Parameter.KEYWORD_ONLY, default=default,
@@ -109,6 +109,7 @@ def service_app(
     help: str,
     run: Callable[[dict[str, Any]], None],
     check: Callable[[dict[str, Any]], None],
+    check_help: str = "Reach Kafka and ClickHouse (applying the DDL), then exit.",
 ) -> typer.Typer:
     """``run`` and ``check`` over the same options."""
     app = typer.Typer(
@@ -121,9 +122,7 @@ def service_app(
     app.command("run", help="Serve until SIGTERM/SIGINT, then finish what it holds and exit 0.")(
         typer_command(table, run)
     )
-    app.command("check", help="Reach Kafka and ClickHouse (applying the DDL), then exit.")(
-        typer_command(table, check)
-    )
+    app.command("check", help=check_help)(typer_command(table, check))
     return app
 
 

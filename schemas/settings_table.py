@@ -67,6 +67,7 @@ class Setting:
     help: str
     choices: tuple[str, ...] = ()
     secret: bool = False  # environment only: no flag, never on a command line or printed
+    repeat: bool = False  # a flag given many times; the variable (and value) comma-separated
 
     @property
     def is_switch(self) -> bool:
@@ -135,6 +136,8 @@ class SettingsTable:
         values: dict[str, Any] = {}
         for row in self.rows:
             raw = None if row.secret else given.get(row.field)
+            if row.repeat and raw is not None and not isinstance(raw, str):
+                raw = ",".join(raw) or None
             if raw is None or (row.is_switch and raw is False):
                 raw = env.get(row.env) if row.env else None
             if raw is None:
@@ -155,6 +158,8 @@ class SettingsTable:
                 raise ValueError(f"{field} is a secret: pass it in the child's environment")
             if row.is_switch:
                 out.extend([row.flag] if value else [])
+            elif row.repeat and not isinstance(value, str):
+                out.extend(part for item in value for part in (row.flag, str(item)))
             elif value is not None:
                 out.extend([row.flag, str(value)])
         return out

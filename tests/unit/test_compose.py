@@ -117,7 +117,7 @@ def test_sampler_service_runs_the_module_with_the_environment_it_reads():
     sampler = SERVICES["sampler"]
     assert sampler["build"] == "." and sampler["entrypoint"] == ["python", "-m", "tally.sampler"]
     source = inspect.getsource(service)
-    declared = {service.BOOTSTRAP.env, service.TOPIC.env}  # the rows of tally.kafka.settings
+    declared = set(service.SETTINGS.environment_names())
     for name in sampler["environment"]:
         assert f'"{name}"' in source or name in declared, f"{name} is not read by the sampler"
     assert "ports" not in sampler  # nothing to publish

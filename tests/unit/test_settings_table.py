@@ -68,3 +68,11 @@ def test_the_trace_writer_shares_rows_under_its_own_variables():
     assert settings.bootstrap_servers == "k:1"
     assert aggregator.from_args([], env={}).bootstrap_servers == DEFAULT_BOOTSTRAP
     assert aggregator.from_args([], env={}).topic == EVENTS_TOPIC
+
+
+def test_a_repeated_flag_joins_like_its_comma_separated_variable():
+    row = Setting("queues", text, "rq:default", "--queue", "TALLY_T_QUEUES", "queues", repeat=True)
+    table = SettingsTable((row,))
+    assert table.resolve({"queues": ["a:1", "b:2"]}, {})["queues"] == "a:1,b:2"
+    assert table.resolve({"queues": []}, {"TALLY_T_QUEUES": "c:3"})["queues"] == "c:3"
+    assert table.argv({"queues": ["a:1", "b:2"]}) == ["--queue", "a:1", "--queue", "b:2"]
