@@ -28,7 +28,7 @@ from tally.embedded.clickhouse.process import EmbeddedClickHouse, start_clickhou
 from tally.embedded.kafka_broker import EmbeddedKafka, free_ports, start_kafka
 from tally.embedded.lifecycle import StopsOnExit
 from tally.kafka.admin import create_topic
-from tally.kafka.settings import EVENTS_TOPIC
+from tally.kafka.settings import AGGREGATOR_GROUP, EVENTS_TOPIC
 from tally.schemas.access import access_model
 from tally.schemas.ddl import RollupSchema
 
@@ -40,7 +40,7 @@ class StackConfig:
     partitions: int = 8
     aggregators: int = 2
     topic: str = EVENTS_TOPIC
-    group: str = "tally-aggregators"
+    group: str = AGGREGATOR_GROUP
     database: str = "tally"
     flush_interval_s: float = 1.0
     session_timeout_ms: int = 6_000

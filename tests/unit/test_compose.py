@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import chdb
+import typer
 import yaml
 from typer.testing import CliRunner
 
@@ -77,8 +78,10 @@ def test_monitor_service_reads_its_environment_and_the_mounted_monitors():
     assert service["entrypoint"] == ["tally", "monitors", "run"]
     assert service["deploy"]["replicas"] >= 2  # the lease elects one evaluating replica
     cli = inspect.getsource(monitors) + inspect.getsource(options)
+    run = typer.main.get_command(monitors.app).commands["run"]  # type: ignore[attr-defined]
+    envvars = {param.envvar for param in run.params if param.envvar}
     for name in service["environment"]:
-        used = f'"{name}"' in cli or f"url_env: {name}" in (
+        used = name in envvars or f'"{name}"' in cli or f"url_env: {name}" in (
             ROOT / "monitors" / "examples" / "jobs.yaml"
         ).read_text()  # fmt: skip
         assert used or name == "TALLY_CLICKHOUSE_PASSWORD", f"{name} is not read"
