@@ -12,7 +12,7 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from tally.api.server import PortInUse, ServerThread, check_port
 from tally.api.settings import ApiSettings
 from tally.api.sql import SqlSettings
 from tally.api.tokens import load_or_create, tokens
-from tally.clickhouse.settings import ClickHouseSettings
+from tally.clickhouse.settings import CONNECTION, ClickHouseSettings
 from tally.embedded.clickhouse.process import EmbeddedClickHouse, start_clickhouse
 from tally.embedded.kafka_broker import EmbeddedKafka, start_kafka
 from tally.embedded.lifecycle import terminate
@@ -38,6 +38,20 @@ from tally.web import WebSettings, web_handlers
 from tally.web.traces_pages import TRACE_PAGES
 
 TOPIC = EVENTS_TOPIC
+
+
+def child_environment(launcher: Mapping[str, str], clickhouse_password: str) -> dict[str, str]:
+    """A service child's environment: the launcher's, without the API's variables and without
+    any ClickHouse password but the child's own (``TALLY_CLICKHOUSE_PASSWORD``); the Kafka SASL
+    password stays (every child talks to Kafka). Passwords never go on command lines."""
+    own = CONNECTION["clickhouse_password"].env or ""
+    env = {
+        k: v
+        for k, v in launcher.items()
+        if not k.startswith("TALLY_API_") and not k.endswith("CLICKHOUSE_PASSWORD")
+    }
+    env[own] = clickhouse_password
+    return env
 
 
 @dataclass(frozen=True)
@@ -206,8 +220,7 @@ class Service:
             # the service owns its topic: a first start counts whatever was tracked before it
             initial_offset="earliest",
         )  # fmt: skip
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TALLY_API_")}
-        env["TALLY_CLICKHOUSE_PASSWORD"] = self.login("aggregator")[1]
+        env = child_environment(os.environ, self.login("aggregator")[1])
         with (s.data_dir / "logs" / f"aggregator-{index}.log").open("ab") as log:
             return subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -220,8 +233,7 @@ class Service:
             self.bootstrap, self.clickhouse_url, self.login("traces")[0], s.database,
             s.flush_interval_s,
         )  # fmt: skip
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TALLY_API_")}
-        env["TALLY_CLICKHOUSE_PASSWORD"] = self.login("traces")[1]
+        env = child_environment(os.environ, self.login("traces")[1])
         with (s.data_dir / "logs" / f"trace-writer-{index}.log").open("ab") as log:
             return subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -245,8 +257,7 @@ class Service:
             "--database", s.database, "--data-dir", str(s.data_dir),
             "--base-url", self.api_url if s.api else "", "--metrics-port", "0",
         ]  # fmt: skip
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TALLY_API_")}
-        env["TALLY_CLICKHOUSE_PASSWORD"] = self.login("monitors")[1]
+        env = child_environment(os.environ, self.login("monitors")[1])
         with (s.data_dir / "logs" / "monitors.log").open("ab") as log:
             return subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

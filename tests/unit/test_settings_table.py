@@ -76,3 +76,21 @@ def test_a_repeated_flag_joins_like_its_comma_separated_variable():
     assert table.resolve({"queues": ["a:1", "b:2"]}, {})["queues"] == "a:1,b:2"
     assert table.resolve({"queues": []}, {"TALLY_T_QUEUES": "c:3"})["queues"] == "c:3"
     assert table.argv({"queues": ["a:1", "b:2"]}) == ["--queue", "a:1", "--queue", "b:2"]
+
+
+def test_a_service_child_gets_its_own_clickhouse_password_and_no_other():
+    from tally.up.service import child_environment
+
+    launcher = {
+        "PATH": "/usr/bin",
+        "TALLY_CLICKHOUSE_PASSWORD": "admin",
+        "TALLY_SQL_CLICKHOUSE_PASSWORD": "sql",
+        "TALLY_API_TOKEN": "token",
+        "TALLY_KAFKA_SASL_PASSWORD": "sasl",
+    }
+    env = child_environment(launcher, "aggregator-pw")
+    assert env == {
+        "PATH": "/usr/bin",
+        "TALLY_CLICKHOUSE_PASSWORD": "aggregator-pw",
+        "TALLY_KAFKA_SASL_PASSWORD": "sasl",
+    }
