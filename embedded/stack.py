@@ -23,7 +23,7 @@ import clickhouse_connect
 
 from tally.aggregator.settings import command_line as aggregator_command_line
 from tally.aggregator.sink import RollupSink
-from tally.clickhouse.settings import ClickHouseSettings
+from tally.clickhouse.settings import DEFAULT_DATABASE, ClickHouseSettings
 from tally.embedded.clickhouse.process import EmbeddedClickHouse, start_clickhouse
 from tally.embedded.kafka_broker import EmbeddedKafka, free_ports, start_kafka
 from tally.embedded.lifecycle import StopsOnExit
@@ -41,7 +41,7 @@ class StackConfig:
     aggregators: int = 2
     topic: str = EVENTS_TOPIC
     group: str = AGGREGATOR_GROUP
-    database: str = "tally"
+    database: str = DEFAULT_DATABASE
     flush_interval_s: float = 1.0
     session_timeout_ms: int = 6_000
     heartbeat_ms: int = 500

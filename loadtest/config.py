@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from tally.clickhouse.settings import DEFAULT_DATABASE
 from tally.kafka.settings import AGGREGATOR_GROUP, EVENTS_TOPIC
 from tally.loadtest.pacing import RateProfile
 from tally.loadtest.scenarios import Scenario
@@ -44,7 +45,7 @@ class RunConfig:
     clickhouse_user: str = "default"
     topic: str = EVENTS_TOPIC
     group: str = AGGREGATOR_GROUP
-    database: str = "tally"
+    database: str = DEFAULT_DATABASE
     aggregator_pids: tuple[int, ...] = ()
     # Phases (0 or False skips one).
     micro_calls: int = 50_000

@@ -8,6 +8,7 @@ from urllib.parse import urlparse
 
 import clickhouse_connect
 
+from tally.clickhouse.settings import DEFAULT_DATABASE
 from tally.kafka.settings import AGGREGATOR_GROUP, EVENTS_TOPIC
 
 
@@ -19,7 +20,7 @@ class Endpoints:
     clickhouse_url: str
     topic: str = EVENTS_TOPIC
     group: str = AGGREGATOR_GROUP
-    database: str = "tally"
+    database: str = DEFAULT_DATABASE
     clickhouse_user: str = "default"
     clickhouse_password: str = field(default="", repr=False)
     aggregator_pids: tuple[int, ...] = ()

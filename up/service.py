@@ -22,7 +22,7 @@ from tally.api.server import PortInUse, ServerThread, check_port
 from tally.api.settings import ApiSettings
 from tally.api.sql import SqlSettings
 from tally.api.tokens import load_or_create, tokens
-from tally.clickhouse.settings import CONNECTION, ClickHouseSettings
+from tally.clickhouse.settings import CONNECTION, DEFAULT_DATABASE, ClickHouseSettings
 from tally.embedded.clickhouse.process import EmbeddedClickHouse, start_clickhouse
 from tally.embedded.kafka_broker import EmbeddedKafka, start_kafka
 from tally.embedded.lifecycle import terminate
@@ -67,7 +67,7 @@ class UpSettings:
     partitions: int = 8
     time_zone: str = "UTC"
     week_start: str = "monday"
-    database: str = "tally"
+    database: str = DEFAULT_DATABASE
     kafka_bootstrap: str | None = None  # external Kafka instead of the local one
     clickhouse_url: str | None = None  # external ClickHouse instead of the local one
     clickhouse_user: str = "default"
