@@ -4,6 +4,8 @@ Folders in flow order, and what flows through each:
 
 - ``ingest``: ``track(keys, values)`` calls (and ``jobs/`` runs) -> batched records -> Kafka.
 - ``sampler``: queue depth, oldest job age and worker counts -> gauges through ``ingest``.
+- ``kafka``, ``clickhouse``: the plumbing every service shares: connection settings and
+  security, clients, admin helpers, insert settings, error classes, the DDL runner.
 - ``schemas``: the contract every stage shares: wire format, limits, time buckets, DDL.
 - ``engine``: the exactly-once consumer loop: Kafka records -> a fold -> flush intent ->
   insert with a deterministic token -> commit; dead letters, isolation of rejected ranges.

@@ -12,27 +12,26 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any
 
-from tally.aggregator import logs
 from tally.aggregator.metrics import AggregatorMetrics
-from tally.aggregator.settings import AggregatorSettings, ClickHouseSettings, from_args
+from tally.aggregator.settings import DESCRIPTION, SETTINGS, AggregatorSettings, from_values
 from tally.aggregator.sink import RollupSink
 from tally.aggregator.worker import build_aggregator
+from tally.engine import logs
 from tally.engine.metrics import MetricsPortInUse
 from tally.engine.offsets import StartRefused
-from tally.kafka_security import KafkaSecurity
+from tally.kafka.admin import count_partitions
+from tally.schemas import settings_cli
+from tally.schemas.settings_cli import build_or_usage_error, service_app
 
 log = logging.getLogger("tally.aggregator")
 
-
-class TopicSettings(Protocol):
-    """What ``check`` needs of a consumer service's settings (the aggregator's, the writer's)."""
-
-    bootstrap_servers: str
-    topic: str
-    security: KafkaSecurity
-    clickhouse: ClickHouseSettings
+# A fold holds its entries (lists, dicts) until the flush and creates no reference cycles; with
+# CPython's default thresholds (700, 10, 10) the collector rescans them all about every 70k
+# allocations, which took about half of the fold's CPU (BENCHMARKS.md, wire v3). Collections
+# stay on, only rarer.
+FOLD_GC_THRESHOLD = (100_000, 50, 100)
 
 
 async def serve(settings: AggregatorSettings) -> None:
@@ -69,48 +68,37 @@ async def check(settings: AggregatorSettings) -> None:
     await print_topic_partitions(settings)
 
 
-async def print_topic_partitions(settings: TopicSettings) -> None:
+async def print_topic_partitions(settings: AggregatorSettings) -> None:
     """Print ``ok: ClickHouse <url>, topic <t>: N partitions`` (raises if Kafka is unreachable)."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    # The admin client, not a group-less consumer: aiokafka's consumer.stop() raises
-    # CancelledError from its offset-reset task when it never joined a group.
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_servers, **settings.security.aiokafka_kwargs()
-    )
-    await admin.start()
-    try:
-        (topic,) = await admin.describe_topics([settings.topic])
-        partitions = topic.get("partitions") or [] if topic.get("error_code", 0) == 0 else []
-        where = f"ClickHouse {settings.clickhouse.url}, topic {settings.topic}"
-        print(f"ok: {where}: {len(partitions)} partitions")
-    finally:
-        await admin.close()
+    count = await count_partitions(settings.bootstrap_servers, settings.topic, settings.security)
+    print(f"ok: ClickHouse {settings.clickhouse.url}, topic {settings.topic}: {count} partitions")
 
 
-# A fold holds its entries (lists, dicts) until the flush and creates no reference cycles; with
-# CPython's default thresholds (700, 10, 10) the collector rescans them all about every 70k
-# allocations, which took about half of the fold's CPU (BENCHMARKS.md, wire v3). Collections
-# stay on, only rarer.
-FOLD_GC_THRESHOLD = (100_000, 50, 100)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    command = "run"
-    if args and args[0] in ("run", "check"):
-        command = args.pop(0)
-    settings = from_args(args)
+def run(values: dict[str, Any]) -> None:
+    """``run``: serve until SIGTERM/SIGINT; a taken metrics port or a refused start exits 2."""
+    settings = build_or_usage_error(from_values, values)
     logs.configure()
-    if command == "run":
-        gc.set_threshold(*FOLD_GC_THRESHOLD)
-    runner = serve if command == "run" else check
+    gc.set_threshold(*FOLD_GC_THRESHOLD)
     try:
-        _run(runner(settings))
+        _run(serve(settings))
     except (MetricsPortInUse, StartRefused) as exc:
         log.error("cannot start: %s", exc)
         sys.exit(2)
+
+
+def check_command(values: dict[str, Any]) -> None:
+    """``check``: reach ClickHouse (applying the DDL) and Kafka, then exit."""
+    settings = build_or_usage_error(from_values, values)
+    logs.configure()
+    _run(check(settings))
+
+
+app = service_app(SETTINGS, DESCRIPTION, run, check_command)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``tally-aggregator`` / ``python -m tally.aggregator [run|check] [flags]``."""
+    settings_cli.main(app, "tally-aggregator", argv)
 
 
 def _run(main_coroutine) -> None:

@@ -6,16 +6,19 @@ import os
 
 import typer
 
-from tally.aggregator.settings import ClickHouseSettings
 from tally.cli.errors import bad_input
 from tally.cli.options import ClickHouseUser, Database
+from tally.clickhouse.settings import CONNECTION, ClickHouseSettings
 from tally.schemas.access import access_model
 from tally.up.clickhouse_users import UsersNotApplied, apply, passwords_from
 
 
 def clickhouse_users(
     clickhouse_url: str = typer.Option(
-        ..., "--clickhouse-url", envvar="TALLY_CLICKHOUSE_URL", help="ClickHouse HTTP(S) URL."
+        ...,
+        "--clickhouse-url",
+        envvar=CONNECTION["clickhouse_url"].env,
+        help="ClickHouse HTTP(S) URL.",
     ),
     clickhouse_user: ClickHouseUser = "default",
     database: Database = "tally",
@@ -32,7 +35,7 @@ def clickhouse_users(
         admin = ClickHouseSettings(
             url=clickhouse_url,
             user=clickhouse_user,
-            password=os.environ.get("TALLY_CLICKHOUSE_PASSWORD", ""),
+            password=os.environ.get(CONNECTION["clickhouse_password"].env or "", ""),
         )
     except ValueError as exc:
         raise bad_input("--clickhouse-url", str(exc)) from None

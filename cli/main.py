@@ -8,7 +8,7 @@ tally keys 'event::schedule::*'
 tally sql "SELECT key, sum(value) FROM tally.rollups_1d GROUP BY key"
 tally monitors run monitors/        # alert on the rollups (test FILE --since 7d, list)
 tally traces list event::job --state failure    tally traces show <id>    tally traces log
-tally aggregator run|check ...    tally loadtest ...    tally demo
+tally aggregator run|check ...   tally trace-writer run|check ...   tally loadtest ...   tally demo
 tally clickhouse-users              # production: one ClickHouse user per component
 """
 
@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import typer
 
+from tally.aggregator.cli import app as aggregator_app
 from tally.cli import monitors, passthrough, read_commands
 from tally.cli.clickhouse_users import clickhouse_users
 from tally.cli.traces_commands import app as traces_app
 from tally.cli.up import api, ui, up
+from tally.traces.service import app as trace_writer_app
 
 app = typer.Typer(
     name="tally",
@@ -37,9 +39,19 @@ app.command()(read_commands.keys)
 app.command()(read_commands.paths)
 app.command()(read_commands.sql)
 app.add_typer(monitors.app, name="monitors")
-app.command(context_settings=passthrough.PASS, add_help_option=False)(passthrough.aggregator)
+app.add_typer(
+    aggregator_app,
+    name="aggregator",
+    help="One aggregator: Kafka events -> ClickHouse rollups, exactly once.",
+)
+app.add_typer(
+    trace_writer_app,
+    name="trace-writer",
+    help="One trace writer: tally.traces -> ClickHouse, exactly once.",
+)
 app.command(context_settings=passthrough.PASS, add_help_option=False)(passthrough.loadtest)
 app.command(context_settings=passthrough.PASS, add_help_option=False)(passthrough.demo)
+app.command(context_settings=passthrough.PASS, add_help_option=False)(passthrough.sampler)
 app.add_typer(traces_app, name="traces")
 app.command(name="clickhouse-users")(clickhouse_users)
 

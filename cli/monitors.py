@@ -21,6 +21,8 @@ from tally.cli.options import (
     Json,
     read_settings,
 )
+from tally.engine.settings import CONSUMER
+from tally.kafka.settings import AGGREGATOR_GROUP, BOOTSTRAP, DEFAULT_BOOTSTRAP, EVENTS_TOPIC, TOPIC
 
 app = typer.Typer(
     name="monitors",
@@ -32,7 +34,7 @@ app = typer.Typer(
 Paths = Annotated[list[Path], typer.Argument(help="Monitor files or directories (*.yaml).")]
 Bootstrap = Annotated[
     str,
-    typer.Option("--bootstrap", envvar="TALLY_KAFKA_BOOTSTRAP", help="Kafka of the aggregators."),
+    typer.Option("--bootstrap", envvar=BOOTSTRAP.env, help="Kafka of the aggregators."),
 ]
 
 
@@ -52,13 +54,11 @@ def _load(paths: list[Path], channels: bool = True):
 @app.command()
 def run(
     paths: Paths,
-    bootstrap: Bootstrap = "127.0.0.1:9092",
-    topic: Annotated[
-        str, typer.Option(envvar="TALLY_TOPIC", help="Events topic.")
-    ] = "tally.events",
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
+    topic: Annotated[str, typer.Option(envvar=TOPIC.env, help="Events topic.")] = EVENTS_TOPIC,
     group: Annotated[
-        str, typer.Option(envvar="TALLY_GROUP", help="The aggregators' consumer group.")
-    ] = "tally-aggregators",
+        str, typer.Option(envvar=CONSUMER["group"].env, help="The aggregators' consumer group.")
+    ] = AGGREGATOR_GROUP,
     grace: Annotated[
         float, typer.Option(help="Seconds the client may hold an event before sending it.")
     ] = 10.0,

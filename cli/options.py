@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from tally.aggregator.settings import ClickHouseSettings
 from tally.cli.errors import bad_input
+from tally.clickhouse.settings import CONNECTION, DATABASE, ClickHouseSettings
 from tally.read import ReadSettings
 from tally.up.paths import default_data_dir, stored_clickhouse_password
 from tally.up.stack_file import clickhouse_url
@@ -18,17 +18,17 @@ ClickHouseUrl = Annotated[
     str | None,
     typer.Option(
         "--clickhouse-url",
-        envvar="TALLY_CLICKHOUSE_URL",
+        envvar=CONNECTION["clickhouse_url"].env,
         help="ClickHouse HTTP(S) URL. [default: the data dir's stack.json, else "
         "http://127.0.0.1:8123]",
         show_default=False,
     ),
 ]
 ClickHouseUser = Annotated[
-    str, typer.Option("--clickhouse-user", envvar="TALLY_CLICKHOUSE_USER", help="User.")
+    str, typer.Option("--clickhouse-user", envvar=CONNECTION["clickhouse_user"].env, help="User.")
 ]
 Database = Annotated[
-    str, typer.Option("--database", envvar="TALLY_DATABASE", help="Database of the rollups.")
+    str, typer.Option("--database", envvar=DATABASE.env, help="Database of the rollups.")
 ]
 DataDir = Annotated[
     Path,
@@ -49,7 +49,7 @@ def read_settings(url: str | None, user: str, database: str, data_dir: Path) -> 
     No URL given: the one the data dir's stack.json records, else the default.
     A URL without scheme or host, or a database that is no identifier, exits 2 in one line."""
     url = clickhouse_url(url, data_dir)
-    password = os.environ.get("TALLY_CLICKHOUSE_PASSWORD")
+    password = os.environ.get(CONNECTION["clickhouse_password"].env or "")
     if password is None:
         password = stored_clickhouse_password(data_dir) or ""
     try:

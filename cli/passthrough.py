@@ -1,4 +1,5 @@
-"""``tally aggregator``, ``tally loadtest`` and ``tally demo``: the existing entry points."""
+"""``tally loadtest``, ``tally demo`` and ``tally sampler``: handed their arguments, imported only
+when called (their extras need not be installed for the rest of ``tally``)."""
 
 from __future__ import annotations
 
@@ -7,19 +8,6 @@ import sys
 import typer
 
 PASS = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
-
-
-def aggregator(ctx: typer.Context) -> None:
-    """Run one aggregator: `tally aggregator run|check [flags]` (`tally aggregator run -h`)."""
-    args = list(ctx.args)
-    if not args or any(a in ("-h", "--help") for a in args):
-        from tally.cli.aggregator_help import render
-
-        typer.echo(render(args[0] if args and args[0] in ("run", "check") else "run|check"))
-        return
-    from tally.aggregator.cli import main
-
-    main(args)
 
 
 def loadtest(ctx: typer.Context) -> None:
@@ -34,3 +22,10 @@ def demo(ctx: typer.Context) -> None:
     from tally.loadtest.demo import main
 
     sys.exit(main(ctx.args))
+
+
+def sampler(ctx: typer.Context) -> None:
+    """The queue sampler: `tally sampler run|check [flags]` (`sampler` extra: redis-py)."""
+    from tally.sampler.service import main
+
+    main(ctx.args, prog="tally sampler")

@@ -28,6 +28,7 @@ from tally.traces.queries import (
     search_job_log,
 )
 from tally.traces.reader import TraceReader, time_range
+from tally.traces.service import app as writer_app
 
 app = typer.Typer(
     name="traces",
@@ -173,12 +174,5 @@ def log(
         )
 
 
-@app.command(
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-    add_help_option=False,
-)
-def writer(ctx: typer.Context) -> None:
-    """Run one trace writer: `tally traces writer run|check [flags]` (`... run -h`)."""
-    from tally.traces.service import main
-
-    main(list(ctx.args))
+# The same Typer app as ``tally trace-writer`` and ``python -m tally.traces``.
+app.add_typer(writer_app, name="writer", help="One trace writer: run|check (= tally trace-writer).")

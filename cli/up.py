@@ -11,7 +11,6 @@ from typing import Annotated
 
 import typer
 
-from tally.aggregator.settings import BadClickHouseUrl, clickhouse_endpoint
 from tally.api.server import PortInUse, check_port, server
 from tally.api.settings import DEFAULT_HOST, DEFAULT_PORT, ApiSettings
 from tally.api.tokens import READ_FILE, SQL_FILE, tokens
@@ -26,6 +25,7 @@ from tally.cli.options import (
     read_settings,
 )
 from tally.cli.sql_user import SqlPasswordFile, SqlUser, say_sql, sql_settings
+from tally.clickhouse.settings import BadClickHouseUrl, clickhouse_endpoint
 from tally.read import ReadSettings
 from tally.up.paths import secret_path
 from tally.up.service import Service, UpSettings

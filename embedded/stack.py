@@ -16,18 +16,20 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import clickhouse_connect
 
-from tally.aggregator.settings import ClickHouseSettings
+from tally.aggregator.settings import command_line as aggregator_command_line
 from tally.aggregator.sink import RollupSink
+from tally.clickhouse.settings import DEFAULT_DATABASE, ClickHouseSettings
 from tally.embedded.clickhouse.process import EmbeddedClickHouse, start_clickhouse
-from tally.embedded.kafka_broker import EmbeddedKafka, create_topic, free_ports, start_kafka
+from tally.embedded.kafka_broker import EmbeddedKafka, free_ports, start_kafka
 from tally.embedded.kafka_cluster import KafkaCluster, replication_for, start_cluster
 from tally.embedded.lifecycle import StopsOnExit
+from tally.kafka.admin import create_topic
+from tally.kafka.settings import AGGREGATOR_GROUP, EVENTS_TOPIC
 from tally.schemas.access import access_model
 from tally.schemas.ddl import RollupSchema
 
@@ -38,9 +40,9 @@ class StackConfig:
 
     partitions: int = 8
     aggregators: int = 2
-    topic: str = "tally.events"
-    group: str = "tally-aggregators"
-    database: str = "tally"
+    topic: str = EVENTS_TOPIC
+    group: str = AGGREGATOR_GROUP
+    database: str = DEFAULT_DATABASE
     flush_interval_s: float = 1.0
     session_timeout_ms: int = 6_000
     heartbeat_ms: int = 500
@@ -98,21 +100,22 @@ class Stack(StopsOnExit):
         """The command line of aggregator ``index``."""
         c = self.config
         return [
-            sys.executable, "-m", "tally.aggregator", "run",
-            "--bootstrap", self.kafka.bootstrap,
-            "--topic", c.topic,
-            "--group", c.group,
-            "--clickhouse-url", self.clickhouse.url,
-            "--database", c.database,
-            "--time-zone", c.time_zone,
-            "--flush-interval", str(c.flush_interval_s),
-            "--session-timeout-ms", str(c.session_timeout_ms),
-            "--heartbeat-ms", str(c.heartbeat_ms),
-            "--metrics-port", str(metrics_port),
-            "--initial-offset", "earliest",
-            "--clickhouse-user", self.clickhouse.login("aggregator")[0],
+            *aggregator_command_line(
+                bootstrap=self.kafka.bootstrap,
+                topic=c.topic,
+                group=c.group,
+                clickhouse_url=self.clickhouse.url,
+                database=c.database,
+                time_zone=c.time_zone,
+                flush_interval=c.flush_interval_s,
+                session_timeout_ms=c.session_timeout_ms,
+                heartbeat_ms=c.heartbeat_ms,
+                metrics_port=metrics_port,
+                initial_offset="earliest",
+                clickhouse_user=self.clickhouse.login("aggregator")[0],
+            ),
             *c.extra_args,
-        ]  # fmt: skip
+        ]
 
     def start_aggregator(self) -> subprocess.Popen:
         """Start one more aggregator process (logs in the workdir)."""

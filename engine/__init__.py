@@ -8,11 +8,12 @@ trace writer (``traces.writer``).
 
 Why a top-level folder: it is the consume stage of the data flow that both the ``aggregator``
 and the ``traces`` stages build on, so it sits beside them rather than inside one of them; it
-imports neither (only ``tally.kafka_security``), so the two import it and never each other's
-loop. The parts follow aiokafka's consumer: ``loop`` (the shell: start, consume, one stop
-path), ``clients`` (the Kafka clients), ``partitions`` (assignment, per-partition state,
-rebalance listener), ``flusher`` (intent → insert with token → commit), ``budget`` (when to
-flush), ``isolator`` (halving rejected ranges, re-read outside the group), ``deadletter``,
-``intent``, ``offsets`` (where a group starts), ``stopping`` (the stop-aware backoff) and
-``metrics``.
+imports neither (only ``tally.kafka`` and ``tally.clickhouse``), so the two import it and never
+each other's loop. The parts follow aiokafka's consumer: ``loop`` (the shell: start, consume,
+one stop path), ``clients`` (the Kafka clients), ``partitions`` (assignment, per-partition
+state, rebalance listener), ``flusher`` (intent → insert with token → commit), ``budget`` (when
+to flush), ``isolator`` (halving rejected ranges, re-read outside the group), ``deadletter``,
+``intent``, ``offsets`` (where a group starts), ``stopping`` (the stop-aware backoff),
+``metrics``, ``settings`` (``ConsumerSettings``: what both services are built with) and
+``logs`` (JSON lines).
 """

@@ -12,7 +12,7 @@ from collections.abc import Sized
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
-from tally.kafka_security import KafkaSecurity
+from tally.kafka.security import KafkaSecurity
 
 ErrorKind = Literal["data", "transient"]
 # What a fold builds and its sink inserts (``FoldRows``, ``TraceRows``); ``len()`` counts rows.

@@ -8,13 +8,19 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tally.kafka_security import KafkaSecurity
+from tally.kafka.security import KafkaSecurity
+from tally.kafka.settings import BOOTSTRAP, EVENTS_TOPIC, SECURITY, TOPIC, security_from
 from tally.schemas.limits import Limits
+from tally.schemas.settings_table import SettingsTable
 
 
 def default_source() -> str:
     """A producer identity for debugging: host, pid and a random suffix."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+# The client's Kafka settings (``TALLY_KAFKA_*``, ``TALLY_TOPIC``), declared in ``tally.kafka``.
+KAFKA = SettingsTable((BOOTSTRAP, TOPIC)) + SECURITY
 
 
 @dataclass(frozen=True)
@@ -47,7 +53,7 @@ class ClientSettings:
     """
 
     bootstrap_servers: str
-    topic: str = "tally.events"
+    topic: str = EVENTS_TOPIC
     security: KafkaSecurity = field(default_factory=KafkaSecurity)
     limits: Limits = field(default_factory=Limits)
     strict: bool = False
@@ -90,17 +96,11 @@ class ClientSettings:
         the query side reads (``TALLY_CLICKHOUSE_URL``, ``_USER``, ``_PASSWORD``).
         """
         env = dict(os.environ if env is None else env)
-        security = KafkaSecurity(
-            protocol=env.get("TALLY_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
-            sasl_mechanism=env.get("TALLY_KAFKA_SASL_MECHANISM", "PLAIN"),
-            sasl_username=env.get("TALLY_KAFKA_SASL_USERNAME"),
-            sasl_password=env.get("TALLY_KAFKA_SASL_PASSWORD"),
-            ssl_cafile=env.get("TALLY_KAFKA_SSL_CAFILE"),
-        )
+        kafka = KAFKA.resolve({}, env)
         values: dict[str, object] = {
-            "bootstrap_servers": env.get("TALLY_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
-            "topic": env.get("TALLY_TOPIC", "tally.events"),
-            "security": security,
+            "bootstrap_servers": kafka["bootstrap"],
+            "topic": kafka["topic"],
+            "security": security_from(kafka),
             "strict": env.get("TALLY_STRICT", "") in ("1", "true", "yes"),
         }
         if env.get("TALLY_RECORD_BYTES"):

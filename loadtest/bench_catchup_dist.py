@@ -21,8 +21,8 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
-from tally.embedded.kafka_broker import create_topic
 from tally.embedded.stack import StackConfig, start_stack
+from tally.kafka.admin import create_topic
 from tally.loadtest.bench_dist import records
 from tally.loadtest.catchup import CatchupResult, CatchupSpec, run_catchup
 from tally.loadtest.endpoints import Endpoints

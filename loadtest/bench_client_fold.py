@@ -31,9 +31,9 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
-from tally.embedded.kafka_broker import create_topic
 from tally.ingest import ClientSettings, Tracker
 from tally.ingest.kinds import dist
+from tally.kafka.admin import create_topic
 from tally.loadtest.workloads import Cardinality, Workload
 from tally.schemas.wire import BatchDecoder
 

@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 
 from tally.aggregator.fold import PartitionFold
-from tally.aggregator.settings import ClickHouseSettings
 from tally.aggregator.sink import RollupSink
+from tally.clickhouse.settings import ClickHouseSettings
 from tally.embedded.clickhouse.process import start_clickhouse
 from tally.ingest import ClientSettings, Dist, Tracker, dist
 from tally.ingest.flatten import flatten_all

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import clickhouse_connect
 
-from tally.aggregator.settings import ClickHouseSettings
 from tally.aggregator.sink import RollupSink
+from tally.clickhouse.settings import ClickHouseSettings
 from tally.embedded.clickhouse.process import start_clickhouse
 from tally.monitors.lease import AlwaysHeld
 from tally.monitors.notify import Notifier

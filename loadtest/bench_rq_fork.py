@@ -24,11 +24,12 @@ from pathlib import Path
 import redis
 from rq import Queue, SimpleWorker, Worker
 
-from tally.embedded.kafka_broker import create_topic, start_kafka
+from tally.embedded.kafka_broker import start_kafka
 from tally.embedded.redis_server import start_redis
 from tally.ingest import ClientSettings, Tracker
 from tally.ingest.jobs import JobTracker, current_run
 from tally.ingest.jobs.rq import rq_worker_class
+from tally.kafka.admin import create_topic
 
 
 def bench_job(n: int) -> int:

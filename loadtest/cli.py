@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from tally.kafka.settings import AGGREGATOR_GROUP, EVENTS_TOPIC
 from tally.loadtest.chart import write_chart
 from tally.loadtest.config import RunConfig
 from tally.loadtest.monitor import Sample
@@ -104,10 +105,10 @@ def run(
     bootstrap: Annotated[str | None, typer.Option(help="external Kafka (no stack)")] = None,
     clickhouse_url: Annotated[str | None, typer.Option(help="external ClickHouse")] = None,
     clickhouse_user: str = "default",
-    topic: str = "tally.events",
-    group: Annotated[str, typer.Option(help="the aggregators' consumer group (lag)")] = (
-        "tally-aggregators"
-    ),
+    topic: str = EVENTS_TOPIC,
+    group: Annotated[
+        str, typer.Option(help="the aggregators' consumer group (lag)")
+    ] = AGGREGATOR_GROUP,
     database: str = "tally",
     aggregator_pid: Annotated[
         list[int] | None, typer.Option(help="external: aggregator pids to sample (repeat)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from tally.clickhouse.settings import DEFAULT_DATABASE
+from tally.kafka.settings import AGGREGATOR_GROUP, EVENTS_TOPIC
 from tally.loadtest.pacing import RateProfile
 from tally.loadtest.scenarios import Scenario
 from tally.loadtest.workloads import Cardinality
@@ -41,9 +43,9 @@ class RunConfig:
     bootstrap: str | None = None
     clickhouse_url: str | None = None
     clickhouse_user: str = "default"
-    topic: str = "tally.events"
-    group: str = "tally-aggregators"
-    database: str = "tally"
+    topic: str = EVENTS_TOPIC
+    group: str = AGGREGATOR_GROUP
+    database: str = DEFAULT_DATABASE
     aggregator_pids: tuple[int, ...] = ()
     # Phases (0 or False skips one).
     micro_calls: int = 50_000

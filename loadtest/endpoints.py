@@ -8,6 +8,9 @@ from urllib.parse import urlparse
 
 import clickhouse_connect
 
+from tally.clickhouse.settings import DEFAULT_DATABASE
+from tally.kafka.settings import AGGREGATOR_GROUP, EVENTS_TOPIC
+
 
 @dataclass(frozen=True)
 class Endpoints:
@@ -15,9 +18,9 @@ class Endpoints:
 
     bootstrap: str
     clickhouse_url: str
-    topic: str = "tally.events"
-    group: str = "tally-aggregators"
-    database: str = "tally"
+    topic: str = EVENTS_TOPIC
+    group: str = AGGREGATOR_GROUP
+    database: str = DEFAULT_DATABASE
     clickhouse_user: str = "default"
     clickhouse_password: str = field(default="", repr=False)
     aggregator_pids: tuple[int, ...] = ()

@@ -20,13 +20,13 @@ PACKAGE = "tally"
 SKIP = frozenset({"tests", ".venv", "docs", "grafana"})
 
 # The data flow, bottom to top: a folder may import its own layer and the ones below it.
-# The contract (wire format, buckets, DDL), the write path (client, queue sampler, the
-# exactly-once engine, the aggregator built on it), the machines that run it locally
-# (``embedded`` starts the aggregator too), the read path, what is built on reads (traces,
-# monitors, the API, the dashboard mounted on it), the local service assembled from all of
-# them, and on top the load tests and the ``tally`` command that mounts them.
+# How to reach Kafka and ClickHouse and the contract (wire format, buckets, DDL), the write path
+# (client, queue sampler, the exactly-once engine, the aggregator built on it), the machines that
+# run it locally (``embedded`` starts the aggregator too), the read path, what is built on reads
+# (traces, monitors, the API, the dashboard mounted on it), the local service assembled from all
+# of them, and on top the load tests and the ``tally`` command that mounts them.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("kafka_security", "schemas"),
+    ("kafka", "clickhouse", "schemas"),
     ("ingest",),
     ("sampler",),
     ("engine",),

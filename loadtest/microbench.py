@@ -178,7 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=50_000, help="timed calls per shape")
     parser.add_argument("--cpu-events", type=int, default=200_000)
     args = parser.parse_args(argv)
-    from tally.embedded.kafka_broker import create_topic, start_kafka
+    from tally.embedded.kafka_broker import start_kafka
+    from tally.kafka.admin import create_topic
 
     broker = None
     bootstrap = args.bootstrap

@@ -28,8 +28,8 @@ import httpx
 
 from tally.aggregator.key_rows import DAY_COLUMNS, PATH_COLUMNS, WrittenKeys
 from tally.aggregator.rows import FoldRows
-from tally.aggregator.settings import ClickHouseSettings
 from tally.aggregator.sink import RollupSink
+from tally.clickhouse.settings import ClickHouseSettings
 from tally.embedded.clickhouse.process import start_clickhouse
 from tally.embedded.kafka_broker import free_ports
 from tally.read import AsyncReader, Reader, ReadSettings

@@ -173,7 +173,7 @@ def _endpoints(config: RunConfig, cleanup: contextlib.ExitStack, notify: Notify)
 
 
 async def _create_topic(bootstrap: str, topic: str) -> None:
-    from tally.embedded.kafka_broker import create_topic
+    from tally.kafka.admin import create_topic
 
     await create_topic(bootstrap, topic, 1)
 

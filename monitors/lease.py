@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from tally.kafka_security import KafkaSecurity
+from tally.kafka.security import KafkaSecurity
 
 log = logging.getLogger("tally.monitors.lease")
 

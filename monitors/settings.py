@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tally.kafka_security import KafkaSecurity
+from tally.kafka.security import KafkaSecurity
+from tally.kafka.settings import AGGREGATOR_GROUP, DEFAULT_BOOTSTRAP, EVENTS_TOPIC
 from tally.read.settings import ReadSettings
 
 
@@ -15,9 +16,9 @@ class MonitorSettings:
 
     paths: tuple[Path, ...]
     read: ReadSettings = field(default_factory=ReadSettings)
-    bootstrap: str | None = "127.0.0.1:9092"  # None: wall-clock watermark (no Kafka)
-    topic: str = "tally.events"
-    group: str = "tally-aggregators"
+    bootstrap: str | None = DEFAULT_BOOTSTRAP  # None: wall-clock watermark (no Kafka)
+    topic: str = EVENTS_TOPIC
+    group: str = AGGREGATOR_GROUP
     grace_s: float = 10.0
     tick_s: float = 5.0
     base_url: str = ""

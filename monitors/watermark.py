@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from tally.kafka_security import KafkaSecurity
+from tally.kafka.security import KafkaSecurity
 
 log = logging.getLogger("tally.monitors.watermark")
 

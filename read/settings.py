@@ -6,8 +6,15 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from tally.aggregator.settings import ClickHouseSettings
+from tally.clickhouse.settings import (
+    CONNECTION,
+    DATABASE,
+    DEFAULT_DATABASE,
+    ClickHouseSettings,
+    clickhouse_from,
+)
 from tally.schemas.ddl import identifier
+from tally.schemas.settings_table import SettingsTable
 
 
 @dataclass(frozen=True)
@@ -15,7 +22,7 @@ class ReadSettings:
     """Where the rollups are and how much one request may ask for."""
 
     clickhouse: ClickHouseSettings = field(default_factory=ClickHouseSettings)
-    database: str = "tally"
+    database: str = DEFAULT_DATABASE
     query_timeout_s: float = 30.0
     max_buckets: int = 20_000
     max_points: int = 200_000  # values per series or values response (rows x buckets)
@@ -29,11 +36,6 @@ class ReadSettings:
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> ReadSettings:
         """``TALLY_CLICKHOUSE_URL``/``_USER``/``_PASSWORD``/``_CA_CERT``, ``TALLY_DATABASE``."""
         env = os.environ if env is None else env
-        clickhouse = ClickHouseSettings(
-            url=env.get("TALLY_CLICKHOUSE_URL", "http://127.0.0.1:8123"),
-            user=env.get("TALLY_CLICKHOUSE_USER", "default"),
-            password=env.get("TALLY_CLICKHOUSE_PASSWORD", ""),
-            ca_cert=env.get("TALLY_CLICKHOUSE_CA_CERT") or None,
-        )
-        base = {"clickhouse": clickhouse, "database": env.get("TALLY_DATABASE", "tally")}
+        values = (CONNECTION + SettingsTable((DATABASE,))).resolve({}, env)
+        base = {"clickhouse": clickhouse_from(values), "database": values["database"]}
         return cls(**{**base, **overrides})  # type: ignore[arg-type]

@@ -9,21 +9,25 @@ flush and exit 0.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import signal
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from redis import Redis
 
 from tally.ingest import ClientSettings, Tracker
+from tally.kafka.settings import BOOTSTRAP, DEFAULT_BOOTSTRAP, EVENTS_TOPIC, TOPIC
 from tally.sampler.probes import PROBES
 from tally.sampler.sample import QueueSample
+from tally.schemas import settings_cli
+from tally.schemas.settings_cli import build_or_usage_error, parse, service_app
+from tally.schemas.settings_table import BadSetting, Setting, SettingsTable, text
 
 log = logging.getLogger("tally.sampler")
 KEY = "event::queue"
@@ -37,8 +41,8 @@ class SamplerSettings:
     queues: tuple[tuple[str, str], ...] = (("rq", "default"),)
     interval_s: float = 10.0
     stall_after_s: float = 300.0
-    bootstrap: str = "127.0.0.1:9092"
-    topic: str = "tally.events"
+    bootstrap: str = DEFAULT_BOOTSTRAP
+    topic: str = EVENTS_TOPIC
 
     def __post_init__(self) -> None:
         for framework, queue in self.queues:
@@ -56,42 +60,55 @@ def parse_queue(text: str) -> tuple[str, str]:
     return framework, queue
 
 
-def from_args(argv: Sequence[str] | None, env: Mapping[str, str]) -> SamplerSettings:
-    """Settings from flags, with ``TALLY_SAMPLER_*`` / ``TALLY_KAFKA_BOOTSTRAP`` defaults."""
-    parser = argparse.ArgumentParser(prog="python -m tally.sampler", description=__doc__)
-    parser.add_argument(
-        "--redis-url", default=env.get("TALLY_SAMPLER_REDIS_URL", "redis://127.0.0.1:6379/0")
+def _queues(value: str) -> tuple[tuple[str, str], ...]:
+    return tuple(parse_queue(q.strip()) for q in value.split(",") if q.strip())
+
+
+SETTINGS = SettingsTable(
+    (
+        Setting(
+            "redis_url", text, SamplerSettings.redis_url, "--redis-url",
+            "TALLY_SAMPLER_REDIS_URL", "Redis the queues live in",
+        ),
+        Setting(
+            "queues", _queues, "rq:default", "--queue", "TALLY_SAMPLER_QUEUES",
+            "framework:queue, repeatable (rq:default, celery:celery, dramatiq:default,"
+            " arq:arq:queue); the variable comma-separated",
+            repeat=True,
+        ),
+        Setting(
+            "interval", float, SamplerSettings.interval_s, "--interval",
+            "TALLY_SAMPLER_INTERVAL_S", "seconds between samples",
+        ),
+        Setting(
+            "stall_after", float, SamplerSettings.stall_after_s, "--stall-after",
+            "TALLY_SAMPLER_STALL_AFTER_S", "seconds without progress before a worker is stalled",
+        ),
+        BOOTSTRAP,
+        TOPIC,
     )
-    parser.add_argument(
-        "--queue",
-        action="append",
-        help="framework:queue, repeatable (rq:default, celery:celery, dramatiq:default, "
-        "arq:arq:queue); env TALLY_SAMPLER_QUEUES, comma-separated",
-    )
-    parser.add_argument(
-        "--interval", type=float, default=float(env.get("TALLY_SAMPLER_INTERVAL_S", "10"))
-    )
-    parser.add_argument(
-        "--stall-after", type=float, default=float(env.get("TALLY_SAMPLER_STALL_AFTER_S", "300"))
-    )
-    parser.add_argument("--bootstrap", default=env.get("TALLY_KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
-    parser.add_argument("--topic", default=env.get("TALLY_TOPIC", "tally.events"))
-    args = parser.parse_args(argv)
-    queues = args.queue or [
-        q for q in env.get("TALLY_SAMPLER_QUEUES", "rq:default").split(",") if q
-    ]
+)  # fmt: skip
+
+
+def from_values(values: Mapping[str, Any]) -> SamplerSettings:
+    """Settings from resolved ``SETTINGS`` values; a bad queue names ``--queue``."""
+    queues = values["queues"]
+    if isinstance(queues, str):
+        queues = _queues(queues)
     try:
         return SamplerSettings(
-            args.redis_url,
-            tuple(parse_queue(q) for q in queues),
-            args.interval,
-            args.stall_after,
-            args.bootstrap,
-            args.topic,
-        )
+            values["redis_url"], queues, values["interval"], values["stall_after"],
+            values["bootstrap"], values["topic"],
+        )  # fmt: skip
     except ValueError as exc:
-        parser.error(str(exc))
-        raise
+        raise BadSetting(SETTINGS["queues"], str(exc)) from None
+
+
+def from_args(argv: Sequence[str] | None, env: Mapping[str, str]) -> SamplerSettings:
+    """Settings from flags, else ``TALLY_SAMPLER_*`` / ``TALLY_KAFKA_BOOTSTRAP``, else
+    defaults; a bad value exits 2 with one usage error."""
+    args = sys.argv[1:] if argv is None else argv
+    return parse(SETTINGS, args, "python -m tally.sampler", env, from_values)
 
 
 def sample_all(redis: Redis, settings: SamplerSettings) -> list[QueueSample]:
@@ -130,12 +147,8 @@ async def run(settings: SamplerSettings, tracker: Tracker, stop: asyncio.Event) 
         redis.close()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m tally.sampler``."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    settings = from_args(argv, os.environ)
+def _run(values: dict[str, Any]) -> None:
+    settings = build_or_usage_error(from_values, values)
     tracker = Tracker(
         ClientSettings(bootstrap_servers=settings.bootstrap, topic=settings.topic, source="sampler")
     )
@@ -152,4 +165,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(serve())
     finally:
         tracker.close()
+
+
+def _check(values: dict[str, Any]) -> None:
+    """Sample every queue once and print it (nothing is sent); exit 1 if one cannot be read."""
+    settings = build_or_usage_error(from_values, values)
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        samples = sample_all(redis, settings)
+    finally:
+        redis.close()
+    for sample in samples:
+        print(f"ok: {sample.framework}:{sample.queue} {sample.values(time.time())}")
+    if len(samples) < len(settings.queues):
+        sys.exit(1)
+
+
+app = service_app(
+    SETTINGS, __doc__ or "", _run, _check, "Sample every queue once and print it; nothing is sent."
+)
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "python -m tally.sampler") -> int:
+    """Entry point of ``python -m tally.sampler [run|check]`` (``tally sampler``)."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings_cli.main(app, prog, argv)
     return 0

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-
-from tally.aggregator.settings import ClickHouseSettings
-from tally.embedded.kafka_broker import create_topic
+from tally.clickhouse.settings import ClickHouseSettings
 from tally.embedded.kafka_cluster import Replication
+from tally.kafka.admin import create_topic
 from tally.traces.ddl import TraceSchema
+from tally.traces.settings import command_line
 from tally.traces.sink import TraceSink
 from tally.traces.transport import TOPIC
 
@@ -35,9 +34,7 @@ def trace_writer_command(
     bootstrap: str, clickhouse_url: str, user: str, database: str, flush_interval_s: float
 ) -> list[str]:
     """The command line of one trace writer (the password goes in its environment)."""
-    return [
-        sys.executable, "-m", "tally.traces", "run",
-        "--bootstrap", bootstrap, "--clickhouse-url", clickhouse_url,
-        "--clickhouse-user", user, "--database", database,
-        "--flush-interval", str(flush_interval_s), "--metrics-port", "0",
-    ]  # fmt: skip
+    return command_line(
+        bootstrap=bootstrap, clickhouse_url=clickhouse_url, clickhouse_user=user,
+        database=database, flush_interval=flush_interval_s, metrics_port=0,
+    )  # fmt: skip

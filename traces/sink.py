@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from clickhouse_connect.driver.asyncclient import AsyncClient
 
-from tally.aggregator.settings import ClickHouseSettings
-from tally.aggregator.sink import classify_error, connect, pinned_settings
+from tally.clickhouse.client import connect
+from tally.clickhouse.ddl import run_ddl
+from tally.clickhouse.errors import classify_error
+from tally.clickhouse.insert_settings import pinned_settings
+from tally.clickhouse.settings import ClickHouseSettings
 from tally.engine.protocols import ErrorKind
 from tally.traces.ddl import EXECUTIONS, JOB_LOG, LINES, TraceSchema
 from tally.traces.fold import EXECUTION_COLUMNS, JOB_LOG_COLUMNS, LINE_COLUMNS, TraceRows
@@ -26,10 +29,8 @@ class TraceSink:
     async def apply_ddl(self) -> None:
         """Create the trace tables if missing; align their dedup window."""
         client = self._require()
-        for statement in self.schema.statements():
-            await client.command(statement)
-        for statement in self.schema.alter_statements():
-            await client.command(statement)
+        await run_ddl(client, self.schema.statements())
+        await run_ddl(client, self.schema.alter_statements())
 
     def insert_settings(self, token: str) -> dict[str, int | str]:
         """The aggregator's pinned block settings (what the server knows), plus ``token``."""

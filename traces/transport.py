@@ -7,10 +7,11 @@ from pathlib import Path
 
 from tally.ingest.outbox import DropMessages, Outbox, OutboxFacade
 from tally.ingest.settings import ClientSettings
+from tally.kafka.settings import TRACES_TOPIC
 from tally.traces.codec import TraceCodec, TraceRecord
 from tally.traces.model import Execution
 
-TOPIC = "tally.traces"
+TOPIC = TRACES_TOPIC
 DROPS = DropMessages(full="trace buffer full (%d executions); dropped")
 
 

@@ -11,9 +11,9 @@ dead-lettering single records it still rejects).
 
 from __future__ import annotations
 
-from tally.aggregator.settings import AggregatorSettings
 from tally.engine.loop import Engine
 from tally.engine.metrics import EngineMetrics
+from tally.engine.settings import ConsumerSettings
 from tally.traces.ddl import TraceSchema
 from tally.traces.fold import TraceFold, TraceRows
 from tally.traces.sink import TraceSink
@@ -25,7 +25,7 @@ def new_trace_fold(*, reread: bool = False) -> TraceFold:
 
 
 def build_trace_writer(
-    settings: AggregatorSettings, schema: TraceSchema, metrics: EngineMetrics | None = None
+    settings: ConsumerSettings, schema: TraceSchema, metrics: EngineMetrics | None = None
 ) -> Engine[TraceRows]:
     """One trace writer process (a member of its own consumer group)."""
     return Engine(settings, TraceSink(settings.clickhouse, schema), new_trace_fold, metrics)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from tally.aggregator.settings import ClickHouseSettings
+from tally.clickhouse.settings import ClickHouseSettings
 from tally.read import ReadSettings
 from tally.read.connection import connect_sync
 from tally.schemas.access import AccessModel, production_ddl

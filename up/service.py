@@ -12,20 +12,23 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tally.aggregator.settings import ClickHouseSettings
+from tally.aggregator.settings import command_line as aggregator_command_line
 from tally.aggregator.sink import RollupSink
 from tally.api.server import PortInUse, ServerThread, check_port
 from tally.api.settings import ApiSettings
 from tally.api.sql import SqlSettings
 from tally.api.tokens import load_or_create, tokens
+from tally.clickhouse.settings import CONNECTION, DEFAULT_DATABASE, ClickHouseSettings
 from tally.embedded.clickhouse.process import EmbeddedClickHouse, start_clickhouse
-from tally.embedded.kafka_broker import EmbeddedKafka, create_topic, start_kafka
+from tally.embedded.kafka_broker import EmbeddedKafka, start_kafka
 from tally.embedded.kafka_cluster import KafkaCluster, Replication, replication_for, start_cluster
 from tally.embedded.lifecycle import terminate
+from tally.kafka.admin import create_topic
+from tally.kafka.settings import EVENTS_TOPIC
 from tally.read import ReadSettings
 from tally.schemas.access import access_model
 from tally.schemas.ddl import RollupSchema
@@ -35,7 +38,21 @@ from tally.up.stack_file import write_stack
 from tally.web import WebSettings, web_handlers
 from tally.web.traces_pages import TRACE_PAGES
 
-TOPIC = "tally.events"
+TOPIC = EVENTS_TOPIC
+
+
+def child_environment(launcher: Mapping[str, str], clickhouse_password: str) -> dict[str, str]:
+    """A service child's environment: the launcher's, without the API's variables and without
+    any ClickHouse password but the child's own (``TALLY_CLICKHOUSE_PASSWORD``); the Kafka SASL
+    password stays (every child talks to Kafka). Passwords never go on command lines."""
+    own = CONNECTION["clickhouse_password"].env or ""
+    env = {
+        k: v
+        for k, v in launcher.items()
+        if not k.startswith("TALLY_API_") and not k.endswith("CLICKHOUSE_PASSWORD")
+    }
+    env[own] = clickhouse_password
+    return env
 
 
 @dataclass(frozen=True)
@@ -51,7 +68,7 @@ class UpSettings:
     partitions: int = 8
     time_zone: str = "UTC"
     week_start: str = "monday"
-    database: str = "tally"
+    database: str = DEFAULT_DATABASE
     kafka_bootstrap: str | None = None  # external Kafka instead of the local one
     clickhouse_url: str | None = None  # external ClickHouse instead of the local one
     clickhouse_user: str = "default"
@@ -215,19 +232,15 @@ class Service:
 
     def _start_aggregator(self, index: int) -> subprocess.Popen:
         s = self.settings
-        command = [
-            sys.executable, "-m", "tally.aggregator", "run",
-            "--bootstrap", self.bootstrap, "--topic", TOPIC,
-            "--clickhouse-url", self.clickhouse_url,
-            "--clickhouse-user", self.login("aggregator")[0],
-            "--database", s.database, "--time-zone", s.time_zone, "--week-start", s.week_start,
-            "--flush-interval", str(s.flush_interval_s), "--metrics-port", "0",
-            "--heartbeat-ms", str(s.heartbeat_ms),
+        command = aggregator_command_line(
+            bootstrap=self.bootstrap, topic=TOPIC, clickhouse_url=self.clickhouse_url,
+            clickhouse_user=self.login("aggregator")[0], database=s.database,
+            time_zone=s.time_zone, week_start=s.week_start, flush_interval=s.flush_interval_s,
+            metrics_port=0, heartbeat_ms=s.heartbeat_ms,
             # the service owns its topic: a first start counts whatever was tracked before it
-            "--initial-offset", "earliest",
-        ]  # fmt: skip
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TALLY_API_")}
-        env["TALLY_CLICKHOUSE_PASSWORD"] = self.login("aggregator")[1]
+            initial_offset="earliest",
+        )  # fmt: skip
+        env = child_environment(os.environ, self.login("aggregator")[1])
         with (s.data_dir / "logs" / f"aggregator-{index}.log").open("ab") as log:
             return subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -240,8 +253,7 @@ class Service:
             self.bootstrap, self.clickhouse_url, self.login("traces")[0], s.database,
             s.flush_interval_s,
         )  # fmt: skip
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TALLY_API_")}
-        env["TALLY_CLICKHOUSE_PASSWORD"] = self.login("traces")[1]
+        env = child_environment(os.environ, self.login("traces")[1])
         with (s.data_dir / "logs" / f"trace-writer-{index}.log").open("ab") as log:
             return subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -265,8 +277,7 @@ class Service:
             "--database", s.database, "--data-dir", str(s.data_dir),
             "--base-url", self.api_url if s.api else "", "--metrics-port", "0",
         ]  # fmt: skip
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TALLY_API_")}
-        env["TALLY_CLICKHOUSE_PASSWORD"] = self.login("monitors")[1]
+        env = child_environment(os.environ, self.login("monitors")[1])
         with (s.data_dir / "logs" / "monitors.log").open("ab") as log:
             return subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -11,8 +11,9 @@ import json
 import os
 from pathlib import Path
 
+from tally.clickhouse.settings import DEFAULT_URL
+
 STACK_FILE = "stack.json"
-DEFAULT_CLICKHOUSE_URL = "http://127.0.0.1:8123"
 
 
 def write_stack(data_dir: Path, kafka: str, clickhouse: str, api: str | None) -> Path:
@@ -40,4 +41,4 @@ def clickhouse_url(given: str | None, data_dir: Path) -> str:
     """``given`` (flag or TALLY_CLICKHOUSE_URL), else the data dir's stack, else the default."""
     if given:
         return given
-    return read_stack(data_dir.expanduser()).get("clickhouse_url", DEFAULT_CLICKHOUSE_URL)
+    return read_stack(data_dir.expanduser()).get("clickhouse_url", DEFAULT_URL)

@@ -17,10 +17,10 @@ from tally.ingest.outbox.packer import Packer, PendingRecord
 from tally.ingest.outbox.ratelog import RateLimitedLog
 from tally.ingest.outbox.record import R
 from tally.ingest.outbox.replay import UNROUTED, spooled_heads
-from tally.ingest.routing import Router
 from tally.ingest.settings import ClientSettings
 from tally.ingest.spool import Spool
 from tally.ingest.stats import Counters
+from tally.kafka.routing import Router
 
 BATCH_RECORDS = 256  # records handed to the producer per round
 SPOOL_PEEK = 64

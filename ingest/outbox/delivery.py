@@ -15,7 +15,7 @@ from aiokafka.errors import KafkaError
 
 from tally.ingest.outbox.accumulator import Accumulator
 from tally.ingest.outbox.packer import PendingRecord
-from tally.ingest.produce_errors import Failure, Refused, Resize, classify
+from tally.kafka.produce_errors import Failure, Refused, Resize, classify
 
 
 class Delivery:

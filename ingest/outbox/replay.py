@@ -6,9 +6,9 @@ from collections import defaultdict
 
 from tally.ingest.outbox.packer import Packer, PendingRecord
 from tally.ingest.outbox.record import R
-from tally.ingest.routing import Router
 from tally.ingest.spool import Spool, SpooledRecord
 from tally.ingest.stats import Counters
+from tally.kafka.routing import Router
 from tally.schemas.wire import WireError
 
 UNROUTED = 0xFFFFFFFF  # spooled before the partition count was known; routed on replay

@@ -27,11 +27,11 @@ from tally.ingest.outbox.loop import SenderLoop
 from tally.ingest.outbox.packer import MIN_RECORD_BYTES, Fold, Packer
 from tally.ingest.outbox.ratelog import RateLimitedLog
 from tally.ingest.outbox.record import R, RecordCodec
-from tally.ingest.produce_errors import Refused, Resize
-from tally.ingest.routing import Router
 from tally.ingest.settings import ClientSettings
 from tally.ingest.spool import Spool
 from tally.ingest.stats import Counters
+from tally.kafka.produce_errors import Refused, Resize
+from tally.kafka.routing import Router
 
 log = logging.getLogger("tally.ingest")
 

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tally.aggregator.rows import KIND_DIST, KIND_GAUGE, FoldRows
-from tally.aggregator.settings import ClickHouseSettings
 from tally.aggregator.sink import RollupSink
+from tally.clickhouse.settings import ClickHouseSettings
 from tally.embedded.clickhouse.process import EmbeddedClickHouse
 from tally.read import ReadSettings
 from tally.schemas.access import AccessModel

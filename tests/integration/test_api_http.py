@@ -236,7 +236,7 @@ def test_port_in_use_is_reported(api):
 
 
 def test_clickhouse_down_is_503_without_details():
-    from tally.aggregator.settings import ClickHouseSettings
+    from tally.clickhouse.settings import ClickHouseSettings
     from tally.read import ReadSettings
 
     dead, port = free_ports(2)

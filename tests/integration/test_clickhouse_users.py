@@ -17,10 +17,10 @@ import httpx
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from tally.aggregator.settings import ClickHouseSettings
 from tally.api.server import ServerThread
 from tally.api.settings import ApiSettings
 from tally.api.sql import SqlSettings
+from tally.clickhouse.settings import ClickHouseSettings
 from tally.embedded.clickhouse.process import EmbeddedClickHouse, start_clickhouse
 from tally.embedded.kafka_broker import free_ports
 from tally.read import ReadSettings

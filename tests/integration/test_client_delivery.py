@@ -23,8 +23,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
-from tally.embedded.kafka_broker import EmbeddedKafka, create_topic, start_kafka
+from tally.embedded.kafka_broker import EmbeddedKafka, start_kafka
 from tally.ingest import ClientSettings, Tracker
+from tally.kafka.admin import create_topic
 from tally.schemas.wire import BatchDecoder
 
 pytestmark = pytest.mark.integration

@@ -10,9 +10,9 @@ import msgspec
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from tally.embedded.kafka_broker import create_topic
 from tally.engine.deadletter import DeadLetters
 from tally.engine.protocols import Rejected
+from tally.kafka.admin import create_topic
 from tally.loadtest.exactness import Expected, compare, fetch_totals
 from tally.schemas.granularity import Calendar
 from tally.schemas.wire import BatchEncoder

@@ -8,8 +8,8 @@ import clickhouse_connect
 import pytest
 
 from tally.aggregator.fold import FoldRows
-from tally.aggregator.settings import ClickHouseSettings
 from tally.aggregator.sink import RollupSink
+from tally.clickhouse.settings import ClickHouseSettings
 from tally.embedded.clickhouse.process import start_clickhouse
 from tally.read.job_queries import DURATION_BY_BUCKET, MissingPathsError, run_job_query
 from tally.schemas.ddl import RollupSchema

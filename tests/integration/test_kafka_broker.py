@@ -19,11 +19,11 @@ from tally.embedded.kafka_broker import (
     EmbeddedKafka,
     KafkaBrokerError,
     committed_offsets,
-    create_topic,
     install,
     libs_dir,
     start_kafka,
 )
+from tally.kafka.admin import create_topic
 
 pytestmark = pytest.mark.integration
 

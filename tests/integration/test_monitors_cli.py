@@ -191,7 +191,7 @@ def test_example_monitors_load(tmp_path: Path) -> None:
 def test_a_crash_between_judging_and_delivering_loses_nothing_and_repeats_nothing(
     tally, tmp_path: Path
 ) -> None:
-    from tally.aggregator.settings import ClickHouseSettings
+    from tally.clickhouse.settings import ClickHouseSettings
     from tally.monitors.lease import AlwaysHeld
     from tally.monitors.service import MonitorService, TickResult
     from tally.monitors.store import Store
@@ -244,7 +244,7 @@ monitors:
 def test_daily_digest_by_email_with_png_charts(tally, tmp_path: Path) -> None:
     from email import message_from_string
 
-    from tally.aggregator.settings import ClickHouseSettings
+    from tally.clickhouse.settings import ClickHouseSettings
     from tally.monitors.loader import load_text
     from tally.monitors.report import send_reports
     from tally.read import ReadSettings

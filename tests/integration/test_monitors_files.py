@@ -17,9 +17,9 @@ import clickhouse_connect
 import httpx
 import pytest
 
-from tally.aggregator.settings import ClickHouseSettings
 from tally.api.server import ServerThread
 from tally.api.settings import ApiSettings
+from tally.clickhouse.settings import ClickHouseSettings
 from tally.embedded.kafka_broker import free_ports
 from tally.monitors.lease import AlwaysHeld
 from tally.monitors.notify import Notifier

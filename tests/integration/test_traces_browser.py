@@ -14,9 +14,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from tally.aggregator.settings import ClickHouseSettings
 from tally.api.server import server
 from tally.api.settings import ApiSettings
+from tally.clickhouse.settings import ClickHouseSettings
 from tally.embedded.kafka_broker import free_ports
 from tally.ingest.jobs import JobTracker
 from tally.read import ReadSettings

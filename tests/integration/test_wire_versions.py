@@ -12,9 +12,9 @@ from dataclasses import replace
 import msgspec
 import pytest
 
-from tally.embedded.kafka_broker import create_topic
 from tally.ingest.flatten import flatten_all
 from tally.ingest.kinds import dist, gauge
+from tally.kafka.admin import create_topic
 from tally.loadtest.catchup import CatchupSpec, run_catchup
 from tally.loadtest.endpoints import Endpoints
 from tally.loadtest.workloads import Cardinality, Workload

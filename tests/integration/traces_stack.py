@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tally.embedded.kafka_broker import create_topic
 from tally.embedded.stack import Stack
 from tally.ingest import ClientSettings
+from tally.kafka.admin import create_topic
 from tally.traces.ddl import TraceSchema
 from tally.traces.transport import TOPIC, TraceShipper, trace_settings
 

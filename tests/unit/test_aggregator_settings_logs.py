@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import socket
 import subprocess
@@ -11,22 +10,24 @@ import sys
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError, DataError, OperationalError
 
-from tally.aggregator.logs import CoordinatorLoading
-from tally.aggregator.settings import from_args, parser
-from tally.aggregator.sink import classify_error
+from tally.aggregator.settings import SETTINGS, from_args
+from tally.clickhouse.errors import classify_error
+from tally.engine.logs import CoordinatorLoading
 
 
-def test_every_flag_has_help_and_its_default_is_shown():
-    p = parser()
-    assert p.formatter_class is argparse.ArgumentDefaultsHelpFormatter
-    text = p.format_help()
-    for action in p._actions:
-        if action.dest == "help":
-            continue
-        assert action.help and action.help != argparse.SUPPRESS, action.option_strings
-    assert "(default: 127.0.0.1:9092)" in text
-    assert "(default: 512.0)" in text  # --max-fold-mb
-    assert "(default: 5)" in text  # --max-insert-attempts
+def test_every_flag_has_help_with_its_variable_and_default():
+    from typer.testing import CliRunner
+
+    from tally.aggregator.cli import app
+
+    text = " ".join(CliRunner().invoke(app, ["run", "--help"]).output.split())
+    for row in SETTINGS.options:
+        assert row.flag in text, row.flag
+        assert row.env is None or f"env var: {row.env}" in text, row.flag
+    assert "[env var: TALLY_KAFKA_BOOTSTRAP; default: 127.0.0.1:9092]" in text
+    assert "default: 512.0]" in text  # --max-fold-mb
+    assert "[env var: TALLY_MAX_INSERT_ATTEMPTS; default: 5]" in text
+    assert "TALLY_CLICKHOUSE_PASSWORD" in text and "--clickhouse-password" not in text
 
 
 def test_help_runs_from_the_console_entry_point():

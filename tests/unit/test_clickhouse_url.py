@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tally.aggregator.settings import (
+from tally.clickhouse.settings import (
     BadClickHouseUrl,
     ClickHouseEndpoint,
     ClickHouseSettings,

@@ -64,9 +64,11 @@ def test_every_client_variable_is_documented_in_the_docs_and_the_docstring():
     import re
 
     from tally.ingest import ClientSettings
+    from tally.ingest.settings import KAFKA
 
     source = (DOC.parents[1] / "ingest" / "settings.py").read_text()
     read = {a or b for a, b in re.findall(r'env\.get\("(TALLY_\w+)"|env\["(TALLY_\w+)"\]', source)}
+    read |= set(KAFKA.environment_names())
     documented = set(re.findall(r"^\| `(TALLY_\w+)` \|", DOC.read_text(), re.MULTILINE))
     assert len(read) >= 9 and read <= documented
     assert read <= set(re.findall(r"``(TALLY_\w+)``", ClientSettings.from_env.__doc__ or ""))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tally.aggregator.settings import from_args
-from tally.kafka_security import KafkaSecurity
+from tally.kafka.security import KafkaSecurity
 from tally.read.rollup_queries import QUERIES
 from tally.schemas.ddl import RollupSchema, identifier
 

@@ -15,7 +15,9 @@ from tally.aggregator.fold import FoldRows, PartitionFold
 from tally.aggregator.insert_plan import PartitionEstimator, plan_inserts
 from tally.aggregator.metrics import AggregatorMetrics
 from tally.aggregator.settings import from_args
-from tally.aggregator.sink import BLOCK_SETTINGS, classify_error, is_data_error, ttl_of_engine
+from tally.aggregator.sink import ttl_of_engine
+from tally.clickhouse.errors import classify_error, is_data_error
+from tally.clickhouse.insert_settings import BLOCK_SETTINGS
 from tally.schemas.ddl import RollupSchema, identifier
 from tally.schemas.granularity import Calendar, Granularity
 from tally.schemas.limits import MAX_EVENT_TIME, MIN_EVENT_TIME, Limits

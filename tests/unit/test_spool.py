@@ -14,8 +14,8 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
 )
 
-from tally.ingest.produce_errors import Failure, classify
 from tally.ingest.spool import QUARANTINE, Spool
+from tally.kafka.produce_errors import Failure, classify
 
 
 def test_records_come_back_in_order_of_birth_not_of_writing(tmp_path):

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from litestar.testing import TestClient
 
-from tally.aggregator.settings import ClickHouseSettings
 from tally.api.app import create_app
 from tally.api.settings import ApiSettings
+from tally.clickhouse.settings import ClickHouseSettings
 from tally.read import ReadSettings
 from tally.web import WebSettings, web_handlers
 from tally.web.routes import _json_script
