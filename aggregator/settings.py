@@ -80,6 +80,7 @@ class AggregatorSettings:
     schema: RollupSchema = field(default_factory=RollupSchema)
     limits: Limits = field(default_factory=Limits)
     flush_interval_s: float = 2.0
+    group_flush: bool = True  # one insert per flush for all owned partitions (group intents)
     flush_rows: int = 500_000
     max_poll_records: int = 2_000
     session_timeout_ms: int = 30_000
@@ -255,6 +256,13 @@ def parser() -> argparse.ArgumentParser:
         help="seconds between flushes (TALLY_FLUSH_INTERVAL_S)",
     )
     add(
+        "--group-flush",
+        action=argparse.BooleanOptionalAction,
+        default=env.get("TALLY_GROUP_FLUSH", "1").lower() not in ("0", "false", "no", "off"),
+        help="one insert per flush for all owned partitions instead of one per partition:"
+        " fewer ClickHouse parts (TALLY_GROUP_FLUSH)",
+    )
+    add(
         "--flush-rows",
         type=int,
         default=int(env.get("TALLY_FLUSH_ROWS", "500000")),
@@ -367,6 +375,7 @@ def from_args(
         schema=schema,
         limits=Limits(max_past_seconds=a.max_event_age_s, ttl_seconds=ttl_seconds),
         flush_interval_s=a.flush_interval,
+        group_flush=a.group_flush,
         flush_rows=a.flush_rows,
         session_timeout_ms=a.session_timeout_ms,
         heartbeat_interval_ms=a.heartbeat_ms,

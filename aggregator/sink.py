@@ -13,7 +13,7 @@ import asyncio
 import logging
 import re
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import aiohttp
 import clickhouse_connect
@@ -26,7 +26,7 @@ from clickhouse_connect.driver.exceptions import (
 )
 
 from tally.aggregator.insert_plan import DEFAULT_PARTITIONS_PER_INSERT, InsertPiece, plan_inserts
-from tally.aggregator.rows import FoldRows
+from tally.aggregator.rows import FoldRows, concat_rows
 from tally.aggregator.settings import ClickHouseSettings
 from tally.engine.protocols import ErrorKind
 from tally.schemas.ddl import TABLE, RollupSchema
@@ -314,6 +314,10 @@ class RollupSink:
         """
         for piece in self.plan(rows, token):
             await self.insert_piece(piece)
+
+    def combine(self, parts: Sequence[FoldRows]) -> FoldRows:
+        """Several partitions' rows as one insert (the engine's combined flush)."""
+        return concat_rows(parts)
 
     async def insert_piece(self, piece: InsertPiece) -> None:
         """Insert one planned piece under its own token."""
