@@ -102,7 +102,7 @@ def test_rebalance_storm_2_to_8_to_2_under_load_is_exact(make_stack):
 
     def produce() -> None:
         tracker = Tracker(ClientSettings(bootstrap_servers=stack.kafka.bootstrap, strict=True))
-        track(tracker, expected, 60_000, "s", seconds=20)
+        track(tracker, expected, 60_000, "s", seconds=30)
         assert tracker.flush(120)
         tracker.close()
         done.set()
@@ -112,7 +112,18 @@ def test_rebalance_storm_2_to_8_to_2_under_load_is_exact(make_stack):
     time.sleep(4)
     for _ in range(6):
         stack.start_aggregator()
-    time.sleep(8)
+
+    def everyone_owns_a_partition() -> bool:
+        try:
+            owned = [
+                stack.metrics(p).get("tally_assigned_partitions", 0) for p in stack.aggregators
+            ]
+        except OSError:
+            return False  # not serving yet
+        return all(n >= 1 for n in owned)
+
+    wait_for(everyone_owns_a_partition, 120, "8 members with a partition each")
+    time.sleep(2)
     leaving = stack.aggregators[2:]
     for proc in leaving:
         proc.send_signal(signal.SIGTERM)
