@@ -14,5 +14,6 @@ path), ``clients`` (the Kafka clients), ``partitions`` (assignment, per-partitio
 rebalance listener), ``flusher`` (intent → insert with token → commit), ``budget`` (when to
 flush), ``isolator`` (halving rejected ranges, re-read outside the group), ``deadletter``,
 ``intent``, ``offsets`` (where a group starts), ``stopping`` (the stop-aware backoff) and
-``metrics``.
+``metrics``; combined flushes (one insert for all owned partitions) are ``group_intent``,
+``group_flush`` and ``replay``.
 """
