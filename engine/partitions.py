@@ -73,6 +73,7 @@ class PartitionState:
         self.start = self.last + 1
         self.replay = None
         self.group = None
+        self.skip_below = -1
         self.fold.clear()
         self.rejects = 0
         self.opened_at = time.monotonic()

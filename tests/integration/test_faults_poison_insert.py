@@ -133,6 +133,16 @@ def test_poison_insert_is_dead_lettered_and_the_rest_stays_exact(make_stack, tri
     want = valid_total(expected)
     wait_for(lambda: total(client) >= want, 120, "traffic after the poison")
     assert all(p.poll() is None for p in stack.aggregators), "an aggregator died"
+    grouped = sum(
+        v for p in stack.aggregators for k, v in stack.metrics(p).items()
+        if k.startswith("tally_group_inserts_total")
+    )  # fmt: skip
+    assert grouped > 0, "no combined flush happened"
+    fallbacks = sum(
+        (stack.workdir / f"aggregator-{i}.log").read_text().count("group insert rejected")
+        for i in range(len(stack.metrics_ports))
+    )
+    print(f"{grouped:.0f} combined inserts, {fallbacks} rejected groups split per partition")
     assert stack.stop_aggregators() == [0, 0]
     result = compare(expected.totals, fetch_totals(client))
     assert result.exact, result.mismatches
