@@ -181,6 +181,22 @@ def summarize(samples: list[PartsSample], limits: dict[str, int], t0: float, t1:
     summary["merges_running_max"] = max((s.merges_running for s in samples), default=0)
     if samples:
         first, last = samples[0], samples[-1]
+        # The whole run, drain included: when aggregators lag (a loaded box), most inserts
+        # happen after the load window. ``busy_s``: the intervals in which inserts were made.
+        summary["run_inserts"] = last.events.get("InsertQuery", 0) - first.events.get(
+            "InsertQuery", 0
+        )
+        summary["run_new_parts"] = {
+            t: last.new_parts.get(t, 0) - first.new_parts.get(t, 0) for t in sorted(last.new_parts)
+        }
+        busy = sum(r["t"] - p["t"] for p, r in itertools.pairwise(
+            [{"t": x.t, "i": x.events.get("InsertQuery", 0)} for x in samples]
+        ) if r["i"] > p["i"])  # fmt: skip
+        summary["busy_s"] = round(busy, 1)
+        if busy > 0:
+            summary["busy_inserts_per_s"] = round(summary["run_inserts"] / busy, 2)
+            parts = sum(summary["run_new_parts"].values())
+            summary["busy_new_parts_per_s"] = round(parts / busy, 2)
         for name in ("DelayedInserts", "RejectedInserts"):
             summary[name] = last.events.get(name, 0) - first.events.get(name, 0)
         summary["too_many_parts_errors"] = last.too_many_parts_errors - first.too_many_parts_errors
