@@ -80,7 +80,7 @@ class AggregatorSettings:
     schema: RollupSchema = field(default_factory=RollupSchema)
     limits: Limits = field(default_factory=Limits)
     flush_interval_s: float = 2.0
-    group_flush: bool = True  # one insert per flush for all owned partitions (group intents)
+    group_flush: bool = False  # one insert per flush for all owned partitions (group intents)
     flush_rows: int = 500_000
     max_poll_records: int = 2_000
     session_timeout_ms: int = 30_000
@@ -258,7 +258,7 @@ def parser() -> argparse.ArgumentParser:
     add(
         "--group-flush",
         action=argparse.BooleanOptionalAction,
-        default=env.get("TALLY_GROUP_FLUSH", "1").lower() not in ("0", "false", "no", "off"),
+        default=env.get("TALLY_GROUP_FLUSH", "0").lower() in ("1", "true", "yes", "on"),
         help="one insert per flush for all owned partitions instead of one per partition:"
         " fewer ClickHouse parts (TALLY_GROUP_FLUSH)",
     )

@@ -55,7 +55,13 @@ def total(stack) -> float:
 def test_killed_between_group_intent_and_insert_two_new_owners_replay_the_group(make_stack):
     # A long session keeps the frozen member in the group until both new members have joined,
     # so its four partitions are spread over them (2 + 2) in one rebalance.
-    stack = make_stack(partitions=4, aggregators=1, flush_interval_s=0.5, session_timeout_ms=20_000)
+    stack = make_stack(
+        partitions=4,
+        aggregators=1,
+        flush_interval_s=0.5,
+        session_timeout_ms=20_000,
+        extra_args=["--group-flush"],
+    )
     expected = Expected(Calendar("UTC"), ("1m", "1h", "1d"))
     tracker = Tracker(ClientSettings(bootstrap_servers=stack.kafka.bootstrap, strict=True))
     track(tracker, expected, 4_000, "a")
@@ -96,7 +102,13 @@ def test_killed_between_group_intent_and_insert_two_new_owners_replay_the_group(
 
 
 def test_rebalance_storm_2_to_8_to_2_under_load_is_exact(make_stack):
-    stack = make_stack(partitions=8, aggregators=2, flush_interval_s=0.3, session_timeout_ms=3_000)
+    stack = make_stack(
+        partitions=8,
+        aggregators=2,
+        flush_interval_s=0.3,
+        session_timeout_ms=3_000,
+        extra_args=["--group-flush"],
+    )
     expected = Expected(Calendar("UTC"), ("1m", "1h", "1d"))
     done = threading.Event()
 

@@ -49,7 +49,7 @@ def test_kill_9_at_random_moments_keeps_every_total_exact(make_stack):
         flush_interval_s=0.3,
         session_timeout_ms=3_000,
         heartbeat_ms=300,
-        extra_args=["--flush-rows", "20000"],
+        extra_args=["--flush-rows", "20000", "--group-flush"],
     )
     expected = Expected(Calendar("UTC"), ("1m", "1h", "1d"))
     produced = threading.Event()

@@ -73,7 +73,7 @@ def test_poison_insert_is_dead_lettered_and_the_rest_stays_exact(make_stack, tri
         partitions=PARTITIONS,
         aggregators=2,
         flush_interval_s=0.5,
-        extra_args=["--max-insert-attempts", "3"],
+        extra_args=["--max-insert-attempts", "3", "--group-flush"],
     )
     client = stack.clickhouse_client()
     if trigger == "throwif_view":
