@@ -59,7 +59,7 @@ def test_killed_between_group_intent_and_insert_two_new_owners_replay_the_group(
         partitions=4,
         aggregators=1,
         flush_interval_s=0.5,
-        session_timeout_ms=20_000,
+        session_timeout_ms=60_000,
         extra_args=["--group-flush"],
     )
     expected = Expected(Calendar("UTC"), ("1m", "1h", "1d"))
@@ -87,10 +87,11 @@ def test_killed_between_group_intent_and_insert_two_new_owners_replay_the_group(
     victim = stack.aggregators[0]
     victim.send_signal(signal.SIGSTOP)  # between its intent commit and its insert
     stack.clickhouse = start_clickhouse(path, port=port, access=access_model(stack.config.database))
+    stack.config.session_timeout_ms = 6_000  # the new owners; the victim keeps its 60 s
     owners = [stack.start_aggregator(), stack.start_aggregator()]
     victim.send_signal(signal.SIGKILL)
     victim.wait()
-    wait_for(lambda: total(stack) >= sum(expected.totals.values()), 180, "the replays")
+    wait_for(lambda: total(stack) >= sum(expected.totals.values()), 240, "the replays")
     time.sleep(2)  # let a second, deduplicated replay finish too
     replays = [stack.metrics(p).get("tally_group_inserts_total{phase=replay}", 0) for p in owners]
     assigned = [stack.metrics(p).get("tally_assigned_partitions", 0) for p in owners]
