@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 
 
@@ -108,3 +109,40 @@ def to_rows(
         rows.vmax += [e[4] for e in dacc.values()] + [e[2] for e in gacc.values()]
         rows.last += [(0, 0.0)] * len(dacc) + [e[0] for e in gacc.values()]
     return rows
+
+
+def _sum_defaults(n: int) -> dict[str, list]:
+    """The kind columns of ``n`` summed rows (what ``to_rows`` fills them with)."""
+    return {
+        "kind": [KIND_SUM] * n,
+        "path": [""] * n,
+        "sketch_keys": [[]] * n,
+        "sketch_counts": [[]] * n,
+        "stats": [[]] * n,
+        "vmin": [None] * n,
+        "vmax": [None] * n,
+        "last": [(0, 0.0)] * n,
+    }
+
+
+def concat_rows(parts: Sequence[FoldRows]) -> FoldRows:
+    """Several folds' rows as one insert, in order (a combined flush of many partitions).
+
+    If any part holds distributions or gauges, the summed rows of the others get the kind
+    columns' defaults, so every row carries every column.
+    """
+    out = FoldRows([], [], [], [])
+    kinds = any(p.has_kinds for p in parts)
+    for p in parts:
+        for name in COLUMNS:
+            getattr(out, name).extend(getattr(p, name))
+        if not kinds:
+            continue
+        extra = (
+            {name: getattr(p, name) for name in KIND_COLUMNS}
+            if p.has_kinds
+            else _sum_defaults(len(p))
+        )
+        for name, values in extra.items():
+            getattr(out, name).extend(values)
+    return out

@@ -23,6 +23,7 @@ from tally.schemas.settings_cli import parse
 from tally.schemas.settings_table import (
     Setting,
     SettingsTable,
+    switch,
     text,
 )
 
@@ -94,6 +95,11 @@ ROLLUPS = SettingsTable(
             "max_event_age_s", int, Limits().max_past_seconds, "--max-event-age-s",
             "TALLY_MAX_EVENT_AGE_S", "oldest event accepted, relative to its Kafka record time",
         ),
+        Setting(
+            "group_flush", switch, False, "--group-flush", "TALLY_GROUP_FLUSH",
+            "EXPERIMENTAL, off by default: one insert per flush for all owned partitions (fewer"
+            " ClickHouse parts); one overloaded load run was not exact (README: combined flushes)",
+        ),
     )
 )  # fmt: skip
 # Every setting of one aggregator process, in ``--help`` order.
@@ -135,6 +141,7 @@ def from_values(values: Mapping[str, Any]) -> AggregatorSettings:
         schema=schema,
         limits=Limits(max_past_seconds=values["max_event_age_s"], ttl_seconds=ttl_seconds),
         flush_interval_s=values["flush_interval"],
+        group_flush=values["group_flush"],
         flush_rows=values["flush_rows"],
         session_timeout_ms=values["session_timeout_ms"],
         heartbeat_interval_ms=values["heartbeat_ms"],

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 
 from clickhouse_connect.driver.asyncclient import AsyncClient
 from clickhouse_connect.driver.exceptions import DatabaseError
@@ -24,7 +25,7 @@ from tally.aggregator.key_rows import (
     KeyIndexRows,
     WrittenKeys,
 )
-from tally.aggregator.rows import FoldRows
+from tally.aggregator.rows import FoldRows, concat_rows
 from tally.clickhouse.client import connect
 from tally.clickhouse.ddl import run_ddl
 from tally.clickhouse.errors import classify_error
@@ -194,6 +195,10 @@ class RollupSink:
                 settings=self.insert_settings(f"{token}/paths"),
             )
         self.written_keys.remember(index)
+
+    def combine(self, parts: Sequence[FoldRows]) -> FoldRows:
+        """Several partitions' rows as one insert (the engine's combined flush)."""
+        return concat_rows(parts)
 
     async def insert_piece(self, piece: InsertPiece) -> None:
         """Insert one planned piece under its own token."""

@@ -15,5 +15,6 @@ state, rebalance listener), ``flusher`` (intent → insert with token → commit
 to flush), ``isolator`` (halving rejected ranges, re-read outside the group), ``deadletter``,
 ``intent``, ``offsets`` (where a group starts), ``stopping`` (the stop-aware backoff),
 ``metrics``, ``settings`` (``ConsumerSettings``: what both services are built with) and
-``logs`` (JSON lines).
+``logs`` (JSON lines); combined flushes (one insert for all owned partitions, opt-in) are
+``group_intent``, ``group_flush`` and ``replay``.
 """

@@ -11,6 +11,10 @@ Protocol for the partitions being flushed:
   4. commit offset ``end + 1`` without metadata.
 A member that finds an intent on assignment replays exactly ``start..end`` and flushes there,
 so a repeated insert carries the same token and ClickHouse drops it.
+
+With ``groups`` (``group_flush``), the partitions of one flush share one insert instead: step 1
+commits a group intent per member, step 2 is one insert under the group's token, and steps 3-4
+are the same for every member (one commit).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from tally.engine.budget import FlushBudget
 from tally.engine.clients import KafkaClients
+from tally.engine.group_flush import GroupFlush
 from tally.engine.intent import Intent
 from tally.engine.isolator import Isolator
 from tally.engine.metrics import EngineMetrics
@@ -87,6 +92,7 @@ class Flusher:
         isolator: Isolator,
         budget: FlushBudget,
         gate: StopGate,
+        groups: GroupFlush | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -96,6 +102,7 @@ class Flusher:
         self.isolator = isolator
         self.budget = budget
         self.gate = gate
+        self.groups = groups
 
     def recount(self) -> None:
         """Recompute what the folds and the queued dead letters hold."""
@@ -127,12 +134,18 @@ class Flusher:
             assert state.start is not None and state.last is not None
             # A replay reuses the original range, so its insert carries the original token.
             work.append((state, state.replay or Intent(state.start, state.last)))
+        groups, work = self.groups.plan(work) if self.groups else ([], work)
         intents = {s.tp: OffsetAndMetadata(i.start, i.encode()) for s, i in work if len(s.fold)}
+        for group in groups:
+            intents.update(group.intents())
         if intents and not await self.commit(intents, "intent"):
             self.recount()
             return
+        assert self.groups is not None or not groups
         results = await asyncio.gather(
-            *(self._flush_one(s, i) for s, i in work), return_exceptions=True
+            *(self._flush_one(s, i) for s, i in work),
+            *(self.groups.flush(g, self) for g in groups if self.groups),
+            return_exceptions=True,
         )
         self.metrics.flush_seconds.observe(time.monotonic() - started)
         self._update_lag()
@@ -143,18 +156,26 @@ class Flusher:
 
     async def _flush_one(self, state: PartitionState, intent: Intent) -> None:
         """Steps 2-4 of the protocol for one partition whose intent is committed."""
-        dead_letters = self.clients.dead_letters
-        assert dead_letters is not None and state.last is not None
         if len(state.fold):
-            await self._insert(state, intent)
-        await self._retry("dead letters", dead_letters.drain)
-        if state.tp not in self.partitions.states:
-            return
-        done = {state.tp: OffsetAndMetadata(state.last + 1, "")}
-        if await self.commit(done, "done"):
-            state.reset()
+            await self.insert_or_isolate(state, intent)
+        await self.settle([state])
 
-    async def _insert(self, state: PartitionState, intent: Intent) -> None:
+    async def settle(self, states: list[PartitionState]) -> None:
+        """Steps 3-4 for inserted ranges: dead letters acknowledged, then their ends committed
+        (one commit for all of them) and their states reset."""
+        dead_letters = self.clients.dead_letters
+        assert dead_letters is not None
+        await self.retry("dead letters", dead_letters.drain)
+        owned = [s for s in states if s.tp in self.partitions.states and s.last is not None]
+        if not owned:
+            return
+        done = {s.tp: OffsetAndMetadata(s.last + 1, "") for s in owned if s.last is not None}
+        if await self.commit(done, "done"):
+            for state in owned:
+                state.reset()
+
+    async def insert_or_isolate(self, state: PartitionState, intent: Intent) -> None:
+        """Insert the partition's fold under ``intent``'s token; isolate it if rejected."""
         rows = state.fold.rows()
         token = intent.token(state.tp.topic, state.tp.partition)
         attempts = self.settings.max_insert_attempts
@@ -177,7 +198,7 @@ class Flusher:
             self.partitions.states.pop(state.tp, None)
             raise
 
-    async def _retry(self, what: str, action: Callable[[], Awaitable[None]]) -> None:
+    async def retry(self, what: str, action: Callable[[], Awaitable[None]]) -> None:
         """Run ``action`` until it succeeds, backing off; consumption waits meanwhile."""
         backoff = 0.2
         while True:

@@ -31,11 +31,13 @@ InsertRows = Callable[[Any, str, int], Awaitable[Exception | None]]
 
 @dataclass
 class RangeFold:
-    """The fold of offsets ``start..end`` and the offsets read (the value if only one)."""
+    """The fold of offsets ``start..end``, the offsets read (the value if only one) and what
+    the fold rejected (each record's value and rejects, for a replay to dead-letter)."""
 
     fold: Fold[Any]
     offsets: list[int] = field(default_factory=list)
     value: bytes | None = None
+    rejected: list[tuple[bytes | None, list[Rejected]]] = field(default_factory=list)
 
 
 class RangeReader:
@@ -58,8 +60,10 @@ class RangeReader:
                     return _single(out)
                 out.offsets.append(record.offset)
                 out.value = record.value
-                if record.value is not None:
-                    out.fold.add_record(record.value, record.offset, record.timestamp)
+                if record.value is None:
+                    out.rejected.append((None, [Rejected(record.offset, -1, "empty_record", "")]))
+                elif rejects := out.fold.add_record(record.value, record.offset, record.timestamp):
+                    out.rejected.append((record.value, rejects))
                 if record.offset == end:
                     return _single(out)
             position = await consumer.position(tp)

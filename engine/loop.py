@@ -21,11 +21,13 @@ from aiokafka.structs import ConsumerRecord
 from tally.engine.budget import FlushBudget
 from tally.engine.clients import KafkaClients
 from tally.engine.flusher import Flusher, Inserter
+from tally.engine.group_flush import GroupFlush
 from tally.engine.isolator import Isolator
 from tally.engine.metrics import EngineMetrics
 from tally.engine.offsets import StartRefused, check_initial_offset, process_started_at
 from tally.engine.partitions import Partitions, RebalanceListener
 from tally.engine.protocols import EngineSettings, FoldFactory, Rejected, Rows, Sink
+from tally.engine.replay import GroupReplayer
 from tally.engine.stopping import StopGate, Stopping
 
 log = logging.getLogger("tally.aggregator")  # the name operators' log queries select
@@ -55,6 +57,10 @@ class Engine(Generic[Rows]):
         inserter = Inserter(sink, metrics, self.gate, settings.retry_max_backoff_s)
         isolator = Isolator(settings, metrics, self.clients, new_fold, inserter.insert_rows)
         self.budget = FlushBudget(settings, metrics)
+        # Combined flushes need a sink that can concatenate rows (an optional ability); a
+        # sink that can also replays pending groups when combined flushes are turned off.
+        combine = getattr(sink, "combine", None)
+        groups = GroupFlush(settings, metrics, inserter.insert_rows, combine) if combine else None
         self.flusher = Flusher(
             settings,
             metrics,
@@ -64,6 +70,14 @@ class Engine(Generic[Rows]):
             isolator,
             self.budget,
             self.gate,
+            groups if settings.group_flush else None,
+        )
+        self.replayer = (
+            GroupReplayer(
+                settings, self.partitions, self.clients, new_fold, groups, self.flusher, self.gate
+            )
+            if groups is not None
+            else None
         )
         self._started_at = process_started_at()
 
@@ -133,7 +147,8 @@ class Engine(Generic[Rows]):
             self.partitions.new_group = await check_initial_offset(
                 admin, consumer, s.group, s.topic, self._started_at
             )
-        listener = RebalanceListener(self.partitions, self.flusher.flush)
+        replay = self.replayer.replay if self.replayer is not None else None
+        listener = RebalanceListener(self.partitions, self.flusher.flush, replay)
         consumer.subscribe([s.topic], listener=listener)
 
     async def _shutdown(self) -> None:
@@ -166,6 +181,8 @@ class Engine(Generic[Rows]):
             state = owned.get(tp)
             if state is None:
                 return  # revoked meanwhile; the new owner consumes these
+            if state.group is not None or record.offset < state.skip_below:
+                continue  # a pending group (not consumed) or its replayed range (done)
             if state.replay is not None and record.offset > state.replay.end:
                 # The replayed range ended before this record (its tail is gone): close it.
                 if state.has_range():

@@ -38,6 +38,18 @@ class EngineMetrics:
             "tally_commits", "Offset commits made (intent, done)", ["phase"], registry=r
         )
         self.replays = Counter("tally_replays", "Pending intents replayed", registry=r)
+        self.group_inserts = Counter(
+            "tally_group_inserts",
+            "Combined inserts (several partitions' ranges under one token), first or replayed",
+            ["phase"],
+            registry=r,
+        )
+        self.group_members = Histogram(
+            "tally_group_members",
+            "Partitions per combined insert",
+            buckets=(2, 4, 8, 16, 32, 64, 128),
+            registry=r,
+        )
         self.rejected_ranges = Counter(
             "tally_rejected_ranges",
             "Ranges whose insert ClickHouse kept rejecting, isolated record by record",

@@ -2,7 +2,9 @@
 
 On assignment a partition's committed offset says where its range starts and whether an
 intent (``tally1:start:end``) is pending: if so, exactly that range is replayed and flushed
-under its original token. On revoke the partition is flushed (best effort) and dropped.
+under its original token. A pending group intent (``tally2:...``, ``group_intent``) is replayed
+as a whole by ``replay.GroupReplayer`` right after assignment, before any record of the
+partition is folded. On revoke the partition is flushed (best effort) and dropped.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from aiokafka.errors import (
 from aiokafka.structs import OffsetAndMetadata
 
 from tally.engine.clients import KafkaClients
+from tally.engine.group_intent import GroupIntent
 from tally.engine.intent import Intent
 from tally.engine.metrics import EngineMetrics
 from tally.engine.protocols import EngineSettings, Fold, FoldFactory
@@ -48,6 +51,8 @@ class PartitionState:
     rejects: int = 0
     opened_at: float = field(default_factory=time.monotonic)
     newest_ms: int | None = None  # Kafka timestamp of the newest record fetched
+    group: GroupIntent | None = None  # a pending group intent, replayed before consuming
+    skip_below: int = -1  # records below this offset were replayed as a group: not again
 
     def has_range(self) -> bool:
         """True if records were consumed since the last flush."""
@@ -60,7 +65,7 @@ class PartitionState:
         it under the original token would be dropped as a duplicate, and the rest of the
         original range would then be counted again.
         """
-        if not self.has_range():
+        if not self.has_range() or self.group is not None:
             return False
         return self.replay is None or (self.last is not None and self.last >= self.replay.end)
 
@@ -69,6 +74,8 @@ class PartitionState:
         assert self.last is not None
         self.start = self.last + 1
         self.replay = None
+        self.group = None
+        self.skip_below = -1
         self.fold.clear()
         self.rejects = 0
         self.opened_at = time.monotonic()
@@ -121,6 +128,13 @@ class Partitions:
             if meta is not None and meta.offset >= 0:
                 state.start = meta.offset
                 state.replay = Intent.decode(meta.metadata, meta.offset)
+                state.group = GroupIntent.decode(meta.metadata, meta.offset, tp.partition)
+                if state.group is not None:
+                    self.metrics.replays.inc()
+                    log.info(
+                        "replaying pending group",
+                        extra={"partition": tp.partition, "group": state.group.body()},
+                    )
                 if state.replay is not None:
                     self.metrics.replays.inc()
                     log.info(
@@ -197,9 +211,15 @@ class Partitions:
 class RebalanceListener(ConsumerRebalanceListener):
     """Routes aiokafka's rebalance callbacks to ``Partitions``, under its lock."""
 
-    def __init__(self, partitions: Partitions, flush: Flush) -> None:
+    def __init__(
+        self,
+        partitions: Partitions,
+        flush: Flush,
+        replay: Callable[[set[TopicPartition]], Awaitable[None]] | None = None,
+    ) -> None:
         self.partitions = partitions
         self.flush = flush
+        self.replay = replay  # pending group intents, replayed before consuming
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self.partitions.lock:
@@ -208,3 +228,5 @@ class RebalanceListener(ConsumerRebalanceListener):
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         async with self.partitions.lock:
             await self.partitions.assigned(set(assigned))
+            if self.replay is not None:
+                await self.replay(set(assigned))

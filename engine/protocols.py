@@ -8,7 +8,7 @@ fault. ``EngineSettings`` is the part of a service's settings the loop reads.
 
 from __future__ import annotations
 
-from collections.abc import Sized
+from collections.abc import Sequence, Sized
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -89,6 +89,15 @@ class Sink(Protocol[Rows_contra]):
         ...
 
 
+class CombiningSink(Sink[Rows], Protocol):
+    """A sink that can also insert several partitions' rows as one (an optional ability, found
+    with ``getattr``): the engine then flushes all its partitions in one insert per flush."""
+
+    def combine(self, parts: Sequence[Rows]) -> Rows:
+        """``parts`` as one rows object, in order (deterministic: replays must match)."""
+        ...
+
+
 class EngineSettings(Protocol):
     """The settings the engine reads (``AggregatorSettings`` has them all)."""
 
@@ -112,6 +121,8 @@ class EngineSettings(Protocol):
     def apply_ddl(self) -> bool: ...
     @property
     def flush_interval_s(self) -> float: ...
+    @property
+    def group_flush(self) -> bool: ...
     @property
     def flush_rows(self) -> int: ...
     @property

@@ -88,6 +88,7 @@ class ConsumerSettings:
     security: KafkaSecurity = field(default_factory=KafkaSecurity)
     clickhouse: ClickHouseSettings = field(default_factory=ClickHouseSettings)
     flush_interval_s: float = CONSUMER["flush_interval"].default
+    group_flush: bool = False  # one insert per flush for all owned partitions (group intents)
     flush_rows: int = CONSUMER["flush_rows"].default
     max_poll_records: int = 2_000
     session_timeout_ms: int = CONSUMER["session_timeout_ms"].default

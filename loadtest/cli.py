@@ -102,6 +102,10 @@ def run(
     partitions: Annotated[int, typer.Option(help="embedded: topic partitions")] = 8,
     aggregators: Annotated[int, typer.Option(help="embedded: aggregator processes")] = 2,
     flush_interval: Annotated[float, typer.Option(help="embedded: aggregator flush s")] = 1.0,
+    aggregator_arg: Annotated[
+        list[str] | None,
+        typer.Option(help="embedded: extra aggregator flag (repeat), e.g. --no-group-flush"),
+    ] = None,
     bootstrap: Annotated[str | None, typer.Option(help="external Kafka (no stack)")] = None,
     clickhouse_url: Annotated[str | None, typer.Option(help="external ClickHouse")] = None,
     clickhouse_user: str = "default",
@@ -122,6 +126,7 @@ def run(
     timeline_keys: Annotated[int, typer.Option(help="keys seeded for the 30-day query")] = 1_000,
     query_runs: int = 10,
     probe_interval: float = 0.25,
+    parts_period: Annotated[float, typer.Option(help="s between ClickHouse parts samples")] = 3,
     drain_timeout: float = 300,
     profile: Annotated[
         str, typer.Option(help="py-spy flame graph: none|aggregator|producer|clickhouse|catchup")
@@ -137,12 +142,14 @@ def run(
             burst_factor=burst_factor, burst_every_s=burst_every, burst_length_s=burst_length,
             producers=producers, customers=customers, resellers=resellers, products=products,
             tenants=tenants, pool=pool, seed=seed, partitions=partitions,
-            aggregators=aggregators, flush_interval_s=flush_interval, bootstrap=bootstrap,
+            aggregators=aggregators, flush_interval_s=flush_interval,
+            aggregator_args=tuple(aggregator_arg or ()), bootstrap=bootstrap,
             clickhouse_url=clickhouse_url, clickhouse_user=clickhouse_user, topic=topic,
             group=group, database=database, aggregator_pids=tuple(aggregator_pid or ()),
             micro_calls=micro_calls, baselines=baselines, baseline_events=baseline_events,
             naive_events=naive_events, catchup=catchup, catchup_max_s=catchup_max,
             timeline_keys=timeline_keys, query_runs=query_runs, probe_interval_s=probe_interval,
+            parts_period_s=parts_period,
             drain_timeout_s=drain_timeout, profile=profile, out_dir=out or _default_out(),
             keep_data=keep_data,
         )  # fmt: skip

@@ -39,6 +39,7 @@ class RunConfig:
     partitions: int = 8
     aggregators: int = 2
     flush_interval_s: float = 1.0
+    aggregator_args: tuple[str, ...] = ()  # extra ``tally.aggregator run`` flags
     # An external pipeline: aggregators are assumed to run already.
     bootstrap: str | None = None
     clickhouse_url: str | None = None
@@ -58,6 +59,7 @@ class RunConfig:
     timeline_keys: int = 1_000
     query_runs: int = 10
     probe_interval_s: float = 0.25
+    parts_period_s: float = 3.0
     drain_timeout_s: float = 300
     profile: str = "none"  # none | aggregator | producer | clickhouse | catchup
     out_dir: Path = Path("loadtest-results/latest")

@@ -80,6 +80,14 @@ def render(report: dict, console: Console) -> None:
         )  # fmt: skip
     usage.add_row("other processes", _fmt(report["resources"]["other_processes_cpu_s"]), "", "", "")
     console.print(usage)
+    parts = report.get("parts") or {}
+    if parts.get("samples"):
+        keys = (
+            "inserts_per_s", "new_parts_per_s_total", "new_parts_per_s", "active_parts_max",
+            "fullest_partition_max", "merges_running_max", "DelayedInserts", "RejectedInserts",
+            "too_many_parts_errors", "first_too_many_parts_s", "limits",
+        )  # fmt: skip
+        console.print(_pairs("ClickHouse parts", [(k, parts.get(k)) for k in keys]))
     if storage:
         flat = [(k.replace("_", " "), v) for k, v in storage.items() if not isinstance(v, list)]
         console.print(_pairs("Storage (rollups)", flat))

@@ -14,6 +14,7 @@ from tally.loadtest.baselines import Rate
 from tally.loadtest.flamesummary import summarize
 from tally.loadtest.monitor import Sample
 from tally.loadtest.pacing import Schedule
+from tally.loadtest.parts import summarize as summarize_parts
 from tally.loadtest.runner import RunData, config_dict
 
 TARGETS = {
@@ -334,6 +335,7 @@ def build(data: RunData) -> dict:
             "other_processes_cpu_s": data.other_cpu_s,
         },
         "storage": storage_section(data, load["tracked_events"]),
+        "parts": parts_section(data),
         "exactness": {
             "exact": data.comparison.exact if data.comparison else None,
             "expected_slots": data.comparison.expected_slots if data.comparison else None,
@@ -351,6 +353,13 @@ def build(data: RunData) -> dict:
     report["ratios"] = ratios_section(report)
     report["targets"] = targets_section(report)
     return report
+
+
+def parts_section(data: RunData) -> dict:
+    """ClickHouse inserts/s, new parts/s per table, active parts, merges, TOO_MANY_PARTS."""
+    c = data.config
+    steady = (c.ramp_s, c.duration_s)
+    return summarize_parts(data.parts, data.part_limits, *steady)
 
 
 def write_json(report: dict, path: Path) -> Path:

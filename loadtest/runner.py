@@ -4,7 +4,8 @@ Phases, in order (each figure in the report comes from one of them):
  1. start the embedded stack (or use the given brokers and ClickHouse);
  2. ``track()`` micro-benchmark on its own topic;
  3. load: N producer processes paced by the rate profile; meanwhile the monitor samples
-    produced/aggregated events, lag, CPU and RSS each second and the probe measures freshness;
+    produced/aggregated events, lag, CPU and RSS each second, the probe measures freshness
+    and ``parts`` samples ClickHouse's inserts, new/active parts and merges every few seconds;
  4. drain: wait until every tracked event is visible in the rollups;
  5. exactness (expected totals merged from the producers vs the rollups), storage before and
     after ``OPTIMIZE FINAL``;
@@ -37,6 +38,7 @@ from tally.loadtest.freshness import FreshnessProbe, FreshnessSummary
 from tally.loadtest.lag import LagProbe
 from tally.loadtest.microbench import KindResult, bench_track
 from tally.loadtest.monitor import Monitor, Sample, aggregated_events
+from tally.loadtest.parts import PartsSample, PartsSampler
 from tally.loadtest.producer import ProducerResult, ProducerSpec
 from tally.loadtest.profiler import FlameRecorder
 from tally.loadtest.resources import GroupUsage, ResourceSampler
@@ -67,6 +69,8 @@ class RunData:
     freshness: FreshnessSummary | None = None
     probes: list[tuple[float, float | None]] = field(default_factory=list)
     usage: list[GroupUsage] = field(default_factory=list)
+    parts: list[PartsSample] = field(default_factory=list)
+    part_limits: dict[str, int] = field(default_factory=dict)
     usage_window_s: float = 0.0
     other_cpu_s: float = 0.0
     comparison: Comparison | None = None
@@ -153,6 +157,7 @@ def _endpoints(config: RunConfig, cleanup: contextlib.ExitStack, notify: Notify)
             database=config.database,
             flush_interval_s=config.flush_interval_s,
             time_zone=config.time_zone,
+            extra_args=list(config.aggregator_args),
         ),
     )
     cleanup.callback(stack.stop)
@@ -237,9 +242,12 @@ def _load(
         fleet, lag, resources, endpoints.clickhouse, endpoints.database, profile, origin,
         aggregated_before=before, on_sample=on_sample,
     )  # fmt: skip
+    parts = PartsSampler(endpoints.clickhouse, endpoints.database, origin, config.parts_period_s)
     time.sleep(max(0.0, origin - time.time()))
     probe.sending.set()
     monitor.start()
+    parts.start()
+    cleanup.callback(parts.stop)
     flame = _start_profile(config, endpoints, fleet)
     time.sleep(max(0.0, origin + config.duration_s - time.time()))
     probe.sending.clear()
@@ -254,10 +262,12 @@ def _load(
     data.drained = _drain(monitor, probe, tracked, data.load_end + config.drain_timeout_s)
     data.drain_s = time.time() - data.load_end
     monitor.stop()
+    parts.stop()
     probe.stop()
     if flame is not None:
         data.flame = str(flame.wait() or "") or None
     data.samples = monitor.samples
+    data.parts, data.part_limits = parts.samples, parts.limits
     data.freshness = probe.summary(until=data.load_end)
     data.probes = [(p.tracked_at - origin, p.freshness_s) for p in probe.probes]
     data.usage, data.usage_window_s, data.other_cpu_s = resources.summary()

@@ -15,6 +15,9 @@ therefore opens chDB with its own configuration, written into the data dir at ea
   (``formatQuery``), for what no grant covers in clickhouse-local: the ``file()`` function,
   ``INTO OUTFILE``, ``FROM INFILE``, chDB's ``python()``, ad-hoc ``disk()``\\ s, and table
   engines that take a path or run a program (only :data:`ALLOWED_ENGINES` may be created).
+
+``system.part_log`` is on (clickhouse-local has it off): load tests count new parts and merges
+from it, as one would on a server.
 """
 
 from __future__ import annotations
@@ -92,6 +95,12 @@ def _config_xml(user_files: Path, users: Path) -> str:
     <format_schema_path>{files}</format_schema_path>
     <remote_url_allow_hosts><host>remote-urls-are-disabled.invalid</host></remote_url_allow_hosts>
     <user_directories><users_xml><path>{escape(str(users))}</path></users_xml></user_directories>
+    <part_log>
+        <database>system</database>
+        <table>part_log</table>
+        <flush_interval_milliseconds>2000</flush_interval_milliseconds>
+        <ttl>event_date + INTERVAL 3 DAY</ttl>
+    </part_log>
 </clickhouse>
 """
 
