@@ -246,26 +246,12 @@ class RollupSink:
     async def apply_ddl(self) -> None:
         """Create what is missing; align the view, the dedup window and the TTL with the flags."""
         client = self._require()
-        for statement in self.schema.statements():
+        for statement in [*self.schema.statements(), *self.schema.alignment_statements()]:
             await client.command(statement)
-        # Atomic, idempotent: a changed zone, week start or granularity set takes effect
-        # without a moment in which inserts into rollups_input would go nowhere.
-        await client.command(
-            f"ALTER TABLE {self.schema.expand_view} MODIFY QUERY {self.schema.expand_query()}"
-        )
-        await client.command(
-            f"ALTER TABLE {self.schema.kinds_view} MODIFY QUERY {self.schema.kinds_query()}"
-        )
-        # CREATE ... IF NOT EXISTS does not touch an existing table: apply the window each start.
-        await client.command(
-            f"ALTER TABLE {self.schema.table} MODIFY SETTING {self.schema.dedup_settings_sql()}"
-        )
         if await self._ttl_differs():
-            wanted = self.schema.ttl_clause()
-            log.info("rollups TTL changed; applying", extra={"ttl": wanted})
+            log.info("rollups TTL changed; applying", extra={"ttl": self.schema.ttl_clause()})
             await client.command(
-                f"ALTER TABLE {self.schema.table} MODIFY TTL {wanted}",
-                settings={"materialize_ttl_after_modify": 0},
+                self.schema.ttl_statement(), settings={"materialize_ttl_after_modify": 0}
             )
 
     async def _ttl_differs(self) -> bool:

@@ -9,12 +9,15 @@ aggregators' insert target), so listing keys never scans the rollups:
 
 ``min``/``max`` are idempotent, so a replayed insert cannot change them. When a table is
 empty (first start after an upgrade), it is backfilled once from the stored rollups (at the
-precision of ``source`` buckets).
+precision of ``source`` buckets). On a cluster the tables are replicated like ``rollups`` and the
+backfill, an INSERT, runs on one replica and reaches the others by replication.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+
+from tally.schemas.placement import SINGLE_SERVER, Placement
 
 KEYS_TABLE = "keys_seen"
 KEYS_VIEW = "keys_seen_feed"
@@ -27,36 +30,38 @@ def key_statements(
     input_table: str,
     ttl_days: Mapping[str, int] | None = None,
     stored: Sequence[str] = ("1m", "1h", "1d"),
+    placement: Placement = SINGLE_SERVER,
 ) -> list[str]:
     """Idempotent DDL (``database``, ``input_table`` and ``stored`` are validated).
 
     The key tables keep as long as the longest-kept granularity; the backfill reads ``1h``
     rows (or the coarsest stored granularity).
     """
-    db = database
+    db, c = database, placement.on_cluster()
+    engine = placement.engine("AggregatingMergeTree")
     ttl = max((ttl_days or {}).values(), default=400)
     source = "1h" if "1h" in stored else stored[-1]
     return [
-        f"""CREATE TABLE IF NOT EXISTS {db}.{KEYS_TABLE} (
+        f"""CREATE TABLE IF NOT EXISTS {db}.{KEYS_TABLE}{c} (
     key String COMMENT 'metric key',
     day Date COMMENT 'UTC day with writes',
     first_seen SimpleAggregateFunction(min, DateTime('UTC')) COMMENT 'first minute that day',
     last_seen SimpleAggregateFunction(max, DateTime('UTC')) COMMENT 'last minute that day'
-) ENGINE = AggregatingMergeTree
+) ENGINE = {engine}
 ORDER BY (key, day)
 TTL day + toIntervalDay({int(ttl)})""",
-        f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{KEYS_VIEW} TO {db}.{KEYS_TABLE}
+        f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{KEYS_VIEW}{c} TO {db}.{KEYS_TABLE}
 AS SELECT key, toDate(minute) AS day, min(minute) AS first_seen, max(minute) AS last_seen
 FROM {input_table}
 ARRAY JOIN keys AS key
 GROUP BY key, day""",
-        f"""CREATE TABLE IF NOT EXISTS {db}.{PATHS_TABLE} (
+        f"""CREATE TABLE IF NOT EXISTS {db}.{PATHS_TABLE}{c} (
     key String COMMENT 'metric key',
     path String COMMENT 'dotted value path',
     last_seen SimpleAggregateFunction(max, DateTime('UTC')) COMMENT 'last minute written'
-) ENGINE = AggregatingMergeTree
+) ENGINE = {engine}
 ORDER BY (key, path)""",
-        f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{PATHS_VIEW} TO {db}.{PATHS_TABLE}
+        f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{PATHS_VIEW}{c} TO {db}.{PATHS_TABLE}
 AS SELECT key, path, max(minute) AS last_seen
 FROM {input_table}
 ARRAY JOIN keys AS key
