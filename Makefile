@@ -10,8 +10,8 @@ FRAMEWORKS := celery rq arq dramatiq
 FW_VENVS := .venvs
 FW_STAMPS := $(foreach f,$(FRAMEWORKS),$(FW_VENVS)/$(f)/.installed)
 
-.PHONY: compose-env demo test test-cluster test-fast test-faults test-frameworks frameworks lint fmt kafka system-deps \
-	bench up down clean
+.PHONY: compose-env demo test test-cluster test-fast test-faults test-frameworks frameworks lint fmt kafka \
+	system-deps bench up up-cluster down clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -105,8 +105,14 @@ compose-env:
 up: compose-env
 	docker compose up -d --build
 
+# ClickHouse as two replicas of one shard with Keeper (docs/cluster.md).
+CLUSTER_COMPOSE := -f docker-compose.yml -f docker-compose.cluster.yml
+
+up-cluster: compose-env
+	docker compose $(CLUSTER_COMPOSE) up -d --build
+
 down:
-	docker compose down -v
+	docker compose $(CLUSTER_COMPOSE) down -v
 
 clean:
 	rm -rf $(VENV) $(FW_VENVS) .tally build *.egg-info

@@ -75,26 +75,12 @@ class RollupSink:
     async def apply_ddl(self) -> None:
         """Create what is missing; align the view, the dedup window and the TTL with the flags."""
         client = self._require()
-        await run_ddl(client, self.schema.statements())
-        # Atomic, idempotent: a changed zone, week start or granularity set takes effect
-        # without a moment in which inserts into rollups_input would go nowhere.
-        await client.command(
-            f"ALTER TABLE {self.schema.expand_view} MODIFY QUERY {self.schema.expand_query()}"
-        )
-        await client.command(
-            f"ALTER TABLE {self.schema.kinds_view} MODIFY QUERY {self.schema.kinds_query()}"
-        )
-        # CREATE ... IF NOT EXISTS does not touch an existing table: apply the window each start.
-        await client.command(
-            f"ALTER TABLE {self.schema.table} MODIFY SETTING {self.schema.dedup_settings_sql()}"
-        )
+        await run_ddl(client, [*self.schema.statements(), *self.schema.alignment_statements()])
         await self._retire_key_views()
         if await self._ttl_differs():
-            wanted = self.schema.ttl_clause()
-            log.info("rollups TTL changed; applying", extra={"ttl": wanted})
+            log.info("rollups TTL changed; applying", extra={"ttl": self.schema.ttl_clause()})
             await client.command(
-                f"ALTER TABLE {self.schema.table} MODIFY TTL {wanted}",
-                settings={"materialize_ttl_after_modify": 0},
+                self.schema.ttl_statement(), settings={"materialize_ttl_after_modify": 0}
             )
 
     async def _retire_key_views(self) -> None:
@@ -110,7 +96,8 @@ class RollupSink:
             parameters={"db": self.schema.database, "names": list(RETIRED_VIEWS)},
         )
         for (name,) in result.result_rows:
-            statement = f"DROP VIEW IF EXISTS {self.schema.database}.{name}"
+            c = self.schema.placement.on_cluster()
+            statement = f"DROP VIEW IF EXISTS {self.schema.database}.{name}{c}"
             try:
                 await client.command(statement)
             except DatabaseError as exc:

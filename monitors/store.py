@@ -31,34 +31,36 @@ from tally.monitors.state import AlertState, Transition
 from tally.read.connection import connect_async
 from tally.read.settings import ReadSettings
 from tally.schemas.ddl import identifier
+from tally.schemas.placement import SINGLE_SERVER, Placement
 
 NO_WAIT = {"async_insert": 0}
 
 
-def ddl(database: str) -> list[str]:
-    """CREATE statements (idempotent)."""
-    db = identifier(database)
+def ddl(database: str, placement: Placement = SINGLE_SERVER) -> list[str]:
+    """CREATE statements (idempotent), on one server or ``placement``'s replicas."""
+    db, c = identifier(database), placement.on_cluster()
+    replacing = placement.engine("ReplacingMergeTree", "version")
     return [
-        f"""CREATE TABLE IF NOT EXISTS {db}.monitor_state (
+        f"""CREATE TABLE IF NOT EXISTS {db}.monitor_state{c} (
     monitor String, segment String, key String, state LowCardinality(String),
     since UInt32, clear_since UInt32, last_bucket UInt32, notified_at UInt32,
     value Nullable(Float64), message String, updated DateTime64(3, 'UTC'), version UInt64
-) ENGINE = ReplacingMergeTree(version) ORDER BY (monitor, segment)""",
-        f"""CREATE TABLE IF NOT EXISTS {db}.monitor_history (
+) ENGINE = {replacing} ORDER BY (monitor, segment)""",
+        f"""CREATE TABLE IF NOT EXISTS {db}.monitor_history{c} (
     at DateTime64(3, 'UTC'), monitor String, segment String, key String,
     bucket DateTime('UTC'), before LowCardinality(String), after LowCardinality(String),
     notify LowCardinality(String), since UInt32, value Nullable(Float64)
-) ENGINE = MergeTree ORDER BY (monitor, segment, bucket)""",
-        f"""CREATE TABLE IF NOT EXISTS {db}.monitor_notifications (
+) ENGINE = {placement.engine("MergeTree")} ORDER BY (monitor, segment, bucket)""",
+        f"""CREATE TABLE IF NOT EXISTS {db}.monitor_notifications{c} (
     id String, channel String, monitor String, segment String, kind LowCardinality(String),
     bucket DateTime('UTC'), payload String, status LowCardinality(String), attempts UInt32,
     last_error String, created DateTime64(3, 'UTC'), updated DateTime64(3, 'UTC'),
     version UInt64
-) ENGINE = ReplacingMergeTree(version) ORDER BY (id, channel)""",
-        f"""CREATE TABLE IF NOT EXISTS {db}.monitor_reports (
+) ENGINE = {replacing} ORDER BY (id, channel)""",
+        f"""CREATE TABLE IF NOT EXISTS {db}.monitor_reports{c} (
     report String, period_end DateTime('UTC'), channel String, status LowCardinality(String),
     error String, at DateTime64(3, 'UTC')
-) ENGINE = ReplacingMergeTree ORDER BY (report, period_end, channel)""",
+) ENGINE = {placement.engine("ReplacingMergeTree")} ORDER BY (report, period_end, channel)""",
     ]
 
 

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from tally.schemas.ddl import DERIVED_FROM_DAYS, SKETCH_PREFIX, identifier
 from tally.schemas.ddl_keys import KEYS_TABLE, PATHS_TABLE
+from tally.schemas.placement import SINGLE_SERVER, Placement
 
 STORED_DEFAULT = ("1m", "1h", "1d")  # RollupSchema's stored granularities
 # Root nodes of ClickHouse's AST (``EXPLAIN AST``) per statement kind.
@@ -46,6 +47,12 @@ SQL_LIMITS: Mapping[str, int | str] = {
     "max_memory_usage": 512 << 20,
     "max_rows_to_read": 1_000_000_000,
     "cancel_http_readonly_queries_on_client_close": 1,
+}
+# The exactly-once writers' inserts are deduplicated by their tokens, in the views' target tables
+# too. Each insert sends these itself; the profile pins them, so no query can turn them off.
+EXACTLY_ONCE_WRITER: Mapping[str, int | str] = {
+    "insert_deduplicate": 1,
+    "deduplicate_blocks_in_dependent_materialized_views": 1,
 }
 API_LIMITS: Mapping[str, int | str] = {
     "readonly": 2,  # the API's own queries pass settings
@@ -129,12 +136,13 @@ def access_model(database: str = "tally") -> AccessModel:
     """The declaration: users, grants and limits of every component."""
     db = identifier(database)
 
-    def writer(component: str) -> ComponentUser:
+    def writer(component: str, settings: Mapping[str, int | str]) -> ComponentUser:
         return ComponentUser(
             component,
             f"tally_{component}",
             WRITER_STATEMENTS,
             (("CREATE DATABASE", f"{db}.*"), (WRITER_GRANT, f"{db}.*")),
+            settings=settings,
         )
 
     system = tuple(f"system.{t}" for t in HARMLESS_SYSTEM_TABLES)
@@ -157,7 +165,12 @@ def access_model(database: str = "tally") -> AccessModel:
         table_functions=GENERATOR_FUNCTIONS,
         settings=SQL_LIMITS,
     )
-    return AccessModel(db, (writer("aggregator"), writer("traces"), writer("monitors"), api, sql))
+    writers = (
+        writer("aggregator", EXACTLY_ONCE_WRITER),
+        writer("traces", EXACTLY_ONCE_WRITER),
+        writer("monitors", {}),
+    )
+    return AccessModel(db, (*writers, api, sql))
 
 
 def _literal(value: int | str) -> str:
@@ -166,26 +179,36 @@ def _literal(value: int | str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def production_ddl(model: AccessModel, passwords: Mapping[str, str] | None = None) -> list[str]:
+def production_ddl(
+    model: AccessModel,
+    passwords: Mapping[str, str] | None = None,
+    placement: Placement = SINGLE_SERVER,
+) -> list[str]:
     """``CREATE SETTINGS PROFILE`` (limits CONST), ``CREATE USER`` and ``GRANT`` statements.
 
     ``passwords`` maps user names to passwords; a missing one is written as a placeholder to
     replace. ``readonly=2`` profiles keep their limits as MAX constraints (the API sets lower
-    ones per query); every other limit is CONST.
+    ones per query); every other limit is CONST (sending the pinned value itself stays
+    allowed). On a cluster every statement runs ``ON CLUSTER`` and the writers, whose DDL
+    does too, get the ``CLUSTER`` privilege it requires.
     """
+    c = placement.on_cluster()
     statements = []
     for user in model.users:
         profile = f"{user.name}_profile"
         if user.settings:
             items = ", ".join(_constraint(user, k, v) for k, v in user.settings.items())
-            statements.append(f"CREATE SETTINGS PROFILE OR REPLACE {profile} SETTINGS {items}")
+            statements.append(f"CREATE SETTINGS PROFILE OR REPLACE {profile}{c} SETTINGS {items}")
         password = (passwords or {}).get(user.name, "<password>")
         settings = f" SETTINGS PROFILE {profile}" if user.settings else ""
         statements.append(
-            f"CREATE USER OR REPLACE {user.name} IDENTIFIED WITH sha256_password BY"
+            f"CREATE USER OR REPLACE {user.name}{c} IDENTIFIED WITH sha256_password BY"
             f" {_literal(password)}{settings}"
         )
-        statements += [f"GRANT {what} ON {obj} TO {user.name}" for what, obj in user.grants]
+        grants = list(user.grants)
+        if placement.cluster and user.statements == WRITER_STATEMENTS:
+            grants.append(("CLUSTER", "*.*"))
+        statements += [f"GRANT{c} {what} ON {obj} TO {user.name}" for what, obj in grants]
     return statements
 
 
@@ -202,8 +225,12 @@ def main(argv: list[str] | None = None) -> None:
         description="Print the statements that create tally's ClickHouse users on a server.",
     )
     parser.add_argument("--database", default="tally")
+    parser.add_argument(
+        "--cluster", default=None, help="a cluster of replicas: every statement ON CLUSTER"
+    )
     args = parser.parse_args(argv)
-    for statement in production_ddl(access_model(args.database)):
+    placement = Placement(args.cluster, replicated=args.cluster is not None)
+    for statement in production_ddl(access_model(args.database), placement=placement):
         print(f"{statement};")
 
 

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tally.schemas.ddl_keys import KEYS_TABLE, PATHS_TABLE, key_statements
 from tally.schemas.granularity import WEEKDAYS, Granularity
+from tally.schemas.placement import SINGLE_SERVER, Placement, settings_sql
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 # AggregatingMergeTree, optionally with empty parentheses, or ReplicatedAggregatingMergeTree
@@ -95,6 +96,7 @@ class RollupSchema:
     engine: str = "AggregatingMergeTree"
     dedup_window: int = DEFAULT_DEDUP_WINDOW_FLUSHES
     dedup_window_seconds: int = DEFAULT_DEDUP_WINDOW_SECONDS
+    placement: Placement = SINGLE_SERVER
 
     def __post_init__(self) -> None:
         identifier(self.database)
@@ -121,8 +123,20 @@ class RollupSchema:
 
     @property
     def replicated(self) -> bool:
-        """True for ReplicatedAggregatingMergeTree."""
-        return self.engine.startswith("Replicated")
+        """True for ReplicatedAggregatingMergeTree (named, or implied by a replicated placement)."""
+        return self.engine.startswith("Replicated") or self.placement.replicated
+
+    @property
+    def table_engine(self) -> str:
+        """The rollups table's engine: ``engine`` as given, or replicated by the placement."""
+        if self.engine.startswith("Replicated") or not self.placement.replicated:
+            return self.engine
+        return self.placement.engine("AggregatingMergeTree")
+
+    @property
+    def key_placement(self) -> Placement:
+        """The key tables follow the rollups table: replicated when it is."""
+        return Placement(self.placement.cluster, self.replicated)
 
     @property
     def dedup_window_blocks(self) -> int:
@@ -141,16 +155,30 @@ class RollupSchema:
         blocks and ``..._seconds``; a plain one keeps ``non_replicated_deduplication_window``
         block ids (no time limit).
         """
-        if self.replicated:
-            return {
-                "replicated_deduplication_window": self.dedup_window_blocks,
-                "replicated_deduplication_window_seconds": int(self.dedup_window_seconds),
-            }
-        return {"non_replicated_deduplication_window": self.dedup_window_blocks}
+        return self.key_placement.dedup_window(self.dedup_window_blocks, self.dedup_window_seconds)
 
     def dedup_settings_sql(self) -> str:
         """``name = value, ...`` for SETTINGS / MODIFY SETTING."""
-        return ", ".join(f"{k} = {int(v)}" for k, v in self.dedup_settings().items())
+        return settings_sql(self.dedup_settings())
+
+    def alignment_statements(self) -> list[str]:
+        """ALTERs run after ``statements()`` on every start: the views' queries and the dedup
+        window follow the flags (``CREATE ... IF NOT EXISTS`` leaves existing objects alone).
+
+        ``MODIFY QUERY`` is atomic: a changed zone, week start or granularity set takes effect
+        without a moment in which inserts into ``rollups_input`` would go nowhere.
+        """
+        c = self.placement.on_cluster()
+        return [
+            f"ALTER TABLE {self.expand_view}{c} MODIFY QUERY {self.expand_query()}",
+            f"ALTER TABLE {self.kinds_view}{c} MODIFY QUERY {self.kinds_query()}",
+            f"ALTER TABLE {self.table}{c} MODIFY SETTING {self.dedup_settings_sql()}",
+        ]
+
+    def ttl_statement(self) -> str:
+        """The ALTER that applies the configured TTL (run when the table's differs)."""
+        c = self.placement.on_cluster()
+        return f"ALTER TABLE {self.table}{c} MODIFY TTL {self.ttl_clause()}"
 
     @property
     def table(self) -> str:
@@ -276,44 +304,44 @@ ORDER BY granularity, key, path, bucket"""
 
     def statements(self) -> list[str]:
         """All DDL, in order; safe to run on every start."""
-        db, tz = self.database, self.time_zone
+        db, tz, c = self.database, self.time_zone, self.placement.on_cluster()
         out = [
-            f"CREATE DATABASE IF NOT EXISTS {db}",
-            f"""CREATE TABLE IF NOT EXISTS {self.table} (
+            f"CREATE DATABASE IF NOT EXISTS {db}{c}",
+            f"""CREATE TABLE IF NOT EXISTS {self.table}{c} (
     granularity LowCardinality(String) COMMENT 'stored granularity, e.g. 1m 1h 1d',
     key String COMMENT 'metric key, e.g. calc or calc::tenant42',
     bucket DateTime('UTC') COMMENT 'bucket start (computed in the configured zone)',
     path LowCardinality(String) COMMENT 'dotted value path, e.g. duration.sum',
     value SimpleAggregateFunction(sum, Float64) COMMENT 'sum of tracked values',
 {_columns(ROLLUP_KIND_COLUMNS)}
-) ENGINE = {self.engine}
+) ENGINE = {self.table_engine}
 PARTITION BY (granularity, toYYYYMM(bucket))
 ORDER BY (granularity, key, path, bucket)
 TTL {self.ttl_clause()}
 SETTINGS {self.dedup_settings_sql()}""",
-            f"""CREATE TABLE IF NOT EXISTS {self.input_table} (
+            f"""CREATE TABLE IF NOT EXISTS {self.input_table}{c} (
     keys Array(String) COMMENT 'the keys the events fan out to',
     minute DateTime('UTC') COMMENT 'start of the minute the events fall in',
     paths Array(LowCardinality(String)) COMMENT 'dotted value paths',
     values Array(Float64) COMMENT 'sums, one per path',
 {_columns(INPUT_KIND_COLUMNS)}
 ) ENGINE = Null""",
-            *_add_columns(self.table, ROLLUP_KIND_COLUMNS),
-            *_add_columns(self.input_table, INPUT_KIND_COLUMNS),
-            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {self.expand_view} TO {self.table}\n"
+            *_add_columns(self.table + c, ROLLUP_KIND_COLUMNS),
+            *_add_columns(self.input_table + c, INPUT_KIND_COLUMNS),
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {self.expand_view}{c} TO {self.table}\n"
             f"AS {self.expand_query()}",
-            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {self.kinds_view} TO {self.table}\n"
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {self.kinds_view}{c} TO {self.table}\n"
             f"AS {self.kinds_query()}",
         ]
         for g in self.stored:
             out.append(
-                f"""CREATE OR REPLACE VIEW {db}.rollups_{g} AS
+                f"""CREATE OR REPLACE VIEW {db}.rollups_{g}{c} AS
 SELECT key, toTimeZone(bucket, '{tz}') AS bucket, path, sum(value) AS value
 FROM {self.table} WHERE granularity = '{g}' AND vmin IS NULL
 GROUP BY key, bucket, path"""
             )
             out.append(self._sketch_view(g, "bucket", g))
-        out += key_statements(db, self.ttl_days, self.stored)
+        out += key_statements(db, self.ttl_days, self.stored, self.key_placement)
         if "1d" in self.stored:
             for g in DERIVED_FROM_DAYS:
                 if g not in self.stored:
@@ -341,7 +369,8 @@ GROUP BY key, bucket, path"""
         hold a distribution or a gauge (``vmin`` not NULL) are read.
         """
         tz = self.time_zone
-        return f"""CREATE OR REPLACE VIEW {self.database}.{SKETCH_PREFIX}{g} AS
+        c = self.placement.on_cluster()
+        return f"""CREATE OR REPLACE VIEW {self.database}.{SKETCH_PREFIX}{g}{c} AS
 SELECT key, toTimeZone(b, '{tz}') AS bucket, path, sumMap(sketch) AS sketch,
        min(vmin) AS vmin, max(vmax) AS vmax, max(last) AS last
 FROM (SELECT key, path, sketch, vmin, vmax, last, {bucket} AS b
@@ -357,7 +386,8 @@ GROUP BY key, b, path"""
             "1q": "toStartOfQuarter(d)",
             "1y": "toStartOfYear(d)",
         }[g]
-        return f"""CREATE OR REPLACE VIEW {self.database}.rollups_{g} AS
+        c = self.placement.on_cluster()
+        return f"""CREATE OR REPLACE VIEW {self.database}.rollups_{g}{c} AS
 SELECT key, toDateTime({local_start}, '{tz}') AS bucket, path, sum(value) AS value
 FROM (SELECT key, toDate(bucket, '{tz}') AS d, path, value
       FROM {self.table} WHERE granularity = '1d' AND vmin IS NULL)

@@ -4,14 +4,17 @@ Laid out after the OpenTelemetry Collector's ``otel_traces`` (ZSTD codecs, Delta
 LowCardinality names, a ``Map`` of tags, bloom filters on ids, day partitions dropped whole by
 TTL) and Uptrace's index/data split: ``trace_executions`` is ordered for "executions of this key
 in this time range", ``trace_lines`` by ``(execution_id, seq)`` so one execution's trace is one
-primary-key range. Every table keeps insert dedup tokens (``non_replicated_deduplication_window``)
-so a writer replaying a range after a crash adds nothing twice.
+primary-key range. Every table keeps insert dedup tokens (``non_replicated_deduplication_window``,
+or the replicated window in Keeper on a cluster: ``schemas/placement.py``) so a writer replaying a
+range after a crash adds nothing twice.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from tally.schemas.placement import SINGLE_SERVER, Placement, settings_sql
 
 EXECUTIONS = "trace_executions"
 LINES = "trace_lines"
@@ -35,6 +38,8 @@ class TraceSchema:
     lines_ttl_days: int = 14
     job_log_ttl_days: int = 30
     dedup_window: int = 100_000
+    dedup_window_seconds: int = 7 * 86400
+    placement: Placement = SINGLE_SERVER
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.database):
@@ -49,18 +54,20 @@ class TraceSchema:
         """Qualified table name."""
         return f"{self.database}.{name}"
 
+    def _dedup(self) -> str:
+        window = self.placement.dedup_window(self.dedup_window, self.dedup_window_seconds)
+        return settings_sql(window)
+
     def _settings(self) -> str:
-        return (
-            "SETTINGS ttl_only_drop_parts = 1, "
-            f"non_replicated_deduplication_window = {int(self.dedup_window)}"
-        )
+        return f"SETTINGS ttl_only_drop_parts = 1, {self._dedup()}"
 
     def statements(self) -> list[str]:
         """CREATE statements (idempotent)."""
-        db = self.database
+        db, c = self.database, self.placement.on_cluster()
+        engine = self.placement.engine("MergeTree")
         return [
-            f"CREATE DATABASE IF NOT EXISTS {db}",
-            f"""CREATE TABLE IF NOT EXISTS {db}.{EXECUTIONS} (
+            f"CREATE DATABASE IF NOT EXISTS {db}{c}",
+            f"""CREATE TABLE IF NOT EXISTS {db}.{EXECUTIONS}{c} (
     execution_id String CODEC(ZSTD(1)),
     parent_id String CODEC(ZSTD(1)),
     ref String CODEC(ZSTD(1)),
@@ -82,12 +89,12 @@ class TraceSchema:
     INDEX idx_parent_id parent_id TYPE bloom_filter(0.001) GRANULARITY 1,
     INDEX idx_tag_keys mapKeys(tags) TYPE bloom_filter(0.01) GRANULARITY 1,
     INDEX idx_tag_values mapValues(tags) TYPE bloom_filter(0.01) GRANULARITY 1
-) ENGINE = MergeTree
+) ENGINE = {engine}
 PARTITION BY toDate(started)
 ORDER BY (key, started)
 TTL toDateTime(started) + INTERVAL {int(self.executions_ttl_days)} DAY
 {self._settings()}""",
-            f"""CREATE TABLE IF NOT EXISTS {db}.{LINES} (
+            f"""CREATE TABLE IF NOT EXISTS {db}.{LINES}{c} (
     execution_id String CODEC(ZSTD(1)),
     started DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1)),
     seq UInt32 CODEC(Delta, ZSTD(1)),
@@ -102,12 +109,12 @@ TTL toDateTime(started) + INTERVAL {int(self.executions_ttl_days)} DAY
     truncated Bool CODEC(ZSTD(1)),
     size UInt32 CODEC(T64, ZSTD(1)),
     INDEX idx_execution_id execution_id TYPE bloom_filter(0.001) GRANULARITY 1
-) ENGINE = MergeTree
+) ENGINE = {engine}
 PARTITION BY toDate(started)
 ORDER BY (execution_id, seq)
 TTL toDateTime(started) + INTERVAL {int(self.lines_ttl_days)} DAY
 {self._settings()}""",
-            f"""CREATE TABLE IF NOT EXISTS {db}.{JOB_LOG} (
+            f"""CREATE TABLE IF NOT EXISTS {db}.{JOB_LOG}{c} (
     at DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1)),
     execution_id String CODEC(ZSTD(1)),
     parent_id String CODEC(ZSTD(1)),
@@ -124,7 +131,7 @@ TTL toDateTime(started) + INTERVAL {int(self.lines_ttl_days)} DAY
     INDEX idx_execution_id execution_id TYPE bloom_filter(0.001) GRANULARITY 1,
     INDEX idx_ref ref TYPE bloom_filter(0.001) GRANULARITY 1,
     INDEX idx_tag_values mapValues(tags) TYPE bloom_filter(0.01) GRANULARITY 1
-) ENGINE = MergeTree
+) ENGINE = {engine}
 PARTITION BY toDate(at)
 ORDER BY (job, at)
 TTL toDateTime(at) + INTERVAL {int(self.job_log_ttl_days)} DAY
@@ -134,10 +141,10 @@ TTL toDateTime(at) + INTERVAL {int(self.job_log_ttl_days)} DAY
     def alter_statements(self) -> list[str]:
         """Statements that align existing tables with the settings (dedup window) and add
         the columns added since they were created."""
+        c = self.placement.on_cluster()
         settings = [
-            f"ALTER TABLE {self.database}.{t} MODIFY SETTING "
-            f"non_replicated_deduplication_window = {int(self.dedup_window)}"
+            f"ALTER TABLE {self.database}.{t}{c} MODIFY SETTING {self._dedup()}"
             for t in (EXECUTIONS, LINES, JOB_LOG)
         ]
-        added = ", ".join(f"ADD COLUMN IF NOT EXISTS {c}" for c in EXECUTION_ADDED)
-        return [*settings, f"ALTER TABLE {self.database}.{EXECUTIONS} {added}"]
+        added = ", ".join(f"ADD COLUMN IF NOT EXISTS {column}" for column in EXECUTION_ADDED)
+        return [*settings, f"ALTER TABLE {self.database}.{EXECUTIONS}{c} {added}"]

@@ -44,11 +44,12 @@ def test_apply_sends_the_ddl_as_the_administrator_and_reports_chdb_refusal(serve
     done = run(server, passwords)
     assert done.returncode == 1, done.stdout + done.stderr
     (line,) = done.stderr.strip().splitlines()
+    # the first statement is the aggregator's settings profile (its exactly-once settings)
     assert line.startswith(
-        f"error: ClickHouse at {server.url}: refused CREATE USER OR REPLACE tally_aggregator"
-        " IDENTIFIED ...: "
+        f"error: ClickHouse at {server.url}: refused CREATE SETTINGS PROFILE OR REPLACE"
+        " tally_aggregator_profile SETTINGS insert_deduplicate = 1 CONST"
     )
-    assert "Code: 497" in line  # chDB: no access storage, CREATE USER is ACCESS_DENIED
+    assert "Code: 497" in line  # chDB: no access storage, access DDL is ACCESS_DENIED
     assert "quoted" not in done.stderr + done.stdout
 
 

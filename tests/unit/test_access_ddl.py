@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import chdb
 import pytest
 
 from tally.schemas.access import access_model, production_ddl, sql_readable
-
-
-def formatted(statement: str) -> str:
-    literal = statement.encode().hex()
-    return chdb.query(f"SELECT formatQuery(unhex('{literal}'))", "TabSeparatedRaw").bytes().decode()
+from tests.unit.clickhouse_parser import formatted
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from tally.cli.main import app
 from tally.embedded import kafka_broker
 from tally.schemas.access import access_model, production_ddl
 from tally.up.clickhouse_users import password_env, passwords_from, statements
+from tests.unit.clickhouse_parser import formatted
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -206,11 +207,6 @@ def test_every_secret_is_required_and_make_compose_env_writes_it():
     assert set(listed.replace("\\", " ").split()) == required
     assert ":-tally}" not in text  # no shared default password left
     assert ".env" in (ROOT / ".gitignore").read_text().splitlines()
-
-
-def formatted(statement: str) -> str:
-    literal = statement.encode().hex()
-    return chdb.query(f"SELECT formatQuery(unhex('{literal}'))", "TabSeparatedRaw").bytes().decode()
 
 
 def test_the_setup_statements_are_the_production_ddl_and_parse_with_any_password():
