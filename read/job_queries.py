@@ -17,7 +17,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tally.read.plan import Plan
+from tally.read.queries import Sql
 from tally.read.rollup_queries import Query, sketch_quantile
+from tally.read.runner import run_sync
 from tally.schemas.ddl import identifier
 from tally.schemas.granularity import Granularity
 
@@ -361,30 +364,25 @@ JOB_QUERIES = {
 }
 
 
-def run_job_query(
-    client: Any,
+def job_query(
     query: JobQuery,
     parameters: Mapping[str, Any],
     database: str = "tally",
     granularity: str = "1h",
-) -> list[tuple]:
-    """Run ``query`` with a clickhouse-connect client; its rows.
+) -> Plan[list[tuple]]:
+    """``query``'s rows, as a plan (``read/plan.py``).
 
     When there are none and the key lacks a measure the query needs under its breakdown in
     the range, raise ``MissingPathsError`` saying which paths were expected and which
     measures the key has, instead of an empty answer that looks like "nothing happened".
     """
-    rows = client.query(query.sql(database, granularity), parameters=dict(parameters)).result_rows
+    rows = list((yield Sql(query.sql(database, granularity), dict(parameters))).result_rows)
     if rows or not query.requires:
         return rows
     group = query.group or str(parameters.get("group", ""))
     probe = {k: parameters[k] for k in ("key", "start", "end") if k in parameters}
-    found = [
-        r[0]
-        for r in client.query(
-            _MEASURES.sql(database, granularity), parameters={**probe, "group": group}
-        ).result_rows
-    ]
+    measures = Sql(_MEASURES.sql(database, granularity), {**probe, "group": group})
+    found = [r[0] for r in (yield measures).result_rows]
     missing = [m for m in query.requires if m not in found]
     if missing:
         expected = ", ".join(f"{group}.<item>.{m}" for m in query.requires)
@@ -394,3 +392,14 @@ def run_job_query(
             f" (measures found there: {', '.join(found) or 'none'})"
         )
     return rows
+
+
+def run_job_query(
+    client: Any,
+    query: JobQuery,
+    parameters: Mapping[str, Any],
+    database: str = "tally",
+    granularity: str = "1h",
+) -> list[tuple]:
+    """Run ``query`` with a sync clickhouse-connect client; its rows (see ``job_query``)."""
+    return run_sync(client, job_query(query, parameters, database, granularity))
