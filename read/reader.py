@@ -113,13 +113,16 @@ class Reader:
             self._client.close()
             self._client = None
 
-    def run(self, plan: Plan[T]) -> T:
-        """Run ``plan`` on this reader's client (connects on first use)."""
+    def _connected(self) -> Any:
         if self._client is None:
             from tally.read.connection import connect_sync
 
             self._client = connect_sync(self.settings)
-        return run_sync(self._client, plan)
+        return self._client
+
+    def run(self, plan: Plan[T]) -> T:
+        """Run ``plan`` on this reader's client (connects on first use)."""
+        return run_sync(self._connected(), plan)
 
     schema = _sync(ReadPlanner.schema)
     values = _sync(ReadPlanner.values)
