@@ -131,3 +131,9 @@ def window(
             )
         b = calendar.next(b, g)
     return Window(g, first, b, tuple(buckets))
+
+
+def time_range(since: TimeLike, until: TimeLike) -> tuple[datetime, datetime]:
+    """``since``/``until`` resolved (see :func:`resolve`) as aware UTC datetimes."""
+    start, end = resolve(since, until)
+    return datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC)
