@@ -211,6 +211,11 @@ def page_executions(
     return ExecutionPage(rows, total, following)
 
 
+def list_executions(schema: TraceSchema, f: ExecutionFilter) -> Plan[list[ExecutionRow]]:
+    """Executions in the bucket, newest first: one page, not counted."""
+    return (yield from page_executions(schema, f, count=False)).executions
+
+
 def get_execution(schema: TraceSchema, execution_id: str) -> Plan[ExecutionRow | None]:
     """One execution by id (bloom filter on ``execution_id``)."""
     text = (
@@ -258,15 +263,24 @@ def build_tree(lines: list[tuple]) -> list[TraceNode]:
     return roots
 
 
-def execution_detail(schema: TraceSchema, execution_id: str) -> Plan[ExecutionDetail | None]:
-    """An execution, its trace as a tree and its children; None if unknown. The one place
-    the API, the pages and the CLI get "one execution" from."""
+def execution_tree(
+    schema: TraceSchema, execution_id: str
+) -> Plan[tuple[ExecutionRow, list[TraceNode]] | None]:
+    """An execution and its trace as a tree, or None if unknown."""
     row = yield from get_execution(schema, execution_id)
     if row is None:
         return None
-    lines = yield from trace_lines(schema, execution_id, row.started)
-    kids = yield from children(schema, execution_id)
-    return ExecutionDetail(row, build_tree(lines), kids)
+    return row, build_tree((yield from trace_lines(schema, execution_id, row.started)))
+
+
+def execution_detail(schema: TraceSchema, execution_id: str) -> Plan[ExecutionDetail | None]:
+    """An execution, its trace as a tree and its children; None if unknown. The one place
+    the API, the pages and the CLI get "one execution" from."""
+    found = yield from execution_tree(schema, execution_id)
+    if found is None:
+        return None
+    row, tree = found
+    return ExecutionDetail(row, tree, (yield from children(schema, execution_id)))
 
 
 def search_job_log(schema: TraceSchema, f: JobLogFilter) -> Plan[list[dict[str, Any]]]:
@@ -283,9 +297,7 @@ def search_job_log(schema: TraceSchema, f: JobLogFilter) -> Plan[list[dict[str, 
     return [dict(zip(names, row, strict=True)) for row in (yield Sql(text, params)).result_rows]
 
 
-def key_tenants(
-    schema: TraceSchema, key: str, start: datetime, end: datetime
-) -> Plan[list[str]]:
+def key_tenants(schema: TraceSchema, key: str, start: datetime, end: datetime) -> Plan[list[str]]:
     """Tenants of ``key`` in [start, end): its ``<key>::<tenant>`` keys (key discovery) and
     the tenants in its execution index, sorted; for the pages' tenant picker."""
     found: set[str] = set()
