@@ -24,16 +24,6 @@ from tally.read.runner import run_sync
 from tally.schemas.ddl import identifier
 from tally.schemas.granularity import Granularity
 
-_INTERVAL_UNITS = {
-    "m": "MINUTE",
-    "h": "HOUR",
-    "d": "DAY",
-    "w": "WEEK",
-    "mo": "MONTH",
-    "q": "QUARTER",
-    "y": "YEAR",
-}
-
 
 class MissingPathsError(LookupError):
     """A job query found no rows because the key has none of the paths it needs."""
@@ -52,8 +42,7 @@ class JobQuery(Query):
 
     def sql(self, database: str = "tally", granularity: str = "1h") -> str:
         """The SQL for a database and granularity (both validated, never user text)."""
-        g = Granularity.parse(granularity)
-        step = f"INTERVAL {g.n} {_INTERVAL_UNITS[g.unit]}"
+        step = Granularity.parse(granularity).sql_interval
         return self.template.format(db=identifier(database), g=granularity, step=step)
 
 

@@ -26,6 +26,8 @@ from litestar.types import ControllerRouterHandler
 from tally.api.session import COOKIE, has_session, session_value
 from tally.api.settings import ApiSettings
 from tally.read import AsyncReader, BadRange, ReadError
+from tally.read.timerange import parse_duration
+from tally.schemas.granularity import DEFAULT_GRANULARITIES, granularity_seconds
 from tally.web.check import UnknownPath, unknown_paths
 from tally.web.generic import for_key
 from tally.web.headers import PAGE_HEADERS
@@ -69,6 +71,10 @@ class Ui:
             "serverZone": schema.calendar.time_zone,
             "refreshSeconds": self.settings.live_refresh_s,
             "ranges": list(RANGES),
+            "rangeSeconds": {r: parse_duration(r) for r in RANGES},
+            "granularitySeconds": granularity_seconds(
+                dict.fromkeys([*DEFAULT_GRANULARITIES, *schema.granularities])
+            ),
             # buckets one row may have: granularities over it are disabled for the range
             "maxBuckets": min(reader.settings.max_buckets, reader.settings.max_points),
         }
