@@ -268,20 +268,26 @@ _STATE_OUTPUT = """runs, success, failure, limited, skipped, retry,
        runs - success - failure - limited - skipped - retry AS other,
        round(success / runs, 4) AS success_rate"""
 
+
+def _states(by: str, source: str) -> str:
+    """Runs per state and success rate, grouped ``by`` a column of ``source``'s measures."""
+    return f"""SELECT {by}, {_STATE_OUTPUT}
+FROM (
+    SELECT {by}, {_STATE_COLUMNS}
+    FROM ({source})
+    WHERE measure = 'count' OR startsWith(measure, 'state.')
+    GROUP BY {by}
+    HAVING runs > 0
+)
+ORDER BY {by}"""
+
+
 JOB_STATES = JobQuery(
     "job_states",
     "How did the runs of each job (or tenant) end? Per item: runs, the runs per state "
     "(success, failure, limited, skipped, retry; `other` = the job's own states such as "
     "duplicate or deleted) and success_rate = success / runs.",
-    f"""SELECT item, {_STATE_OUTPUT}
-FROM (
-    SELECT item, {_STATE_COLUMNS}
-    FROM ({_items()})
-    WHERE measure = 'count' OR startsWith(measure, 'state.')
-    GROUP BY item
-    HAVING runs > 0
-)
-ORDER BY item""",
+    _states("item", _items()),
 )
 
 STATE_TIMELINE = JobQuery(
@@ -289,19 +295,14 @@ STATE_TIMELINE = JobQuery(
     "How did all runs of a key end, per bucket? Overall for a global key (event::resource), "
     "one tenant's for a tenant key (event::resource::acme): runs, runs per state, `other` "
     "and success_rate (buckets without runs are left out).",
-    f"""SELECT bucket, {_STATE_OUTPUT}
-FROM (
-    SELECT bucket, {_STATE_COLUMNS}
-    FROM (
+    _states(
+        "bucket",
+        f"""
         SELECT bucket, substring(path, 7) AS measure, value
         FROM {{db}}.rollups_{{g}}
         WHERE key = {{{{key:String}}}} AND startsWith(path, 'total.') AND {_RANGE}
-    )
-    WHERE measure = 'count' OR startsWith(measure, 'state.')
-    GROUP BY bucket
-    HAVING runs > 0
-)
-ORDER BY bucket""",
+    """,
+    ),
 )
 
 LIMITED_RUNS = JobQuery(
