@@ -13,9 +13,9 @@ import argparse
 import asyncio
 import statistics
 import time
-from collections.abc import Callable
 from typing import Any
 
+from tally.loadtest.read_bench import timed
 from tally.read import AsyncReader, Reader, ReadSettings
 from tally.read.queries import SCHEMA
 
@@ -66,15 +66,6 @@ class AsyncClient:
         pass
 
 
-def _timed(call: Callable[[], object], runs: int) -> list[float]:
-    out = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        call()
-        out.append(time.perf_counter() - t)
-    return out
-
-
 async def _timed_async(reader: AsyncReader, runs: int) -> list[float]:
     out = []
     for _ in range(runs):
@@ -93,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     areader = AsyncReader(ReadSettings())
     areader._client = AsyncClient()
     for label, samples in (
-        ("sync series", _timed(lambda: reader.series(*SERIES), args.runs)),
-        ("sync values", _timed(lambda: reader.values("calc", START, END, "1h"), args.runs)),
+        ("sync series", timed(lambda: reader.series(*SERIES), args.runs)),
+        ("sync values", timed(lambda: reader.values("calc", START, END, "1h"), args.runs)),
         ("async series", asyncio.run(_timed_async(areader, args.runs))),
     ):
         low, mid = min(samples) * 1e3, statistics.median(samples) * 1e3
