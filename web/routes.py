@@ -112,7 +112,7 @@ def _gate(request: Request) -> Response | None:
     return Redirect(f"/ui/login?next={quote(here, safe='')}")
 
 
-def _static_headers(response: Response) -> Response:
+async def _static_headers(response: Response) -> Response:
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
 
