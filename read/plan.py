@@ -71,3 +71,8 @@ class Walk(Generic[T]):
             self.sql = step()
         except StopIteration as done:
             self.sql, self.outcome = None, done.value
+
+
+def statement(sql: Sql) -> Plan[Answer]:
+    """One statement's result as a plan: a caller's own SQL on a reader's client."""
+    return (yield sql)
