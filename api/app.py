@@ -82,9 +82,6 @@ def create_app(
     async def close_reader(app: Litestar) -> None:
         await reader.close()
         await sql_runner.close()
-        traces = app.state.get("trace_reader")
-        if traces is not None:
-            traces.close()
 
     return Litestar(
         route_handlers=[

@@ -34,3 +34,7 @@ class Coalescer:
             self.shared += 1
         # shield: a client that disconnects does not cancel the query others wait for
         return await asyncio.shield(future)
+
+    async def once(self, read: Callable[..., Awaitable[T]], *args: Hashable) -> T:
+        """``read(*args)``, shared with the identical call in flight (by its name and args)."""
+        return await self.run((read.__name__, *args), lambda: read(*args))

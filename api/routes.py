@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
-import anyio
 import msgspec
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
@@ -26,6 +26,7 @@ from tally.read import (
 )
 from tally.read.key_index import KeyPage
 from tally.read.results import CategoryItem
+from tally.schemas.granularity import DEFAULT_GRANULARITIES
 
 Reader = NamedDependency[AsyncReader]
 UserSql = NamedDependency[SqlRunner]
@@ -37,7 +38,8 @@ Until = Annotated[
     str | None, QueryParameter(description="End (exclusive): ISO time, unix seconds or 'now'")
 ]
 Granularity = Annotated[
-    str, QueryParameter(description="Bucket size: 1m 1h 1d 1w 1mo 1q 1y (as served)")
+    str,
+    QueryParameter(description=f"Bucket size: {' '.join(DEFAULT_GRANULARITIES)} (as served)"),
 ]
 
 
@@ -108,10 +110,7 @@ class ReadController(Controller):
         until: Until = None,
         limit: Annotated[int, QueryParameter(ge=1, le=10_000)] = 1000,
     ) -> list[KeyInfo]:
-        return await coalescer.run(
-            ("keys", pattern, since, until, limit),
-            lambda: reader.keys(pattern, since, until, limit),
-        )
+        return await coalescer.once(reader.keys, pattern, since, until, limit)
 
     @get("/key-index", summary="Keys by prefix or pattern, job keys first: a page, total, next")
     async def key_index(
@@ -146,10 +145,7 @@ class ReadController(Controller):
         until: Until = None,
         granularity: Granularity = "1h",
     ) -> Values:
-        return await coalescer.run(
-            ("values", key, since, until, granularity),
-            lambda: reader.values(key, since, until, granularity),
-        )
+        return await coalescer.once(reader.values, key, since, until, granularity)
 
     @get("/series", summary="Paths, wildcards (top-N + other) and expressions over buckets")
     async def series(
@@ -177,11 +173,10 @@ class ReadController(Controller):
         category: Annotated[bool, QueryParameter(description="Add per-row totals")] = False,
     ) -> SeriesResponse:
         paths, expressions = tuple(path or ()), tuple(expression or ())
-        s = await coalescer.run(
-            ("series", key, paths, expressions, since, until, granularity, top),
-            lambda: reader.series(key, paths, expressions, since, until, granularity, top),
+        s = await coalescer.once(
+            reader.series, key, paths, expressions, since, until, granularity, top
         )
-        return await anyio.to_thread.run_sync(_respond, s, aggregate, slices, category)
+        return await asyncio.to_thread(_respond, s, aggregate, slices, category)
 
 
 class KindsController(Controller):
@@ -206,10 +201,7 @@ class KindsController(Controller):
         granularity: Granularity = "1h",
     ) -> Distribution:
         qs = tuple(q or (0.5, 0.9, 0.95, 0.99, 0.999))
-        return await coalescer.run(
-            ("quantiles", key, path, qs, since, until, granularity),
-            lambda: reader.quantiles(key, path, qs, since, until, granularity),
-        )
+        return await coalescer.once(reader.quantiles, key, path, qs, since, until, granularity)
 
     @get("/gauge", summary="A gauge path per bucket: last reading by time, min, max")
     async def gauge(
@@ -222,10 +214,7 @@ class KindsController(Controller):
         until: Until = None,
         granularity: Granularity = "1h",
     ) -> GaugeSeries:
-        return await coalescer.run(
-            ("gauge", key, path, since, until, granularity),
-            lambda: reader.gauge(key, path, since, until, granularity),
-        )
+        return await coalescer.once(reader.gauge, key, path, since, until, granularity)
 
 
 class SqlController(Controller):

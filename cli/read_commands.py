@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -21,7 +21,7 @@ from tally.cli.options import (
     Json,
     read_settings,
 )
-from tally.read import Reader
+from tally.read import KeyInfo, PathInfo, Reader
 from tally.read.render import buckets_table, cell, data_table, plain, series_table
 
 T = TypeVar("T")
@@ -37,6 +37,17 @@ def _reader(url: str | None, user: str, database: str, data_dir: Path) -> Iterat
 def _run(call: Callable[[], T], reader: Reader) -> T:
     """A read against the reader's ClickHouse (see ``errors.run_read``)."""
     return run_read(call, f"ClickHouse at {reader.settings.clickhouse.url}")
+
+
+def _print_seen(found: Sequence[KeyInfo | PathInfo], name: str, title: str, json: bool) -> None:
+    """Keys or paths (``name``) with their last write, as JSON or a table."""
+    if json:
+        print_json(found)
+        return
+    table = data_table((name, "last seen (UTC)"), title)
+    for item in found:
+        table.add_row(plain(getattr(item, name)), item.last_seen.strftime("%Y-%m-%d %H:%M"))
+    Console().print(table)
 
 
 def series(
@@ -109,13 +120,7 @@ def keys(
     """List keys matching a pattern with activity in a range, with their last write."""
     with _reader(clickhouse_url, clickhouse_user, database, data_dir) as reader:
         found = _run(lambda: reader.keys(pattern, since, until, limit), reader)
-    if json:
-        print_json(found)
-        return
-    table = data_table(("key", "last seen (UTC)"), f"{len(found)} keys matching {pattern!r}")
-    for k in found:
-        table.add_row(plain(k.key), k.last_seen.strftime("%Y-%m-%d %H:%M"))
-    Console().print(table)
+    _print_seen(found, "key", f"{len(found)} keys matching {pattern!r}", json)
 
 
 def paths(
@@ -129,13 +134,7 @@ def paths(
     """List the paths of a key, with their last write."""
     with _reader(clickhouse_url, clickhouse_user, database, data_dir) as reader:
         found = _run(lambda: reader.paths(key), reader)
-    if json:
-        print_json(found)
-        return
-    table = data_table(("path", "last seen (UTC)"), f"paths of {key!r}")
-    for p in found:
-        table.add_row(plain(p.path), p.last_seen.strftime("%Y-%m-%d %H:%M"))
-    Console().print(table)
+    _print_seen(found, "path", f"paths of {key!r}", json)
 
 
 def sql(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 import typer
 
-from tally.cli.errors import bad_input, print_json, run_read
+from tally.cli.errors import print_json, run_read
 from tally.cli.options import (
     DEFAULT_DATA_DIR,
     DEFAULT_URL,
@@ -17,17 +18,20 @@ from tally.cli.options import (
     Json,
     read_settings,
 )
-from tally.read import ReadError
+from tally.read import Reader
+from tally.read.plan import Plan
+from tally.read.timerange import time_range
+from tally.traces.ddl import TraceSchema
 from tally.traces.queries import (
     ExecutionFilter,
+    ExecutionPage,
     JobLogFilter,
     TraceNode,
-    children,
-    execution_tree,
+    execution_detail,
     page_executions,
+    parse_tag,
     search_job_log,
 )
-from tally.traces.reader import TraceReader, time_range
 from tally.traces.service import app as writer_app
 
 app = typer.Typer(
@@ -40,17 +44,16 @@ app = typer.Typer(
 Since = Annotated[str, typer.Option(help="Start: ISO time, unix seconds or a duration ago.")]
 Until = Annotated[str | None, typer.Option(help="End (exclusive). [default: now]")]
 Opt = Annotated[str | None, typer.Option()]
+T = TypeVar("T")
 
 
-def _reader(url: str, user: str, database: str, data_dir) -> TraceReader:
-    return TraceReader(read_settings(url, user, database, data_dir))
-
-
-def _call(reader: TraceReader, query, *args):
-    try:
-        return run_read(lambda: reader.call(query, *args), "ClickHouse")
-    finally:
-        reader.close()
+def _read(
+    url: str, user: str, database: str, data_dir, plan: Callable[[TraceSchema], Plan[T]]
+) -> T:
+    """Run ``plan(schema)`` (bad input exits 2 with the reason, see ``errors.run_read``)."""
+    with Reader(read_settings(url, user, database, data_dir)) as reader:
+        schema = TraceSchema(database=reader.settings.database)
+        return run_read(lambda: reader.run(plan(schema)), "ClickHouse")
 
 
 def _ms(us: int) -> str:
@@ -75,12 +78,13 @@ def list_(
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Executions of a bucket, newest first, one page ("N of M"; --cursor for the next)."""
-    try:
+
+    def plan(schema: TraceSchema) -> Plan[ExecutionPage]:
         start, end = time_range(since, until)
-    except ReadError as exc:
-        raise bad_input(exc.field, exc.reason) from None
-    f = ExecutionFilter(key, start, end, state, tenant, code, job, False, limit, cursor=cursor)
-    page = _call(_reader(clickhouse_url, clickhouse_user, database, data_dir), page_executions, f)
+        f = ExecutionFilter(key, start, end, state, tenant, code, job, False, limit, cursor=cursor)
+        return page_executions(schema, f)
+
+    page = _read(clickhouse_url, clickhouse_user, database, data_dir, plan)
     rows = page.executions
     if json:
         return print_json(rows)
@@ -117,15 +121,14 @@ def show(
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """One execution's trace as a tree, and the executions it enqueued."""
-    reader = _reader(clickhouse_url, clickhouse_user, database, data_dir)
-    found = _call(reader, execution_tree, execution_id)
-    if found is None:
+    detail = _read(clickhouse_url, clickhouse_user, database, data_dir,
+                   lambda schema: execution_detail(schema, execution_id))  # fmt: skip
+    if detail is None:
         typer.echo(f"error: no execution {execution_id}", err=True)
         raise typer.Exit(1)
-    row, tree = found
-    kids = _call(reader, children, execution_id)
     if json:
-        return print_json({"execution": row, "tree": tree, "children": kids})
+        return print_json(detail)
+    row, tree, kids = detail.execution, detail.tree, detail.children
     typer.echo(
         f"{row.job} [{row.tenant}] {row.state} {row.code} {_ms(row.duration_us)} "
         f"attempt {row.attempt} started {row.started} parent {row.parent_id or '-'}"
@@ -152,19 +155,13 @@ def log(
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Job log events (enqueued, started, retried, finished, failed), newest first."""
-    pair = None
-    if tag is not None:
-        name, sep, value = tag.partition("=")
-        if not sep:
-            typer.echo("error: --tag: use name=value", err=True)
-            raise typer.Exit(2)
-        pair = (name, value)
-    try:
+
+    def plan(schema: TraceSchema) -> Plan[list[dict[str, Any]]]:
         start, end = time_range(since, until)
-    except ReadError as exc:
-        raise bad_input(exc.field, exc.reason) from None
-    f = JobLogFilter(start, end, job, tenant, state, event, None, pair, limit)
-    rows = _call(_reader(clickhouse_url, clickhouse_user, database, data_dir), search_job_log, f)
+        f = JobLogFilter(start, end, job, tenant, state, event, None, parse_tag(tag), limit)
+        return search_job_log(schema, f)
+
+    rows = _read(clickhouse_url, clickhouse_user, database, data_dir, plan)
     if json:
         return print_json(rows)
     for r in rows:

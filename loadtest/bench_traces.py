@@ -193,6 +193,7 @@ def bench_pipeline(rate: int, seconds: float, workdir: Path) -> None:
 def bench_lookup(executions: int, lines_each: int, workdir: Path, lookups: int = 30) -> None:
     """Insert ``executions * lines_each`` synthetic lines directly, then open random traces."""
     from tally.embedded.clickhouse.process import start_clickhouse
+    from tally.read.runner import run_sync
     from tally.traces.ddl import TraceSchema
     from tally.traces.queries import execution_tree
 
@@ -248,7 +249,7 @@ def bench_lookup(executions: int, lines_each: int, workdir: Path, lookups: int =
         times = []
         for execution_id in ids:
             t0 = time.perf_counter()
-            found = execution_tree(client, schema, execution_id)
+            found = run_sync(client, execution_tree(schema, execution_id))
             times.append((time.perf_counter() - t0) * 1000)
             assert found is not None and len(found[1]) >= 1
         times.sort()

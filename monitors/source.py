@@ -15,6 +15,7 @@ from tally.monitors.spec import Monitor, NoData
 from tally.read import AsyncReader
 from tally.read.expression import parse as parse_expression
 from tally.read.patterns import KeyPattern, PathWildcard
+from tally.read.plan import statement
 from tally.read.queries import Sql
 from tally.read.schema import ServedSchema
 from tally.schemas.ddl import SKETCH_PREFIX, identifier
@@ -89,7 +90,7 @@ async def fetch(reader: AsyncReader, monitor: Monitor, buckets: list[int], end: 
     if str(monitor.granularity) not in schema.granularities:
         schema = await reader.schema(refresh=True)
     sql = rows_sql(reader.settings.database, schema, monitor, buckets[0], end)
-    result = await reader._query(sql)  # the reader's client, our own SQL
+    result = await reader.run(statement(sql))  # the reader's client, our own SQL
     grid: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
     for key, t, path, value in result.result_rows:
         cell = grid[key][path]

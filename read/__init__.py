@@ -11,8 +11,17 @@ from tally.read.errors import (
     ReadError,
     TooLarge,
 )
-from tally.read.reader import AsyncReader, Reader, SqlResult
-from tally.read.results import CategoryItem, KeyInfo, PathInfo, Row, Series, Slice, Values
+from tally.read.reader import AsyncReader, Reader
+from tally.read.results import (
+    CategoryItem,
+    KeyInfo,
+    PathInfo,
+    Row,
+    Series,
+    Slice,
+    SqlResult,
+    Values,
+)
 from tally.read.settings import ReadSettings
 
 __all__ = [

@@ -17,19 +17,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tally.read.plan import Plan
+from tally.read.queries import Sql
 from tally.read.rollup_queries import Query, sketch_quantile
+from tally.read.runner import run_sync
 from tally.schemas.ddl import identifier
 from tally.schemas.granularity import Granularity
-
-_INTERVAL_UNITS = {
-    "m": "MINUTE",
-    "h": "HOUR",
-    "d": "DAY",
-    "w": "WEEK",
-    "mo": "MONTH",
-    "q": "QUARTER",
-    "y": "YEAR",
-}
 
 
 class MissingPathsError(LookupError):
@@ -49,8 +42,7 @@ class JobQuery(Query):
 
     def sql(self, database: str = "tally", granularity: str = "1h") -> str:
         """The SQL for a database and granularity (both validated, never user text)."""
-        g = Granularity.parse(granularity)
-        step = f"INTERVAL {g.n} {_INTERVAL_UNITS[g.unit]}"
+        step = Granularity.parse(granularity).sql_interval
         return self.template.format(db=identifier(database), g=granularity, step=step)
 
 
@@ -276,20 +268,26 @@ _STATE_OUTPUT = """runs, success, failure, limited, skipped, retry,
        runs - success - failure - limited - skipped - retry AS other,
        round(success / runs, 4) AS success_rate"""
 
+
+def _states(by: str, source: str) -> str:
+    """Runs per state and success rate, grouped ``by`` a column of ``source``'s measures."""
+    return f"""SELECT {by}, {_STATE_OUTPUT}
+FROM (
+    SELECT {by}, {_STATE_COLUMNS}
+    FROM ({source})
+    WHERE measure = 'count' OR startsWith(measure, 'state.')
+    GROUP BY {by}
+    HAVING runs > 0
+)
+ORDER BY {by}"""
+
+
 JOB_STATES = JobQuery(
     "job_states",
     "How did the runs of each job (or tenant) end? Per item: runs, the runs per state "
     "(success, failure, limited, skipped, retry; `other` = the job's own states such as "
     "duplicate or deleted) and success_rate = success / runs.",
-    f"""SELECT item, {_STATE_OUTPUT}
-FROM (
-    SELECT item, {_STATE_COLUMNS}
-    FROM ({_items()})
-    WHERE measure = 'count' OR startsWith(measure, 'state.')
-    GROUP BY item
-    HAVING runs > 0
-)
-ORDER BY item""",
+    _states("item", _items()),
 )
 
 STATE_TIMELINE = JobQuery(
@@ -297,19 +295,14 @@ STATE_TIMELINE = JobQuery(
     "How did all runs of a key end, per bucket? Overall for a global key (event::resource), "
     "one tenant's for a tenant key (event::resource::acme): runs, runs per state, `other` "
     "and success_rate (buckets without runs are left out).",
-    f"""SELECT bucket, {_STATE_OUTPUT}
-FROM (
-    SELECT bucket, {_STATE_COLUMNS}
-    FROM (
+    _states(
+        "bucket",
+        f"""
         SELECT bucket, substring(path, 7) AS measure, value
         FROM {{db}}.rollups_{{g}}
         WHERE key = {{{{key:String}}}} AND startsWith(path, 'total.') AND {_RANGE}
-    )
-    WHERE measure = 'count' OR startsWith(measure, 'state.')
-    GROUP BY bucket
-    HAVING runs > 0
-)
-ORDER BY bucket""",
+    """,
+    ),
 )
 
 LIMITED_RUNS = JobQuery(
@@ -361,30 +354,25 @@ JOB_QUERIES = {
 }
 
 
-def run_job_query(
-    client: Any,
+def job_query(
     query: JobQuery,
     parameters: Mapping[str, Any],
     database: str = "tally",
     granularity: str = "1h",
-) -> list[tuple]:
-    """Run ``query`` with a clickhouse-connect client; its rows.
+) -> Plan[list[tuple]]:
+    """``query``'s rows, as a plan (``read/plan.py``).
 
     When there are none and the key lacks a measure the query needs under its breakdown in
     the range, raise ``MissingPathsError`` saying which paths were expected and which
     measures the key has, instead of an empty answer that looks like "nothing happened".
     """
-    rows = client.query(query.sql(database, granularity), parameters=dict(parameters)).result_rows
+    rows = list((yield Sql(query.sql(database, granularity), dict(parameters))).result_rows)
     if rows or not query.requires:
         return rows
     group = query.group or str(parameters.get("group", ""))
     probe = {k: parameters[k] for k in ("key", "start", "end") if k in parameters}
-    found = [
-        r[0]
-        for r in client.query(
-            _MEASURES.sql(database, granularity), parameters={**probe, "group": group}
-        ).result_rows
-    ]
+    measures = Sql(_MEASURES.sql(database, granularity), {**probe, "group": group})
+    found = [r[0] for r in (yield measures).result_rows]
     missing = [m for m in query.requires if m not in found]
     if missing:
         expected = ", ".join(f"{group}.<item>.{m}" for m in query.requires)
@@ -394,3 +382,14 @@ def run_job_query(
             f" (measures found there: {', '.join(found) or 'none'})"
         )
     return rows
+
+
+def run_job_query(
+    client: Any,
+    query: JobQuery,
+    parameters: Mapping[str, Any],
+    database: str = "tally",
+    granularity: str = "1h",
+) -> list[tuple]:
+    """Run ``query`` with a sync clickhouse-connect client; its rows (see ``job_query``)."""
+    return run_sync(client, job_query(query, parameters, database, granularity))

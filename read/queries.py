@@ -11,10 +11,11 @@ from tally.schemas.ddl_keys import KEYS_TABLE, PATHS_TABLE
 
 @dataclass(frozen=True, slots=True)
 class Sql:
-    """A statement and its parameters."""
+    """A statement, its parameters and the ClickHouse settings it runs with (if any)."""
 
     text: str
     parameters: dict[str, object]
+    settings: dict[str, object] | None = None
 
 
 SCHEMA = """SELECT name, create_table_query FROM system.tables

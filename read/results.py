@@ -127,3 +127,11 @@ class Series(msgspec.Struct, frozen=True):
 
         data = {r.name: r.points for r in self.rows}
         return pd.DataFrame(data, index=pd.DatetimeIndex(self.at(), name="bucket"), dtype=float)
+
+
+class SqlResult(msgspec.Struct, frozen=True):
+    """Columns, their ClickHouse types and rows of a read-only SQL query."""
+
+    columns: list[str]
+    types: list[str]
+    rows: list[list[Any]]

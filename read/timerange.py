@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from tally.read.errors import BadGranularity, BadRange
-from tally.schemas.granularity import Calendar, Granularity, GranularityError
+from tally.schemas.granularity import UNIT_SECONDS, Calendar, Granularity, GranularityError
 
 MAX_BUCKETS = 20_000
 MIN_TIME = 0  # 1970-01-01T00:00:00Z
 MAX_TIME = 4_102_444_800  # 2100-01-01T00:00:00Z: ClickHouse DateTime ends in 2106
 _DURATION = re.compile(r"^(\d+)(s|m|h|d|w)$")
-_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_SECONDS = {"s": 1, **{unit: UNIT_SECONDS[unit] for unit in ("m", "h", "d", "w")}}
 
 TimeLike = datetime | int | float | str | None
 
@@ -85,7 +85,7 @@ def resolve(since: TimeLike, until: TimeLike, now: float | None = None) -> tuple
     """``(start, end)`` unix seconds of a non-empty range; ``until`` defaults to now."""
     now = time.time() if now is None else now
     end = to_unix(until, now, now)
-    start = to_unix(since, now, end - 86400)
+    start = to_unix(since, now, end - UNIT_SECONDS["d"])
     if end <= start:
         raise BadRange(f"the range is empty or reversed (since {start} >= until {end})")
     return start, end
@@ -131,3 +131,9 @@ def window(
             )
         b = calendar.next(b, g)
     return Window(g, first, b, tuple(buckets))
+
+
+def time_range(since: TimeLike, until: TimeLike) -> tuple[datetime, datetime]:
+    """``since``/``until`` resolved (see :func:`resolve`) as aware UTC datetimes."""
+    start, end = resolve(since, until)
+    return datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC)

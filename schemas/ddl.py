@@ -256,17 +256,13 @@ ORDER BY granularity, key, path, bucket"""
         day = f"toDate(minute, '{tz}')"
         start = WEEKDAYS.index(self.week_start) + 1  # ClickHouse: Monday = 1
         if g.unit == "m":
-            return (
-                "minute"
-                if g.n == 1
-                else f"toStartOfInterval(minute, INTERVAL {g.n} MINUTE, '{tz}')"
-            )
+            return "minute" if g.n == 1 else f"toStartOfInterval(minute, {g.sql_interval}, '{tz}')"
         if g.unit == "h":
-            return f"toStartOfInterval(minute, INTERVAL {g.n} HOUR, '{tz}')"
+            return f"toStartOfInterval(minute, {g.sql_interval}, '{tz}')"
         local_day = {
             "d": day,
             "w": f"addDays({day}, -((toDayOfWeek({day}) - {start} + 7) % 7))",
-            "mo": f"toStartOfInterval({day}, INTERVAL {g.n} MONTH)",
+            "mo": f"toStartOfInterval({day}, {g.sql_interval})",
             "q": f"toStartOfQuarter({day})",
             "y": f"toStartOfYear({day})",
         }[g.unit]

@@ -8,6 +8,7 @@ DST changes) and a repeated local hour in autumn yields two distinct hourly buck
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -17,6 +18,13 @@ UNITS = ("m", "h", "d", "w", "mo", "q", "y")
 DEFAULT_GRANULARITIES = ("1m", "1h", "1d", "1w", "1mo", "1q", "1y")
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
+# One unit's length in seconds: exact for m h d w (in UTC; a local day may be 23 or 25 hours),
+# a mean for mo q y (a year of 365.25 days). For sizing ranges; ``Calendar`` does the bucketing.
+UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "mo": 2_629_800,
+                "q": 7_889_400, "y": 31_557_600}  # fmt: skip
+# Each unit as a ClickHouse interval unit (``INTERVAL 15 MINUTE``).
+SQL_UNITS = {"m": "MINUTE", "h": "HOUR", "d": "DAY", "w": "WEEK", "mo": "MONTH", "q": "QUARTER",
+             "y": "YEAR"}  # fmt: skip
 _PATTERN = re.compile(r"^(\d+)(mo|m|h|d|w|q|y)$")
 # The n each unit accepts: buckets must tile their parent unit exactly.
 _ALLOWED_N = {
@@ -57,9 +65,24 @@ class Granularity:
         return f"{self.n}{self.unit}"
 
     @property
+    def seconds(self) -> int:
+        """Length in seconds (``UNIT_SECONDS``: a mean for months, quarters and years)."""
+        return self.n * UNIT_SECONDS[self.unit]
+
+    @property
+    def sql_interval(self) -> str:
+        """The length as a ClickHouse interval, e.g. ``INTERVAL 15 MINUTE``."""
+        return f"INTERVAL {self.n} {SQL_UNITS[self.unit]}"
+
+    @property
     def fixed_seconds(self) -> int | None:
         """Length in seconds for minute granularities (the same in every zone), else None."""
-        return 60 * self.n if self.unit == "m" else None
+        return self.seconds if self.unit == "m" else None
+
+
+def granularity_seconds(granularities: Iterable[str]) -> dict[str, int]:
+    """Each granularity's length in seconds (for a page sizing its ranges)."""
+    return {g: Granularity.parse(g).seconds for g in granularities}
 
 
 @dataclass(frozen=True)
@@ -111,8 +134,7 @@ class Calendar:
         n, unit = granularity.n, granularity.unit
         if unit in ("m", "h"):
             # Fixed-length in absolute time, whatever the wall clock does.
-            step = 60 * n if unit == "m" else 3600 * n
-            return self.floor(bucket + step, granularity)
+            return self.floor(bucket + granularity.seconds, granularity)
         naive = local.replace(tzinfo=None)
         if unit == "d":
             naive += timedelta(days=1)

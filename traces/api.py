@@ -120,44 +120,34 @@ class trace:
         return wrapper
 
 
-def note(text: object) -> None:
-    """Add a note line in the current block (any value; serialized and truncated)."""
+def _in_scope(act: Callable[[TraceBuffer, int, int], object]) -> None:
+    """``act(buffer, enclosing block, depth)`` in the active run, if traced; never raises."""
     try:
         where = _where()
         if where is not None:
-            where[0].note(text, where[1], where[2])
-    except Exception:
+            act(*where)
+    except Exception:  # never into the job
         pass
+
+
+def note(text: object) -> None:
+    """Add a note line in the current block (any value; serialized and truncated)."""
+    _in_scope(lambda buffer, block, depth: buffer.note(text, block, depth))
 
 
 def result(value: object) -> None:
     """Record ``value`` as the current block's (or the run's) result."""
-    try:
-        where = _where()
-        if where is not None:
-            where[0].result(value, where[1], where[2])
-    except Exception:
-        pass
+    _in_scope(lambda buffer, block, depth: buffer.result(value, block, depth))
 
 
 def artifact(name: str, payload: object) -> None:
     """Attach a larger payload (cut to ``TraceLimits.max_artifact_bytes``) in the current block."""
-    try:
-        where = _where()
-        if where is not None:
-            where[0].text(ARTIFACT, name, payload, where[1], where[2])
-    except Exception:
-        pass
+    _in_scope(lambda buffer, block, depth: buffer.text(ARTIFACT, name, payload, block, depth))
 
 
 def tag(name: str, value: object) -> None:
     """Tag the current execution (``tag("customer", 42)``); tags can decide sampling."""
-    try:
-        where = _where()
-        if where is not None:
-            where[0].tag(name, value)
-    except Exception:
-        pass
+    _in_scope(lambda buffer, _block, _depth: buffer.tag(name, value))
 
 
 def current_execution_id() -> str | None:

@@ -1,56 +1,39 @@
-"""``/api/v1`` trace endpoints: executions of a bucket, one execution's tree, the job log."""
+"""``/api/v1`` trace endpoints: executions of a bucket, one execution's tree, the job log.
+
+Thin shells over the trace plans (``traces/queries.py``), run by the API's ``AsyncReader``.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-import msgspec
 from litestar import Controller, get
-from litestar.datastructures import State
+from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery, QueryParameter
 
-from tally.read.errors import BadRange
+from tally.read import AsyncReader
+from tally.read.timerange import time_range
+from tally.traces.ddl import TraceSchema
 from tally.traces.queries import (
+    ExecutionDetail,
     ExecutionFilter,
     ExecutionPage,
-    ExecutionRow,
     JobLogFilter,
-    TraceNode,
-    children,
-    execution_tree,
+    execution_detail,
     page_executions,
+    parse_tag,
     search_job_log,
 )
-from tally.traces.reader import TraceReader, time_range
 
+Reader = NamedDependency[AsyncReader]
 Optional = Annotated[str | None, QueryParameter()]
+Tag = Annotated[str | None, QueryParameter(description="name=value")]
 
 
-class ExecutionDetail(msgspec.Struct, frozen=True):
-    """One execution, its trace tree and the executions it enqueued or called."""
-
-    execution: ExecutionRow
-    tree: list[TraceNode]
-    children: list[ExecutionRow]
-
-
-def trace_reader(state: State) -> TraceReader:
-    """The app's trace reader (created on first use, closed with the app)."""
-    reader = state.get("trace_reader")
-    if reader is None:
-        reader = state["trace_reader"] = TraceReader(state.settings.read)
-    return reader
-
-
-def parse_tag(tag: str | None) -> tuple[str, str] | None:
-    """``name=value`` as a pair (None for none; 400 without ``=`` or a name)."""
-    if not tag:
-        return None
-    name, sep, value = tag.partition("=")
-    if not sep or not name:
-        raise BadRange("tag must be name=value")
-    return name, value
+def trace_schema(reader: AsyncReader) -> TraceSchema:
+    """The trace tables in the reader's database."""
+    return TraceSchema(database=reader.settings.database)
 
 
 class TraceController(Controller):
@@ -68,7 +51,7 @@ class TraceController(Controller):
     )
     async def executions(
         self,
-        state: State,
+        reader: Reader,
         key: FromQuery[str],
         since: FromQuery[str] = "1h",
         until: Optional = None,
@@ -77,7 +60,7 @@ class TraceController(Controller):
         code: Optional = None,
         job: Optional = None,
         sampled: FromQuery[bool] = False,
-        tag: Annotated[str | None, QueryParameter(description="name=value")] = None,
+        tag: Tag = None,
         cursor: Annotated[str | None, QueryParameter(description="A page's `next`")] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=10_000)] = 100,
         message: Annotated[
@@ -86,39 +69,24 @@ class TraceController(Controller):
         ] = None,
     ) -> ExecutionPage:
         start, end = time_range(since, until)
-        f = ExecutionFilter(
-            key,
-            start,
-            end,
-            status,
-            tenant,
-            code,
-            job,
-            sampled,
-            limit,
-            tag=parse_tag(tag),
-            cursor=cursor or None,
-            message=message or None,
-        )
-        return await trace_reader(state).run(page_executions, f)
+        f = ExecutionFilter(key, start, end, status, tenant, code, job, sampled, limit,
+                            parse_tag(tag), cursor or None, message or None)  # fmt: skip
+        return await reader.run(page_executions(trace_schema(reader), f))
 
     @get(
         "/executions/{execution_id:str}",
         summary="One execution's trace as a tree, and its children",
     )
-    async def execution(self, state: State, execution_id: FromPath[str]) -> ExecutionDetail:
-        reader = trace_reader(state)
-        found = await reader.run(execution_tree, execution_id)
-        if found is None:
+    async def execution(self, reader: Reader, execution_id: FromPath[str]) -> ExecutionDetail:
+        detail = await reader.run(execution_detail(trace_schema(reader), execution_id))
+        if detail is None:
             raise NotFoundException(f"no execution {execution_id}")
-        row, tree = found
-        kids = await reader.run(children, execution_id)
-        return ExecutionDetail(row, tree, kids)
+        return detail
 
     @get("/joblog", summary="Job log events by job, tenant, state, event, tag and time")
     async def joblog(
         self,
-        state: State,
+        reader: Reader,
         since: FromQuery[str] = "24h",
         until: Optional = None,
         job: Optional = None,
@@ -126,11 +94,11 @@ class TraceController(Controller):
         status: Optional = None,
         event: Optional = None,
         execution_id: Optional = None,
-        tag: Annotated[str | None, QueryParameter(description="name=value")] = None,
+        tag: Tag = None,
         limit: Annotated[int, QueryParameter(ge=1, le=10_000)] = 200,
     ) -> list[dict[str, Any]]:
         start, end = time_range(since, until)
         f = JobLogFilter(
             start, end, job, tenant, status, event, execution_id, parse_tag(tag), limit
         )
-        return await trace_reader(state).run(search_job_log, f)
+        return await reader.run(search_job_log(trace_schema(reader), f))

@@ -15,8 +15,8 @@ from urllib.parse import quote
 
 import msgspec
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from litestar import Request, Response, get, post
-from litestar.di import NamedDependency
+from litestar import Controller, Request, Response, Router, get, post
+from litestar.di import NamedDependency, Provide
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath, FromQuery, QueryParameter
 from litestar.response import Redirect
@@ -26,6 +26,8 @@ from litestar.types import ControllerRouterHandler
 from tally.api.session import COOKIE, has_session, session_value
 from tally.api.settings import ApiSettings
 from tally.read import AsyncReader, BadRange, ReadError
+from tally.read.timerange import parse_duration
+from tally.schemas.granularity import DEFAULT_GRANULARITIES, granularity_seconds
 from tally.web.check import UnknownPath, unknown_paths
 from tally.web.generic import for_key
 from tally.web.headers import PAGE_HEADERS
@@ -56,6 +58,37 @@ class Ui:
         )
         return Response(html, status_code=status, media_type="text/html", headers=PAGE_HEADERS)
 
+    async def dashboard(self, reader: AsyncReader, d: Dashboard) -> Response:
+        """The page of dashboard ``d`` (its spec and the served granularities as page data)."""
+        try:
+            schema = await reader.schema()
+        except Exception as exc:  # ClickHouse down or misconfigured: say so on the page
+            reason = f"ClickHouse is unavailable ({type(exc).__name__}); reload when it is back"
+            return self.page("missing.html", status=503, name=d.title, failed=[], reason=reason)
+        data = {
+            "dashboard": d,
+            "granularities": list(schema.granularities),
+            "serverZone": schema.calendar.time_zone,
+            "refreshSeconds": self.settings.live_refresh_s,
+            "ranges": list(RANGES),
+            "rangeSeconds": {r: parse_duration(r) for r in RANGES},
+            "granularitySeconds": granularity_seconds(
+                dict.fromkeys([*DEFAULT_GRANULARITIES, *schema.granularities])
+            ),
+            # buckets one row may have: granularities over it are disabled for the range
+            "maxBuckets": min(reader.settings.max_buckets, reader.settings.max_points),
+        }
+        return self.page(
+            "dashboard.html",
+            d=d,
+            page_json=_json_script(data),
+            ranges=RANGES,
+            granularities=[g for g in GRANULARITIES if g == "auto" or g in schema.granularities],
+        )
+
+
+Site = NamedDependency[Ui]
+
 
 def _json_script(value: object) -> str:
     """JSON safe inside ``<script type="application/json">`` (no ``</script>`` breakout)."""
@@ -71,53 +104,37 @@ def _signed_in(request: Request) -> bool:
     return has_session(request, _settings(request).read_token)
 
 
-def web_handlers(settings: WebSettings) -> list[ControllerRouterHandler]:
-    """Route handlers to mount with ``create_app(settings, extra=web_handlers(...))``."""
-    ui = Ui(
-        settings,
-        Catalog(settings.dashboards_dir),
-        Environment(
-            loader=FileSystemLoader(HERE / "templates"),
-            autoescape=select_autoescape(["html"]),
-            trim_blocks=True,
-            lstrip_blocks=True,
-        ),
-    )
+def _gate(request: Request) -> Response | None:
+    """None when signed in, else the redirect to the login form (and back here after)."""
+    if _signed_in(request):
+        return None
+    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return Redirect(f"/ui/login?next={quote(here, safe='')}")
 
-    async def dashboard_page(request: Request, reader: AsyncReader, d: Dashboard) -> Response:
-        try:
-            schema = await reader.schema()
-        except Exception as exc:  # ClickHouse down or misconfigured: say so on the page
-            reason = f"ClickHouse is unavailable ({type(exc).__name__}); reload when it is back"
-            return ui.page("missing.html", status=503, name=d.title, failed=[], reason=reason)
-        data = {
-            "dashboard": d,
-            "granularities": list(schema.granularities),
-            "serverZone": schema.calendar.time_zone,
-            "refreshSeconds": settings.live_refresh_s,
-            "ranges": list(RANGES),
-            # buckets one row may have: granularities over it are disabled for the range
-            "maxBuckets": min(reader.settings.max_buckets, reader.settings.max_points),
-        }
-        return ui.page(
-            "dashboard.html",
-            d=d,
-            page_json=_json_script(data),
-            ranges=RANGES,
-            granularities=[g for g in GRANULARITIES if g == "auto" or g in schema.granularities],
-        )
 
-    @get("/", opt=PUBLIC, include_in_schema=False)
-    async def root() -> Redirect:
+async def _static_headers(response: Response) -> Response:
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+class DashboardPages(Controller):
+    """Pages, login, KPI totals; ``ui`` is the app's :class:`Ui` (a dependency)."""
+
+    opt = PUBLIC
+
+    @get("/", include_in_schema=False)
+    async def root(self) -> Redirect:
         return Redirect("/ui/")
 
-    @get("/ui/login", opt=PUBLIC, include_in_schema=False)
-    async def login_form(request: Request) -> Response:
+    @get("/ui/login", include_in_schema=False)
+    async def login_form(self, request: Request, ui: Site) -> Response:
         return ui.page("login.html", failed=False, next=request.query_params.get("next", "/ui/"))
 
-    @post("/ui/login", opt=PUBLIC, include_in_schema=False, status_code=303)
+    @post("/ui/login", include_in_schema=False, status_code=303)
     async def login(
+        self,
         request: Request,
+        ui: Site,
         data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)],
     ) -> Response:
         api = _settings(request)
@@ -139,21 +156,17 @@ def web_handlers(settings: WebSettings) -> list[ControllerRouterHandler]:
         )
         return response
 
-    @post("/ui/logout", opt=PUBLIC, include_in_schema=False, status_code=303)
-    async def logout() -> Response:
+    @post("/ui/logout", include_in_schema=False, status_code=303)
+    async def logout(self) -> Response:
         response = Redirect("/ui/login", status_code=303)
         response.delete_cookie(COOKIE, path="/")
         return response
 
-    def _gate(request: Request) -> Response | None:
-        if _signed_in(request):
-            return None
-        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return Redirect(f"/ui/login?next={quote(here, safe='')}")
-
-    @get("/ui/", opt=PUBLIC, include_in_schema=False)
+    @get("/ui/", include_in_schema=False)
     async def index(
+        self,
         request: Request,
+        ui: Site,
         reader: Reader,
         q: Annotated[str, QueryParameter()] = "",
         cursor: Annotated[str, QueryParameter()] = "",
@@ -171,12 +184,14 @@ def web_handlers(settings: WebSettings) -> list[ControllerRouterHandler]:
         context = {"page": page, "problem": problem, "q": q, "cursor": cursor, "limit": limit}
         return ui.page("index.html", **context)
 
-    @get("/favicon.ico", opt=PUBLIC, include_in_schema=False)
-    async def favicon() -> Response:
+    @get("/favicon.ico", include_in_schema=False)
+    async def favicon(self) -> Response:
         return Response(ICON, media_type="image/svg+xml", headers=PAGE_HEADERS)
 
-    @get("/ui/d/{name:str}", opt=PUBLIC, include_in_schema=False)
-    async def dashboard(request: Request, reader: Reader, name: FromPath[str]) -> Response:
+    @get("/ui/d/{name:str}", include_in_schema=False)
+    async def dashboard(
+        self, request: Request, ui: Site, reader: Reader, name: FromPath[str]
+    ) -> Response:
         if (gate := _gate(request)) is not None:
             return gate
         loaded = ui.catalog.current()
@@ -184,11 +199,11 @@ def web_handlers(settings: WebSettings) -> list[ControllerRouterHandler]:
         if d is None:
             failed = [e for e in loaded.errors if Path(e.file).stem.lower() == name]
             return ui.page("missing.html", status=404, name=name, failed=failed)
-        return await dashboard_page(request, reader, d)
+        return await ui.dashboard(reader, d)
 
-    @get("/ui/key", opt=PUBLIC, include_in_schema=False)
+    @get("/ui/key", include_in_schema=False)
     async def key_page(
-        request: Request, reader: Reader, key: Annotated[str, QueryParameter()]
+        self, request: Request, ui: Site, reader: Reader, key: Annotated[str, QueryParameter()]
     ) -> Response:
         if (gate := _gate(request)) is not None:
             return gate
@@ -197,10 +212,10 @@ def web_handlers(settings: WebSettings) -> list[ControllerRouterHandler]:
             kinds = await reader.path_kinds(key) if paths else {}
         except ReadError as exc:
             return ui.page("missing.html", status=400, name=key, failed=[], reason=exc.reason)
-        return await dashboard_page(request, reader, for_key(key, paths, kinds))
+        return await ui.dashboard(reader, for_key(key, paths, kinds))
 
-    @get("/ui/monitors/{name:str}", opt=PUBLIC, include_in_schema=False)
-    async def monitor_page(request: Request, name: FromPath[str]) -> Response:
+    @get("/ui/monitors/{name:str}", include_in_schema=False)
+    async def monitor_page(self, request: Request, ui: Site, name: FromPath[str]) -> Response:
         """A monitor's page (its link in notifications); data from /api/v1/monitors/<name>."""
         if (gate := _gate(request)) is not None:
             return gate
@@ -209,8 +224,16 @@ def web_handlers(settings: WebSettings) -> list[ControllerRouterHandler]:
                 "at": int(at) if at.isdigit() else None}  # fmt: skip
         return ui.page("monitor.html", name=name, page_json=_json_script(data))
 
-    @get("/ui/api/kpi", summary="KPI totals over a range and the period before it", tags=["ui"])
+
+class DashboardData(Controller):
+    """The dashboard's own JSON (session cookie or read token, like ``/api/v1``)."""
+
+    path = "/ui/api"
+    tags = ["ui"]
+
+    @get("/kpi", summary="KPI totals over a range and the period before it")
     async def kpi_totals(
+        self,
         reader: Reader,
         key: FromQuery[str],
         since: FromQuery[int],
@@ -223,12 +246,9 @@ def web_handlers(settings: WebSettings) -> list[ControllerRouterHandler]:
             raise BadRange("until must be after since")
         return await kpi(reader, key, path or [], expression or [], since, until, granularity)
 
-    @get(
-        "/ui/api/unknown",
-        summary="Paths matching nothing the key wrote, with close ones",
-        tags=["ui"],
-    )
+    @get("/unknown", summary="Paths matching nothing the key wrote, with close ones")
     async def unknown(
+        self,
         reader: Reader,
         key: FromQuery[str],
         path: Annotated[list[str] | None, QueryParameter()] = None,
@@ -237,20 +257,30 @@ def web_handlers(settings: WebSettings) -> list[ControllerRouterHandler]:
         known = [p.path for p in await reader.paths(key)]
         return unknown_paths(path or [], expression or [], known)
 
-    static = create_static_files_router(
-        path="/ui/static", directories=[HERE / "static"], opt=PUBLIC, include_in_schema=False
+
+def web_handlers(settings: WebSettings) -> list[ControllerRouterHandler]:
+    """Route handlers to mount with ``create_app(settings, extra=web_handlers(...))``: the
+    dashboard's controllers with their :class:`Ui`, and the static files (``/ui/static``)."""
+    ui = Ui(
+        settings,
+        Catalog(settings.dashboards_dir),
+        Environment(
+            loader=FileSystemLoader(HERE / "templates"),
+            autoescape=select_autoescape(["html"]),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        ),
     )
-    return [
-        root,
-        login_form,
-        login,
-        logout,
-        index,
-        favicon,
-        dashboard,
-        key_page,
-        monitor_page,
-        kpi_totals,
-        unknown,
-        static,
-    ]
+    pages = Router(
+        "/",
+        route_handlers=[DashboardPages, DashboardData],
+        dependencies={"ui": Provide(lambda: ui, use_cache=True, sync_to_thread=False)},
+    )
+    static = create_static_files_router(
+        path="/ui/static",
+        directories=[HERE / "static"],
+        opt=PUBLIC,
+        include_in_schema=False,
+        after_request=_static_headers,
+    )
+    return [pages, static]

@@ -209,7 +209,7 @@ def test_trace_pages_send_the_dashboards_security_headers(site):
         assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp, path
         assert "unsafe-inline" not in csp
         assert page.headers.get("x-content-type-options") == "nosniff", path
-    script = httpx.get(f"{base}/traces-static/traces.js", headers=auth)
+    script = httpx.get(f"{base}/ui/static/traces.js", headers=auth)
     assert script.headers.get("x-content-type-options") == "nosniff"
 
 

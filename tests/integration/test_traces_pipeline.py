@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tally.ingest.jobs import JobTracker
+from tally.read.runner import run_sync
 from tally.traces import SamplingPolicy, TraceRecorder, artifact, note, tag, trace
 from tally.traces.ddl import TraceSchema
 from tally.traces.model import Execution
@@ -121,7 +122,7 @@ def test_nested_traces_round_trip_exactly(stack):
         "trace lines in ClickHouse",
     )
     for execution in recording.shipped:
-        stored = trace_lines(client, SCHEMA, execution.id)
+        stored = run_sync(client, trace_lines(SCHEMA, execution.id))
         expected = [
             (
                 line.seq,
@@ -140,7 +141,7 @@ def test_nested_traces_round_trip_exactly(stack):
         ]
         assert [tuple(row) for row in stored] == expected
     parent = next(e for e in recording.shipped if e.job == "calc_schedule")
-    found = execution_tree(client, SCHEMA, parent.id)
+    found = run_sync(client, execution_tree(SCHEMA, parent.id))
     assert found is not None
     row, tree = found
     assert (row.state, row.error, row.tenant, row.key, row.tags) == (
@@ -150,27 +151,28 @@ def test_nested_traces_round_trip_exactly(stack):
     assert [c.kind for c in tree[0].children] == ["note", "result", "block"]
     assert tree[0].children[2].children[0].kind == "artifact"
     assert tree[1].outcome == "KeyError"
-    kids = children(client, SCHEMA, parent.id)
+    kids = run_sync(client, children(SCHEMA, parent.id))
     assert sorted((k.job, k.state) for k in kids) == [
         ("calc_resource", "failure"),
         ("calc_resource", "success"),
     ]
     now = datetime.now(UTC)
     bucket = ExecutionFilter("event::calc", now - timedelta(hours=1), now + timedelta(minutes=1))
-    assert len(list_executions(client, SCHEMA, bucket)) == 3
+    assert len(run_sync(client, list_executions(SCHEMA, bucket))) == 3
     tenant_bucket = ExecutionFilter("event::calc::acme", bucket.start, bucket.end)
-    assert len(list_executions(client, SCHEMA, tenant_bucket)) == 3  # the dashboard's tenant key
+    assert (
+        len(run_sync(client, list_executions(SCHEMA, tenant_bucket))) == 3
+    )  # the dashboard's tenant key
     other = ExecutionFilter("event::calc::beta", bucket.start, bucket.end)
-    assert list_executions(client, SCHEMA, other) == []
+    assert run_sync(client, list_executions(SCHEMA, other)) == []
     failed = ExecutionFilter(
         bucket.key, bucket.start, bucket.end, state="failure", job="calc_resource"
     )
-    assert [e.execution_id for e in list_executions(client, SCHEMA, failed)] == [
+    assert [e.execution_id for e in run_sync(client, list_executions(SCHEMA, failed))] == [
         e.id for e in recording.shipped if e.job == "calc_resource" and e.state == "failure"
     ]
-    log = search_job_log(
-        client, SCHEMA, JobLogFilter(now - timedelta(hours=1), now, tag=("customer", "c-42"))
-    )
+    wanted = JobLogFilter(now - timedelta(hours=1), now, tag=("customer", "c-42"))
+    log = run_sync(client, search_job_log(SCHEMA, wanted))
     assert sorted(e["event"] for e in log) == ["failed", "started"]
     check_cli(stack, parent.id)
     ship.close()

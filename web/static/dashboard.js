@@ -5,9 +5,8 @@
 (() => {
   const page = JSON.parse(document.getElementById("page-data").textContent);
   const d = page.dashboard;
-  const GSEC = { "1m": 60, "1h": 3600, "1d": 86400, "1w": 604800, "1mo": 2629800,
-    "1q": 7889400, "1y": 31557600 };
-  const RSEC = { "1h": 3600, "24h": 86400, "7d": 604800, "30d": 2592000 };
+  const GSEC = page.granularitySeconds; // granularity -> seconds (schemas/granularity.py)
+  const RSEC = page.rangeSeconds; // range -> seconds
   const MAX_BUCKETS = 800;
   const COLORS = ["#2b6cb0", "#dd6b20", "#38a169", "#c53030", "#805ad5", "#d69e2e", "#319795",
     "#d53f8c", "#718096", "#3182ce", "#975a16", "#2c7a7b"];
