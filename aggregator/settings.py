@@ -120,6 +120,7 @@ DESCRIPTION = (
 
 def from_values(values: Mapping[str, Any]) -> AggregatorSettings:
     """Settings from resolved ``SETTINGS`` values."""
+    clickhouse = clickhouse_from(values)
     schema = RollupSchema(
         database=values["database"],
         stored=tuple(_split(values["granularities"])),
@@ -129,6 +130,7 @@ def from_values(values: Mapping[str, Any]) -> AggregatorSettings:
         engine=values["table_engine"],
         dedup_window=values["dedup_window"],
         dedup_window_seconds=values["dedup_window_seconds"],
+        placement=clickhouse.placement,
     )
     ttl_seconds = tuple((g, int(schema.ttl_days.get(g, 3650)) * 86400) for g in schema.stored)
     return AggregatorSettings(
@@ -137,7 +139,7 @@ def from_values(values: Mapping[str, Any]) -> AggregatorSettings:
         group=values["group"],
         dead_letter_topic=values["dead_letter_topic"] or dead_letter_topic(values["topic"]),
         security=security_from(values),
-        clickhouse=clickhouse_from(values),
+        clickhouse=clickhouse,
         schema=schema,
         limits=Limits(max_past_seconds=values["max_event_age_s"], ttl_seconds=ttl_seconds),
         flush_interval_s=values["flush_interval"],

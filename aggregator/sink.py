@@ -26,9 +26,9 @@ from tally.aggregator.key_rows import (
     WrittenKeys,
 )
 from tally.aggregator.rows import FoldRows, concat_rows
-from tally.clickhouse.client import connect
 from tally.clickhouse.ddl import run_ddl
 from tally.clickhouse.errors import classify_error
+from tally.clickhouse.failover import Replicas
 from tally.clickhouse.insert_settings import pinned_settings
 from tally.clickhouse.settings import ClickHouseSettings
 from tally.engine.protocols import ErrorKind
@@ -66,11 +66,11 @@ class RollupSink:
         self.schema = schema
         self.partitions_per_insert = partitions_per_insert
         self.written_keys = WrittenKeys()
-        self._client: AsyncClient | None = None
+        self.replicas = Replicas(settings)
 
     async def start(self) -> None:
-        """Connect (raises if ClickHouse is unreachable; callers retry)."""
-        self._client = await connect(self.settings)
+        """Connect to the first replica that answers (raises if none does; callers retry)."""
+        await self.replicas.connect()
 
     async def apply_ddl(self) -> None:
         """Create what is missing; align the view, the dedup window and the TTL with the flags."""
@@ -162,24 +162,15 @@ class RollupSink:
 
     async def insert_key_index(self, index: KeyIndexRows, token: str) -> None:
         """Write ``index`` (under ``token/keys``, ``token/paths``); remembered once acknowledged."""
-        client = self._require()
         if index.days:
-            await client.insert(
-                self.schema.keys_table,
-                index.day_columns(),
-                column_names=list(DAY_COLUMNS),
-                column_type_names=list(DAY_TYPES),
-                column_oriented=True,
-                settings=self.insert_settings(f"{token}/keys"),
+            days = index.day_columns()
+            await self._insert(
+                self.schema.keys_table, days, DAY_COLUMNS, DAY_TYPES, f"{token}/keys"
             )
         if index.paths:
-            await client.insert(
-                self.schema.paths_table,
-                index.path_columns(),
-                column_names=list(PATH_COLUMNS),
-                column_type_names=list(PATH_TYPES),
-                column_oriented=True,
-                settings=self.insert_settings(f"{token}/paths"),
+            paths = index.path_columns()
+            await self._insert(
+                self.schema.paths_table, paths, PATH_COLUMNS, PATH_TYPES, f"{token}/paths"
             )
         self.written_keys.remember(index)
 
@@ -190,13 +181,23 @@ class RollupSink:
     async def insert_piece(self, piece: InsertPiece) -> None:
         """Insert one planned piece under its own token."""
         names = piece.rows.column_names()
-        await self._require().insert(
-            self.schema.input_table,
-            piece.rows.columns(),
-            column_names=list(names),
-            column_type_names=[COLUMN_TYPES[n] for n in names],
-            column_oriented=True,
-            settings=self.insert_settings(piece.token),
+        types = [COLUMN_TYPES[n] for n in names]
+        await self._insert(self.schema.input_table, piece.rows.columns(), names, types, piece.token)
+
+    async def _insert(
+        self, table: str, columns: list, names: Sequence[str], types: Sequence[str], token: str
+    ) -> None:
+        """One column-oriented insert under ``token``, on the current replica (the next one
+        after a failure to reach it: the engine retries with the same token)."""
+        await self.replicas.call(
+            lambda client: client.insert(
+                table,
+                columns,
+                column_names=list(names),
+                column_type_names=list(types),
+                column_oriented=True,
+                settings=pinned_settings(client, token),
+            )
         )
 
     def classify(self, exc: BaseException) -> ErrorKind:
@@ -205,14 +206,12 @@ class RollupSink:
 
     async def close(self) -> None:
         """Close the HTTP session."""
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        await self.replicas.close()
 
     def _require(self) -> AsyncClient:
-        if self._client is None:
+        if self.replicas.client is None:
             raise RuntimeError("RollupSink.start() was not called")
-        return self._client
+        return self.replicas.client
 
 
 _TTL = re.compile(r"\bTTL (.*?)(?: SETTINGS |$)", re.DOTALL)

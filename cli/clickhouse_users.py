@@ -22,6 +22,12 @@ def clickhouse_users(
     ),
     clickhouse_user: ClickHouseUser = "default",
     database: Database = "tally",
+    clickhouse_cluster: str | None = typer.Option(
+        None,
+        "--clickhouse-cluster",
+        envvar=CONNECTION["clickhouse_cluster"].env,
+        help="Cluster of replicas: every statement runs ON CLUSTER (docs/cluster.md).",
+    ),
 ) -> None:
     """Create (or bring back to the declaration) tally's ClickHouse users, profiles and grants,
     as an administrator (password: TALLY_CLICKHOUSE_PASSWORD); each user's password from
@@ -36,6 +42,7 @@ def clickhouse_users(
             url=clickhouse_url,
             user=clickhouse_user,
             password=os.environ.get(CONNECTION["clickhouse_password"].env or "", ""),
+            cluster=clickhouse_cluster,
         )
     except ValueError as exc:
         raise bad_input("--clickhouse-url", str(exc)) from None

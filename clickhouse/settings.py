@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tally.schemas.ddl import DEFAULT_DEDUP_WINDOW_FLUSHES
+from tally.schemas.placement import Placement
 from tally.schemas.settings_table import (
     BadSetting,
     Setting,
@@ -60,8 +61,11 @@ def clickhouse_endpoint(url: str) -> ClickHouseEndpoint:
 
 @dataclass(frozen=True)
 class ClickHouseSettings:
-    """Where the rollups live. ``url`` is an http(s) URL of clickhouse-server or ours; any
-    other URL is refused here (:class:`BadClickHouseUrl`), so no component guesses a host."""
+    """Where the rollups live. ``url`` is an http(s) URL of clickhouse-server or ours, or the
+    comma-separated URLs of the replicas of one shard (clients use the first that answers and
+    move on when one cannot be reached: ``clickhouse/failover.py``); any other URL is refused
+    here (:class:`BadClickHouseUrl`), so no component guesses a host. ``cluster`` names the
+    cluster of those replicas: tally's DDL then runs ``ON CLUSTER`` with replicated engines."""
 
     url: str = DEFAULT_URL
     user: str = DEFAULT_USER
@@ -69,14 +73,32 @@ class ClickHouseSettings:
     verify_tls: bool = True
     ca_cert: str | None = None
     insert_timeout_s: float = 120.0
+    cluster: str | None = None
 
     def __post_init__(self) -> None:
-        clickhouse_endpoint(self.url)
+        if not self.endpoints:
+            raise BadClickHouseUrl(f"ClickHouse URL {self.url!r} is not {CLICKHOUSE_URL_FORM}")
+        self.placement  # noqa: B018 - validates the cluster name
+
+    @property
+    def urls(self) -> list[str]:
+        """Each URL of ``url`` (one, or the replicas' in order)."""
+        return [u.strip() for u in self.url.split(",") if u.strip()]
+
+    @property
+    def endpoints(self) -> list[ClickHouseEndpoint]:
+        """Host, port and TLS of each URL."""
+        return [clickhouse_endpoint(u) for u in self.urls]
 
     @property
     def endpoint(self) -> ClickHouseEndpoint:
-        """Host, port and TLS of ``url``."""
-        return clickhouse_endpoint(self.url)
+        """Host, port and TLS of the first URL."""
+        return self.endpoints[0]
+
+    @property
+    def placement(self) -> Placement:
+        """One server, or ``cluster``'s replicas with replicated engines."""
+        return Placement(self.cluster, replicated=self.cluster is not None)
 
 
 CONNECTION = SettingsTable(
@@ -96,6 +118,12 @@ CONNECTION = SettingsTable(
         Setting(
             "clickhouse_ca_cert", optional_text, None, "--clickhouse-ca-cert",
             "TALLY_CLICKHOUSE_CA_CERT", "CA bundle for ClickHouse HTTPS",
+        ),
+        Setting(
+            "clickhouse_cluster", optional_text, None, "--clickhouse-cluster",
+            "TALLY_CLICKHOUSE_CLUSTER",
+            "cluster of the replicas in --clickhouse-url: DDL ON CLUSTER, Replicated* engines"
+            " (docs/cluster.md)",
         ),
     )
 )  # fmt: skip
@@ -133,9 +161,12 @@ def clickhouse_from(values: Mapping[str, Any]) -> ClickHouseSettings:
             user=values["clickhouse_user"],
             password=values["clickhouse_password"],
             ca_cert=values["clickhouse_ca_cert"],
+            cluster=values.get("clickhouse_cluster") or None,
         )
     except BadClickHouseUrl as exc:
         raise BadClickHouseUrlSetting(CONNECTION["clickhouse_url"], str(exc)) from None
+    except ValueError as exc:  # the cluster name
+        raise BadSetting(CONNECTION["clickhouse_cluster"], str(exc)) from None
 
 
 def clickhouse_from_env(env: Mapping[str, str]) -> ClickHouseSettings:

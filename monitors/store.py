@@ -105,7 +105,7 @@ class Store:
         if self._client is None:
             self._client = await connect_async(self.settings)
         if create:
-            for statement in ddl(self.settings.database):
+            for statement in ddl(self.settings.database, self.settings.clickhouse.placement):
                 await self._client.command(statement)
 
     async def close(self) -> None:

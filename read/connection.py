@@ -1,25 +1,29 @@
-"""clickhouse-connect clients for the read side (sync and async), credentials from settings."""
+"""clickhouse-connect clients for the read side (sync and async), credentials from settings.
+
+With several replicas in ``--clickhouse-url`` a reader connects to the first that answers; a
+reader whose replica stops answering drops its client (``drop_if_unreachable``), so its next
+request connects again, to the next replica that answers.
+"""
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlparse
 
 import clickhouse_connect
 
+from tally.clickhouse.failover import unreachable
+from tally.clickhouse.settings import ClickHouseEndpoint
 from tally.read.settings import ReadSettings
 
 
-def _kwargs(settings: ReadSettings) -> dict[str, Any]:
+def _kwargs(settings: ReadSettings, endpoint: ClickHouseEndpoint) -> dict[str, Any]:
     ch = settings.clickhouse
-    url = urlparse(ch.url)
-    secure = url.scheme == "https"
     return {
-        "host": url.hostname or "127.0.0.1",
-        "port": url.port or (8443 if secure else 8123),
+        "host": endpoint.host,
+        "port": endpoint.port,
         "username": ch.user,
         "password": ch.password,
-        "secure": secure,
+        "secure": endpoint.secure,
         "verify": ch.verify_tls,
         "ca_cert": ch.ca_cert,
         "database": "default",
@@ -30,10 +34,24 @@ def _kwargs(settings: ReadSettings) -> dict[str, Any]:
 
 
 def connect_sync(settings: ReadSettings) -> Any:
-    """A sync client."""
-    return clickhouse_connect.get_client(**_kwargs(settings))
+    """A sync client on the first replica that answers (the last one's error if none does)."""
+    endpoints = settings.clickhouse.endpoints
+    for endpoint in endpoints[:-1]:
+        try:
+            return clickhouse_connect.get_client(**_kwargs(settings, endpoint))
+        except Exception as exc:
+            if not unreachable(exc):
+                raise
+    return clickhouse_connect.get_client(**_kwargs(settings, endpoints[-1]))
 
 
 async def connect_async(settings: ReadSettings) -> Any:
-    """An async client."""
-    return await clickhouse_connect.get_async_client(**_kwargs(settings))
+    """An async client on the first replica that answers (the last one's error if none does)."""
+    endpoints = settings.clickhouse.endpoints
+    for endpoint in endpoints[:-1]:
+        try:
+            return await clickhouse_connect.get_async_client(**_kwargs(settings, endpoint))
+        except Exception as exc:
+            if not unreachable(exc):
+                raise
+    return await clickhouse_connect.get_async_client(**_kwargs(settings, endpoints[-1]))

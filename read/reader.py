@@ -18,6 +18,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from tally.clickhouse.failover import unreachable
 from tally.read.plan import Plan
 from tally.read.planner import ReadPlanner
 from tally.read.runner import run_async, run_sync
@@ -79,7 +80,12 @@ class AsyncReader:
     async def run(self, plan: Plan[T]) -> T:
         """Run ``plan`` on this reader's client (CPU-bound builds off the event loop)."""
         await self.start()
-        return await run_async(self._client, plan)
+        try:
+            return await run_async(self._client, plan)
+        except Exception as exc:
+            if unreachable(exc):  # the next request connects again (another replica)
+                await self.close()
+            raise
 
     schema = _async(ReadPlanner.schema)
     values = _async(ReadPlanner.values)
@@ -122,7 +128,12 @@ class Reader:
 
     def run(self, plan: Plan[T]) -> T:
         """Run ``plan`` on this reader's client (connects on first use)."""
-        return run_sync(self._connected(), plan)
+        try:
+            return run_sync(self._connected(), plan)
+        except Exception as exc:
+            if unreachable(exc):  # the next request connects again (another replica)
+                self.close()
+            raise
 
     schema = _sync(ReadPlanner.schema)
     values = _sync(ReadPlanner.values)

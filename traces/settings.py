@@ -85,6 +85,7 @@ def from_values(values: Mapping[str, Any]) -> tuple[ConsumerSettings, TraceSchem
         lines_ttl_days=values["lines_ttl_days"],
         job_log_ttl_days=values["job_log_ttl_days"],
         dedup_window=values["dedup_window"],
+        placement=settings.clickhouse.placement,
     )
     return settings, schema
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from clickhouse_connect.driver.asyncclient import AsyncClient
 
-from tally.clickhouse.client import connect
 from tally.clickhouse.ddl import run_ddl
 from tally.clickhouse.errors import classify_error
+from tally.clickhouse.failover import Replicas
 from tally.clickhouse.insert_settings import pinned_settings
 from tally.clickhouse.settings import ClickHouseSettings
 from tally.engine.protocols import ErrorKind
@@ -20,11 +20,11 @@ class TraceSink:
     def __init__(self, settings: ClickHouseSettings, schema: TraceSchema) -> None:
         self.settings = settings
         self.schema = schema
-        self._client: AsyncClient | None = None
+        self.replicas = Replicas(settings)
 
     async def start(self) -> None:
-        """Connect (raises if ClickHouse is unreachable; the writer retries)."""
-        self._client = await connect(self.settings)
+        """Connect to the first replica that answers (raises if none does; the writer retries)."""
+        await self.replicas.connect()
 
     async def apply_ddl(self) -> None:
         """Create the trace tables if missing; align their dedup window."""
@@ -32,9 +32,9 @@ class TraceSink:
         await run_ddl(client, self.schema.statements())
         await run_ddl(client, self.schema.alter_statements())
 
-    def insert_settings(self, token: str) -> dict[str, int | str]:
+    def insert_settings(self, client: AsyncClient, token: str) -> dict[str, int | str]:
         """The aggregator's pinned block settings (what the server knows), plus ``token``."""
-        pinned = pinned_settings(self._require(), token)
+        pinned = pinned_settings(client, token)
         pinned["max_partitions_per_insert_block"] = 1000
         return pinned
 
@@ -44,18 +44,19 @@ class TraceSink:
         Each table gets ``<token>/<table>``; a retry after a partial failure re-inserts every
         table and ClickHouse drops the ones it already has.
         """
-        client = self._require()
         for table, columns, data in (
             (EXECUTIONS, EXECUTION_COLUMNS, rows.executions),
             (LINES, LINE_COLUMNS, rows.lines),
             (JOB_LOG, JOB_LOG_COLUMNS, rows.job_log),
         ):
             if data:
-                await client.insert(
-                    self.schema.table(table),
-                    data,
-                    column_names=list(columns),
-                    settings=self.insert_settings(f"{token}/{table}"),
+                await self.replicas.call(
+                    lambda client, table=table, columns=columns, data=data: client.insert(
+                        self.schema.table(table),
+                        data,
+                        column_names=list(columns),
+                        settings=self.insert_settings(client, f"{token}/{table}"),
+                    )
                 )
 
     def classify(self, exc: BaseException) -> ErrorKind:
@@ -64,11 +65,9 @@ class TraceSink:
 
     async def close(self) -> None:
         """Close the HTTP session."""
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        await self.replicas.close()
 
     def _require(self) -> AsyncClient:
-        if self._client is None:
+        if self.replicas.client is None:
             raise RuntimeError("TraceSink.start() was not called")
-        return self._client
+        return self.replicas.client

@@ -17,6 +17,7 @@ from tally.clickhouse.settings import ClickHouseSettings
 from tally.read import ReadSettings
 from tally.read.connection import connect_sync
 from tally.schemas.access import AccessModel, production_ddl
+from tally.schemas.placement import SINGLE_SERVER, Placement
 
 
 class UsersNotApplied(Exception):
@@ -37,9 +38,12 @@ def passwords_from(model: AccessModel, env: Mapping[str, str]) -> dict[str, str]
     return {user: env[name] for user, name in names.items()}
 
 
-def statements(model: AccessModel, passwords: Mapping[str, str]) -> list[str]:
-    """What :func:`apply` runs: exactly the production DDL with these passwords."""
-    return production_ddl(model, passwords)
+def statements(
+    model: AccessModel, passwords: Mapping[str, str], placement: Placement = SINGLE_SERVER
+) -> list[str]:
+    """What :func:`apply` runs: exactly the production DDL with these passwords (``ON
+    CLUSTER`` when ``placement`` names one)."""
+    return production_ddl(model, passwords, placement)
 
 
 def apply(admin: ClickHouseSettings, model: AccessModel, passwords: Mapping[str, str]) -> int:
@@ -54,7 +58,7 @@ def apply(admin: ClickHouseSettings, model: AccessModel, passwords: Mapping[str,
         reason = _scrub(str(exc), secrets)
         raise UsersNotApplied(f"login as {admin.user} failed: {reason}") from None
     try:
-        todo = statements(model, passwords)
+        todo = statements(model, passwords, admin.placement)
         for statement in todo:
             try:
                 client.command(statement)

@@ -76,3 +76,22 @@ def test_the_second_replica_publishes_loopback_only_and_requires_the_admin_passw
     (port,) = SERVICES["clickhouse-2"]["ports"]
     assert port.startswith("127.0.0.1:")
     assert ":?" in SERVICES["clickhouse-2"]["environment"]["CLICKHOUSE_PASSWORD"]
+
+
+def test_the_writers_read_the_cluster_settings_and_build_cluster_ddl_from_them():
+    from tally.aggregator import settings as aggregator_settings
+    from tally.traces import settings as trace_settings
+
+    env = {**BASE["aggregator"]["environment"], **SERVICES["aggregator"]["environment"]}
+    env = {k: v for k, v in env.items() if not v.startswith("${")}
+    assert set(SERVICES["aggregator"]["environment"]) <= set(
+        aggregator_settings.SETTINGS.environment_names()
+    )
+    built = aggregator_settings.from_args([], env=env)
+    assert built.clickhouse.urls == ["http://clickhouse:8123", "http://clickhouse-2:8123"]
+    statements = built.schema.statements()
+    assert "ON CLUSTER tally" in statements[1] and "ReplicatedAggregatingMergeTree" in statements[1]
+    _, schema = trace_settings.from_values(
+        trace_settings.SETTINGS.resolve({}, {"TALLY_CLICKHOUSE_CLUSTER": "tally"})
+    )
+    assert "ON CLUSTER tally" in schema.statements()[1]
