@@ -52,6 +52,10 @@ class UpstreamUnavailable(ConnectionError):
     """The accounting API answered 503 (retried)."""
 
 
+class CredentialsExpired(PermissionError):
+    """The accounting API rejects the demo's token: 401 (not retried)."""
+
+
 class SimClock:
     """Simulated time: ``now`` moves only when set or advanced (``JobTracker.clock``)."""
 
@@ -107,8 +111,18 @@ def _load(at: float) -> float:
 class World:
     """Plays the jobs of ``[start, until)`` through the instrumentation, in time order."""
 
-    def __init__(self, tracker: Trackable, shipper, start: float, seed: int = 19) -> None:
+    def __init__(
+        self,
+        tracker: Trackable,
+        shipper,
+        start: float,
+        seed: int = 19,
+        outage: tuple[float, float] | None = None,
+    ) -> None:
+        """``outage``: simulated ``[from, until)`` in which every resource job fails (the
+        accounting API's token expired): the spike the demo's monitor alerts on."""
         self.clock = SimClock(start)
+        self.outage = outage
         self.tracker = tracker
         self.traces = None
         if shipper is not None:
@@ -191,6 +205,8 @@ class World:
         roll = rng.random()
         with trace("Fetch source"):
             self.work(0.2, 1.5)
+            if self.outage is not None and self.outage[0] <= self.clock.now < self.outage[1]:
+                raise CredentialsExpired(f"accounting API: 401 token expired ({tenant}/{item})")
             if roll < 0.04:
                 raise UpstreamUnavailable(f"accounting API down: 503 for {tenant}/{item}")
             if roll < 0.055:
