@@ -72,20 +72,6 @@ class SimClock:
         self.now += seconds
 
 
-class SimTraceRecorder(TraceRecorder):
-    """A ``TraceRecorder`` on the world's simulated clock (block timings and job-log times
-    follow the simulated work), filing executions under ``key`` (the hook's ``event::job``:
-    what a click on the Jobs dashboard lists; the real recorder files an adopted run under
-    its decorator's key)."""
-
-    def __init__(self, shipper, clock: SimClock, key: str = "event::job", **kwargs) -> None:
-        super().__init__(shipper, clock=clock, **kwargs)
-        self.key = key
-
-    def end(self, run, key: str, tenant: str) -> bool:
-        return super().end(run, self.key, tenant)
-
-
 @dataclass(order=True)
 class Task:
     """One message on a queue: when it was enqueued, when a worker takes it, what it runs."""
@@ -126,7 +112,9 @@ class World:
         self.tracker = tracker
         self.traces = None
         if shipper is not None:
-            self.traces = SimTraceRecorder(shipper, self.clock, policy=SamplingPolicy(every=20))
+            # on the simulated clock: block timings and job-log times follow the simulated work
+            policy = SamplingPolicy(every=20)
+            self.traces = TraceRecorder(shipper, clock=self.clock, policy=policy)
         self.flow = JobFlow(tracker, limited=(TenantLocked,), clock=self.clock)
         self.hook = JobTracker(tracker, "event::job", traces=self.traces, clock=self.clock)
         self.flow.schedule.traces = self.flow.resource.traces = self.traces
