@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 
 from tally.embedded.kafka_broker import free_ports
+from tests.integration.browser_site import CHROMIUM
 from tests.integration.conftest import wait_for
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = os.environ.get("TALLY_CHROMIUM", "/usr/bin/chromium")
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 PAGES = {
     "cron": "/ui/d/cron",

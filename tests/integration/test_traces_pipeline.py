@@ -67,9 +67,8 @@ ADOPTING = JobTracker(NoMetrics(), "event::calc")  # a decorator over an RQ task
 
 @ADOPTING(name="calc_adopted", tenant="acme")
 def rq_adopted(n: int) -> int:
-    with trace("Calculating"):
-        if n == 2:
-            raise ValueError("bad input")
+    if n == 2:
+        raise LookupError(f"no price for item {n}")
     return n
 
 
