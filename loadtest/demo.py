@@ -45,7 +45,7 @@ MARKER = ".tally-demo"
 AGE_MARGIN = 600  # aggregators dead-letter events older than 7 days; stay inside that
 RECENT_S = 25 * 3600  # played first, by this process: what the 24h dashboards show
 MONITORS = Path(__file__).with_name("demo_monitors.yaml")  # fires on the outage below
-OUTAGE_S = (-15 * 60, 45 * 60)  # from/until, relative to the demo's start
+OUTAGE_S = (-30 * 60, 45 * 60)  # from/until, relative to the demo's start: fires at once
 
 
 def parser() -> argparse.ArgumentParser:
