@@ -137,6 +137,8 @@ def test_the_alert_link_opens_the_monitor_page(site: Site) -> None:
     assert json.loads(chart.get_attribute("data-windows")) == [[minute(5), minute(6)]]
     legend = chart.locator(".u-legend .u-label").all_inner_texts()
     assert "total.count" in legend and "above 5" in legend
+    plot, under = (chart.locator(s).bounding_box() for s in ("canvas", ".u-legend"))
+    assert under["y"] >= plot["y"] + plot["height"] - 1  # uPlot's stylesheet is loaded
     # The firing window is painted: red inside it, nothing outside (pixels of the canvas).
     ((x0, x1, top, _height),) = json.loads(chart.get_attribute("data-shaded"))
     inside = pixel(page, "#chart canvas", x0 + 0.75 * (x1 - x0), top + 2)
