@@ -4,7 +4,10 @@
 - ``pipeline``: N traced jobs/s of 10 lines each through Kafka and a trace writer into
   ClickHouse for S seconds; reports what arrived, the delay, and bytes stored per line;
 - ``lookup``: inserts synthetic lines directly into ClickHouse, then times opening one
-  execution's trace (index row + lines) by id.
+  execution's trace (index row + lines) by id;
+- ``listing``: inserts synthetic executions of 20 keys (a tenth adopted from a hook's key)
+  and times one hour's listing of a key matched on ``key`` alone (the baseline) against
+  ``key`` or ``hook_key`` (what ``traces.queries`` asks since adopted runs keep both).
 """
 
 from __future__ import annotations
@@ -259,10 +262,69 @@ def bench_lookup(executions: int, lines_each: int, workdir: Path, lookups: int =
         clickhouse.stop()
 
 
+LISTING = (
+    "SELECT execution_id FROM tally.trace_executions WHERE {match}"
+    " AND started >= {{start:DateTime64(6)}} AND started < {{end:DateTime64(6)}}"
+    " ORDER BY started DESC, execution_id DESC LIMIT 100"
+)
+
+
+def bench_listing(executions: int, workdir: Path, rounds: int = 30) -> None:
+    """One hour's executions of a key: ``key`` alone vs ``key`` or ``hook_key``, same run."""
+    from datetime import UTC, datetime, timedelta
+
+    from tally.embedded.clickhouse.process import start_clickhouse
+    from tally.traces.ddl import TraceSchema
+
+    clickhouse = start_clickhouse(workdir / "clickhouse")
+    try:
+        import clickhouse_connect
+
+        client = clickhouse_connect.get_client(
+            host=clickhouse.host, port=clickhouse.port, username=clickhouse.user,
+            password=clickhouse.password, send_receive_timeout=3600,
+        )  # fmt: skip
+        for statement in TraceSchema().statements():
+            client.command(statement)
+        now = int(time.time())
+        client.command(
+            f"""INSERT INTO tally.trace_executions (execution_id, job, tenant, key, state,
+                started, duration_us, sampled, hook_key) SELECT
+                lower(hex(cityHash64(number))) || lower(hex(cityHash64(number + 1))),
+                'job_' || toString(number % 50), 'tenant' || toString(number % 200),
+                'event::k' || toString(number % 20), 'success',
+                toDateTime64({now}, 6, 'UTC') - toIntervalSecond(number % 86400), 1000, '',
+                if(number % 10 = 0, 'event::job', '')
+              FROM numbers({executions})""",
+            settings={"async_insert": 0, "max_insert_threads": 1},
+        )
+        client.command("OPTIMIZE TABLE tally.trace_executions FINAL")
+        end = datetime.fromtimestamp(now, UTC) - timedelta(hours=2)
+        params = {"key": "event::k3", "start": end - timedelta(hours=1), "end": end}
+        shapes = {
+            "key alone (baseline)": "key = {key:String}",
+            "key or hook_key": "(key = {key:String} OR hook_key = {key:String})",
+        }
+        times: dict[str, list[float]] = {name: [] for name in shapes}
+        for _ in range(rounds):  # interleaved: both shapes see the same box
+            for name, match in shapes.items():
+                t0 = time.perf_counter()
+                rows = client.query(LISTING.format(match=match), parameters=params).result_rows
+                times[name].append((time.perf_counter() - t0) * 1000)
+                assert len(rows) == 100
+        base = statistics.median(times["key alone (baseline)"])
+        print(f"{executions} executions over 24 h, 20 keys; one hour of one key, 100 rows:")
+        for name, ms in times.items():
+            median = statistics.median(ms)
+            print(f"  {name}: median {median:.1f} ms ({median / base:.2f}x the baseline)")
+    finally:
+        clickhouse.stop()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point."""
     p = argparse.ArgumentParser(prog="python -m tally.loadtest.bench_traces")
-    p.add_argument("what", choices=["block", "pipeline", "lookup"])
+    p.add_argument("what", choices=["block", "pipeline", "lookup", "listing"])
     p.add_argument("--rate", type=int, default=1000)
     p.add_argument("--seconds", type=float, default=20)
     p.add_argument("--executions", type=int, default=1_000_000)
@@ -273,6 +335,8 @@ def main(argv: list[str] | None = None) -> None:
             bench_block()
         elif a.what == "pipeline":
             bench_pipeline(a.rate, a.seconds, Path(tmp))
+        elif a.what == "listing":
+            bench_listing(a.executions, Path(tmp))
         else:
             bench_lookup(a.executions, a.lines, Path(tmp))
 
