@@ -21,7 +21,10 @@ import sys
 import tempfile
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from tally.ingest.jobs import JobTracker
 from tally.traces import SamplingPolicy, TraceRecorder, note, trace
@@ -193,28 +196,42 @@ def bench_pipeline(rate: int, seconds: float, workdir: Path) -> None:
         stack.stop()
 
 
-def bench_lookup(executions: int, lines_each: int, workdir: Path, lookups: int = 30) -> None:
-    """Insert ``executions * lines_each`` synthetic lines directly, then open random traces."""
+@contextmanager
+def _trace_tables(workdir: Path) -> Iterator[Any]:
+    """A client of an embedded ClickHouse under ``workdir`` with the trace tables (stopped on
+    exit)."""
+    import clickhouse_connect
+
     from tally.embedded.clickhouse.process import start_clickhouse
     from tally.traces.ddl import TraceSchema
-    from tally.traces.queries import execution_tree
 
     clickhouse = start_clickhouse(workdir / "clickhouse")
     try:
-        import clickhouse_connect
-
         client = clickhouse_connect.get_client(
             host=clickhouse.host, port=clickhouse.port, username=clickhouse.user,
             password=clickhouse.password, send_receive_timeout=3600,
         )  # fmt: skip
-        schema = TraceSchema()
-        for statement in schema.statements():
+        for statement in TraceSchema().statements():
             client.command(statement)
+        yield client
+    finally:
+        clickhouse.stop()
+
+
+def bench_lookup(executions: int, lines_each: int, workdir: Path, lookups: int = 30) -> None:
+    """Insert ``executions * lines_each`` synthetic lines directly, then open random traces."""
+    from tally.traces.ddl import TraceSchema
+    from tally.traces.queries import execution_tree
+
+    with _trace_tables(workdir) as client:
+        schema = TraceSchema()
         n = executions * lines_each
         base = f"toDateTime64({int(time.time())}, 6, 'UTC')"  # one time base for both tables
         began = time.monotonic()
         client.command(
-            f"""INSERT INTO tally.trace_executions SELECT
+            f"""INSERT INTO tally.trace_executions (execution_id, parent_id, ref, job, tenant,
+                key, state, code, error, attempt, started, duration_us, tags, sampled, lines,
+                dropped) SELECT
                 lower(hex(cityHash64(number))) || lower(hex(cityHash64(number + 1))), '', '',
                 'job_' || toString(number % 50), 'tenant' || toString(number % 200), 'event::job',
                 if(number % 20 = 0, 'failure', 'success'), 'OK', '', 1,
@@ -258,8 +275,6 @@ def bench_lookup(executions: int, lines_each: int, workdir: Path, lookups: int =
         print(f"open one execution's trace (index row + {lines_each} lines, 2 queries) by id, "
               f"{lookups} random ids: median {statistics.median(times):.1f} ms, "
               f"p90 {times[int(0.9 * len(times)) - 1]:.1f} ms, max {times[-1]:.1f} ms")  # fmt: skip
-    finally:
-        clickhouse.stop()
 
 
 LISTING = (
@@ -273,19 +288,7 @@ def bench_listing(executions: int, workdir: Path, rounds: int = 30) -> None:
     """One hour's executions of a key: ``key`` alone vs ``key`` or ``hook_key``, same run."""
     from datetime import UTC, datetime, timedelta
 
-    from tally.embedded.clickhouse.process import start_clickhouse
-    from tally.traces.ddl import TraceSchema
-
-    clickhouse = start_clickhouse(workdir / "clickhouse")
-    try:
-        import clickhouse_connect
-
-        client = clickhouse_connect.get_client(
-            host=clickhouse.host, port=clickhouse.port, username=clickhouse.user,
-            password=clickhouse.password, send_receive_timeout=3600,
-        )  # fmt: skip
-        for statement in TraceSchema().statements():
-            client.command(statement)
+    with _trace_tables(workdir) as client:
         now = int(time.time())
         client.command(
             f"""INSERT INTO tally.trace_executions (execution_id, job, tenant, key, state,
@@ -317,8 +320,6 @@ def bench_listing(executions: int, workdir: Path, rounds: int = 30) -> None:
         for name, ms in times.items():
             median = statistics.median(ms)
             print(f"  {name}: median {median:.1f} ms ({median / base:.2f}x the baseline)")
-    finally:
-        clickhouse.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
