@@ -4,7 +4,10 @@
 - ``pipeline``: N traced jobs/s of 10 lines each through Kafka and a trace writer into
   ClickHouse for S seconds; reports what arrived, the delay, and bytes stored per line;
 - ``lookup``: inserts synthetic lines directly into ClickHouse, then times opening one
-  execution's trace (index row + lines) by id.
+  execution's trace (index row + lines) by id;
+- ``listing``: inserts synthetic executions of 20 keys (a tenth adopted from a hook's key)
+  and times one hour's listing of a key matched on ``key`` alone (the baseline) against
+  ``key`` or ``hook_key`` (what ``traces.queries`` asks since adopted runs keep both).
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ import sys
 import tempfile
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from tally.ingest.jobs import JobTracker
 from tally.traces import SamplingPolicy, TraceRecorder, note, trace
@@ -190,29 +196,43 @@ def bench_pipeline(rate: int, seconds: float, workdir: Path) -> None:
         stack.stop()
 
 
-def bench_lookup(executions: int, lines_each: int, workdir: Path, lookups: int = 30) -> None:
-    """Insert ``executions * lines_each`` synthetic lines directly, then open random traces."""
+@contextmanager
+def _trace_tables(workdir: Path) -> Iterator[Any]:
+    """A client of an embedded ClickHouse under ``workdir`` with the trace tables (stopped on
+    exit)."""
+    import clickhouse_connect
+
     from tally.embedded.clickhouse.process import start_clickhouse
-    from tally.read.runner import run_sync
     from tally.traces.ddl import TraceSchema
-    from tally.traces.queries import execution_tree
 
     clickhouse = start_clickhouse(workdir / "clickhouse")
     try:
-        import clickhouse_connect
-
         client = clickhouse_connect.get_client(
             host=clickhouse.host, port=clickhouse.port, username=clickhouse.user,
             password=clickhouse.password, send_receive_timeout=3600,
         )  # fmt: skip
-        schema = TraceSchema()
-        for statement in schema.statements():
+        for statement in TraceSchema().statements():
             client.command(statement)
+        yield client
+    finally:
+        clickhouse.stop()
+
+
+def bench_lookup(executions: int, lines_each: int, workdir: Path, lookups: int = 30) -> None:
+    """Insert ``executions * lines_each`` synthetic lines directly, then open random traces."""
+    from tally.read.runner import run_sync
+    from tally.traces.ddl import TraceSchema
+    from tally.traces.queries import execution_tree
+
+    with _trace_tables(workdir) as client:
+        schema = TraceSchema()
         n = executions * lines_each
         base = f"toDateTime64({int(time.time())}, 6, 'UTC')"  # one time base for both tables
         began = time.monotonic()
         client.command(
-            f"""INSERT INTO tally.trace_executions SELECT
+            f"""INSERT INTO tally.trace_executions (execution_id, parent_id, ref, job, tenant,
+                key, state, code, error, attempt, started, duration_us, tags, sampled, lines,
+                dropped) SELECT
                 lower(hex(cityHash64(number))) || lower(hex(cityHash64(number + 1))), '', '',
                 'job_' || toString(number % 50), 'tenant' || toString(number % 200), 'event::job',
                 if(number % 20 = 0, 'failure', 'success'), 'OK', '', 1,
@@ -256,14 +276,57 @@ def bench_lookup(executions: int, lines_each: int, workdir: Path, lookups: int =
         print(f"open one execution's trace (index row + {lines_each} lines, 2 queries) by id, "
               f"{lookups} random ids: median {statistics.median(times):.1f} ms, "
               f"p90 {times[int(0.9 * len(times)) - 1]:.1f} ms, max {times[-1]:.1f} ms")  # fmt: skip
-    finally:
-        clickhouse.stop()
+
+
+LISTING = (
+    "SELECT execution_id FROM tally.trace_executions WHERE {match}"
+    " AND started >= {{start:DateTime64(6)}} AND started < {{end:DateTime64(6)}}"
+    " ORDER BY started DESC, execution_id DESC LIMIT 100"
+)
+
+
+def bench_listing(executions: int, workdir: Path, rounds: int = 30) -> None:
+    """One hour's executions of a key: ``key`` alone vs ``key`` or ``hook_key``, same run."""
+    from datetime import UTC, datetime, timedelta
+
+    with _trace_tables(workdir) as client:
+        now = int(time.time())
+        client.command(
+            f"""INSERT INTO tally.trace_executions (execution_id, job, tenant, key, state,
+                started, duration_us, sampled, hook_key) SELECT
+                lower(hex(cityHash64(number))) || lower(hex(cityHash64(number + 1))),
+                'job_' || toString(number % 50), 'tenant' || toString(number % 200),
+                'event::k' || toString(number % 20), 'success',
+                toDateTime64({now}, 6, 'UTC') - toIntervalSecond(number % 86400), 1000, '',
+                if(number % 10 = 0, 'event::job', '')
+              FROM numbers({executions})""",
+            settings={"async_insert": 0, "max_insert_threads": 1},
+        )
+        client.command("OPTIMIZE TABLE tally.trace_executions FINAL")
+        end = datetime.fromtimestamp(now, UTC) - timedelta(hours=2)
+        params = {"key": "event::k3", "start": end - timedelta(hours=1), "end": end}
+        shapes = {
+            "key alone (baseline)": "key = {key:String}",
+            "key or hook_key": "(key = {key:String} OR hook_key = {key:String})",
+        }
+        times: dict[str, list[float]] = {name: [] for name in shapes}
+        for _ in range(rounds):  # interleaved: both shapes see the same box
+            for name, match in shapes.items():
+                t0 = time.perf_counter()
+                rows = client.query(LISTING.format(match=match), parameters=params).result_rows
+                times[name].append((time.perf_counter() - t0) * 1000)
+                assert len(rows) == 100
+        base = statistics.median(times["key alone (baseline)"])
+        print(f"{executions} executions over 24 h, 20 keys; one hour of one key, 100 rows:")
+        for name, ms in times.items():
+            median = statistics.median(ms)
+            print(f"  {name}: median {median:.1f} ms ({median / base:.2f}x the baseline)")
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point."""
     p = argparse.ArgumentParser(prog="python -m tally.loadtest.bench_traces")
-    p.add_argument("what", choices=["block", "pipeline", "lookup"])
+    p.add_argument("what", choices=["block", "pipeline", "lookup", "listing"])
     p.add_argument("--rate", type=int, default=1000)
     p.add_argument("--seconds", type=float, default=20)
     p.add_argument("--executions", type=int, default=1_000_000)
@@ -274,6 +337,8 @@ def main(argv: list[str] | None = None) -> None:
             bench_block()
         elif a.what == "pipeline":
             bench_pipeline(a.rate, a.seconds, Path(tmp))
+        elif a.what == "listing":
+            bench_listing(a.executions, Path(tmp))
         else:
             bench_lookup(a.executions, a.lines, Path(tmp))
 

@@ -44,6 +44,8 @@ DAY = 86400
 MARKER = ".tally-demo"
 AGE_MARGIN = 600  # aggregators dead-letter events older than 7 days; stay inside that
 RECENT_S = 25 * 3600  # played first, by this process: what the 24h dashboards show
+MONITORS = Path(__file__).with_name("demo_monitors.yaml")  # fires on the outage below
+OUTAGE_S = (-30 * 60, 45 * 60)  # from/until, relative to the demo's start: fires at once
 
 
 def parser() -> argparse.ArgumentParser:
@@ -90,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(data_dir, ignore_errors=True)
     data_dir.mkdir(parents=True)
     (data_dir / MARKER).write_text("tally demo data; wiped at every demo start\n")
+    (data_dir / "monitors").mkdir()
+    shutil.copy(MONITORS, data_dir / "monitors" / MONITORS.name)
     ports = pick_ports(
         {"kafka": args.kafka_port, "clickhouse": args.clickhouse_port, "api": args.api_port}
     )
@@ -97,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         data_dir=data_dir, kafka_port=ports["kafka"], clickhouse_port=ports["clickhouse"],
         api_port=ports["api"], aggregators=args.aggregators,
         flush_interval_s=args.flush_interval, heartbeat_ms=1000,
-        monitors_dir=None,
+        monitors_dir=data_dir / "monitors",
     )  # fmt: skip
     service = Service(settings)
     started = time.monotonic()
@@ -153,7 +157,8 @@ def _run(
     # world that then goes on live; then the days before them, by a world of their own.
     recent = max(first, now - RECENT_S - now % 3600)
     t0 = time.monotonic()
-    world = World(tracker, shipper, recent)
+    outage = (now + OUTAGE_S[0], now + OUTAGE_S[1])
+    world = World(tracker, shipper, recent, outage=outage)
     runs = play_world(world, shipper, Stretch(recent, recent, now))
     tracker.flush(120)
     shipper.flush(120)
@@ -316,6 +321,8 @@ def _try_this(service: Service) -> str:
             f"  Kafka {service.bootstrap} · ClickHouse {service.clickhouse_url} · "
             f"API schema {service.api_url}/api/v1/schema",
             f"  Dashboard:  {service.api_url}/ui/  (sign in with the token in {token})",
+            f"  Alerts:     {data_dir / 'logs' / 'monitors.log'}  (the accounting API is down "
+            "this hour: job-failure-rate fires; its link opens the monitor's page)",
             "",
         ]
     )

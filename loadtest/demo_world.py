@@ -52,6 +52,10 @@ class UpstreamUnavailable(ConnectionError):
     """The accounting API answered 503 (retried)."""
 
 
+class CredentialsExpired(PermissionError):
+    """The accounting API rejects the demo's token: 401 (not retried)."""
+
+
 class SimClock:
     """Simulated time: ``now`` moves only when set or advanced (``JobTracker.clock``)."""
 
@@ -66,20 +70,6 @@ class SimClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-class SimTraceRecorder(TraceRecorder):
-    """A ``TraceRecorder`` on the world's simulated clock (block timings and job-log times
-    follow the simulated work), filing executions under ``key`` (the hook's ``event::job``:
-    what a click on the Jobs dashboard lists; the real recorder files an adopted run under
-    its decorator's key)."""
-
-    def __init__(self, shipper, clock: SimClock, key: str = "event::job", **kwargs) -> None:
-        super().__init__(shipper, clock=clock, **kwargs)
-        self.key = key
-
-    def end(self, run, key: str, tenant: str) -> bool:
-        return super().end(run, self.key, tenant)
 
 
 @dataclass(order=True)
@@ -107,12 +97,24 @@ def _load(at: float) -> float:
 class World:
     """Plays the jobs of ``[start, until)`` through the instrumentation, in time order."""
 
-    def __init__(self, tracker: Trackable, shipper, start: float, seed: int = 19) -> None:
+    def __init__(
+        self,
+        tracker: Trackable,
+        shipper,
+        start: float,
+        seed: int = 19,
+        outage: tuple[float, float] | None = None,
+    ) -> None:
+        """``outage``: simulated ``[from, until)`` in which every resource job fails (the
+        accounting API's token expired): the spike the demo's monitor alerts on."""
         self.clock = SimClock(start)
+        self.outage = outage
         self.tracker = tracker
         self.traces = None
         if shipper is not None:
-            self.traces = SimTraceRecorder(shipper, self.clock, policy=SamplingPolicy(every=20))
+            # on the simulated clock: block timings and job-log times follow the simulated work
+            policy = SamplingPolicy(every=20)
+            self.traces = TraceRecorder(shipper, clock=self.clock, policy=policy)
         self.flow = JobFlow(tracker, limited=(TenantLocked,), clock=self.clock)
         self.hook = JobTracker(tracker, "event::job", traces=self.traces, clock=self.clock)
         self.flow.schedule.traces = self.flow.resource.traces = self.traces
@@ -191,6 +193,8 @@ class World:
         roll = rng.random()
         with trace("Fetch source"):
             self.work(0.2, 1.5)
+            if self.outage is not None and self.outage[0] <= self.clock.now < self.outage[1]:
+                raise CredentialsExpired(f"accounting API: 401 token expired ({tenant}/{item})")
             if roll < 0.04:
                 raise UpstreamUnavailable(f"accounting API down: 503 for {tenant}/{item}")
             if roll < 0.055:

@@ -24,6 +24,8 @@ EXECUTION_ADDED = (
     "error_message String DEFAULT '' CODEC(ZSTD(3))",
     "error_traceback String DEFAULT '' CODEC(ZSTD(3))",
     "args String DEFAULT '' CODEC(ZSTD(3))",
+    # the framework hook's key when a decorator adopted its run (``key`` is the decorator's)
+    "hook_key LowCardinality(String) DEFAULT '' CODEC(ZSTD(1))",
 )
 EXECUTION_ERROR_COLUMNS = ",\n".join(f"    {c}" for c in EXECUTION_ADDED)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")

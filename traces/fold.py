@@ -17,7 +17,7 @@ from tally.traces.model import Execution
 EXECUTION_COLUMNS = (
     "execution_id", "parent_id", "ref", "job", "tenant", "key", "state", "code", "error",
     "attempt", "started", "duration_us", "tags", "sampled", "lines", "dropped",
-    "error_message", "error_traceback", "args",
+    "error_message", "error_traceback", "args", "hook_key",
 )  # fmt: skip
 LINE_COLUMNS = (
     "execution_id", "started", "seq", "parent", "depth", "kind", "name", "offset_us",
@@ -87,7 +87,7 @@ class TraceFold:
             e.id, e.parent_id, e.ref, e.job, e.tenant, e.key, e.state, e.code, e.error,
             min(max(e.attempt, 0), 65535), started, max(e.duration_us, 0), dict(e.tags),
             e.sampled, len(e.lines), min(max(e.dropped, 0), MAX_U32),
-            e.message, e.traceback, _started_args(e),
+            e.message, e.traceback, _started_args(e), e.hook_key,
         )  # fmt: skip
         lines = [
             (

@@ -75,6 +75,7 @@ class Execution(msgspec.Struct, array_like=True, gc=False):
     # a failed or retried run: its exception's message and traceback (bounded, TraceLimits)
     message: str = ""
     traceback: str = ""
+    hook_key: str = ""  # the framework hook's key when a decorator adopted the run
 
 
 class TraceBatchV1(msgspec.Struct, array_like=True, gc=False, tag=1):

@@ -159,12 +159,16 @@ def _narrow(
 
 
 def _execution_where(f: ExecutionFilter) -> tuple[list[str], dict[str, object]]:
-    # A dashboard's tenant key ``<key>::<tenant>`` means the runs of ``<key>`` for that tenant.
+    # A dashboard's tenant key ``<key>::<tenant>`` means the runs of ``<key>`` for that tenant;
+    # a run a decorator adopted from a framework hook is listed under either one's key.
     base, _, tenant_part = f.key.rpartition("::")
     params: dict[str, object] = {"key": f.key, "start": f.start, "end": f.end}
-    match = "key = {key:String}"
+    match = "(key = {key:String} OR hook_key = {key:String})"
     if base and tenant_part:
-        match = "(key = {key:String} OR (key = {base:String} AND tenant = {key_tenant:String}))"
+        match = (
+            "(key = {key:String} OR hook_key = {key:String} OR ((key = {base:String}"
+            " OR hook_key = {base:String}) AND tenant = {key_tenant:String}))"
+        )
         params["base"], params["key_tenant"] = base, tenant_part
     where = [match, "started >= {start:DateTime64(6)}", "started < {end:DateTime64(6)}"]
     _narrow(f, ("state", "tenant", "code", "job"), where, params)
@@ -313,7 +317,8 @@ def key_tenants(schema: TraceSchema, key: str, start: datetime, end: datetime) -
         rows = []
     found.update(k[len(head) :] for k, _ in rows if "::" not in k[len(head) :])
     text = (
-        f"SELECT DISTINCT tenant FROM {schema.table(EXECUTIONS)} WHERE key = {{key:String}}"
+        f"SELECT DISTINCT tenant FROM {schema.table(EXECUTIONS)}"
+        " WHERE (key = {key:String} OR hook_key = {key:String})"
         " AND started >= {start:DateTime64(6)} AND started < {end:DateTime64(6)} LIMIT 1000"
     )
     index = Sql(text, {"key": key, "start": start, "end": end})

@@ -83,8 +83,11 @@ class TraceRecorder:
                 ENQUEUED, job, 0, self.args_text(args) if args is not None else "", ref=ref
             )
 
-    def end(self, run: Run, key: str, tenant: str) -> bool:
-        """Decide sampling and ship the execution; True if something was shipped."""
+    def end(self, run: Run, key: str, tenant: str, hook_key: str = "") -> bool:
+        """Decide sampling and ship the execution; True if something was shipped.
+
+        ``hook_key``: the framework hook's key when ``key`` is that of a decorator that adopted
+        the hook's run; the executions of either key list it."""
         buffer = run.trace
         run.trace = None
         if not isinstance(buffer, TraceBuffer):
@@ -128,5 +131,6 @@ class TraceRecorder:
             dropped=buffer.dropped,
             message=message,
             traceback=traceback,
+            hook_key=valid_text(hook_key),
         )
         return self.shipper.ship(execution)

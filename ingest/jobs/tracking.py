@@ -237,7 +237,8 @@ class JobTracker:
             try:
                 owner = run.owner
                 jobs = owner if isinstance(owner, JobTracker) and owner is not self else self
-                self.traces.end(run, jobs.key, jobs._tenant_keys(run.tenant)[0])
+                hook_key = self.key if jobs is not self else ""
+                self.traces.end(run, jobs.key, jobs._tenant_keys(run.tenant)[0], hook_key)
             except Exception as exc:
                 self.failed("trace", exc)
         run.exception = None  # let go of the traceback's frames

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,16 +23,14 @@ import pytest
 from tally.api.server import ServerThread
 from tally.api.settings import ApiSettings
 from tally.embedded.kafka_broker import free_ports
-from tally.schemas.ddl import RollupSchema
 from tally.web import WebSettings, web_handlers
 from tally.web.traces_pages import TRACE_PAGES
+from tests.integration.browser_site import chromium, seeded_clickhouse, sign_in
 from tests.integration.conftest import wait_for
-from tests.integration.dashboard_seed import seed
-from tests.integration.readside import PASSWORD, apply_schema, insert, settings, start
+from tests.integration.readside import PASSWORD, insert, settings
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = os.environ.get("TALLY_CHROMIUM", "/usr/bin/chromium")
 READ = "read-token-dashboard-0123456789"
 SQL = "sql-token-dashboard-0123456789"
 # The README's screenshots come from `make demo` (test_demo_browser.py); these stay local.
@@ -103,16 +100,8 @@ class Site:
     broken_dashboards: Path | None = None  # dashboards + a broken file, for its own server
 
 
-def _browser_available() -> bool:
-    return shutil.which(CHROMIUM) is not None or Path(CHROMIUM).exists()
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Iterator[Site]:
-    if not _browser_available():
-        pytest.fail(f"{CHROMIUM} is missing: run `make system-deps` (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
     root = tmp_path_factory.mktemp("dashboard")
     user_dir = root / "dashboards"
     user_dir.mkdir()
@@ -123,10 +112,7 @@ def site(tmp_path_factory) -> Iterator[Site]:
     broken_dir.mkdir()
     (broken_dir / "calc.yaml").write_text(USER_DASHBOARD)
     (broken_dir / "broken.yaml").write_text(BROKEN_DASHBOARD)
-    clickhouse = start(root / "clickhouse")
-    try:
-        apply_schema(clickhouse, RollupSchema(database="tally"))
-        tenants = seed(clickhouse, "tally", days=30, tenants=20)
+    with seeded_clickhouse(root, days=30, tenants=20) as (clickhouse, tenants):
         now = time.time()
         day = 86400
         insert(
@@ -154,28 +140,17 @@ def site(tmp_path_factory) -> Iterator[Site]:
         url = f"http://127.0.0.1:{port}"
         try:
             with (
-                sync_playwright() as p,
+                chromium() as context,
                 httpx.Client(base_url=url, headers={"Authorization": f"Bearer {READ}"}) as api,
             ):
-                browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-                context = browser.new_context(viewport={"width": 1440, "height": 900})
                 site = Site(
                     url, tenants, api, context, clickhouse.url, user_dir,
                     api_settings=api_settings, broken_dashboards=broken_dir,
                 )  # fmt: skip
-                page = context.new_page()
-                page.goto(f"{url}/ui/d/jobs")
-                assert "/ui/login" in page.url  # no cookie yet: the login form
-                page.fill("#token", READ)
-                page.click("button[type=submit]")
-                page.wait_for_url("**/ui/d/jobs")
-                page.close()
+                sign_in(context, url, READ)
                 yield site
-                browser.close()
         finally:
             server.stop()
-    finally:
-        clickhouse.stop()
 
 
 def _minute(ts: float):

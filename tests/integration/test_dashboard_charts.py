@@ -19,11 +19,10 @@ import pytest
 from tally.api.server import ServerThread
 from tally.api.settings import ApiSettings
 from tally.embedded.kafka_broker import free_ports
-from tally.schemas.ddl import RollupSchema
 from tally.web import WebSettings, web_handlers
-from tests.integration.dashboard_seed import seed
-from tests.integration.readside import KindRow, apply_schema, insert, insert_kinds, settings, start
-from tests.integration.test_dashboard_browser import CHROMIUM, READ, SQL, _browser_available, _ready
+from tests.integration.browser_site import chromium, inked, seeded_clickhouse, sign_in
+from tests.integration.readside import KindRow, insert, insert_kinds, settings
+from tests.integration.test_dashboard_browser import READ, SQL, _ready
 
 pytestmark = pytest.mark.integration
 
@@ -109,21 +108,8 @@ PLOTS = """() => window.__plots.filter((p) => p.root.isConnected).map((p) => ({
   ymin: p.scales.y.min,
   labels: p.series.map((s) => s.label),
   strokes: p.series.map((s, i) => (i ? s.stroke(p, i) : null)),
+  plotted: [p.bbox.left, p.bbox.top, p.bbox.width, p.bbox.height],
 }))"""
-# Pixels of the plot area within a small distance of a colour ("#rrggbb").
-INKED = """([id, colour]) => {
-  const drawn = window.__plots.filter((p) => p.root.isConnected);
-  const plot = drawn.find((p) => p.root.closest("section").id === id);
-  const c = plot.ctx, b = plot.bbox;
-  const px = c.getImageData(b.left, b.top, b.width, b.height).data;
-  const [r, g, bl] = [1, 3, 5].map((i) => parseInt(colour.slice(i, i + 2), 16));
-  let n = 0;
-  for (let i = 0; i < px.length; i += 4) {
-    const off = Math.abs(px[i] - r) + Math.abs(px[i + 1] - g) + Math.abs(px[i + 2] - bl);
-    if (px[i + 3] > 0 && off < 60) n++;
-  }
-  return n;
-}"""
 
 
 @dataclass
@@ -140,20 +126,13 @@ def _minute(ts: float) -> datetime:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Iterator[Site]:
-    if not _browser_available():
-        pytest.fail(f"{CHROMIUM} is missing: run `make system-deps` (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
     root = tmp_path_factory.mktemp("charts")
     user_dir = root / "dashboards"
     user_dir.mkdir()
     for name, text in (("sparse", SPARSE), ("heights", HEIGHTS), ("colours", COLOURS)):
         (user_dir / f"{name}.yaml").write_text(text)
     (user_dir / "typo.yaml").write_text(TYPO)
-    clickhouse = start(root / "clickhouse")
-    try:
-        apply_schema(clickhouse, RollupSchema(database="tally"))
-        seed(clickhouse, "tally", days=2, tenants=4)
+    with seeded_clickhouse(root, days=2, tenants=4) as (clickhouse, _):
         now = time.time()
         busy = _minute(now - 20 * 60)  # one busy minute in the last hour, nothing around it
         insert(clickhouse, "tally", [(["sparse"], busy, {"count": 300})])
@@ -176,23 +155,13 @@ def site(tmp_path_factory) -> Iterator[Site]:
         url = f"http://127.0.0.1:{port}"
         try:
             with (
-                sync_playwright() as p,
+                chromium() as context,
                 httpx.Client(base_url=url, headers={"Authorization": f"Bearer {READ}"}) as api,
             ):
-                browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-                context = browser.new_context(viewport={"width": 1440, "height": 900})
-                page = context.new_page()
-                page.goto(f"{url}/ui/login")
-                page.fill("#token", READ)
-                page.click("button[type=submit]")
-                page.wait_for_url("**/ui/")
-                page.close()
+                sign_in(context, url, READ)
                 yield Site(url, api, context, user_dir)
-                browser.close()
         finally:
             server.stop()
-    finally:
-        clickhouse.stop()
 
 
 def _open(site: Site, path: str, record: bool = False):
@@ -215,7 +184,8 @@ def test_an_isolated_bucket_is_drawn(site):
     plots = {p["widget"]: p for p in page.evaluate(PLOTS)}
     for widget, series in (("w0", 1), ("w0", 3), ("w1", 1)):  # p50, p99 and the count
         colour = plots[widget]["strokes"][series]
-        assert page.evaluate(INKED, [widget, colour]) > 10, (widget, series, colour)
+        drawn = inked(page, f"#{widget} .uplot canvas", plots[widget]["plotted"], colour)
+        assert drawn > 10, (widget, series, colour)
     assert errors == []
     page.close()
 

@@ -1,10 +1,12 @@
 """A newcomer's walk through ``tally demo`` in Chromium: every built-in dashboard is full, a
-click on the Jobs chart lists executions, a failed one opens with its message. The walk's
+click on the Jobs chart lists executions, a failed one opens with its message, and the demo's
+alert (its link as the log receiver got it) opens the monitor's page. The walk's
 screenshots are the README's (docs/screenshots/); the times to the backfill and to the first
 full dashboard are printed (measured, not asserted)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -17,11 +19,11 @@ from pathlib import Path
 import pytest
 
 from tally.embedded.kafka_broker import free_ports
+from tests.integration.browser_site import CHROMIUM
 from tests.integration.conftest import wait_for
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = os.environ.get("TALLY_CHROMIUM", "/usr/bin/chromium")
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 PAGES = {
     "cron": "/ui/d/cron",
@@ -102,6 +104,20 @@ def _full(page, name: str) -> None:
         assert gauge.get_attribute("data-gauge") == "last", name
 
 
+def _alert_link(demo: Demo) -> str:
+    """The link of the demo monitor's first firing notice, as its log receiver got it."""
+    log = demo.data_dir / "logs" / "monitors.log"
+    found: list[str] = []
+
+    def fired() -> bool:
+        text = log.read_text() if log.exists() else ""
+        found[:] = re.findall(r"\[FIRING\] job-failure-rate .*?dashboard: (\S+)", text)
+        return bool(found)
+
+    wait_for(fired, 600, "the demo's alert")  # >= 10x a bucket, the grace and a tick
+    return found[0]
+
+
 def test_a_newcomer_walks_the_demo(demo):
     from playwright.sync_api import sync_playwright
 
@@ -165,6 +181,28 @@ def test_a_newcomer_walks_the_demo(demo):
             durations = page.locator(".duration").all_inner_texts()
             assert not durations or any(re.search(r"[1-9]", d) for d in durations), durations
             page.screenshot(path=str(SHOTS / "trace.png"), full_page=True)
+            # The alert's link opens the watched series with its threshold, not the key page
+            link = _alert_link(demo)
+            assert link.startswith(f"{demo.api}/ui/monitors/job-failure-rate?segment=&at=")
+            page.goto(link)
+            _ready(page)
+            assert not page.locator("#problem").is_visible()
+            assert page.locator("#key").count() == 0  # the generic key page's heading
+            chart = page.locator("#chart")
+            assert chart.get_attribute("data-lines") == "above:0.25"
+            legend = chart.locator(".u-legend .u-label").all_inner_texts()
+            assert "total.state.failure / total.count" in legend and "above 0.25" in legend
+            at = int(re.search(r"at=([0-9]+)", link).group(1))
+            buckets, values = (
+                json.loads(chart.get_attribute(f"data-{k}")) for k in ("buckets", "values")
+            )
+            values = dict(zip(buckets, values, strict=True))
+            assert values[at] > 0.25  # the bucket that fired, above the line
+            assert [w for w in json.loads(chart.get_attribute("data-windows")) if w[0] <= at]
+            page.screenshot(path=str(SHOTS / "alert.png"), full_page=True)
+            with page.expect_navigation():
+                page.click("#executions")  # the firing bucket's executions
+            assert page.url.startswith(f"{demo.api}/traces?") and "key=event" in page.url
         finally:
             browser.close()
     print(

@@ -28,16 +28,14 @@ from tally.monitors.service import MonitorService
 from tally.monitors.store import Store
 from tally.monitors.watermark import WallClock
 from tally.read import AsyncReader
-from tally.schemas.ddl import RollupSchema
 from tally.web import WebSettings, web_handlers
 from tally.web.traces_pages import TRACE_PAGES
-from tests.integration.dashboard_seed import seed
+from tests.integration.browser_site import chromium, pixel, seeded_clickhouse, sign_in
 from tests.integration.monitors_helpers import Receiver
-from tests.integration.readside import apply_schema, insert, settings, start
+from tests.integration.readside import insert, settings
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = os.environ.get("TALLY_CHROMIUM", "/usr/bin/chromium")
 SHOTS = Path(os.environ.get("TALLY_TEST_SHOTS", "/tmp/tally-dashboard-shots"))
 READ = "read-token-monitor-page-0123456789"
 SQL = "sql-token-monitor-page-0123456789"
@@ -49,8 +47,6 @@ MONITORS = """monitors:
 channels:
   hook: {type: webhook, url: "%s/hook"}
 """
-PIXEL = """([x, y]) => Array.from(document.querySelector('#chart canvas')
-    .getContext('2d').getImageData(Math.round(x), Math.round(y), 1, 1).data)"""
 
 
 def minute(i: int) -> int:
@@ -66,15 +62,8 @@ class Site:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Iterator[Site]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `make system-deps` (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
     root = tmp_path_factory.mktemp("monitor-page")
-    clickhouse = start(root / "clickhouse")
-    try:
-        apply_schema(clickhouse, RollupSchema(database="tally"))
-        seed(clickhouse, "tally", days=2, tenants=4)
+    with seeded_clickhouse(root, days=2, tenants=4) as (clickhouse, _):
         rows = [(["event::alarm"], datetime.fromtimestamp(minute(i), UTC),
                  {"total.count": 10 if i == 5 else 1}) for i in range(12)]  # fmt: skip
         insert(clickhouse, "tally", rows)  # fires at minute 5, resolves at minute 6
@@ -85,21 +74,11 @@ def site(tmp_path_factory) -> Iterator[Site]:
                           monitor_paths=(root / "m.yaml",))  # fmt: skip
         server = ServerThread(api, [*web_handlers(WebSettings(None)), *TRACE_PAGES]).start()
         try:
-            with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-                context = browser.new_context(viewport={"width": 1280, "height": 900})
-                page = context.new_page()
-                page.goto(f"{url}/ui/login")
-                page.fill("#token", READ)
-                page.click("button[type=submit]")
-                page.wait_for_url("**/ui/")
-                page.close()
+            with chromium(width=1280) as context:
+                sign_in(context, url, READ)
                 yield Site(url, context, alerts)
-                browser.close()
         finally:
             server.stop()
-    finally:
-        clickhouse.stop()
 
 
 async def _notify(clickhouse, root: Path, url: str) -> list[dict]:
@@ -158,10 +137,12 @@ def test_the_alert_link_opens_the_monitor_page(site: Site) -> None:
     assert json.loads(chart.get_attribute("data-windows")) == [[minute(5), minute(6)]]
     legend = chart.locator(".u-legend .u-label").all_inner_texts()
     assert "total.count" in legend and "above 5" in legend
+    plot, under = (chart.locator(s).bounding_box() for s in ("canvas", ".u-legend"))
+    assert under["y"] >= plot["y"] + plot["height"] - 1  # uPlot's stylesheet is loaded
     # The firing window is painted: red inside it, nothing outside (pixels of the canvas).
     ((x0, x1, top, _height),) = json.loads(chart.get_attribute("data-shaded"))
-    inside = page.evaluate(PIXEL, [x0 + 0.75 * (x1 - x0), top + 2])
-    outside = page.evaluate(PIXEL, [x0 - 2.5 * (x1 - x0), top + 2])
+    inside = pixel(page, "#chart canvas", x0 + 0.75 * (x1 - x0), top + 2)
+    outside = pixel(page, "#chart canvas", x0 - 2.5 * (x1 - x0), top + 2)
     assert inside[3] > 0 and inside[0] > inside[1] + 50, inside
     assert outside[3] == 0 or abs(outside[0] - outside[1]) < 10, outside
     assert page.locator("#windows li").count() == 1

@@ -63,6 +63,16 @@ def stack(tmp_path_factory):
     stack.stop()
 
 
+ADOPTING = JobTracker(NoMetrics(), "event::calc")  # a decorator over an RQ task
+
+
+@ADOPTING(name="calc_adopted", tenant="acme")
+def rq_adopted(n: int) -> int:
+    if n == 2:
+        raise LookupError(f"no price for item {n}")
+    return n
+
+
 def count(client, sql: str) -> int:
     return int(client.query(sql).result_rows[0][0])
 
@@ -307,3 +317,48 @@ def test_traces_spooled_while_kafka_was_unreachable_arrive_later(stack, tmp_path
         online.close()
         writer.send_signal(signal.SIGTERM)
         writer.wait(60)
+
+
+def test_an_rq_run_a_decorator_adopted_is_listed_under_both_keys(stack, tmp_path):
+    """The Jobs dashboard links ``/traces?key=event::job`` (the hook's key), the decorator's
+    dashboard ``event::calc``: a decorated job run by a real RQ worker is in both lists."""
+    import redis
+    from rq import Queue
+
+    from tally.embedded.redis_server import start_redis
+    from tally.ingest.jobs import instrumented_rq_worker
+
+    writer = start_writer(stack, stack.workdir_traces, "writer-adopted")
+    ship = shipper(stack)
+    recording = Recording(ship)
+    server = start_redis(tmp_path / "redis")
+    try:
+        queue = Queue("adopted", connection=redis.Redis.from_url(f"{server.url}/4"))
+        refs = {queue.enqueue(rq_adopted, n).id for n in (1, 2)}
+        worker = instrumented_rq_worker(
+            [queue], NoMetrics(), key="event::job", connection=queue.connection,
+            traces=TraceRecorder(recording, SamplingPolicy(every=1)),
+        )  # fmt: skip
+        worker.work(burst=True)
+    finally:
+        server.stop()
+    assert ship.flush(60)
+    assert {e.ref for e in recording.shipped} == refs
+    assert {(e.key, e.hook_key) for e in recording.shipped} == {("event::calc", "event::job")}
+    client = stack.clickhouse_client()
+    now = datetime.now(UTC)
+
+    def listed(key: str, **narrow: str) -> set[str]:
+        f = ExecutionFilter(key, now - timedelta(hours=1), now + timedelta(minutes=1), **narrow)
+        return {e.ref for e in list_executions(client, SCHEMA, f)} & refs
+
+    wait_for(lambda: listed("event::calc") == refs, 90, "the adopted executions in ClickHouse")
+    assert listed("event::job") == refs  # the Jobs dashboard's link
+    assert listed("event::job::acme") == refs  # its tenant key
+    assert listed("event::job", state="failure") == {
+        e.ref for e in recording.shipped if e.state == "failure"
+    }  # fmt: skip
+    assert listed("event::job::beta") == set() and listed("event::other") == set()
+    ship.close()
+    writer.send_signal(signal.SIGTERM)
+    assert writer.wait(60) == 0

@@ -31,3 +31,19 @@ def test_trace_blocks_and_the_job_log_carry_simulated_time():
         assert ex.events[0].at_us == ex.started_us
         assert ex.events[-1].at_us == ex.started_us + ex.duration_us
         assert all(line.offset_us + line.duration_us <= ex.duration_us for line in ex.lines)
+
+
+def test_the_outage_fails_every_resource_job_in_it_and_executions_keep_the_hook_key():
+    shipped = Shipped()
+    outage = (START + 3600, START + 2 * 3600)
+    world = World(RecordingTracker(), shipped, START, outage=outage)
+    world.index_all(True)
+    world.run_until(START + 3 * 3600)
+    resources = [ex for ex in shipped if ex.key == "event::resource"]
+    inside = [ex for ex in resources if outage[0] <= ex.started_us / 1e6 < outage[1]]
+    outside = [ex for ex in resources if ex not in inside]
+    assert inside and {(ex.state, ex.error) for ex in inside} == {("failure", "CredentialsExpired")}
+    assert sum(ex.state == "failure" for ex in outside) < len(outside) / 4
+    # filed under the decorators' keys, findable from the hook's (the Jobs dashboard's link)
+    assert {ex.hook_key for ex in shipped} == {"event::job"}
+    assert {ex.key for ex in shipped} == {"event::cron", "event::schedule", "event::resource"}

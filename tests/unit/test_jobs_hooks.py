@@ -127,3 +127,39 @@ def test_hook_tenants_per_task_from_a_mapping_or_a_callable():
     assert hook.hook_tenant(lambda first, *_: first, "x", ("t",), {}) == "t"
     assert hook.hook_tenant(None, "x", ("t",), {}) is None
     assert hook.hook_tenant(lambda: 1 / 0, "x", (), {}) is None and hook.errors == 1
+
+
+class Shipped(list):
+    """A trace shipper that keeps what it is given."""
+
+    def ship(self, execution) -> bool:
+        self.append(execution)
+        return True
+
+
+def test_an_adopted_run_is_filed_under_the_decorator_with_the_hook_key_beside():
+    from tally.traces import SamplingPolicy, TraceRecorder
+
+    shipped = Shipped()
+    recorder = RecordingTracker()
+    hook = JobTracker(
+        recorder, "event::job", traces=TraceRecorder(shipped, SamplingPolicy(every=1))
+    )
+    flow = JobFlow(recorder)
+
+    @flow.resource(name="calc.CalculateJob", tenant=lambda tenant: tenant)
+    def calculate(tenant: str) -> None:
+        current_run().result(code="OK")
+
+    def plain(tenant: str) -> None:
+        return None
+
+    run_as_hook(hook, "app.tasks.calculate", calculate, "acme")
+    run_as_hook(hook, "app.tasks.plain", plain, "acme")
+    adopted, own = shipped
+    assert (adopted.key, adopted.hook_key, adopted.tenant) == (
+        "event::resource",
+        "event::job",
+        "acme",
+    )
+    assert (own.key, own.hook_key) == ("event::job", "")

@@ -46,11 +46,51 @@ GOLDEN_TRACES = bytes.fromhex(
 )
 
 
+# The same since ``Execution.hook_key`` (one more trailing field per execution).
+GOLDEN_TRACES_HOOK_KEY = bytes.fromhex(
+    "9301ad676f6c64656e2f74726163657392dc0014d92030303030303030303030303030303030303030303030"
+    "30303030303030303031a0a67461736b2d31a463616c63a461636d65ab6576656e743a3a63616c63a7737563"
+    "63657373a24f4ba001cf00065bfeda25e001cd05dc81a8637573746f6d6572a23432a673616d706c65929b01"
+    "0000a5626c6f636ba67374657020300005a26f6ba0c2009b020000a5626c6f636ba67374657020310a05a26f"
+    "6ba0c200929701a773746172746564a463616c6301a35b315da0a09702a866696e6973686564a463616c6301"
+    "a0a0a000a0a0a0dc0014d9203030303030303030303030303030303030303030303030303030303030303032"
+    "a0a67461736b2d31a463616c63a461636d65ab6576656e743a3a63616c63a773756363657373a24f4ba001cf"
+    "00065bfeda25e002cd05dc81a8637573746f6d6572a23432a673616d706c6590929701a773746172746564a4"
+    "63616c6301a35b315da0a09702a866696e6973686564a463616c6301a0a0a000a0a0a0"
+)
+
+
 def test_trace_records_encode_to_the_same_bytes_as_before():
     records = [TraceRecord.of(execution(1)), TraceRecord.of(execution(2, lines=0))]
     codec = TraceCodec("golden/traces")
-    assert codec.encode(records) == GOLDEN_TRACES
-    assert codec.decode(GOLDEN_TRACES) == records
+    assert codec.encode(records) == GOLDEN_TRACES_HOOK_KEY
+    assert codec.decode(GOLDEN_TRACES_HOOK_KEY) == records
+    assert codec.decode(GOLDEN_TRACES) == records  # from clients before hook_key: ""
+
+
+def test_a_writer_from_before_hook_key_reads_todays_executions():
+    fields = msgspec.structs.fields(Execution)
+    assert fields[-1].name == "hook_key"
+    before = msgspec.defstruct(
+        "ExecutionBefore",
+        [(f.name, f.type) if f.required else (f.name, f.type, f.default) for f in fields[:-1]],
+        array_like=True,
+    )  # fmt: skip
+    today = msgspec.structs.replace(execution(1), hook_key="event::job")
+    read = msgspec.msgpack.decode(msgspec.msgpack.encode(today), type=before)
+    assert (read.id, read.key, read.traceback) == (today.id, "event::calc", "")
+
+
+def test_fold_writes_the_hook_key_of_an_adopted_run():
+    fold = TraceFold()
+    codec = TraceCodec("host:1")
+    adopted = msgspec.structs.replace(execution(1), hook_key="event::job")
+    assert (
+        fold.add_record(codec.encode([TraceRecord.of(adopted), TraceRecord.of(execution(2))]), 1, 0)
+        == []
+    )
+    column = EXECUTION_COLUMNS.index("hook_key")
+    assert [r[column] for r in fold.rows().executions] == ["event::job", ""]
 
 
 @pytest.mark.parametrize("payload", [b"", b"\x93\x01\x02", msgspec.msgpack.encode([1, "s", []])])

@@ -24,13 +24,7 @@
   }
   // Points with no drawn neighbour, which a line would leave out (one busy minute in an hour).
   const isolated = (ys) => ys.map((v, i) => (v !== null && v !== undefined && ys[i - 1] == null && ys[i + 1] == null ? i : -1)).filter((i) => i >= 0);
-  const $ = (id) => document.getElementById(id);
-  const el = (tag, attrs = {}, text = "") => {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-    if (text !== "") node.textContent = text;
-    return node;
-  };
+  const { $, el, executions, getJson, axes } = window.tally; // ui.js
   const fmt = (v, unit = "") => {
     if (v === null || v === undefined || Number.isNaN(v)) return "–";
     const a = Math.abs(v);
@@ -114,14 +108,6 @@
     const span = w.until - w.since;
     const choices = ["1m", "1h", "1d", "1w", "1mo"].filter((g) => page.granularities.includes(g));
     return choices.find((g) => span / GSEC[g] <= MAX_BUCKETS) || choices[choices.length - 1];
-  }
-
-  async function getJson(url) {
-    const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
-    if (response.status === 401) { location.href = "/ui/login?next=" + encodeURIComponent(location.pathname); throw new Error("signed out"); }
-    const body = await response.json();
-    if (!response.ok) throw new Error(body.reason || body.detail || `HTTP ${response.status}`);
-    return body;
   }
 
   function query(path, params) {
@@ -347,7 +333,6 @@
     }));
     const g = opts.granularity;
     const missed = opts.missed || [];
-    const ink = getComputedStyle(document.body).color; // axis labels follow light/dark mode
     const plot = new uPlot({
       width, height: opts.height || 220, tzDate,
       series,
@@ -356,7 +341,7 @@
         // bars and areas are read by their height: their axis starts at 0
         ...(style === "line" ? {} : { y: { range: (u, min, max) => [Math.min(0, min ?? 0), max > 0 ? max * 1.05 : 1] } }),
       },
-      axes: [{ stroke: ink }, { size: 56, stroke: ink, values: (u, vals) => vals.map((v) => fmt(v)) }],
+      axes: axes({ size: 56, values: (u, vals) => vals.map((v) => fmt(v)) }),
       legend: { live: true },
       cursor: { focus: { prox: 16 } },
       hooks: {
@@ -377,9 +362,7 @@
       plot.over.addEventListener("click", () => {
         const i = plot.cursor.idx;
         if (i === null || i === undefined) return;
-        const since = new Date(buckets[i] * 1000).toISOString();
-        const until = new Date((buckets[i] + GSEC[g]) * 1000).toISOString();
-        location.href = "/traces?" + new URLSearchParams({ key: opts.key, since, until });
+        location.href = executions(opts.key, buckets[i], buckets[i] + GSEC[g]);
       });
     }
     charts.push(plot);

@@ -4,16 +4,7 @@
 "use strict";
 (() => {
   const page = JSON.parse(document.getElementById("page-data").textContent);
-  const $ = (id) => document.getElementById(id);
-  const el = (tag, attrs = {}, text = "") => {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-    if (text !== "") node.textContent = text;
-    return node;
-  };
-  const iso = (t) => new Date(t * 1000).toISOString();
-  const executions = (key, since, until) =>
-    "/traces?" + new URLSearchParams({ key, since: iso(since), until: iso(until) });
+  const { $, el, iso, executions, getJson, axes } = window.tally; // ui.js
   const here = (segment, at) => "?" + new URLSearchParams({ segment, at });
   const SHADE = "rgba(197, 48, 48, 0.18)";
 
@@ -21,12 +12,7 @@
     const q = new URLSearchParams();
     if (page.segment !== null) q.set("segment", page.segment);
     if (page.at !== null) q.set("at", page.at);
-    const url = `/api/v1/monitors/${encodeURIComponent(page.name)}?${q}`;
-    const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
-    if (response.status === 401) { location.href = "/ui/login?next=" + encodeURIComponent(location.pathname + location.search); throw new Error("signed out"); }
-    const body = await response.json();
-    if (!response.ok) throw new Error(body.detail || body.reason || `HTTP ${response.status}`);
-    return body;
+    return getJson(`/api/v1/monitors/${encodeURIComponent(page.name)}?${q}`);
   }
 
   function describe(d) {
@@ -55,11 +41,10 @@
     const series = [{}, { label: d.monitor.what, stroke: "#2b6cb0", width: 2, spanGaps: false }];
     for (const l of d.lines) series.push({ label: `${l.label} ${l.value}`, stroke: "#c53030", width: 1.5, dash: [6, 4], points: { show: false } });
     const data = [j.buckets, j.values, ...d.lines.map((l) => j.buckets.map(() => l.value))];
-    const ink = getComputedStyle(document.body).color; // axis labels follow light/dark mode
     const plot = new uPlot({
       width: Math.max(320, body.clientWidth || 900), height: 300, series,
       scales: { x: { time: true, range: () => [j.buckets[0], end] } },
-      axes: [{ stroke: ink }, { stroke: ink }],
+      axes: axes(),
       hooks: {
         drawClear: [(u) => {
           const ctx = u.ctx, drawn = [];
