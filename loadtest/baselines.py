@@ -26,6 +26,7 @@ from tally.loadtest.querybench import QueryTiming, round_trip_floor, time_query
 from tally.loadtest.storage import table_size
 from tally.schemas.limits import Limits
 from tally.schemas.wire import BatchDecoder
+from tally.schemas.wire_columns import event_count
 
 # (partition, offset, timestamp ms, events, payload)
 Captured = tuple[int, int, int, int, bytes]
@@ -149,7 +150,7 @@ async def _consume_decode(spec: BaselineSpec, result: BaselineResult) -> list[Ca
             batches = await consumer.getmany(timeout_ms=100, max_records=20_000)
             for tp, records in batches.items():
                 for record in records:
-                    n = len(decoder.decode(record.value).events)
+                    n = event_count(decoder.decode(record.value))
                     events += n
                     size += len(record.value)
                     captured.append(
@@ -180,7 +181,7 @@ def _decode_only(captured: list[Captured], result: BaselineResult) -> None:
     events = 0
     wall0, cpu0 = time.perf_counter(), time.process_time()
     for record in captured:
-        events += len(decoder.decode(record[4]).events)
+        events += event_count(decoder.decode(record[4]))
     result.decode_only = Rate(events, time.perf_counter() - wall0, time.process_time() - cpu0)
 
 

@@ -36,6 +36,7 @@ from tally.ingest.kinds import dist
 from tally.kafka.admin import create_topic
 from tally.loadtest.workloads import Cardinality, Workload
 from tally.schemas.wire import BatchDecoder
+from tally.schemas.wire_columns import event_count
 
 PARTITIONS = 4
 
@@ -79,7 +80,7 @@ def read_back(bootstrap: str, topic: str) -> tuple[int, int, int]:
                         for record in batch:
                             records += 1
                             size += len(record.value)
-                            wire += len(decoder.decode(record.value).events)
+                            wire += event_count(decoder.decode(record.value))
             return records, size, wire
         finally:
             await consumer.stop()

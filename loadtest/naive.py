@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from tally.loadtest.workloads import CALC_KEY
 from tally.read.rollup_queries import QUERIES
 from tally.schemas.ddl import identifier
-from tally.schemas.wire import BatchV1
+from tally.schemas.wire import BatchV1, BatchV2, BatchV3
+from tally.schemas.wire_columns import batch_events
 
 TABLE = "events_raw"
 COLUMNS = ("ts", "key", "path", "value")
@@ -51,13 +52,14 @@ class RawColumns:
         return [self.ts, self.key, self.path, self.value]
 
 
-def expand(batch: BatchV1, out: RawColumns) -> int:
+def expand(batch: BatchV1 | BatchV2 | BatchV3, out: RawColumns) -> int:
     """Append one row per (event, key, path) of ``batch`` to ``out``; returns its events."""
+    events = batch_events(batch)
     strings = batch.strings
     keysets = [[strings[i] for i in ks] for ks in batch.keysets]
     shapes = [[strings[i] for i in sh] for sh in batch.shapes]
     ts, key, path, value = out.ts, out.key, out.path, out.value
-    for event in batch.events:
+    for event in events:
         paths = shapes[event.shape]
         width = len(paths)
         for name in keysets[event.keyset]:
@@ -65,7 +67,7 @@ def expand(batch: BatchV1, out: RawColumns) -> int:
             key.extend([name] * width)
             path.extend(paths)
             value.extend(event.values)
-    return len(batch.events)
+    return len(events)
 
 
 def insert(client, database: str, rows: RawColumns) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from tally.schemas.wire import COLUMN_TYPES, BatchV3, DistV2, EventV2, GaugeV2
+from tally.schemas.wire import COLUMN_TYPES, BatchV1, BatchV2, BatchV3, DistV2, EventV2, GaugeV2
 
 SWAP = sys.byteorder == "big"
 
@@ -209,3 +209,13 @@ def dist_item(item: tuple[str, Any]) -> DistItem:
     path, d = item
     order = sorted(d.buckets)
     return path, d.count, d.total, d.square, d.vmin, d.vmax, order, [d.buckets[k] for k in order]
+
+
+def batch_events(batch: BatchV1 | BatchV2 | BatchV3) -> list[Any]:
+    """The events of a record of any version (``EventV1``/``EventV2``; version 3 expanded)."""
+    return events_of(batch) if isinstance(batch, BatchV3) else list(batch.events)
+
+
+def event_count(batch: BatchV1 | BatchV2 | BatchV3) -> int:
+    """How many events a record carries, without expanding version 3's columns."""
+    return batch.events if isinstance(batch, BatchV3) else len(batch.events)

@@ -27,6 +27,7 @@ from tally.embedded.kafka_broker import EmbeddedKafka, start_kafka
 from tally.ingest import ClientSettings, Tracker
 from tally.kafka.admin import create_topic
 from tally.schemas.wire import BatchDecoder
+from tally.schemas.wire_columns import batch_events
 
 pytestmark = pytest.mark.integration
 
@@ -76,7 +77,7 @@ def read_topic(kafka: EmbeddedKafka, topic: str) -> list[tuple[int, int, tuple, 
                     for tp, records in (await consumer.getmany(timeout_ms=500)).items():
                         for record in records:
                             batch = decoder.decode(record.value)
-                            for event in batch.events:
+                            for event in batch_events(batch):
                                 keys = tuple(batch.strings[i] for i in batch.keysets[event.keyset])
                                 paths = [batch.strings[i] for i in batch.shapes[event.shape]]
                                 values = dict(zip(paths, event.values, strict=True))
