@@ -1,6 +1,6 @@
 """A local Kafka cluster: N combined broker+controller KRaft nodes from the same jars.
 
-Every node is an :class:`EmbeddedKafka` (``kafka_broker``) of its own: its ``node.id``,
+Every node is an :class:`EmbeddedKafka` (``kafka_node``) of its own: its ``node.id``,
 listeners and data dir under ``<workdir>/node-<id>``, all formatted with one cluster id, and
 together the controller quorum (N voters). The layout (cluster id and ports) is kept in
 ``<workdir>/cluster.json``, so a restarted cluster comes back on the same ports and data.
@@ -27,22 +27,20 @@ import msgspec
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from tally.embedded.kafka_broker import (
+from tally.embedded.kafka_install import KafkaBrokerError, install
+from tally.embedded.kafka_node import (
     DATA_NAME,
-    LOG_NAME,
     PROPERTIES_NAME,
     EmbeddedKafka,
-    KafkaBrokerError,
-    _jvm_args,
-    _launch,
-    _PortInUse,
-    _wait_ready,
+    PortInUse,
     broker_config,
     format_storage,
     free_ports,
-    install,
+    jvm_args,
+    launch_node,
     random_cluster_id,
     render_properties,
+    wait_ready,
 )
 from tally.embedded.lifecycle import StopsOnExit
 
@@ -285,7 +283,7 @@ def start_cluster(
         assert layout is not None
         try:
             return _start_once(libs, workdir, layout, partitions_default, timeout, fresh)
-        except _PortInUse:
+        except PortInUse:
             if attempt == attempts:
                 raise
     raise AssertionError("unreachable")
@@ -310,22 +308,14 @@ def _start_once(
     try:
         for node, command in enumerate(commands, 1):
             node_dir = workdir / f"node-{node}"
-            process, offset = _launch(command, node_dir, node_dir / LOG_NAME)
-            offsets.append(offset)
-            cluster.nodes.append(
-                EmbeddedKafka(
-                    bootstrap=f"127.0.0.1:{layout.broker_ports[node - 1]}",
-                    workdir=node_dir,
-                    port=layout.broker_ports[node - 1],
-                    controller_port=layout.controller_ports[node - 1],
-                    command=command,
-                    log_path=node_dir / LOG_NAME,
-                    process=process,
-                )
+            handle, offset = launch_node(
+                command, node_dir, layout.broker_ports[node - 1], layout.controller_ports[node - 1]
             )
+            cluster.nodes.append(handle)
+            offsets.append(offset)
         # The nodes elect a controller together: wait for each only once all were launched.
         for node, offset in zip(cluster.nodes, offsets, strict=True):
-            _wait_ready(node, offset, max(1.0, timeout - (time.monotonic() - started)))
+            wait_ready(node, offset, max(1.0, timeout - (time.monotonic() - started)))
         asyncio.run(_wait_for_brokers(cluster, timeout - (time.monotonic() - started)))
     except BaseException:
         for node in cluster.nodes:
@@ -351,7 +341,7 @@ def _prepare_nodes(
         config = node_config(layout, node, log_dir, partitions_default)
         properties.write_text(render_properties(config))
         jobs.append((libs, properties, log_dir, layout.cluster_id))
-        java, *jvm = _jvm_args(libs)
+        java, *jvm = jvm_args(libs)
         commands.append([java, *FAST_START, *jvm, "kafka.Kafka", str(properties)])
     with ThreadPoolExecutor(max_workers=layout.size, thread_name_prefix="kafka-format") as pool:
         for future in [pool.submit(format_storage, *job) for job in jobs]:

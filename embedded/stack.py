@@ -25,8 +25,9 @@ from tally.aggregator.settings import command_line as aggregator_command_line
 from tally.aggregator.sink import RollupSink
 from tally.clickhouse.settings import DEFAULT_DATABASE, ClickHouseSettings
 from tally.embedded.clickhouse.process import EmbeddedClickHouse, start_clickhouse
-from tally.embedded.kafka_broker import EmbeddedKafka, free_ports, start_kafka
+from tally.embedded.kafka_broker import start_kafka
 from tally.embedded.kafka_cluster import KafkaCluster, replication_for, start_cluster
+from tally.embedded.kafka_node import EmbeddedKafka, free_ports
 from tally.embedded.lifecycle import StopsOnExit
 from tally.kafka.admin import create_topic
 from tally.kafka.settings import AGGREGATOR_GROUP, EVENTS_TOPIC

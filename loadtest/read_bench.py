@@ -31,7 +31,7 @@ from tally.aggregator.rows import FoldRows
 from tally.aggregator.sink import RollupSink
 from tally.clickhouse.settings import ClickHouseSettings
 from tally.embedded.clickhouse.process import start_clickhouse
-from tally.embedded.kafka_broker import free_ports
+from tally.embedded.kafka_node import free_ports
 from tally.read import AsyncReader, Reader, ReadSettings
 from tally.schemas.ddl import RollupSchema
 

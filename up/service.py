@@ -24,8 +24,9 @@ from tally.api.sql import SqlSettings
 from tally.api.tokens import load_or_create, tokens
 from tally.clickhouse.settings import CONNECTION, DEFAULT_DATABASE, ClickHouseSettings
 from tally.embedded.clickhouse.process import EmbeddedClickHouse, start_clickhouse
-from tally.embedded.kafka_broker import EmbeddedKafka, start_kafka
+from tally.embedded.kafka_broker import start_kafka
 from tally.embedded.kafka_cluster import KafkaCluster, Replication, replication_for, start_cluster
+from tally.embedded.kafka_node import EmbeddedKafka
 from tally.embedded.lifecycle import terminate
 from tally.kafka.admin import create_topic
 from tally.kafka.settings import EVENTS_TOPIC

@@ -18,7 +18,7 @@ import pytest
 
 from tally.api.server import ServerThread
 from tally.api.settings import ApiSettings
-from tally.embedded.kafka_broker import free_ports
+from tally.embedded.kafka_node import free_ports
 from tally.schemas.ddl import RollupSchema
 from tally.web import WebSettings, web_handlers
 from tests.integration.dashboard_seed import seed
