@@ -31,13 +31,13 @@ from tally.embedded.kafka_node import (
     DATA_NAME,
     PROPERTIES_NAME,
     EmbeddedKafka,
-    PortInUse,
     broker_config,
     format_storage,
     jvm_args,
     launch_node,
     pick_ports,
     render_properties,
+    retry_port_clash,
     wait_ready,
 )
 
@@ -59,18 +59,14 @@ def start_kafka(
     libs = install(cache_dir)
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    attempts = 1 if port is not None else 3
-    for attempt in range(1, attempts + 1):
+
+    def start() -> EmbeddedKafka:
         broker_port, controller_port = pick_ports(port)
-        try:
-            return _start_once(
-                libs, workdir, broker_port, controller_port,
-                partitions_default, extra_config, timeout,
-            )  # fmt: skip
-        except PortInUse:
-            if attempt == attempts:
-                raise
-    raise AssertionError("unreachable")
+        return _start_once(
+            libs, workdir, broker_port, controller_port, partitions_default, extra_config, timeout
+        )
+
+    return retry_port_clash(start, 1 if port is not None else 3)
 
 
 def _start_once(

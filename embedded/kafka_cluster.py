@@ -32,7 +32,6 @@ from tally.embedded.kafka_node import (
     DATA_NAME,
     PROPERTIES_NAME,
     EmbeddedKafka,
-    PortInUse,
     broker_config,
     format_storage,
     free_ports,
@@ -40,6 +39,7 @@ from tally.embedded.kafka_node import (
     launch_node,
     random_cluster_id,
     render_properties,
+    retry_port_clash,
     wait_ready,
 )
 from tally.embedded.lifecycle import StopsOnExit
@@ -274,19 +274,14 @@ def start_cluster(
     libs = install(cache_dir)
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    layout = _read_layout(workdir, brokers)
-    fresh = layout is None
-    attempts = 3 if fresh and port is None else 1
-    for attempt in range(1, attempts + 1):
-        if fresh:
-            layout = new_layout(brokers, port)
-        assert layout is not None
-        try:
-            return _start_once(libs, workdir, layout, partitions_default, timeout, fresh)
-        except PortInUse:
-            if attempt == attempts:
-                raise
-    raise AssertionError("unreachable")
+    saved = _read_layout(workdir, brokers)
+
+    def start() -> KafkaCluster:
+        fresh = saved is None
+        layout = saved or new_layout(brokers, port)
+        return _start_once(libs, workdir, layout, partitions_default, timeout, fresh)
+
+    return retry_port_clash(start, 3 if saved is None and port is None else 1)
 
 
 def _start_once(

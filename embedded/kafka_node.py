@@ -15,10 +15,11 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -32,6 +33,7 @@ DATA_NAME = "data"
 HEAP_MAX = "512m"
 HEAP_MIN = "256m"
 BIND_ERROR = "Address already in use"
+T = TypeVar("T")
 
 
 class PortInUse(KafkaBrokerError):
@@ -360,3 +362,15 @@ def launch_node(
         process=process,
     )
     return node, log_offset
+
+
+def retry_port_clash(start: Callable[[], T], attempts: int) -> T:
+    """``start()``, called again (it picks its ports anew) while a port clash takes up to
+    ``attempts`` tries."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return start()
+        except PortInUse:
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
