@@ -17,12 +17,11 @@ from tally.api.tokens import READ_FILE, SQL_FILE, tokens
 from tally.cli.errors import bad_input
 from tally.cli.options import (
     DEFAULT_DATA_DIR,
-    DEFAULT_URL,
-    ClickHouseUrl,
+    ClickHouseTarget,
     ClickHouseUser,
     Database,
     DataDir,
-    read_settings,
+    clickhouse_options,
 )
 from tally.cli.sql_user import SqlPasswordFile, SqlUser, say_sql, sql_settings
 from tally.clickhouse.settings import BadClickHouseUrl, clickhouse_endpoint
@@ -205,6 +204,7 @@ def api_settings(
     return ApiSettings(read, read_token, sql_token, host, port, sql=sql)
 
 
+@clickhouse_options
 def api(
     host: Annotated[
         str, typer.Option(envvar="TALLY_API_HOST", help="Address to bind.")
@@ -212,10 +212,8 @@ def api(
     port: Annotated[
         int, typer.Option(envvar="TALLY_API_PORT", help="Port to listen on.")
     ] = DEFAULT_PORT,
-    clickhouse_url: ClickHouseUrl = DEFAULT_URL,
-    clickhouse_user: ClickHouseUser = "default",
-    database: Database = "tally",
-    data_dir: DataDir = DEFAULT_DATA_DIR,
+    *,
+    target: ClickHouseTarget,
     sql_clickhouse_user: SqlUser = None,
     sql_clickhouse_password_file: SqlPasswordFile = None,
 ) -> None:
@@ -228,13 +226,14 @@ def api(
         typer.echo(f"error: {exc}; pass --port with a free one", err=True)
         raise typer.Exit(2) from None
     settings = api_settings(
-        host, port, read_settings(clickhouse_url, clickhouse_user, database, data_dir),
-        data_dir, sql_clickhouse_user, sql_clickhouse_password_file,
+        host, port, target.settings(),
+        target.data_dir, sql_clickhouse_user, sql_clickhouse_password_file,
     )  # fmt: skip
-    print(f"tally API on http://{host}:{port}/api/v1 (tokens in {data_dir / 'secrets'})")
+    print(f"tally API on http://{host}:{port}/api/v1 (tokens in {target.data_dir / 'secrets'})")
     server(settings).run()
 
 
+@clickhouse_options
 def ui(
     host: Annotated[
         str, typer.Option(envvar="TALLY_API_HOST", help="Address to bind.")
@@ -243,10 +242,8 @@ def ui(
         int, typer.Option(envvar="TALLY_API_PORT", help="Port to listen on.")
     ] = DEFAULT_PORT,
     dashboards: Dashboards = None,
-    clickhouse_url: ClickHouseUrl = DEFAULT_URL,
-    clickhouse_user: ClickHouseUser = "default",
-    database: Database = "tally",
-    data_dir: DataDir = DEFAULT_DATA_DIR,
+    *,
+    target: ClickHouseTarget,
     sql_clickhouse_user: SqlUser = None,
     sql_clickhouse_password_file: SqlPasswordFile = None,
 ) -> None:
@@ -270,12 +267,13 @@ def ui(
         )
     report_dashboard_errors(directory)
     settings = api_settings(
-        host, port, read_settings(clickhouse_url, clickhouse_user, database, data_dir),
-        data_dir, sql_clickhouse_user, sql_clickhouse_password_file,
+        host, port, target.settings(),
+        target.data_dir, sql_clickhouse_user, sql_clickhouse_password_file,
     )  # fmt: skip
+    token_file = secret_path(target.data_dir, READ_FILE)
     print(
-        f"tally dashboard on http://{host}:{port}/ui/ over {clickhouse_url} "
-        f"(sign in with the read token: TALLY_API_TOKEN or {secret_path(data_dir, READ_FILE)})",
+        f"tally dashboard on http://{host}:{port}/ui/ over {target.url} "
+        f"(sign in with the read token: TALLY_API_TOKEN or {token_file})",
         flush=True,
     )
     server(settings, [*web_handlers(WebSettings(directory)), *TRACE_PAGES]).run()
