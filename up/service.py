@@ -23,6 +23,7 @@ from tally.api.settings import ApiSettings
 from tally.api.sql import SqlSettings
 from tally.api.tokens import load_or_create, tokens
 from tally.clickhouse.settings import CONNECTION, DEFAULT_DATABASE, ClickHouseSettings
+from tally.clickhouse.sink_base import apply_ddl_once
 from tally.embedded.clickhouse.process import EmbeddedClickHouse, start_clickhouse
 from tally.embedded.kafka_broker import start_kafka
 from tally.embedded.kafka_cluster import KafkaCluster, Replication, replication_for, start_cluster
@@ -221,12 +222,7 @@ class Service:
         copies, config = r.factor, r.topic_config()
         await create_topic(self.bootstrap, TOPIC, self.settings.partitions, copies, config)
         await create_topic(self.bootstrap, f"{TOPIC}.dlq", 1, copies, config)
-        sink = RollupSink(self._clickhouse_settings(), self._schema())
-        await sink.start()
-        try:
-            await sink.apply_ddl()
-        finally:
-            await sink.close()
+        await apply_ddl_once(RollupSink(self._clickhouse_settings(), self._schema()))
         await prepare_traces(
             self.bootstrap, self._clickhouse_settings(), self.settings.database, replication=r
         )
