@@ -237,12 +237,7 @@ class Service:
             # the service owns its topic: a first start counts whatever was tracked before it
             initial_offset="earliest",
         )  # fmt: skip
-        env = child_environment(os.environ, self.login("aggregator")[1])
-        with (s.data_dir / "logs" / f"aggregator-{index}.log").open("ab") as log:
-            return subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env, start_new_session=True,
-            )  # fmt: skip
+        return self._spawn(command, "aggregator", f"aggregator-{index}.log")
 
     def _start_trace_writer(self, index: int) -> subprocess.Popen:
         s = self.settings
@@ -250,12 +245,7 @@ class Service:
             self.bootstrap, self.clickhouse_url, self.login("traces")[0], s.database,
             s.flush_interval_s,
         )  # fmt: skip
-        env = child_environment(os.environ, self.login("traces")[1])
-        with (s.data_dir / "logs" / f"trace-writer-{index}.log").open("ab") as log:
-            return subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env, start_new_session=True,
-            )  # fmt: skip
+        return self._spawn(command, "traces", f"trace-writer-{index}.log")
 
     def _monitor_paths(self) -> tuple[Path, ...]:
         d = self.settings.monitors_dir
@@ -274,8 +264,13 @@ class Service:
             "--database", s.database, "--data-dir", str(s.data_dir),
             "--base-url", self.api_url if s.api else "", "--metrics-port", "0",
         ]  # fmt: skip
-        env = child_environment(os.environ, self.login("monitors")[1])
-        with (s.data_dir / "logs" / "monitors.log").open("ab") as log:
+        return self._spawn(command, "monitors", "monitors.log")
+
+    def _spawn(self, command: list[str], component: str, log_name: str) -> subprocess.Popen:
+        """Run ``command`` in its own session with ``component``'s ClickHouse password in its
+        environment, appending its output to ``logs/<log_name>``."""
+        env = child_environment(os.environ, self.login(component)[1])
+        with (self.settings.data_dir / "logs" / log_name).open("ab") as log:
             return subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=env, start_new_session=True,
