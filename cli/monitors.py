@@ -15,16 +15,13 @@ from tally.cli.options import (
     ClickHouseTarget,
     Json,
     clickhouse_options,
+    command_group,
 )
 from tally.engine.settings import CONSUMER
 from tally.kafka.settings import AGGREGATOR_GROUP, BOOTSTRAP, DEFAULT_BOOTSTRAP, EVENTS_TOPIC, TOPIC
 
-app = typer.Typer(
-    name="monitors",
-    help="Monitors as code: run the service, backtest a file, list definitions and states.",
-    no_args_is_help=True,
-    add_completion=False,
-    rich_markup_mode=None,
+app = command_group(
+    "monitors", "Monitors as code: run the service, backtest a file, list definitions and states."
 )
 Paths = Annotated[list[Path], typer.Argument(help="Monitor files or directories (*.yaml).")]
 Bootstrap = Annotated[

@@ -70,6 +70,13 @@ DEFAULT_DATA_DIR = default_data_dir()
 R = TypeVar("R")
 
 
+def command_group(name: str, help: str) -> typer.Typer:
+    """A ``tally <name> ...`` group of commands (help without rich markup, no completion)."""
+    return typer.Typer(
+        name=name, help=help, no_args_is_help=True, add_completion=False, rich_markup_mode=None
+    )
+
+
 @dataclass(frozen=True)
 class ClickHouseTarget:
     """A command's ClickHouse options, turned into settings when the command needs them."""

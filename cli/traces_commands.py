@@ -12,6 +12,7 @@ from tally.cli.options import (
     ClickHouseTarget,
     Json,
     clickhouse_options,
+    command_group,
 )
 from tally.read import Reader
 from tally.read.plan import Plan
@@ -29,13 +30,7 @@ from tally.traces.queries import (
 )
 from tally.traces.service import app as writer_app
 
-app = typer.Typer(
-    name="traces",
-    help="Executions, trace trees and the job log (see docs/traces.md).",
-    no_args_is_help=True,
-    add_completion=False,
-    rich_markup_mode=None,
-)
+app = command_group("traces", "Executions, trace trees and the job log (see docs/traces.md).")
 Since = Annotated[str, typer.Option(help="Start: ISO time, unix seconds or a duration ago.")]
 Until = Annotated[str | None, typer.Option(help="End (exclusive). [default: now]")]
 Opt = Annotated[str | None, typer.Option()]

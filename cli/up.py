@@ -189,6 +189,19 @@ def run_service(settings: UpSettings) -> None:
         print("stopped cleanly", flush=True)
 
 
+ApiHost = Annotated[str, typer.Option(envvar="TALLY_API_HOST", help="Address to bind.")]
+ApiPort = Annotated[int, typer.Option(envvar="TALLY_API_PORT", help="Port to listen on.")]
+
+
+def _require_free_port(host: str, port: int) -> None:
+    """Exit 2 with a hint when ``port`` is taken."""
+    try:
+        check_port(host, port)
+    except PortInUse as exc:
+        typer.echo(f"error: {exc}; pass --port with a free one", err=True)
+        raise typer.Exit(2) from None
+
+
 def api_settings(
     host: str,
     port: int,
@@ -206,12 +219,8 @@ def api_settings(
 
 @clickhouse_options
 def api(
-    host: Annotated[
-        str, typer.Option(envvar="TALLY_API_HOST", help="Address to bind.")
-    ] = DEFAULT_HOST,
-    port: Annotated[
-        int, typer.Option(envvar="TALLY_API_PORT", help="Port to listen on.")
-    ] = DEFAULT_PORT,
+    host: ApiHost = DEFAULT_HOST,
+    port: ApiPort = DEFAULT_PORT,
     *,
     target: ClickHouseTarget,
     sql_clickhouse_user: SqlUser = None,
@@ -220,11 +229,7 @@ def api(
     """Serve only the HTTP API over an existing ClickHouse (tokens: TALLY_API_TOKEN and
     TALLY_API_SQL_TOKEN, else generated into <data-dir>/secrets; /sql needs
     --sql-clickhouse-user, else it answers 503)."""
-    try:
-        check_port(host, port)
-    except PortInUse as exc:
-        typer.echo(f"error: {exc}; pass --port with a free one", err=True)
-        raise typer.Exit(2) from None
+    _require_free_port(host, port)
     settings = api_settings(
         host, port, target.settings(),
         target.data_dir, sql_clickhouse_user, sql_clickhouse_password_file,
@@ -235,12 +240,8 @@ def api(
 
 @clickhouse_options
 def ui(
-    host: Annotated[
-        str, typer.Option(envvar="TALLY_API_HOST", help="Address to bind.")
-    ] = DEFAULT_HOST,
-    port: Annotated[
-        int, typer.Option(envvar="TALLY_API_PORT", help="Port to listen on.")
-    ] = DEFAULT_PORT,
+    host: ApiHost = DEFAULT_HOST,
+    port: ApiPort = DEFAULT_PORT,
     dashboards: Dashboards = None,
     *,
     target: ClickHouseTarget,
@@ -253,11 +254,7 @@ def ui(
     from tally.web import WebSettings, web_handlers
     from tally.web.traces_pages import TRACE_PAGES
 
-    try:
-        check_port(host, port)
-    except PortInUse as exc:
-        typer.echo(f"error: {exc}; pass --port with a free one", err=True)
-        raise typer.Exit(2) from None
+    _require_free_port(host, port)
     directory = dashboards.expanduser().resolve() if dashboards else None
     if host not in ("127.0.0.1", "localhost", "::1"):
         typer.echo(
