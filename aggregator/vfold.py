@@ -272,14 +272,19 @@ def _commit(
             state, c, widths, with_values, fks, sh_fold, minute, minute_index, span
         )
     by_id = list(names)
-    if len(d_name):
-        rows_event = np.repeat(np.arange(n), np.diff(c.dist_offsets))
-        key = (fks[rows_event] * len(names) + d_name) * span + minute_index[rows_event]
-        added += _fold_dists(state, c, key, fks[rows_event], minute[rows_event], d_name, by_id)
-    if len(g_name):
-        rows_event = np.repeat(np.arange(n), np.diff(c.gauge_offsets))
-        key = (fks[rows_event] * len(names) + g_name) * span + minute_index[rows_event]
-        added += _fold_gauges(state, c, key, fks[rows_event], minute[rows_event], g_name, by_id)
+    for offsets, name, fold_kind in (
+        (c.dist_offsets, d_name, _fold_dists),
+        (c.gauge_offsets, g_name, _fold_gauges),
+    ):
+        if len(name):
+            rows_event = np.repeat(np.arange(n), np.diff(offsets))
+            row_fks = fks[rows_event]
+            gid, first = _groups((row_fks * len(names) + name) * span + minute_index[rows_event])
+            firsts = zip(
+                row_fks[first].tolist(), minute[rows_event[first]].tolist(), name[first].tolist(),
+                strict=True,
+            )  # fmt: skip
+            added += fold_kind(state, c, gid, [(k, m, by_id[p]) for k, m, p in firsts])
     shortest = state.limits.shortest_ttl()
     if shortest is not None:
         stale = at[at < reference - shortest[1]]
@@ -343,20 +348,12 @@ def _fold_values(
 
 
 def _fold_dists(
-    state: FoldState,
-    c: Columns,
-    key: np.ndarray,
-    fks: np.ndarray,
-    minute: np.ndarray,
-    name: np.ndarray,
-    by_id: list[str],
+    state: FoldState, c: Columns, gid: np.ndarray, slots: list[tuple[int, int, str]]
 ) -> int:
-    """Merge distribution rows per (keyset, minute, path); returns bytes added."""
+    """Merge distribution rows per (keyset, minute, path) group ``gid`` (``slots``: each
+    group's key); returns bytes added."""
     dacc, kinds = state.dacc, state.path_kinds
-    gid, first = _groups(key)
-    groups = len(first)
-    firsts = zip(fks[first].tolist(), minute[first].tolist(), name[first].tolist(), strict=True)
-    slots = [(k, m, by_id[p]) for k, m, p in firsts]
+    groups = len(slots)
     olds = [dacc.get(slot) for slot in slots]
     order, starts = _by_group(gid, groups)
     count = np.add.reduceat(c.dist_count[order], starts)
@@ -416,18 +413,11 @@ def _fold_dists(
 
 
 def _fold_gauges(
-    state: FoldState,
-    c: Columns,
-    key: np.ndarray,
-    fks: np.ndarray,
-    minute: np.ndarray,
-    name: np.ndarray,
-    by_id: list[str],
+    state: FoldState, c: Columns, gid: np.ndarray, slots: list[tuple[int, int, str]]
 ) -> int:
     """Keep each (keyset, minute, path)'s last reading (ties: larger value), min and max."""
     gacc, kinds = state.gacc, state.path_kinds
-    gid, first = _groups(key)
-    groups = len(first)
+    groups = len(slots)
     order = np.lexsort((c.gauge_value, c.gauge_at_ms, gid))
     last = order[np.searchsorted(gid[order], np.arange(groups), side="right") - 1]
     by_group, starts = _by_group(gid, groups)
@@ -435,13 +425,11 @@ def _fold_gauges(
     high = np.maximum.reduceat(c.gauge_value[by_group], starts)
     added = 0
     rows = zip(
-        fks[first].tolist(), minute[first].tolist(), name[first].tolist(),
-        c.gauge_at_ms[last].tolist(), c.gauge_value[last].tolist(), low.tolist(), high.tolist(),
-        strict=True,
+        slots, c.gauge_at_ms[last].tolist(), c.gauge_value[last].tolist(), low.tolist(),
+        high.tolist(), strict=True,
     )  # fmt: skip
-    for k, m, p, at_ms, value, vmin, vmax in rows:
-        path = by_id[p]
-        slot = (k, m, path)
+    for slot, at_ms, value, vmin, vmax in rows:
+        path = slot[2]
         kinds[path] = KIND_GAUGE
         found = gacc.get(slot)
         if found is None:
