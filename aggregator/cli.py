@@ -18,6 +18,7 @@ from tally.aggregator.metrics import AggregatorMetrics
 from tally.aggregator.settings import DESCRIPTION, SETTINGS, AggregatorSettings, from_values
 from tally.aggregator.sink import RollupSink
 from tally.aggregator.worker import build_aggregator
+from tally.clickhouse.sink_base import apply_ddl_once
 from tally.engine import logs
 from tally.engine.metrics import MetricsPortInUse
 from tally.engine.offsets import StartRefused
@@ -61,10 +62,7 @@ async def serve(settings: AggregatorSettings) -> None:
 
 async def check(settings: AggregatorSettings) -> None:
     """Reach ClickHouse (and apply the DDL) and list the topic's partitions."""
-    sink = RollupSink(settings.clickhouse, settings.schema)
-    await sink.start()
-    await sink.apply_ddl()
-    await sink.close()
+    await apply_ddl_once(RollupSink(settings.clickhouse, settings.schema))
     await print_topic_partitions(settings)
 
 

@@ -13,7 +13,6 @@ import logging
 import re
 from collections.abc import Sequence
 
-from clickhouse_connect.driver.asyncclient import AsyncClient
 from clickhouse_connect.driver.exceptions import DatabaseError
 
 from tally.aggregator.insert_plan import DEFAULT_PARTITIONS_PER_INSERT, InsertPiece, plan_inserts
@@ -27,11 +26,10 @@ from tally.aggregator.key_rows import (
 )
 from tally.aggregator.rows import FoldRows, concat_rows
 from tally.clickhouse.ddl import run_ddl
-from tally.clickhouse.errors import classify_error
 from tally.clickhouse.failover import Replicas
 from tally.clickhouse.insert_settings import pinned_settings
 from tally.clickhouse.settings import ClickHouseSettings
-from tally.engine.protocols import ErrorKind
+from tally.clickhouse.sink_base import ReplicaSink
 from tally.schemas.ddl import TABLE, RollupSchema
 from tally.schemas.ddl_keys import RETIRED_VIEWS
 
@@ -53,7 +51,7 @@ COLUMN_TYPES = {
 }
 
 
-class RollupSink:
+class RollupSink(ReplicaSink):
     """Applies the DDL and inserts rows with a dedup token (one or more inserts per call)."""
 
     def __init__(
@@ -68,13 +66,9 @@ class RollupSink:
         self.written_keys = WrittenKeys()
         self.replicas = Replicas(settings)
 
-    async def start(self) -> None:
-        """Connect to the first replica that answers (raises if none does; callers retry)."""
-        await self.replicas.connect()
-
     async def apply_ddl(self) -> None:
         """Create what is missing; align the view, the dedup window and the TTL with the flags."""
-        client = self._require()
+        client = self.client()
         await run_ddl(client, [*self.schema.statements(), *self.schema.alignment_statements()])
         await self._retire_key_views()
         if await self._ttl_differs():
@@ -89,7 +83,7 @@ class RollupSink:
         Harmless if left (both writers give the same ``min``/``max``) but they cost the server
         a fan-out of every insert; a user without DROP gets a warning naming the statement.
         """
-        client = self._require()
+        client = self.client()
         result = await client.query(
             "SELECT name FROM system.tables WHERE database = {db:String}"
             " AND has({names:Array(String)}, name) ORDER BY name",
@@ -114,7 +108,7 @@ class RollupSink:
         ``engine_full`` is read through the Native format (no TSV escaping of quotes) and both
         sides are normalised by ``formatQuerySingleLine``, so identical flags never ALTER.
         """
-        client = self._require()
+        client = self.client()
         result = await client.query(
             "SELECT engine_full FROM system.tables"
             " WHERE database = {db:String} AND name = {t:String}",
@@ -141,7 +135,7 @@ class RollupSink:
 
     def insert_settings(self, token: str) -> dict[str, int | str]:
         """The settings of one insert: ``BLOCK_SETTINGS`` the server knows, plus the token."""
-        return pinned_settings(self._require(), token)
+        return pinned_settings(self.client(), token)
 
     async def insert(self, rows: FoldRows, token: str) -> None:
         """Insert ``rows`` synchronously (durable on return); a replay with ``token`` is a no-op.
@@ -199,19 +193,6 @@ class RollupSink:
                 settings=pinned_settings(client, token),
             )
         )
-
-    def classify(self, exc: BaseException) -> ErrorKind:
-        """``classify_error``: whether retrying this insert can succeed."""
-        return classify_error(exc)
-
-    async def close(self) -> None:
-        """Close the HTTP session."""
-        await self.replicas.close()
-
-    def _require(self) -> AsyncClient:
-        if self.replicas.client is None:
-            raise RuntimeError("RollupSink.start() was not called")
-        return self.replicas.client
 
 
 _TTL = re.compile(r"\bTTL (.*?)(?: SETTINGS |$)", re.DOTALL)

@@ -11,9 +11,10 @@ the same ``fold_bytes`` estimate. Values travel as float64, so sums are the same
 partial sums stay below 2**53 (where integers lose exactness in ClickHouse's Float64 anyway).
 
 Validation screens every column at once with the limits of ``schemas/limits.py`` and
-``schemas/sketch.py``. A record with anything to reject, or whose paths would change kind
-within it, is left untouched (``fold_columns`` returns False) and folded event by event, which
-rejects each bad event with its usual reason and keeps the rest.
+``schemas/sketch.py`` (the distribution and gauge screens are ``vfold_checks``). A record with
+anything to reject, or whose paths would change kind within it, is left untouched
+(``fold_columns`` returns False) and folded event by event, which rejects each bad event with
+its usual reason and keeps the rest.
 """
 
 from __future__ import annotations
@@ -27,12 +28,12 @@ import numpy as np
 from tally.aggregator.columns import Columns
 from tally.aggregator.fold_bytes import DIST_BUCKET_BYTES, ENTRY_BYTES, VALUE_BYTES
 from tally.aggregator.rows import KIND_DIST, KIND_GAUGE, KIND_SUM
+from tally.aggregator.vfold_checks import dists_ok, gauges_ok
 from tally.schemas import sketch
-from tally.schemas.limits import MAX_EVENT_TIME, MIN_EVENT_TIME, Limits
+from tally.schemas.limits import Limits
 
 KEY_SPAN = 1 << 16  # sketch keys (ZERO_KEY .. MAX_KEY) shifted by KEY_SHIFT fit 16 bits
 KEY_SHIFT = -sketch.ZERO_KEY
-NEAR_INTEGER = 1e-6  # log-ratios this close to a bucket edge get math.log's exact answer
 
 
 class FoldState(Protocol):
@@ -103,7 +104,7 @@ def fold_columns(
         if found_d is None or found_g is None:
             return False
         d_name, g_name = found_d, found_g
-        if not _dists_ok(c) or not _gauges_ok(c, limits.max_abs_value):
+        if not dists_ok(c) or not gauges_ok(c, limits.max_abs_value):
             return False
         if not _kinds_ok(state, c, names, d_name, g_name, np.unique(sh), shape_list):
             return False
@@ -173,80 +174,6 @@ def _path_ids(
             return None
         ids[i] = names.setdefault(path, len(names))
     return ids[inverse]
-
-
-def _valid_samples(v: np.ndarray) -> bool:
-    return bool(((v == 0) | ((v >= sketch.MIN_SAMPLE) & (v <= sketch.MAX_SAMPLE))).all())
-
-
-def _dists_ok(c: Columns) -> bool:
-    """Every distribution row passes ``checks._dist_problem`` (computed for all rows at once)."""
-    if not len(c.dist_path):
-        return True
-    cnt, total, square, vmin, vmax = c.dist_count, c.dist_sum, c.dist_square, c.dist_min, c.dist_max
-    bo, bk, bc = c.bucket_offsets, c.bucket_keys, c.bucket_counts
-    if not _valid_samples(vmin) or not _valid_samples(vmax):
-        return False
-    if not ((square >= 0) & (square < np.inf)).all():
-        return False
-    if not ((bk == sketch.ZERO_KEY) | ((bk >= sketch.MIN_KEY) & (bk <= sketch.MAX_KEY))).all():
-        return False
-    if len(bc) and bc.min() < 1:
-        return False
-    nb = np.diff(bo)
-    single = (cnt == 1) & (nb == 1)
-    if single.any():
-        first = bo[:-1][single]
-        if not (
-            (vmax[single] == vmin[single]) & (total[single] == vmin[single]) & (bc[first] == 1)
-        ).all():
-            return False
-    multi = np.flatnonzero(~single)
-    if not len(multi):
-        return True
-    m_cnt, m_min, m_max, m_sum = cnt[multi], vmin[multi], vmax[multi], total[multi]
-    if not (
-        (m_cnt >= 1)
-        & (m_cnt <= sketch.MAX_SAMPLE)
-        & (m_min <= m_max)
-        & (m_sum >= 0)
-        & (m_sum < np.inf)
-    ).all():
-        return False
-    cumulative = np.concatenate(([0], np.cumsum(bc)))
-    if not np.array_equal(cumulative[bo[multi + 1]] - cumulative[bo[multi]], m_cnt):
-        return False  # also a row without buckets (count >= 1)
-    if len(bk) > 1:
-        same_row = np.ones(len(bk) - 1, bool)
-        starts = bo[1:-1]
-        same_row[starts[(starts > 0) & (starts < len(bk))] - 1] = False
-        if ((np.diff(bk) <= 0) & same_row).any():
-            return False
-    if not np.array_equal(_key_of(m_min), bk[bo[multi]]):
-        return False
-    return np.array_equal(_key_of(m_max), bk[bo[multi + 1] - 1])
-
-
-def _key_of(v: np.ndarray) -> np.ndarray:
-    """``sketch.key_of`` of valid samples; near a bucket edge, ``math.log`` decides."""
-    positive = v > 0
-    x = np.log(np.where(positive, v, 1.0)) / sketch.LOG_GAMMA
-    keys = np.where(positive, np.ceil(x), sketch.ZERO_KEY).astype(np.int64)
-    for i in np.flatnonzero(positive & (np.abs(x - np.rint(x)) < NEAR_INTEGER)).tolist():
-        keys[i] = sketch.key_of(float(v[i]))
-    return keys
-
-
-def _gauges_ok(c: Columns, cap: float) -> bool:
-    """Every gauge has a finite value within ``cap`` and a storable time."""
-    if not len(c.gauge_path):
-        return True
-    at_ms = c.gauge_at_ms
-    return bool(
-        (np.abs(c.gauge_value) <= cap).all()
-        and at_ms.min() >= MIN_EVENT_TIME * 1000
-        and at_ms.max() <= MAX_EVENT_TIME * 1000
-    )
 
 
 def _kinds_ok(
@@ -345,14 +272,19 @@ def _commit(
             state, c, widths, with_values, fks, sh_fold, minute, minute_index, span
         )
     by_id = list(names)
-    if len(d_name):
-        rows_event = np.repeat(np.arange(n), np.diff(c.dist_offsets))
-        key = (fks[rows_event] * len(names) + d_name) * span + minute_index[rows_event]
-        added += _fold_dists(state, c, key, fks[rows_event], minute[rows_event], d_name, by_id)
-    if len(g_name):
-        rows_event = np.repeat(np.arange(n), np.diff(c.gauge_offsets))
-        key = (fks[rows_event] * len(names) + g_name) * span + minute_index[rows_event]
-        added += _fold_gauges(state, c, key, fks[rows_event], minute[rows_event], g_name, by_id)
+    for offsets, name, fold_kind in (
+        (c.dist_offsets, d_name, _fold_dists),
+        (c.gauge_offsets, g_name, _fold_gauges),
+    ):
+        if len(name):
+            rows_event = np.repeat(np.arange(n), np.diff(offsets))
+            row_fks = fks[rows_event]
+            gid, first = _groups((row_fks * len(names) + name) * span + minute_index[rows_event])
+            firsts = zip(
+                row_fks[first].tolist(), minute[rows_event[first]].tolist(), name[first].tolist(),
+                strict=True,
+            )  # fmt: skip
+            added += fold_kind(state, c, gid, [(k, m, by_id[p]) for k, m, p in firsts])
     shortest = state.limits.shortest_ttl()
     if shortest is not None:
         stale = at[at < reference - shortest[1]]
@@ -416,20 +348,12 @@ def _fold_values(
 
 
 def _fold_dists(
-    state: FoldState,
-    c: Columns,
-    key: np.ndarray,
-    fks: np.ndarray,
-    minute: np.ndarray,
-    name: np.ndarray,
-    by_id: list[str],
+    state: FoldState, c: Columns, gid: np.ndarray, slots: list[tuple[int, int, str]]
 ) -> int:
-    """Merge distribution rows per (keyset, minute, path); returns bytes added."""
+    """Merge distribution rows per (keyset, minute, path) group ``gid`` (``slots``: each
+    group's key); returns bytes added."""
     dacc, kinds = state.dacc, state.path_kinds
-    gid, first = _groups(key)
-    groups = len(first)
-    firsts = zip(fks[first].tolist(), minute[first].tolist(), name[first].tolist(), strict=True)
-    slots = [(k, m, by_id[p]) for k, m, p in firsts]
+    groups = len(slots)
     olds = [dacc.get(slot) for slot in slots]
     order, starts = _by_group(gid, groups)
     count = np.add.reduceat(c.dist_count[order], starts)
@@ -489,18 +413,11 @@ def _fold_dists(
 
 
 def _fold_gauges(
-    state: FoldState,
-    c: Columns,
-    key: np.ndarray,
-    fks: np.ndarray,
-    minute: np.ndarray,
-    name: np.ndarray,
-    by_id: list[str],
+    state: FoldState, c: Columns, gid: np.ndarray, slots: list[tuple[int, int, str]]
 ) -> int:
     """Keep each (keyset, minute, path)'s last reading (ties: larger value), min and max."""
     gacc, kinds = state.gacc, state.path_kinds
-    gid, first = _groups(key)
-    groups = len(first)
+    groups = len(slots)
     order = np.lexsort((c.gauge_value, c.gauge_at_ms, gid))
     last = order[np.searchsorted(gid[order], np.arange(groups), side="right") - 1]
     by_group, starts = _by_group(gid, groups)
@@ -508,13 +425,11 @@ def _fold_gauges(
     high = np.maximum.reduceat(c.gauge_value[by_group], starts)
     added = 0
     rows = zip(
-        fks[first].tolist(), minute[first].tolist(), name[first].tolist(),
-        c.gauge_at_ms[last].tolist(), c.gauge_value[last].tolist(), low.tolist(), high.tolist(),
-        strict=True,
+        slots, c.gauge_at_ms[last].tolist(), c.gauge_value[last].tolist(), low.tolist(),
+        high.tolist(), strict=True,
     )  # fmt: skip
-    for k, m, p, at_ms, value, vmin, vmax in rows:
-        path = by_id[p]
-        slot = (k, m, path)
+    for slot, at_ms, value, vmin, vmax in rows:
+        path = slot[2]
         kinds[path] = KIND_GAUGE
         found = gacc.get(slot)
         if found is None:

@@ -12,24 +12,16 @@ import typer
 
 from tally.cli.errors import unreachable
 from tally.cli.options import (
-    DEFAULT_DATA_DIR,
-    DEFAULT_URL,
-    ClickHouseUrl,
-    ClickHouseUser,
-    Database,
-    DataDir,
+    ClickHouseTarget,
     Json,
-    read_settings,
+    clickhouse_options,
+    command_group,
 )
 from tally.engine.settings import CONSUMER
 from tally.kafka.settings import AGGREGATOR_GROUP, BOOTSTRAP, DEFAULT_BOOTSTRAP, EVENTS_TOPIC, TOPIC
 
-app = typer.Typer(
-    name="monitors",
-    help="Monitors as code: run the service, backtest a file, list definitions and states.",
-    no_args_is_help=True,
-    add_completion=False,
-    rich_markup_mode=None,
+app = command_group(
+    "monitors", "Monitors as code: run the service, backtest a file, list definitions and states."
 )
 Paths = Annotated[list[Path], typer.Argument(help="Monitor files or directories (*.yaml).")]
 Bootstrap = Annotated[
@@ -52,6 +44,7 @@ def _load(paths: list[Path], channels: bool = True):
 
 
 @app.command()
+@clickhouse_options
 def run(
     paths: Paths,
     bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
@@ -88,10 +81,8 @@ def run(
     clock_file: Annotated[
         Path | None, typer.Option(hidden=True, help="Tests: read 'now' from this file.")
     ] = None,
-    clickhouse_url: ClickHouseUrl = DEFAULT_URL,
-    clickhouse_user: ClickHouseUser = "default",
-    database: Database = "tally",
-    data_dir: DataDir = DEFAULT_DATA_DIR,
+    *,
+    target: ClickHouseTarget,
 ) -> None:
     """Evaluate monitors on durable buckets until SIGINT/SIGTERM; files reload on change;
     deliveries run beside evaluation, one worker per channel.
@@ -103,7 +94,7 @@ def run(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     _load(paths)
     settings = MonitorSettings(
-        paths=tuple(paths), read=read_settings(clickhouse_url, clickhouse_user, database, data_dir),
+        paths=tuple(paths), read=target.settings(),
         bootstrap=bootstrap, topic=topic, group=group, grace_s=grace, tick_s=tick,
         base_url=base_url, lease=lease, lease_session_ms=lease_session_ms,
         security=ClientSettings.from_env().security,  # TALLY_KAFKA_SECURITY_PROTOCOL, SASL...
@@ -132,6 +123,7 @@ def run(
 
 
 @app.command()
+@clickhouse_options
 def test(
     path: Annotated[Path, typer.Argument(help="A monitor file (or directory).")],
     since: Annotated[
@@ -144,10 +136,8 @@ def test(
     all_changes: Annotated[
         bool, typer.Option("--all-changes", help="Also print pending/no-data changes.")
     ] = False,
-    clickhouse_url: ClickHouseUrl = DEFAULT_URL,
-    clickhouse_user: ClickHouseUser = "default",
-    database: Database = "tally",
-    data_dir: DataDir = DEFAULT_DATA_DIR,
+    *,
+    target: ClickHouseTarget,
 ) -> None:
     """Replay monitors over history: print when each would have fired and resolved."""
     from tally.monitors.backtest import backtest
@@ -164,7 +154,7 @@ def test(
     except ReadError as exc:
         typer.echo(f"error: {exc.reason}", err=True)
         raise typer.Exit(2) from None
-    settings = read_settings(clickhouse_url, clickhouse_user, database, data_dir)
+    settings = target.settings()
 
     async def main() -> int:
         total = 0
@@ -190,14 +180,13 @@ def test(
 
 
 @app.command("list")
+@clickhouse_options
 def list_(
     paths: Paths,
     state: Annotated[bool, typer.Option(help="Also show stored states and deliveries.")] = False,
     json: Json = False,
-    clickhouse_url: ClickHouseUrl = DEFAULT_URL,
-    clickhouse_user: ClickHouseUser = "default",
-    database: Database = "tally",
-    data_dir: DataDir = DEFAULT_DATA_DIR,
+    *,
+    target: ClickHouseTarget,
 ) -> None:
     """List monitor definitions (errors first), optionally with their stored states."""
     from tally.monitors.listing import describe, stored_states, timings
@@ -207,7 +196,7 @@ def list_(
     states: dict = {}
     counts: dict = {}
     if state:
-        settings = read_settings(clickhouse_url, clickhouse_user, database, data_dir)
+        settings = target.settings()
         try:
             states, counts = asyncio.run(stored_states(settings))
         except Exception as exc:
@@ -231,6 +220,7 @@ def list_(
 
 
 @app.command()
+@clickhouse_options
 def report(
     path: Annotated[Path, typer.Argument(help="A file (or directory) with `reports:`.")],
     name: Annotated[list[str] | None, typer.Option("--name", help="Only these reports.")] = None,
@@ -240,10 +230,8 @@ def report(
     out: Annotated[
         Path | None, typer.Option(help="Also write the digest (text + PNGs) into this directory.")
     ] = None,
-    clickhouse_url: ClickHouseUrl = DEFAULT_URL,
-    clickhouse_user: ClickHouseUser = "default",
-    database: Database = "tally",
-    data_dir: DataDir = DEFAULT_DATA_DIR,
+    *,
+    target: ClickHouseTarget,
 ) -> None:
     """Build and send scheduled digests now (the service sends them on schedule)."""
     from tally.monitors.report import send_reports
@@ -253,7 +241,7 @@ def report(
     if not chosen:
         typer.echo("error: no report to send", err=True)
         raise typer.Exit(2)
-    settings = read_settings(clickhouse_url, clickhouse_user, database, data_dir)
+    settings = target.settings()
     try:
         sent = asyncio.run(send_reports(settings, loaded.channels, chosen, base_url, out))
     except Exception as exc:  # reading (ClickHouse) or sending (a channel) failed

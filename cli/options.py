@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -63,3 +67,56 @@ def read_settings(url: str | None, user: str, database: str, data_dir: Path) -> 
 
 
 DEFAULT_DATA_DIR = default_data_dir()
+R = TypeVar("R")
+
+
+def command_group(name: str, help: str) -> typer.Typer:
+    """A ``tally <name> ...`` group of commands (help without rich markup, no completion)."""
+    return typer.Typer(
+        name=name, help=help, no_args_is_help=True, add_completion=False, rich_markup_mode=None
+    )
+
+
+@dataclass(frozen=True)
+class ClickHouseTarget:
+    """A command's ClickHouse options, turned into settings when the command needs them."""
+
+    url: str | None
+    user: str
+    database: str
+    data_dir: Path
+
+    def settings(self) -> ReadSettings:
+        """The read settings (see :func:`read_settings`: bad input exits 2)."""
+        return read_settings(self.url, self.user, self.database, self.data_dir)
+
+
+_TARGET_OPTIONS = (
+    ("clickhouse_url", ClickHouseUrl, DEFAULT_URL),
+    ("clickhouse_user", ClickHouseUser, "default"),
+    ("database", Database, "tally"),
+    ("data_dir", DataDir, DEFAULT_DATA_DIR),
+)
+
+
+def clickhouse_options(command: Callable[..., R]) -> Callable[..., R]:
+    """Give ``command`` --clickhouse-url, --clickhouse-user, --database and --data-dir in
+    place of its ``target`` parameter, which receives them as one :class:`ClickHouseTarget`."""
+    signature = inspect.signature(command, eval_str=True)
+    params = list(signature.parameters.values())
+    at = [p.name for p in params].index("target")
+    options = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
+        for name, kind, default in _TARGET_OPTIONS
+    ]
+    params[at : at + 1] = options
+    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params]
+
+    @functools.wraps(command)
+    def with_target(**kwargs: Any) -> R:
+        values = [kwargs.pop(name) for name, _, _ in _TARGET_OPTIONS]
+        return command(**kwargs, target=ClickHouseTarget(*values))
+
+    with_target.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    with_target.__annotations__ = {p.name: p.annotation for p in params}
+    return with_target

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
@@ -12,14 +11,9 @@ from rich.console import Console
 
 from tally.cli.errors import print_json, run_read
 from tally.cli.options import (
-    DEFAULT_DATA_DIR,
-    DEFAULT_URL,
-    ClickHouseUrl,
-    ClickHouseUser,
-    Database,
-    DataDir,
+    ClickHouseTarget,
     Json,
-    read_settings,
+    clickhouse_options,
 )
 from tally.read import KeyInfo, PathInfo, Reader
 from tally.read.render import buckets_table, cell, data_table, plain, series_table
@@ -29,8 +23,8 @@ WIDE = 1_000_000  # --wide: a console this wide never cuts; the table keeps its 
 
 
 @contextmanager
-def _reader(url: str | None, user: str, database: str, data_dir: Path) -> Iterator[Reader]:
-    with Reader(read_settings(url, user, database, data_dir)) as reader:
+def _reader(target: ClickHouseTarget) -> Iterator[Reader]:
+    with Reader(target.settings()) as reader:
         yield reader
 
 
@@ -50,6 +44,7 @@ def _print_seen(found: Sequence[KeyInfo | PathInfo], name: str, title: str, json
     Console().print(table)
 
 
+@clickhouse_options
 def series(
     key: Annotated[str, typer.Argument(help="Metric key, e.g. calc or calc::tenant::42.")],
     path: Annotated[
@@ -77,14 +72,12 @@ def series(
         bool, typer.Option("--buckets", help="Also print one line per bucket.")
     ] = False,
     json: Json = False,
-    clickhouse_url: ClickHouseUrl = DEFAULT_URL,
-    clickhouse_user: ClickHouseUser = "default",
-    database: Database = "tally",
-    data_dir: DataDir = DEFAULT_DATA_DIR,
+    *,
+    target: ClickHouseTarget,
 ) -> None:
     """Print a series as a table with sparklines (or JSON)."""
     paths = path if path or expression else ["count"]
-    with _reader(clickhouse_url, clickhouse_user, database, data_dir) as reader:
+    with _reader(target) as reader:
         s = _run(
             lambda: reader.series(
                 key, paths or [], expression or [], since, until, granularity, top
@@ -100,6 +93,7 @@ def series(
         console.print(buckets_table(s))
 
 
+@clickhouse_options
 def keys(
     pattern: Annotated[
         str, typer.Argument(help="'*' matches any run, e.g. 'event::schedule::*'.")
@@ -112,31 +106,29 @@ def keys(
         int, typer.Option(help="At most this many keys, newest activity first.")
     ] = 1000,
     json: Json = False,
-    clickhouse_url: ClickHouseUrl = DEFAULT_URL,
-    clickhouse_user: ClickHouseUser = "default",
-    database: Database = "tally",
-    data_dir: DataDir = DEFAULT_DATA_DIR,
+    *,
+    target: ClickHouseTarget,
 ) -> None:
     """List keys matching a pattern with activity in a range, with their last write."""
-    with _reader(clickhouse_url, clickhouse_user, database, data_dir) as reader:
+    with _reader(target) as reader:
         found = _run(lambda: reader.keys(pattern, since, until, limit), reader)
     _print_seen(found, "key", f"{len(found)} keys matching {pattern!r}", json)
 
 
+@clickhouse_options
 def paths(
     key: Annotated[str, typer.Argument(help="Metric key.")],
     json: Json = False,
-    clickhouse_url: ClickHouseUrl = DEFAULT_URL,
-    clickhouse_user: ClickHouseUser = "default",
-    database: Database = "tally",
-    data_dir: DataDir = DEFAULT_DATA_DIR,
+    *,
+    target: ClickHouseTarget,
 ) -> None:
     """List the paths of a key, with their last write."""
-    with _reader(clickhouse_url, clickhouse_user, database, data_dir) as reader:
+    with _reader(target) as reader:
         found = _run(lambda: reader.paths(key), reader)
     _print_seen(found, "path", f"paths of {key!r}", json)
 
 
+@clickhouse_options
 def sql(
     query: Annotated[str, typer.Argument(help="SQL; bind values as {name:Type} with --param.")],
     param: Annotated[
@@ -146,10 +138,8 @@ def sql(
     wide: Annotated[
         bool, typer.Option("--wide", help="Print every value whole, however wide the table.")
     ] = False,
-    clickhouse_url: ClickHouseUrl = DEFAULT_URL,
-    clickhouse_user: ClickHouseUser = "default",
-    database: Database = "tally",
-    data_dir: DataDir = DEFAULT_DATA_DIR,
+    *,
+    target: ClickHouseTarget,
 ) -> None:
     """Run read-only SQL (writes are refused) and print the rows (cut to the terminal's width
     unless --wide or --json)."""
@@ -160,7 +150,7 @@ def sql(
             typer.echo(f"error: --param {item!r} is not name=value", err=True)
             raise typer.Exit(2)
         parameters[name] = value
-    with _reader(clickhouse_url, clickhouse_user, database, data_dir) as reader:
+    with _reader(target) as reader:
         result = _run(lambda: reader.sql(query, parameters), reader)
     if json:
         print_json(result)

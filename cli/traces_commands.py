@@ -9,14 +9,10 @@ import typer
 
 from tally.cli.errors import print_json, run_read
 from tally.cli.options import (
-    DEFAULT_DATA_DIR,
-    DEFAULT_URL,
-    ClickHouseUrl,
-    ClickHouseUser,
-    Database,
-    DataDir,
+    ClickHouseTarget,
     Json,
-    read_settings,
+    clickhouse_options,
+    command_group,
 )
 from tally.read import Reader
 from tally.read.plan import Plan
@@ -34,24 +30,16 @@ from tally.traces.queries import (
 )
 from tally.traces.service import app as writer_app
 
-app = typer.Typer(
-    name="traces",
-    help="Executions, trace trees and the job log (see docs/traces.md).",
-    no_args_is_help=True,
-    add_completion=False,
-    rich_markup_mode=None,
-)
+app = command_group("traces", "Executions, trace trees and the job log (see docs/traces.md).")
 Since = Annotated[str, typer.Option(help="Start: ISO time, unix seconds or a duration ago.")]
 Until = Annotated[str | None, typer.Option(help="End (exclusive). [default: now]")]
 Opt = Annotated[str | None, typer.Option()]
 T = TypeVar("T")
 
 
-def _read(
-    url: str, user: str, database: str, data_dir, plan: Callable[[TraceSchema], Plan[T]]
-) -> T:
+def _read(target: ClickHouseTarget, plan: Callable[[TraceSchema], Plan[T]]) -> T:
     """Run ``plan(schema)`` (bad input exits 2 with the reason, see ``errors.run_read``)."""
-    with Reader(read_settings(url, user, database, data_dir)) as reader:
+    with Reader(target.settings()) as reader:
         schema = TraceSchema(database=reader.settings.database)
         return run_read(lambda: reader.run(plan(schema)), "ClickHouse")
 
@@ -61,6 +49,7 @@ def _ms(us: int) -> str:
 
 
 @app.command("list")
+@clickhouse_options
 def list_(
     key: Annotated[str, typer.Argument(help="The dashboard key, e.g. event::job.")],
     since: Since = "1h",
@@ -72,10 +61,8 @@ def list_(
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
     cursor: Annotated[str | None, typer.Option(help="The `next` of the previous page.")] = None,
     json: Json = False,
-    clickhouse_url: ClickHouseUrl = DEFAULT_URL,
-    clickhouse_user: ClickHouseUser = "default",
-    database: Database = "tally",
-    data_dir: DataDir = DEFAULT_DATA_DIR,
+    *,
+    target: ClickHouseTarget,
 ) -> None:
     """Executions of a bucket, newest first, one page ("N of M"; --cursor for the next)."""
 
@@ -84,7 +71,7 @@ def list_(
         f = ExecutionFilter(key, start, end, state, tenant, code, job, False, limit, cursor=cursor)
         return page_executions(schema, f)
 
-    page = _read(clickhouse_url, clickhouse_user, database, data_dir, plan)
+    page = _read(target, plan)
     rows = page.executions
     if json:
         return print_json(rows)
@@ -112,16 +99,15 @@ def _print_tree(nodes: list[TraceNode], indent: int = 0) -> None:
 
 
 @app.command()
+@clickhouse_options
 def show(
     execution_id: Annotated[str, typer.Argument(help="An execution id.")],
     json: Json = False,
-    clickhouse_url: ClickHouseUrl = DEFAULT_URL,
-    clickhouse_user: ClickHouseUser = "default",
-    database: Database = "tally",
-    data_dir: DataDir = DEFAULT_DATA_DIR,
+    *,
+    target: ClickHouseTarget,
 ) -> None:
     """One execution's trace as a tree, and the executions it enqueued."""
-    detail = _read(clickhouse_url, clickhouse_user, database, data_dir,
+    detail = _read(target,
                    lambda schema: execution_detail(schema, execution_id))  # fmt: skip
     if detail is None:
         typer.echo(f"error: no execution {execution_id}", err=True)
@@ -139,6 +125,7 @@ def show(
 
 
 @app.command()
+@clickhouse_options
 def log(
     since: Since = "24h",
     until: Until = None,
@@ -149,10 +136,8 @@ def log(
     tag: Annotated[str | None, typer.Option(help="name=value")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
     json: Json = False,
-    clickhouse_url: ClickHouseUrl = DEFAULT_URL,
-    clickhouse_user: ClickHouseUser = "default",
-    database: Database = "tally",
-    data_dir: DataDir = DEFAULT_DATA_DIR,
+    *,
+    target: ClickHouseTarget,
 ) -> None:
     """Job log events (enqueued, started, retried, finished, failed), newest first."""
 
@@ -161,7 +146,7 @@ def log(
         f = JobLogFilter(start, end, job, tenant, state, event, None, parse_tag(tag), limit)
         return search_job_log(schema, f)
 
-    rows = _read(clickhouse_url, clickhouse_user, database, data_dir, plan)
+    rows = _read(target, plan)
     if json:
         return print_json(rows)
     for r in rows:

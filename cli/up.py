@@ -17,12 +17,11 @@ from tally.api.tokens import READ_FILE, SQL_FILE, tokens
 from tally.cli.errors import bad_input
 from tally.cli.options import (
     DEFAULT_DATA_DIR,
-    DEFAULT_URL,
-    ClickHouseUrl,
+    ClickHouseTarget,
     ClickHouseUser,
     Database,
     DataDir,
-    read_settings,
+    clickhouse_options,
 )
 from tally.cli.sql_user import SqlPasswordFile, SqlUser, say_sql, sql_settings
 from tally.clickhouse.settings import BadClickHouseUrl, clickhouse_endpoint
@@ -190,6 +189,19 @@ def run_service(settings: UpSettings) -> None:
         print("stopped cleanly", flush=True)
 
 
+ApiHost = Annotated[str, typer.Option(envvar="TALLY_API_HOST", help="Address to bind.")]
+ApiPort = Annotated[int, typer.Option(envvar="TALLY_API_PORT", help="Port to listen on.")]
+
+
+def _require_free_port(host: str, port: int) -> None:
+    """Exit 2 with a hint when ``port`` is taken."""
+    try:
+        check_port(host, port)
+    except PortInUse as exc:
+        typer.echo(f"error: {exc}; pass --port with a free one", err=True)
+        raise typer.Exit(2) from None
+
+
 def api_settings(
     host: str,
     port: int,
@@ -205,48 +217,34 @@ def api_settings(
     return ApiSettings(read, read_token, sql_token, host, port, sql=sql)
 
 
+@clickhouse_options
 def api(
-    host: Annotated[
-        str, typer.Option(envvar="TALLY_API_HOST", help="Address to bind.")
-    ] = DEFAULT_HOST,
-    port: Annotated[
-        int, typer.Option(envvar="TALLY_API_PORT", help="Port to listen on.")
-    ] = DEFAULT_PORT,
-    clickhouse_url: ClickHouseUrl = DEFAULT_URL,
-    clickhouse_user: ClickHouseUser = "default",
-    database: Database = "tally",
-    data_dir: DataDir = DEFAULT_DATA_DIR,
+    host: ApiHost = DEFAULT_HOST,
+    port: ApiPort = DEFAULT_PORT,
+    *,
+    target: ClickHouseTarget,
     sql_clickhouse_user: SqlUser = None,
     sql_clickhouse_password_file: SqlPasswordFile = None,
 ) -> None:
     """Serve only the HTTP API over an existing ClickHouse (tokens: TALLY_API_TOKEN and
     TALLY_API_SQL_TOKEN, else generated into <data-dir>/secrets; /sql needs
     --sql-clickhouse-user, else it answers 503)."""
-    try:
-        check_port(host, port)
-    except PortInUse as exc:
-        typer.echo(f"error: {exc}; pass --port with a free one", err=True)
-        raise typer.Exit(2) from None
+    _require_free_port(host, port)
     settings = api_settings(
-        host, port, read_settings(clickhouse_url, clickhouse_user, database, data_dir),
-        data_dir, sql_clickhouse_user, sql_clickhouse_password_file,
+        host, port, target.settings(),
+        target.data_dir, sql_clickhouse_user, sql_clickhouse_password_file,
     )  # fmt: skip
-    print(f"tally API on http://{host}:{port}/api/v1 (tokens in {data_dir / 'secrets'})")
+    print(f"tally API on http://{host}:{port}/api/v1 (tokens in {target.data_dir / 'secrets'})")
     server(settings).run()
 
 
+@clickhouse_options
 def ui(
-    host: Annotated[
-        str, typer.Option(envvar="TALLY_API_HOST", help="Address to bind.")
-    ] = DEFAULT_HOST,
-    port: Annotated[
-        int, typer.Option(envvar="TALLY_API_PORT", help="Port to listen on.")
-    ] = DEFAULT_PORT,
+    host: ApiHost = DEFAULT_HOST,
+    port: ApiPort = DEFAULT_PORT,
     dashboards: Dashboards = None,
-    clickhouse_url: ClickHouseUrl = DEFAULT_URL,
-    clickhouse_user: ClickHouseUser = "default",
-    database: Database = "tally",
-    data_dir: DataDir = DEFAULT_DATA_DIR,
+    *,
+    target: ClickHouseTarget,
     sql_clickhouse_user: SqlUser = None,
     sql_clickhouse_password_file: SqlPasswordFile = None,
 ) -> None:
@@ -256,11 +254,7 @@ def ui(
     from tally.web import WebSettings, web_handlers
     from tally.web.traces_pages import TRACE_PAGES
 
-    try:
-        check_port(host, port)
-    except PortInUse as exc:
-        typer.echo(f"error: {exc}; pass --port with a free one", err=True)
-        raise typer.Exit(2) from None
+    _require_free_port(host, port)
     directory = dashboards.expanduser().resolve() if dashboards else None
     if host not in ("127.0.0.1", "localhost", "::1"):
         typer.echo(
@@ -270,12 +264,13 @@ def ui(
         )
     report_dashboard_errors(directory)
     settings = api_settings(
-        host, port, read_settings(clickhouse_url, clickhouse_user, database, data_dir),
-        data_dir, sql_clickhouse_user, sql_clickhouse_password_file,
+        host, port, target.settings(),
+        target.data_dir, sql_clickhouse_user, sql_clickhouse_password_file,
     )  # fmt: skip
+    token_file = secret_path(target.data_dir, READ_FILE)
     print(
-        f"tally dashboard on http://{host}:{port}/ui/ over {clickhouse_url} "
-        f"(sign in with the read token: TALLY_API_TOKEN or {secret_path(data_dir, READ_FILE)})",
+        f"tally dashboard on http://{host}:{port}/ui/ over {target.url} "
+        f"(sign in with the read token: TALLY_API_TOKEN or {token_file})",
         flush=True,
     )
     server(settings, [*web_handlers(WebSettings(directory)), *TRACE_PAGES]).run()

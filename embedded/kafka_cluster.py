@@ -1,6 +1,6 @@
 """A local Kafka cluster: N combined broker+controller KRaft nodes from the same jars.
 
-Every node is an :class:`EmbeddedKafka` (``kafka_broker``) of its own: its ``node.id``,
+Every node is an :class:`EmbeddedKafka` (``kafka_node``) of its own: its ``node.id``,
 listeners and data dir under ``<workdir>/node-<id>``, all formatted with one cluster id, and
 together the controller quorum (N voters). The layout (cluster id and ports) is kept in
 ``<workdir>/cluster.json``, so a restarted cluster comes back on the same ports and data.
@@ -27,22 +27,20 @@ import msgspec
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from tally.embedded.kafka_broker import (
+from tally.embedded.kafka_install import KafkaBrokerError, install
+from tally.embedded.kafka_node import (
     DATA_NAME,
-    LOG_NAME,
     PROPERTIES_NAME,
     EmbeddedKafka,
-    KafkaBrokerError,
-    _jvm_args,
-    _launch,
-    _PortInUse,
-    _wait_ready,
     broker_config,
     format_storage,
     free_ports,
-    install,
+    jvm_args,
+    launch_node,
     random_cluster_id,
     render_properties,
+    retry_port_clash,
+    wait_ready,
 )
 from tally.embedded.lifecycle import StopsOnExit
 
@@ -276,19 +274,14 @@ def start_cluster(
     libs = install(cache_dir)
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    layout = _read_layout(workdir, brokers)
-    fresh = layout is None
-    attempts = 3 if fresh and port is None else 1
-    for attempt in range(1, attempts + 1):
-        if fresh:
-            layout = new_layout(brokers, port)
-        assert layout is not None
-        try:
-            return _start_once(libs, workdir, layout, partitions_default, timeout, fresh)
-        except _PortInUse:
-            if attempt == attempts:
-                raise
-    raise AssertionError("unreachable")
+    saved = _read_layout(workdir, brokers)
+
+    def start() -> KafkaCluster:
+        fresh = saved is None
+        layout = saved or new_layout(brokers, port)
+        return _start_once(libs, workdir, layout, partitions_default, timeout, fresh)
+
+    return retry_port_clash(start, 3 if saved is None and port is None else 1)
 
 
 def _start_once(
@@ -310,22 +303,14 @@ def _start_once(
     try:
         for node, command in enumerate(commands, 1):
             node_dir = workdir / f"node-{node}"
-            process, offset = _launch(command, node_dir, node_dir / LOG_NAME)
-            offsets.append(offset)
-            cluster.nodes.append(
-                EmbeddedKafka(
-                    bootstrap=f"127.0.0.1:{layout.broker_ports[node - 1]}",
-                    workdir=node_dir,
-                    port=layout.broker_ports[node - 1],
-                    controller_port=layout.controller_ports[node - 1],
-                    command=command,
-                    log_path=node_dir / LOG_NAME,
-                    process=process,
-                )
+            handle, offset = launch_node(
+                command, node_dir, layout.broker_ports[node - 1], layout.controller_ports[node - 1]
             )
+            cluster.nodes.append(handle)
+            offsets.append(offset)
         # The nodes elect a controller together: wait for each only once all were launched.
         for node, offset in zip(cluster.nodes, offsets, strict=True):
-            _wait_ready(node, offset, max(1.0, timeout - (time.monotonic() - started)))
+            wait_ready(node, offset, max(1.0, timeout - (time.monotonic() - started)))
         asyncio.run(_wait_for_brokers(cluster, timeout - (time.monotonic() - started)))
     except BaseException:
         for node in cluster.nodes:
@@ -351,7 +336,7 @@ def _prepare_nodes(
         config = node_config(layout, node, log_dir, partitions_default)
         properties.write_text(render_properties(config))
         jobs.append((libs, properties, log_dir, layout.cluster_id))
-        java, *jvm = _jvm_args(libs)
+        java, *jvm = jvm_args(libs)
         commands.append([java, *FAST_START, *jvm, "kafka.Kafka", str(properties)])
     with ThreadPoolExecutor(max_workers=layout.size, thread_name_prefix="kafka-format") as pool:
         for future in [pool.submit(format_storage, *job) for job in jobs]:

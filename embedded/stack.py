@@ -24,9 +24,11 @@ import clickhouse_connect
 from tally.aggregator.settings import command_line as aggregator_command_line
 from tally.aggregator.sink import RollupSink
 from tally.clickhouse.settings import DEFAULT_DATABASE, ClickHouseSettings
+from tally.clickhouse.sink_base import apply_ddl_once
 from tally.embedded.clickhouse.process import EmbeddedClickHouse, start_clickhouse
-from tally.embedded.kafka_broker import EmbeddedKafka, free_ports, start_kafka
+from tally.embedded.kafka_broker import start_kafka
 from tally.embedded.kafka_cluster import KafkaCluster, replication_for, start_cluster
+from tally.embedded.kafka_node import EmbeddedKafka, free_ports
 from tally.embedded.lifecycle import StopsOnExit
 from tally.kafka.admin import create_topic
 from tally.kafka.settings import AGGREGATOR_GROUP, EVENTS_TOPIC
@@ -234,11 +236,8 @@ async def _prepare(stack: Stack) -> None:
     await create_topic(kafka.bootstrap, stack.config.topic, stack.config.partitions, copies, config)
     await create_topic(kafka.bootstrap, stack.dlq_topic, 1, copies, config)
     c = stack.config
-    sink = RollupSink(
-        stack.clickhouse_settings, RollupSchema(database=c.database, time_zone=c.time_zone)
+    await apply_ddl_once(
+        RollupSink(
+            stack.clickhouse_settings, RollupSchema(database=c.database, time_zone=c.time_zone)
+        )
     )
-    await sink.start()
-    try:
-        await sink.apply_ddl()
-    finally:
-        await sink.close()

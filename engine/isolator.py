@@ -72,6 +72,17 @@ class RangeReader:
                 return _single(out)  # gaps (compaction, markers) or records deleted meanwhile
 
 
+def range_consumer(settings: EngineSettings, purpose: str) -> AIOKafkaConsumer:
+    """A group-less consumer without auto-commit, for a :class:`RangeReader`."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=None,
+        client_id=f"{settings.client_id}-{purpose}",
+        enable_auto_commit=False,
+        **settings.security.aiokafka_kwargs(),
+    )
+
+
 def _single(out: RangeFold) -> RangeFold:
     if len(out.offsets) != 1:
         out.value = None
@@ -111,14 +122,7 @@ class Isolator:
         dead_letters = self.clients.dead_letters
         assert dead_letters is not None
         self.metrics.rejected_ranges.inc()
-        s = self.settings
-        reader = AIOKafkaConsumer(
-            bootstrap_servers=s.bootstrap_servers,
-            group_id=None,
-            client_id=f"{s.client_id}-ranges",
-            enable_auto_commit=False,
-            **s.security.aiokafka_kwargs(),
-        )
+        reader = range_consumer(self.settings, "ranges")
         await reader.start()
         try:
             reader.assign([tp])

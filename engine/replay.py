@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from tally.engine.clients import KafkaClients
 from tally.engine.group_flush import FlushSteps, GroupFlush
 from tally.engine.group_intent import GroupIntent
-from tally.engine.isolator import RangeReader
+from tally.engine.isolator import RangeReader, range_consumer
 from tally.engine.partitions import Partitions, PartitionState
 from tally.engine.protocols import EngineSettings, Fold, FoldFactory
 from tally.engine.stopping import StopGate
@@ -66,14 +66,7 @@ class GroupReplayer:
                 backoff = min(backoff * 2, self.settings.retry_max_backoff_s)
 
     async def _replay_all(self, pending: dict[GroupIntent, list[PartitionState]]) -> None:
-        s = self.settings
-        reader = AIOKafkaConsumer(
-            bootstrap_servers=s.bootstrap_servers,
-            group_id=None,
-            client_id=f"{s.client_id}-groups",
-            enable_auto_commit=False,
-            **s.security.aiokafka_kwargs(),
-        )
+        reader = range_consumer(self.settings, "groups")
         await reader.start()
         try:
             for intent in list(pending):

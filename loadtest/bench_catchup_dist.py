@@ -78,12 +78,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         stack = start_stack(Path(tmp) / "stack", StackConfig(partitions=1), aggregators=False)
         try:
-            base = Endpoints(
-                bootstrap=stack.kafka.bootstrap,
-                clickhouse_url=stack.clickhouse.url,
-                clickhouse_user=stack.clickhouse_user,
-                clickhouse_password=stack.clickhouse_password,
-            )
+            base = Endpoints.of_stack(stack)
             for variant in VARIANTS:
                 payloads = records(args.events, variant == "dist", now - 3600)
                 asyncio.run(produce(base.bootstrap, f"bench.{variant}", payloads))

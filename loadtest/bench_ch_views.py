@@ -34,6 +34,7 @@ from tally.aggregator.fold import PartitionFold
 from tally.aggregator.rows import FoldRows
 from tally.aggregator.settings import ClickHouseSettings
 from tally.aggregator.sink import RollupSink
+from tally.clickhouse.sink_base import apply_ddl_once
 from tally.embedded.clickhouse.process import start_clickhouse
 from tally.ingest.flatten import flatten_all
 from tally.loadtest.workloads import Cardinality, Workload
@@ -159,12 +160,7 @@ async def insert_all(
 
 
 async def apply_ddl(settings: ClickHouseSettings, schema: RollupSchema) -> None:
-    sink = RollupSink(settings, schema)
-    await sink.start()
-    try:
-        await sink.apply_ddl()
-    finally:
-        await sink.close()
+    await apply_ddl_once(RollupSink(settings, schema))
 
 
 def main() -> None:

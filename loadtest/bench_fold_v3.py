@@ -187,12 +187,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         stack = start_stack(Path(tmp) / "stack", StackConfig(partitions=1), aggregators=False)
         try:
-            base = Endpoints(
-                bootstrap=stack.kafka.bootstrap,
-                clickhouse_url=stack.clickhouse.url,
-                clickhouse_user=stack.clickhouse_user,
-                clickhouse_password=stack.clickhouse_password,
-            )
+            base = Endpoints.of_stack(stack)
             for workload in WORKLOADS:
                 build = mixed_events if workload == "mixed" else job_events
                 events = build(counts[workload], now - 3600)

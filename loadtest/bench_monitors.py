@@ -27,6 +27,7 @@ import clickhouse_connect
 
 from tally.aggregator.sink import RollupSink
 from tally.clickhouse.settings import ClickHouseSettings
+from tally.clickhouse.sink_base import apply_ddl_once
 from tally.embedded.clickhouse.process import start_clickhouse
 from tally.monitors.lease import AlwaysHeld
 from tally.monitors.notify import Notifier
@@ -125,13 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = ClickHouseSettings(url=clickhouse.url, password=PASSWORD)
 
-        async def ddl() -> None:
-            sink = RollupSink(settings, RollupSchema())
-            await sink.start()
-            await sink.apply_ddl()
-            await sink.close()
-
-        asyncio.run(ddl())
+        asyncio.run(apply_ddl_once(RollupSink(settings, RollupSchema())))
         client = clickhouse_connect.get_client(
             host=clickhouse.host, port=clickhouse.port, password=PASSWORD
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tally.api.server import PortInUse, check_port
-from tally.embedded.kafka_broker import free_ports
+from tally.embedded.kafka_node import free_ports
 
 DEFAULTS = {"kafka": 9092, "clickhouse": 8123, "api": 8700}
 

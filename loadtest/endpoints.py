@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import clickhouse_connect
 
 from tally.clickhouse.settings import DEFAULT_DATABASE
 from tally.kafka.settings import AGGREGATOR_GROUP, EVENTS_TOPIC
+
+if TYPE_CHECKING:
+    from tally.embedded.stack import Stack
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,17 @@ class Endpoints:
     clickhouse_pid: int | None = None
     flush_interval_s: float | None = None
     partitions: int | None = None
+
+    @classmethod
+    def of_stack(cls, stack: Stack, **fields: Any) -> Endpoints:
+        """The Kafka and ClickHouse (with its login) of an embedded ``stack``, plus ``fields``."""
+        return cls(
+            bootstrap=stack.kafka.bootstrap,
+            clickhouse_url=stack.clickhouse.url,
+            clickhouse_user=stack.clickhouse_user,
+            clickhouse_password=stack.clickhouse_password,
+            **fields,
+        )
 
     @property
     def embedded(self) -> bool:

@@ -122,7 +122,6 @@ def _loop(spec, tracker: Tracker, templates, log: SendLog, counters, start_at: f
     share = 1.0 / spec.producers
     mine = quota(schedule.total, spec.producers, spec.index)
     duration = spec.profile.duration_s
-    pool = len(templates)
     high_water = tracker.settings.buffer_events // 2
     base = spec.index * SLOTS
     track = tracker.track
@@ -149,23 +148,31 @@ def _loop(spec, tracker: Tracker, templates, log: SendLog, counters, start_at: f
         if n <= 0:
             time.sleep(0.001)
             continue
-        at = int(time.time())
-        minute = at - at % 60
-        start = index
-        for _ in range(n):
-            event = templates[index]
-            if not track(event.keys, event.values, at, event.route):
-                log.refuse(minute, index)
-                counters[base + REFUSED] += 1
-            index += 1
-            if index == pool:
-                index = 0
-        log.sent(minute, start, n)
+        index, refused = _send_chunk(track, templates, log, index, n)
+        counters[base + REFUSED] += refused
         sent += n
         counters[base + TRACKED] = sent
     _top_up(spec, schedule, tracker, templates, log, sent, index)
     counters[base + TRACKED] = log.events + len(log.refused)
     return elapsed
+
+
+def _send_chunk(track, templates, log, index: int, n: int) -> tuple[int, int]:
+    """Track ``n`` templates from ``index`` on (wrapping), stamped with this second; log what
+    was sent and refused. Returns the next index and how many the client refused."""
+    at = int(time.time())
+    minute = at - at % 60
+    start, pool, refused = index, len(templates), 0
+    for _ in range(n):
+        event = templates[index]
+        if not track(event.keys, event.values, at, event.route):
+            log.refuse(minute, index)
+            refused += 1
+        index += 1
+        if index == pool:
+            index = 0
+    log.sent(minute, start, n)
+    return index, refused
 
 
 def quota(total: float, producers: int, index: int) -> int:
@@ -180,12 +187,4 @@ def _top_up(spec, schedule: Schedule, tracker: Tracker, templates, log, sent: in
     missing = quota(schedule.total, spec.producers, spec.index) - sent
     if not 0 < missing <= spec.chunk:
         return
-    at = int(time.time())
-    minute = at - at % 60
-    start = index
-    for _ in range(missing):
-        event = templates[index]
-        if not tracker.track(event.keys, event.values, at, event.route):
-            log.refuse(minute, index)
-        index = (index + 1) % len(templates)
-    log.sent(minute, start, missing)
+    _send_chunk(tracker.track, templates, log, index, missing)

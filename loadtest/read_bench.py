@@ -30,8 +30,9 @@ from tally.aggregator.key_rows import DAY_COLUMNS, PATH_COLUMNS, WrittenKeys
 from tally.aggregator.rows import FoldRows
 from tally.aggregator.sink import RollupSink
 from tally.clickhouse.settings import ClickHouseSettings
+from tally.clickhouse.sink_base import apply_ddl_once
 from tally.embedded.clickhouse.process import start_clickhouse
-from tally.embedded.kafka_broker import free_ports
+from tally.embedded.kafka_node import free_ports
 from tally.read import AsyncReader, Reader, ReadSettings
 from tally.schemas.ddl import RollupSchema
 
@@ -147,13 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = ClickHouseSettings(url=clickhouse.url, password=PASSWORD)
 
-        async def ddl() -> None:
-            sink = RollupSink(settings, RollupSchema())
-            await sink.start()
-            await sink.apply_ddl()
-            await sink.close()
-
-        asyncio.run(ddl())
+        asyncio.run(apply_ddl_once(RollupSink(settings, RollupSchema())))
         client = clickhouse_connect.get_client(
             host=clickhouse.host, port=clickhouse.port, password=PASSWORD
         )

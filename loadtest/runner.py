@@ -161,14 +161,11 @@ def _endpoints(config: RunConfig, cleanup: contextlib.ExitStack, notify: Notify)
         ),
     )
     cleanup.callback(stack.stop)
-    return Endpoints(
-        bootstrap=stack.kafka.bootstrap,
-        clickhouse_url=stack.clickhouse.url,
+    return Endpoints.of_stack(
+        stack,
         topic=config.topic,
         group=config.group,
         database=config.database,
-        clickhouse_user=stack.clickhouse_user,
-        clickhouse_password=stack.clickhouse_password,
         aggregator_pids=tuple(p.pid for p in stack.aggregators),
         kafka_pid=stack.kafka.pid,
         clickhouse_pid=stack.clickhouse.pid,

@@ -27,7 +27,62 @@ EXECUTION_ADDED = (
     # the framework hook's key when a decorator adopted its run (``key`` is the decorator's)
     "hook_key LowCardinality(String) DEFAULT '' CODEC(ZSTD(1))",
 )
-EXECUTION_ERROR_COLUMNS = ",\n".join(f"    {c}" for c in EXECUTION_ADDED)
+# Who ran: the columns an execution and its job log events share.
+_IDENTITY = (
+    "execution_id String CODEC(ZSTD(1))",
+    "parent_id String CODEC(ZSTD(1))",
+    "ref String CODEC(ZSTD(1))",
+    "job LowCardinality(String) CODEC(ZSTD(1))",
+    "tenant LowCardinality(String) CODEC(ZSTD(1))",
+    "key LowCardinality(String) CODEC(ZSTD(1))",
+)
+_EXECUTION_COLUMNS = (
+    *_IDENTITY,
+    "state LowCardinality(String) CODEC(ZSTD(1))",
+    "code LowCardinality(String) CODEC(ZSTD(1))",
+    "error LowCardinality(String) CODEC(ZSTD(1))",
+    "attempt UInt16 CODEC(ZSTD(1))",
+    "started DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1))",
+    "duration_us UInt64 CODEC(T64, ZSTD(1))",
+    "tags Map(LowCardinality(String), String) CODEC(ZSTD(1))",
+    "sampled LowCardinality(String) CODEC(ZSTD(1))",
+    "lines UInt32 CODEC(T64, ZSTD(1))",
+    "dropped UInt32 CODEC(T64, ZSTD(1))",
+    *EXECUTION_ADDED,
+    "INDEX idx_execution_id execution_id TYPE bloom_filter(0.001) GRANULARITY 1",
+    "INDEX idx_parent_id parent_id TYPE bloom_filter(0.001) GRANULARITY 1",
+    "INDEX idx_tag_keys mapKeys(tags) TYPE bloom_filter(0.01) GRANULARITY 1",
+    "INDEX idx_tag_values mapValues(tags) TYPE bloom_filter(0.01) GRANULARITY 1",
+)
+_LINE_COLUMNS = (
+    "execution_id String CODEC(ZSTD(1))",
+    "started DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1))",
+    "seq UInt32 CODEC(Delta, ZSTD(1))",
+    "parent UInt32 CODEC(ZSTD(1))",
+    "depth UInt16 CODEC(ZSTD(1))",
+    "kind LowCardinality(String) CODEC(ZSTD(1))",
+    "name String CODEC(ZSTD(1))",
+    "offset_us UInt64 CODEC(T64, ZSTD(1))",
+    "duration_us UInt64 CODEC(T64, ZSTD(1))",
+    "outcome LowCardinality(String) CODEC(ZSTD(1))",
+    "text String CODEC(ZSTD(3))",
+    "truncated Bool CODEC(ZSTD(1))",
+    "size UInt32 CODEC(T64, ZSTD(1))",
+    "INDEX idx_execution_id execution_id TYPE bloom_filter(0.001) GRANULARITY 1",
+)
+_JOB_LOG_COLUMNS = (
+    "at DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1))",
+    *_IDENTITY,
+    "event LowCardinality(String) CODEC(ZSTD(1))",
+    "state LowCardinality(String) CODEC(ZSTD(1))",
+    "attempt UInt16 CODEC(ZSTD(1))",
+    "args String CODEC(ZSTD(3))",
+    "detail String CODEC(ZSTD(1))",
+    "tags Map(LowCardinality(String), String) CODEC(ZSTD(1))",
+    "INDEX idx_execution_id execution_id TYPE bloom_filter(0.001) GRANULARITY 1",
+    "INDEX idx_ref ref TYPE bloom_filter(0.001) GRANULARITY 1",
+    "INDEX idx_tag_values mapValues(tags) TYPE bloom_filter(0.01) GRANULARITY 1",
+)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
@@ -65,80 +120,26 @@ class TraceSchema:
 
     def statements(self) -> list[str]:
         """CREATE statements (idempotent)."""
-        db, c = self.database, self.placement.on_cluster()
-        engine = self.placement.engine("MergeTree")
         return [
-            f"CREATE DATABASE IF NOT EXISTS {db}{c}",
-            f"""CREATE TABLE IF NOT EXISTS {db}.{EXECUTIONS}{c} (
-    execution_id String CODEC(ZSTD(1)),
-    parent_id String CODEC(ZSTD(1)),
-    ref String CODEC(ZSTD(1)),
-    job LowCardinality(String) CODEC(ZSTD(1)),
-    tenant LowCardinality(String) CODEC(ZSTD(1)),
-    key LowCardinality(String) CODEC(ZSTD(1)),
-    state LowCardinality(String) CODEC(ZSTD(1)),
-    code LowCardinality(String) CODEC(ZSTD(1)),
-    error LowCardinality(String) CODEC(ZSTD(1)),
-    attempt UInt16 CODEC(ZSTD(1)),
-    started DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1)),
-    duration_us UInt64 CODEC(T64, ZSTD(1)),
-    tags Map(LowCardinality(String), String) CODEC(ZSTD(1)),
-    sampled LowCardinality(String) CODEC(ZSTD(1)),
-    lines UInt32 CODEC(T64, ZSTD(1)),
-    dropped UInt32 CODEC(T64, ZSTD(1)),
-{EXECUTION_ERROR_COLUMNS},
-    INDEX idx_execution_id execution_id TYPE bloom_filter(0.001) GRANULARITY 1,
-    INDEX idx_parent_id parent_id TYPE bloom_filter(0.001) GRANULARITY 1,
-    INDEX idx_tag_keys mapKeys(tags) TYPE bloom_filter(0.01) GRANULARITY 1,
-    INDEX idx_tag_values mapValues(tags) TYPE bloom_filter(0.01) GRANULARITY 1
-) ENGINE = {engine}
-PARTITION BY toDate(started)
-ORDER BY (key, started)
-TTL toDateTime(started) + INTERVAL {int(self.executions_ttl_days)} DAY
-{self._settings()}""",
-            f"""CREATE TABLE IF NOT EXISTS {db}.{LINES}{c} (
-    execution_id String CODEC(ZSTD(1)),
-    started DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1)),
-    seq UInt32 CODEC(Delta, ZSTD(1)),
-    parent UInt32 CODEC(ZSTD(1)),
-    depth UInt16 CODEC(ZSTD(1)),
-    kind LowCardinality(String) CODEC(ZSTD(1)),
-    name String CODEC(ZSTD(1)),
-    offset_us UInt64 CODEC(T64, ZSTD(1)),
-    duration_us UInt64 CODEC(T64, ZSTD(1)),
-    outcome LowCardinality(String) CODEC(ZSTD(1)),
-    text String CODEC(ZSTD(3)),
-    truncated Bool CODEC(ZSTD(1)),
-    size UInt32 CODEC(T64, ZSTD(1)),
-    INDEX idx_execution_id execution_id TYPE bloom_filter(0.001) GRANULARITY 1
-) ENGINE = {engine}
-PARTITION BY toDate(started)
-ORDER BY (execution_id, seq)
-TTL toDateTime(started) + INTERVAL {int(self.lines_ttl_days)} DAY
-{self._settings()}""",
-            f"""CREATE TABLE IF NOT EXISTS {db}.{JOB_LOG}{c} (
-    at DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1)),
-    execution_id String CODEC(ZSTD(1)),
-    parent_id String CODEC(ZSTD(1)),
-    ref String CODEC(ZSTD(1)),
-    job LowCardinality(String) CODEC(ZSTD(1)),
-    tenant LowCardinality(String) CODEC(ZSTD(1)),
-    key LowCardinality(String) CODEC(ZSTD(1)),
-    event LowCardinality(String) CODEC(ZSTD(1)),
-    state LowCardinality(String) CODEC(ZSTD(1)),
-    attempt UInt16 CODEC(ZSTD(1)),
-    args String CODEC(ZSTD(3)),
-    detail String CODEC(ZSTD(1)),
-    tags Map(LowCardinality(String), String) CODEC(ZSTD(1)),
-    INDEX idx_execution_id execution_id TYPE bloom_filter(0.001) GRANULARITY 1,
-    INDEX idx_ref ref TYPE bloom_filter(0.001) GRANULARITY 1,
-    INDEX idx_tag_values mapValues(tags) TYPE bloom_filter(0.01) GRANULARITY 1
-) ENGINE = {engine}
-PARTITION BY toDate(at)
-ORDER BY (job, at)
-TTL toDateTime(at) + INTERVAL {int(self.job_log_ttl_days)} DAY
-{self._settings()}""",
-        ]
+            f"CREATE DATABASE IF NOT EXISTS {self.database}{self.placement.on_cluster()}",
+            self._create(EXECUTIONS, _EXECUTION_COLUMNS, "started", "key, started",
+                         self.executions_ttl_days),
+            self._create(LINES, _LINE_COLUMNS, "started", "execution_id, seq", self.lines_ttl_days),
+            self._create(JOB_LOG, _JOB_LOG_COLUMNS, "at", "job, at", self.job_log_ttl_days),
+        ]  # fmt: skip
+
+    def _create(
+        self, table: str, columns: tuple[str, ...], time: str, order: str, ttl_days: int
+    ) -> str:
+        """One table, day-partitioned on ``time`` and dropped whole by its TTL."""
+        body = ",\n".join(f"    {column}" for column in columns)
+        return f"""CREATE TABLE IF NOT EXISTS {self.table(table)}{self.placement.on_cluster()} (
+{body}
+) ENGINE = {self.placement.engine("MergeTree")}
+PARTITION BY toDate({time})
+ORDER BY ({order})
+TTL toDateTime({time}) + INTERVAL {int(ttl_days)} DAY
+{self._settings()}"""
 
     def alter_statements(self) -> list[str]:
         """Statements that align existing tables with the settings (dedup window) and add

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tally.clickhouse.settings import ClickHouseSettings
+from tally.clickhouse.sink_base import apply_ddl_once
 from tally.embedded.kafka_cluster import Replication
 from tally.kafka.admin import create_topic
 from tally.traces.ddl import TraceSchema
@@ -22,12 +23,7 @@ async def prepare_traces(
     r = replication or Replication()
     await create_topic(bootstrap, TOPIC, partitions, r.factor, r.topic_config())
     await create_topic(bootstrap, f"{TOPIC}.dlq", 1, r.factor, r.topic_config())
-    sink = TraceSink(clickhouse, TraceSchema(database=database))
-    await sink.start()
-    try:
-        await sink.apply_ddl()
-    finally:
-        await sink.close()
+    await apply_ddl_once(TraceSink(clickhouse, TraceSchema(database=database)))
 
 
 def trace_writer_command(

@@ -5,16 +5,15 @@ from __future__ import annotations
 from clickhouse_connect.driver.asyncclient import AsyncClient
 
 from tally.clickhouse.ddl import run_ddl
-from tally.clickhouse.errors import classify_error
 from tally.clickhouse.failover import Replicas
 from tally.clickhouse.insert_settings import pinned_settings
 from tally.clickhouse.settings import ClickHouseSettings
-from tally.engine.protocols import ErrorKind
+from tally.clickhouse.sink_base import ReplicaSink
 from tally.traces.ddl import EXECUTIONS, JOB_LOG, LINES, TraceSchema
 from tally.traces.fold import EXECUTION_COLUMNS, JOB_LOG_COLUMNS, LINE_COLUMNS, TraceRows
 
 
-class TraceSink:
+class TraceSink(ReplicaSink):
     """The trace writer's ``engine.protocols.Sink``: three tables, one token each."""
 
     def __init__(self, settings: ClickHouseSettings, schema: TraceSchema) -> None:
@@ -22,13 +21,9 @@ class TraceSink:
         self.schema = schema
         self.replicas = Replicas(settings)
 
-    async def start(self) -> None:
-        """Connect to the first replica that answers (raises if none does; the writer retries)."""
-        await self.replicas.connect()
-
     async def apply_ddl(self) -> None:
         """Create the trace tables if missing; align their dedup window."""
-        client = self._require()
+        client = self.client()
         await run_ddl(client, self.schema.statements())
         await run_ddl(client, self.schema.alter_statements())
 
@@ -58,16 +53,3 @@ class TraceSink:
                         settings=self.insert_settings(client, f"{token}/{table}"),
                     )
                 )
-
-    def classify(self, exc: BaseException) -> ErrorKind:
-        """The rollup sink's classification: ClickHouse's errors mean the same here."""
-        return classify_error(exc)
-
-    async def close(self) -> None:
-        """Close the HTTP session."""
-        await self.replicas.close()
-
-    def _require(self) -> AsyncClient:
-        if self.replicas.client is None:
-            raise RuntimeError("TraceSink.start() was not called")
-        return self.replicas.client

@@ -23,9 +23,11 @@ from tally.api.settings import ApiSettings
 from tally.api.sql import SqlSettings
 from tally.api.tokens import load_or_create, tokens
 from tally.clickhouse.settings import CONNECTION, DEFAULT_DATABASE, ClickHouseSettings
+from tally.clickhouse.sink_base import apply_ddl_once
 from tally.embedded.clickhouse.process import EmbeddedClickHouse, start_clickhouse
-from tally.embedded.kafka_broker import EmbeddedKafka, start_kafka
+from tally.embedded.kafka_broker import start_kafka
 from tally.embedded.kafka_cluster import KafkaCluster, Replication, replication_for, start_cluster
+from tally.embedded.kafka_node import EmbeddedKafka
 from tally.embedded.lifecycle import terminate
 from tally.kafka.admin import create_topic
 from tally.kafka.settings import EVENTS_TOPIC
@@ -220,12 +222,7 @@ class Service:
         copies, config = r.factor, r.topic_config()
         await create_topic(self.bootstrap, TOPIC, self.settings.partitions, copies, config)
         await create_topic(self.bootstrap, f"{TOPIC}.dlq", 1, copies, config)
-        sink = RollupSink(self._clickhouse_settings(), self._schema())
-        await sink.start()
-        try:
-            await sink.apply_ddl()
-        finally:
-            await sink.close()
+        await apply_ddl_once(RollupSink(self._clickhouse_settings(), self._schema()))
         await prepare_traces(
             self.bootstrap, self._clickhouse_settings(), self.settings.database, replication=r
         )
@@ -240,12 +237,7 @@ class Service:
             # the service owns its topic: a first start counts whatever was tracked before it
             initial_offset="earliest",
         )  # fmt: skip
-        env = child_environment(os.environ, self.login("aggregator")[1])
-        with (s.data_dir / "logs" / f"aggregator-{index}.log").open("ab") as log:
-            return subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env, start_new_session=True,
-            )  # fmt: skip
+        return self._spawn(command, "aggregator", f"aggregator-{index}.log")
 
     def _start_trace_writer(self, index: int) -> subprocess.Popen:
         s = self.settings
@@ -253,12 +245,7 @@ class Service:
             self.bootstrap, self.clickhouse_url, self.login("traces")[0], s.database,
             s.flush_interval_s,
         )  # fmt: skip
-        env = child_environment(os.environ, self.login("traces")[1])
-        with (s.data_dir / "logs" / f"trace-writer-{index}.log").open("ab") as log:
-            return subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env, start_new_session=True,
-            )  # fmt: skip
+        return self._spawn(command, "traces", f"trace-writer-{index}.log")
 
     def _monitor_paths(self) -> tuple[Path, ...]:
         d = self.settings.monitors_dir
@@ -277,8 +264,13 @@ class Service:
             "--database", s.database, "--data-dir", str(s.data_dir),
             "--base-url", self.api_url if s.api else "", "--metrics-port", "0",
         ]  # fmt: skip
-        env = child_environment(os.environ, self.login("monitors")[1])
-        with (s.data_dir / "logs" / "monitors.log").open("ab") as log:
+        return self._spawn(command, "monitors", "monitors.log")
+
+    def _spawn(self, command: list[str], component: str, log_name: str) -> subprocess.Popen:
+        """Run ``command`` in its own session with ``component``'s ClickHouse password in its
+        environment, appending its output to ``logs/<log_name>``."""
+        env = child_environment(os.environ, self.login(component)[1])
+        with (self.settings.data_dir / "logs" / log_name).open("ab") as log:
             return subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=env, start_new_session=True,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tally.embedded.kafka_broker import install
+from tally.embedded.kafka_install import install
 from tally.embedded.stack import Stack, StackConfig, start_stack
 
 

@@ -134,7 +134,7 @@ class Mailbox:
 
 
 def smtp_server() -> tuple[Controller, Mailbox]:
-    from tally.embedded.kafka_broker import free_ports
+    from tally.embedded.kafka_node import free_ports
 
     mailbox = Mailbox()
     controller = Controller(mailbox, hostname="127.0.0.1", port=free_ports(1)[0])

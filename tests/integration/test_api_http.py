@@ -14,7 +14,7 @@ import pytest
 from tally.api.server import PortInUse, ServerThread, check_port
 from tally.api.settings import ApiSettings
 from tally.api.sql import SqlSettings
-from tally.embedded.kafka_broker import free_ports
+from tally.embedded.kafka_node import free_ports
 from tally.schemas.access import access_model
 from tally.schemas.ddl import RollupSchema
 from tests.integration.readside import apply_schema, insert, settings, start

@@ -17,7 +17,7 @@ from tally.aggregator.rows import FoldRows
 from tally.aggregator.sink import RollupSink
 from tally.clickhouse.failover import unreachable
 from tally.clickhouse.settings import ClickHouseSettings
-from tally.embedded.kafka_broker import free_ports
+from tally.embedded.kafka_node import free_ports
 from tally.read import Reader, ReadSettings
 from tally.schemas.ddl import RollupSchema
 from tests.integration.readside import PASSWORD, apply_schema, start

@@ -22,7 +22,7 @@ from tally.api.settings import ApiSettings
 from tally.api.sql import SqlSettings
 from tally.clickhouse.settings import ClickHouseSettings
 from tally.embedded.clickhouse.process import EmbeddedClickHouse, start_clickhouse
-from tally.embedded.kafka_broker import free_ports
+from tally.embedded.kafka_node import free_ports
 from tally.read import ReadSettings
 from tally.schemas.access import AccessModel, access_model
 from tally.schemas.ddl import RollupSchema

@@ -23,7 +23,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
-from tally.embedded.kafka_broker import EmbeddedKafka, start_kafka
+from tally.embedded.kafka_broker import start_kafka
+from tally.embedded.kafka_node import EmbeddedKafka
 from tally.ingest import ClientSettings, Tracker
 from tally.kafka.admin import create_topic
 from tally.schemas.wire import BatchDecoder

@@ -22,7 +22,7 @@ import pytest
 
 from tally.api.server import ServerThread
 from tally.api.settings import ApiSettings
-from tally.embedded.kafka_broker import free_ports
+from tally.embedded.kafka_node import free_ports
 from tally.web import WebSettings, web_handlers
 from tally.web.traces_pages import TRACE_PAGES
 from tests.integration.browser_site import chromium, seeded_clickhouse, sign_in

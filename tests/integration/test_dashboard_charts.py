@@ -18,7 +18,7 @@ import pytest
 
 from tally.api.server import ServerThread
 from tally.api.settings import ApiSettings
-from tally.embedded.kafka_broker import free_ports
+from tally.embedded.kafka_node import free_ports
 from tally.web import WebSettings, web_handlers
 from tests.integration.browser_site import chromium, inked, seeded_clickhouse, sign_in
 from tests.integration.readside import KindRow, insert, insert_kinds, settings

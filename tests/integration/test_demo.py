@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tally.embedded.kafka_broker import free_ports
+from tally.embedded.kafka_node import free_ports
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tally.embedded.kafka_broker import free_ports
+from tally.embedded.kafka_node import free_ports
 from tests.integration.browser_site import CHROMIUM
 from tests.integration.conftest import wait_for
 

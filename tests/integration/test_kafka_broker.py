@@ -14,15 +14,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
-from tally.embedded.kafka_broker import (
-    MARKER,
-    EmbeddedKafka,
-    KafkaBrokerError,
-    committed_offsets,
-    install,
-    libs_dir,
-    start_kafka,
-)
+from tally.embedded.kafka_broker import committed_offsets, start_kafka
+from tally.embedded.kafka_install import MARKER, KafkaBrokerError, install, libs_dir
+from tally.embedded.kafka_node import EmbeddedKafka
 from tally.kafka.admin import create_topic
 
 pytestmark = pytest.mark.integration

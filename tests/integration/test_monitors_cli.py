@@ -142,7 +142,7 @@ def test_webhook_retries_a_503_then_delivers() -> None:
 
 
 def test_failed_deliveries_are_counted_and_secrets_stay_out_of_errors() -> None:
-    from tally.embedded.kafka_broker import free_ports
+    from tally.embedded.kafka_node import free_ports
 
     port = free_ports(1)[0]  # nothing listens there
     secret = f"http://127.0.0.1:{port}/hooks/T000/SECRET-TOKEN"

@@ -17,7 +17,7 @@ import pytest
 
 from tally.api.server import ServerThread
 from tally.api.settings import ApiSettings
-from tally.embedded.kafka_broker import free_ports
+from tally.embedded.kafka_node import free_ports
 from tally.monitors.engine import iso
 from tally.monitors.watermark import KafkaWatermark
 

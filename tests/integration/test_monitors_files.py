@@ -20,7 +20,7 @@ import pytest
 from tally.api.server import ServerThread
 from tally.api.settings import ApiSettings
 from tally.clickhouse.settings import ClickHouseSettings
-from tally.embedded.kafka_broker import free_ports
+from tally.embedded.kafka_node import free_ports
 from tally.monitors.lease import AlwaysHeld
 from tally.monitors.notify import Notifier
 from tally.monitors.service import MonitorService

@@ -40,7 +40,7 @@ async def started(server: EmbeddedClickHouse, schema: RollupSchema) -> RollupSin
 
 
 async def scalar(sink: RollupSink, sql: str):
-    result = await sink._require().query(sql)
+    result = await sink.client().query(sql)
     return result.result_rows[0][0]
 
 
@@ -61,7 +61,7 @@ def rows_of(entries: list[tuple[tuple[str, ...], int, float]]) -> FoldRows:
 async def test_every_pinned_setting_is_known_to_the_server(clickhouse):
     sink = await started(clickhouse, RollupSchema(database="pins"))
     try:
-        known = sink._require().server_settings
+        known = sink.client().server_settings
         assert set(BLOCK_SETTINGS) <= set(known)
         assert sink.insert_settings("tok")["insert_deduplication_token"] == "tok"
     finally:
@@ -122,7 +122,7 @@ async def test_partial_apply_then_replay_under_another_profile_is_exact(clickhou
 
         # First attempt: the pinned settings, plus a fault that fails the second block only.
         with pytest.raises(Exception):  # noqa: B017 - which error the front reports varies
-            await sink._require().insert(
+            await sink.client().insert(
                 schema.input_table,
                 piece.rows.columns(),
                 column_names=["keys", "minute", "paths", "values"],
@@ -148,7 +148,7 @@ async def test_partial_apply_then_replay_under_another_profile_is_exact(clickhou
     replay = RollupSink(settings(clickhouse), schema)
     await replay.start()
     try:
-        client = replay._require()
+        client = replay.client()
         client.set_client_setting("max_block_size", 10000)
         client.set_client_setting("min_insert_block_size_rows_for_materialized_views", 10000)
         client.set_client_setting("min_insert_block_size_rows", 1000)

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tally.embedded.clickhouse.process import EmbeddedClickHouse
-from tally.embedded.kafka_broker import free_ports
+from tally.embedded.kafka_node import free_ports
 from tests.integration.test_clickhouse_users import MODEL, started
 
 pytestmark = pytest.mark.integration

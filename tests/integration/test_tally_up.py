@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tally.embedded.kafka_broker import free_ports
+from tally.embedded.kafka_node import free_ports
 from tally.ingest import ClientSettings, Tracker
 from tests.integration.conftest import wait_for
 

@@ -17,7 +17,7 @@ import pytest
 from tally.api.server import server
 from tally.api.settings import ApiSettings
 from tally.clickhouse.settings import ClickHouseSettings
-from tally.embedded.kafka_broker import free_ports
+from tally.embedded.kafka_node import free_ports
 from tally.ingest.jobs import JobTracker
 from tally.read import ReadSettings
 from tally.traces import SamplingPolicy, TraceRecorder, note, tag, trace

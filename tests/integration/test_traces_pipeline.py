@@ -280,7 +280,7 @@ def test_kill_9_of_a_trace_writer_leaves_no_duplicates_and_nothing_missing(stack
 
 
 def test_traces_spooled_while_kafka_was_unreachable_arrive_later(stack, tmp_path):
-    from tally.embedded.kafka_broker import free_ports
+    from tally.embedded.kafka_node import free_ports
     from tally.ingest import ClientSettings
     from tally.traces.transport import TraceShipper, trace_settings
 

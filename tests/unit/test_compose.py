@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from tally.aggregator import settings as aggregator_settings
 from tally.cli import sql_user
 from tally.cli.main import app
-from tally.embedded import kafka_broker
+from tally.embedded import kafka_install
 from tally.schemas.access import access_model, production_ddl
 from tally.up.clickhouse_users import password_env, passwords_from, statements
 from tests.unit.clickhouse_parser import formatted
@@ -37,7 +37,7 @@ def test_kafka_is_kraft_and_matches_the_local_broker_version():
     assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
     assert "CONTROLLER" in env["KAFKA_LISTENERS"]
     version = SERVICES["kafka"]["image"].split(":")[1]
-    assert version == kafka_broker.KAFKA_VERSION
+    assert version == kafka_install.KAFKA_VERSION
 
 
 def test_topics_are_created_with_enough_partitions_for_the_aggregators():

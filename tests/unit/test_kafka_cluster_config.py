@@ -7,7 +7,6 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from tally.embedded.kafka_broker import KafkaBrokerError
 from tally.embedded.kafka_cluster import (
     ClusterLayout,
     _read_layout,
@@ -15,6 +14,7 @@ from tally.embedded.kafka_cluster import (
     node_config,
     replication_for,
 )
+from tally.embedded.kafka_install import KafkaBrokerError
 from tally.up.service import Service, UpSettings
 
 
