@@ -1,10 +1,12 @@
-"""The metrics topic's codec: records as columns (``BatchV3``), or as ``BatchV1``/``BatchV2``.
+"""The metrics topic's codec: records as ``BatchV1``/``BatchV2``, or as columns (``BatchV3``).
 
-By default (``wire_version=3``) every chunk is written as version 3: typed columns the
-aggregator folds with array operations (``schemas/wire_columns.py``). With ``wire_version=2``
-(for aggregators older than version 3) the version follows the records' types: a chunk holding
-any ``KindsRecord`` is written as version 2 (every event an ``EventV2``), any other chunk as
-version 1. Strings, keysets and shapes are interned per record (see ``schemas/wire.py``).
+By default (``wire_version=2``) the version follows the records' types: a chunk holding any
+``KindsRecord`` is written as version 2 (every event an ``EventV2``), any other chunk as version
+1. With ``wire_version=3`` every chunk is written as typed columns the aggregator folds with
+array operations (``schemas/wire_columns.py``). Version 3 is not the default: on the loadtest's
+mixed workload its records are 1.5x larger and the aggregator folds them at 0.44x the events per
+CPU-second of version 2 (BENCHMARKS.md, "Session 4 end to end"); aggregators read all three.
+Strings, keysets and shapes are interned per record (see ``schemas/wire.py``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from tally.schemas.wire import (
 )
 from tally.schemas.wire_columns import Event, dist_item, encode_columns, events_of
 
-WIRE_VERSION = 3
+WIRE_VERSION = 2
 
 
 class MetricCodec:
@@ -42,8 +44,8 @@ class MetricCodec:
         self._decoder = BatchDecoder()
 
     def encode(self, records: Sequence[MetricRecord]) -> bytes:
-        """One record: ``BatchV3``; at ``wire_version`` 2, ``BatchV2`` if any record is a
-        ``KindsRecord``, else ``BatchV1``."""
+        """One record: ``BatchV2`` if any record is a ``KindsRecord``, else ``BatchV1``; at
+        ``wire_version`` 3, ``BatchV3``."""
         if self.wire_version >= 3:
             return encode_columns(self._encoder, self.source, map(_columns_event, records))
         for record in records:

@@ -90,9 +90,12 @@ def test_decoded_metric_records_encode_back_to_the_same_bytes():
     ]
 
 
-def test_version_3_is_the_default_and_decodes_back_to_the_same_records():
+def test_version_2_is_the_default_and_version_3_decodes_back_to_the_same_records():
     records = tracked()
-    codec = MetricCodec("golden")
+    assert MetricCodec("golden").encode(records) == MetricCodec("golden", wire_version=2).encode(
+        records
+    )
+    codec = MetricCodec("golden", wire_version=3)
     payload = codec.encode(records)
     assert msgspec.msgpack.decode(payload)[0] == 3
     back = codec.decode(payload)
