@@ -66,9 +66,13 @@ def test_small_load_run_is_exact_and_reports_every_figure(tmp_path):
 
     base = report["baselines"]
     assert base["complete_topic"]
+    # The baselines count events as they are on the wire: the client fold sums repeats (same
+    # keys, minute and shape) into one, so there are at most as many as were tracked.
+    wire = base["consume_decode"]["events"]
+    assert 0 < wire <= 20_000
     for key in ("consume_decode", "decode_only", "fold_only", "fold_rows"):
-        assert base[key]["events"] >= 20_000 and base[key]["events_per_cpu_s"] > 0, key
-    assert base["naive"]["events"] >= 20_000 and base["naive"]["rows_per_event"] > 1
+        assert base[key]["events"] == wire and base[key]["events_per_cpu_s"] > 0, key
+    assert base["naive"]["events"] == wire and base["naive"]["rows_per_event"] > 1
     assert {q["name"] for q in base["queries"]} >= {"timeline_1h", "success_rate_1h"}
     assert all(q["same_answer"] for q in base["queries"])
     assert report["catchup"]["complete"] and report["catchup"]["events_per_cpu_s"] > 0

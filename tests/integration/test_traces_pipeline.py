@@ -350,7 +350,7 @@ def test_an_rq_run_a_decorator_adopted_is_listed_under_both_keys(stack, tmp_path
 
     def listed(key: str, **narrow: str) -> set[str]:
         f = ExecutionFilter(key, now - timedelta(hours=1), now + timedelta(minutes=1), **narrow)
-        return {e.ref for e in list_executions(client, SCHEMA, f)} & refs
+        return {e.ref for e in run_sync(client, list_executions(SCHEMA, f))} & refs
 
     wait_for(lambda: listed("event::calc") == refs, 90, "the adopted executions in ClickHouse")
     assert listed("event::job") == refs  # the Jobs dashboard's link
