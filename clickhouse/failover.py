@@ -1,18 +1,28 @@
 """The replicas of one shard behind one client: the first that answers, the next when it fails.
 
 ``--clickhouse-url`` may list the replicas of one shard (``http://ch1:8123,http://ch2:8123``).
-A write service keeps one client on one replica; when a request fails because that replica
-cannot be reached (refused, reset, timed out: no ClickHouse error code), the client is dropped
-and the next request connects to the next replica that answers. The request itself is retried
-by its caller (the engine retries an insert under the same dedup token, which the replicated
-tables' Keeper-held dedup log makes a no-op if the first attempt landed).
+Every client of tally (the write services' :class:`Replicas`, the readers' sync and async
+clients) follows one rule, :func:`connect_first` / :func:`connect_first_async` over a
+:class:`ReplicaCursor`:
+
+- **Start** at the replica that answered last (the first URL until one has): a client that
+  lost its replica does not try the dead one first again.
+- **Move on** in URL order, wrapping around, only past a replica that cannot be reached
+  (refused, reset, timed out: no ClickHouse error code, :func:`unreachable`). A replica that
+  answers with an error (a wrong password, an unknown database) ends the walk with that error:
+  another replica would say the same.
+- **Give up** with the last replica's error when none answers.
+- A client whose replica stops answering in a request (:meth:`ReplicaCursor.lost`) is dropped
+  and the next connect starts at the replica after it. The request itself is retried by its
+  caller (the engine retries an insert under the same dedup token, which the replicated tables'
+  Keeper-held dedup log makes a no-op if the first attempt landed).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 import aiohttp
@@ -35,34 +45,73 @@ def unreachable(exc: BaseException) -> bool:
     )
 
 
+@dataclass
+class ReplicaCursor:
+    """Where a client is in its replicas' URLs: the one that answered last."""
+
+    urls: list[str]
+    current: int = 0
+
+    def order(self) -> list[int]:
+        """The replicas to try, from the current one on, wrapping around."""
+        count = len(self.urls)
+        return [(self.current + step) % count for step in range(count)]
+
+    def lost(self) -> None:
+        """The current replica stopped answering: the next connect starts at the next one."""
+        self.current = (self.current + 1) % len(self.urls)
+
+
+def _go_on(exc: Exception, step: int, cursor: ReplicaCursor) -> None:
+    """Raise ``exc`` unless the walk moves on past it (an unreachable replica, not the last)."""
+    if step == len(cursor.urls) - 1 or not unreachable(exc):
+        raise exc
+
+
+def connect_first(cursor: ReplicaCursor, connect_to: Callable[[str], T]) -> T:
+    """``connect_to(url)`` of the first replica that answers, by the module's rule."""
+    for step, index in enumerate(cursor.order()):
+        try:
+            client = connect_to(cursor.urls[index])
+        except Exception as exc:
+            _go_on(exc, step, cursor)
+            continue
+        cursor.current = index
+        return client
+    raise AssertionError("no replica URL")  # ClickHouseSettings refuses an empty URL list
+
+
+async def connect_first_async(
+    cursor: ReplicaCursor, connect_to: Callable[[str], Awaitable[T]]
+) -> T:
+    """``await connect_to(url)`` of the first replica that answers, by the module's rule."""
+    for step, index in enumerate(cursor.order()):
+        try:
+            client = await connect_to(cursor.urls[index])
+        except Exception as exc:
+            _go_on(exc, step, cursor)
+            continue
+        cursor.current = index
+        return client
+    raise AssertionError("no replica URL")  # ClickHouseSettings refuses an empty URL list
+
+
 class Replicas:
-    """One async client on the current replica of ``settings.urls``."""
+    """One async client (a write service's) on the current replica of ``settings.urls``."""
 
     def __init__(self, settings: ClickHouseSettings, database: str | None = None) -> None:
         self.settings = settings
         self.database = database
-        self.current = 0
+        self.cursor = ReplicaCursor(settings.urls)
         self.client: AsyncClient | None = None
 
     async def connect(self) -> AsyncClient:
-        """The client, connecting to the first replica that answers from the current one on;
-        raises the last replica's error when none does."""
-        if self.client is not None:
-            return self.client
-        urls = self.settings.urls
-        error: BaseException | None = None
-        for step in range(len(urls)):
-            index = (self.current + step) % len(urls)
-            one = replace(self.settings, url=urls[index])
-            try:
-                self.client = await connect(one, self.database)
-            except Exception as exc:  # try the next replica
-                error = exc
-                continue
-            self.current = index
-            return self.client
-        assert error is not None
-        raise error
+        """The client, connected by :func:`connect_first_async` if there is none."""
+        if self.client is None:
+            self.client = await connect_first_async(
+                self.cursor, lambda url: connect(replace(self.settings, url=url), self.database)
+            )
+        return self.client
 
     async def call(self, request: Callable[[AsyncClient], Awaitable[T]]) -> T:
         """``request(client)``; when the replica is unreachable, the next call uses another."""
@@ -70,9 +119,9 @@ class Replicas:
         try:
             return await request(client)
         except Exception as exc:
-            if unreachable(exc) and len(self.settings.urls) > 1:
+            if unreachable(exc) and len(self.cursor.urls) > 1:
                 await self.close()
-                self.current = (self.current + 1) % len(self.settings.urls)
+                self.cursor.lost()
             raise
 
     async def close(self) -> None:

@@ -1,8 +1,9 @@
 """clickhouse-connect clients for the read side (sync and async), credentials from settings.
 
-With several replicas in ``--clickhouse-url`` a reader connects to the first that answers; a
-reader whose replica stops answering drops its client (``drop_if_unreachable``), so its next
-request connects again, to the next replica that answers.
+With several replicas in ``--clickhouse-url`` a reader connects by the one failover rule of
+``clickhouse/failover.py`` (start at the replica that answered last, move on past unreachable
+ones); a reader whose replica stops answering drops its client and moves its cursor on
+(``Reader.run``), so its next request connects to the next replica that answers.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ from typing import Any
 
 import clickhouse_connect
 
-from tally.clickhouse.failover import unreachable
-from tally.clickhouse.settings import ClickHouseEndpoint
+from tally.clickhouse.failover import ReplicaCursor, connect_first, connect_first_async
+from tally.clickhouse.settings import clickhouse_endpoint
 from tally.read.settings import ReadSettings
 
 
-def _kwargs(settings: ReadSettings, endpoint: ClickHouseEndpoint) -> dict[str, Any]:
+def _kwargs(settings: ReadSettings, url: str) -> dict[str, Any]:
     ch = settings.clickhouse
+    endpoint = clickhouse_endpoint(url)
     return {
         "host": endpoint.host,
         "port": endpoint.port,
@@ -33,25 +35,23 @@ def _kwargs(settings: ReadSettings, endpoint: ClickHouseEndpoint) -> dict[str, A
     }
 
 
-def connect_sync(settings: ReadSettings) -> Any:
-    """A sync client on the first replica that answers (the last one's error if none does)."""
-    endpoints = settings.clickhouse.endpoints
-    for endpoint in endpoints[:-1]:
-        try:
-            return clickhouse_connect.get_client(**_kwargs(settings, endpoint))
-        except Exception as exc:
-            if not unreachable(exc):
-                raise
-    return clickhouse_connect.get_client(**_kwargs(settings, endpoints[-1]))
+def _cursor(settings: ReadSettings, cursor: ReplicaCursor | None) -> ReplicaCursor:
+    return ReplicaCursor(settings.clickhouse.urls) if cursor is None else cursor
 
 
-async def connect_async(settings: ReadSettings) -> Any:
-    """An async client on the first replica that answers (the last one's error if none does)."""
-    endpoints = settings.clickhouse.endpoints
-    for endpoint in endpoints[:-1]:
-        try:
-            return await clickhouse_connect.get_async_client(**_kwargs(settings, endpoint))
-        except Exception as exc:
-            if not unreachable(exc):
-                raise
-    return await clickhouse_connect.get_async_client(**_kwargs(settings, endpoints[-1]))
+def connect_sync(settings: ReadSettings, cursor: ReplicaCursor | None = None) -> Any:
+    """A sync client on the first replica that answers from ``cursor`` on (a client without
+    one: from the first URL)."""
+    return connect_first(
+        _cursor(settings, cursor),
+        lambda url: clickhouse_connect.get_client(**_kwargs(settings, url)),
+    )
+
+
+async def connect_async(settings: ReadSettings, cursor: ReplicaCursor | None = None) -> Any:
+    """An async client on the first replica that answers from ``cursor`` on (a client without
+    one: from the first URL)."""
+    return await connect_first_async(
+        _cursor(settings, cursor),
+        lambda url: clickhouse_connect.get_async_client(**_kwargs(settings, url)),
+    )

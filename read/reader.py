@@ -18,7 +18,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from tally.clickhouse.failover import unreachable
+from tally.clickhouse.failover import ReplicaCursor, unreachable
 from tally.read.plan import Plan
 from tally.read.planner import ReadPlanner
 from tally.read.runner import run_async, run_sync
@@ -56,6 +56,7 @@ class AsyncReader:
         self.settings = settings or ReadSettings()
         self.plans = ReadPlanner(self.settings)
         self._client: Any = None
+        self._replicas = ReplicaCursor(self.settings.clickhouse.urls)
 
     async def __aenter__(self) -> AsyncReader:
         await self.start()
@@ -69,7 +70,7 @@ class AsyncReader:
         if self._client is None:
             from tally.read.connection import connect_async
 
-            self._client = await connect_async(self.settings)
+            self._client = await connect_async(self.settings, self._replicas)
 
     async def close(self) -> None:
         """Close the client."""
@@ -83,8 +84,9 @@ class AsyncReader:
         try:
             return await run_async(self._client, plan)
         except Exception as exc:
-            if unreachable(exc):  # the next request connects again (another replica)
+            if unreachable(exc):  # the next request connects again, to the next replica
                 await self.close()
+                self._replicas.lost()
             raise
 
     schema = _async(ReadPlanner.schema)
@@ -106,6 +108,7 @@ class Reader:
         self.settings = settings or ReadSettings()
         self.plans = ReadPlanner(self.settings)
         self._client: Any = None
+        self._replicas = ReplicaCursor(self.settings.clickhouse.urls)
 
     def __enter__(self) -> Reader:
         return self
@@ -123,7 +126,7 @@ class Reader:
         if self._client is None:
             from tally.read.connection import connect_sync
 
-            self._client = connect_sync(self.settings)
+            self._client = connect_sync(self.settings, self._replicas)
         return self._client
 
     def run(self, plan: Plan[T]) -> T:
@@ -131,8 +134,9 @@ class Reader:
         try:
             return run_sync(self._connected(), plan)
         except Exception as exc:
-            if unreachable(exc):  # the next request connects again (another replica)
+            if unreachable(exc):  # the next request connects again, to the next replica
                 self.close()
+                self._replicas.lost()
             raise
 
     schema = _sync(ReadPlanner.schema)
