@@ -29,6 +29,7 @@ from tally.aggregator.fold_bytes import (
     VALUE_BYTES,
 )
 from tally.aggregator.rows import KIND_DIST, KIND_GAUGE, KIND_SUM, FoldRows, to_rows
+from tally.aggregator.sketch_merge import merge_sketch
 from tally.aggregator.vfold import fold_columns
 from tally.engine.protocols import Rejected
 from tally.schemas.limits import Limits
@@ -271,18 +272,9 @@ class PartitionFold(FoldChecks):
                 self.dacc[slot] = [count, total, square, vmin, vmax, buckets]
                 added += ENTRY_BYTES + sys.getsizeof(path) + DIST_BUCKET_BYTES * len(keys)
                 continue
-            found[0] += count
             found[1] += total
             found[2] += square
-            if vmin < found[3]:
-                found[3] = vmin
-            if vmax > found[4]:
-                found[4] = vmax
-            buckets = found[5]
-            before = len(buckets)
-            for k, n in zip(keys, counts, strict=True):
-                buckets[k] = buckets.get(k, 0) + n
-            added += DIST_BUCKET_BYTES * (len(buckets) - before)
+            added += merge_sketch(found, count, vmin, vmax, keys, counts)
         for path, value, at_ms in kinds[1]:
             self.path_kinds[path] = KIND_GAUGE
             slot = (fks, minute, path)

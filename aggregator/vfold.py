@@ -28,6 +28,7 @@ import numpy as np
 from tally.aggregator.columns import Columns
 from tally.aggregator.fold_bytes import DIST_BUCKET_BYTES, ENTRY_BYTES, VALUE_BYTES
 from tally.aggregator.rows import KIND_DIST, KIND_GAUGE, KIND_SUM
+from tally.aggregator.sketch_merge import merge_sketch
 from tally.aggregator.vfold_checks import dists_ok, gauges_ok
 from tally.schemas import sketch
 from tally.schemas.limits import Limits
@@ -397,18 +398,9 @@ def _fold_dists(
             dacc[slot] = [n, total, square, vmin, vmax, dict(zip(keys, counts, strict=True))]
             added += ENTRY_BYTES + sys.getsizeof(slot[2]) + DIST_BUCKET_BYTES * len(keys)
             continue
-        old[0] += n
-        old[1] = total
+        old[1] = total  # summed from the entry's own sums above
         old[2] = square
-        if vmin < old[3]:
-            old[3] = vmin
-        if vmax > old[4]:
-            old[4] = vmax
-        buckets = old[5]
-        before = len(buckets)
-        for k, m in zip(keys, counts, strict=True):
-            buckets[k] = buckets.get(k, 0) + m
-        added += DIST_BUCKET_BYTES * (len(buckets) - before)
+        added += merge_sketch(old, n, vmin, vmax, keys, counts)
     return added
 
 

@@ -1,0 +1,31 @@
+"""Merging one more sketch into a fold's distribution entry.
+
+An entry is ``[count, sum, square, min, max, buckets]`` (``buckets``: bucket key -> count).
+The event-by-event fold (``fold.py``) and the column fold (``vfold.py``) both merge with
+:func:`merge_sketch`, so the two count samples, extremes, buckets and memory alike. The sums
+stay with the caller: the event fold adds them per event, the column fold has already summed
+them from the entry's own in order (float sums depend on the order of the additions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from tally.aggregator.fold_bytes import DIST_BUCKET_BYTES
+
+
+def merge_sketch(
+    entry: list, count: int, vmin: float, vmax: float, keys: Iterable[int], counts: Iterable[int]
+) -> int:
+    """Add ``count`` samples, their extremes and their bucket counts (``keys`` with ``counts``)
+    to ``entry``; returns the bytes its new buckets cost."""
+    entry[0] += count
+    if vmin < entry[3]:
+        entry[3] = vmin
+    if vmax > entry[4]:
+        entry[4] = vmax
+    buckets = entry[5]
+    before = len(buckets)
+    for k, n in zip(keys, counts, strict=True):
+        buckets[k] = buckets.get(k, 0) + n
+    return DIST_BUCKET_BYTES * (len(buckets) - before)
