@@ -26,10 +26,27 @@ def load_or_create(path: Path) -> str:
     return token
 
 
+def stored_tokens(data_dir: Path, env: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """``(read_token, sql_token)`` from the environment, else the data dir; None where neither
+    holds one (nothing is created)."""
+    secrets_dir = data_dir / "secrets"
+    found = []
+    for name, file in (("TALLY_API_TOKEN", READ_FILE), ("TALLY_API_SQL_TOKEN", SQL_FILE)):
+        token = env.get(name)
+        if not token:
+            try:
+                token = (secrets_dir / file).read_text().strip()
+            except OSError:
+                token = None
+        found.append(token or None)
+    return found[0], found[1]
+
+
 def tokens(data_dir: Path, env: Mapping[str, str] | None = None) -> tuple[str, str]:
     """``(read_token, sql_token)``: from the environment if set, else from the data dir."""
-    env = os.environ if env is None else env
+    read, sql = stored_tokens(data_dir, os.environ if env is None else env)
     secrets_dir = data_dir / "secrets"
-    read = env.get("TALLY_API_TOKEN") or load_or_create(secrets_dir / READ_FILE)
-    sql = env.get("TALLY_API_SQL_TOKEN") or load_or_create(secrets_dir / SQL_FILE)
-    return read, sql
+    return (
+        read or load_or_create(secrets_dir / READ_FILE),
+        sql or load_or_create(secrets_dir / SQL_FILE),
+    )

@@ -8,7 +8,8 @@ tally keys 'event::schedule::*'
 tally sql "SELECT key, sum(value) FROM tally.rollups_1d GROUP BY key"
 tally monitors run monitors/        # alert on the rollups (test FILE --since 7d, list)
 tally traces list event::job --state failure    tally traces show <id>    tally traces log
-tally aggregator run|check ...   tally trace-writer run|check ...   tally loadtest ...   tally demo
+tally aggregator|trace-writer|sampler|monitors|api|ui run|check ...
+tally loadtest ...   tally demo
 tally clickhouse-users              # production: one ClickHouse user per component
 """
 
@@ -18,9 +19,10 @@ import typer
 
 from tally.aggregator.cli import app as aggregator_app
 from tally.cli import monitors, passthrough, read_commands
+from tally.cli.api import api, ui
 from tally.cli.clickhouse_users import clickhouse_users
 from tally.cli.traces_commands import app as traces_app
-from tally.cli.up import api, ui, up
+from tally.cli.up import up
 from tally.traces.service import app as trace_writer_app
 
 app = typer.Typer(
@@ -32,8 +34,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.command()(up)
-app.command()(api)
-app.command()(ui)
+app.command(context_settings=passthrough.PASS, add_help_option=False)(api)
+app.command(context_settings=passthrough.PASS, add_help_option=False)(ui)
 app.command()(read_commands.series)
 app.command()(read_commands.keys)
 app.command()(read_commands.paths)

@@ -1,4 +1,5 @@
-"""``tally monitors run|test|list|report``: the monitor service, backtests and listings."""
+"""``tally monitors run|check|test|list|report``: the monitor service (``run`` and ``check``
+from its settings table), backtests, listings and digests."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 import logging
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -17,17 +18,20 @@ from tally.cli.options import (
     clickhouse_options,
     command_group,
 )
-from tally.engine.settings import CONSUMER
-from tally.kafka.settings import AGGREGATOR_GROUP, BOOTSTRAP, DEFAULT_BOOTSTRAP, EVENTS_TOPIC, TOPIC
+from tally.monitors.settings import MonitorSettings, from_values
+from tally.schemas.settings_cli import build_or_usage_error, typer_command
+from tally.schemas.settings_table import Setting, SettingsTable
+from tally.up.monitors_command import MONITORS
+from tally.up.read_target import read_settings_from
 
 app = command_group(
     "monitors", "Monitors as code: run the service, backtest a file, list definitions and states."
 )
 Paths = Annotated[list[Path], typer.Argument(help="Monitor files or directories (*.yaml).")]
-Bootstrap = Annotated[
-    str,
-    typer.Option("--bootstrap", envvar=BOOTSTRAP.env, help="Kafka of the aggregators."),
-]
+# ``run`` and ``check`` share one table: the service's rows, where ClickHouse is, a test hook.
+CLOCK_FILE = Setting("clock_file", Path, None, "--clock-file", None,
+                     "tests: read 'now' from this file", hidden=True)  # fmt: skip
+SERVICE = MONITORS + SettingsTable((CLOCK_FILE,))
 
 
 def _load(paths: list[Path], channels: bool = True):
@@ -43,63 +47,19 @@ def _load(paths: list[Path], channels: bool = True):
     return loaded
 
 
-@app.command()
-@clickhouse_options
-def run(
-    paths: Paths,
-    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
-    topic: Annotated[str, typer.Option(envvar=TOPIC.env, help="Events topic.")] = EVENTS_TOPIC,
-    group: Annotated[
-        str, typer.Option(envvar=CONSUMER["group"].env, help="The aggregators' consumer group.")
-    ] = AGGREGATOR_GROUP,
-    grace: Annotated[
-        float, typer.Option(help="Seconds the client may hold an event before sending it.")
-    ] = 10.0,
-    tick: Annotated[float, typer.Option(help="Seconds between evaluations.")] = 5.0,
-    base_url: Annotated[
-        str, typer.Option(envvar="TALLY_DASHBOARD_URL", help="Dashboard URL for links.")
-    ] = "",
-    lease: Annotated[
-        bool, typer.Option(help="Elect one evaluating replica via a Kafka consumer group.")
-    ] = True,
-    lease_session_ms: Annotated[
-        int, typer.Option(help="Lease group session timeout: how fast a replica takes over.")
-    ] = 10_000,
-    metrics_port: Annotated[
-        int | None,
-        typer.Option(
-            envvar="TALLY_MONITORS_METRICS_PORT",
-            help="Serve /metrics on this port (0: a free one); not served by default.",
-        ),
-    ] = None,
-    metrics_host: Annotated[
-        str, typer.Option(envvar="TALLY_METRICS_HOST", help="Address of /metrics.")
-    ] = "127.0.0.1",
-    delivery_budget: Annotated[
-        float, typer.Option(help="Seconds one delivery may take, all its retries included.")
-    ] = 60.0,
-    clock_file: Annotated[
-        Path | None, typer.Option(hidden=True, help="Tests: read 'now' from this file.")
-    ] = None,
-    *,
-    target: ClickHouseTarget,
-) -> None:
-    """Evaluate monitors on durable buckets until SIGINT/SIGTERM; files reload on change;
-    deliveries run beside evaluation, one worker per channel.
-    Kafka TLS/SASL: the client's TALLY_KAFKA_SECURITY_PROTOCOL, _SASL_*, _SSL_CAFILE."""
-    from tally.ingest.settings import ClientSettings
-    from tally.monitors.metrics import MetricsPortInUse
-    from tally.monitors.settings import MonitorSettings, build_service
+def _settings(values: dict[str, Any]) -> MonitorSettings:
+    return from_values(values, read_settings_from(values))
 
+
+def _run(values: dict[str, Any]) -> None:
+    """Evaluate monitors on durable buckets until SIGINT/SIGTERM (see ``run``'s help)."""
+    from tally.monitors.metrics import MetricsPortInUse
+    from tally.monitors.settings import build_service
+
+    settings = build_or_usage_error(_settings, values)
+    clock_file: Path | None = values["clock_file"]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    _load(paths)
-    settings = MonitorSettings(
-        paths=tuple(paths), read=target.settings(),
-        bootstrap=bootstrap, topic=topic, group=group, grace_s=grace, tick_s=tick,
-        base_url=base_url, lease=lease, lease_session_ms=lease_session_ms,
-        security=ClientSettings.from_env().security,  # TALLY_KAFKA_SECURITY_PROTOCOL, SASL...
-        metrics_port=metrics_port, metrics_host=metrics_host, delivery_budget_s=delivery_budget,
-    )  # fmt: skip
+    _load(list(settings.paths))
 
     async def main() -> None:
         service = build_service(settings)
@@ -120,6 +80,33 @@ def run(
     except MetricsPortInUse as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+
+
+def _check(values: dict[str, Any]) -> None:
+    """The settings (a bad one exits 2) and the monitor files (``file:line`` errors, channels
+    unusable in this environment: exit 1); reaches nothing."""
+    settings = build_or_usage_error(_settings, values)
+    loaded = _load(list(settings.paths))
+    if loaded.errors:
+        raise typer.Exit(1)
+    kafka = settings.bootstrap or "none (wall-clock watermark)"
+    typer.echo(
+        f"ok: {len(loaded.monitors)} monitors, {len(loaded.reports)} reports, "
+        f"{len(loaded.channels)} channels in {', '.join(map(str, settings.paths))}; "
+        f"ClickHouse {settings.read.clickhouse.url}, Kafka {kafka}"
+    )
+
+
+app.command(
+    "run",
+    help="Evaluate monitors on durable buckets until SIGINT/SIGTERM; files reload on change; "
+    "deliveries run beside evaluation, one worker per channel.",
+)(typer_command(SERVICE, _run))
+app.command(
+    "check",
+    help="Check the settings and the monitor files (file:line errors, channels this environment "
+    "cannot deliver to), then exit: 0 when both are fine; nothing is started or reached.",
+)(typer_command(SERVICE, _check))
 
 
 @app.command()

@@ -13,10 +13,11 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from tally.cli.errors import bad_input
-from tally.clickhouse.settings import CONNECTION, DATABASE, ClickHouseSettings
+from tally.clickhouse.settings import CONNECTION, DATABASE
 from tally.read import ReadSettings
-from tally.up.paths import default_data_dir, stored_clickhouse_password
-from tally.up.stack_file import clickhouse_url
+from tally.schemas.settings_table import BadSetting
+from tally.up.paths import default_data_dir
+from tally.up.read_target import read_settings_from
 
 ClickHouseUrl = Annotated[
     str | None,
@@ -49,21 +50,17 @@ DEFAULT_URL = None  # resolved by read_settings: flag/env, stack.json, 127.0.0.1
 
 
 def read_settings(url: str | None, user: str, database: str, data_dir: Path) -> ReadSettings:
-    """Settings for the read commands; the password only from env or the data dir's secret.
-    No URL given: the one the data dir's stack.json records, else the default.
-    A URL without scheme or host, or a database that is no identifier, exits 2 in one line."""
-    url = clickhouse_url(url, data_dir)
+    """Settings for the read commands (``up.read_target.read_settings_from``: the URL of the
+    data dir's stack.json when none is given, the password from TALLY_CLICKHOUSE_PASSWORD, else
+    the data dir's secret). A URL without scheme or host, or a database that is no identifier,
+    exits 2 in one line."""
     password = os.environ.get(CONNECTION["clickhouse_password"].env or "")
-    if password is None:
-        password = stored_clickhouse_password(data_dir) or ""
+    values = dict(clickhouse_url=url, clickhouse_user=user, database=database,
+                  data_dir=data_dir, clickhouse_password=password)  # fmt: skip
     try:
-        clickhouse = ClickHouseSettings(url=url, user=user, password=password)
-    except ValueError as exc:
-        raise bad_input("--clickhouse-url", str(exc)) from None
-    try:
-        return ReadSettings(clickhouse=clickhouse, database=database)
-    except ValueError as exc:
-        raise bad_input("--database", str(exc)) from None
+        return read_settings_from(values)
+    except BadSetting as exc:
+        raise bad_input(exc.setting.flag, exc.message) from None
 
 
 DEFAULT_DATA_DIR = default_data_dir()

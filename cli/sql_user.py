@@ -10,36 +10,13 @@ import os
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
 
-import typer
-
+from tally.api.settings import SQL_PASSWORD_ENV
 from tally.api.sql import SqlSettings
 from tally.cli.errors import bad_input
 from tally.read import ReadSettings
 
-PASSWORD_ENV = "TALLY_SQL_CLICKHOUSE_PASSWORD"
-
-SqlUser = Annotated[
-    str | None,
-    typer.Option(
-        "--sql-clickhouse-user",
-        envvar="TALLY_SQL_CLICKHOUSE_USER",
-        help="ClickHouse user of POST /api/v1/sql (tally_sql: its settings profile holds the "
-        f"limits); password in {PASSWORD_ENV} or --sql-clickhouse-password-file. "
-        "[default: none, /sql answers 503]",
-        show_default=False,
-    ),
-]
-SqlPasswordFile = Annotated[
-    Path | None,
-    typer.Option(
-        "--sql-clickhouse-password-file",
-        envvar="TALLY_SQL_CLICKHOUSE_PASSWORD_FILE",
-        help=f"File holding the SQL user's password (instead of {PASSWORD_ENV}).",
-        show_default=False,
-    ),
-]
+PASSWORD_ENV = SQL_PASSWORD_ENV
 
 
 def sql_settings(

@@ -1,4 +1,4 @@
-"""``tally up`` (the local service) and ``tally api`` (the HTTP API alone)."""
+"""``tally up``: the local service."""
 
 from __future__ import annotations
 
@@ -11,21 +11,18 @@ from typing import Annotated
 
 import typer
 
-from tally.api.server import PortInUse, check_port, server
-from tally.api.settings import DEFAULT_HOST, DEFAULT_PORT, ApiSettings
-from tally.api.tokens import READ_FILE, SQL_FILE, tokens
+from tally.api.server import PortInUse
+from tally.api.settings import DEFAULT_HOST, DEFAULT_PORT
+from tally.api.tokens import READ_FILE, SQL_FILE
+from tally.cli.api import report_dashboard_errors
 from tally.cli.errors import bad_input
 from tally.cli.options import (
     DEFAULT_DATA_DIR,
-    ClickHouseTarget,
     ClickHouseUser,
     Database,
     DataDir,
-    clickhouse_options,
 )
-from tally.cli.sql_user import SqlPasswordFile, SqlUser, say_sql, sql_settings
 from tally.clickhouse.settings import BadClickHouseUrl, clickhouse_endpoint
-from tally.read import ReadSettings
 from tally.up.paths import secret_path
 from tally.up.service import Service, UpSettings
 
@@ -73,14 +70,6 @@ def banner(service: Service, data_dir: Path) -> str:
         "Ctrl-C stops everything cleanly.",
     ]
     return "\n".join(lines)
-
-
-def report_dashboard_errors(directory: Path | None) -> None:
-    """Print the dashboard files that do not load (they are listed on /ui/ as well)."""
-    from tally.web.loader import load_all
-
-    for error in load_all(directory).errors:
-        typer.echo(f"dashboard error: {error}", err=True)
 
 
 def up(
@@ -187,90 +176,3 @@ def run_service(settings: UpSettings) -> None:
         print("\nstopping (aggregators flush and commit first) ...", flush=True)
         service.stop()
         print("stopped cleanly", flush=True)
-
-
-ApiHost = Annotated[str, typer.Option(envvar="TALLY_API_HOST", help="Address to bind.")]
-ApiPort = Annotated[int, typer.Option(envvar="TALLY_API_PORT", help="Port to listen on.")]
-
-
-def _require_free_port(host: str, port: int) -> None:
-    """Exit 2 with a hint when ``port`` is taken."""
-    try:
-        check_port(host, port)
-    except PortInUse as exc:
-        typer.echo(f"error: {exc}; pass --port with a free one", err=True)
-        raise typer.Exit(2) from None
-
-
-def api_settings(
-    host: str,
-    port: int,
-    read: ReadSettings,
-    data_dir: Path,
-    sql_user: str | None,
-    sql_password_file: Path | None,
-) -> ApiSettings:
-    """``tally api`` / ``tally ui``'s settings; says on stdout what ``/sql`` runs as."""
-    sql = sql_settings(read, sql_user, sql_password_file)
-    read_token, sql_token = tokens(data_dir)
-    print(say_sql(sql), flush=True)
-    return ApiSettings(read, read_token, sql_token, host, port, sql=sql)
-
-
-@clickhouse_options
-def api(
-    host: ApiHost = DEFAULT_HOST,
-    port: ApiPort = DEFAULT_PORT,
-    *,
-    target: ClickHouseTarget,
-    sql_clickhouse_user: SqlUser = None,
-    sql_clickhouse_password_file: SqlPasswordFile = None,
-) -> None:
-    """Serve only the HTTP API over an existing ClickHouse (tokens: TALLY_API_TOKEN and
-    TALLY_API_SQL_TOKEN, else generated into <data-dir>/secrets; /sql needs
-    --sql-clickhouse-user, else it answers 503)."""
-    _require_free_port(host, port)
-    settings = api_settings(
-        host, port, target.settings(),
-        target.data_dir, sql_clickhouse_user, sql_clickhouse_password_file,
-    )  # fmt: skip
-    print(f"tally API on http://{host}:{port}/api/v1 (tokens in {target.data_dir / 'secrets'})")
-    server(settings).run()
-
-
-@clickhouse_options
-def ui(
-    host: ApiHost = DEFAULT_HOST,
-    port: ApiPort = DEFAULT_PORT,
-    dashboards: Dashboards = None,
-    *,
-    target: ClickHouseTarget,
-    sql_clickhouse_user: SqlUser = None,
-    sql_clickhouse_password_file: SqlPasswordFile = None,
-) -> None:
-    """Serve the dashboard (and the HTTP API) over an existing, e.g. production, ClickHouse
-    (password: TALLY_CLICKHOUSE_PASSWORD; tokens: TALLY_API_TOKEN and TALLY_API_SQL_TOKEN,
-    else generated into <data-dir>/secrets; /sql needs --sql-clickhouse-user, else 503)."""
-    from tally.web import WebSettings, web_handlers
-    from tally.web.traces_pages import TRACE_PAGES
-
-    _require_free_port(host, port)
-    directory = dashboards.expanduser().resolve() if dashboards else None
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        typer.echo(
-            f"warning: serving on {host} over plain HTTP: put TLS in front (the sign-in token "
-            "and the session cookie travel with every request)",
-            err=True,
-        )
-    report_dashboard_errors(directory)
-    settings = api_settings(
-        host, port, target.settings(),
-        target.data_dir, sql_clickhouse_user, sql_clickhouse_password_file,
-    )  # fmt: skip
-    token_file = secret_path(target.data_dir, READ_FILE)
-    print(
-        f"tally dashboard on http://{host}:{port}/ui/ over {target.url} "
-        f"(sign in with the read token: TALLY_API_TOKEN or {token_file})",
-        flush=True,
-    )
-    server(settings, [*web_handlers(WebSettings(directory)), *TRACE_PAGES]).run()

@@ -17,9 +17,20 @@ from typing import Annotated, Any, TypeVar
 import click
 import typer
 
-from tally.schemas.settings_table import BadSetting, Setting, SettingsTable
+from tally.schemas.settings_table import (
+    BadSetting,
+    Setting,
+    SettingsTable,
+    optional_int,
+    positive_float,
+    positive_int,
+)
 
 COMMANDS = ("run", "check")
+_METAVARS: dict[Any, str] = {
+    int: "INTEGER", positive_int: "INTEGER", optional_int: "INTEGER",
+    float: "FLOAT", positive_float: "FLOAT",
+}  # fmt: skip
 T = TypeVar("T")
 
 
@@ -28,19 +39,25 @@ def _metavar(row: Setting) -> str | None:
         return None
     if row.choices:
         return f"[{'|'.join(row.choices)}]"
-    return {int: "INTEGER", float: "FLOAT"}.get(row.type, "TEXT")  # type: ignore[call-overload]
+    return _METAVARS.get(row.type, "TEXT")
 
 
 def _parameters(table: SettingsTable) -> list[inspect.Parameter]:
     """One keyword parameter per option row: ``None`` (or ``False``) means "not given"."""
     out = []
     for row in table.options:
-        option = typer.Option(
-            row.flag, help=row.described(), show_default=False, metavar=_metavar(row)
-        )
+        option: Any = typer.Option(
+            row.flag, help=row.described(), show_default=False, metavar=_metavar(row),
+            hidden=row.hidden,
+        )  # fmt: skip
         kind: Any = bool if row.is_switch else list[str] | None if row.repeat else str | None
+        default: Any = False if row.is_switch else None
+        if row.positional:  # required unless the row has a default or a variable
+            option = typer.Argument(help=row.described(), metavar=row.flag, show_default=False)
+            required = row.default is None and row.env is None
+            kind = list[str] if required else list[str] | None
+            default = inspect.Parameter.empty if required else None
         annotation: Any = Annotated[kind, option]
-        default = False if row.is_switch else None
         out.append(inspect.Parameter(row.field, inspect.Parameter.KEYWORD_ONLY, default=default,
                                      annotation=annotation))  # fmt: skip
     return out

@@ -45,6 +45,27 @@ def positive_int(value: str) -> int:
     return number
 
 
+def positive_float(value: str) -> float:
+    """A number > 0."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a number") from None
+    if not number > 0:
+        raise ValueError(f"must be > 0, not {value}")
+    return number
+
+
+def optional_int(value: str) -> int | None:
+    """An integer, or None when empty."""
+    if not value.strip():
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an integer") from None
+
+
 def switch(value: str) -> bool:
     """``1``/``true``/``yes``/``on`` (any case) or ``0``/``false``/``no``/``off``/empty."""
     lowered = value.strip().lower()
@@ -68,6 +89,8 @@ class Setting:
     choices: tuple[str, ...] = ()
     secret: bool = False  # environment only: no flag, never on a command line or printed
     repeat: bool = False  # a flag given many times; the variable (and value) comma-separated
+    positional: bool = False  # arguments after the options (``flag`` names them in --help)
+    hidden: bool = False  # left out of --help (hooks for tests)
 
     @property
     def is_switch(self) -> bool:
@@ -80,6 +103,10 @@ class Setting:
         if not self.is_switch and self.default not in (None, ""):
             parts.append(f"default: {self.default}")
         return f"{self.help} [{'; '.join(parts)}]" if parts else self.help
+
+    def parse_all(self, raw: list[str]) -> tuple[Any, ...]:
+        """Each of a positional row's arguments as this setting's value."""
+        return tuple(self.parse(item) for item in raw)
 
     def parse(self, raw: str) -> Any:
         """``raw`` (from a flag or the environment) as this setting's value."""
@@ -136,6 +163,9 @@ class SettingsTable:
         values: dict[str, Any] = {}
         for row in self.rows:
             raw = None if row.secret else given.get(row.field)
+            if row.positional and raw:
+                values[row.field] = row.parse_all(list(raw))
+                continue
             if row.repeat and raw is not None and not isinstance(raw, str):
                 raw = ",".join(raw) or None
             if raw is None or (row.is_switch and raw is False):
@@ -156,12 +186,17 @@ class SettingsTable:
             row = self[field]
             if row.secret:
                 raise ValueError(f"{field} is a secret: pass it in the child's environment")
+            if row.positional:
+                continue  # after every option, below
             if row.is_switch:
                 out.extend([row.flag] if value else [])
             elif row.repeat and not isinstance(value, str):
                 out.extend(part for item in value for part in (row.flag, str(item)))
             elif value is not None:
                 out.extend([row.flag, str(value)])
+        for field, value in values.items():
+            if self[field].positional:
+                out.extend(str(item) for item in value)
         return out
 
     def environment_names(self) -> Iterable[str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ from tally.read import ReadSettings
 from tally.schemas.access import access_model
 from tally.schemas.ddl import RollupSchema
 from tally.traces.setup import prepare_traces, trace_writer_command
+from tally.up.monitors_command import command_line as monitors_command_line
 from tally.up.paths import CLICKHOUSE_PASSWORD_FILE, secret_path
 from tally.up.stack_file import write_stack
 from tally.web import WebSettings, web_handlers
@@ -256,14 +256,12 @@ class Service:
         s = self.settings
         assert s.monitors_dir is not None
         s.monitors_dir.mkdir(parents=True, exist_ok=True)
-        command = [
-            sys.executable, "-m", "tally.cli", "monitors", "run", str(s.monitors_dir),
-            "--bootstrap", self.bootstrap, "--topic", TOPIC,
-            "--clickhouse-url", self.clickhouse_url,
-            "--clickhouse-user", self.login("monitors")[0],
-            "--database", s.database, "--data-dir", str(s.data_dir),
-            "--base-url", self.api_url if s.api else "", "--metrics-port", "0",
-        ]  # fmt: skip
+        command = monitors_command_line(
+            paths=[s.monitors_dir], bootstrap=self.bootstrap, topic=TOPIC,
+            clickhouse_url=self.clickhouse_url, clickhouse_user=self.login("monitors")[0],
+            database=s.database, data_dir=s.data_dir,
+            base_url=self.api_url if s.api else "", metrics_port=0,
+        )  # fmt: skip
         return self._spawn(command, "monitors", "monitors.log")
 
     def _spawn(self, command: list[str], component: str, log_name: str) -> subprocess.Popen:

@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 import chdb
-import typer
 import yaml
 from typer.testing import CliRunner
 
@@ -70,22 +69,39 @@ def test_aggregator_image_is_built_from_the_repo_and_runs_the_cli():
     assert depends["clickhouse-users"]["condition"] == "service_completed_successfully"
 
 
+def test_ui_service_reads_its_environment_and_its_command_line_parses():
+    from tally.cli import api
+
+    service = SERVICES["ui"]
+    assert service["entrypoint"] == ["tally", "ui"]  # ``run`` when no command is named
+    read = {*api.UI.environment_names(), "TALLY_API_TOKEN", "TALLY_API_SQL_TOKEN",
+            sql_user.PASSWORD_ENV}  # fmt: skip
+    for name in service["environment"]:
+        assert name in read, f"{name} is not read"
+    values = api.UI.resolve(_options(service["command"]), {})
+    assert (values["host"], values["port"]) == ("0.0.0.0", 8700)
+
+
+def _options(argv: list[str]) -> dict[str, str]:
+    """``--flag value`` pairs as the fields they set."""
+    return {flag.removeprefix("--").replace("-", "_"): value
+            for flag, value in zip(argv[::2], argv[1::2], strict=True)}  # fmt: skip
+
+
 def test_monitor_service_reads_its_environment_and_the_mounted_monitors():
-    from tally.cli import monitors, options
+    from tally.cli import monitors
     from tally.monitors.loader import load_paths
 
     service = SERVICES["monitors"]
     assert service["build"] == "."
     assert service["entrypoint"] == ["tally", "monitors", "run"]
     assert service["deploy"]["replicas"] >= 2  # the lease elects one evaluating replica
-    cli = inspect.getsource(monitors) + inspect.getsource(options)
-    run = typer.main.get_command(monitors.app).commands["run"]  # type: ignore[attr-defined]
-    envvars = {param.envvar for param in run.params if param.envvar}
+    read = set(monitors.SERVICE.environment_names())  # run's rows, secrets included
     for name in service["environment"]:
-        used = name in envvars or f'"{name}"' in cli or f"url_env: {name}" in (
+        used = name in read or f"url_env: {name}" in (
             ROOT / "monitors" / "examples" / "jobs.yaml"
         ).read_text()  # fmt: skip
-        assert used or name == "TALLY_CLICKHOUSE_PASSWORD", f"{name} is not read"
+        assert used, f"{name} is not read"
     assert (
         service["environment"]["TALLY_GROUP"]
         == SERVICES["aggregator"]["environment"]["TALLY_GROUP"]
