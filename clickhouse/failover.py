@@ -21,7 +21,7 @@ clients) follows one rule, :func:`connect_first` / :func:`connect_first_async` o
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -62,22 +62,37 @@ class ReplicaCursor:
         self.current = (self.current + 1) % len(self.urls)
 
 
-def _go_on(exc: Exception, step: int, cursor: ReplicaCursor) -> None:
-    """Raise ``exc`` unless the walk moves on past it (an unreachable replica, not the last)."""
-    if step == len(cursor.urls) - 1 or not unreachable(exc):
-        raise exc
+class _Walk:
+    """One connect attempt by the module's rule: the URLs to try in order; ``failed`` raises
+    unless the walk moves on, ``answered`` moves the cursor to the replica that answered."""
+
+    def __init__(self, cursor: ReplicaCursor) -> None:
+        self.cursor = cursor
+        self.order = cursor.order()
+        self.index = self.order[0]
+
+    def __iter__(self) -> Iterator[str]:
+        for index in self.order:
+            self.index = index
+            yield self.cursor.urls[index]
+
+    def failed(self, exc: Exception) -> None:
+        if self.index == self.order[-1] or not unreachable(exc):
+            raise exc
+
+    def answered(self, client: T) -> T:
+        self.cursor.current = self.index
+        return client
 
 
 def connect_first(cursor: ReplicaCursor, connect_to: Callable[[str], T]) -> T:
     """``connect_to(url)`` of the first replica that answers, by the module's rule."""
-    for step, index in enumerate(cursor.order()):
+    walk = _Walk(cursor)
+    for url in walk:
         try:
-            client = connect_to(cursor.urls[index])
+            return walk.answered(connect_to(url))
         except Exception as exc:
-            _go_on(exc, step, cursor)
-            continue
-        cursor.current = index
-        return client
+            walk.failed(exc)
     raise AssertionError("no replica URL")  # ClickHouseSettings refuses an empty URL list
 
 
@@ -85,15 +100,13 @@ async def connect_first_async(
     cursor: ReplicaCursor, connect_to: Callable[[str], Awaitable[T]]
 ) -> T:
     """``await connect_to(url)`` of the first replica that answers, by the module's rule."""
-    for step, index in enumerate(cursor.order()):
+    walk = _Walk(cursor)
+    for url in walk:
         try:
-            client = await connect_to(cursor.urls[index])
+            return walk.answered(await connect_to(url))
         except Exception as exc:
-            _go_on(exc, step, cursor)
-            continue
-        cursor.current = index
-        return client
-    raise AssertionError("no replica URL")  # ClickHouseSettings refuses an empty URL list
+            walk.failed(exc)
+    raise AssertionError("no replica URL")
 
 
 class Replicas:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from tally.ingest.codec import MetricCodec
@@ -28,6 +27,7 @@ from tally.ingest.sizing import (
     value_bound,
 )
 from tally.ingest.text import text_problem
+from tally.ingest.track_args import Keys, Values, When
 
 DROPS = DropMessages(
     closed="track() after close(); event dropped (see TrackerStats.dropped_closed)",
@@ -68,13 +68,7 @@ class Tracker(OutboxFacade[MetricRecord]):
         """The record bytes every event costs for this process's ``source`` (new after fork)."""
         self._event_base = RECORD_OVERHEAD + EVENT_OVERHEAD + len(self.outbox.source.encode())
 
-    def track(
-        self,
-        keys: str | Iterable[str],
-        values: Mapping[str, object],
-        at: datetime | float | None = None,
-        route: str | None = None,
-    ) -> bool:
+    def track(self, keys: Keys, values: Values, at: When = None, route: str | None = None) -> bool:
         """Add ``values`` (nested numbers, summed per bucket) to every key in ``keys``.
 
         ``at`` defaults to now; ``route`` (default: the last key) picks the Kafka partition, so
@@ -89,10 +83,10 @@ class Tracker(OutboxFacade[MetricRecord]):
 
     def track_flat(
         self,
-        keys: str | Iterable[str],
+        keys: Keys,
         paths: tuple[str, ...],
         numbers: list[int | float],
-        at: datetime | float | None = None,
+        at: When = None,
         route: str | None = None,
         kinds: Kinds | None = None,
     ) -> bool:
@@ -131,7 +125,7 @@ class Tracker(OutboxFacade[MetricRecord]):
                 del self._known_paths[names]
                 raise InvalidValues("path_too_long", "a distribution path")
 
-    def _key_tuple(self, keys: str | Iterable[str]) -> tuple[tuple[str, ...], int]:
+    def _key_tuple(self, keys: Keys) -> tuple[tuple[str, ...], int]:
         """The keys as a validated tuple, and their size bound in a record."""
         key_tuple = (keys,) if type(keys) is str else tuple(keys)
         size = self._known_keys.get(key_tuple)
@@ -145,7 +139,7 @@ class Tracker(OutboxFacade[MetricRecord]):
         keys_size: int,
         paths: tuple[str, ...],
         numbers: list[int | float],
-        at: datetime | float | None,
+        at: When,
         route: str | None,
         paths_size: int | None,
         kinds: Kinds | None = None,

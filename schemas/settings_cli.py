@@ -17,20 +17,9 @@ from typing import Annotated, Any, TypeVar
 import click
 import typer
 
-from tally.schemas.settings_table import (
-    BadSetting,
-    Setting,
-    SettingsTable,
-    optional_int,
-    positive_float,
-    positive_int,
-)
+from tally.schemas.settings_table import METAVARS, BadSetting, Setting, SettingsTable
 
 COMMANDS = ("run", "check")
-_METAVARS: dict[Any, str] = {
-    int: "INTEGER", positive_int: "INTEGER", optional_int: "INTEGER",
-    float: "FLOAT", positive_float: "FLOAT",
-}  # fmt: skip
 T = TypeVar("T")
 
 
@@ -39,7 +28,7 @@ def _metavar(row: Setting) -> str | None:
         return None
     if row.choices:
         return f"[{'|'.join(row.choices)}]"
-    return _METAVARS.get(row.type, "TEXT")
+    return METAVARS.get(row.type, "TEXT")
 
 
 def _parameters(table: SettingsTable) -> list[inspect.Parameter]:

@@ -76,6 +76,13 @@ def switch(value: str) -> bool:
     raise ValueError(f"{value!r} is not true or false")
 
 
+# What ``--help`` calls a value of each parser (anything else: TEXT).
+METAVARS: dict[Callable[[str], Any], str] = {
+    int: "INTEGER", positive_int: "INTEGER", optional_int: "INTEGER",
+    float: "FLOAT", positive_float: "FLOAT",
+}  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class Setting:
     """One setting: where its value comes from and what ``--help`` says about it."""

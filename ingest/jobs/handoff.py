@@ -15,10 +15,10 @@ import pickle
 import struct
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
+
+from tally.ingest.track_args import Keys, Values, When
 
 _FRAME = struct.Struct(">I")
 TRACK, SHIP = "track", "ship"
@@ -30,13 +30,7 @@ class HandoffWriter:
 
     fd: int
 
-    def track(
-        self,
-        keys: str | Iterable[str],
-        values: Mapping[str, object],
-        at: datetime | float | None = None,
-        route: str | None = None,
-    ) -> bool:
+    def track(self, keys: Keys, values: Values, at: When = None, route: str | None = None) -> bool:
         """Append one event (stamped now, so the parent tracks it at the horse's time)."""
         keys = keys if isinstance(keys, str) else tuple(keys)
         return self._append((TRACK, keys, values, time.time() if at is None else at, route))

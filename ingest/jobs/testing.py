@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from tally.ingest.flatten import Kinds, flatten_all
 from tally.ingest.kinds import Dist, Gauge
+from tally.ingest.track_args import Keys, Values, When
 from tally.schemas.limits import Limits
 
 
@@ -19,7 +19,7 @@ class TrackCall:
 
     keys: tuple[str, ...]
     values: Mapping[str, object]
-    at: datetime | float | None
+    at: When
     route: str | None
 
     @property
@@ -54,13 +54,7 @@ class RecordingTracker:
     calls: list[TrackCall] = field(default_factory=list)
     _cond: threading.Condition = field(default_factory=threading.Condition, repr=False)
 
-    def track(
-        self,
-        keys: str | Iterable[str],
-        values: Mapping[str, object],
-        at: datetime | float | None = None,
-        route: str | None = None,
-    ) -> bool:
+    def track(self, keys: Keys, values: Values, at: When = None, route: str | None = None) -> bool:
         """Record the call; always accepted."""
         call = TrackCall((keys,) if isinstance(keys, str) else tuple(keys), values, at, route)
         with self._cond:
@@ -70,10 +64,10 @@ class RecordingTracker:
 
     def track_flat(
         self,
-        keys: str | Iterable[str],
+        keys: Keys,
         paths: tuple[str, ...],
         numbers: list[int | float],
-        at: datetime | float | None = None,
+        at: When = None,
         route: str | None = None,
         kinds: Kinds | None = None,
     ) -> bool:

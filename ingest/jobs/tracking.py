@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from tally.ingest.flatten import Kinds, flatten_all
@@ -28,6 +27,7 @@ from tally.ingest.jobs.run import (
     event_values,
     job_values,
 )
+from tally.ingest.track_args import Keys, Values, When
 from tally.schemas.limits import Limits
 
 log = logging.getLogger("tally.ingest.jobs")
@@ -54,11 +54,7 @@ class Trackable(Protocol):
     """Anything with ``Tracker.track``'s signature (the real ``Tracker``, or a test recorder)."""
 
     def track(
-        self,
-        keys: str | Iterable[str],
-        values: Mapping[str, object],
-        at: datetime | float | None = None,
-        route: str | None = None,
+        self, keys: Keys, values: Values, at: When = None, route: str | None = None
     ) -> bool: ...
 
 
