@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tally.embedded.kafka_node import free_ports
 from tally.embedded.lifecycle import StopsOnExit, terminate
 
 _PR_SET_PDEATHSIG = 1
@@ -54,7 +55,7 @@ def start_redis(workdir: Path, timeout: float = 10, attempts: int = 3) -> Embedd
     workdir.mkdir(parents=True, exist_ok=True)
     error = ""
     for _ in range(attempts):
-        port = _free_port()
+        port = free_ports(1)[0]
         log = workdir / f"redis-{port}.log"
         process = subprocess.Popen(
             _command(binary, port, workdir, log),
@@ -82,12 +83,6 @@ def _command(binary: str, port: int, workdir: Path, log: Path) -> list[str]:
         "--daemonize", "no",
         "--logfile", str(log),
     ]  # fmt: skip
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _ping(port: int) -> bool:

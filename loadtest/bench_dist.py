@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import statistics
 import tempfile
 import time
@@ -29,6 +28,7 @@ from tally.aggregator.fold import PartitionFold
 from tally.aggregator.sink import RollupSink
 from tally.clickhouse.settings import ClickHouseSettings
 from tally.embedded.clickhouse.process import start_clickhouse
+from tally.embedded.kafka_node import free_ports
 from tally.ingest import ClientSettings, Dist, Tracker, dist
 from tally.ingest.flatten import flatten_all
 from tally.loadtest.storage import optimize_final, table_size
@@ -95,9 +95,7 @@ async def insert(url: str, database: str, flushes: list) -> float:
 
 def track_cost(calls: int) -> dict[str, float]:
     """µs per ``track()`` call (buffer only: the broker address is closed)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    (port,) = free_ports(1)
     keys = ["calc", "calc::customer::1", "calc::reseller::1", "calc::product::1"]
     out = {}
     variants = (

@@ -17,13 +17,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import socket
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tally.embedded.kafka_node import free_ports
 from tally.ingest import ClientSettings, Tracker
 from tally.ingest.jobs import JobTracker, Run, event_values, job_values
 from tally.ingest.jobs.tracking import ACTIVE_RUN
@@ -43,9 +43,7 @@ class Timing:
 
 def unreachable_bootstrap() -> str:
     """A 127.0.0.1 port nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{sock.getsockname()[1]}"
+    return f"127.0.0.1:{free_ports(1)[0]}"
 
 
 def percentile(ordered: list[int], q: float) -> float:

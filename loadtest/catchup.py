@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import psutil
 
+from tally.embedded.kafka_node import free_ports
 from tally.loadtest.endpoints import Endpoints
 from tally.loadtest.lag import LagProbe
 from tally.loadtest.profiler import FlameRecorder
@@ -65,13 +65,6 @@ class CatchupResult:
     log: str
 
 
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def scrape(port: int) -> dict[str, float]:
     """The aggregator's counters (``tally_*_total``) from its /metrics endpoint."""
     with _DIRECT.open(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
@@ -105,7 +98,7 @@ def run_catchup(spec: CatchupSpec) -> CatchupResult:
     lag = LagProbe(spec.endpoints.bootstrap, spec.endpoints.topic, spec.group)
     lag.start()
     records_total = sum(lag.end_offsets().values())
-    port = free_port()
+    (port,) = free_ports(1)
     log_path = spec.workdir / "catchup-aggregator.log"
     spec.workdir.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
