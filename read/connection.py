@@ -12,27 +12,15 @@ from typing import Any
 
 import clickhouse_connect
 
+from tally.clickhouse.client import client_kwargs
 from tally.clickhouse.failover import ReplicaCursor, connect_first, connect_first_async
-from tally.clickhouse.settings import clickhouse_endpoint
 from tally.read.settings import ReadSettings
 
 
 def _kwargs(settings: ReadSettings, url: str) -> dict[str, Any]:
-    ch = settings.clickhouse
-    endpoint = clickhouse_endpoint(url)
-    return {
-        "host": endpoint.host,
-        "port": endpoint.port,
-        "username": ch.user,
-        "password": ch.password,
-        "secure": endpoint.secure,
-        "verify": ch.verify_tls,
-        "ca_cert": ch.ca_cert,
-        "database": "default",
-        "send_receive_timeout": int(settings.query_timeout_s),
-        "compress": False,
-        "autogenerate_session_id": False,
-    }
+    timeout = settings.query_timeout_s
+    kwargs = client_kwargs(settings.clickhouse, url, None, timeout)
+    return {**kwargs, "compress": False, "autogenerate_session_id": False}
 
 
 def _cursor(settings: ReadSettings, cursor: ReplicaCursor | None) -> ReplicaCursor:
