@@ -17,10 +17,9 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaConsumer
-
 from tally.aggregator.fold import PartitionFold
 from tally.loadtest import naive
+from tally.loadtest.bare_consumer import from_the_beginning
 from tally.loadtest.endpoints import Endpoints
 from tally.loadtest.querybench import QueryTiming, round_trip_floor, time_query
 from tally.loadtest.storage import table_size
@@ -127,21 +126,12 @@ def run_baselines(spec: BaselineSpec) -> BaselineResult:
 
 async def _consume_decode(spec: BaselineSpec, result: BaselineResult) -> list[Captured]:
     """Bare consume + decode, configured like the aggregator's consumer."""
-    consumer = AIOKafkaConsumer(
-        spec.endpoints.topic,
-        bootstrap_servers=spec.endpoints.bootstrap,
-        group_id=spec.group,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_poll_records=20_000,
-        fetch_max_bytes=64 * 1024 * 1024,
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-    )
-    await consumer.start()
     captured: list[Captured] = []
-    try:
-        await _assigned(consumer, 120)
-        ends = await consumer.end_offsets(list(consumer.assignment()))
+    endpoints = spec.endpoints
+    async with from_the_beginning(endpoints.topic, endpoints.bootstrap, spec.group, 20_000) as (
+        consumer,
+        ends,
+    ):
         remaining = {tp for tp, end in ends.items() if end > 0}
         decoder = BatchDecoder()
         events = size = 0
@@ -159,21 +149,10 @@ async def _consume_decode(spec: BaselineSpec, result: BaselineResult) -> list[Ca
                 if records and records[-1].offset + 1 >= ends[tp]:
                     remaining.discard(tp)
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    finally:
-        await consumer.stop()
     result.records, result.payload_bytes = len(captured), size
     result.complete_topic = not remaining
     result.consume_decode = Rate(events, wall, cpu)
     return captured
-
-
-async def _assigned(consumer: AIOKafkaConsumer, timeout: float) -> None:
-    """Wait until the group gave this member its partitions."""
-    deadline = time.monotonic() + timeout
-    while not consumer.assignment():
-        if time.monotonic() > deadline:
-            raise TimeoutError("no partitions assigned")
-        await asyncio.sleep(0.01)
 
 
 def _decode_only(captured: list[Captured], result: BaselineResult) -> None:

@@ -31,14 +31,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer
-
 from tally.aggregator.cli import FOLD_GC_THRESHOLD
 from tally.aggregator.columns import read_columns
 from tally.aggregator.fold import PartitionFold
 from tally.embedded.stack import StackConfig, start_stack
 from tally.ingest.flatten import flatten_all
 from tally.ingest.jobs.run import Run, event_values, job_values
+from tally.loadtest.bare_consumer import from_the_beginning
 from tally.loadtest.bench_catchup_dist import best_by_cpu, per_cpu, produce
 from tally.loadtest.catchup import CatchupResult, CatchupSpec, run_catchup
 from tally.loadtest.endpoints import Endpoints
@@ -118,24 +117,7 @@ async def bare_consume(
     bootstrap: str, topic: str, group: str, read: Callable[[BatchDecoder, bytes], int]
 ) -> Bare:
     """Consume ``topic`` from the beginning like the aggregator does, reading every record."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=group,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_poll_records=2_000,
-        fetch_max_bytes=64 * 1024 * 1024,
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-    )
-    await consumer.start()
-    try:
-        deadline = time.monotonic() + 120
-        while not consumer.assignment():
-            if time.monotonic() > deadline:
-                raise TimeoutError("no partitions assigned")
-            await asyncio.sleep(0.05)
-        ends = await consumer.end_offsets(list(consumer.assignment()))
+    async with from_the_beginning(topic, bootstrap, group, 2_000) as (consumer, ends):
         remaining = {tp for tp, end in ends.items() if end > 0}
         decoder = BatchDecoder()
         events = records = size = 0
@@ -152,8 +134,6 @@ async def bare_consume(
                 if batch and batch[-1].offset + 1 >= ends[tp]:
                     remaining.discard(tp)
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    finally:
-        await consumer.stop()
     return Bare(events, records, size, wall, cpu, captured)
 
 
