@@ -62,6 +62,21 @@ def best_by_cpu(results: list[CatchupResult]) -> CatchupResult:
     return min(complete, key=lambda r: r.cpu_s)
 
 
+def replay_spec(
+    base: Endpoints, topic: str, name: str, tmp: Path, args: argparse.Namespace
+) -> CatchupSpec:
+    """A fresh aggregator replaying ``topic`` from the beginning into its own group and database
+    (``catchup_<name>``), bounded by ``--max-s`` and with ``--session-timeout-ms``."""
+    return CatchupSpec(
+        endpoints=replace(base, topic=topic),
+        workdir=tmp / "catchup",
+        group=f"catchup-{name}",
+        database=f"catchup_{name}",
+        max_s=args.max_s,
+        session_timeout_ms=args.session_timeout_ms,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=200_000)
@@ -86,16 +101,10 @@ def main() -> None:
             runs: dict[str, list[CatchupResult]] = {v: [] for v in VARIANTS}
             for round_ in range(args.rounds):
                 for variant in VARIANTS:
-                    spec = CatchupSpec(
-                        endpoints=replace(base, topic=f"bench.{variant}"),
-                        workdir=Path(tmp) / "catchup",
-                        group=f"bench-{variant}-{round_}",
-                        database=f"catchup_{variant}_{round_}",
-                        max_s=args.max_s,
-                        session_timeout_ms=args.session_timeout_ms,
-                        clickhouse_pid=stack.clickhouse.pid,
+                    spec = replay_spec(
+                        base, f"bench.{variant}", f"{variant}_{round_}", Path(tmp), args
                     )
-                    r = run_catchup(spec)
+                    r = run_catchup(replace(spec, clickhouse_pid=stack.clickhouse.pid))
                     runs[variant].append(r)
                     print(
                         f"round {round_} {variant}: {r.events:,} events complete={r.complete} "

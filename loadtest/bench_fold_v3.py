@@ -38,8 +38,8 @@ from tally.embedded.stack import StackConfig, start_stack
 from tally.ingest.flatten import flatten_all
 from tally.ingest.jobs.run import Run, event_values, job_values
 from tally.loadtest.bare_consumer import from_the_beginning
-from tally.loadtest.bench_catchup_dist import best_by_cpu, per_cpu, produce
-from tally.loadtest.catchup import CatchupResult, CatchupSpec, run_catchup
+from tally.loadtest.bench_catchup_dist import best_by_cpu, per_cpu, produce, replay_spec
+from tally.loadtest.catchup import CatchupResult, run_catchup
 from tally.loadtest.endpoints import Endpoints
 from tally.loadtest.workloads import Cardinality, Workload
 from tally.schemas.limits import Limits
@@ -212,16 +212,9 @@ def main() -> None:
                 for workload in WORKLOADS:
                     for version in VERSIONS:
                         topic = f"bench.{workload}.v{version}"
-                        spec = CatchupSpec(
-                            endpoints=replace(base, topic=topic),
-                            workdir=Path(tmp) / "catchup",
-                            group=f"catchup-{workload}-v{version}-{round_}",
-                            database=f"catchup_{workload}_v{version}_{round_}",
-                            max_s=args.max_s,
-                            session_timeout_ms=args.session_timeout_ms,
-                            clickhouse_pid=stack.clickhouse.pid,
-                        )
-                        r = run_catchup(spec)
+                        name = f"{workload}_v{version}_{round_}"
+                        spec = replay_spec(base, topic, name, Path(tmp), args)
+                        r = run_catchup(replace(spec, clickhouse_pid=stack.clickhouse.pid))
                         runs.setdefault((workload, version), []).append(r)
                         print(
                             f"round {round_} {topic}: {r.events:,} events complete={r.complete} "
