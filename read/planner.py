@@ -32,7 +32,7 @@ from tally.read.plan import Answer, Build, Plan
 from tally.read.results import KeyInfo, PathInfo, Series, SqlResult, Values
 from tally.read.schema import ServedSchema, from_tables
 from tally.read.settings import ReadSettings
-from tally.read.settled import Cut, as_of_time, cut, settled_time
+from tally.read.settled import Cut, as_of_time, check_kept, cut, settled_time
 from tally.read.timerange import TimeLike, resolve, to_unix, window
 
 # A step of a plan that hands its caller an intermediate value rather than the result.
@@ -92,6 +92,7 @@ class ReadPlanner:
             end = min(to_unix(until, now, now), t)
             w = window(calendar, g, since, end, now=now, max_buckets=limit)
             at = cut(calendar, schema.stored, w, t)
+            check_kept(at, schema.ttl_days, now)
         scan = queries.Scan(self.settings.database, g, g in schema.stored, key, w.start, w.end, at)
         return scan, w, calendar.time_zone
 

@@ -20,7 +20,8 @@ class Sql:
 
 
 SCHEMA = """SELECT name, create_table_query FROM system.tables
-WHERE database = {db:String} AND (name LIKE 'rollups\\_%' OR name IN ('keys_seen', 'key_paths'))"""
+WHERE database = {db:String}
+  AND (name LIKE 'rollups\\_%' OR name IN ('rollups', 'keys_seen', 'key_paths'))"""
 
 _RANGE = "bucket >= toDateTime({start:UInt32}, 'UTC') AND bucket < toDateTime({end:UInt32}, 'UTC')"
 

@@ -17,7 +17,7 @@ still land in their buckets, so a later refresh can show more for the same minut
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from tally.read.errors import BadRange
@@ -99,3 +99,16 @@ def cut(calendar: Calendar, stored: Iterable[str], window: Window, as_of: int) -
     if window.end <= as_of or not window.buckets:
         return Cut(as_of, window.end, None, ())
     return Cut(as_of, last, last, tiles(calendar, stored, last, as_of))
+
+
+def check_kept(at: Cut, ttl_days: Mapping[str, int], now: float) -> None:
+    """:class:`BadRange` when a piece needs rows older than its granularity's TTL keeps (1m
+    rows live 14 days by default): that partial bucket cannot be read as of ``at.as_of``."""
+    for p in at.pieces:
+        days = ttl_days.get(p.granularity)
+        if days is not None and p.start < now - days * 86400:
+            raise BadRange(
+                f"as of {at.as_of} the last bucket needs {p.granularity} rows from {p.start},"
+                f" older than the {days} days they are kept: read without as_of, or as of a"
+                " bucket boundary"
+            )

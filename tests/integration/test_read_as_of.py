@@ -145,3 +145,12 @@ def test_a_range_after_t_is_empty_and_async_reads_agree(clickhouse, reader):
     assert asyncio.run(read()) == reader.series(
         "asof", ["count"], since=utc(WEDNESDAY), until=T + 3600, granularity="1d", as_of=T
     )
+
+
+def test_as_of_beyond_the_minute_rows_ttl_is_a_clear_error(reader):
+    assert reader.schema().ttl_days == {"1m": 14, "1h": 400, "1d": 3650}
+    old = utc(WEDNESDAY - timedelta(days=21), 10, 30)  # its 1m rows are gone
+    with pytest.raises(BadRange, match=r"1m rows .* older than the 14 days"):
+        reader.series("asof", ["count"], since=old - 86400, until=old, as_of=old)
+    whole = reader.series("asof", ["count"], since=old - 86400, until=old - 1800, as_of=old - 1800)
+    assert whole.as_of == old - 1800  # on an hour boundary: whole 1h rows, no minute needed
