@@ -37,6 +37,7 @@
   const charts = [];
   let timer = null;
   let generation = 0;
+  let drawing = 0; // refreshes in flight
 
   function fromUrl() {
     const q = new URLSearchParams(location.search);
@@ -233,9 +234,11 @@
     });
   }
 
+  // Live mode skips a tick while a refresh is still drawing (a slow server would otherwise
+  // start a new one every tick and never finish any); a change by the user always refreshes.
   function schedule() {
     if (timer) clearInterval(timer);
-    timer = state.live ? setInterval(refresh, page.refreshSeconds * 1000) : null;
+    timer = state.live ? setInterval(() => { if (!drawing) refresh(); }, page.refreshSeconds * 1000) : null;
   }
 
   // ---- widgets --------------------------------------------------------------------------
@@ -628,6 +631,15 @@
   }
 
   async function refresh() {
+    drawing++;
+    try {
+      await draw();
+    } finally {
+      drawing--;
+    }
+  }
+
+  async function draw() {
     const mine = ++generation;
     const asOf = await settledTime(); // one "as of" for every request of this refresh
     if (mine !== generation) return; // a newer refresh started meanwhile and draws instead
