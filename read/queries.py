@@ -62,6 +62,16 @@ WHERE key = {{key:String}} AND {_RANGE}{where}"""
             return f"FROM ({whole})", params
         tiles, tile_params = tiles_where(self.cut.pieces)
         params |= tile_params | {"partial": self.cut.partial}
+        if self.stored:
+            # one scan: the whole buckets' rows and the pieces' rows (never of granularity g: a
+            # whole g bucket cannot fit before T inside the g bucket that contains T)
+            t = "if(granularity = {g:String}, toUInt32(bucket), {partial:UInt32})"
+            return (
+                f"""FROM (SELECT {t} AS t, path, value FROM {db}.rollups
+WHERE key = {{key:String}} AND vmin IS NULL{where}
+  AND ((granularity = {{g:String}} AND {_RANGE}) OR {tiles}))""",
+                params,
+            )
         partial = f"""SELECT {{partial:UInt32}} AS t, path, value FROM {db}.rollups
 WHERE key = {{key:String}} AND vmin IS NULL AND ({tiles}){where}"""
         return f"FROM ({whole}\nUNION ALL\n{partial})", params

@@ -124,6 +124,9 @@ def test_the_partial_bucket_is_read_from_stored_rows_by_parameters_only():
         queries.wildcard_points(scan, "x", []),
     ):
         assert statement.text.count("match(path, {regex:String})") == 2  # in both parts
+    stored = queries.Scan("tally", "1d", True, "calc", ts(2026, 3, 1), ts(2026, 3, 5), c)
+    one_scan = queries.points(stored, ["count"]).text  # a stored granularity: one table scan
+    assert "UNION" not in one_scan and "if(granularity = {g:String}" in one_scan
     plain = queries.points(queries.Scan("tally", "1h", True, "calc", 0, 3600), None)
     assert "UNION" not in plain.text and plain.parameters["end"] == 3600
     w = window(UTC_CAL, "1w", ts(2026, 2, 2), t)
