@@ -37,6 +37,17 @@ Since = Annotated[
 Until = Annotated[
     str | None, QueryParameter(description="End (exclusive): ISO time, unix seconds or 'now'")
 ]
+AsOf = Annotated[
+    str | None,
+    QueryParameter(
+        description="Read as of this time: nothing at or after it is counted and the bucket"
+        " containing it holds only its part before it (summed from stored days, hours and"
+        " minutes, floored to the minute). An ISO time, unix seconds, or 'settled' (the start"
+        " of the minute at least settle_s ago, which every event before it has reached: see"
+        " /settled). Default: none, everything written so far (the bucket in progress keeps"
+        " growing), as before",
+    ),
+]
 Granularity = Annotated[
     str,
     QueryParameter(description=f"Bucket size: {' '.join(DEFAULT_GRANULARITIES)} (as served)"),
@@ -67,6 +78,13 @@ class SqlRequest(msgspec.Struct, frozen=True):
     parameters: dict[str, Any] = {}
 
 
+class Settled(msgspec.Struct, frozen=True):
+    """The settled time: pass it as ``as_of`` to every read of one page so they all agree."""
+
+    as_of: int
+    settle_s: float
+
+
 class Health(msgspec.Struct, frozen=True):
     status: str
 
@@ -87,6 +105,10 @@ class ReadController(Controller):
     @get("/health", exclude_from_auth=True, summary="Liveness (no token needed)")
     async def health(self) -> Health:
         return Health("ok")
+
+    @get("/settled", summary="The time every read of one page should be as of (as_of)")
+    async def settled(self, reader: Reader) -> Settled:
+        return Settled(await reader.settled(), reader.settings.settle_s)
 
     @get("/granularities", summary="Granularities, time zone and week start served")
     async def granularities(self, reader: Reader) -> Granularities:
@@ -144,8 +166,9 @@ class ReadController(Controller):
         since: Since = "24h",
         until: Until = None,
         granularity: Granularity = "1h",
+        as_of: AsOf = None,
     ) -> Values:
-        return await coalescer.once(reader.values, key, since, until, granularity)
+        return await coalescer.once(reader.values, key, since, until, granularity, as_of)
 
     @get("/series", summary="Paths, wildcards (top-N + other) and expressions over buckets")
     async def series(
@@ -171,10 +194,11 @@ class ReadController(Controller):
         ] = None,
         slices: Annotated[int, QueryParameter(ge=1, le=10_000)] = 1,
         category: Annotated[bool, QueryParameter(description="Add per-row totals")] = False,
+        as_of: AsOf = None,
     ) -> SeriesResponse:
         paths, expressions = tuple(path or ()), tuple(expression or ())
         s = await coalescer.once(
-            reader.series, key, paths, expressions, since, until, granularity, top
+            reader.series, key, paths, expressions, since, until, granularity, top, as_of
         )
         return await asyncio.to_thread(_respond, s, aggregate, slices, category)
 
@@ -199,9 +223,12 @@ class KindsController(Controller):
         since: Since = "24h",
         until: Until = None,
         granularity: Granularity = "1h",
+        as_of: AsOf = None,
     ) -> Distribution:
         qs = tuple(q or (0.5, 0.9, 0.95, 0.99, 0.999))
-        return await coalescer.once(reader.quantiles, key, path, qs, since, until, granularity)
+        return await coalescer.once(
+            reader.quantiles, key, path, qs, since, until, granularity, as_of
+        )
 
     @get("/gauge", summary="A gauge path per bucket: last reading by time, min, max")
     async def gauge(
@@ -213,8 +240,9 @@ class KindsController(Controller):
         since: Since = "24h",
         until: Until = None,
         granularity: Granularity = "1h",
+        as_of: AsOf = None,
     ) -> GaugeSeries:
-        return await coalescer.once(reader.gauge, key, path, since, until, granularity)
+        return await coalescer.once(reader.gauge, key, path, since, until, granularity, as_of)
 
 
 class SqlController(Controller):

@@ -64,6 +64,15 @@ def series(
         str, typer.Option(help="Start: duration ago (24h), ISO time or unix s.")
     ] = "24h",
     until: Annotated[str, typer.Option(help="End (exclusive): 'now', ISO time or unix s.")] = "now",
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="Count only what happened before this time: 'settled' (a minute every event"
+            " before it has reached), ISO time or unix s; the last bucket holds its part before"
+            " it. [default: everything written so far]",
+        ),
+    ] = None,
     top: Annotated[
         int | None,
         typer.Option(help="Keep the N largest matches per wildcard, + other. [default: all]"),
@@ -80,7 +89,7 @@ def series(
     with _reader(target) as reader:
         s = _run(
             lambda: reader.series(
-                key, paths or [], expression or [], since, until, granularity, top
+                key, paths or [], expression or [], since, until, granularity, top, as_of
             ),
             reader,
         )

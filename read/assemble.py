@@ -140,6 +140,7 @@ def build_series(
     plan: SeriesPlan,
     rows: Iterable[Sequence],
     wildcards: Sequence[tuple[Ranked, Iterable[Sequence]]] = (),
+    as_of: int | None = None,
 ) -> Series:
     """Rows in the order asked for; wildcard matches by total, largest first.
 
@@ -163,4 +164,5 @@ def build_series(
         out.append(Row(expr.text, "expression", points))
     if len(out) > MAX_ROWS:
         raise TooLarge(f"the series has more than {MAX_ROWS} rows; use top to cap wildcards")
-    return Series(key, str(window.granularity), time_zone, list(window.buckets), out, window.end)
+    buckets = list(window.buckets)
+    return Series(key, str(window.granularity), time_zone, buckets, out, window.end, as_of)

@@ -14,7 +14,8 @@ from collections.abc import Iterable, Sequence
 import msgspec
 
 from tally.read.errors import ReadError
-from tally.read.queries import Sql
+from tally.read.queries import Sql, tiles_where
+from tally.read.settled import Cut
 from tally.read.timerange import Window
 from tally.schemas import sketch
 from tally.schemas.ddl import SKETCH_PREFIX, identifier
@@ -73,14 +74,32 @@ def check_quantiles(qs: Sequence[float]) -> list[float]:
     return out
 
 
-def sketch_rows(database: str, granularity: str, key: str, path: str, w: Window) -> Sql:
-    """``(t, keys, counts, vmin, vmax, last_at_ms, last)`` per bucket of one key and path."""
+def sketch_rows(
+    database: str, granularity: str, key: str, path: str, w: Window, cut: Cut | None = None
+) -> Sql:
+    """``(t, keys, counts, vmin, vmax, last_at_ms, last)`` per bucket of one key and path; with
+    a ``cut`` (``read/settled.py``) the last bucket merges the stored rows of its pieces."""
+    db = identifier(database)
     view = identifier(f"{SKETCH_PREFIX}{granularity}")
-    text = f"""SELECT toUInt32(toUnixTimestamp(bucket)) AS t, mapKeys(sketch), mapValues(sketch),
-       vmin, vmax, last.1, last.2
-FROM {identifier(database)}.{view}
+    end = cut.whole_end if cut else w.end
+    params: dict[str, object] = {"key": key, "path": path, "start": w.start, "end": end}
+    source = f"""SELECT toUInt32(toUnixTimestamp(bucket)) AS t, sketch, vmin, vmax, last
+FROM {db}.{view}
 WHERE key = {{key:String}} AND path = {{path:String}} AND {_RANGE}"""
-    return Sql(text, {"key": key, "path": path, "start": w.start, "end": w.end})
+    if cut is not None and cut.partial is not None:
+        tiles, tile_params = tiles_where(cut.pieces)
+        params |= tile_params | {"partial": cut.partial}
+        # new aliases: ClickHouse would read an alias named like a column in WHERE
+        source += f"""
+UNION ALL
+SELECT {{partial:UInt32}} AS t, sumMap(sketch) AS merged, min(vmin) AS lo, max(vmax) AS hi,
+       max(last) AS latest
+FROM {db}.rollups
+WHERE key = {{key:String}} AND path = {{path:String}} AND vmin IS NOT NULL AND ({tiles})
+GROUP BY t"""
+    text = f"""SELECT t, mapKeys(sketch), mapValues(sketch), vmin, vmax, last.1, last.2
+FROM ({source})"""
+    return Sql(text, params)
 
 
 def build_distribution(

@@ -7,6 +7,7 @@ granularity or the key tables. Every value reaches ClickHouse as a bound paramet
 
 from __future__ import annotations
 
+import time
 from collections.abc import Generator, Sequence
 from datetime import UTC, datetime
 from functools import partial
@@ -31,7 +32,8 @@ from tally.read.plan import Answer, Build, Plan
 from tally.read.results import KeyInfo, PathInfo, Series, SqlResult, Values
 from tally.read.schema import ServedSchema, from_tables
 from tally.read.settings import ReadSettings
-from tally.read.timerange import TimeLike, resolve, window
+from tally.read.settled import Cut, as_of_time, check_kept, cut, settled_time
+from tally.read.timerange import TimeLike, resolve, to_unix, window
 
 # A step of a plan that hands its caller an intermediate value rather than the result.
 Step = Generator[queries.Sql, Answer, Any]
@@ -73,20 +75,43 @@ class ReadPlanner:
             raise ReadError("key discovery tables are missing: run `tally aggregator check`")
         return schema
 
-    def _window(self, key: str, granularity: str, since: TimeLike, until: TimeLike) -> Step:
-        """``(scan, window, time zone)`` of one key's buckets in the range."""
+    def _window(
+        self, key: str, granularity: str, since: TimeLike, until: TimeLike, as_of: TimeLike
+    ) -> Step:
+        """``(scan, window, time zone)`` of one key's buckets in the range; with ``as_of``
+        (a time or ``"settled"``), nothing at or after it (``read/settled.py``)."""
         check_key(key)
         schema = yield from self._served(granularity)
         g = schema.check(granularity)
-        w = window(schema.calendar, g, since, until, max_buckets=self.settings.max_buckets)
-        scan = queries.Scan(self.settings.database, g, g in schema.stored, key, w.start, w.end)
-        return scan, w, schema.calendar.time_zone
+        calendar, now, limit = schema.calendar, time.time(), self.settings.max_buckets
+        at: Cut | None = None
+        if as_of is None:
+            w = window(calendar, g, since, until, now=now, max_buckets=limit)
+        else:
+            t = as_of_time(as_of, calendar, schema.stored, now, self.settings.settle_s)
+            end = min(to_unix(until, now, now), t)
+            w = window(calendar, g, since, end, now=now, max_buckets=limit)
+            at = cut(calendar, schema.stored, w, t)
+            check_kept(at, schema.ttl_days, now)
+        scan = queries.Scan(self.settings.database, g, g in schema.stored, key, w.start, w.end, at)
+        return scan, w, calendar.time_zone
+
+    def settled(self) -> Plan[int]:
+        """The settled time (unix s): the start of the finest stored bucket at least
+        ``settle_s`` ago, which every event before it has reached (``read/settled.py``)."""
+        schema = yield from self.schema()
+        return settled_time(schema.calendar, schema.stored, time.time(), self.settings.settle_s)
 
     def values(
-        self, key: str, since: TimeLike = "24h", until: TimeLike = None, granularity: str = "1h"
+        self,
+        key: str,
+        since: TimeLike = "24h",
+        until: TimeLike = None,
+        granularity: str = "1h",
+        as_of: TimeLike = None,
     ) -> Plan[Values]:
         """Every bucket of ``key`` in the range, path -> sum, ``{}`` when empty."""
-        scan, w, zone = yield from self._window(key, granularity, since, until)
+        scan, w, zone = yield from self._window(key, granularity, since, until, as_of)
         limit = self.settings.max_points
         rows = (yield queries.points(scan, None, limit=limit + 1)).result_rows
         if len(rows) > limit:
@@ -105,11 +130,13 @@ class ReadPlanner:
         until: TimeLike = None,
         granularity: str = "1h",
         top: int | None = None,
+        as_of: TimeLike = None,
     ) -> Plan[Series]:
-        """Rows for paths, wildcards (top-N + other) and expressions over aligned buckets."""
+        """Rows for paths, wildcards (top-N + other) and expressions over aligned buckets;
+        with ``as_of`` (a time or ``"settled"``) as of that time (``read/settled.py``)."""
         check_key(key)
         plan = SeriesPlan.build(paths, expressions, top)
-        scan, w, zone = yield from self._window(key, granularity, since, until)
+        scan, w, zone = yield from self._window(key, granularity, since, until, as_of)
         ranked: list[Ranked] = []
         for c in plan.wildcards:
             ranked.append(
@@ -123,14 +150,21 @@ class ReadPlanner:
             if r.matches:
                 matched = (yield queries.wildcard_points(scan, c.regex, list(r.keep))).result_rows
             parts.append((r, matched))
-        return Build(partial(build_series, key, w, zone, plan, rows, parts))
+        as_of_t = scan.cut.as_of if scan.cut else None
+        return Build(partial(build_series, key, w, zone, plan, rows, parts, as_of_t))
 
     def _sketches(
-        self, key: str, path: str, granularity: str, since: TimeLike, until: TimeLike
+        self,
+        key: str,
+        path: str,
+        granularity: str,
+        since: TimeLike,
+        until: TimeLike,
+        as_of: TimeLike,
     ) -> Step:
         """``(window, time zone, rows)`` of one distribution or gauge path."""
-        scan, w, zone = yield from self._window(key, granularity, since, until)
-        sql = sketch_rows(self.settings.database, scan.granularity, key, path, w)
+        scan, w, zone = yield from self._window(key, granularity, since, until, as_of)
+        sql = sketch_rows(self.settings.database, scan.granularity, key, path, w, scan.cut)
         return w, zone, (yield sql).result_rows
 
     def quantiles(
@@ -141,11 +175,12 @@ class ReadPlanner:
         since: TimeLike = "24h",
         until: TimeLike = None,
         granularity: str = "1h",
+        as_of: TimeLike = None,
     ) -> Plan[Distribution]:
         """Quantiles ``qs`` of the distribution at ``path`` per bucket (relative error 1%)."""
         check_key(key)
         wanted = check_quantiles(qs)
-        w, zone, rows = yield from self._sketches(key, path, granularity, since, until)
+        w, zone, rows = yield from self._sketches(key, path, granularity, since, until, as_of)
         return Build(partial(build_distribution, key, path, w, zone, wanted, rows))
 
     def gauge(
@@ -155,9 +190,10 @@ class ReadPlanner:
         since: TimeLike = "24h",
         until: TimeLike = None,
         granularity: str = "1h",
+        as_of: TimeLike = None,
     ) -> Plan[GaugeSeries]:
         """The gauge at ``path`` per bucket: last reading by time, min and max."""
-        w, zone, rows = yield from self._sketches(key, path, granularity, since, until)
+        w, zone, rows = yield from self._sketches(key, path, granularity, since, until, as_of)
         return Build(partial(build_gauge, key, path, w, zone, rows))
 
     def keys(

@@ -90,6 +90,7 @@ class AsyncReader:
             raise
 
     schema = _async(ReadPlanner.schema)
+    settled = _async(ReadPlanner.settled)
     values = _async(ReadPlanner.values)
     series = _async(ReadPlanner.series)
     quantiles = _async(ReadPlanner.quantiles)
@@ -140,6 +141,7 @@ class Reader:
             raise
 
     schema = _sync(ReadPlanner.schema)
+    settled = _sync(ReadPlanner.settled)
     values = _sync(ReadPlanner.values)
     series = _sync(ReadPlanner.series)
     quantiles = _sync(ReadPlanner.quantiles)

@@ -82,7 +82,10 @@ class CategoryItem(msgspec.Struct, frozen=True):
 
 
 class Series(msgspec.Struct, frozen=True):
-    """Rows over aligned buckets, with aggregators and formatters as methods."""
+    """Rows over aligned buckets, with aggregators and formatters as methods.
+
+    ``as_of`` (unix s), when the read was as of a time: nothing at or after it is counted, and
+    the last bucket may hold only its part before it (``read/settled.py``)."""
 
     key: str
     granularity: str
@@ -90,6 +93,7 @@ class Series(msgspec.Struct, frozen=True):
     buckets: list[int]
     rows: list[Row]
     end: int = 0
+    as_of: int | None = None
 
     def at(self) -> list[datetime]:
         """Bucket starts as aware datetimes in the configured zone."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tally.read.errors import BadGranularity
 from tally.schemas.granularity import WEEKDAYS, Calendar, Granularity, GranularityError
@@ -14,6 +14,7 @@ from tally.schemas.granularity import WEEKDAYS, Calendar, Granularity, Granulari
 _TZ = re.compile(r"toTimeZone\(bucket, '([^']+)'\)")
 _DERIVED_TZ = re.compile(r"toDate\(bucket, '([^']+)'\)")
 _WEEK = re.compile(r"toDayOfWeek\(d\) - (\d)")
+_TTL = re.compile(r"granularity = '(\w+)', (\d+)")
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class ServedSchema:
     stored: frozenset[str]
     calendar: Calendar
     has_key_tables: bool
+    ttl_days: dict[str, int] = field(default_factory=dict)  # stored rows kept (the table's TTL)
 
     def check(self, granularity: str) -> str:
         """``granularity`` normalised, or :class:`BadGranularity` if it is not served."""
@@ -46,7 +48,11 @@ def from_tables(rows: Iterable[tuple[str, str]]) -> ServedSchema:
     """Build from ``(name, create_table_query)`` rows of ``system.tables``."""
     granularities, stored = [], set()
     time_zone, week_start, key_tables = "UTC", "monday", 0
+    ttl_days: dict[str, int] = {}
     for name, query in rows:
+        if name == "rollups":
+            ttl_days = {g: int(days) for g, days in _TTL.findall(query)}
+            continue
         if name in ("keys_seen", "key_paths"):
             key_tables += 1
             continue
@@ -67,4 +73,5 @@ def from_tables(rows: Iterable[tuple[str, str]]) -> ServedSchema:
         frozenset(stored),
         Calendar(time_zone, week_start),
         key_tables == 2,
+        ttl_days,
     )

@@ -28,6 +28,9 @@ class ReadSettings:
     max_points: int = 200_000  # values per series or values response (rows x buckets)
     max_keys: int = 10_000
     max_sql_rows: int = 10_000
+    # A read "as of settled" stops this long before now (read/settled.py): the client's
+    # batching and send retries (a few seconds) plus the aggregators' flush interval (2 s).
+    settle_s: float = 10.0
 
     def __post_init__(self) -> None:
         identifier(self.database)

@@ -11,12 +11,14 @@ same time of day), read at the finest served granularity: like is compared with 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import msgspec
 
 from tally.read import AsyncReader
 from tally.read.errors import BadRange
 from tally.read.expression import parse
+from tally.read.settled import as_of_time
 from tally.read.timerange import MAX_BUCKETS, parse_granularity, resolve
 from tally.schemas.granularity import Calendar, Granularity
 
@@ -102,14 +104,20 @@ async def kpi(
     since: int,
     until: int,
     granularity: str,
+    as_of: int | None = None,
 ) -> Kpi:
-    """Totals of ``paths`` and ``expressions`` (over the totals), now and one period earlier."""
+    """Totals of ``paths`` and ``expressions`` (over the totals), now and one period earlier;
+    with ``as_of``, the range ends there at the latest and is read as of it."""
     parsed = [parse(e) for e in expressions]
     needed = list(dict.fromkeys([*paths, *(p for e in parsed for p in e.paths)]))
     since, until = resolve(since, until)  # BadRange outside 1970..2100
     schema = await reader.schema()
     g = parse_granularity(schema.check(granularity))
     calendar = schema.calendar
+    if as_of is not None:
+        settle_s = reader.settings.settle_s
+        as_of = as_of_time(as_of, calendar, schema.stored, time.time(), settle_s)
+        since, until = resolve(since, min(until, as_of))  # BadRange: nothing before as_of
     before, since = periods(calendar, g, since, until)
     before_until = like_for_like(calendar, g, since, until)
     whole_until = calendar.floor(before_until, g)  # the previous period's whole buckets end here
@@ -118,7 +126,7 @@ async def kpi(
         before_until = whole_until = since
     else:
         before_until = calendar.floor(before_until, fine)
-    reads = [reader.series(key, needed, (), since, until, granularity)]
+    reads = [reader.series(key, needed, (), since, until, granularity, as_of=as_of)]
     if before < whole_until:  # whole buckets (none when the previous period is one cut bucket)
         reads.append(reader.series(key, needed, (), before, whole_until, granularity))
     if whole_until < before_until:

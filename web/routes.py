@@ -241,10 +241,13 @@ class DashboardData(Controller):
         granularity: FromQuery[str] = "1h",
         path: Annotated[list[str] | None, QueryParameter()] = None,
         expression: Annotated[list[str] | None, QueryParameter()] = None,
+        as_of: Annotated[int | None, QueryParameter(description="as /api/v1/series")] = None,
     ) -> Kpi:
         if until <= since:
             raise BadRange("until must be after since")
-        return await kpi(reader, key, path or [], expression or [], since, until, granularity)
+        return await kpi(
+            reader, key, path or [], expression or [], since, until, granularity, as_of
+        )
 
     @get("/unknown", summary="Paths matching nothing the key wrote, with close ones")
     async def unknown(

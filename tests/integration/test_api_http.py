@@ -102,6 +102,26 @@ def test_series_over_http(client):
     assert body["category"][0] == {"name": "count", "value": 6}
 
 
+def test_series_as_of_over_http(client):
+    settled = client.get("/api/v1/settled").json()
+    assert settled["settle_s"] == 10 and settled["as_of"] % 60 == 0
+    assert settled["as_of"] <= time.time() - 10
+    # tenant i wrote i at NOW - 6i+1 minutes: as of an hour ago, t0010 had, t0005 had not yet
+    t = NOW - 3600
+    paths = ["tenants.t0005.count", "tenants.t0010.count"]
+    query = {"key": "heavy", "path": paths, "since": "2d", "granularity": "1d"}
+    live = client.get("/api/v1/series", params=query).json()["series"]
+    assert [sum(r["points"]) for r in live["rows"]] == [5, 10] and live["as_of"] is None
+    then = client.get("/api/v1/series", params={**query, "as_of": t}).json()["series"]
+    assert [sum(r["points"]) for r in then["rows"]] == [0, 10] and then["as_of"] == t
+    now = client.get("/api/v1/series", params={**query, "as_of": "settled"}).json()["series"]
+    assert now["as_of"] >= settled["as_of"] and [sum(r["points"]) for r in now["rows"]] == [5, 10]
+    values = client.get("/api/v1/values", params={**query, "as_of": t}).json()
+    assert sum(v.get("tenants.t0005.count", 0) for v in values["values"]) == 0
+    bad = client.get("/api/v1/series", params={**query, "as_of": "soon"})
+    assert bad.status_code == 400 and bad.json()["error"] == "range"
+
+
 def test_values_keys_paths(client):
     values = client.get("/api/v1/values", params={"key": "calc", **RANGE}).json()
     assert values["values"][1] == {} and values["values"][0]["count"] == 2

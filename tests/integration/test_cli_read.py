@@ -298,3 +298,13 @@ def test_tally_up_refuses_a_clickhouse_url_without_scheme_before_starting(cli, t
 
 def test_unreachable_clickhouse_still_exits_1(cli):
     _one_error_line(cli("keys", "--clickhouse-url", "http://127.0.0.1:9", code=1))
+
+
+def test_series_as_of_counts_only_what_happened_before_it(tally):
+    day = ["--since", "2026-03-02T00:00:00Z", "--until", "2026-03-03T00:00:00Z", "-g", "1d"]
+    whole = json.loads(tally("series", "calc", "--json", *day))
+    assert whole["rows"][0]["points"] == [6.0] and whole["as_of"] is None
+    noon = json.loads(tally("series", "calc", "--json", *day, "--as-of", "2026-03-02T12:00:00Z"))
+    assert noon["rows"][0]["points"] == [2.0]  # 10:05 counted, 12:30 not yet
+    assert noon["as_of"] == int(datetime(2026, 3, 2, 12, tzinfo=UTC).timestamp())
+    assert "--as-of" in tally("series", "--help")

@@ -435,13 +435,14 @@ def test_kpi_periods_share_no_bucket(site):
     assert value == 24 and title.endswith(": 24"), title
     page.goto(site.url + "/ui/d/hourly?g=1d")  # today so far against yesterday so far
     _ready(page)
-    now = datetime.now(UTC)
-    runs_today = now.hour + 1
+    # the page reads as of a settled minute T (read/settled.py): today's runs at hh:00 before T
+    as_of = datetime.fromtimestamp(int(page.locator("body").get_attribute("data-as-of")), UTC)
+    runs_today = (as_of - timedelta(minutes=1)).hour + 1
     value, title = _kpi_now_and_before(page, "Runs")
     assert value == runs_today
     assert title.startswith("the same elapsed part of the previous period"), title
     # yesterday until this time of day (to the minute): as many runs, not yesterday's 24
-    assert title.endswith(f": {runs_today}") or now.minute == 0, title
+    assert title.endswith(f": {runs_today}") or as_of.minute == 0, title
     assert "(to this time)" in page.locator(".type-kpi .change").first.inner_text()
     assert errors == []
     page.close()

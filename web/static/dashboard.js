@@ -37,6 +37,7 @@
   const charts = [];
   let timer = null;
   let generation = 0;
+  let drawing = 0; // refreshes in flight
 
   function fromUrl() {
     const q = new URLSearchParams(location.search);
@@ -77,12 +78,36 @@
     return key;
   }
 
-  function timeWindow() {
+  // The range; given the refresh's settled time (asOf), it ends there at the latest.
+  function timeWindow(asOf = null) {
     if (state.range === "custom" && state.from && state.to && state.to > state.from) {
-      return { since: state.from, until: state.to };
+      return { since: state.from, until: asOf === null ? state.to : Math.min(state.to, asOf) };
     }
-    const until = Math.floor(Date.now() / 1000);
+    const until = asOf === null ? Math.floor(Date.now() / 1000) : asOf;
     return { since: until - (RSEC[state.range] || 86400), until };
+  }
+
+  // One settled time per refresh (/api/v1/settled: the start of a minute every event before it
+  // has reached), sent as as_of with every widget's request: each reads the same rows, so the
+  // widgets agree to the unit under live traffic; later minutes show at the next refresh.
+  async function settledTime() {
+    try {
+      return (await getJson("/api/v1/settled")).as_of;
+    } catch (e) {
+      console.warn("settled:", e.message);
+      return null; // read up to now, as before (widgets may then differ by what arrives meanwhile)
+    }
+  }
+
+  function showAsOf(asOf) {
+    const box = $("as-of");
+    box.hidden = false;
+    box.dataset.asOf = asOf === null ? "" : String(asOf);
+    if (asOf === null) { box.textContent = "as of now"; box.title = "the settled time was not available"; return; }
+    const t = tzDate(asOf);
+    const hhmm = `${String(t.getHours()).padStart(2, "0")}:${String(t.getMinutes()).padStart(2, "0")}`;
+    box.textContent = `as of ${hhmm}`;
+    box.title = `every widget counts what happened before ${hhmm}; the minutes since are still arriving and show at the next refresh (late data for earlier minutes too)`;
   }
 
   const bucketCount = (w, g) => Math.ceil((w.until - w.since) / GSEC[g]) + 1;
@@ -209,9 +234,11 @@
     });
   }
 
+  // Live mode skips a tick while a refresh is still drawing (a slow server would otherwise
+  // start a new one every tick and never finish any); a change by the user always refreshes.
   function schedule() {
     if (timer) clearInterval(timer);
-    timer = state.live ? setInterval(refresh, page.refreshSeconds * 1000) : null;
+    timer = state.live ? setInterval(() => { if (!drawing) refresh(); }, page.refreshSeconds * 1000) : null;
   }
 
   // ---- widgets --------------------------------------------------------------------------
@@ -224,7 +251,7 @@
   function seriesParams(w, ctx, extra = {}) {
     const rows = w.rows || [];
     return {
-      key: ctx.key, since: ctx.since, until: ctx.until, granularity: ctx.g,
+      key: ctx.key, since: ctx.since, until: ctx.until, granularity: ctx.g, as_of: ctx.asOf,
       path: rows.filter((r) => r.path).map((r) => r.path),
       expression: rows.filter((r) => r.expression).map((r) => r.expression),
       top: w.top, ...extra,
@@ -248,7 +275,7 @@
     if (!rows.length) return null;
     const unique = (xs) => [...new Set(xs)];
     return query("/ui/api/kpi", {
-      key: ctx.key, since: ctx.since, until: ctx.until, granularity: ctx.g,
+      key: ctx.key, since: ctx.since, until: ctx.until, granularity: ctx.g, as_of: ctx.asOf,
       path: unique(rows.filter((r) => r.path).map((r) => r.path)),
       expression: unique(rows.filter((r) => r.expression).map((r) => r.expression)),
     });
@@ -506,7 +533,7 @@
 
   async function drawDistribution(w, body, section, ctx) {
     const base = w.path;
-    const url = query("/api/v1/quantiles", { key: ctx.key, path: base, since: ctx.since, until: ctx.until, granularity: ctx.g, q: BANDS.map(([, l]) => l) });
+    const url = query("/api/v1/quantiles", { key: ctx.key, path: base, since: ctx.since, until: ctx.until, granularity: ctx.g, as_of: ctx.asOf, q: BANDS.map(([, l]) => l) });
     section.dataset.query = url;
     const d = await getJson(url);
     const total = d.count.reduce((s, n) => s + n, 0);
@@ -533,7 +560,7 @@
 
   // Gauges: per bucket the last reading of each path (the gauge API), e.g. a queue's depth.
   async function drawGauge(w, body, section, ctx) {
-    const urls = w.rows.map((r) => query("/api/v1/gauge", { key: ctx.key, path: r.path, since: ctx.since, until: ctx.until, granularity: ctx.g }));
+    const urls = w.rows.map((r) => query("/api/v1/gauge", { key: ctx.key, path: r.path, since: ctx.since, until: ctx.until, granularity: ctx.g, as_of: ctx.asOf }));
     section.dataset.query = urls.join(" ");
     const data = await Promise.all(urls.map(getJson));
     const rows = data.map((d, j) => ({ name: w.rows[j].label || w.rows[j].path, points: d.last }));
@@ -604,9 +631,21 @@
   }
 
   async function refresh() {
+    drawing++;
+    try {
+      await draw();
+    } finally {
+      drawing--;
+    }
+  }
+
+  async function draw() {
     const mine = ++generation;
-    const w = timeWindow(); // one "now" for every request of this refresh
-    const ctx = { key: resolvedKey(), since: w.since, until: w.until, g: granularity(w) };
+    const asOf = await settledTime(); // one "as of" for every request of this refresh
+    if (mine !== generation) return; // a newer refresh started meanwhile and draws instead
+    const w = timeWindow(asOf);
+    const ctx = { key: resolvedKey(), since: w.since, until: w.until, g: granularity(w), asOf };
+    showAsOf(asOf);
     const over = tooFine(ctx); // then no widget asks for what must fail
     pageError(over);
     ctx.kpiUrl = over ? null : kpiQuery(ctx);
@@ -638,6 +677,7 @@
     document.body.dataset.granularity = ctx.g;
     document.body.dataset.since = String(ctx.since);
     document.body.dataset.until = String(ctx.until);
+    document.body.dataset.asOf = ctx.asOf === null ? "" : String(ctx.asOf);
     document.body.dataset.state = "ready";
     document.body.dataset.renders = String(Number(document.body.dataset.renders || 0) + 1);
     if (!window.__tallyFirstDrawMs) window.__tallyFirstDrawMs = performance.now();
