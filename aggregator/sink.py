@@ -2,9 +2,12 @@
 
 Every insert pins the settings that decide how ClickHouse cuts it into blocks (dedup ids are
 the token plus the block's ordinal, so a replay must form the same blocks whatever the server
-or user profile says), is split so that no block touches more partitions than ClickHouse
-accepts (``insert_plan``), and errors are classified by ``tally.clickhouse.errors``:
-``"data"`` (this insert will fail again however long we wait) or ``"transient"``.
+or user profile says; for the views' blocks also the view's identity, which ClickHouse 26.9
+derives differently after ``MODIFY QUERY`` than after loading the view at startup, so
+``apply_ddl`` changes a view's query only when it differs), is split so that no block
+touches more partitions than ClickHouse accepts (``insert_plan``), and errors are classified
+by ``tally.clickhouse.errors``: ``"data"`` (this insert will fail again however long we
+wait) or ``"transient"``.
 """
 
 from __future__ import annotations
@@ -69,13 +72,43 @@ class RollupSink(ReplicaSink):
     async def apply_ddl(self) -> None:
         """Create what is missing; align the view, the dedup window and the TTL with the flags."""
         client = self.client()
-        await run_ddl(client, [*self.schema.statements(), *self.schema.alignment_statements()])
+        await run_ddl(client, self.schema.statements())
+        changed = [v for v, q in self.schema.view_queries().items() if await self._differs(v, q)]
+        if changed:
+            log.warning(
+                "view query changed; applying (a replay of a range inserted before this change"
+                " is counted again once ClickHouse restarts)",
+                extra={"views": changed},
+            )
+        await run_ddl(
+            client,
+            [
+                *(self.schema.modify_query_statement(view) for view in changed),
+                self.schema.dedup_setting_statement(),
+            ],
+        )
         await self._retire_key_views()
         if await self._ttl_differs():
             log.info("rollups TTL changed; applying", extra={"ttl": self.schema.ttl_clause()})
             await client.command(
                 self.schema.ttl_statement(), settings={"materialize_ttl_after_modify": 0}
             )
+
+    async def _differs(self, view: str, query: str) -> bool:
+        """True unless ``view``'s stored query is ``query`` (both formatted by ClickHouse).
+
+        An unneeded ``MODIFY QUERY`` is not harmless: ClickHouse 26.9 then gives the view's
+        blocks other dedup ids than after it loads the view at startup, so a range inserted
+        before the server restarts and replayed after it was counted twice.
+        """
+        database = self.schema.database
+        name = view.removeprefix(f"{database}.")
+        result = await self.client().query(
+            "SELECT formatQuerySingleLine(as_select) = formatQuerySingleLine({q:String})"
+            " FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+            parameters={"q": query, "db": database, "t": name},
+        )
+        return not (result.result_rows and bool(result.result_rows[0][0]))
 
     async def _retire_key_views(self) -> None:
         """Drop the views that fed the key index before the aggregator wrote it (issue #18).

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import calendar
 import logging
+import os
+import signal
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -179,6 +182,36 @@ async def test_second_start_does_not_alter_the_ttl_but_a_changed_flag_does(click
         assert "granularity = '1m', 7" in engine
     finally:
         await sink.close()
+
+
+@pytest.mark.parametrize("stop", ["sigkill", "sigterm"])
+async def test_a_replay_after_a_server_restart_is_dropped(tmp_path, stop):
+    """The views' block ids must not change across a restart of ClickHouse, nor when another
+    aggregator starts and applies the DDL (an unneeded MODIFY QUERY changed them)."""
+    schema = RollupSchema(database="restart", ttl_days=KEEP)
+    now = int(time.time()) // 60 * 60
+    rows = rows_of([(("calc", f"calc::t{i % 4}"), now - 60 * (i % 30), 1.0) for i in range(120)])
+    total = "SELECT sum(value) FROM restart.rollups"
+    server = start_clickhouse(tmp_path / "chdb", user=USER, password=PASSWORD)
+    try:
+        sink = await started(server, schema)
+        await sink.insert(rows, "restart:0:0-119")
+        before = await scalar(sink, total)
+        await sink.close()
+        if stop == "sigkill":
+            os.kill(server.pid, signal.SIGKILL)
+        server.stop()
+        server = start_clickhouse(server.path, server.port, user=USER, password=PASSWORD)
+        for apply_ddl in (False, True):  # the running aggregator, then one that starts
+            sink = RollupSink(settings(server), schema)
+            await sink.start()
+            if apply_ddl:
+                await sink.apply_ddl()
+            await sink.insert(rows, "restart:0:0-119")
+            assert await scalar(sink, total) == before == 3 * 2 * 120  # two keys per row
+            await sink.close()
+    finally:
+        server.stop()
 
 
 async def test_dedup_window_follows_the_flag_on_every_start(clickhouse):
