@@ -15,10 +15,17 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from tally.aggregator.insert_plan import DEFAULT_PARTITIONS_PER_INSERT, InsertPiece, plan_inserts
+from tally.aggregator.insert_plan import (
+    DEFAULT_PARTITIONS_PER_INSERT,
+    InsertPiece,
+    plan_inserts,
+    rows_outside,
+    utc_month,
+)
 from tally.aggregator.key_rows import (
     DAY_COLUMNS,
     DAY_TYPES,
@@ -36,6 +43,9 @@ from tally.clickhouse.sink_base import ReplicaSink
 from tally.schemas.ddl import TABLE, RollupSchema
 from tally.schemas.ddl_keys import RETIRED_VIEWS
 
+if TYPE_CHECKING:
+    from tally.engine.protocols import ErrorKind
+
 log = logging.getLogger("tally.aggregator.sink")
 
 COLUMN_TYPES = {
@@ -52,6 +62,21 @@ COLUMN_TYPES = {
     "vmax": "Nullable(Float64)",
     "last": "Tuple(Int64, Float64)",
 }
+
+
+class PartlyInserted(Exception):
+    """ClickHouse rejected piece ``failed`` of an insert after the pieces before it landed.
+
+    ``landed`` holds those pieces' UTC months (of ``minute``): the rows of the same records in
+    those months are in ClickHouse already, so a re-read part of the range must leave them out
+    (``RollupSink.exclude``) when it is inserted under a token of its own.
+    """
+
+    def __init__(self, error: BaseException, failed: int, landed: frozenset[int]) -> None:
+        super().__init__(f"piece {failed} rejected after {len(landed)} months landed: {error}")
+        self.error = error
+        self.failed = failed
+        self.landed = landed
 
 
 class RollupSink(ReplicaSink):
@@ -173,19 +198,43 @@ class RollupSink(ReplicaSink):
     async def insert(self, rows: FoldRows, token: str) -> None:
         """Insert ``rows`` synchronously (durable on return); a replay with ``token`` is a no-op.
 
-        The rows go to the Null table ``rollups_input``; its view writes ``rollups``, and the
+        First the key index: the (key, day) and (key, path) facts of ``rows`` not yet written
+        by this process (``key_rows``), into ``keys_seen`` and ``key_paths``. Both keep only
+        ``min``/``max``, so a replay that writes them again changes nothing, and a rejection
+        there has not counted anything yet.
+
+        Then the rows, to the Null table ``rollups_input``; its view writes ``rollups``, and the
         token is carried to the view's blocks (``deduplicate_blocks_in_dependent_materialized_
         views``), so a repeated range is dropped there, block by block. A flush touching more
         partitions than one insert may is split by ``plan`` and its pieces inserted in order;
-        a replay re-inserts every piece and ClickHouse drops those it already has.
-
-        Then the key index: the (key, day) and (key, path) facts of ``rows`` not yet written
-        by this process (``key_rows``), into ``keys_seen`` and ``key_paths``. Both keep only
-        ``min``/``max``, so a replay that writes them again changes nothing.
+        a replay re-inserts every piece and ClickHouse drops those it already has. A piece
+        rejected as data after others landed raises :class:`PartlyInserted`.
         """
-        for piece in self.plan(rows, token):
-            await self.insert_piece(piece)
         await self.insert_key_index(self.written_keys.new_rows(rows), token)
+        landed: set[int] = set()
+        for n, piece in enumerate(self.plan(rows, token)):
+            try:
+                await self.insert_piece(piece)
+            except Exception as exc:
+                if landed and self.classify(exc) == "data":
+                    raise PartlyInserted(exc, n, frozenset(landed)) from exc
+                raise
+            landed.update(utc_month(minute) for minute in set(piece.rows.minute))
+
+    def exclude(self, rows: FoldRows, landed: frozenset[int]) -> FoldRows:
+        """``rows`` without those a :class:`PartlyInserted` insert landed (its ``landed``)."""
+        return rows_outside(rows, landed)
+
+    def classify(self, exc: BaseException) -> ErrorKind:
+        """``classify_error`` (of the rejection inside a :class:`PartlyInserted`)."""
+        return super().classify(exc.error if isinstance(exc, PartlyInserted) else exc)
+
+    def rejection(self, exc: BaseException) -> str:
+        """What identifies a rejection across attempts: the error's type and ClickHouse code,
+        and the piece that failed (the engine isolates only a repeated, identical one)."""
+        if isinstance(exc, PartlyInserted):
+            return f"{super().rejection(exc.error)}@{exc.failed}"
+        return super().rejection(exc)
 
     async def insert_key_index(self, index: KeyIndexRows, token: str) -> None:
         """Write ``index`` (under ``token/keys``, ``token/paths``); remembered once acknowledged."""

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from tally.aggregator.fold import FoldRows
-from tally.aggregator.sink import RollupSink
+from tally.aggregator.sink import PartlyInserted, RollupSink
 from tally.clickhouse.errors import classify_error
 from tally.clickhouse.insert_settings import BLOCK_SETTINGS
 from tally.clickhouse.settings import ClickHouseSettings
@@ -212,6 +212,47 @@ async def test_a_replay_after_a_server_restart_is_dropped(tmp_path, stop):
             await sink.close()
     finally:
         server.stop()
+
+
+async def test_a_piece_rejected_after_others_landed_reports_them_and_they_can_be_left_out(
+    clickhouse,
+):
+    """Isolation re-inserts parts of a rejected range under new tokens: the pieces that landed
+    before the rejected one must be known (``PartlyInserted.landed``) and left out."""
+    schema = RollupSchema(database="pieces", ttl_days=KEEP)
+    sink = RollupSink(settings(clickhouse), schema, partitions_per_insert=3)  # a month a piece
+    await sink.start()
+    await sink.apply_ddl()
+    inner = "GROUP BY key, minute, path"
+    guarded = schema.expand_query().replace(
+        inner, f"WHERE throwIf(has(keys, 'poison'), 'test poison') = 0 {inner}"
+    )
+    await sink.client().command(f"ALTER TABLE {schema.expand_view} MODIFY QUERY {guarded}")
+    try:
+        valid = [
+            (("calc",), month_start(2024, m) + 86400 * 3 + 60 * i, 1.0)
+            for m in range(1, 7)
+            for i in range(10)
+        ]
+        poison = [(("poison",), month_start(2024, 5) + 86400 * 9, 1.0)]
+        rows = rows_of(valid + poison)
+        assert len(sink.plan(rows, "t")) == 6
+        with pytest.raises(PartlyInserted) as info:
+            await sink.insert(rows, "pieces:0:0-9")
+        rejected = info.value
+        assert sink.classify(rejected) == "data"
+        assert rejected.failed == 4
+        assert rejected.landed == {202401, 202402, 202403, 202404}
+        assert sink.rejection(rejected) == sink.rejection(rejected)  # stable across attempts
+        total = "SELECT sum(value) FROM pieces.rollups"
+        assert await scalar(sink, total) == 3 * 4 * 10
+        # What isolation inserts for the valid records: their rows outside the landed months.
+        rest = sink.exclude(rows_of(valid), rejected.landed)
+        assert len(rest) == 2 * 10
+        await sink.insert(rest, "pieces:0:0-4")
+        assert await scalar(sink, total) == 3 * 6 * 10  # every valid row exactly once
+    finally:
+        await sink.close()
 
 
 async def test_dedup_window_follows_the_flag_on_every_start(clickhouse):
