@@ -211,15 +211,17 @@ class RollupSink(ReplicaSink):
         rejected as data after others landed raises :class:`PartlyInserted`.
         """
         await self.insert_key_index(self.written_keys.new_rows(rows), token)
+        pieces = self.plan(rows, token)
         landed: set[int] = set()
-        for n, piece in enumerate(self.plan(rows, token)):
+        for n, piece in enumerate(pieces):
             try:
                 await self.insert_piece(piece)
             except Exception as exc:
                 if landed and self.classify(exc) == "data":
                     raise PartlyInserted(exc, n, frozenset(landed)) from exc
                 raise
-            landed.update(utc_month(minute) for minute in set(piece.rows.minute))
+            if len(pieces) > 1:  # (one piece: nothing can have landed before a rejection)
+                landed.update(utc_month(minute) for minute in set(piece.rows.minute))
 
     def exclude(self, rows: FoldRows, landed: frozenset[int]) -> FoldRows:
         """``rows`` without those a :class:`PartlyInserted` insert landed (its ``landed``)."""
