@@ -255,6 +255,26 @@ async def test_a_piece_rejected_after_others_landed_reports_them_and_they_can_be
         await sink.close()
 
 
+async def test_a_key_index_rejected_after_the_rows_landed_reports_every_month(clickhouse):
+    """The key index is written after the rows: its rejection must not make isolation insert
+    the rows again (they all landed)."""
+    schema = RollupSchema(database="keyreject", ttl_days=KEEP)
+    sink = await started(clickhouse, schema)
+    try:
+        await sink.client().command(
+            f"ALTER TABLE {schema.keys_table} ADD CONSTRAINT no_poison CHECK key != 'poison'"
+        )
+        rows = rows_of([(("poison",), month_start(2024, m), 1.0) for m in (1, 2)])
+        with pytest.raises(PartlyInserted) as info:
+            await sink.insert(rows, "keyreject:0:0-1")
+        assert sink.classify(info.value) == "data"
+        assert info.value.landed == {202401, 202402}
+        assert len(sink.exclude(rows, info.value.landed)) == 0
+        assert await scalar(sink, "SELECT sum(value) FROM keyreject.rollups") == 3 * 2
+    finally:
+        await sink.close()
+
+
 async def test_dedup_window_follows_the_flag_on_every_start(clickhouse):
     query = "SELECT engine_full FROM system.tables WHERE database='window' AND name='rollups'"
     sink = await started(clickhouse, RollupSchema(database="window", dedup_window=10))
