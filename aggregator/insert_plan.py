@@ -117,3 +117,15 @@ def plan_inserts(
     if current:
         pieces.append(current)
     return [InsertPiece(f"{token}/{n}", rows.take(idx)) for n, idx in enumerate(pieces)]
+
+
+def utc_month(ts: int) -> int:
+    """UTC yyyymm of unix seconds ``ts`` (the month ``plan_inserts`` groups a row's minute by)."""
+    t = time.gmtime(ts - ts % 86400)
+    return t.tm_year * 100 + t.tm_mon
+
+
+def rows_outside(rows: FoldRows, months: frozenset[int]) -> FoldRows:
+    """The rows whose minute falls in none of ``months`` (UTC yyyymm), in order."""
+    keep = [i for i, minute in enumerate(rows.minute) if utc_month(minute) not in months]
+    return rows if len(keep) == len(rows) else rows.take(keep)

@@ -2,9 +2,12 @@
 
 Every insert pins the settings that decide how ClickHouse cuts it into blocks (dedup ids are
 the token plus the block's ordinal, so a replay must form the same blocks whatever the server
-or user profile says), is split so that no block touches more partitions than ClickHouse
-accepts (``insert_plan``), and errors are classified by ``tally.clickhouse.errors``:
-``"data"`` (this insert will fail again however long we wait) or ``"transient"``.
+or user profile says; for the views' blocks also the view's identity, which ClickHouse 26.9
+derives differently after ``MODIFY QUERY`` than after loading the view at startup, so
+``apply_ddl`` changes a view's query only when it differs), is split so that no block
+touches more partitions than ClickHouse accepts (``insert_plan``), and errors are classified
+by ``tally.clickhouse.errors``: ``"data"`` (this insert will fail again however long we
+wait) or ``"transient"``.
 """
 
 from __future__ import annotations
@@ -12,10 +15,17 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from tally.aggregator.insert_plan import DEFAULT_PARTITIONS_PER_INSERT, InsertPiece, plan_inserts
+from tally.aggregator.insert_plan import (
+    DEFAULT_PARTITIONS_PER_INSERT,
+    InsertPiece,
+    plan_inserts,
+    rows_outside,
+    utc_month,
+)
 from tally.aggregator.key_rows import (
     DAY_COLUMNS,
     DAY_TYPES,
@@ -33,6 +43,9 @@ from tally.clickhouse.sink_base import ReplicaSink
 from tally.schemas.ddl import TABLE, RollupSchema
 from tally.schemas.ddl_keys import RETIRED_VIEWS
 
+if TYPE_CHECKING:
+    from tally.engine.protocols import ErrorKind
+
 log = logging.getLogger("tally.aggregator.sink")
 
 COLUMN_TYPES = {
@@ -49,6 +62,22 @@ COLUMN_TYPES = {
     "vmax": "Nullable(Float64)",
     "last": "Tuple(Int64, Float64)",
 }
+
+
+class PartlyInserted(Exception):
+    """ClickHouse rejected piece ``failed`` of an insert after the pieces before it landed
+    (``failed`` = the number of pieces: the key index, written after every piece landed).
+
+    ``landed`` holds those pieces' UTC months (of ``minute``): the rows of the same records in
+    those months are in ClickHouse already, so a re-read part of the range must leave them out
+    (``RollupSink.exclude``) when it is inserted under a token of its own.
+    """
+
+    def __init__(self, error: BaseException, failed: int, landed: frozenset[int]) -> None:
+        super().__init__(f"piece {failed} rejected after {len(landed)} months landed: {error}")
+        self.error = error
+        self.failed = failed
+        self.landed = landed
 
 
 class RollupSink(ReplicaSink):
@@ -69,13 +98,43 @@ class RollupSink(ReplicaSink):
     async def apply_ddl(self) -> None:
         """Create what is missing; align the view, the dedup window and the TTL with the flags."""
         client = self.client()
-        await run_ddl(client, [*self.schema.statements(), *self.schema.alignment_statements()])
+        await run_ddl(client, self.schema.statements())
+        changed = [v for v, q in self.schema.view_queries().items() if await self._differs(v, q)]
+        if changed:
+            log.warning(
+                "view query changed; applying (a replay of a range inserted before this change"
+                " is counted again once ClickHouse restarts)",
+                extra={"views": changed},
+            )
+        await run_ddl(
+            client,
+            [
+                *(self.schema.modify_query_statement(view) for view in changed),
+                self.schema.dedup_setting_statement(),
+            ],
+        )
         await self._retire_key_views()
         if await self._ttl_differs():
             log.info("rollups TTL changed; applying", extra={"ttl": self.schema.ttl_clause()})
             await client.command(
                 self.schema.ttl_statement(), settings={"materialize_ttl_after_modify": 0}
             )
+
+    async def _differs(self, view: str, query: str) -> bool:
+        """True unless ``view``'s stored query is ``query`` (both formatted by ClickHouse).
+
+        An unneeded ``MODIFY QUERY`` is not harmless: ClickHouse 26.9 then gives the view's
+        blocks other dedup ids than after it loads the view at startup, so a range inserted
+        before the server restarts and replayed after it was counted twice.
+        """
+        database = self.schema.database
+        name = view.removeprefix(f"{database}.")
+        result = await self.client().query(
+            "SELECT formatQuerySingleLine(as_select) = formatQuerySingleLine({q:String})"
+            " FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+            parameters={"q": query, "db": database, "t": name},
+        )
+        return not (result.result_rows and bool(result.result_rows[0][0]))
 
     async def _retire_key_views(self) -> None:
         """Drop the views that fed the key index before the aggregator wrote it (issue #18).
@@ -148,11 +207,45 @@ class RollupSink(ReplicaSink):
 
         Then the key index: the (key, day) and (key, path) facts of ``rows`` not yet written
         by this process (``key_rows``), into ``keys_seen`` and ``key_paths``. Both keep only
-        ``min``/``max``, so a replay that writes them again changes nothing.
+        ``min``/``max``, so a replay that writes them again changes nothing. (Written last:
+        written first, it raised the peak memory of wide flushes by ~55 MiB.)
+
+        A data rejection after something landed raises :class:`PartlyInserted`: a piece after
+        others (their months), or the key index (every month: all rows are in).
         """
-        for piece in self.plan(rows, token):
-            await self.insert_piece(piece)
-        await self.insert_key_index(self.written_keys.new_rows(rows), token)
+        pieces = self.plan(rows, token)
+        landed: set[int] = set()
+        for n, piece in enumerate(pieces):
+            try:
+                await self.insert_piece(piece)
+            except Exception as exc:
+                if landed and self.classify(exc) == "data":
+                    raise PartlyInserted(exc, n, frozenset(landed)) from exc
+                raise
+            if len(pieces) > 1:  # (one piece: nothing can have landed before a rejection)
+                landed.update(utc_month(minute) for minute in set(piece.rows.minute))
+        try:
+            await self.insert_key_index(self.written_keys.new_rows(rows), token)
+        except Exception as exc:
+            if self.classify(exc) != "data":
+                raise
+            every = frozenset(utc_month(minute) for minute in set(rows.minute))
+            raise PartlyInserted(exc, len(pieces), every) from exc
+
+    def exclude(self, rows: FoldRows, landed: frozenset[int]) -> FoldRows:
+        """``rows`` without those a :class:`PartlyInserted` insert landed (its ``landed``)."""
+        return rows_outside(rows, landed)
+
+    def classify(self, exc: BaseException) -> ErrorKind:
+        """``classify_error`` (of the rejection inside a :class:`PartlyInserted`)."""
+        return super().classify(exc.error if isinstance(exc, PartlyInserted) else exc)
+
+    def rejection(self, exc: BaseException) -> str:
+        """What identifies a rejection across attempts: the error's type and ClickHouse code,
+        and the piece that failed (the engine isolates only a repeated, identical one)."""
+        if isinstance(exc, PartlyInserted):
+            return f"{super().rejection(exc.error)}@{exc.failed}"
+        return super().rejection(exc)
 
     async def insert_key_index(self, index: KeyIndexRows, token: str) -> None:
         """Write ``index`` (under ``token/keys``, ``token/paths``); remembered once acknowledged."""

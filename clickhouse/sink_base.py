@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from clickhouse_connect.driver.asyncclient import AsyncClient
 
-from tally.clickhouse.errors import classify_error
+from tally.clickhouse.errors import classify_error, error_code
 from tally.clickhouse.failover import Replicas
 
 if TYPE_CHECKING:
@@ -26,6 +26,11 @@ class ReplicaSink:
     def classify(self, exc: BaseException) -> ErrorKind:
         """``classify_error``: whether retrying this write can succeed."""
         return classify_error(exc)
+
+    def rejection(self, exc: BaseException) -> str:
+        """What makes two rejections the same (the engine isolates only a repeated one): the
+        error's type and ClickHouse code."""
+        return f"{type(exc).__name__}:{error_code(exc)}"
 
     async def close(self) -> None:
         """Close the HTTP session."""

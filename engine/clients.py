@@ -1,4 +1,9 @@
-"""The Kafka clients of one engine process: group consumer, admin, dead-letter producer."""
+"""The Kafka clients of one engine process: group consumer, admin, dead-letter producer.
+
+``close`` stops the consumer first, while the admin is still open: leaving the group can run
+one more rebalance, whose callbacks must find every client (or, once ``closing``, skip their
+work cleanly; ``ClientsClosed`` says a client is gone), never an assertion.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +16,15 @@ from tally.engine.deadletter import DeadLetters
 from tally.engine.protocols import EngineSettings
 
 
+class ClientsClosed(RuntimeError):
+    """A Kafka client was needed after ``KafkaClients.close`` (a rebalance while leaving)."""
+
+
 class KafkaClients:
     """Opened together at start (retried as a whole), closed together at any stage."""
 
     def __init__(self) -> None:
+        self.closing = False
         self.consumer: AIOKafkaConsumer | None = None
         self.admin: AIOKafkaAdminClient | None = None
         self.producer: AIOKafkaProducer | None = None
@@ -22,6 +32,7 @@ class KafkaClients:
 
     async def start(self, s: EngineSettings) -> AIOKafkaConsumer:
         """Start the admin, the dead-letter producer and the (not yet subscribed) consumer."""
+        self.closing = False
         security = s.security.aiokafka_kwargs()
         self.admin = AIOKafkaAdminClient(bootstrap_servers=s.bootstrap_servers, **security)
         await self.admin.start()
@@ -55,16 +66,26 @@ class KafkaClients:
         await self.consumer.start()
         return self.consumer
 
+    def require_admin(self) -> AIOKafkaAdminClient:
+        """The admin client; ``ClientsClosed`` once closed."""
+        if self.admin is None:
+            raise ClientsClosed("the admin client is closed")
+        return self.admin
+
     async def close(self) -> None:
-        """Close whatever was opened; safe to call at any stage."""
-        consumer, self.consumer = self.consumer, None
+        """Close whatever was opened; safe to call at any stage.
+
+        The consumer stops first: a rebalance while it leaves the group still finds the admin.
+        """
+        self.closing = True
+        consumer = self.consumer
+        if consumer is not None:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+        self.consumer = None
         producer, self.producer = self.producer, None
         admin, self.admin = self.admin, None
-        for close in (
-            consumer.stop if consumer else None,
-            producer.stop if producer else None,
-            admin.close if admin else None,
-        ):
+        for close in (producer.stop if producer else None, admin.close if admin else None):
             if close is not None:
                 with contextlib.suppress(Exception):
                     await close()

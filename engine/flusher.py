@@ -6,7 +6,8 @@ Protocol for the partitions being flushed:
   2. per partition, independently: insert the rows with ``insert_deduplication_token =
      topic:partition:start-end`` and wait for ClickHouse to acknowledge it, retrying transient
      errors with backoff for as long as it takes; an insert rejected for its content
-     ``max_insert_attempts`` times is isolated (``isolator``) instead;
+     ``max_insert_attempts`` times in a row with the same error is isolated (``isolator``)
+     instead, leaving out what the rejected insert reported as landed;
   3. wait for the dead letters of the range to be acknowledged;
   4. commit offset ``end + 1`` without metadata.
 A member that finds an intent on assignment replays exactly ``start..end`` and flushes there,
@@ -54,12 +55,18 @@ class Inserter:
         self.max_backoff_s = max_backoff_s
 
     async def insert_rows(self, rows: Any, token: str, attempts: int) -> Exception | None:
-        """Insert until acknowledged; the error once ClickHouse rejected it ``attempts`` times.
+        """Insert until acknowledged; the error once ClickHouse rejected it ``attempts`` times
+        in a row with the same error (the sink's optional ``rejection(exc)`` says which are the
+        same; else the type): a rejection that is not repeated identically is retried, since
+        isolating re-inserts parts of the range under new tokens and is only exact when the
+        rejection is deterministic.
 
         Transient errors (connection refused, timeouts, overload) are retried without end.
         """
         backoff = 0.2
         rejected = 0
+        last: str | None = None
+        rejection = getattr(self.sink, "rejection", None)
         while True:
             try:
                 await self.sink.insert(rows, token)
@@ -70,7 +77,9 @@ class Inserter:
                 kind = self.sink.classify(exc)
                 self.metrics.insert_retries.labels(kind).inc()
                 if kind == "data":
-                    rejected += 1
+                    same = rejection(exc) if rejection is not None else type(exc).__name__
+                    rejected = rejected + 1 if same == last else 1
+                    last = same
                     if rejected >= attempts:
                         return exc
                 level = logging.ERROR if kind == "data" else logging.WARNING
@@ -191,7 +200,7 @@ class Flusher:
         del rows
         state.fold.clear()  # the range is re-read piece by piece; free its fold meanwhile
         try:
-            await self.isolator.isolate(state.tp, intent)
+            await self.isolator.isolate(state.tp, intent, getattr(error, "landed", None))
         except BaseException:
             # Interrupted (stopping): the emptied fold must never be committed as done; the
             # intent stays, and the next owner replays and isolates the same way.

@@ -1,9 +1,19 @@
 """Isolating what ClickHouse rejects: a rejected range is halved by offsets and re-read.
 
-Each half is re-read from Kafka by a group-less consumer, re-folded and inserted once under
-the token of its own offsets; a half rejected again is halved again, down to single records,
-which are dead-lettered with reason ``insert_rejected``. The halving depends only on the
-range, so a replay after a crash makes the same inserts with the same tokens.
+Each half is re-read from Kafka by a group-less consumer, re-folded and inserted under the
+token of its own offsets; a half rejected again (``max_insert_attempts`` times in a row, with
+the same error, as the whole range was) is halved again, down to single records, which are
+dead-lettered with reason ``insert_rejected``. The halving depends only on the range, so a
+replay after a crash makes the same inserts with the same tokens.
+
+Isolating is only exact if the rejected insert left nothing behind, since its parts are then
+inserted under new tokens that cannot dedup against it. So: (1) only a deterministic
+rejection is isolated (repeated identically: a one-off or misclassified error during an
+outage is retried under the same token instead); (2) a sink whose insert lands in pieces
+reports what landed before the rejected piece (``PartlyInserted.landed`` of the rollup sink)
+and can ``exclude`` those rows; every part of the range leaves them out, and a part's own
+partial landing is added for its halves. What ClickHouse keeps of one rejected statement (a
+view that throws after another view wrote) cannot be known and stays a documented limit.
 """
 
 from __future__ import annotations
@@ -107,38 +117,52 @@ class Isolator:
         clients: KafkaClients,
         new_fold: FoldFactory[Any],
         insert: InsertRows,
+        exclude: Callable[[Any, Any], Any] | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.clients = clients
         self.new_fold = new_fold
         self.insert = insert
+        self.exclude = exclude  # the sink's optional ``exclude(rows, landed)``
 
     def _refold(self) -> Fold[Any]:
         return self.new_fold(reread=True)
 
-    async def isolate(self, tp: TopicPartition, intent: Intent) -> None:
-        """Halve ``intent``'s range until every part is inserted or dead-lettered."""
+    async def isolate(self, tp: TopicPartition, intent: Intent, landed: Any = None) -> None:
+        """Halve ``intent``'s range until every part is inserted or dead-lettered; ``landed``
+        (the rejection's, if the sink reports one) is left out of every part."""
         dead_letters = self.clients.dead_letters
         assert dead_letters is not None
+        if landed and self.exclude is None:
+            raise RuntimeError("the sink reports a partial insert but cannot exclude it")
         self.metrics.rejected_ranges.inc()
+        attempts = self.settings.max_insert_attempts
         reader = range_consumer(self.settings, "ranges")
         await reader.start()
         try:
             reader.assign([tp])
             ranges = RangeReader(reader, tp)
-            todo = halves(intent.start, intent.end)
+            todo = [(start, end, landed) for start, end in halves(intent.start, intent.end)]
             while todo:
-                start, end = todo.pop()
+                start, end, kept = todo.pop()
                 part = await ranges.fold(start, end, self._refold)
                 if not len(part.fold):
                     continue
+                rows = part.fold.rows()
+                if kept and self.exclude is not None:
+                    rows = self.exclude(rows, kept)
+                    if not len(rows):
+                        continue  # every row of the part landed with the rejected insert
                 token = Intent(start, end).token(tp.topic, tp.partition)
-                error = await self.insert(part.fold.rows(), token, 1)
+                error = await self.insert(rows, token, attempts)
                 if error is None:
                     continue
+                more = getattr(error, "landed", None)
+                if more:
+                    kept = more | kept if kept else more
                 if len(part.offsets) > 1:
-                    todo.extend(halves(start, end))
+                    todo.extend((a, b, kept) for a, b in halves(start, end))
                     continue
                 offset = part.offsets[0]
                 reject = Rejected(offset, -1, "insert_rejected", str(error)[:500])

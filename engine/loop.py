@@ -55,7 +55,14 @@ class Engine(Generic[Rows]):
         self.clients = KafkaClients()
         self.partitions = Partitions(settings, metrics, self.clients, self.gate, new_fold)
         inserter = Inserter(sink, metrics, self.gate, settings.retry_max_backoff_s)
-        isolator = Isolator(settings, metrics, self.clients, new_fold, inserter.insert_rows)
+        isolator = Isolator(
+            settings,
+            metrics,
+            self.clients,
+            new_fold,
+            inserter.insert_rows,
+            getattr(sink, "exclude", None),  # optional: leave out what a rejection landed
+        )
         self.budget = FlushBudget(settings, metrics)
         # Combined flushes need a sink that can concatenate rows (an optional ability); a
         # sink that can also replays pending groups when combined flushes are turned off.

@@ -4,7 +4,10 @@ On assignment a partition's committed offset says where its range starts and whe
 intent (``tally1:start:end``) is pending: if so, exactly that range is replayed and flushed
 under its original token. A pending group intent (``tally2:...``, ``group_intent``) is replayed
 as a whole by ``replay.GroupReplayer`` right after assignment, before any record of the
-partition is folded. On revoke the partition is flushed (best effort) and dropped.
+partition is folded. On revoke the partition is flushed (best effort) and dropped. An
+assignment that arrives while the engine closes its clients (a rebalance as it leaves the
+group) creates no state: the member consumes and commits nothing more, and the next owner
+reads the committed offsets and intents itself.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from aiokafka.errors import (
 )
 from aiokafka.structs import OffsetAndMetadata
 
-from tally.engine.clients import KafkaClients
+from tally.engine.clients import ClientsClosed, KafkaClients
 from tally.engine.group_intent import GroupIntent
 from tally.engine.intent import Intent
 from tally.engine.metrics import EngineMetrics
@@ -192,8 +195,7 @@ class Partitions:
         error that aiokafka turns into an empty result; taking that as "no intent" would lose
         a pending replay, so an incomplete answer is asked again.
         """
-        admin = self.clients.admin
-        assert admin is not None
+        admin = self.clients.require_admin()
         backoff = 0.05
         while True:
             try:
@@ -203,6 +205,8 @@ class Partitions:
                 if partitions <= committed.keys():
                     return committed
             except KafkaError as exc:
+                if self.clients.closing:
+                    raise ClientsClosed("offset fetch while closing") from exc
                 log.warning("offset fetch failed: %r; retrying", exc)
             await self.gate.pause(backoff)
             backoff = min(backoff * 2, 2.0)
@@ -227,6 +231,15 @@ class RebalanceListener(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         async with self.partitions.lock:
-            await self.partitions.assigned(set(assigned))
+            if self.partitions.clients.closing:
+                # Leaving the group (stop): nothing of these is consumed or committed here; the
+                # next owner reads their committed offsets and intents.
+                log.info("assignment while stopping; left to the next owner")
+                return
+            try:
+                await self.partitions.assigned(set(assigned))
+            except ClientsClosed:
+                log.info("assignment while stopping; left to the next owner")
+                return
             if self.replay is not None:
                 await self.replay(set(assigned))

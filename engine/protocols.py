@@ -66,7 +66,13 @@ class FoldFactory(Protocol[Rows_co]):
 
 
 class Sink(Protocol[Rows_contra]):
-    """Where folded rows go: ClickHouse tables, inserted exactly once per token."""
+    """Where folded rows go: ClickHouse tables, inserted exactly once per token.
+
+    Optional abilities (found with ``getattr``): ``rejection(exc) -> str`` says which data
+    rejections are the same (only one repeated ``max_insert_attempts`` times is isolated); an
+    insert that lands in pieces raises an error with ``landed`` when a later piece is rejected,
+    and ``exclude(rows, landed)`` leaves those rows out of the isolated parts (``isolator``).
+    """
 
     async def start(self) -> None:
         """Connect; raise if the store is unreachable (the engine retries with backoff)."""

@@ -162,18 +162,34 @@ class RollupSchema:
         return settings_sql(self.dedup_settings())
 
     def alignment_statements(self) -> list[str]:
-        """ALTERs run after ``statements()`` on every start: the views' queries and the dedup
-        window follow the flags (``CREATE ... IF NOT EXISTS`` leaves existing objects alone).
+        """ALTERs that make the views' queries and the dedup window follow the flags
+        (``CREATE ... IF NOT EXISTS`` leaves existing objects alone).
 
         ``MODIFY QUERY`` is atomic: a changed zone, week start or granularity set takes effect
-        without a moment in which inserts into ``rollups_input`` would go nowhere.
+        without a moment in which inserts into ``rollups_input`` would go nowhere. Run it only
+        for a view whose query differs (``RollupSink.apply_ddl``): ClickHouse 26.9 gives the
+        blocks a view writes other dedup ids after ``MODIFY QUERY`` than after loading the view
+        at startup, so an unneeded one on every start made replays across a ClickHouse restart
+        count twice.
         """
-        c = self.placement.on_cluster()
         return [
-            f"ALTER TABLE {self.expand_view}{c} MODIFY QUERY {self.expand_query()}",
-            f"ALTER TABLE {self.kinds_view}{c} MODIFY QUERY {self.kinds_query()}",
-            f"ALTER TABLE {self.table}{c} MODIFY SETTING {self.dedup_settings_sql()}",
+            *(self.modify_query_statement(view) for view in self.view_queries()),
+            self.dedup_setting_statement(),
         ]
+
+    def view_queries(self) -> dict[str, str]:
+        """Each materialized view into ``rollups`` (qualified name) and its wanted SELECT."""
+        return {self.expand_view: self.expand_query(), self.kinds_view: self.kinds_query()}
+
+    def modify_query_statement(self, view: str) -> str:
+        """The ALTER that gives ``view`` its wanted query (see ``alignment_statements``)."""
+        c = self.placement.on_cluster()
+        return f"ALTER TABLE {view}{c} MODIFY QUERY {self.view_queries()[view]}"
+
+    def dedup_setting_statement(self) -> str:
+        """The ALTER that applies the dedup window (harmless to dedup ids: run on every start)."""
+        c = self.placement.on_cluster()
+        return f"ALTER TABLE {self.table}{c} MODIFY SETTING {self.dedup_settings_sql()}"
 
     def ttl_statement(self) -> str:
         """The ALTER that applies the configured TTL (run when the table's differs)."""

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import calendar
 import logging
+import os
+import signal
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from tally.aggregator.fold import FoldRows
-from tally.aggregator.sink import RollupSink
+from tally.aggregator.sink import PartlyInserted, RollupSink
 from tally.clickhouse.errors import classify_error
 from tally.clickhouse.insert_settings import BLOCK_SETTINGS
 from tally.clickhouse.settings import ClickHouseSettings
@@ -177,6 +180,97 @@ async def test_second_start_does_not_alter_the_ttl_but_a_changed_flag_does(click
             sink, "SELECT engine_full FROM system.tables WHERE database='ttl' AND name='rollups'"
         )
         assert "granularity = '1m', 7" in engine
+    finally:
+        await sink.close()
+
+
+@pytest.mark.parametrize("stop", ["sigkill", "sigterm"])
+async def test_a_replay_after_a_server_restart_is_dropped(tmp_path, stop):
+    """The views' block ids must not change across a restart of ClickHouse, nor when another
+    aggregator starts and applies the DDL (an unneeded MODIFY QUERY changed them)."""
+    schema = RollupSchema(database="restart", ttl_days=KEEP)
+    now = int(time.time()) // 60 * 60
+    rows = rows_of([(("calc", f"calc::t{i % 4}"), now - 60 * (i % 30), 1.0) for i in range(120)])
+    total = "SELECT sum(value) FROM restart.rollups"
+    server = start_clickhouse(tmp_path / "chdb", user=USER, password=PASSWORD)
+    try:
+        sink = await started(server, schema)
+        await sink.insert(rows, "restart:0:0-119")
+        before = await scalar(sink, total)
+        await sink.close()
+        if stop == "sigkill":
+            os.kill(server.pid, signal.SIGKILL)
+        server.stop()
+        server = start_clickhouse(server.path, server.port, user=USER, password=PASSWORD)
+        for apply_ddl in (False, True):  # the running aggregator, then one that starts
+            sink = RollupSink(settings(server), schema)
+            await sink.start()
+            if apply_ddl:
+                await sink.apply_ddl()
+            await sink.insert(rows, "restart:0:0-119")
+            assert await scalar(sink, total) == before == 3 * 2 * 120  # two keys per row
+            await sink.close()
+    finally:
+        server.stop()
+
+
+async def test_a_piece_rejected_after_others_landed_reports_them_and_they_can_be_left_out(
+    clickhouse,
+):
+    """Isolation re-inserts parts of a rejected range under new tokens: the pieces that landed
+    before the rejected one must be known (``PartlyInserted.landed``) and left out."""
+    schema = RollupSchema(database="pieces", ttl_days=KEEP)
+    sink = RollupSink(settings(clickhouse), schema, partitions_per_insert=3)  # a month a piece
+    await sink.start()
+    await sink.apply_ddl()
+    inner = "GROUP BY key, minute, path"
+    guarded = schema.expand_query().replace(
+        inner, f"WHERE throwIf(has(keys, 'poison'), 'test poison') = 0 {inner}"
+    )
+    await sink.client().command(f"ALTER TABLE {schema.expand_view} MODIFY QUERY {guarded}")
+    try:
+        valid = [
+            (("calc",), month_start(2024, m) + 86400 * 3 + 60 * i, 1.0)
+            for m in range(1, 7)
+            for i in range(10)
+        ]
+        poison = [(("poison",), month_start(2024, 5) + 86400 * 9, 1.0)]
+        rows = rows_of(valid + poison)
+        assert len(sink.plan(rows, "t")) == 6
+        with pytest.raises(PartlyInserted) as info:
+            await sink.insert(rows, "pieces:0:0-9")
+        rejected = info.value
+        assert sink.classify(rejected) == "data"
+        assert rejected.failed == 4
+        assert rejected.landed == {202401, 202402, 202403, 202404}
+        assert sink.rejection(rejected) == sink.rejection(rejected)  # stable across attempts
+        total = "SELECT sum(value) FROM pieces.rollups"
+        assert await scalar(sink, total) == 3 * 4 * 10
+        # What isolation inserts for the valid records: their rows outside the landed months.
+        rest = sink.exclude(rows_of(valid), rejected.landed)
+        assert len(rest) == 2 * 10
+        await sink.insert(rest, "pieces:0:0-4")
+        assert await scalar(sink, total) == 3 * 6 * 10  # every valid row exactly once
+    finally:
+        await sink.close()
+
+
+async def test_a_key_index_rejected_after_the_rows_landed_reports_every_month(clickhouse):
+    """The key index is written after the rows: its rejection must not make isolation insert
+    the rows again (they all landed)."""
+    schema = RollupSchema(database="keyreject", ttl_days=KEEP)
+    sink = await started(clickhouse, schema)
+    try:
+        await sink.client().command(
+            f"ALTER TABLE {schema.keys_table} ADD CONSTRAINT no_poison CHECK key != 'poison'"
+        )
+        rows = rows_of([(("poison",), month_start(2024, m), 1.0) for m in (1, 2)])
+        with pytest.raises(PartlyInserted) as info:
+            await sink.insert(rows, "keyreject:0:0-1")
+        assert sink.classify(info.value) == "data"
+        assert info.value.landed == {202401, 202402}
+        assert len(sink.exclude(rows, info.value.landed)) == 0
+        assert await scalar(sink, "SELECT sum(value) FROM keyreject.rollups") == 3 * 2
     finally:
         await sink.close()
 

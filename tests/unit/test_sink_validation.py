@@ -12,7 +12,7 @@ from clickhouse_connect.driver.exceptions import (
 )
 
 from tally.aggregator.fold import FoldRows, PartitionFold
-from tally.aggregator.insert_plan import PartitionEstimator, plan_inserts
+from tally.aggregator.insert_plan import PartitionEstimator, plan_inserts, rows_outside, utc_month
 from tally.aggregator.metrics import AggregatorMetrics
 from tally.aggregator.settings import from_args
 from tally.aggregator.sink import ttl_of_engine
@@ -303,3 +303,20 @@ def test_block_settings_pin_what_shapes_blocks():
         "max_partitions_per_insert_block",
     ):
         assert name in BLOCK_SETTINGS
+
+
+def test_rows_outside_landed_months_are_exactly_the_pieces_that_did_not_land():
+    schema = RollupSchema()
+    rows = FoldRows([], [], [], [])
+    rng = random.Random(5)
+    for _ in range(400):
+        rows.keys.append(("k",))
+        rows.minute.append(1_700_000_000 + 60 * rng.randrange(0, 400 * 1440))  # ~13 months
+        rows.paths.append(("count",))
+        rows.values.append([1.0])
+    pieces = plan_inserts(rows, "t", schema, limit=3)
+    assert len(pieces) > 3
+    landed = frozenset(utc_month(m) for p in pieces[:2] for m in p.rows.minute)
+    rest = rows_outside(rows, landed)
+    assert sorted(rest.minute) == sorted(m for p in pieces[2:] for m in p.rows.minute)
+    assert rows_outside(rows, frozenset()) is rows
