@@ -39,12 +39,12 @@ from tally.clickhouse.ddl import run_ddl
 from tally.clickhouse.failover import Replicas
 from tally.clickhouse.insert_settings import pinned_settings
 from tally.clickhouse.settings import ClickHouseSettings
-from tally.clickhouse.sink_base import ReplicaSink
+from tally.clickhouse.sink_base import PartlyInserted, ReplicaSink
 from tally.schemas.ddl import TABLE, RollupSchema
 from tally.schemas.ddl_keys import RETIRED_VIEWS
 
 if TYPE_CHECKING:
-    from tally.engine.protocols import ErrorKind
+    pass
 
 log = logging.getLogger("tally.aggregator.sink")
 
@@ -62,22 +62,6 @@ COLUMN_TYPES = {
     "vmax": "Nullable(Float64)",
     "last": "Tuple(Int64, Float64)",
 }
-
-
-class PartlyInserted(Exception):
-    """ClickHouse rejected piece ``failed`` of an insert after the pieces before it landed
-    (``failed`` = the number of pieces: the key index, written after every piece landed).
-
-    ``landed`` holds those pieces' UTC months (of ``minute``): the rows of the same records in
-    those months are in ClickHouse already, so a re-read part of the range must leave them out
-    (``RollupSink.exclude``) when it is inserted under a token of its own.
-    """
-
-    def __init__(self, error: BaseException, failed: int, landed: frozenset[int]) -> None:
-        super().__init__(f"piece {failed} rejected after {len(landed)} months landed: {error}")
-        self.error = error
-        self.failed = failed
-        self.landed = landed
 
 
 class RollupSink(ReplicaSink):
@@ -235,17 +219,6 @@ class RollupSink(ReplicaSink):
     def exclude(self, rows: FoldRows, landed: frozenset[int]) -> FoldRows:
         """``rows`` without those a :class:`PartlyInserted` insert landed (its ``landed``)."""
         return rows_outside(rows, landed)
-
-    def classify(self, exc: BaseException) -> ErrorKind:
-        """``classify_error`` (of the rejection inside a :class:`PartlyInserted`)."""
-        return super().classify(exc.error if isinstance(exc, PartlyInserted) else exc)
-
-    def rejection(self, exc: BaseException) -> str:
-        """What identifies a rejection across attempts: the error's type and ClickHouse code,
-        and the piece that failed (the engine isolates only a repeated, identical one)."""
-        if isinstance(exc, PartlyInserted):
-            return f"{super().rejection(exc.error)}@{exc.failed}"
-        return super().rejection(exc)
 
     async def insert_key_index(self, index: KeyIndexRows, token: str) -> None:
         """Write ``index`` (under ``token/keys``, ``token/paths``); remembered once acknowledged."""

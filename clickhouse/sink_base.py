@@ -1,8 +1,10 @@
 """What the rollup and trace sinks share: one connection to the first replica that answers,
-the error classification, close, and DDL applied through a short-lived sink."""
+the error classification (of a partial insert's rejection too), close, and DDL applied through
+a short-lived sink."""
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import TYPE_CHECKING, Protocol
 
 from clickhouse_connect.driver.asyncclient import AsyncClient
@@ -12,6 +14,22 @@ from tally.clickhouse.failover import Replicas
 
 if TYPE_CHECKING:
     from tally.engine.protocols import ErrorKind
+
+
+class PartlyInserted(Exception):
+    """ClickHouse rejected step ``failed`` of a sink's insert after the steps before it landed.
+
+    ``landed`` names what those steps wrote (the rollup sink: UTC months of ``minute``; the
+    trace sink: tables). Those rows of the same records are in ClickHouse under the rejected
+    insert's token, so a re-read part of the range must leave them out (the sink's
+    ``exclude(rows, landed)``) when it is inserted under a token of its own.
+    """
+
+    def __init__(self, error: BaseException, failed: Hashable, landed: frozenset) -> None:
+        super().__init__(f"step {failed} rejected after {len(landed)} landed: {error}")
+        self.error = error
+        self.failed = failed
+        self.landed = landed
 
 
 class ReplicaSink:
@@ -24,12 +42,15 @@ class ReplicaSink:
         await self.replicas.connect()
 
     def classify(self, exc: BaseException) -> ErrorKind:
-        """``classify_error``: whether retrying this write can succeed."""
-        return classify_error(exc)
+        """``classify_error`` (of the rejection inside a :class:`PartlyInserted`): whether
+        retrying this write can succeed."""
+        return classify_error(exc.error if isinstance(exc, PartlyInserted) else exc)
 
     def rejection(self, exc: BaseException) -> str:
         """What makes two rejections the same (the engine isolates only a repeated one): the
-        error's type and ClickHouse code."""
+        error's type and ClickHouse code, and the step that failed."""
+        if isinstance(exc, PartlyInserted):
+            return f"{self.rejection(exc.error)}@{exc.failed}"
         return f"{type(exc).__name__}:{error_code(exc)}"
 
     async def close(self) -> None:

@@ -10,7 +10,7 @@ Isolating is only exact if the rejected insert left nothing behind, since its pa
 inserted under new tokens that cannot dedup against it. So: (1) only a deterministic
 rejection is isolated (repeated identically: a one-off or misclassified error during an
 outage is retried under the same token instead); (2) a sink whose insert lands in pieces
-reports what landed before the rejected piece (``PartlyInserted.landed`` of the rollup sink)
+reports what landed before the rejected step (``clickhouse.sink_base.PartlyInserted.landed``)
 and can ``exclude`` those rows; every part of the range leaves them out, and a part's own
 partial landing is added for its halves. What ClickHouse keeps of one rejected statement (a
 view that throws after another view wrote) cannot be known and stays a documented limit.

@@ -1,6 +1,13 @@
-"""Inserts trace rows into ClickHouse, each table under the flush's dedup token."""
+"""Inserts trace rows into ClickHouse, each table under the flush's dedup token.
+
+A table rejected for its content after an earlier table of the same flush landed raises
+``PartlyInserted`` naming the landed tables; the engine's isolation then inserts the re-read
+parts of the range without them (``exclude``), so no table is written twice.
+"""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from clickhouse_connect.driver.asyncclient import AsyncClient
 
@@ -8,7 +15,7 @@ from tally.clickhouse.ddl import run_ddl
 from tally.clickhouse.failover import Replicas
 from tally.clickhouse.insert_settings import pinned_settings
 from tally.clickhouse.settings import ClickHouseSettings
-from tally.clickhouse.sink_base import ReplicaSink
+from tally.clickhouse.sink_base import PartlyInserted, ReplicaSink
 from tally.traces.ddl import EXECUTIONS, JOB_LOG, LINES, TraceSchema
 from tally.traces.fold import EXECUTION_COLUMNS, JOB_LOG_COLUMNS, LINE_COLUMNS, TraceRows
 
@@ -37,14 +44,18 @@ class TraceSink(ReplicaSink):
         """Insert synchronously (durable on return); a replay with ``token`` inserts nothing.
 
         Each table gets ``<token>/<table>``; a retry after a partial failure re-inserts every
-        table and ClickHouse drops the ones it already has.
+        table and ClickHouse drops the ones it already has. A data rejection after a table
+        landed raises :class:`PartlyInserted` with the landed tables.
         """
+        landed: list[str] = []
         for table, columns, data in (
             (EXECUTIONS, EXECUTION_COLUMNS, rows.executions),
             (LINES, LINE_COLUMNS, rows.lines),
             (JOB_LOG, JOB_LOG_COLUMNS, rows.job_log),
         ):
-            if data:
+            if not data:
+                continue
+            try:
                 await self.replicas.call(
                     lambda client, table=table, columns=columns, data=data: client.insert(
                         self.schema.table(table),
@@ -53,3 +64,17 @@ class TraceSink(ReplicaSink):
                         settings=self.insert_settings(client, f"{token}/{table}"),
                     )
                 )
+            except Exception as exc:
+                if landed and self.classify(exc) == "data":
+                    raise PartlyInserted(exc, table, frozenset(landed)) from exc
+                raise
+            landed.append(table)
+
+    def exclude(self, rows: TraceRows, landed: frozenset[str]) -> TraceRows:
+        """``rows`` without the tables a :class:`PartlyInserted` insert landed."""
+        return replace(
+            rows,
+            executions=[] if EXECUTIONS in landed else rows.executions,
+            lines=[] if LINES in landed else rows.lines,
+            job_log=[] if JOB_LOG in landed else rows.job_log,
+        )

@@ -12,10 +12,11 @@ from collections.abc import Iterator
 import pytest
 
 from tally.aggregator.fold import FoldRows
-from tally.aggregator.sink import PartlyInserted, RollupSink
+from tally.aggregator.sink import RollupSink
 from tally.clickhouse.errors import classify_error
 from tally.clickhouse.insert_settings import BLOCK_SETTINGS
 from tally.clickhouse.settings import ClickHouseSettings
+from tally.clickhouse.sink_base import PartlyInserted
 from tally.embedded.clickhouse.process import EmbeddedClickHouse, start_clickhouse
 from tally.schemas.ddl import RollupSchema
 
