@@ -22,6 +22,7 @@ from tally.engine.pacing import PacingRule
 log = logging.getLogger("tally.aggregator")  # the name operators' log queries select
 
 STRETCHED = 1.05  # an interval this much above the configured one counts as paced (logged)
+QUIET_S = 60.0  # pacing switching on and off logs at most this often (parts pressure always)
 
 
 class FlushPacer:
@@ -40,7 +41,8 @@ class FlushPacer:
         self.interval = rule.flush_interval_s
         self.next_slot = clock() + rule.flush_interval_s
         self.flushed_at: dict[TopicPartition, float] = {}
-        self.paced = False
+        self.cause: str | None = None  # why the interval is stretched, if it is
+        self.logged_at = -math.inf
         metrics.flush_interval.set(self.interval)
 
     def restart(self) -> None:
@@ -75,28 +77,39 @@ class FlushPacer:
         m.merges_running.set(pressure.merges)
 
     def _update(self, flushing: int) -> None:
-        """The effective interval for ``flushing`` partitions; log when pacing starts or ends."""
+        """The effective interval for ``flushing`` partitions; log when pacing starts, ends or
+        changes cause (the insert ceiling, then parts pressure)."""
         rule, pressure = self.rule, self.pressure
         self.interval = rule.interval(flushing, pressure)
         self.metrics.flush_interval.set(round(self.interval, 3))
-        paced = self.interval > rule.flush_interval_s * STRETCHED
-        if paced == self.paced:
+        cause = None
+        if self.interval > rule.flush_interval_s * STRETCHED:
+            by_parts = self.interval > rule.budget_interval(flushing) * STRETCHED
+            cause = "parts pressure" if by_parts else "insert ceiling"
+        if cause == self.cause:
             return
-        self.paced = paced
-        if not paced:
+        self.cause = cause
+        now = self.clock()
+        if cause != "parts pressure" and now - self.logged_at < QUIET_S:
+            return  # a partition count hovering at the ceiling: the gauge shows it
+        self.logged_at = now
+        if cause is None:
             log.info("flush pacing off: interval back to %.1f s", self.interval)
             return
-        budget = rule.budget_interval(flushing)
+        seen = (
+            ""
+            if pressure is None
+            else f"; fullest partition {pressure.max_active_parts} of"
+            f" {pressure.parts_to_delay_insert} parts, {pressure.merges} merges"
+        )
         log.info(
-            "flush pacing on: interval %.1f s instead of %.1f s (%d partitions to flush,"
+            "flush pacing on (%s): interval %.1f s instead of %.1f s (%d partitions to flush,"
             " ceiling %.2f inserts/s%s)",
+            cause,
             self.interval,
             rule.flush_interval_s,
             flushing,
             rule.max_inserts_per_s,
-            ""
-            if pressure is None or self.interval <= budget
-            else f"; fullest partition {pressure.max_active_parts} of"
-            f" {pressure.parts_to_delay_insert} parts, {pressure.merges} merges",
+            seen,
             extra={"interval_s": round(self.interval, 3), "partitions": flushing},
         )
