@@ -2,7 +2,9 @@
 
 Every ``spacing`` seconds (``PacingRule.spacing``) the partition with data that flushed longest
 ago flushes, so each one flushes about once per interval and this process's inserts are spread
-over it rather than made all at once. With nothing to insert, an empty flush still runs once per
+over it rather than made all at once. Turns that came due during a slow insert are taken
+together (at most one round), so a slow ClickHouse gets concurrent inserts as before, never
+more of them than the ceiling allows. With nothing to insert, an empty flush still runs once per
 configured interval (it refreshes the lag gauges).
 """
 
@@ -58,9 +60,16 @@ class FlushPacer:
         if not candidates:
             self.next_slot = now + self.rule.flush_interval_s
             return []
-        turn = min(candidates, key=lambda tp: self.flushed_at.get(tp, -math.inf))
-        self.next_slot = now + self.rule.spacing(len(candidates), self.pressure)
-        return [turn]
+        # A token bucket of turns, one per ``spacing``, banking at most one round (``n``): when
+        # inserts take longer than the spacing (a busy ClickHouse), the turns that came due
+        # meanwhile flush together, concurrently, and the rate stays under the ceiling.
+        n = len(candidates)
+        spacing = self.rule.spacing(n, self.pressure)
+        self.next_slot = max(self.next_slot, now - (n - 1) * spacing)
+        turns = min(n, 1 + int((now - self.next_slot) / spacing))
+        self.next_slot += turns * spacing
+        oldest = sorted(candidates, key=lambda tp: self.flushed_at.get(tp, -math.inf))
+        return oldest[:turns]
 
     def flushed(self, tps: Sequence[TopicPartition]) -> None:
         """Record a flush of ``tps`` (paced, forced by a bound, or on revoke)."""

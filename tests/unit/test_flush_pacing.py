@@ -87,6 +87,26 @@ def test_pacer_staggers_turns_oldest_first_and_stays_under_the_ceiling():
     assert pacer.interval == 4.0
 
 
+def test_pacer_takes_the_turns_that_came_due_during_a_slow_insert_together():
+    clock = Clock()
+    pacer = FlushPacer(RULE, EngineMetrics(), clock)  # 8 partitions: one turn every 0.5 s
+    owned = tps(8)
+    sizes, flushes = [], 0
+    start = clock.now
+    for _ in range(4000):
+        clock.now += 0.01
+        due = pacer.due(owned)
+        if due:
+            pacer.flushed(due)
+            sizes.append(len(due))
+            flushes += len(due)
+            clock.now += 1.6  # each flush takes 1.6 s: three turns come due meanwhile
+    rate = flushes / (clock.now - start)
+    assert max(sizes) > 1  # concurrent again, as the unpaced engine flushed
+    assert max(sizes) <= 8  # never more than one round at once
+    assert rate <= 2.0 * 1.05  # still under the ceiling
+
+
 def test_pacer_keeps_every_partition_at_the_configured_interval_when_under_the_ceiling():
     clock = Clock()
     pacer = FlushPacer(RULE, EngineMetrics(), clock)
