@@ -15,7 +15,7 @@ from tally.clickhouse.settings import (
     clickhouse_from,
     dedup_window,
 )
-from tally.engine.settings import CONSUMER, PROCESS, ConsumerSettings
+from tally.engine.settings import CONSUMER, PACING, PROCESS, ConsumerSettings
 from tally.kafka.settings import BOOTSTRAP, SECURITY, TOPIC, dead_letter_topic, security_from
 from tally.schemas.ddl import DEFAULT_TTL_DAYS, RollupSchema
 from tally.schemas.limits import Limits
@@ -106,6 +106,7 @@ ROLLUPS = SettingsTable(
 SETTINGS = (
     SettingsTable((BOOTSTRAP, TOPIC))
     + CONSUMER
+    + PACING
     + SECURITY
     + CONNECTION
     + SettingsTable((DATABASE,))
@@ -143,6 +144,9 @@ def from_values(values: Mapping[str, Any]) -> AggregatorSettings:
         schema=schema,
         limits=Limits(max_past_seconds=values["max_event_age_s"], ttl_seconds=ttl_seconds),
         flush_interval_s=values["flush_interval"],
+        max_inserts_per_s=max(0.0, values["max_inserts_per_s"]),
+        max_flush_interval_s=values["max_flush_interval"],
+        parts_check_interval_s=max(0.0, values["parts_check_interval"]),
         group_flush=values["group_flush"],
         flush_rows=values["flush_rows"],
         session_timeout_ms=values["session_timeout_ms"],

@@ -38,15 +38,18 @@ from tally.aggregator.rows import FoldRows, concat_rows
 from tally.clickhouse.ddl import run_ddl
 from tally.clickhouse.failover import Replicas
 from tally.clickhouse.insert_settings import pinned_settings
+from tally.clickhouse.parts_pressure import PartsPressure, read_pressure
 from tally.clickhouse.settings import ClickHouseSettings
 from tally.clickhouse.sink_base import PartlyInserted, ReplicaSink
 from tally.schemas.ddl import TABLE, RollupSchema
-from tally.schemas.ddl_keys import RETIRED_VIEWS
+from tally.schemas.ddl_keys import KEYS_TABLE, PATHS_TABLE, RETIRED_VIEWS
 
 if TYPE_CHECKING:
     pass
 
 log = logging.getLogger("tally.aggregator.sink")
+
+WRITTEN_TABLES = (TABLE, KEYS_TABLE, PATHS_TABLE)  # new parts on every flush
 
 COLUMN_TYPES = {
     "keys": "Array(String)",
@@ -233,6 +236,11 @@ class RollupSink(ReplicaSink):
                 self.schema.paths_table, paths, PATH_COLUMNS, PATH_TYPES, f"{token}/paths"
             )
         self.written_keys.remember(index)
+
+    async def parts_pressure(self) -> PartsPressure:
+        """Active parts in the fullest partition of the tables every flush writes, merges in
+        flight, and their ``parts_to_delay_insert`` (the engine's flush pacing reads it)."""
+        return await read_pressure(self.client(), self.schema.database, WRITTEN_TABLES)
 
     def combine(self, parts: Sequence[FoldRows]) -> FoldRows:
         """Several partitions' rows as one insert (the engine's combined flush)."""

@@ -118,10 +118,10 @@ class Flusher:
         letters = self.clients.dead_letters
         self.budget.recount(self.partitions.states.values(), letters.nbytes if letters else 0)
 
-    def due(self) -> bool:
-        """True when the interval is over or a bound is reached."""
+    def due(self) -> list[TopicPartition] | None:
+        """The partitions due for a flush (a bound, the pacer's turn, the interval), or None."""
         self.recount()
-        return self.budget.due()
+        return self.budget.due(self.partitions.states)
 
     async def flush(self, tps: list[TopicPartition]) -> None:
         """Make the folded ranges of ``tps`` durable in ClickHouse, then commit them.
@@ -129,7 +129,7 @@ class Flusher:
         After one intent commit, each partition inserts and commits on its own: a partition
         whose insert is retried or isolated never holds back another one's commit.
         """
-        self.budget.restart_interval()
+        self.budget.flushing(tps)
         owned = self.partitions.states
         states = [owned[tp] for tp in tps if tp in owned and owned[tp].flushable()]
         if not states:

@@ -25,7 +25,10 @@ from tally.engine.group_flush import GroupFlush
 from tally.engine.isolator import Isolator
 from tally.engine.metrics import EngineMetrics
 from tally.engine.offsets import StartRefused, check_initial_offset, process_started_at
+from tally.engine.pacer import FlushPacer
+from tally.engine.pacing import pacing_rule
 from tally.engine.partitions import Partitions, RebalanceListener
+from tally.engine.pressure_watch import PressureWatch
 from tally.engine.protocols import EngineSettings, FoldFactory, Rejected, Rows, Sink
 from tally.engine.replay import GroupReplayer
 from tally.engine.stopping import StopGate, Stopping
@@ -63,7 +66,16 @@ class Engine(Generic[Rows]):
             inserter.insert_rows,
             getattr(sink, "exclude", None),  # optional: leave out what a rejection landed
         )
-        self.budget = FlushBudget(settings, metrics)
+        # Combined flushes keep their one insert per interval; otherwise each partition flushes
+        # on its own turn, paced under the insert ceiling and the parts pressure.
+        pacer = None if settings.group_flush else FlushPacer(pacing_rule(settings), metrics)
+        self.budget = FlushBudget(settings, metrics, pacer)
+        read_pressure = getattr(sink, "parts_pressure", None)
+        self.watch = (
+            PressureWatch(read_pressure, pacer, settings.parts_check_interval_s)
+            if pacer is not None
+            else None
+        )
         # Combined flushes need a sink that can concatenate rows (an optional ability); a
         # sink that can also replays pending groups when combined flushes are turned off.
         combine = getattr(sink, "combine", None)
@@ -108,8 +120,11 @@ class Engine(Generic[Rows]):
                     for tp, records in batches.items():
                         self.partitions.fetched(tp, records[-1].timestamp)
                         await self._consume(tp, records)
-                    if flusher.due():
-                        await flusher.flush(list(self.partitions.states))
+                    if self.watch is not None:
+                        await self.watch.poll()
+                    due = flusher.due()
+                    if due is not None:
+                        await flusher.flush(due)
         except Stopping:
             log.warning("stopped while retrying; unfinished ranges will be replayed")
         finally:

@@ -80,6 +80,25 @@ class EngineMetrics:
             registry=r,
         )
         self.assigned = Gauge("tally_assigned_partitions", "Partitions owned", registry=r)
+        self.flush_interval = Gauge(
+            "tally_flush_interval_seconds",
+            "Effective seconds between two flushes of one partition (the configured interval,"
+            " stretched by the insert ceiling and parts pressure)",
+            registry=r,
+        )
+        self.parts_active_max = Gauge(
+            "tally_parts_active_max",
+            "Active parts in the fullest partition of the written tables (last reading)",
+            registry=r,
+        )
+        self.parts_pressure = Gauge(
+            "tally_parts_pressure",
+            "Active parts in the fullest partition over parts_to_delay_insert (1: inserts delayed)",
+            registry=r,
+        )
+        self.merges_running = Gauge(
+            "tally_merges_running", "Merges in flight on the written tables", registry=r
+        )
 
     def serve(self, port: int, host: str = "127.0.0.1") -> int:
         """Expose ``/metrics`` on ``host:port`` (port 0 picks a free one); returns the port.

@@ -61,6 +61,31 @@ CONSUMER = SettingsTable(
         ),
     )
 )  # fmt: skip
+# When a flush happens: the insert ceiling and parts pressure stretch ``flush_interval``
+# (``engine/pacing.py``); the aggregator has these, the trace writer keeps their defaults.
+PACING = SettingsTable(
+    (
+        Setting(
+            "max_inserts_per_s", float, 2.0, "--max-inserts-per-s", "TALLY_MAX_INSERTS_PER_S",
+            "ceiling on this process's partition flushes per second (one insert each, plus"
+            " key-index inserts for new keys): the flush interval stretches to stay under it and"
+            " partitions flush staggered; 0 means no ceiling (docs/capacity.md)",
+        ),
+        Setting(
+            "max_flush_interval", float, 30.0, "--max-flush-interval",
+            "TALLY_MAX_FLUSH_INTERVAL_S",
+            "longest the flush interval stretches (insert ceiling, parts pressure);"
+            " --flush-rows and --max-fold-mb still flush earlier",
+        ),
+        Setting(
+            "parts_check_interval", float, 10.0, "--parts-check-interval",
+            "TALLY_PARTS_CHECK_INTERVAL_S",
+            "seconds between reads of the written tables' active parts and merges"
+            " (system.parts, system.merges); the interval stretches as the fullest partition"
+            " nears parts_to_delay_insert; 0 disables",
+        ),
+    )
+)  # fmt: skip
 # How the process serves its metrics and whether it applies the DDL.
 PROCESS = SettingsTable(
     (
@@ -88,6 +113,9 @@ class ConsumerSettings:
     security: KafkaSecurity = field(default_factory=KafkaSecurity)
     clickhouse: ClickHouseSettings = field(default_factory=ClickHouseSettings)
     flush_interval_s: float = CONSUMER["flush_interval"].default
+    max_inserts_per_s: float = PACING["max_inserts_per_s"].default
+    max_flush_interval_s: float = PACING["max_flush_interval"].default
+    parts_check_interval_s: float = PACING["parts_check_interval"].default
     group_flush: bool = False  # one insert per flush for all owned partitions (group intents)
     flush_rows: int = CONSUMER["flush_rows"].default
     max_poll_records: int = 2_000
