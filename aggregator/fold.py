@@ -19,7 +19,10 @@ from typing import Any
 
 import msgspec
 
+import numpy as np
+
 from tally.aggregator.checks import FoldChecks, ProblemMemo
+from tally.aggregator.column_state import ColumnState, absorb
 from tally.aggregator.columns import read_columns
 from tally.aggregator.fold_bytes import (
     DIST_BUCKET_BYTES,
@@ -72,9 +75,18 @@ class PartitionFold(FoldChecks):
         self.gacc: dict[tuple[int, int, str], list] = {}
         # What each path is in this fold (summed, distribution, gauge): a path is one kind.
         self.path_kinds: dict[str, int] = {}
+        # What version-3 records folded, as arrays (``vfold``, ``column_state``).
+        self.cols = ColumnState()
+        self._widths = np.zeros(0, np.int64)
 
     def __len__(self) -> int:
-        return len(self.acc) + len(self.dacc) + len(self.gacc)
+        return len(self.acc) + len(self.dacc) + len(self.gacc) + self.cols.entries()
+
+    def shape_widths(self) -> np.ndarray:
+        """The number of paths of each fold-wide shape, by shape id."""
+        if len(self._widths) != len(self.shape_list):
+            self._widths = np.fromiter(map(len, self.shape_list), np.int64, len(self.shape_list))
+        return self._widths
 
     def clear(self) -> None:
         """Forget everything folded (after a flush)."""
@@ -88,6 +100,7 @@ class PartitionFold(FoldChecks):
         self.dacc = {}
         self.gacc = {}
         self.path_kinds = {}
+        self.cols = ColumnState()
 
     def intern(self, names: tuple[str, ...], is_keys: bool) -> int:
         """The fold-wide id of a keyset/shape used by a folded event (interned on first use)."""
@@ -315,8 +328,14 @@ class PartitionFold(FoldChecks):
             )
 
     def rows(self) -> FoldRows:
-        """The sums as rows for ``rollups_input`` (``rows.to_rows``)."""
-        return to_rows(self.keyset_list, self.shape_list, self.acc, self.dacc, self.gacc)
+        """The sums as rows for ``rollups_input``: ``rows.to_rows`` of what was folded event
+        by event, or the column state's rows (holding what the events folded too, if any)."""
+        if not self.cols:
+            return to_rows(self.keyset_list, self.shape_list, self.acc, self.dacc, self.gacc)
+        if self.acc or self.dacc or self.gacc:  # version-2 and version-3 records in one fold
+            absorb(self.cols, self.acc, self.dacc, self.gacc, self.shape_widths())
+            self.acc, self.dacc, self.gacc = {}, {}, {}
+        return self.cols.rows(self.keyset_list, self.shape_list, self.shape_widths())
 
 
 def _fast_ok(values: list, cap: float) -> bool:

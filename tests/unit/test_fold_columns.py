@@ -1,5 +1,6 @@
 """The column fold (wire v3) against the event-by-event fold (wire v2): the same rows, the
-same rejections, the same memory estimate, for random events valid and invalid."""
+same rejections and counts, for random events valid and invalid, mixed versions in one fold
+and any reduce batch size; the column state's memory is its arrays."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tally.aggregator import fold as fold_module
+from tally.aggregator import vfold
 from tally.aggregator.fold import PartitionFold
 from tally.aggregator.rows import FoldRows
 from tally.ingest.kinds import Dist
@@ -90,10 +92,43 @@ def fold_all(records: list[list[tuple]], versions: list[int]) -> tuple[Partition
     return fold, rejected
 
 
-def plain(rows: FoldRows) -> dict[str, list]:
-    out = {name: getattr(rows, name) for name in rows.column_names()}
-    out["values"] = [[float(v) for v in values] for values in rows.values]
+def canonical(rows: FoldRows) -> dict[tuple, tuple]:
+    """Rows by (keys, minute, paths, kind, path): a fold's rows are a set (their order is
+    deterministic per fold but differs between the event state and the column state)."""
+    n = len(rows)
+    kinds = rows.has_kinds
+    out = {}
+    for i in range(n):
+        key = (rows.keys[i], rows.minute[i], rows.paths[i])
+        key += (rows.kind[i], rows.path[i]) if kinds else (0, "")
+        rest = (
+            (rows.sketch_keys[i], rows.sketch_counts[i], rows.stats[i], rows.vmin[i],
+             rows.vmax[i], rows.last[i])
+            if kinds else ()
+        )  # fmt: skip
+        assert key not in out, f"two rows for {key}"
+        out[key] = ([float(v) for v in rows.values[i]], *rest)
     return out
+
+
+def close(a, b) -> bool:
+    """Equal, numbers exactly when integral (the 2**53 rule), else to float rounding."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(close(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        if float(a).is_integer() and float(b).is_integer():
+            return a == b
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-6)
+    return a == b
+
+
+def same_rows(*folds: FoldRows) -> bool:
+    first = canonical(folds[0])
+    for other in map(canonical, folds[1:]):
+        assert first.keys() == other.keys()
+        for key, row in first.items():
+            assert close(row, other[key]), (key, row, other[key])
+    return True
 
 
 @settings(max_examples=300, deadline=None)
@@ -102,14 +137,20 @@ def test_columns_fold_to_the_same_rows_as_events(records, data):
     versions = data.draw(
         st.lists(st.sampled_from([2, 3]), min_size=len(records), max_size=len(records))
     )
+    pending = data.draw(st.sampled_from([1, 5, vfold.PENDING_ROWS]))  # reduce often or not
     by_events, rejected_2 = fold_all(records, [2] * len(records))
-    by_columns, rejected_3 = fold_all(records, [3] * len(records))
-    mixed, rejected_m = fold_all(records, versions)
+    saved, vfold.PENDING_ROWS = vfold.PENDING_ROWS, pending
+    try:
+        by_columns, rejected_3 = fold_all(records, [3] * len(records))
+        mixed, rejected_m = fold_all(records, versions)
+    finally:
+        vfold.PENDING_ROWS = saved
     assert rejected_3 == rejected_2 == rejected_m
     assert by_columns.events == by_events.events == mixed.events
-    assert by_columns.nbytes == by_events.nbytes == mixed.nbytes
     assert by_columns.expired == by_events.expired
-    assert plain(by_columns.rows()) == plain(by_events.rows()) == plain(mixed.rows())
+    assert by_columns.nbytes >= by_columns.cols.nbytes
+    assert same_rows(by_events.rows(), by_columns.rows(), mixed.rows())
+    assert len(by_columns.rows()) <= len(by_columns)  # ``len`` bounds the rows a flush makes
 
 
 def test_valid_records_take_the_column_path(monkeypatch):
@@ -130,11 +171,37 @@ def test_valid_records_take_the_column_path(monkeypatch):
     ]
     fold, rejected = fold_all([record, record], [3, 3])
     assert rejected == [] and calls == [] and fold.events == 100
-    assert fold.dacc[(0, NOW - NOW % 60, "lat")][0] == sum(
+    assert not fold.acc and not fold.dacc and not fold.gacc and fold.cols.nbytes > 0
+    rows = canonical(fold.rows())
+    assert rows[(("k", "t::1"), NOW - NOW % 60, (), 1, "lat")][3][0] == sum(
         1 for r in record * 2 if r[0] >= NOW - NOW % 60
     )
-    assert len(fold.rows()) == len(fold_all([record, record], [2, 2])[0].rows())
+    assert same_rows(fold.rows(), fold_all([record, record], [2, 2])[0].rows())
     assert fold_module.PartitionFold is PartitionFold
+
+
+def test_integer_sums_are_exact_below_2_to_the_53():
+    big = 2**52 - 1  # partial sums stay below 2**53 only pairwise: each row holds two
+    record = [(NOW, ("k",), ("x", "y"), [big if i % 2 else 1, i], ([], [])) for i in range(2)]
+    by_events = fold_all([record], [2])[0].rows()
+    by_columns = fold_all([record], [3])[0].rows()
+    assert by_columns.values == [[big + 1.0, 1.0]] and by_events.values == [[big + 1, 1]]
+    many = [(NOW - i % 120, ("k",), ("x",), [2**40 + i], ([], [])) for i in range(5_000)]
+    want = canonical(fold_all([many] * 3, [2] * 3)[0].rows())
+    assert canonical(fold_all([many] * 3, [3] * 3)[0].rows()) == want
+
+
+def test_the_column_state_is_bounded_by_its_arrays():
+    record = [(NOW - i % 600, ("k", f"p::{i % 50}"), ("x", "y"), [i, 1], ([], [])) for i in
+              range(2_000)]  # fmt: skip
+    fold = fold_all([record] * 5, [3] * 5)[0]
+    held = fold.cols.nbytes
+    assert held >= 5 * 2_000 * 2 * 32  # (keyset, minute, column, value) per value
+    fold.cols.reduce(fold.shape_widths())  # one row per (keyset, minute, path)
+    groups = len(fold_all([record] * 5, [2] * 5)[0].rows())
+    assert fold.cols.nbytes < held / 4 and len(fold) == len(fold.rows()) == groups
+    fold.clear()
+    assert fold.cols.nbytes == 0 and len(fold) == 0
 
 
 def v3_fields(record: list[tuple]) -> list:
