@@ -2,16 +2,16 @@
 
 A screened record (``vfold``) appends a few arrays per kind and nothing per event or group:
 
-- sums: one row per value (fold-wide keyset id, minute, value column, value), where a value
-  column is a fold-wide shape's base plus the value's position in its shape, so a
-  (keyset, minute, shape) group is a run of consecutive columns;
+- sums: one row per event with values (fold-wide keyset id, minute, fold-wide shape id, where
+  its values start) and the values themselves, one flat float64 array;
 - distributions: one row per distribution (keyset, minute, path id, count, sum, square, min,
   max) and one per sketch bucket (keyset, minute, path id, key, count);
 - gauges: one row per reading (keyset, minute, path id, at_ms, value, min, max).
 
 When the pending rows reach ``PENDING_ROWS``, and in ``rows()``, each kind is reduced: rows are
 sorted by their group key (one int64 composite key when the ids fit 63 bits, else
-``lexsort``) and summed with ``np.add.reduceat`` (min/max with ``minimum``/``maximum``;
+``lexsort``) and summed with ``np.add.reduceat`` (summed values: per shape, as an events x
+paths matrix along its first axis; min/max with ``minimum``/``maximum``;
 gauges keep the last reading by ``(at_ms, value)``), so what is held shrinks to one row per
 group. Python objects are made only in ``rows()``, one per output row. Sums are float64
 added in sort order: they equal the event fold's exactly while values and partial sums are
@@ -66,6 +66,64 @@ class Table:
         return len(self.reduced[0]) if self.reduced else 0
 
 
+@dataclass(slots=True)
+class SumTable:
+    """Summed values: one row per event (pending) or per group (reduced), as ``(keyset,
+    minute, shape, start)`` columns and one flat array of values (a row's are
+    ``values[start : start + width of its shape]``)."""
+
+    reduced: Arrays = ()
+    pending: list[Arrays] = field(default_factory=list)
+    pending_rows: int = 0
+    groups: int = 0
+    nbytes: int = 0
+
+    def append(self, columns: Arrays) -> None:
+        self.pending.append(columns)
+        self.pending_rows += len(columns[0])
+        self.nbytes += sum(c.nbytes for c in columns)
+
+    def gather(self) -> Arrays:
+        parts = ([self.reduced] if self.reduced else []) + self.pending
+        if len(parts) == 1:
+            return parts[0]
+        shift = np.cumsum([0] + [len(p[4]) for p in parts[:-1]])
+        return (
+            np.concatenate([p[0] for p in parts]),
+            np.concatenate([p[1] for p in parts]),
+            np.concatenate([p[2] for p in parts]),
+            np.concatenate([p[3] + d for p, d in zip(parts, shift.tolist(), strict=True)]),
+            np.concatenate([p[4] for p in parts]),
+        )
+
+    def replace(self, reduced: Arrays) -> None:
+        self.reduced, self.pending, self.pending_rows = reduced, [], 0
+        self.groups = len(reduced[0])
+        self.nbytes = sum(c.nbytes for c in reduced)
+
+    def reduce(self, shape_widths: np.ndarray) -> None:
+        """One row per (keyset, minute, shape), sorted by shape, keyset and minute."""
+        ks, minute, shape, start, values = self.gather()
+        order, starts = sort_groups((shape, ks, _minute_index(minute)))
+        first = order[starts]
+        g_shape = shape[first]
+        g_width = shape_widths[g_shape]
+        event_start = start[order]
+        groups, events = len(starts), len(order)
+        blocks = np.flatnonzero(np.concatenate(([True], g_shape[1:] != g_shape[:-1])))
+        bounds = [*blocks.tolist(), groups]
+        group_at = [*starts.tolist(), events]
+        sums = []
+        for a, b in pairwise(bounds):  # one shape (one width) at a time
+            w = int(g_width[a])
+            e0, e1 = group_at[a], group_at[b]
+            block = values[event_start[e0:e1, None] + np.arange(w)]  # events x paths
+            sums.append(np.add.reduceat(block, starts[a:b] - e0, axis=0).ravel())
+        new_start = np.zeros(groups, np.int64)
+        np.cumsum(g_width[:-1], out=new_start[1:])
+        self.replace((ks[first], minute[first], g_shape, new_start, np.concatenate(sums)))
+
+
 def sort_groups(keys: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """The order that sorts rows by ``keys`` (non-negative ints, most significant first) and
     where each distinct key starts in that order."""
@@ -98,7 +156,7 @@ class ColumnState:
     """Sums, distributions and gauges of the column fold (see the module docstring)."""
 
     def __init__(self) -> None:
-        self.sums = Table(4)  # ks, minute, column, value
+        self.sums = SumTable()  # ks, minute, shape, start; values
         self.dists = Table(8)  # ks, minute, path, count, sum, square, min, max
         self.buckets = Table(5)  # ks, minute, path, key, count
         self.gauges = Table(7)  # ks, minute, path, at_ms, value, min, max
@@ -106,7 +164,7 @@ class ColumnState:
         self.path_list: list[str] = []
 
     @property
-    def tables(self) -> tuple[Table, Table, Table, Table]:
+    def tables(self) -> tuple[SumTable, Table, Table, Table]:
         return self.sums, self.dists, self.buckets, self.gauges
 
     @property
@@ -136,20 +194,13 @@ class ColumnState:
     def reduce(self, shape_widths: np.ndarray) -> None:
         """One row per group in every table (``shape_widths``: each fold-wide shape's width)."""
         if self.sums.pending:
-            self._reduce_sums(shape_widths)
+            self.sums.reduce(shape_widths)
         if self.dists.pending:
             self._reduce_dists()
         if self.buckets.pending:
             self._reduce_buckets()
         if self.gauges.pending:
             self._reduce_gauges()
-
-    def _reduce_sums(self, shape_widths: np.ndarray) -> None:
-        ks, minute, column, value = self.sums.gather()
-        order, starts = sort_groups((ks, _minute_index(minute), column))
-        first = order[starts]
-        reduced = (ks[first], minute[first], column[first], np.add.reduceat(value[order], starts))
-        self.sums.replace(reduced, _sum_groups(reduced, shape_widths)[0].size)
 
     def _reduce_dists(self) -> None:
         ks, minute, path, count, total, square, low, high = self.dists.gather()
@@ -196,12 +247,11 @@ class ColumnState:
         self.reduce(shape_widths)
         out = FoldRows([], [], [], [])
         if self.sums.reduced:
-            starts, shape = _sum_groups(self.sums.reduced, shape_widths)
-            ks, minute, _, value = self.sums.reduced
+            ks, minute, shape, start, value = self.sums.reduced
             values = value.tolist()
-            bounds = [*starts.tolist(), len(values)]
-            out.keys = [keysets[k] for k in ks[starts].tolist()]
-            out.minute = minute[starts].tolist()
+            bounds = [*start.tolist(), len(values)]
+            out.keys = [keysets[k] for k in ks.tolist()]
+            out.minute = minute.tolist()
             out.paths = [shapes[s] for s in shape.tolist()]
             out.values = [values[a:b] for a, b in pairwise(bounds)]
         if not (self.dists.reduced or self.gauges.reduced):
@@ -260,46 +310,29 @@ class ColumnState:
         return out
 
 
-def _sum_groups(reduced: Arrays, shape_widths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Where each (keyset, minute, shape) group starts among reduced sum rows (sorted by
-    keyset, minute, column), and each group's shape."""
-    ks, minute, column, _ = reduced
-    shape_of = np.repeat(np.arange(len(shape_widths)), shape_widths)[column]
-    change = (ks[1:] != ks[:-1]) | (minute[1:] != minute[:-1]) | (shape_of[1:] != shape_of[:-1])
-    starts = np.flatnonzero(np.concatenate(([True], change))) if len(ks) else change
-    return starts, shape_of[starts]
-
-
 def absorb(
     state: ColumnState,
     acc: dict[tuple[int, int, int], list],
     dacc: dict[tuple[int, int, str], list],
     gacc: dict[tuple[int, int, str], list],
-    shape_widths: np.ndarray,
 ) -> None:
     """Append what the event-by-event fold holds (``PartitionFold.acc``, ``dacc``, ``gacc``)
     to ``state``, so a fold of version-2 and version-3 records has one set of rows. Python
     work per entry: it runs once per flush of such a fold."""
     if acc:
-        bases = np.zeros(len(shape_widths), np.int64)
-        np.cumsum(shape_widths[:-1], out=bases[1:])
-        base_l = bases.tolist()
-        ks: list[int] = []
-        minute: list[int] = []
-        column: list[int] = []
-        value: list[float] = []
-        for (k, m, sh), sums in acc.items():
-            w = len(sums)
-            ks += [k] * w
-            minute += [m] * w
-            column += range(base_l[sh], base_l[sh] + w)
-            value += sums
+        slots = list(acc)
+        widths = np.array([len(v) for v in acc.values()], np.int64)
+        start = np.zeros(len(slots), np.int64)
+        np.cumsum(widths[:-1], out=start[1:])
         state.sums.append(
             (
-                np.array(ks, np.int64), np.array(minute, np.int64),
-                np.array(column, np.int64), np.array(value, np.float64),
+                np.array([k for k, _, _ in slots], np.int64),
+                np.array([m for _, m, _ in slots], np.int64),
+                np.array([s for _, _, s in slots], np.int64),
+                start,
+                np.array([v for sums in acc.values() for v in sums], np.float64),
             )
-        )  # fmt: skip
+        )
     if dacc:
         slots = list(dacc)
         entries = list(dacc.values())
@@ -330,6 +363,9 @@ def absorb(
                 np.array([m for _, m, _ in slots], np.int64),
                 np.array([state.path_id(p) for _, _, p in slots], np.int64),
                 np.array([e[0][0] for e in entries], np.int64),
-                *(np.array(x, np.float64) for x in zip(*((e[0][1], e[1], e[2]) for e in entries))),
+                *(
+                    np.array(x, np.float64)
+                    for x in zip(*((e[0][1], e[1], e[2]) for e in entries), strict=True)
+                ),
             )
         )

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
-
 import numpy as np
 
 from tally.aggregator.checks import FoldChecks, ProblemMemo
@@ -333,7 +332,7 @@ class PartitionFold(FoldChecks):
         if not self.cols:
             return to_rows(self.keyset_list, self.shape_list, self.acc, self.dacc, self.gacc)
         if self.acc or self.dacc or self.gacc:  # version-2 and version-3 records in one fold
-            absorb(self.cols, self.acc, self.dacc, self.gacc, self.shape_widths())
+            absorb(self.cols, self.acc, self.dacc, self.gacc)
             self.acc, self.dacc, self.gacc = {}, {}, {}
         return self.cols.rows(self.keyset_list, self.shape_list, self.shape_widths())
 

@@ -2,18 +2,19 @@
 
 Validation screens every column at once with the limits of ``schemas/limits.py`` and
 ``schemas/sketch.py`` (the distribution and gauge screens are ``vfold_checks``; each key and
-path name is checked once per fold, memoized). A screened record is appended to the fold's
-``ColumnState`` (``column_state``) as typed arrays: the only Python work per record is one
-lookup per distinct keyset, shape and path mapping it to its fold-wide id; nothing is done
-per event or per group until the state is reduced (by size, and in ``rows()``).
+path name is checked once per fold, memoized; tables are ``vfold_tables``). A screened record
+is appended to the fold's ``ColumnState`` (``column_state``) as typed arrays: the only Python
+work per record is one lookup per distinct keyset, shape, string and path, mapping it to its
+fold-wide id or memoized check; nothing is done per event or per group until the state is
+reduced (by size, and in ``rows()``).
 
 A record with anything to reject, or whose paths would change kind within it, is left
 untouched (``fold_columns`` returns False) and folded event by event, which rejects each bad
-event with its usual reason and keeps the rest."""
+event with its usual reason and keeps the rest.
+"""
 
 from __future__ import annotations
 
-from itertools import chain
 from typing import Any, Protocol
 
 import numpy as np
@@ -22,10 +23,11 @@ from tally.aggregator.column_state import PENDING_ROWS, ColumnState
 from tally.aggregator.columns import Columns
 from tally.aggregator.rows import KIND_DIST, KIND_GAUGE, KIND_SUM
 from tally.aggregator.vfold_checks import dists_ok, gauges_ok
+from tally.aggregator.vfold_tables import Interned, Tables, fold_ids, names_ok
 from tally.schemas.limits import Limits
 
 
-class FoldState(Protocol):
+class FoldState(Interned, Protocol):
     """What the column fold reads and updates of a ``PartitionFold``."""
 
     limits: Limits
@@ -33,16 +35,11 @@ class FoldState(Protocol):
     path_problems: dict[str, str | None]
     cols: ColumnState
     path_kinds: dict[str, int]
-    shape_list: list[tuple[str, ...]]
-    keyset_list: list[tuple[str, ...]]
     events: int
-    nbytes: int
 
     def path_of(
         self, strings: list[str], index: Any, cache: dict[int, tuple[str, str | None]]
     ) -> tuple[str, str | None]: ...
-
-    def intern(self, names: tuple[str, ...], is_keys: bool) -> int: ...
 
     def shape_widths(self) -> np.ndarray: ...
 
@@ -71,13 +68,23 @@ def fold_columns(
         return False
     if ks.min() < 0 or ks.max() >= n_ks or sh.min() < 0 or sh.max() >= n_sh:
         return False
-    ks_ok, _ = _tables_ok(state, strings, keysets, True)
-    sh_ok, shape_widths = _tables_ok(state, strings, shapes, False)
-    if not ks_ok[ks].all() or not sh_ok[sh].all():
+    k_tables, s_tables = Tables.of(keysets, len(strings)), Tables.of(shapes, len(strings))
+    if k_tables is None or s_tables is None:
+        return False  # the event fold says which events name a bad table
+    used_ks, used_sh = np.unique(ks), np.unique(sh)
+    key_lengths = k_tables.lengths[used_ks]
+    if key_lengths.min() < 1 or key_lengths.max() > limits.max_keys:
         return False
-    ks_names, shape_list = TableNames(strings, keysets), TableNames(strings, shapes)
+    if s_tables.lengths[used_sh].max() > limits.max_values:
+        return False
+    strs = np.array(strings, dtype=object)
+    if not names_ok(state.key_problems, strs[np.unique(k_tables.indices(used_ks))].tolist()):
+        return False
+    summed = strs[np.unique(s_tables.indices(used_sh))].tolist()
+    if not names_ok(state.path_problems, summed) or any(map(state.path_kinds.get, summed)):
+        return False  # a bad path, or one that is a distribution or gauge in this fold
     widths = np.diff(c.value_offsets)
-    if not np.array_equal(widths, shape_widths[sh]):
+    if not np.array_equal(widths, s_tables.lengths[sh]):
         return False
     if len(c.values) and not (np.abs(c.values) <= limits.max_abs_value).all():
         return False  # also NaN
@@ -95,54 +102,11 @@ def fold_columns(
         d_name, g_name = found_d, found_g
         if not dists_ok(c) or not gauges_ok(c, limits.max_abs_value):
             return False
-        if not _kinds_ok(state, c, names, d_name, g_name, np.unique(sh), shape_list):
+        if not _kinds_ok(state, c, names, d_name, g_name, set(summed)):
             return False
-    _commit(state, c, widths, ks_names, shape_list, names, d_name, g_name, reference)
+    fks = fold_ids(state, strs, k_tables, used_ks, True)[ks]
+    _commit(state, c, widths, fks, (strs, s_tables), names, d_name, g_name, reference)
     return True
-
-
-class TableNames:
-    """A record's keysets or shapes as name tuples, built when asked for (valid tables only)."""
-
-    def __init__(self, strings: list[str], tables: list[list[int]]) -> None:
-        self.strings = strings
-        self.tables = tables
-
-    def __len__(self) -> int:
-        return len(self.tables)
-
-    def __getitem__(self, index: int) -> tuple[str, ...]:
-        return tuple(map(self.strings.__getitem__, self.tables[index]))
-
-
-def _tables_ok(
-    state: FoldState, strings: list[str], tables: list[list[int]], is_keys: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """Which of a record's keysets/shapes ``check_tables`` accepts, and their lengths.
-
-    Each string is checked once (memoized per fold) rather than once per table naming it: a
-    table passes when its indices are in range, it has 1..``max_keys`` valid keys, or up to
-    ``max_values`` valid paths none of which is a distribution or gauge in this fold.
-    """
-    lengths = np.fromiter(map(len, tables), np.int64, len(tables))
-    flat = np.fromiter(chain.from_iterable(tables), np.int64, int(lengths.sum()))
-    if len(flat) and (flat.min() < 0 or flat.max() >= len(strings)):
-        return np.zeros(len(tables), bool), lengths
-    limits = state.limits
-    if is_keys:
-        memo = state.key_problems
-        good = np.fromiter((memo[name] is None for name in strings), bool, len(strings))
-        ok = (lengths >= 1) & (lengths <= limits.max_keys)
-    else:
-        memo, kinds = state.path_problems, state.path_kinds
-        good = np.fromiter(
-            (memo[name] is None and not kinds.get(name, 0) for name in strings), bool, len(strings)
-        )
-        ok = lengths <= limits.max_values
-    bad = np.zeros(len(flat) + 1, np.int64)
-    np.cumsum(~good[flat], out=bad[1:])
-    ends = np.cumsum(lengths)
-    return ok & (bad[ends] == bad[ends - lengths]), lengths
 
 
 def _path_ids(
@@ -171,8 +135,7 @@ def _kinds_ok(
     names: dict[str, int],
     d_name: np.ndarray,
     g_name: np.ndarray,
-    used_shapes: np.ndarray,
-    shape_list: TableNames,
+    summed: set[str],
 ) -> bool:
     """Each path keeps one kind, whatever the event order: no path is a distribution and a
     gauge or a summed path in this record, none changes the kind the fold gave it, and no
@@ -180,7 +143,6 @@ def _kinds_ok(
     by_id = list(names)
     dists = {by_id[i] for i in np.unique(d_name).tolist()}
     gauges = {by_id[i] for i in np.unique(g_name).tolist()}
-    summed = {name for i in used_shapes.tolist() for name in shape_list[i]}
     if not dists.isdisjoint(gauges) or not summed.isdisjoint(dists | gauges):
         return False
     kinds = state.path_kinds or {name: KIND_SUM for t in state.shape_list for name in t}
@@ -205,15 +167,16 @@ def _commit(
     state: FoldState,
     c: Columns,
     widths: np.ndarray,
-    ks_names: TableNames,
-    shape_list: TableNames,
+    fks: np.ndarray,
+    shape_tables: tuple[np.ndarray, Tables],
     names: dict[str, int],
     d_name: np.ndarray,
     g_name: np.ndarray,
     reference: int,
 ) -> None:
     """Append a screened record to the fold's columns (nothing can be rejected any more):
-    Python work per distinct keyset, shape and path of the record, none per event."""
+    ``fks`` is each event's fold-wide keyset id. Python work per distinct shape and path of
+    the record, none per event."""
     at = c.at
     n = c.n
     minute = at - at % 60
@@ -224,25 +187,19 @@ def _commit(
                 kinds.setdefault(name, KIND_SUM)
     cols = state.cols
     held = cols.nbytes
-    ks_fold = np.zeros(len(ks_names), np.int64)
-    intern = state.intern
-    for i in np.unique(c.keyset).tolist():
-        ks_fold[i] = intern(ks_names[i], True)
-    fks = ks_fold[c.keyset]
-    values = len(c.values)
-    if values:
-        sh_fold = np.zeros(len(shape_list), np.int64)
-        for i in np.unique(c.shape[widths > 0]).tolist():
-            sh_fold[i] = intern(shape_list[i], False)
-            for name in shape_list[i]:
-                kinds.setdefault(name, KIND_SUM)
-        # each value's column: its shape's base plus its position in the event
-        first_column = _bases(state.shape_widths())[sh_fold[c.shape]] - c.value_offsets[:-1]
+    if len(c.values):
+        strs, s_tables = shape_tables
+        rows = np.flatnonzero(widths)
+        used = np.unique(c.shape[rows])
+        for name in strs[np.unique(s_tables.indices(used))].tolist():
+            kinds.setdefault(name, KIND_SUM)
+        sh_fold = fold_ids(state, strs, s_tables, used, False)
         cols.sums.append(
             (
-                np.repeat(fks, widths),
-                np.repeat(minute, widths),
-                np.repeat(first_column, widths) + np.arange(values),
+                fks[rows],
+                minute[rows],
+                sh_fold[c.shape[rows]],
+                c.value_offsets[rows].astype(np.int64),
                 c.values.astype(np.float64),  # a copy: the record's buffer is not kept
             )
         )
@@ -287,10 +244,3 @@ def _commit(
             state.count_expired(stale.tolist(), reference)
     state.events += n
     state.nbytes += cols.nbytes - held
-
-
-def _bases(widths: np.ndarray) -> np.ndarray:
-    """Each fold-wide shape's first value column."""
-    bases = np.zeros(len(widths), np.int64)
-    np.cumsum(widths[:-1], out=bases[1:])
-    return bases

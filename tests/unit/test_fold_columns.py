@@ -196,7 +196,7 @@ def test_the_column_state_is_bounded_by_its_arrays():
               range(2_000)]  # fmt: skip
     fold = fold_all([record] * 5, [3] * 5)[0]
     held = fold.cols.nbytes
-    assert held >= 5 * 2_000 * 2 * 32  # (keyset, minute, column, value) per value
+    assert held == 5 * 2_000 * (4 * 8 + 2 * 8)  # keyset, minute, shape, start; 2 values
     fold.cols.reduce(fold.shape_widths())  # one row per (keyset, minute, path)
     groups = len(fold_all([record] * 5, [2] * 5)[0].rows())
     assert fold.cols.nbytes < held / 4 and len(fold) == len(fold.rows()) == groups
