@@ -249,11 +249,11 @@ class ColumnState:
         if self.sums.reduced:
             ks, minute, shape, start, value = self.sums.reduced
             values = value.tolist()
-            bounds = [*start.tolist(), len(values)]
-            out.keys = [keysets[k] for k in ks.tolist()]
+            ends = [*start[1:].tolist(), len(values)]
+            out.keys = list(map(keysets.__getitem__, ks.tolist()))
             out.minute = minute.tolist()
-            out.paths = [shapes[s] for s in shape.tolist()]
-            out.values = [values[a:b] for a, b in pairwise(bounds)]
+            out.paths = list(map(shapes.__getitem__, shape.tolist()))
+            out.values = list(map(values.__getitem__, map(slice, start.tolist(), ends)))
         if not (self.dists.reduced or self.gauges.reduced):
             return out
         n = len(out)

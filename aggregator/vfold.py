@@ -23,7 +23,15 @@ from tally.aggregator.column_state import PENDING_ROWS, ColumnState
 from tally.aggregator.columns import Columns
 from tally.aggregator.rows import KIND_DIST, KIND_GAUGE, KIND_SUM
 from tally.aggregator.vfold_checks import dists_ok, gauges_ok
-from tally.aggregator.vfold_tables import Interned, Tables, fold_ids, names_ok
+from tally.aggregator.vfold_tables import (
+    Interned,
+    Tables,
+    fold_ids,
+    key_lengths_ok,
+    names_ok,
+    present,
+    string_bytes,
+)
 from tally.schemas.limits import Limits
 
 
@@ -71,16 +79,17 @@ def fold_columns(
     k_tables, s_tables = Tables.of(keysets, len(strings)), Tables.of(shapes, len(strings))
     if k_tables is None or s_tables is None:
         return False  # the event fold says which events name a bad table
-    used_ks, used_sh = np.unique(ks), np.unique(sh)
+    used_ks, used_sh = present(ks, n_ks), present(sh, n_sh)
     key_lengths = k_tables.lengths[used_ks]
     if key_lengths.min() < 1 or key_lengths.max() > limits.max_keys:
         return False
     if s_tables.lengths[used_sh].max() > limits.max_values:
         return False
     strs = np.array(strings, dtype=object)
-    if not names_ok(state.key_problems, strs[np.unique(k_tables.indices(used_ks))].tolist()):
+    lengths = np.fromiter(map(len, strings), np.int64, len(strings))
+    if not key_lengths_ok(lengths[k_tables.indices(used_ks)], limits.max_key_length):
         return False
-    summed = strs[np.unique(s_tables.indices(used_sh))].tolist()
+    summed = strs[present(s_tables.indices(used_sh), len(strings))].tolist()
     if not names_ok(state.path_problems, summed) or any(map(state.path_kinds.get, summed)):
         return False  # a bad path, or one that is a distribution or gauge in this fold
     widths = np.diff(c.value_offsets)
@@ -104,8 +113,9 @@ def fold_columns(
             return False
         if not _kinds_ok(state, c, names, d_name, g_name, set(summed)):
             return False
-    fks = fold_ids(state, strs, k_tables, used_ks, True)[ks]
-    _commit(state, c, widths, fks, (strs, s_tables), names, d_name, g_name, reference)
+    str_bytes = string_bytes(lengths)
+    fks = fold_ids(state, strs, str_bytes, k_tables, used_ks, True)[ks]
+    _commit(state, c, widths, fks, (strs, str_bytes, s_tables), names, d_name, g_name, reference)
     return True
 
 
@@ -168,7 +178,7 @@ def _commit(
     c: Columns,
     widths: np.ndarray,
     fks: np.ndarray,
-    shape_tables: tuple[np.ndarray, Tables],
+    shape_tables: tuple[np.ndarray, np.ndarray, Tables],
     names: dict[str, int],
     d_name: np.ndarray,
     g_name: np.ndarray,
@@ -188,12 +198,12 @@ def _commit(
     cols = state.cols
     held = cols.nbytes
     if len(c.values):
-        strs, s_tables = shape_tables
+        strs, str_bytes, s_tables = shape_tables
         rows = np.flatnonzero(widths)
-        used = np.unique(c.shape[rows])
-        for name in strs[np.unique(s_tables.indices(used))].tolist():
+        used = present(c.shape[rows], len(s_tables.lengths))
+        for name in strs[present(s_tables.indices(used), len(strs))].tolist():
             kinds.setdefault(name, KIND_SUM)
-        sh_fold = fold_ids(state, strs, s_tables, used, False)
+        sh_fold = fold_ids(state, strs, str_bytes, s_tables, used, False)
         cols.sums.append(
             (
                 fks[rows],
