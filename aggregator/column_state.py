@@ -136,7 +136,7 @@ def sort_groups(keys: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         for k, b in zip(keys[1:], bits[1:], strict=True):
             composite <<= b
             composite |= k
-        order = np.argsort(composite, kind="stable")
+        order = np.argsort(composite)  # any order within a group: sums are commutative
         ordered = composite[order]
         change = ordered[1:] != ordered[:-1]
     else:
