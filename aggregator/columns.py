@@ -1,10 +1,15 @@
-"""A version-3 record's columns as numpy arrays (``numpy.frombuffer``: no copy, no objects).
+"""A version-3 or -4 record's columns as numpy arrays (``numpy.frombuffer``: no copy, no
+objects for version 3; a version-4 column stored narrower than its version-3 type is widened
+back to it, so the fold sees one set of types).
 
 ``read_columns`` checks the layout every later array operation relies on and raises
 ``WireError`` with a stable reason when a record does not fit it; the whole record is then
 dead-lettered: ``bad_column`` (a column that is not a whole number of its items, or whose
 length disagrees with the others), ``bad_offsets`` (offsets that do not start at 0, go
-backwards or do not end at their column's length) and ``too_many_rows``.
+backwards or do not end at their column's length), ``too_many_rows`` and ``bad_dtype`` (a
+version-4 column type its column cannot take). An integer float column holding a value beyond
++-2**53 reads as infinity there, so the column fold leaves its record to the event-by-event
+fold, which reads the exact integers and rejects them as huge.
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from tally.schemas.wire import COLUMN_TYPES, BatchV3, WireError
+from tally.schemas.wire_columns import EXACT, column_types
 
-DTYPES = {"i": np.dtype("<i4"), "q": np.dtype("<i8"), "d": np.dtype("<f8")}
+DTYPES = {code: np.dtype("<" + code) for code in "bBhHiIqQd"}
 # Rows any one column of a record may hold (a 1 MB record holds far fewer).
 MAX_ROWS = 1 << 22
 
@@ -52,14 +58,17 @@ def read_columns(batch: BatchV3) -> Columns:
     if not 0 <= n <= MAX_ROWS:
         raise WireError("too_many_rows", f"{n} events")
     cols: dict[str, np.ndarray] = {}
-    for name, code in COLUMN_TYPES:
+    for (name, default), code in zip(COLUMN_TYPES, column_types(batch), strict=True):
         raw = getattr(batch, name)
         dtype = DTYPES[code]
         if len(raw) % dtype.itemsize:
             raise WireError("bad_column", f"{name}: {len(raw)} bytes are not {code} items")
         if len(raw) // dtype.itemsize > MAX_ROWS + 1:
             raise WireError("too_many_rows", f"{name}: {len(raw) // dtype.itemsize} rows")
-        cols[name] = np.frombuffer(raw, dtype)
+        column = np.frombuffer(raw, dtype)
+        if code != default:
+            column = _widen(column, default)
+        cols[name] = column
     _same(cols, ("at", "keyset", "shape"), n)
     m = len(cols["dist_path"])
     _same(cols, ("dist_path", "dist_count", "dist_sum", "dist_square", "dist_min", "dist_max"), m)
@@ -82,6 +91,17 @@ def read_columns(batch: BatchV3) -> Columns:
         if off[0] != 0 or off[-1] != rows or (owners and bool((off[1:] < off[:-1]).any())):
             raise WireError("bad_offsets", f"{name} are not monotone positions in 0..{rows}")
     return Columns(n, **cols)
+
+
+def _widen(column: np.ndarray, default: str) -> np.ndarray:
+    """A narrow column as its version-3 type (``NARROW_TYPES`` makes this exact), integers
+    beyond +-2**53 in a float column as infinities of their sign."""
+    wide = column.astype(DTYPES[default])
+    if default == "d" and column.dtype.itemsize == 8 and len(column):
+        huge = (column > EXACT) | (column < -EXACT)
+        if huge.any():
+            wide[huge] = np.copysign(np.inf, wide[huge])
+    return wide
 
 
 def _same(cols: dict[str, np.ndarray], names: tuple[str, ...], rows: int) -> None:

@@ -119,7 +119,7 @@ class PartitionFold(FoldChecks):
             if exc.reason != "malformed_fields":
                 return [Rejected(offset, -1, exc.reason, exc.detail[:500])]
             return self._salvage(payload, offset, timestamp_ms)
-        if type(batch) is BatchV3:
+        if isinstance(batch, BatchV3):  # also version 4 (narrow columns)
             return self._add_columns(batch, offset, timestamp_ms)
         return self._fold(
             batch.strings,

@@ -45,9 +45,10 @@ class MetricCodec:
 
     def encode(self, records: Sequence[MetricRecord]) -> bytes:
         """One record: ``BatchV2`` if any record is a ``KindsRecord``, else ``BatchV1``; at
-        ``wire_version`` 3, ``BatchV3``."""
+        ``wire_version`` 3, ``BatchV3``; at 4, ``BatchV4`` (narrow columns)."""
         if self.wire_version >= 3:
-            return encode_columns(self._encoder, self.source, map(_columns_event, records))
+            events = map(_columns_event, records)
+            return encode_columns(self._encoder, self.source, events, self.wire_version >= 4)
         for record in records:
             if type(record) is KindsRecord:
                 return self._encode_v2(records)

@@ -18,7 +18,7 @@ from tally.aggregator.rows import FoldRows
 from tally.ingest.kinds import Dist
 from tally.schemas.limits import Limits
 from tally.schemas.wire import COLUMN_TYPES, BatchDecoder, BatchEncoder
-from tally.schemas.wire_columns import ColumnsEncoder
+from tally.schemas.wire_columns import ColumnsEncoder, batch_events
 
 NOW = 1_763_600_000
 TS_MS = NOW * 1000
@@ -86,7 +86,7 @@ def fold_all(records: list[list[tuple]], versions: list[int]) -> tuple[Partition
     fold = PartitionFold(LIMITS, BatchDecoder())
     rejected = []
     for offset, (record, version) in enumerate(zip(records, versions, strict=True)):
-        encoder = ColumnsEncoder("s") if version == 3 else BatchEncoder("s")
+        encoder = ColumnsEncoder("s", version) if version >= 3 else BatchEncoder("s")
         got = fold.add_record(encoder.encode(record), offset, TS_MS)
         rejected += [(r.offset, r.index, r.reason) for r in got]
     return fold, rejected
@@ -135,21 +135,22 @@ def same_rows(*folds: FoldRows) -> bool:
 @given(st.lists(st.lists(events(), min_size=1, max_size=12), min_size=1, max_size=4), st.data())
 def test_columns_fold_to_the_same_rows_as_events(records, data):
     versions = data.draw(
-        st.lists(st.sampled_from([2, 3]), min_size=len(records), max_size=len(records))
+        st.lists(st.sampled_from([2, 3, 4]), min_size=len(records), max_size=len(records))
     )
     pending = data.draw(st.sampled_from([1, 5, vfold.PENDING_ROWS]))  # reduce often or not
     by_events, rejected_2 = fold_all(records, [2] * len(records))
     saved, vfold.PENDING_ROWS = vfold.PENDING_ROWS, pending
     try:
         by_columns, rejected_3 = fold_all(records, [3] * len(records))
+        narrow, rejected_4 = fold_all(records, [4] * len(records))
         mixed, rejected_m = fold_all(records, versions)
     finally:
         vfold.PENDING_ROWS = saved
-    assert rejected_3 == rejected_2 == rejected_m
-    assert by_columns.events == by_events.events == mixed.events
-    assert by_columns.expired == by_events.expired
+    assert rejected_3 == rejected_2 == rejected_4 == rejected_m
+    assert by_columns.events == by_events.events == narrow.events == mixed.events
+    assert by_columns.expired == by_events.expired == narrow.expired
     assert by_columns.nbytes >= by_columns.cols.nbytes
-    assert same_rows(by_events.rows(), by_columns.rows(), mixed.rows())
+    assert same_rows(by_events.rows(), by_columns.rows(), narrow.rows(), mixed.rows())
     assert len(by_columns.rows()) <= len(by_columns)  # ``len`` bounds the rows a flush makes
 
 
@@ -180,15 +181,45 @@ def test_valid_records_take_the_column_path(monkeypatch):
     assert fold_module.PartitionFold is PartitionFold
 
 
-def test_integer_sums_are_exact_below_2_to_the_53():
+@pytest.mark.parametrize("version", [3, 4])
+def test_integer_sums_are_exact_below_2_to_the_53(version):
     big = 2**52 - 1  # partial sums stay below 2**53 only pairwise: each row holds two
     record = [(NOW, ("k",), ("x", "y"), [big if i % 2 else 1, i], ([], [])) for i in range(2)]
     by_events = fold_all([record], [2])[0].rows()
-    by_columns = fold_all([record], [3])[0].rows()
+    by_columns = fold_all([record], [version])[0].rows()
     assert by_columns.values == [[big + 1.0, 1.0]] and by_events.values == [[big + 1, 1]]
     many = [(NOW - i % 120, ("k",), ("x",), [2**40 + i], ([], [])) for i in range(5_000)]
     want = canonical(fold_all([many] * 3, [2] * 3)[0].rows())
-    assert canonical(fold_all([many] * 3, [3] * 3)[0].rows()) == want
+    assert canonical(fold_all([many] * 3, [version] * 3)[0].rows()) == want
+
+
+def test_integers_beyond_2_to_the_53_in_a_narrow_column_are_rejected_exactly():
+    record = [(NOW, ("k",), ("x",), [v], ([], [])) for v in (1, 2**53, 2**53 + 1, -(2**60))]
+    fields = v3_fields(record, 4)
+    at = {name: 6 + i for i, (name, _) in enumerate(COLUMN_TYPES)}
+    fields[at["values"]] = b"".join(v.to_bytes(8, "little", signed=True) for v in
+                                    (1, 2**53, 2**53 + 1, -(2**60)))  # fmt: skip
+    fields[-1] = fields[-1][:4] + "q" + fields[-1][5:]  # values as int64
+    fold = PartitionFold(LIMITS, BatchDecoder())
+    rejected = fold.add_record(msgspec.msgpack.encode(fields), 0, TS_MS)
+    assert [(r.index, r.reason) for r in rejected] == [(2, "huge_value"), (3, "huge_value")]
+    assert fold.rows().values == [[1 + 2**53]] and fold.events == 2
+
+
+def test_narrow_columns_are_smaller_and_say_their_types():
+    record = [
+        (NOW - i, ("k", f"t::{i % 7}"), ("x", "y"), [i % 100, 2.5], ([], [("g", 1.0, TS_MS)]))
+        for i in range(1_000)
+    ]
+    v3, v4 = ColumnsEncoder("s", 3).encode(record), ColumnsEncoder("s", 4).encode(record)
+    assert len(v4) < len(v3) * 0.6
+    dtypes = msgspec.msgpack.decode(v4)[-1]
+    types = dict(zip([name for name, _ in COLUMN_TYPES], dtypes, strict=True))
+    assert types["at"] == "i" and types["keyset"] == "b" and types["values"] == "d"
+    assert types["gauge_value"] == "b" and types["gauge_at_ms"] == "q"
+    assert types["value_offsets"] == "h" and types["dist_sum"] == "B"  # empty: one byte type
+    decoded = BatchDecoder().decode(v4)
+    assert batch_events(decoded) == batch_events(BatchDecoder().decode(v3))
 
 
 def test_the_column_state_is_bounded_by_its_arrays():
@@ -204,15 +235,15 @@ def test_the_column_state_is_bounded_by_its_arrays():
     assert fold.cols.nbytes == 0 and len(fold) == 0
 
 
-def v3_fields(record: list[tuple]) -> list:
-    return msgspec.msgpack.decode(ColumnsEncoder("s").encode(record))
+def v3_fields(record: list[tuple], version: int = 3) -> list:
+    return msgspec.msgpack.decode(ColumnsEncoder("s", version).encode(record))
 
 
-def malformed(change) -> bytes:
+def malformed(change, version: int = 3) -> bytes:
     record = [
-        (NOW, ("k",), ("x",), [1.0], ([("lat", Dist.of([2.0, 3.0]))], [("g", 1.0, TS_MS)]))
+        (NOW, ("k",), ("x",), [1.5], ([("lat", Dist.of([2.0, 3.0]))], [("g", 1.0, TS_MS)]))
     ] * 3
-    fields = v3_fields(record)
+    fields = v3_fields(record, version)
     change(fields, {name: 6 + i for i, (name, _) in enumerate(COLUMN_TYPES)})
     return msgspec.msgpack.encode(fields)
 
@@ -252,6 +283,51 @@ def test_malformed_columns_dead_letter_the_record_with_a_stable_reason(change, r
     rejected = fold.add_record(malformed(change), 4, TS_MS)
     assert [(r.offset, r.index, r.reason) for r in rejected] == [(4, -1, reason)]
     assert fold.events == 0 and len(fold) == 0
+
+
+def _dtype(name: str, code: str):
+    index = [n for n, _ in COLUMN_TYPES].index(name)
+    return lambda f, at: f.__setitem__(-1, f[-1][:index] + code + f[-1][index + 1 :])
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (_dtype("keyset", "q"), "bad_dtype"),  # wider than the column's type
+        (_dtype("at", "d"), "bad_dtype"),  # a float time
+        (_dtype("values", "Q"), "bad_dtype"),  # unsigned 64-bit: not exact in int64
+        (_dtype("values", "z"), "bad_dtype"),  # not a type
+        (lambda f, at: f.__setitem__(-1, f[-1][:-1]), "bad_dtype"),  # one type short
+        (lambda f, at: f.__setitem__(-1, f[-1] + "B"), "bad_dtype"),  # one type too many
+        (lambda f, at: f.__setitem__(-1, 7), "malformed_columns"),  # not a string
+        (_dtype("values", "B"), "bad_offsets"),  # 24 bytes of float64 as 24 uint8 values
+        (_dtype("at", "q"), "bad_column"),  # 3 x uint32 read as int64
+    ],
+)
+def test_malformed_narrow_types_dead_letter_the_record(change, reason):
+    fold = PartitionFold(LIMITS, BatchDecoder())
+    rejected = fold.add_record(malformed(change, 4), 4, TS_MS)
+    assert [(r.offset, r.index, r.reason) for r in rejected] == [(4, -1, reason)]
+    assert fold.events == 0 and len(fold) == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_fuzzed_narrow_records_never_raise(data):
+    """Any dtypes string and column bytes: a clear rejection or a fold, never an exception."""
+    fields = v3_fields(
+        [(NOW, ("k",), ("x",), [3], ([("lat", Dist.of([2.0]))], [("g", 1.0, TS_MS)]))] * 2, 4
+    )
+    at = data.draw(st.integers(6, len(fields) - 1))
+    if at == len(fields) - 1:
+        fields[at] = data.draw(st.text(alphabet="bBhHiIqQdfz", max_size=22))
+    else:
+        fields[at] = data.draw(st.binary(max_size=40))
+    fold = PartitionFold(LIMITS, BatchDecoder())
+    rejected = fold.add_record(msgspec.msgpack.encode(fields), 0, TS_MS)
+    assert fold.events + len(rejected) >= 1
+    assert all(r.reason for r in rejected)
+    fold.rows()
 
 
 def test_bad_values_in_columns_are_rejected_per_event():
