@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tally.schemas.wire import COLUMN_TYPES, BatchV3, WireError
+from tally.schemas.wire import COLUMN_TYPES, BatchV3, BatchV4, WireError
 from tally.schemas.wire_columns import EXACT, column_types
 
 DTYPES = {code: np.dtype("<" + code) for code in "bBhHiIqQd"}
@@ -60,6 +60,9 @@ def read_columns(batch: BatchV3) -> Columns:
     cols: dict[str, np.ndarray] = {}
     for (name, default), code in zip(COLUMN_TYPES, column_types(batch), strict=True):
         raw = getattr(batch, name)
+        if code == "v":
+            cols[name] = _widen(read_varints(raw), default)
+            continue
         dtype = DTYPES[code]
         if len(raw) % dtype.itemsize:
             raise WireError("bad_column", f"{name}: {len(raw)} bytes are not {code} items")
@@ -70,6 +73,8 @@ def read_columns(batch: BatchV3) -> Columns:
             column = _widen(column, default)
         cols[name] = column
     _same(cols, ("at", "keyset", "shape"), n)
+    if isinstance(batch, BatchV4) and not len(cols["value_offsets"]):
+        cols["value_offsets"] = implied_offsets(batch.shapes, cols["shape"])
     m = len(cols["dist_path"])
     _same(cols, ("dist_path", "dist_count", "dist_sum", "dist_square", "dist_min", "dist_max"), m)
     _same(cols, ("bucket_keys", "bucket_counts"), len(cols["bucket_keys"]))
@@ -91,6 +96,35 @@ def read_columns(batch: BatchV3) -> Columns:
         if off[0] != 0 or off[-1] != rows or (owners and bool((off[1:] < off[:-1]).any())):
             raise WireError("bad_offsets", f"{name} are not monotone positions in 0..{rows}")
     return Columns(n, **cols)
+
+
+def read_varints(raw: memoryview) -> np.ndarray:
+    """A ``v`` column (zigzag LEB128, ``wire_columns.varints``) as int64, decoded with numpy."""
+    b = np.frombuffer(raw, np.uint8)
+    if not len(b):
+        return np.zeros(0, np.int64)
+    last = b < 0x80
+    if not last[-1]:
+        raise WireError("bad_column", "a varint runs past the end of its column")
+    ends = np.flatnonzero(last)
+    starts = np.zeros(len(ends), np.int64)
+    starts[1:] = ends[:-1] + 1
+    lengths = ends - starts + 1
+    if lengths.max() > 9:
+        raise WireError("bad_column", "a varint longer than 9 bytes")
+    position = np.arange(len(b)) - np.repeat(starts, lengths)
+    z = np.add.reduceat((b & 0x7F).astype(np.int64) << (7 * position), starts)
+    return (z >> 1) ^ -(z & 1)
+
+
+def implied_offsets(shapes: list[list[int]], shape: np.ndarray) -> np.ndarray:
+    """Version 4's value offsets: each event's values are as many as its shape's paths."""
+    if len(shape) and (shape.min() < 0 or shape.max() >= len(shapes)):
+        raise WireError("bad_offsets", "value offsets implied by a shape not in the table")
+    widths = np.fromiter(map(len, shapes), np.int64, len(shapes))
+    offsets = np.zeros(len(shape) + 1, np.int64)
+    np.cumsum(widths[shape], out=offsets[1:])
+    return offsets
 
 
 def _widen(column: np.ndarray, default: str) -> np.ndarray:

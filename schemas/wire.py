@@ -49,7 +49,9 @@ Version 4 (``BatchV4``, tag 4) is version 3 with narrow columns: one more field 
 that column is stored. An index, offset, count or time column takes the smallest integer type
 that holds its values (``b B h H i I q``, within what its version-3 type holds); a float column
 (values, distribution sums and bounds, gauge values) is stored as integers when every value is
-integral and within +-2**53, else as float64 (``d``). Version 3 records stay readable as they
+integral and within +-2**53 (fixed-size, or ``v``: zigzag LEB128 varints, one to nine bytes
+each, when that is smaller), else as float64 (``d``). ``value_offsets`` may be empty: each
+event then has as many values as its shape has paths. Version 3 records stay readable as they
 are; an aggregator that predates version 4 dead-letters it as ``unknown_version`` instead of
 misreading narrow columns. A ``dtypes`` of the wrong length or with a type its column cannot
 take is dead-lettered whole (``bad_dtype``).
@@ -169,7 +171,7 @@ COLUMN_TYPES: tuple[tuple[str, str], ...] = (
 
 # The types each column may be stored as in version 4: integer types its version-3 type holds
 # exactly (and integers for a float column).
-NARROW_TYPES = {"i": "bBhHi", "q": "bBhHiIq", "d": "bBhHiIqd"}
+NARROW_TYPES = {"i": "bBhHi", "q": "bBhHiIq", "d": "bBhHiIqdv"}
 
 
 class BatchV4(BatchV3, tag=4):

@@ -3,7 +3,8 @@
 The client writes ``BatchV3`` with ``encode_columns``: one ``array.array`` per column, appended
 to per event and written as msgpack bin (little-endian; swapped on a big-endian host); with
 ``narrow=True`` it writes ``BatchV4``, each column narrowed to the smallest type that holds it
-(``narrow_column``; ``column_types`` reads a record's types back and refuses bad ones). Nothing
+(``narrow_column``: fixed-size integers, zigzag varints, or float64; value offsets implied by
+the shapes; ``column_types`` reads a record's types back and refuses bad ones). Nothing
 here needs numpy, so the client stays thin; the aggregator reads the same columns with
 ``numpy.frombuffer`` (``aggregator/columns.py``). ``events_of`` turns a record back into
 ``EventV2`` objects (the client's spool replay re-routes records with it, and the aggregator
@@ -56,26 +57,69 @@ def _bytes(column: array) -> bytes:
     return column.tobytes()
 
 
-def narrow_column(column: array, default: str) -> array:
-    """``column`` in the smallest type ``NARROW_TYPES[default]`` allows that holds it exactly:
-    integers for a float column whose values are all integral and within +-2**53."""
+def varint(z: int) -> bytes:
+    """LEB128 of a non-negative integer: 7 bits a byte, low first, high bit = more."""
+    out = bytearray()
+    while z >= 0x80:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
+
+
+VARINT_SMALL = 1 << 13  # zigzag varints of -8192 .. 8191 (two bytes at most), precomputed
+_SMALL = [varint((v << 1) ^ (v >> 63)) for v in range(-VARINT_SMALL, VARINT_SMALL)]
+
+
+def varints(ints: Iterable[int]) -> bytes:
+    """Zigzag LEB128 of each integer (within +-2**63), concatenated: the ``v`` column type."""
+    small, lo, hi = _SMALL, -VARINT_SMALL, VARINT_SMALL
+    return b"".join([small[v + hi] if lo <= v < hi else varint((v << 1) ^ (v >> 63)) for v in ints])
+
+
+def read_varints(raw: bytes | memoryview) -> list[int]:
+    """The integers of a ``v`` column; ``ValueError`` if one runs past the end or over 9 bytes."""
+    out: list[int] = []
+    z = shift = 0
+    for byte in bytes(raw):
+        z |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            out.append((z >> 1) ^ -(z & 1))
+            z = shift = 0
+        elif shift >= 63:
+            raise ValueError("a varint longer than 9 bytes")
+    if shift:
+        raise ValueError("a varint runs past the end of its column")
+    return out
+
+
+def narrow_column(column: array, default: str) -> tuple[str, bytes]:
+    """``column`` (typecode, bytes) in the smallest type ``NARROW_TYPES[default]`` allows that
+    holds it exactly: integers for a float column whose values are all integral and within
+    +-2**53, as fixed-size integers or zigzag varints (``v``), whichever is smaller."""
     if not column:
-        return array("B")
+        return "B", b""
     ints = column
     if column.typecode == "d":
         try:
             ints = array("q", map(int, column))  # ValueError (NaN), OverflowError (inf, huge)
         except (ValueError, OverflowError):
-            return column
+            return "d", _bytes(column)
         if array("d", ints) != column:
-            return column  # not all integral
+            return "d", _bytes(column)  # not all integral
     lo, hi = min(ints), max(ints)
     if column.typecode == "d" and (lo < -EXACT or hi > EXACT):
-        return column
+        return "d", _bytes(column)
     for code, low, high in INT_RANGES:
         if low <= lo and hi <= high and code in NARROW_TYPES[default]:
-            return array(code, ints)
-    return column
+            fixed = array(code, ints)
+            if "v" in NARROW_TYPES[default] and fixed.itemsize > 1:
+                packed = varints(ints)
+                if len(packed) < len(fixed) * fixed.itemsize:
+                    return "v", packed
+            return code, _bytes(fixed)
+    return column.typecode, _bytes(column)
 
 
 def column_types(batch: BatchV3) -> list[str]:
@@ -172,22 +216,37 @@ def encode_columns(
         return encoder.encode(
             BatchV3(*tables, *(memoryview(_bytes(col[name])) for name, _ in COLUMN_TYPES))
         )
+    del value_offsets[:]  # implied by the shapes' widths
     narrowed = [narrow_column(col[name], code) for name, code in COLUMN_TYPES]
     return encoder.encode(
         BatchV4(
             *tables,
-            *(memoryview(_bytes(c)) for c in narrowed),
-            "".join(c.typecode for c in narrowed),
+            *(memoryview(data) for _, data in narrowed),
+            "".join(code for code, _ in narrowed),
         )
     )
 
 
 def _read(batch: BatchV3, name: str, code: str) -> list[Any]:
+    if code == "v":
+        return read_varints(getattr(batch, name))
     column = array(code)
     column.frombytes(getattr(batch, name))  # ValueError if not a whole number of items
     if SWAP:
         column.byteswap()
     return column.tolist()
+
+
+def implied_offsets(shapes: list[list[int]], shape: list[int]) -> list[int]:
+    """Version 4's value offsets: each event's values are as many as its shape's paths."""
+    out = [0]
+    total = 0
+    for index in shape:
+        if not 0 <= index < len(shapes):
+            raise WireError("bad_offsets", "value offsets implied by a shape not in the table")
+        total += len(shapes[index])
+        out.append(total)
+    return out
 
 
 def events_of(batch: BatchV3) -> list[EventV2]:
@@ -204,6 +263,8 @@ def events_of(batch: BatchV3) -> list[EventV2]:
     n = batch.events
     if not (len(c["at"]) == len(c["keyset"]) == len(c["shape"]) == n >= 0):
         raise ValueError("event columns differ in length")
+    if isinstance(batch, BatchV4) and not c["value_offsets"]:
+        c["value_offsets"] = implied_offsets(batch.shapes, c["shape"])
     offsets = {}
     for name, rows in (
         ("value_offsets", len(c["values"])),

@@ -13,12 +13,14 @@ from hypothesis import strategies as st
 
 from tally.aggregator import fold as fold_module
 from tally.aggregator import vfold
+from tally.aggregator.columns import read_varints
 from tally.aggregator.fold import PartitionFold
 from tally.aggregator.rows import FoldRows
 from tally.ingest.kinds import Dist
 from tally.schemas.limits import Limits
 from tally.schemas.wire import COLUMN_TYPES, BatchDecoder, BatchEncoder
-from tally.schemas.wire_columns import ColumnsEncoder, batch_events
+from tally.schemas.wire_columns import ColumnsEncoder, batch_events, varints
+from tally.schemas.wire_columns import read_varints as read_varints_py
 
 NOW = 1_763_600_000
 TS_MS = NOW * 1000
@@ -217,9 +219,26 @@ def test_narrow_columns_are_smaller_and_say_their_types():
     types = dict(zip([name for name, _ in COLUMN_TYPES], dtypes, strict=True))
     assert types["at"] == "i" and types["keyset"] == "b" and types["values"] == "d"
     assert types["gauge_value"] == "b" and types["gauge_at_ms"] == "q"
-    assert types["value_offsets"] == "h" and types["dist_sum"] == "B"  # empty: one byte type
+    assert types["value_offsets"] == "B" and types["dist_sum"] == "B"  # empty: implied, none
     decoded = BatchDecoder().decode(v4)
     assert batch_events(decoded) == batch_events(BatchDecoder().decode(v3))
+    decoded = BatchDecoder().decode(v4)
+    assert batch_events(decoded) == batch_events(BatchDecoder().decode(v3))
+    skewed = [(NOW, ("k",), ("x", "y"), [i % 50, 10**6 * (i % 3 == 0)], ([], [])) for i in
+              range(300)]  # fmt: skip
+    fields = msgspec.msgpack.decode(ColumnsEncoder("s", 4).encode(skewed))
+    assert fields[-1][[name for name, _ in COLUMN_TYPES].index("values")] == "v"
+    assert len(fields[6 + 4]) < 300 * 2 * 2  # under two bytes a value
+    folded = fold_all([skewed], [4])[0].rows().values
+    assert folded == [[sum(i % 50 for i in range(300)), 10**6 * 100]]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(-(2**53), 2**53), max_size=50))
+def test_varints_read_back_the_same_with_and_without_numpy(ints):
+    packed = varints(ints)
+    assert read_varints_py(packed) == ints
+    assert read_varints(memoryview(packed)).tolist() == ints
 
 
 def test_the_column_state_is_bounded_by_its_arrays():
@@ -302,6 +321,22 @@ def _dtype(name: str, code: str):
         (lambda f, at: f.__setitem__(-1, 7), "malformed_columns"),  # not a string
         (_dtype("values", "B"), "bad_offsets"),  # 24 bytes of float64 as 24 uint8 values
         (_dtype("at", "q"), "bad_column"),  # 3 x uint32 read as int64
+        (_dtype("at", "v"), "bad_dtype"),  # varints only for float columns
+        (
+            lambda f, at: (
+                f.__setitem__(at["values"], b"\x02\x04\x86"),
+                _dtype("values", "v")(f, at),
+            ),
+            "bad_column",
+        ),  # runs past the end
+        (
+            lambda f, at: (
+                f.__setitem__(at["values"], b"\xff" * 10 + b"\x01\x02\x04"),
+                _dtype("values", "v")(f, at),
+            ),
+            "bad_column",
+        ),  # a varint of 11 bytes
+        (lambda f, at: f.__setitem__(at["shape"], b"\x07\x00\x00"), "bad_offsets"),  # implied
     ],
 )
 def test_malformed_narrow_types_dead_letter_the_record(change, reason):
