@@ -100,6 +100,7 @@ class PartitionFold(FoldChecks):
         self.gacc = {}
         self.path_kinds = {}
         self.cols = ColumnState()
+        self._widths = np.zeros(0, np.int64)
 
     def intern(self, names: tuple[str, ...], is_keys: bool) -> int:
         """The fold-wide id of a keyset/shape used by a folded event (interned on first use)."""

@@ -387,3 +387,15 @@ def test_bad_values_in_columns_are_rejected_per_event():
         (5, "not_finite"),
     ]
     assert fold.events == 0
+
+
+def test_a_cleared_fold_forgets_its_shapes():
+    first = [(NOW, ("k",), ("x",), [1], ([], [])), (NOW, ("k",), ("y", "z"), [2, 3], ([], []))]
+    second = [(NOW, ("u",), ("a", "b", "c"), [4, 5, 6], ([], [])), (NOW, ("u",), (), [], ([], [
+        ("g", 1.0, TS_MS)]))]  # fmt: skip
+    fold = PartitionFold(LIMITS, BatchDecoder())
+    fold.add_record(ColumnsEncoder("s", 4).encode(first), 0, TS_MS)
+    assert len(fold.rows()) == 2
+    fold.clear()
+    fold.add_record(ColumnsEncoder("s", 4).encode(second + first), 1, TS_MS)
+    assert same_rows(fold.rows(), fold_all([second + first], [2])[0].rows())
