@@ -67,7 +67,7 @@ BAD_KINDS = {
 BAD_RECORDS = {
     "undecodable": lambda rng: bytes([0xC1]) + rng.randbytes(rng.randrange(0, 40)),
     "unknown_version": lambda rng: msgspec.msgpack.encode(
-        [rng.randint(4, 99), "s", [], [], [], []]  # 1, 2 and 3 exist; a future one is refused
+        [rng.randint(5, 99), "s", [], [], [], []]  # 1 to 4 exist; a future one is refused
     ),
     "malformed_batch": lambda rng: msgspec.msgpack.encode(rng.choice([{"a": 1}, 7, "x", [], None])),
 }
