@@ -13,10 +13,12 @@ sorted by their group key (one int64 composite key when the ids fit 63 bits, els
 ``lexsort``) and summed with ``np.add.reduceat`` (summed values: per shape, as an events x
 paths matrix along its first axis; min/max with ``minimum``/``maximum``;
 gauges keep the last reading by ``(at_ms, value)``), so what is held shrinks to one row per
-group. Python objects are made only in ``rows()``, one per output row. Sums are float64
+group. Python objects are made only in ``rows()``, one per output row and value. Sums are float64
 added in sort order: they equal the event fold's exactly while values and partial sums are
 integers below 2**53 (beyond that ClickHouse's Float64 columns are not exact either), and
-agree to rounding otherwise. ``nbytes`` is the bytes of every array held.
+agree to rounding otherwise. ``nbytes`` is the bytes of every array held plus what ``rows()``
+would make of them in Python objects (``fold_bytes``: an entry per row, a number per value; per
+pending row, as if each were a group of its own), so ``--max-fold-mb`` bounds the flush too.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from itertools import pairwise
 
 import numpy as np
 
+from tally.aggregator.fold_bytes import DIST_BUCKET_BYTES, ENTRY_BYTES, VALUE_BYTES
 from tally.aggregator.rows import KIND_DIST, KIND_GAUGE, KIND_SUM, FoldRows
 
 PENDING_ROWS = 1 << 18  # rows appended before a reduce (about 8 MiB of pending arrays)
@@ -40,6 +43,7 @@ class Table:
     """Rows of one kind: the reduced rows (one per group) and the parts appended since."""
 
     width: int
+    row_bytes: int  # what one row makes in ``rows()`` (Python objects)
     reduced: Arrays = ()
     pending: list[Arrays] = field(default_factory=list)
     pending_rows: int = 0
@@ -49,7 +53,7 @@ class Table:
     def append(self, columns: Arrays) -> None:
         self.pending.append(columns)
         self.pending_rows += len(columns[0])
-        self.nbytes += sum(c.nbytes for c in columns)
+        self.nbytes += sum(c.nbytes for c in columns) + self.row_bytes * len(columns[0])
 
     def gather(self) -> Arrays:
         """Every row held (reduced first), one array per column."""
@@ -60,7 +64,7 @@ class Table:
 
     def replace(self, reduced: Arrays, groups: int) -> None:
         self.reduced, self.pending, self.pending_rows, self.groups = reduced, [], 0, groups
-        self.nbytes = sum(c.nbytes for c in reduced)
+        self.nbytes = sum(c.nbytes for c in reduced) + self.row_bytes * len(reduced[0])
 
     def __len__(self) -> int:
         return len(self.reduced[0]) if self.reduced else 0
@@ -81,7 +85,7 @@ class SumTable:
     def append(self, columns: Arrays) -> None:
         self.pending.append(columns)
         self.pending_rows += len(columns[0])
-        self.nbytes += sum(c.nbytes for c in columns)
+        self.nbytes += _sum_bytes(columns)
 
     def gather(self) -> Arrays:
         parts = ([self.reduced] if self.reduced else []) + self.pending
@@ -99,7 +103,7 @@ class SumTable:
     def replace(self, reduced: Arrays) -> None:
         self.reduced, self.pending, self.pending_rows = reduced, [], 0
         self.groups = len(reduced[0])
-        self.nbytes = sum(c.nbytes for c in reduced)
+        self.nbytes = _sum_bytes(reduced)
 
     def reduce(self, shape_widths: np.ndarray) -> None:
         """One row per (keyset, minute, shape), sorted by shape, keyset and minute."""
@@ -122,6 +126,15 @@ class SumTable:
         new_start = np.zeros(groups, np.int64)
         np.cumsum(g_width[:-1], out=new_start[1:])
         self.replace((ks[first], minute[first], g_shape, new_start, np.concatenate(sums)))
+
+
+def _sum_bytes(columns: Arrays) -> int:
+    """Summed rows' arrays, and their objects in ``rows()``: an entry a row, a number a value."""
+    return (
+        sum(c.nbytes for c in columns)
+        + ENTRY_BYTES * len(columns[0])
+        + VALUE_BYTES * len(columns[4])
+    )
 
 
 def sort_groups(keys: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -157,9 +170,11 @@ class ColumnState:
 
     def __init__(self) -> None:
         self.sums = SumTable()  # ks, minute, shape, start; values
-        self.dists = Table(8)  # ks, minute, path, count, sum, square, min, max
-        self.buckets = Table(5)  # ks, minute, path, key, count
-        self.gauges = Table(7)  # ks, minute, path, at_ms, value, min, max
+        self.dists = Table(8, ENTRY_BYTES + 5 * VALUE_BYTES)  # ks, minute, path, count, sum,
+        # square, min, max
+        self.buckets = Table(5, DIST_BUCKET_BYTES)  # ks, minute, path, key, count
+        self.gauges = Table(7, ENTRY_BYTES + 3 * VALUE_BYTES)  # ks, minute, path, at_ms, value,
+        # min, max
         self.paths: dict[str, int] = {}  # distribution and gauge paths: fold-wide ids
         self.path_list: list[str] = []
 

@@ -15,6 +15,7 @@ from tally.aggregator import fold as fold_module
 from tally.aggregator import vfold
 from tally.aggregator.columns import read_varints
 from tally.aggregator.fold import PartitionFold
+from tally.aggregator.fold_bytes import ENTRY_BYTES, VALUE_BYTES
 from tally.aggregator.rows import FoldRows
 from tally.ingest.kinds import Dist
 from tally.schemas.limits import Limits
@@ -241,12 +242,13 @@ def test_varints_read_back_the_same_with_and_without_numpy(ints):
     assert read_varints(memoryview(packed)).tolist() == ints
 
 
-def test_the_column_state_is_bounded_by_its_arrays():
+def test_the_column_state_counts_its_arrays_and_the_rows_they_make():
     record = [(NOW - i % 600, ("k", f"p::{i % 50}"), ("x", "y"), [i, 1], ([], [])) for i in
               range(2_000)]  # fmt: skip
     fold = fold_all([record] * 5, [3] * 5)[0]
     held = fold.cols.nbytes
-    assert held == 5 * 2_000 * (4 * 8 + 2 * 8)  # keyset, minute, shape, start; 2 values
+    # keyset, minute, shape, start and 2 values per event, and what rows() would make of them
+    assert held == 5 * 2_000 * (4 * 8 + 2 * 8 + ENTRY_BYTES + 2 * VALUE_BYTES)
     fold.cols.reduce(fold.shape_widths())  # one row per (keyset, minute, path)
     groups = len(fold_all([record] * 5, [2] * 5)[0].rows())
     assert fold.cols.nbytes < held / 4 and len(fold) == len(fold.rows()) == groups
