@@ -1,13 +1,15 @@
-"""The metrics topic's codec: records as ``BatchV1``/``BatchV2``, or as columns (``BatchV3``).
+"""The metrics topic's codec: records as narrow typed columns (``BatchV4``), or ``BatchV1``/``V2``.
 
-By default (``wire_version=2``) the version follows the records' types: a chunk holding any
-``KindsRecord`` is written as version 2 (every event an ``EventV2``), any other chunk as version
-1. With ``wire_version=3`` every chunk is written as typed columns the aggregator folds with
-array operations (``schemas/wire_columns.py``). Version 3 is not the default: on the loadtest's
-mixed workload its records are 1.5x larger and the aggregator folds them at 0.44x the events per
-CPU-second of version 2 (BENCHMARKS.md, "Session 4 end to end"); aggregators read all three.
-Strings, keysets and shapes are interned per record (see ``schemas/wire.py``).
-"""
+By default (``wire_version=4``) every chunk is written as typed columns the aggregator folds with
+array operations (``schemas/wire_columns.py``), each column narrowed to the smallest type that
+holds it: on the loadtest's mixed workload these records are smaller than version 2's and fold
+at several times the events per CPU-second, and on job traffic less than half the size
+(BENCHMARKS.md, "Session 5: the columnar fold state and wire v4"). Aggregators read every
+version; one that predates version 4 dead-letters it (``unknown_version``), so upgrade the
+aggregators first. With ``wire_version=2`` the version follows the records' types: a chunk
+holding any ``KindsRecord`` is written as version 2 (every event an ``EventV2``), any other
+chunk as version 1; ``wire_version=3`` writes version 3 (columns of int32/int64/float64).
+Strings, keysets and shapes are interned per record (see ``schemas/wire.py``)."""
 
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ from tally.schemas.wire import (
 )
 from tally.schemas.wire_columns import Event, dist_item, encode_columns, events_of
 
-WIRE_VERSION = 2
+WIRE_VERSION = 4
 
 
 class MetricCodec:
@@ -44,8 +46,8 @@ class MetricCodec:
         self._decoder = BatchDecoder()
 
     def encode(self, records: Sequence[MetricRecord]) -> bytes:
-        """One record: ``BatchV2`` if any record is a ``KindsRecord``, else ``BatchV1``; at
-        ``wire_version`` 3, ``BatchV3``; at 4, ``BatchV4`` (narrow columns)."""
+        """One record: ``BatchV4`` (narrow columns) by default, ``BatchV3`` at ``wire_version``
+        3; at 2, ``BatchV2`` if any record is a ``KindsRecord``, else ``BatchV1``."""
         if self.wire_version >= 3:
             events = map(_columns_event, records)
             return encode_columns(self._encoder, self.source, events, self.wire_version >= 4)
