@@ -1,4 +1,4 @@
-"""The column fold's state: what wire-v3 records folded, as typed arrays reduced with numpy.
+"""The column fold's state: what wire-v3/v4 records folded, as typed arrays reduced with numpy.
 
 A screened record (``vfold``) appends a few arrays per kind and nothing per event or group:
 
@@ -42,7 +42,6 @@ Arrays = tuple[np.ndarray, ...]
 class Table:
     """Rows of one kind: the reduced rows (one per group) and the parts appended since."""
 
-    width: int
     row_bytes: int  # what one row makes in ``rows()`` (Python objects)
     reduced: Arrays = ()
     pending: list[Arrays] = field(default_factory=list)
@@ -65,9 +64,6 @@ class Table:
     def replace(self, reduced: Arrays, groups: int) -> None:
         self.reduced, self.pending, self.pending_rows, self.groups = reduced, [], 0, groups
         self.nbytes = sum(c.nbytes for c in reduced) + self.row_bytes * len(reduced[0])
-
-    def __len__(self) -> int:
-        return len(self.reduced[0]) if self.reduced else 0
 
 
 @dataclass(slots=True)
@@ -170,11 +166,12 @@ class ColumnState:
 
     def __init__(self) -> None:
         self.sums = SumTable()  # ks, minute, shape, start; values
-        self.dists = Table(8, ENTRY_BYTES + 5 * VALUE_BYTES)  # ks, minute, path, count, sum,
-        # square, min, max
-        self.buckets = Table(5, DIST_BUCKET_BYTES)  # ks, minute, path, key, count
-        self.gauges = Table(7, ENTRY_BYTES + 3 * VALUE_BYTES)  # ks, minute, path, at_ms, value,
-        # min, max
+        # ks, minute, path, count, sum, square, min, max
+        self.dists = Table(ENTRY_BYTES + 5 * VALUE_BYTES)
+        self.buckets = Table(DIST_BUCKET_BYTES)  # ks, minute, path, key, count
+        self.gauges = Table(
+            ENTRY_BYTES + 3 * VALUE_BYTES
+        )  # ks, minute, path, at_ms, value, min, max
         self.paths: dict[str, int] = {}  # distribution and gauge paths: fold-wide ids
         self.path_list: list[str] = []
 
