@@ -1,14 +1,15 @@
-"""The metrics topic's codec: records as narrow typed columns (``BatchV4``), or ``BatchV1``/``V2``.
+"""The metrics topic's codec: records as ``BatchV1``/``BatchV2``, or as typed columns (v3, v4).
 
-By default (``wire_version=4``) every chunk is written as typed columns the aggregator folds with
-array operations (``schemas/wire_columns.py``), each column narrowed to the smallest type that
-holds it: on the loadtest's mixed workload these records are smaller than version 2's and fold
-at several times the events per CPU-second, and on job traffic less than half the size
-(BENCHMARKS.md, "Session 5: the columnar fold state and wire v4"). Aggregators read every
-version; one that predates version 4 dead-letters it (``unknown_version``), so upgrade the
-aggregators first. With ``wire_version=2`` the version follows the records' types: a chunk
-holding any ``KindsRecord`` is written as version 2 (every event an ``EventV2``), any other
-chunk as version 1; ``wire_version=3`` writes version 3 (columns of int32/int64/float64).
+By default (``wire_version=2``) the version follows the records' types: a chunk holding any
+``KindsRecord`` is written as version 2 (every event an ``EventV2``), any other chunk as version
+1. With ``wire_version=4`` every chunk is written as narrow typed columns the aggregator folds
+with array operations (``schemas/wire_columns.py``); ``wire_version=3`` writes the wider
+version 3. Version 4 is smaller than version 2 and folds at 1.9x (mixed) and 5x (jobs) its
+events per CPU-second in records of 2,000 events, but a column record costs the aggregator a
+fixed ~0.4 ms, so in the loadtest's records of ~90-150 events it folds slower than version 2
+(BENCHMARKS.md, "Session 5"): version 2 stays the default, version 4 pays for large records
+(job traffic, busy producers). Aggregators read every version; one that predates version 4
+dead-letters it (``unknown_version``), so upgrade the aggregators before choosing it.
 Strings, keysets and shapes are interned per record (see ``schemas/wire.py``)."""
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from tally.schemas.wire import (
 )
 from tally.schemas.wire_columns import Event, dist_item, encode_columns, events_of
 
-WIRE_VERSION = 4
+WIRE_VERSION = 2
 
 
 class MetricCodec:
@@ -46,8 +47,8 @@ class MetricCodec:
         self._decoder = BatchDecoder()
 
     def encode(self, records: Sequence[MetricRecord]) -> bytes:
-        """One record: ``BatchV4`` (narrow columns) by default, ``BatchV3`` at ``wire_version``
-        3; at 2, ``BatchV2`` if any record is a ``KindsRecord``, else ``BatchV1``."""
+        """One record: ``BatchV2`` if any record is a ``KindsRecord``, else ``BatchV1``; at
+        ``wire_version`` 3, ``BatchV3``; at 4, ``BatchV4`` (narrow columns)."""
         if self.wire_version >= 3:
             events = map(_columns_event, records)
             return encode_columns(self._encoder, self.source, events, self.wire_version >= 4)

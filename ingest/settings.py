@@ -52,9 +52,10 @@ class ClientSettings:
     aggregator would (``ingest/outbox/folding.py``). Rollups are the same either way; fewer
     events cross the wire. The fold window is the linger period, so latency does not grow.
 
-    ``wire_version`` (default 4, narrow typed columns; ``TALLY_WIRE_VERSION``): the metrics
-    records' wire version. Aggregators older than version 4 dead-letter it as
-    ``unknown_version``: upgrade them first, or set 2 (version by record type) until then.
+    ``wire_version`` (``TALLY_WIRE_VERSION``; default 2, the version by record type): the
+    metrics records' wire version; 4 writes narrow typed columns, which pay in records of
+    several hundred events or more (BENCHMARKS.md, "Session 5"). Aggregators older than
+    version 4 dead-letter it as ``unknown_version``: upgrade them first.
     """
 
     bootstrap_servers: str
@@ -90,7 +91,7 @@ class ClientSettings:
         ``TALLY_RECORD_BYTES``         ``921600``         ``record_bytes`` (at least 1024)
         ``TALLY_SPOOL_DIR``            unset: no spool    ``spool_dir``
         ``TALLY_CLIENT_FOLD``          on                 ``fold`` (``0``/``false``/``no``: off)
-        ``TALLY_WIRE_VERSION``         ``4``              ``wire_version`` (2, 3 or 4)
+        ``TALLY_WIRE_VERSION``         ``2``              ``wire_version`` (2, 3 or 4)
         ``TALLY_KAFKA_SECURITY_PROTOCOL`` ``PLAINTEXT``   ``security.protocol``
         ``TALLY_KAFKA_SASL_MECHANISM`` ``PLAIN``          ``security.sasl_mechanism``
         ``TALLY_KAFKA_SASL_USERNAME``  unset              ``security.sasl_username``

@@ -103,8 +103,9 @@ def test_versions_3_and_4_decode_back_to_the_same_records(version):
     assert codec.decode(codec.encode(records[:3])) == codec.decode(GOLDEN_V1)
 
 
-def test_version_4_is_the_default_and_smaller_than_version_3():
+def test_version_2_is_the_default_and_version_4_smaller_than_version_3():
     records = tracked()
     default = MetricCodec("golden").encode(records)
-    assert default == MetricCodec("golden", wire_version=4).encode(records)
-    assert len(default) < len(MetricCodec("golden", wire_version=3).encode(records))
+    assert default == MetricCodec("golden", wire_version=2).encode(records) == GOLDEN_V2
+    v4 = MetricCodec("golden", wire_version=4).encode(records)
+    assert len(v4) < len(MetricCodec("golden", wire_version=3).encode(records))
