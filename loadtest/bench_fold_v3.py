@@ -81,10 +81,10 @@ def job_events(n: int, start: int) -> list[Event]:
     return out
 
 
-def encode(events: list[Event], version: int) -> list[bytes]:
-    """Records of ``RECORD`` events in wire ``version`` (2 writes v1 for plain chunks)."""
+def encode(events: list[Event], version: int, record: int = RECORD) -> list[bytes]:
+    """Records of ``record`` events in wire ``version`` (2 writes v1 for plain chunks)."""
     encoder = ColumnsEncoder("bench", version) if version >= 3 else BatchEncoder("bench")
-    return [encoder.encode(events[i : i + RECORD]) for i in range(0, len(events), RECORD)]
+    return [encoder.encode(events[i : i + record]) for i in range(0, len(events), record)]
 
 
 @dataclass(frozen=True)
