@@ -245,8 +245,7 @@ def _commit(
                 c.gauge_at_ms.astype(np.int64), value, value, value,
             )
         )  # fmt: skip
-    if cols.pending_rows >= PENDING_ROWS:
-        cols.reduce(state.shape_widths())
+    cols.settle(state.shape_widths(), PENDING_ROWS)
     shortest = state.limits.shortest_ttl()
     if shortest is not None:
         stale = at[at < reference - shortest[1]]

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tally.aggregator import column_state, vfold
 from tally.aggregator import fold as fold_module
-from tally.aggregator import vfold
 from tally.aggregator.columns import read_varints
 from tally.aggregator.fold import PartitionFold
 from tally.aggregator.fold_bytes import ENTRY_BYTES, VALUE_BYTES
@@ -242,16 +242,19 @@ def test_varints_read_back_the_same_with_and_without_numpy(ints):
     assert read_varints(memoryview(packed)).tolist() == ints
 
 
-def test_the_column_state_counts_its_arrays_and_the_rows_they_make():
+def test_the_column_state_counts_its_arrays_and_the_rows_they_make(monkeypatch):
     record = [(NOW - i % 600, ("k", f"p::{i % 50}"), ("x", "y"), [i, 1], ([], [])) for i in
               range(2_000)]  # fmt: skip
-    fold = fold_all([record] * 5, [3] * 5)[0]
-    held = fold.cols.nbytes
-    # keyset, minute, shape, start and 2 values per event, and what rows() would make of them
-    assert held == 5 * 2_000 * (4 * 8 + 2 * 8 + ENTRY_BYTES + 2 * VALUE_BYTES)
-    fold.cols.reduce(fold.shape_widths())  # one row per (keyset, minute, path)
+    per_row = 4 * 8 + 2 * 8 + ENTRY_BYTES + 2 * VALUE_BYTES  # arrays, then rows()' objects
     groups = len(fold_all([record] * 5, [2] * 5)[0].rows())
-    assert fold.cols.nbytes < held / 4 and len(fold) == len(fold.rows()) == groups
+    settled = fold_all([record] * 5, [3] * 5)[0]  # reduced as it goes: rows <= 2 x groups + 64
+    assert len(settled) <= 2 * groups + column_state.SLACK_ROWS
+    monkeypatch.setattr(column_state, "SLACK_ROWS", 10**9)  # only the size bound reduces
+    fold = fold_all([record] * 5, [3] * 5)[0]
+    assert fold.cols.nbytes == 5 * 2_000 * per_row and len(fold) == 5 * 2_000
+    fold.cols.reduce(fold.shape_widths())  # one row per (keyset, minute, shape)
+    assert fold.cols.nbytes == groups * per_row == settled.cols.nbytes
+    assert len(fold) == len(fold.rows()) == groups
     fold.clear()
     assert fold.cols.nbytes == 0 and len(fold) == 0
 
