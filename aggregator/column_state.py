@@ -8,8 +8,9 @@ A screened record (``vfold``) appends a few arrays per kind and nothing per even
   max) and one per sketch bucket (keyset, minute, path id, key, count);
 - gauges: one row per reading (keyset, minute, path id, at_ms, value, min, max).
 
-When a kind's pending rows outnumber its reduced groups by ``SLACK_ROWS`` (so ``entries()``, what
-the engine's ``--flush-rows`` bound reads, stays within twice the rows a flush would make), when
+When a kind's pending rows outnumber its reduced groups by its slack (a sixteenth of the
+engine's ``--flush-rows``, at least ``SLACK_ROWS``: so ``entries()``, what that bound reads,
+stays within twice the rows a flush would make plus a fifth of the bound), when
 all pending rows reach ``PENDING_ROWS``, and in ``rows()``, the pending kinds are reduced: rows are
 sorted by their group key (one int64 composite key when the ids fit 63 bits, else
 ``lexsort``) and summed with ``np.add.reduceat`` (summed values: per shape, as an events x
@@ -35,7 +36,7 @@ from tally.aggregator.fold_bytes import DIST_BUCKET_BYTES, ENTRY_BYTES, VALUE_BY
 from tally.aggregator.rows import KIND_DIST, KIND_GAUGE, KIND_SUM, FoldRows
 
 PENDING_ROWS = 1 << 18  # rows appended before a reduce (about 8 MiB of pending arrays)
-SLACK_ROWS = 64  # pending rows a kind may hold beyond its reduced groups before a reduce
+SLACK_ROWS = 16  # the least pending rows a kind may hold beyond its groups before a reduce
 KEY_SHIFT = 1 << 15  # sketch keys plus this are non-negative (``sketch`` keys fit 16 bits)
 
 Arrays = tuple[np.ndarray, ...]
@@ -167,7 +168,8 @@ def _minute_index(minute: np.ndarray) -> np.ndarray:
 class ColumnState:
     """Sums, distributions and gauges of the column fold (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, flush_rows: int = 500_000) -> None:
+        self.slack = max(SLACK_ROWS, flush_rows // 16)
         self.sums = SumTable()  # ks, minute, shape, start; values
         # ks, minute, path, count, sum, square, min, max
         self.dists = Table(ENTRY_BYTES + 5 * VALUE_BYTES)
@@ -219,18 +221,18 @@ class ColumnState:
 
     def settle(self, shape_widths: np.ndarray, pending_bound: int = PENDING_ROWS) -> None:
         """Reduce what holds too many pending rows: every kind past ``pending_bound`` rows in
-        all, else each kind whose pending rows exceed its groups by ``SLACK_ROWS`` (doubling:
-        the reduce work stays linear in the rows appended)."""
+        all, else each kind whose pending rows exceed its groups by ``slack`` (doubling: the
+        reduce work stays linear in the rows appended)."""
         if self.pending_rows >= pending_bound:
             self.reduce(shape_widths)
             return
-        s, d, g = self.sums, self.dists, self.gauges
-        if s.pending_rows > s.groups + SLACK_ROWS:
+        s, d, g, slack = self.sums, self.dists, self.gauges, self.slack
+        if s.pending_rows > s.groups + slack:
             s.reduce(shape_widths)
-        if d.pending_rows > d.groups + SLACK_ROWS:
+        if d.pending_rows > d.groups + slack:
             self._reduce_dists()
             self._reduce_buckets()
-        if g.pending_rows > g.groups + SLACK_ROWS:
+        if g.pending_rows > g.groups + slack:
             self._reduce_gauges()
 
     def _reduce_dists(self) -> None:

@@ -51,8 +51,9 @@ EXPIRED_LOG_INTERVAL_S = 60.0
 class PartitionFold(FoldChecks):
     """The in-memory sums of one partition since its last flush."""
 
-    def __init__(self, limits: Limits, decoder: BatchDecoder) -> None:
+    def __init__(self, limits: Limits, decoder: BatchDecoder, flush_rows: int = 500_000) -> None:
         self.limits = limits
+        self.flush_rows = flush_rows  # the engine's row bound: how far ``len`` may run ahead
         self.decoder = decoder
         self.key_problems = ProblemMemo(limits.key_problem)
         self.path_problems = ProblemMemo(limits.path_problem)
@@ -75,7 +76,7 @@ class PartitionFold(FoldChecks):
         # What each path is in this fold (summed, distribution, gauge): a path is one kind.
         self.path_kinds: dict[str, int] = {}
         # What version-3 records folded, as arrays (``vfold``, ``column_state``).
-        self.cols = ColumnState()
+        self.cols = ColumnState(flush_rows)
         self._widths = np.zeros(0, np.int64)
 
     def __len__(self) -> int:
@@ -99,7 +100,7 @@ class PartitionFold(FoldChecks):
         self.dacc = {}
         self.gacc = {}
         self.path_kinds = {}
-        self.cols = ColumnState()
+        self.cols = ColumnState(self.flush_rows)
         self._widths = np.zeros(0, np.int64)
 
     def intern(self, names: tuple[str, ...], is_keys: bool) -> int:

@@ -85,8 +85,10 @@ def events(draw) -> tuple:
     return (at, keys, paths, values, (ds, gs))
 
 
-def fold_all(records: list[list[tuple]], versions: list[int]) -> tuple[PartitionFold, list]:
-    fold = PartitionFold(LIMITS, BatchDecoder())
+def fold_all(
+    records: list[list[tuple]], versions: list[int], flush_rows: int = 500_000
+) -> tuple[PartitionFold, list]:
+    fold = PartitionFold(LIMITS, BatchDecoder(), flush_rows)
     rejected = []
     for offset, (record, version) in enumerate(zip(records, versions, strict=True)):
         encoder = ColumnsEncoder("s", version) if version >= 3 else BatchEncoder("s")
@@ -144,7 +146,7 @@ def test_columns_fold_to_the_same_rows_as_events(records, data):
     by_events, rejected_2 = fold_all(records, [2] * len(records))
     saved, vfold.PENDING_ROWS = vfold.PENDING_ROWS, pending
     try:
-        by_columns, rejected_3 = fold_all(records, [3] * len(records))
+        by_columns, rejected_3 = fold_all(records, [3] * len(records), flush_rows=1)
         narrow, rejected_4 = fold_all(records, [4] * len(records))
         mixed, rejected_m = fold_all(records, versions)
     finally:
@@ -242,15 +244,14 @@ def test_varints_read_back_the_same_with_and_without_numpy(ints):
     assert read_varints(memoryview(packed)).tolist() == ints
 
 
-def test_the_column_state_counts_its_arrays_and_the_rows_they_make(monkeypatch):
+def test_the_column_state_counts_its_arrays_and_the_rows_they_make():
     record = [(NOW - i % 600, ("k", f"p::{i % 50}"), ("x", "y"), [i, 1], ([], [])) for i in
               range(2_000)]  # fmt: skip
     per_row = 4 * 8 + 2 * 8 + ENTRY_BYTES + 2 * VALUE_BYTES  # arrays, then rows()' objects
     groups = len(fold_all([record] * 5, [2] * 5)[0].rows())
-    settled = fold_all([record] * 5, [3] * 5)[0]  # reduced as it goes: rows <= 2 x groups + 64
+    settled = fold_all([record] * 5, [3] * 5, flush_rows=100)[0]  # reduced as it goes
     assert len(settled) <= 2 * groups + column_state.SLACK_ROWS
-    monkeypatch.setattr(column_state, "SLACK_ROWS", 10**9)  # only the size bound reduces
-    fold = fold_all([record] * 5, [3] * 5)[0]
+    fold = fold_all([record] * 5, [3] * 5, flush_rows=10**9)[0]  # only the size bound reduces
     assert fold.cols.nbytes == 5 * 2_000 * per_row and len(fold) == 5 * 2_000
     fold.cols.reduce(fold.shape_widths())  # one row per (keyset, minute, shape)
     assert fold.cols.nbytes == groups * per_row == settled.cols.nbytes
