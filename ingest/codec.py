@@ -4,7 +4,7 @@ By default (``wire_version=2``) the version follows the records' types: a chunk 
 ``KindsRecord`` is written as version 2 (every event an ``EventV2``), any other chunk as version
 1. With ``wire_version=4`` every chunk is written as narrow typed columns the aggregator folds
 with array operations (``schemas/wire_columns.py``); ``wire_version=3`` writes the wider
-version 3. Version 4 is smaller than version 2 and folds at 1.9x (mixed) and 5x (jobs) its
+version 3. Version 4 is smaller than version 2 and folds at 1.6x (mixed) and 4.8x (jobs) its
 events per CPU-second in records of 2,000 events, but a column record costs the aggregator a
 fixed ~0.4 ms, so in the loadtest's records of ~90-150 events it folds slower than version 2
 (BENCHMARKS.md, "Session 5"): version 2 stays the default, version 4 pays for large records
