@@ -18,8 +18,10 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
+import numpy as np
 
 from tally.aggregator.checks import FoldChecks, ProblemMemo
+from tally.aggregator.column_state import ColumnState, absorb
 from tally.aggregator.columns import read_columns
 from tally.aggregator.fold_bytes import (
     DIST_BUCKET_BYTES,
@@ -50,8 +52,9 @@ EXPIRED_LOG_INTERVAL_S = 60.0
 class PartitionFold(FoldChecks):
     """The in-memory sums of one partition since its last flush."""
 
-    def __init__(self, limits: Limits, decoder: BatchDecoder) -> None:
+    def __init__(self, limits: Limits, decoder: BatchDecoder, flush_rows: int = 500_000) -> None:
         self.limits = limits
+        self.flush_rows = flush_rows  # the engine's row bound: how far ``len`` may run ahead
         self.decoder = decoder
         self.key_problems = ProblemMemo(limits.key_problem)
         self.path_problems = ProblemMemo(limits.path_problem)
@@ -73,9 +76,18 @@ class PartitionFold(FoldChecks):
         self.gacc: dict[tuple[int, int, str], list] = {}
         # What each path is in this fold (summed, distribution, gauge): a path is one kind.
         self.path_kinds: dict[str, int] = {}
+        # What version-3 records folded, as arrays (``vfold``, ``column_state``).
+        self.cols = ColumnState(flush_rows)
+        self._widths = np.zeros(0, np.int64)
 
     def __len__(self) -> int:
-        return len(self.acc) + len(self.dacc) + len(self.gacc)
+        return len(self.acc) + len(self.dacc) + len(self.gacc) + self.cols.entries()
+
+    def shape_widths(self) -> np.ndarray:
+        """The number of paths of each fold-wide shape, by shape id."""
+        if len(self._widths) != len(self.shape_list):
+            self._widths = np.fromiter(map(len, self.shape_list), np.int64, len(self.shape_list))
+        return self._widths
 
     def clear(self) -> None:
         """Forget everything folded (after a flush)."""
@@ -89,6 +101,8 @@ class PartitionFold(FoldChecks):
         self.dacc = {}
         self.gacc = {}
         self.path_kinds = {}
+        self.cols = ColumnState(self.flush_rows)
+        self._widths = np.zeros(0, np.int64)
 
     def intern(self, names: tuple[str, ...], is_keys: bool) -> int:
         """The fold-wide id of a keyset/shape used by a folded event (interned on first use)."""
@@ -108,7 +122,7 @@ class PartitionFold(FoldChecks):
             if exc.reason != "malformed_fields":
                 return [Rejected(offset, -1, exc.reason, exc.detail[:500])]
             return self._salvage(payload, offset, timestamp_ms)
-        if type(batch) is BatchV3:
+        if isinstance(batch, BatchV3):  # also version 4 (narrow columns)
             return self._add_columns(batch, offset, timestamp_ms)
         return self._fold(
             batch.strings,
@@ -307,8 +321,14 @@ class PartitionFold(FoldChecks):
             )
 
     def rows(self) -> FoldRows:
-        """The sums as rows for ``rollups_input`` (``rows.to_rows``)."""
-        return to_rows(self.keyset_list, self.shape_list, self.acc, self.dacc, self.gacc)
+        """The sums as rows for ``rollups_input``: ``rows.to_rows`` of what was folded event
+        by event, or the column state's rows (holding what the events folded too, if any)."""
+        if not self.cols:
+            return to_rows(self.keyset_list, self.shape_list, self.acc, self.dacc, self.gacc)
+        if self.acc or self.dacc or self.gacc:  # version-2 and version-3 records in one fold
+            absorb(self.cols, self.acc, self.dacc, self.gacc)
+            self.acc, self.dacc, self.gacc = {}, {}, {}
+        return self.cols.rows(self.keyset_list, self.shape_list, self.shape_widths())
 
 
 def _fast_ok(values: list, cap: float) -> bool:

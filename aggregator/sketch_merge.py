@@ -1,10 +1,10 @@
 """Merging one more sketch into a fold's distribution entry.
 
 An entry is ``[count, sum, square, min, max, buckets]`` (``buckets``: bucket key -> count).
-The event-by-event fold (``fold.py``) and the column fold (``vfold.py``) both merge with
-:func:`merge_sketch`, so the two count samples, extremes, buckets and memory alike. The sums
-stay with the caller: the event fold adds them per event, the column fold has already summed
-them from the entry's own in order (float sums depend on the order of the additions).
+The event-by-event fold (``fold.py``) merges each event's sketch with :func:`merge_sketch`;
+the column fold keeps distribution rows as arrays and reduces them with numpy
+(``column_state.py``), appending what the event fold holds when ``rows()`` merges the two. The
+sums stay with the caller: the event fold adds them per event.
 """
 
 from __future__ import annotations

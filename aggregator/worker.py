@@ -22,12 +22,13 @@ class RollupFolds:
 
     def __init__(self, settings: AggregatorSettings, metrics: AggregatorMetrics) -> None:
         self.limits = settings.limits
+        self.flush_rows = settings.flush_rows
         self.metrics = metrics
         self.decoder = BatchDecoder()
 
     def __call__(self, *, reread: bool = False) -> PartitionFold:
         """An empty fold; an owned partition's counts events that expired on arrival."""
-        fold = PartitionFold(self.limits, self.decoder)
+        fold = PartitionFold(self.limits, self.decoder, self.flush_rows)
         if not reread:
             fold.on_expired = self.count_expired
         return fold

@@ -1,13 +1,16 @@
-"""The metrics topic's codec: records as ``BatchV1``/``BatchV2``, or as columns (``BatchV3``).
+"""The metrics topic's codec: records as ``BatchV1``/``BatchV2``, or as typed columns (v3, v4).
 
 By default (``wire_version=2``) the version follows the records' types: a chunk holding any
 ``KindsRecord`` is written as version 2 (every event an ``EventV2``), any other chunk as version
-1. With ``wire_version=3`` every chunk is written as typed columns the aggregator folds with
-array operations (``schemas/wire_columns.py``). Version 3 is not the default: on the loadtest's
-mixed workload its records are 1.5x larger and the aggregator folds them at 0.44x the events per
-CPU-second of version 2 (BENCHMARKS.md, "Session 4 end to end"); aggregators read all three.
-Strings, keysets and shapes are interned per record (see ``schemas/wire.py``).
-"""
+1. With ``wire_version=4`` every chunk is written as narrow typed columns the aggregator folds
+with array operations (``schemas/wire_columns.py``); ``wire_version=3`` writes the wider
+version 3. Version 4 is smaller than version 2 and folds at 1.6x (mixed) and 4.8x (jobs) its
+events per CPU-second in records of 2,000 events, but a column record costs the aggregator a
+fixed ~0.4 ms, so in the loadtest's records of ~90-150 events it folds slower than version 2
+(BENCHMARKS.md, "Session 5"): version 2 stays the default, version 4 pays for large records
+(job traffic, busy producers). Aggregators read every version; one that predates version 4
+dead-letters it (``unknown_version``), so upgrade the aggregators before choosing it.
+Strings, keysets and shapes are interned per record (see ``schemas/wire.py``)."""
 
 from __future__ import annotations
 
@@ -45,9 +48,10 @@ class MetricCodec:
 
     def encode(self, records: Sequence[MetricRecord]) -> bytes:
         """One record: ``BatchV2`` if any record is a ``KindsRecord``, else ``BatchV1``; at
-        ``wire_version`` 3, ``BatchV3``."""
+        ``wire_version`` 3, ``BatchV3``; at 4, ``BatchV4`` (narrow columns)."""
         if self.wire_version >= 3:
-            return encode_columns(self._encoder, self.source, map(_columns_event, records))
+            events = map(_columns_event, records)
+            return encode_columns(self._encoder, self.source, events, self.wire_version >= 4)
         for record in records:
             if type(record) is KindsRecord:
                 return self._encode_v2(records)

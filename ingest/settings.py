@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tally.ingest.codec import WIRE_VERSION
 from tally.kafka.security import KafkaSecurity
 from tally.kafka.settings import BOOTSTRAP, EVENTS_TOPIC, SECURITY, TOPIC, security_from
 from tally.schemas.limits import Limits
@@ -50,6 +51,11 @@ class ClientSettings:
     it holds before encoding, records with the same route, keys, UTC minute and shape, as the
     aggregator would (``ingest/outbox/folding.py``). Rollups are the same either way; fewer
     events cross the wire. The fold window is the linger period, so latency does not grow.
+
+    ``wire_version`` (``TALLY_WIRE_VERSION``; default 2, the version by record type): the
+    metrics records' wire version; 4 writes narrow typed columns, which pay in records of
+    several hundred events or more (BENCHMARKS.md, "Session 5"). Aggregators older than
+    version 4 dead-letter it as ``unknown_version``: upgrade them first.
     """
 
     bootstrap_servers: str
@@ -70,6 +76,7 @@ class ClientSettings:
     flush_on_sigterm: bool = True
     fold: bool = True
     source: str = field(default_factory=default_source)
+    wire_version: int = WIRE_VERSION
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> ClientSettings:
@@ -84,6 +91,7 @@ class ClientSettings:
         ``TALLY_RECORD_BYTES``         ``921600``         ``record_bytes`` (at least 1024)
         ``TALLY_SPOOL_DIR``            unset: no spool    ``spool_dir``
         ``TALLY_CLIENT_FOLD``          on                 ``fold`` (``0``/``false``/``no``: off)
+        ``TALLY_WIRE_VERSION``         ``2``              ``wire_version`` (2, 3 or 4)
         ``TALLY_KAFKA_SECURITY_PROTOCOL`` ``PLAINTEXT``   ``security.protocol``
         ``TALLY_KAFKA_SASL_MECHANISM`` ``PLAIN``          ``security.sasl_mechanism``
         ``TALLY_KAFKA_SASL_USERNAME``  unset              ``security.sasl_username``
@@ -109,10 +117,14 @@ class ClientSettings:
             values["fold"] = False
         if env.get("TALLY_SPOOL_DIR"):
             values["spool_dir"] = Path(env["TALLY_SPOOL_DIR"])
+        if env.get("TALLY_WIRE_VERSION"):
+            values["wire_version"] = int(env["TALLY_WIRE_VERSION"])
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
 
     def __post_init__(self) -> None:
+        if self.wire_version not in (2, 3, 4):
+            raise ValueError(f"wire_version must be 2, 3 or 4, not {self.wire_version}")
         if self.record_bytes < 1024:
             raise ValueError(f"record_bytes must be at least 1024, not {self.record_bytes}")
         if self.record_events < 1:

@@ -2,8 +2,8 @@
 
 The bound follows the ``BatchV1`` msgpack layout (see ``schemas/wire.py``) with the widest
 header every item could need, plus what the columnar ``BatchV3`` adds per record (its event
-count, a bin header per column and the leading offsets); it is never below the real size of a
-one-event record in either version.
+count, a bin header per column and the leading offsets) and ``BatchV4`` its column types; it
+is never below the real size of a one-event record in any version.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ V3_COLUMNS = 19
 RECORD_OVERHEAD = (
     1 + _INT + _STR + 4 * ARRAY  # [1, source, strings, keysets, shapes, events]
     + _INT + V3_COLUMNS * _BIN + 4 * 4  # version 3: event count, column headers, offsets
+    + _STR + V3_COLUMNS  # version 4: one column type each
 )  # fmt: skip
 EVENT_OVERHEAD = ARRAY + 3 * _INT + ARRAY  # [at, keyset, shape, values]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import weakref
 from datetime import datetime
+from functools import partial
 
 from tally.ingest.codec import MetricCodec
 from tally.ingest.flatten import InvalidValues, Kinds
@@ -55,7 +56,7 @@ class Tracker(OutboxFacade[MetricRecord]):
         folder = RecordFolder(self._limits.max_abs_value) if settings.fold else None
         self.outbox: Outbox[MetricRecord] = Outbox(
             settings,
-            MetricCodec,
+            partial(MetricCodec, wire_version=settings.wire_version),
             DROPS,
             on_fork=lambda: _size_source(ref),
             fold=folder.fold if folder is not None else None,

@@ -1,20 +1,21 @@
-"""Wire v3 (columns) against v2 (one msgpack array per event): consume, decode and catch-up.
+"""Wire v3/v4 (columns) against v2 (one msgpack array per event): consume, decode, catch-up.
 
 ``python -m tally.loadtest.bench_fold_v3 [--events 400000] [--job-events 200000] [--rounds 2]``
 starts the embedded stack (Kafka KRaft, ClickHouse on chDB, no aggregators) and pre-produces
-the same events twice, once per wire version (records of 2,000 events, lz4, two partitions):
+the same events once per wire version (2, 3 and 4 = narrow columns; records of 2,000 events,
+lz4, two partitions):
 
 - ``mixed``: the seeds' mix (``Workload.events``: calculations, refreshes, schedules);
 - ``jobs``: job runs as the job hooks report them (``job_values``: ``duration`` and
   ``queue_lag`` as ``dist(ms)``, under total, jobs.<job> and tenants.<tenant>).
 
-Then, in one run: (a) bare consume + msgspec decode of each v2 topic, (b) bare consume + v3
-column read (``read_columns``: ``numpy.frombuffer`` of every column) of each v3 topic, both
+Then, in one run: (a) bare consume + msgspec decode of each v2 topic, (b) bare consume + v3/v4
+column read (``read_columns``: ``numpy.frombuffer`` of every column) of each v3/v4 topic, both
 in this process with the aggregator's consumer settings and GC thresholds; the fold alone
 (``PartitionFold.add_record`` and ``rows()`` per 40,000 events) over the records consumed;
 (c)/(d) unless ``--no-catchup``, one fresh ``tally.aggregator``
 process per topic replaying it from the beginning (``catchup.run_catchup``: events per
-CPU-second of that process), alternating v2/v3 per round, best of ``--rounds`` by CPU. Ratios
+CPU-second of that process), alternating versions per round, best of ``--rounds`` by CPU. Ratios
 are against (a) of the same workload, measured in the same run.
 """
 
@@ -50,7 +51,7 @@ RECORD = 2_000
 JOBS = [f"job_{i}" for i in range(12)]
 TENANTS = [f"tenant{i}" for i in range(20)]
 WORKLOADS = ("mixed", "jobs")
-VERSIONS = (2, 3)
+VERSIONS = (2, 3, 4)
 
 Event = tuple
 
@@ -79,10 +80,10 @@ def job_events(n: int, start: int) -> list[Event]:
     return out
 
 
-def encode(events: list[Event], version: int) -> list[bytes]:
-    """Records of ``RECORD`` events in wire ``version`` (2 writes v1 for plain chunks)."""
-    encoder = ColumnsEncoder("bench") if version == 3 else BatchEncoder("bench")
-    return [encoder.encode(events[i : i + RECORD]) for i in range(0, len(events), RECORD)]
+def encode(events: list[Event], version: int, record: int = RECORD) -> list[bytes]:
+    """Records of ``record`` events in wire ``version`` (2 writes v1 for plain chunks)."""
+    encoder = ColumnsEncoder("bench", version) if version >= 3 else BatchEncoder("bench")
+    return [encoder.encode(events[i : i + record]) for i in range(0, len(events), record)]
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ def read_v2(decoder: BatchDecoder, payload: bytes) -> int:
 
 
 def read_v3(decoder: BatchDecoder, payload: bytes) -> int:
-    """msgspec decode of a v3 record and ``frombuffer`` of every column: its event count."""
+    """msgspec decode of a v3/v4 record and ``frombuffer`` of every column: its event count."""
     batch = decoder.decode(payload)
     assert isinstance(batch, BatchV3)
     return read_columns(batch).n
@@ -188,11 +189,11 @@ def main() -> None:
             for workload in WORKLOADS:
                 for version in VERSIONS:
                     topic = f"bench.{workload}.v{version}"
-                    reader = read_v3 if version == 3 else read_v2
+                    reader = read_v3 if version >= 3 else read_v2
                     b = asyncio.run(bare_consume(base.bootstrap, topic, f"bare-{topic}", reader))
                     bare[workload, version] = b
                     print(
-                        f"bare consume + {'column read' if version == 3 else 'decode'} {topic}: "
+                        f"bare consume + {'column read' if version >= 3 else 'decode'} {topic}: "
                         f"{b.events:,} events, cpu {b.cpu_s:.2f} s, "
                         f"{b.per_cpu_s:,.0f} events/CPU-s",
                         flush=True,
@@ -234,8 +235,10 @@ def main() -> None:
                 rows = [
                     ("bare consume + msgspec decode (v2)", bare[workload, 2].per_cpu_s,
                      bare[workload, 2].cpu_s),
-                    ("bare consume + column read (v3)", bare[workload, 3].per_cpu_s,
-                     bare[workload, 3].cpu_s),
+                ] + [
+                    (f"bare consume + column read (v{v})", bare[workload, v].per_cpu_s,
+                     bare[workload, v].cpu_s)
+                    for v in VERSIONS[1:]
                 ]  # fmt: skip
                 for version in VERSIONS:
                     cpu = min(folds[workload, version])
@@ -248,14 +251,16 @@ def main() -> None:
                     rows.append((f"aggregator catch-up v{version}", per_cpu(n, best), best.cpu_s))
                 for what, rate, cpu in rows:
                     print(f"{workload} | {what} | {rate:,.0f} | {cpu:.2f} | {rate / limit:.3f}")
-                v2, v3 = min(folds[workload, 2]), min(folds[workload, 3])
-                print(f"{workload}: fold v3 / v2 = {v2 / v3:.2f}x")
+                v2 = min(folds[workload, 2])
+                for v in VERSIONS[1:]:
+                    print(f"{workload}: fold v{v} / v2 = {v2 / min(folds[workload, v]):.2f}x")
                 if args.catchup and all(
                     any(r.complete for r in runs[workload, v]) for v in VERSIONS
                 ):
-                    v2 = per_cpu(n, best_by_cpu(runs[workload, 2]))
-                    v3 = per_cpu(n, best_by_cpu(runs[workload, 3]))
-                    print(f"{workload}: catch-up v3 / v2 = {v3 / max(v2, 1):.2f}x")
+                    c2 = per_cpu(n, best_by_cpu(runs[workload, 2]))
+                    for v in VERSIONS[1:]:
+                        cv = per_cpu(n, best_by_cpu(runs[workload, v]))
+                        print(f"{workload}: catch-up v{v} / v2 = {cv / max(c2, 1):.2f}x")
         finally:
             stack.stop()
 

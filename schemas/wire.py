@@ -43,6 +43,18 @@ column with ``numpy.frombuffer`` (no Python object per event) and folds it with 
 operations. A version above 3 is dead-lettered (``unknown_version``); a version-3 record whose
 columns do not fit this layout is dead-lettered whole (``malformed_columns`` and the reasons
 of ``schemas/wire_columns.py``).
+
+Version 4 (``BatchV4``, tag 4) is version 3 with narrow columns: one more field at the end,
+``dtypes``, a string of one ``array`` typecode per column (``COLUMN_TYPES`` order) saying how
+that column is stored. An index, offset, count or time column takes the smallest integer type
+that holds its values (``b B h H i I q``, within what its version-3 type holds); a float column
+(values, distribution sums and bounds, gauge values) is stored as integers when every value is
+integral and within +-2**53 (fixed-size, or ``v``: zigzag LEB128 varints, one to nine bytes
+each, when that is smaller), else as float64 (``d``). ``value_offsets`` may be empty: each
+event then has as many values as its shape has paths. Version 3 records stay readable as they
+are; an aggregator that predates version 4 dead-letters it as ``unknown_version`` instead of
+misreading narrow columns. A ``dtypes`` of the wrong length or with a type its column cannot
+take is dead-lettered whole (``bad_dtype``).
 """
 
 from __future__ import annotations
@@ -53,7 +65,7 @@ from typing import Any
 import msgspec
 
 SCHEMA_VERSION = 1
-SCHEMA_VERSIONS = (1, 2, 3)
+SCHEMA_VERSIONS = (1, 2, 3, 4)
 
 Number = int | float
 
@@ -157,7 +169,18 @@ COLUMN_TYPES: tuple[tuple[str, str], ...] = (
     ("gauge_value", "d"), ("gauge_at_ms", "q"),
 )  # fmt: skip
 
-Batch = BatchV1 | BatchV2 | BatchV3
+# The types each column may be stored as in version 4: integer types its version-3 type holds
+# exactly (and integers for a float column).
+NARROW_TYPES = {"i": "bBhHi", "q": "bBhHiIq", "d": "bBhHiIqdv"}
+
+
+class BatchV4(BatchV3, tag=4):
+    """``BatchV3`` whose columns are stored as ``dtypes`` says (one typecode per column)."""
+
+    dtypes: str
+
+
+Batch = BatchV1 | BatchV2 | BatchV3 | BatchV4
 
 
 class LooseEventV1(msgspec.Struct, array_like=True, gc=False):
@@ -264,7 +287,7 @@ class BatchDecoder:
         self._loose = msgspec.msgpack.Decoder(LooseBatchV1)
         self._any = msgspec.msgpack.Decoder()
 
-    def decode(self, payload: bytes) -> BatchV1 | BatchV2 | BatchV3:
+    def decode(self, payload: bytes) -> BatchV1 | BatchV2 | BatchV3 | BatchV4:
         """Strict decode: every field has its declared type."""
         try:
             return self._strict.decode(payload)
@@ -296,6 +319,6 @@ class BatchDecoder:
             return WireError("malformed_batch", "payload is not a msgpack array")
         if raw[0] not in SCHEMA_VERSIONS or type(raw[0]) is not int:
             return WireError("unknown_version", f"schema version {raw[0]!r}")
-        if raw[0] == 3:
+        if raw[0] >= 3:
             return WireError("malformed_columns", str(exc))
         return WireError("malformed_fields", str(exc))

@@ -1,7 +1,10 @@
-"""Wire version 3 without numpy: events into typed columns (``array``) and back.
+"""Wire versions 3 and 4 without numpy: events into typed columns (``array``) and back.
 
 The client writes ``BatchV3`` with ``encode_columns``: one ``array.array`` per column, appended
-to per event and written as msgpack bin (little-endian; swapped on a big-endian host). Nothing
+to per event and written as msgpack bin (little-endian; swapped on a big-endian host); with
+``narrow=True`` it writes ``BatchV4``, each column narrowed to the smallest type that holds it
+(``narrow_column``: fixed-size integers, zigzag varints, or float64; value offsets implied by
+the shapes; ``column_types`` reads a record's types back and refuses bad ones). Nothing
 here needs numpy, so the client stays thin; the aggregator reads the same columns with
 ``numpy.frombuffer`` (``aggregator/columns.py``). ``events_of`` turns a record back into
 ``EventV2`` objects (the client's spool replay re-routes records with it, and the aggregator
@@ -18,9 +21,26 @@ from typing import Any
 
 import msgspec
 
-from tally.schemas.wire import COLUMN_TYPES, BatchV1, BatchV2, BatchV3, DistV2, EventV2, GaugeV2
+from tally.schemas.wire import (
+    COLUMN_TYPES,
+    NARROW_TYPES,
+    BatchV1,
+    BatchV2,
+    BatchV3,
+    BatchV4,
+    DistV2,
+    EventV2,
+    GaugeV2,
+    WireError,
+)
 
 SWAP = sys.byteorder == "big"
+EXACT = 2**53  # integers a float64 holds exactly
+INT_RANGES = (
+    ("b", -(2**7), 2**7 - 1), ("B", 0, 2**8 - 1), ("h", -(2**15), 2**15 - 1),
+    ("H", 0, 2**16 - 1), ("i", -(2**31), 2**31 - 1), ("I", 0, 2**32 - 1),
+    ("q", -(2**63), 2**63 - 1),
+)  # fmt: skip
 
 # (path, count, sum, square, min, max, bucket keys, bucket counts) and (path, value, at_ms)
 DistItem = tuple[str, int, float, float, float, float, Sequence[int], Sequence[int]]
@@ -37,8 +57,91 @@ def _bytes(column: array) -> bytes:
     return column.tobytes()
 
 
-def encode_columns(encoder: msgspec.msgpack.Encoder, source: str, events: Iterable[Event]) -> bytes:
-    """One ``BatchV3`` record of ``events``: ``(at, keys, paths, values, dists, gauges)``.
+def varint(z: int) -> bytes:
+    """LEB128 of a non-negative integer: 7 bits a byte, low first, high bit = more."""
+    out = bytearray()
+    while z >= 0x80:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
+
+
+VARINT_SMALL = 1 << 13  # zigzag varints of -8192 .. 8191 (two bytes at most), precomputed
+_SMALL = [varint((v << 1) ^ (v >> 63)) for v in range(-VARINT_SMALL, VARINT_SMALL)]
+
+
+def varints(ints: Iterable[int]) -> bytes:
+    """Zigzag LEB128 of each integer (within +-2**63), concatenated: the ``v`` column type."""
+    small, lo, hi = _SMALL, -VARINT_SMALL, VARINT_SMALL
+    return b"".join([small[v + hi] if lo <= v < hi else varint((v << 1) ^ (v >> 63)) for v in ints])
+
+
+def read_varints(raw: bytes | memoryview) -> list[int]:
+    """The integers of a ``v`` column; ``ValueError`` if one runs past the end or over 9 bytes."""
+    out: list[int] = []
+    z = shift = 0
+    for byte in bytes(raw):
+        z |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            out.append((z >> 1) ^ -(z & 1))
+            z = shift = 0
+        elif shift >= 63:
+            raise ValueError("a varint longer than 9 bytes")
+    if shift:
+        raise ValueError("a varint runs past the end of its column")
+    return out
+
+
+def narrow_column(column: array, default: str) -> tuple[str, bytes]:
+    """``column`` (typecode, bytes) in the smallest type ``NARROW_TYPES[default]`` allows that
+    holds it exactly: integers for a float column whose values are all integral and within
+    +-2**53, as fixed-size integers or zigzag varints (``v``), whichever is smaller."""
+    if not column:
+        return "B", b""
+    ints = column
+    if column.typecode == "d":
+        try:
+            ints = array("q", map(int, column))  # ValueError (NaN), OverflowError (inf, huge)
+        except (ValueError, OverflowError):
+            return "d", _bytes(column)
+        if array("d", ints) != column:
+            return "d", _bytes(column)  # not all integral
+    lo, hi = min(ints), max(ints)
+    if column.typecode == "d" and (lo < -EXACT or hi > EXACT):
+        return "d", _bytes(column)
+    for code, low, high in INT_RANGES:
+        if low <= lo and hi <= high and code in NARROW_TYPES[default]:
+            fixed = array(code, ints)
+            if "v" in NARROW_TYPES[default] and fixed.itemsize > 1:
+                packed = varints(ints)
+                if len(packed) < len(fixed) * fixed.itemsize:
+                    return "v", packed
+            return code, _bytes(fixed)
+    return column.typecode, _bytes(column)
+
+
+def column_types(batch: BatchV3) -> list[str]:
+    """Each column's ``array`` typecode: ``COLUMN_TYPES``' for version 3, ``dtypes`` for
+    version 4; raises ``WireError("bad_dtype")`` for types a column cannot take."""
+    defaults = [code for _, code in COLUMN_TYPES]
+    if not isinstance(batch, BatchV4):
+        return defaults
+    dtypes = batch.dtypes
+    if len(dtypes) != len(defaults):
+        raise WireError("bad_dtype", f"{len(dtypes)} column types for {len(defaults)} columns")
+    for (name, default), code in zip(COLUMN_TYPES, dtypes, strict=True):
+        if code not in NARROW_TYPES[default]:
+            raise WireError("bad_dtype", f"{name} cannot be stored as {code!r}")
+    return list(dtypes)
+
+
+def encode_columns(
+    encoder: msgspec.msgpack.Encoder, source: str, events: Iterable[Event], narrow: bool = False
+) -> bytes:
+    """One ``BatchV3`` record of ``events``: ``(at, keys, paths, values, dists, gauges)``;
+    ``BatchV4`` (narrow columns) with ``narrow``.
 
     Strings, keysets and shapes are interned per record; distribution and gauge paths enter
     the string table first, as they come. Raises (``OverflowError``, ``TypeError``) on a value
@@ -102,19 +205,31 @@ def encode_columns(encoder: msgspec.msgpack.Encoder, source: str, events: Iterab
         for names in table:
             for name in names:
                 strings.setdefault(name, len(strings))
+    tables = (
+        source,
+        list(strings),
+        [[strings[k] for k in keys] for keys in keysets],
+        [[strings[p] for p in paths] for paths in shapes],
+        n,
+    )
+    if not narrow:
+        return encoder.encode(
+            BatchV3(*tables, *(memoryview(_bytes(col[name])) for name, _ in COLUMN_TYPES))
+        )
+    del value_offsets[:]  # implied by the shapes' widths
+    narrowed = [narrow_column(col[name], code) for name, code in COLUMN_TYPES]
     return encoder.encode(
-        BatchV3(
-            source,
-            list(strings),
-            [[strings[k] for k in keys] for keys in keysets],
-            [[strings[p] for p in paths] for paths in shapes],
-            n,
-            *(memoryview(_bytes(col[name])) for name, _ in COLUMN_TYPES),
+        BatchV4(
+            *tables,
+            *(memoryview(data) for _, data in narrowed),
+            "".join(code for code, _ in narrowed),
         )
     )
 
 
 def _read(batch: BatchV3, name: str, code: str) -> list[Any]:
+    if code == "v":
+        return read_varints(getattr(batch, name))
     column = array(code)
     column.frombytes(getattr(batch, name))  # ValueError if not a whole number of items
     if SWAP:
@@ -122,15 +237,34 @@ def _read(batch: BatchV3, name: str, code: str) -> list[Any]:
     return column.tolist()
 
 
-def events_of(batch: BatchV3) -> list[EventV2]:
-    """The events of a version-3 record, one ``EventV2`` each (no numpy; checks the layout).
+def implied_offsets(shapes: list[list[int]], shape: list[int]) -> list[int]:
+    """Version 4's value offsets: each event's values are as many as its shape's paths."""
+    out = [0]
+    total = 0
+    for index in shape:
+        if not 0 <= index < len(shapes):
+            raise WireError("bad_offsets", "value offsets implied by a shape not in the table")
+        total += len(shapes[index])
+        out.append(total)
+    return out
 
-    Raises ``ValueError`` when the columns do not fit together (lengths, offsets).
+
+def events_of(batch: BatchV3) -> list[EventV2]:
+    """The events of a version-3 or -4 record, one ``EventV2`` each (no numpy; checks the
+    layout).
+
+    Raises ``ValueError`` when the columns do not fit together (lengths, offsets), or their
+    types are not allowed (``WireError``, a ``ValueError``).
     """
-    c = {name: _read(batch, name, code) for name, code in COLUMN_TYPES}
+    types = column_types(batch)
+    c = {
+        name: _read(batch, name, code) for (name, _), code in zip(COLUMN_TYPES, types, strict=True)
+    }
     n = batch.events
     if not (len(c["at"]) == len(c["keyset"]) == len(c["shape"]) == n >= 0):
         raise ValueError("event columns differ in length")
+    if isinstance(batch, BatchV4) and not c["value_offsets"]:
+        c["value_offsets"] = implied_offsets(batch.shapes, c["shape"])
     offsets = {}
     for name, rows in (
         ("value_offsets", len(c["values"])),
@@ -181,19 +315,21 @@ def events_of(batch: BatchV3) -> list[EventV2]:
 
 
 class ColumnsEncoder:
-    """``BatchEncoder``'s interface, writing version 3: ``(at, keys, paths, values[, kinds])``.
+    """``BatchEncoder``'s interface, writing version 3 (or 4, narrow columns):
+    ``(at, keys, paths, values[, kinds])``.
 
     ``kinds`` is ``(dists, gauges)`` as ``ingest.flatten.flatten_all`` returns them. Not
     thread-safe: one encoder per sending thread.
     """
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, version: int = 3) -> None:
         self._source = source
         self._encoder = msgspec.msgpack.Encoder()
+        self._narrow = version >= 4
 
     def encode(self, events: Iterable[tuple[Any, ...]]) -> bytes:
-        """One ``BatchV3`` record of ``events``."""
-        return encode_columns(self._encoder, self._source, map(_event, events))
+        """One ``BatchV3`` record of ``events`` (``BatchV4`` for version 4)."""
+        return encode_columns(self._encoder, self._source, map(_event, events), self._narrow)
 
 
 def _event(event: tuple[Any, ...]) -> Event:

@@ -73,7 +73,7 @@ BAD_KINDS = {
 BAD_RECORDS = {
     "undecodable": lambda rng: bytes([0xC1]) + rng.randbytes(rng.randrange(0, 40)),
     "unknown_version": lambda rng: msgspec.msgpack.encode(
-        [rng.randint(4, 99), "s", [], [], [], []]  # 1, 2 and 3 exist; a future one is refused
+        [rng.randint(5, 99), "s", [], [], [], []]  # 1 to 4 exist; a future one is refused
     ),
     "malformed_batch": lambda rng: msgspec.msgpack.encode(rng.choice([{"a": 1}, 7, "x", [], None])),
 }
@@ -106,18 +106,27 @@ BAD_V3_EVENTS = {
 V3_COLUMN = {name: 6 + i for i, (name, _) in enumerate(COLUMN_TYPES)}  # field index in the record
 
 
-def v3_record(events: list[tuple]) -> list:
-    return msgspec.msgpack.decode(ColumnsEncoder("fuzz").encode(events))
+def v3_record(events: list[tuple], version: int = 3) -> list:
+    return msgspec.msgpack.decode(ColumnsEncoder("fuzz", version).encode(events))
+
+
+def with_type(fields: list, name: str, code: str) -> None:
+    """Say in a version-4 record's ``dtypes`` that column ``name`` is stored as ``code``."""
+    i = V3_COLUMN[name] - 6
+    fields[-1] = fields[-1][:i] + code + fields[-1][i + 1 :]
 
 
 def broken_v3(rng: random.Random) -> tuple[str, bytes]:
-    """A version-3 record whose columns do not fit together, and its reason."""
+    """A version-3 or -4 record whose columns do not fit together, and its reason."""
     good = (NOW, V3_KEYS, V3_PATHS, [1, 2], ([("lat", ONE_SAMPLE)], []))
-    fields = v3_record([good] * rng.randint(1, 5))
+    version = rng.choice([3, 4])
+    fields = v3_record([good] * rng.randint(1, 5), version)
     n = fields[5]
-    kind = rng.choice(["bad_column", "bad_offsets", "too_many_rows", "malformed_columns"])
+    kinds = ["bad_column", "bad_offsets", "too_many_rows", "malformed_columns"]
+    kind = rng.choice(kinds + ["bad_dtype"] * (version == 4))
     if kind == "bad_column":  # a column that is not whole items, or too short for the events
-        name = rng.choice(["at", "values", "keyset", "dist_sum"])
+        names = ["at", "values", "keyset", "dist_sum"] if version == 3 else ["at", "dist_sum"]
+        name = rng.choice(names)
         fields[V3_COLUMN[name]] = fields[V3_COLUMN[name]][: -rng.randint(1, 3)]
     elif kind == "bad_offsets":  # offsets that go backwards or past their column
         offsets = list(range(0, 2 * n + 1, 2))
@@ -125,6 +134,13 @@ def broken_v3(rng: random.Random) -> tuple[str, bytes]:
         fields[V3_COLUMN["value_offsets"]] = b"".join(
             o.to_bytes(4, "little", signed=True) for o in offsets
         )
+        if version == 4:
+            with_type(fields, "value_offsets", "i")
+    elif kind == "bad_dtype":  # a type the column cannot take, or types missing
+        if rng.random() < 0.5:
+            with_type(fields, rng.choice(["at", "keyset", "shape"]), rng.choice("dvQz"))
+        else:
+            fields[-1] = fields[-1][: rng.randrange(len(fields[-1]))]
     elif kind == "too_many_rows":
         fields[5] = rng.choice([2**31, 2**40])
     else:  # a column of the wrong type
@@ -146,7 +162,7 @@ def build_v3(rng: random.Random, expected: Expected, reasons: Counter) -> tuple[
             events.append((at, V3_KEYS, V3_PATHS, [1, v], ([], [])))
             expected.add_raw(V3_KEYS, {"count": 1, "v": v}, at)
     if rng.random() > 0.2:
-        return ColumnsEncoder("fuzz").encode(events), bad
+        return ColumnsEncoder("fuzz", rng.choice([3, 4])).encode(events), bad
     # one more event, naming a keyset the record does not have
     events.append((NOW, V3_KEYS, V3_PATHS, [1, 1], ([], [])))
     fields = v3_record(events)

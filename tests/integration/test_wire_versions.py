@@ -1,4 +1,4 @@
-"""Wire versions 1, 2 and 3 interleaved on one real Kafka topic fold to exactly the rollups of
+"""Wire versions 1 to 4 interleaved on one real Kafka topic fold to exactly the rollups of
 the same events sent one way (the version-1/2 encoder, replayed by a second aggregator)."""
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def events(n: int, now: int) -> list[tuple]:
     return out
 
 
-def test_v1_v2_v3_on_one_topic_fold_like_one_version(make_stack):
+def test_v1_to_v4_on_one_topic_fold_like_one_version(make_stack):
     stack = make_stack(partitions=2, aggregators=1)
     bootstrap, topic = stack.kafka.bootstrap, stack.config.topic
     now = int(time.time())
@@ -73,13 +73,14 @@ def test_v1_v2_v3_on_one_topic_fold_like_one_version(make_stack):
         for part in (plain, [e for e in chunk if e not in plain]):
             if not part:
                 continue
-            encoder = ColumnsEncoder("mix") if rng.random() < 0.5 else BatchEncoder("mix")
+            columns = rng.random() < 0.5
+            encoder = ColumnsEncoder("mix", rng.choice([3, 4])) if columns else BatchEncoder("mix")
             payload = encoder.encode(part)
             versions[msgspec.msgpack.decode(payload)[0]] += 1
             mixed.append((partition, payload, None))
             one_way.append((partition, BatchEncoder("one").encode(part), None))
         i += len(chunk)
-    assert all(versions[v] >= 20 for v in (1, 2, 3)), versions
+    assert all(versions[v] >= 20 for v in (1, 2, 3, 4)), versions
     asyncio.run(produce_raw(bootstrap, topic, mixed))
     client = stack.clickhouse_client()
     counted = len([e for e in tracked if "count" in e[2]])

@@ -4,6 +4,7 @@ typed-record outbox (tuple buffer, ``BatchEncoder`` picking V1/V2 by tuple lengt
 from __future__ import annotations
 
 import msgspec
+import pytest
 
 from tally.ingest import ClientSettings, Dist, Tracker, dist, gauge
 from tally.ingest.codec import MetricCodec
@@ -90,15 +91,21 @@ def test_decoded_metric_records_encode_back_to_the_same_bytes():
     ]
 
 
-def test_version_2_is_the_default_and_version_3_decodes_back_to_the_same_records():
+@pytest.mark.parametrize("version", [3, 4])
+def test_versions_3_and_4_decode_back_to_the_same_records(version):
     records = tracked()
-    assert MetricCodec("golden").encode(records) == MetricCodec("golden", wire_version=2).encode(
-        records
-    )
-    codec = MetricCodec("golden", wire_version=3)
+    codec = MetricCodec("golden", wire_version=version)
     payload = codec.encode(records)
-    assert msgspec.msgpack.decode(payload)[0] == 3
+    assert msgspec.msgpack.decode(payload)[0] == version
     back = codec.decode(payload)
     assert back == codec.decode(GOLDEN_V2)  # the same events as version 2 carries them
     assert codec.encode(back) == payload
     assert codec.decode(codec.encode(records[:3])) == codec.decode(GOLDEN_V1)
+
+
+def test_version_2_is_the_default_and_version_4_smaller_than_version_3():
+    records = tracked()
+    default = MetricCodec("golden").encode(records)
+    assert default == MetricCodec("golden", wire_version=2).encode(records) == GOLDEN_V2
+    v4 = MetricCodec("golden", wire_version=4).encode(records)
+    assert len(v4) < len(MetricCodec("golden", wire_version=3).encode(records))

@@ -8,6 +8,7 @@ import signal
 import socket
 import time
 
+import msgspec
 import pytest
 
 from tally.ingest import ClientSettings, InvalidValues, Tracker
@@ -249,3 +250,17 @@ def test_text_that_is_not_utf8_is_refused_per_event_with_a_reason():
     with pytest.raises(InvalidValues, match="invalid_text"):
         strict.track("calc", {bad: 1})
     strict.close()
+
+
+def test_the_wire_version_is_a_setting():
+    assert ClientSettings.from_env({"TALLY_WIRE_VERSION": "2"}).wire_version == 2
+    with pytest.raises(ValueError, match="wire_version"):
+        settings(wire_version=5)
+    for version in (2, 4):
+        tracker = Tracker(settings(wire_version=version))
+        try:
+            assert tracker.track("k", {"n": 1})
+            payload = tracker.outbox._codec("s").encode(list(tracker.outbox.buffer))
+            assert msgspec.msgpack.decode(payload)[0] == (1 if version == 2 else 4)
+        finally:
+            tracker.close(timeout=0.1)

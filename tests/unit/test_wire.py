@@ -48,8 +48,9 @@ def test_first_element_is_the_schema_version():
     ("payload", "reason"),
     [
         (b"\xc1\xc1", "undecodable"),
-        (msgspec.msgpack.encode([4, "s", [], [], [], []]), "unknown_version"),
+        (msgspec.msgpack.encode([5, "s", [], [], [], []]), "unknown_version"),
         (msgspec.msgpack.encode([3, "s", [], [], [], []]), "malformed_columns"),
+        (msgspec.msgpack.encode([4, "s", [], [], [], []]), "malformed_columns"),
         (msgspec.msgpack.encode({"a": 1}), "malformed_batch"),
         (
             msgspec.msgpack.encode([1, "s", ["k"], [[0]], [[0]], [[1, 0, 0, ["x"]]]]),
