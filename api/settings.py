@@ -7,8 +7,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tally.api.sql import SqlSettings
-from tally.read.settings import ReadSettings
-from tally.schemas.settings_table import Setting, SettingsTable, optional_text, text
+from tally.read.settings import DEFAULT_SETTLE_S, ReadSettings
+from tally.schemas.settings_table import (
+    Setting,
+    SettingsTable,
+    optional_text,
+    positive_float,
+    text,
+)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8700
@@ -44,6 +50,9 @@ SETTINGS = SettingsTable(
         Setting("sql_clickhouse_password_file", optional_path, None,
                 "--sql-clickhouse-password-file", "TALLY_SQL_CLICKHOUSE_PASSWORD_FILE",
                 f"file holding the SQL user's password (instead of {SQL_PASSWORD_ENV})"),
+        Setting("settle", positive_float, DEFAULT_SETTLE_S, "--settle", "TALLY_API_SETTLE_S",
+                "seconds before now a page's reads stop (its 'as of' time): more than the"
+                " aggregators' flush interval (as paced) plus the clients' linger"),
     )
 )  # fmt: skip
 DASHBOARDS = Setting(

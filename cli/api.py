@@ -5,6 +5,7 @@ the dashboard its YAML directory. ``tally api`` / ``tally ui`` without a command
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,8 @@ def _require_free_port(host: str, port: int) -> None:
 
 
 def _read(values: dict[str, Any]) -> ReadSettings:
-    return build_or_usage_error(read_settings_from, values)
+    read = build_or_usage_error(read_settings_from, values)
+    return replace(read, settle_s=values["settle"])
 
 
 def api_settings(values: dict[str, Any]) -> ApiSettings:

@@ -16,6 +16,10 @@ from tally.clickhouse.settings import (
 from tally.schemas.ddl import identifier
 from tally.schemas.settings_table import SettingsTable
 
+# A read "as of settled" stops this long before now (read/settled.py): the client's batching
+# and send retries (a few seconds) plus the aggregators' flush interval (2 s) and its pacing.
+DEFAULT_SETTLE_S = 10.0
+
 
 @dataclass(frozen=True)
 class ReadSettings:
@@ -28,9 +32,7 @@ class ReadSettings:
     max_points: int = 200_000  # values per series or values response (rows x buckets)
     max_keys: int = 10_000
     max_sql_rows: int = 10_000
-    # A read "as of settled" stops this long before now (read/settled.py): the client's
-    # batching and send retries (a few seconds) plus the aggregators' flush interval (2 s).
-    settle_s: float = 10.0
+    settle_s: float = DEFAULT_SETTLE_S
 
     def __post_init__(self) -> None:
         identifier(self.database)

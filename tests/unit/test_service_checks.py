@@ -108,3 +108,19 @@ def test_help_lists_run_and_check_and_run_is_the_default(service: str) -> None:
     assert done.returncode == 0 and "run" in done.stdout and "check" in done.stdout
     done = tally(service, "--port", "not-a-port")  # no command named: run's options
     assert done.returncode == 2 and "'--port'" in done.stderr
+
+
+def test_api_settle_reaches_the_read_settings_and_must_be_positive(tmp_path: Path) -> None:
+    from tally.cli.api import API, _read
+    from tally.read.settings import DEFAULT_SETTLE_S
+
+    data = str(tmp_path / "data")
+
+    def settle(argv: list[str], env: dict[str, str]) -> float:
+        return parse(API, ["--data-dir", data, *argv], "tally api run", env, _read).settle_s
+
+    assert settle([], {}) == DEFAULT_SETTLE_S
+    assert settle(["--settle", "25"], {}) == 25.0
+    assert settle([], {"TALLY_API_SETTLE_S": "4"}) == 4.0
+    done = tally("api", "check", "--settle", "0", "--data-dir", data)
+    assert done.returncode == 2 and "'--settle'" in done.stderr, done
