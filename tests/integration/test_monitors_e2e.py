@@ -111,6 +111,8 @@ async def cron_and_idle(stack, tmp_path: Path) -> None:
     url = await receiver.start()
     controller, mailbox = smtp_server()
     base = int(time.time()) // 60 * 60 - 30 * 60  # minute 0 of the explicit clock
+    if base // 86_400 != (base + 15 * 60) // 86_400:  # the ticks must not cross a UTC midnight:
+        base = (base + 15 * 60) // 86_400 * 86_400 - 16 * 60  # the daily digest goes out once
     minute = lambda i: base + i * 60  # noqa: E731
     (tmp_path / "m.yaml").write_text(definitions(url, controller.port))
     svc = service(stack, [tmp_path / "m.yaml"])

@@ -131,7 +131,7 @@ def test_plain_batches_stay_version_1_and_kinds_make_version_2():
 
 
 def test_a_record_of_an_unknown_future_version_is_dead_lettered_not_guessed():
-    payload = msgspec.msgpack.encode([4, "s", ["k"], [[0]], [[0]], [[T0, 0, 0, [1]]]])
+    payload = msgspec.msgpack.encode([5, "s", ["k"], [[0]], [[0]], [[T0, 0, 0, [1]]]])
     with pytest.raises(WireError) as info:
         BatchDecoder().decode(payload)
     assert info.value.reason == "unknown_version"
