@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from tally.aggregator.allocator import pin_mmap_threshold
 from tally.aggregator.metrics import AggregatorMetrics
 from tally.aggregator.settings import DESCRIPTION, SETTINGS, AggregatorSettings, from_values
 from tally.aggregator.sink import RollupSink
@@ -77,6 +78,7 @@ def run(values: dict[str, Any]) -> None:
     settings = build_or_usage_error(from_values, values)
     logs.configure()
     gc.set_threshold(*FOLD_GC_THRESHOLD)
+    pin_mmap_threshold()
     try:
         _run(serve(settings))
     except (MetricsPortInUse, StartRefused) as exc:
