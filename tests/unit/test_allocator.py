@@ -11,5 +11,4 @@ from tally.aggregator.allocator import pin_mmap_threshold
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 def test_the_threshold_is_pinned_on_glibc():
-    assert pin_mmap_threshold() is True
-    assert pin_mmap_threshold(1 << 30) is False  # above HEAP_MAX_SIZE / 2: glibc refuses
+    assert pin_mmap_threshold() is True  # mallopt found and accepted (False elsewhere)
