@@ -24,6 +24,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -88,30 +89,19 @@ class Inserter:
                 backoff = min(backoff * 2, self.max_backoff_s)
 
 
+@dataclass(eq=False)
 class Flusher:
     """Makes folded ranges durable in ClickHouse, then commits them (steps 1-4 above)."""
 
-    def __init__(
-        self,
-        settings: EngineSettings,
-        metrics: EngineMetrics,
-        partitions: Partitions,
-        clients: KafkaClients,
-        inserter: Inserter,
-        isolator: Isolator,
-        budget: FlushBudget,
-        gate: StopGate,
-        groups: GroupFlush | None = None,
-    ) -> None:
-        self.settings = settings
-        self.metrics = metrics
-        self.partitions = partitions
-        self.clients = clients
-        self.inserter = inserter
-        self.isolator = isolator
-        self.budget = budget
-        self.gate = gate
-        self.groups = groups
+    settings: EngineSettings
+    metrics: EngineMetrics
+    partitions: Partitions
+    clients: KafkaClients
+    inserter: Inserter
+    isolator: Isolator
+    budget: FlushBudget
+    gate: StopGate
+    groups: GroupFlush | None = None
 
     def recount(self) -> None:
         """Recompute what the folds and the queued dead letters hold."""

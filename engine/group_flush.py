@@ -55,22 +55,15 @@ class PlannedGroup:
         }
 
 
+@dataclass(eq=False)
 class GroupFlush:
     """Plans and runs combined inserts; also runs the replays of ``replay.GroupReplayer``."""
 
-    def __init__(
-        self,
-        settings: EngineSettings,
-        metrics: EngineMetrics,
-        insert_rows: InsertRows,
-        combine: Combine,
-        max_metadata: int = MAX_METADATA,
-    ) -> None:
-        self.settings = settings
-        self.metrics = metrics
-        self.insert_rows = insert_rows
-        self.combine = combine
-        self.max_metadata = max_metadata
+    settings: EngineSettings
+    metrics: EngineMetrics
+    insert_rows: InsertRows
+    combine: Combine
+    max_metadata: int = MAX_METADATA
 
     def plan(
         self, work: list[tuple[PartitionState, Intent]]

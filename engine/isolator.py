@@ -107,24 +107,16 @@ def halves(start: int, end: int) -> list[tuple[int, int]]:
     return [(middle + 1, end), (start, middle)]
 
 
+@dataclass(eq=False)
 class Isolator:
     """Inserts every part of a rejected range that ClickHouse accepts; dead-letters the rest."""
 
-    def __init__(
-        self,
-        settings: EngineSettings,
-        metrics: EngineMetrics,
-        clients: KafkaClients,
-        new_fold: FoldFactory[Any],
-        insert: InsertRows,
-        exclude: Callable[[Any, Any], Any] | None = None,
-    ) -> None:
-        self.settings = settings
-        self.metrics = metrics
-        self.clients = clients
-        self.new_fold = new_fold
-        self.insert = insert
-        self.exclude = exclude  # the sink's optional ``exclude(rows, landed)``
+    settings: EngineSettings
+    metrics: EngineMetrics
+    clients: KafkaClients
+    new_fold: FoldFactory[Any]
+    insert: InsertRows
+    exclude: Callable[[Any, Any], Any] | None = None  # the sink's ``exclude(rows, landed)``
 
     def _refold(self) -> Fold[Any]:
         return self.new_fold(reread=True)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import errno
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, start_http_server
+
+from tally.engine.metric_factory import MetricFactory
 
 
 class EngineMetrics:
@@ -12,92 +14,79 @@ class EngineMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        r = self.registry
-        self.records_in = Counter("tally_records_in", "Kafka records consumed", registry=r)
-        self.events_in = Counter("tally_events_in", "Valid events folded", registry=r)
-        self.dead_letters = Counter(
-            "tally_dead_letters", "Records or events dead-lettered", ["reason"], registry=r
+        m = MetricFactory(self.registry)
+        self.records_in = m.counter("tally_records_in", "Kafka records consumed")
+        self.events_in = m.counter("tally_events_in", "Valid events folded")
+        self.dead_letters = m.counter(
+            "tally_dead_letters", "Records or events dead-lettered", ["reason"]
         )
-        self.rows_out = Counter(
-            "tally_rows_out", "Folded rows inserted (before ClickHouse fans them out)", registry=r
+        self.rows_out = m.counter(
+            "tally_rows_out", "Folded rows inserted (before ClickHouse fans them out)"
         )
-        self.flushes = Counter("tally_flushes", "Partition flushes inserted", registry=r)
-        self.flush_seconds = Histogram(
+        self.flushes = m.counter("tally_flushes", "Partition flushes inserted")
+        self.flush_seconds = m.histogram(
             "tally_flush_seconds",
             "Time from intent commit to done commit",
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-            registry=r,
         )
-        self.insert_retries = Counter(
-            "tally_insert_retries", "ClickHouse insert attempts that failed", ["kind"], registry=r
+        self.insert_retries = m.counter(
+            "tally_insert_retries", "ClickHouse insert attempts that failed", ["kind"]
         )
-        self.commit_failures = Counter(
-            "tally_commit_failures", "Offset commits that failed", ["phase"], registry=r
+        self.commit_failures = m.counter(
+            "tally_commit_failures", "Offset commits that failed", ["phase"]
         )
-        self.commits = Counter(
-            "tally_commits", "Offset commits made (intent, done)", ["phase"], registry=r
-        )
-        self.replays = Counter("tally_replays", "Pending intents replayed", registry=r)
-        self.group_inserts = Counter(
+        self.commits = m.counter("tally_commits", "Offset commits made (intent, done)", ["phase"])
+        self.replays = m.counter("tally_replays", "Pending intents replayed")
+        self.group_inserts = m.counter(
             "tally_group_inserts",
             "Combined inserts (several partitions' ranges under one token), first or replayed",
             ["phase"],
-            registry=r,
         )
-        self.group_members = Histogram(
+        self.group_members = m.histogram(
             "tally_group_members",
             "Partitions per combined insert",
             buckets=(2, 4, 8, 16, 32, 64, 128),
-            registry=r,
         )
-        self.rejected_ranges = Counter(
+        self.rejected_ranges = m.counter(
             "tally_rejected_ranges",
             "Ranges whose insert ClickHouse kept rejecting, isolated record by record",
-            registry=r,
         )
-        self.offset_resets = Counter(
+        self.offset_resets = m.counter(
             "tally_offset_resets",
             "Ranges restarted because the committed offset was beyond the log",
-            registry=r,
         )
-        self.lag = Gauge(
+        self.lag = m.gauge(
             "tally_consumer_lag",
             "Kafka records not yet committed: high watermark minus the committed offset",
             ["partition"],
-            registry=r,
         )
-        self.lag_seconds = Gauge(
+        self.lag_seconds = m.gauge(
             "tally_consumer_lag_seconds",
             "How far behind the partition is in time: age of the newest record fetched while "
             "records are left (0 when caught up)",
             ["partition"],
-            registry=r,
         )
-        self.fold_entries = Gauge("tally_fold_entries", "Entries held in memory", registry=r)
-        self.fold_bytes = Gauge(
+        self.fold_entries = m.gauge("tally_fold_entries", "Entries held in memory")
+        self.fold_bytes = m.gauge(
             "tally_fold_bytes",
             "Estimated bytes held by the folds and unacknowledged dead letters",
-            registry=r,
         )
-        self.assigned = Gauge("tally_assigned_partitions", "Partitions owned", registry=r)
-        self.flush_interval = Gauge(
+        self.assigned = m.gauge("tally_assigned_partitions", "Partitions owned")
+        self.flush_interval = m.gauge(
             "tally_flush_interval_seconds",
             "Effective seconds between two flushes of one partition (the configured interval,"
             " stretched by the insert ceiling and parts pressure)",
-            registry=r,
         )
-        self.parts_active_max = Gauge(
+        self.parts_active_max = m.gauge(
             "tally_parts_active_max",
             "Active parts in the fullest partition of the written tables (last reading)",
-            registry=r,
         )
-        self.parts_pressure = Gauge(
+        self.parts_pressure = m.gauge(
             "tally_parts_pressure",
             "Active parts in the fullest partition over parts_to_delay_insert (1: inserts delayed)",
-            registry=r,
         )
-        self.merges_running = Gauge(
-            "tally_merges_running", "Merges in flight on the written tables", registry=r
+        self.merges_running = m.gauge(
+            "tally_merges_running", "Merges in flight on the written tables"
         )
 
     def serve(self, port: int, host: str = "127.0.0.1") -> int:

@@ -84,25 +84,19 @@ class PartitionState:
         self.opened_at = time.monotonic()
 
 
+@dataclass(eq=False)
 class Partitions:
     """Owned partitions and their state; ``lock`` serializes consuming, flushing, rebalancing."""
 
-    def __init__(
-        self,
-        settings: EngineSettings,
-        metrics: EngineMetrics,
-        clients: KafkaClients,
-        gate: StopGate,
-        new_fold: FoldFactory[Any],
-    ) -> None:
-        self.settings = settings
-        self.metrics = metrics
-        self.clients = clients
-        self.gate = gate
-        self.new_fold = new_fold
-        self.states: dict[TopicPartition, PartitionState] = {}
-        self.lock = asyncio.Lock()
-        self.new_group = False  # no offsets and an empty topic at start: commit where we begin
+    settings: EngineSettings
+    metrics: EngineMetrics
+    clients: KafkaClients
+    gate: StopGate
+    new_fold: FoldFactory[Any]
+    states: dict[TopicPartition, PartitionState] = field(init=False, default_factory=dict)
+    lock: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
+    # no offsets and an empty topic at start: commit where we begin
+    new_group: bool = field(init=False, default=False)
 
     def drop(self, tps: Iterable[TopicPartition]) -> None:
         """Forget the state of ``tps`` (lost, revoked or interrupted: the next owner replays)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -27,26 +28,17 @@ from tally.engine.stopping import StopGate
 log = logging.getLogger("tally.aggregator")  # the name operators' log queries select
 
 
+@dataclass(eq=False)
 class GroupReplayer:
     """Replays the pending groups of newly assigned partitions (``RebalanceListener.replay``)."""
 
-    def __init__(
-        self,
-        settings: EngineSettings,
-        partitions: Partitions,
-        clients: KafkaClients,
-        new_fold: FoldFactory[Any],
-        groups: GroupFlush,
-        steps: FlushSteps,
-        gate: StopGate,
-    ) -> None:
-        self.settings = settings
-        self.partitions = partitions
-        self.clients = clients
-        self.new_fold = new_fold
-        self.groups = groups
-        self.steps = steps
-        self.gate = gate
+    settings: EngineSettings
+    partitions: Partitions
+    clients: KafkaClients
+    new_fold: FoldFactory[Any]
+    groups: GroupFlush
+    steps: FlushSteps
+    gate: StopGate
 
     async def replay(self, assigned: set[TopicPartition]) -> None:
         """Replay every group pending on ``assigned``; retried until done or stopping."""

@@ -6,14 +6,9 @@ from __future__ import annotations
 import errno
 
 from aiohttp import web
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from tally.engine.metric_factory import MetricFactory
 
 
 class MetricsPortInUse(RuntimeError):
@@ -25,40 +20,33 @@ class MonitorMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        r = self.registry
-        self.evaluations = Counter(
-            "tally_monitor_evaluations", "Evaluation ticks completed", registry=r
-        )
-        self.evaluation_lag = Gauge(
+        m = MetricFactory(self.registry)
+        self.evaluations = m.counter("tally_monitor_evaluations", "Evaluation ticks completed")
+        self.evaluation_lag = m.gauge(
             "tally_monitor_evaluation_lag_seconds",
             "Seconds from the end of the newest judged bucket to now, per monitor",
             ["monitor"],
-            registry=r,
         )
-        self.evaluation_seconds = Histogram(
+        self.evaluation_seconds = m.histogram(
             "tally_monitor_evaluation_seconds",
             "Time of one evaluation tick (all monitors, no delivery)",
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-            registry=r,
         )
-        self.outbox_pending = Gauge(
+        self.outbox_pending = m.gauge(
             "tally_monitor_outbox_pending",
             "Notifications waiting in the outbox, per channel (as of the last delivery pass)",
             ["channel"],
-            registry=r,
         )
-        self.deliveries = Counter(
+        self.deliveries = m.counter(
             "tally_monitor_deliveries",
             "Deliveries finished, per channel and outcome (delivered, failed, skipped)",
             ["channel", "outcome"],
-            registry=r,
         )
-        self.delivery_seconds = Histogram(
+        self.delivery_seconds = m.histogram(
             "tally_monitor_delivery_seconds",
             "Time of one delivery including its retries",
             ["channel"],
             buckets=(0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60),
-            registry=r,
         )
         self._runner: web.AppRunner | None = None
 

@@ -35,26 +35,25 @@ class RequestBody:
             remaining = int(headers.get("Content-Length") or 0)
         except ValueError:
             raise ClickHouseError.of(ErrorCode.BAD_ARGUMENTS, "Invalid Content-Length") from None
-        while remaining > 0:
-            data = self._rfile.read(min(remaining, READ_CHUNK))
-            if not data:
-                raise ConnectionError("client closed the connection mid-body")
-            remaining -= len(data)
-            yield data
+        yield from self._read_exactly(remaining, "body")
         self.complete = True
 
     def _read_chunked(self) -> Iterator[bytes]:
         while size := self._chunk_size():
-            while size > 0:
-                data = self._rfile.read(min(size, READ_CHUNK))
-                if not data:
-                    raise ConnectionError("client closed the connection mid-chunk")
-                size -= len(data)
-                yield data
+            yield from self._read_exactly(size, "chunk")
             self._rfile.readline(65537)  # the CRLF after each chunk
         while self._rfile.readline(65537) not in (b"\r\n", b"\n", b""):
             pass  # trailers
         self.complete = True
+
+    def _read_exactly(self, size: int, part: str) -> Iterator[bytes]:
+        """``size`` bytes in pieces of at most ``READ_CHUNK``; a short read is a lost client."""
+        while size > 0:
+            data = self._rfile.read(min(size, READ_CHUNK))
+            if not data:
+                raise ConnectionError(f"client closed the connection mid-{part}")
+            size -= len(data)
+            yield data
 
     def _chunk_size(self) -> int:
         line = self._rfile.readline(65537)

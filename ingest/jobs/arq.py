@@ -36,14 +36,7 @@ from arq.connections import ArqRedis
 from arq.cron import CronJob
 from arq.worker import Retry, func
 
-from tally.ingest.jobs.tracking import (
-    ACTIVE_RUN,
-    ExceptionTypes,
-    HookTenant,
-    JobTracker,
-    Trackable,
-    tracked_entry,
-)
+from tally.ingest.jobs import tracking
 
 Coroutine = Callable[..., Awaitable[Any]]
 PARENT = "tally:parent:"  # + job id: the execution id of the run that enqueued it (traces)
@@ -51,7 +44,7 @@ DAY_MS = 86_400_000
 DEFAULT_MAX_TRIES = 5  # arq's ``Worker(max_tries=5)``
 
 # The tracker of the instrumented job running in this context (read by the enqueue wrapper).
-_ENQUEUER: ContextVar[JobTracker | None] = ContextVar("tally_arq_enqueuer", default=None)
+_ENQUEUER: ContextVar[tracking.JobTracker | None] = ContextVar("tally_arq_enqueuer", default=None)
 
 
 def _ms(value: object) -> int:
@@ -73,7 +66,7 @@ def _wrap_enqueue_job() -> None:
 
     @functools.wraps(original)
     async def enqueue_job(self: ArqRedis, function: str, *args: Any, **kwargs: Any) -> Any:
-        jobs, run = _ENQUEUER.get(), ACTIVE_RUN.get()
+        jobs, run = _ENQUEUER.get(), tracking.ACTIVE_RUN.get()
         if jobs is None or jobs.traces is None or run is None or not run.execution_id:
             return await original(self, function, *args, **kwargs)
         job_id = kwargs.get("_job_id") or uuid4().hex  # what arq would choose
@@ -96,7 +89,7 @@ def _wrap_enqueue_job() -> None:
     ArqRedis.enqueue_job = enqueue_job  # type: ignore[method-assign]
 
 
-async def _parent(jobs: JobTracker, ctx: object) -> str | None:
+async def _parent(jobs: tracking.JobTracker, ctx: object) -> str | None:
     """The execution id stored for this job by the run that enqueued it, if any."""
     if jobs.traces is None or not isinstance(ctx, dict):
         return None
@@ -113,12 +106,12 @@ async def _parent(jobs: JobTracker, ctx: object) -> str | None:
 
 def instrument_arq(
     settings: Any,
-    tracker: Trackable,
+    tracker: tracking.Trackable,
     *,
     key: str = "event::job",
-    tenant: HookTenant = None,
-    limited: ExceptionTypes = (),
-    skipped: ExceptionTypes = (),
+    tenant: tracking.HookTenant = None,
+    limited: tracking.ExceptionTypes = (),
+    skipped: tracking.ExceptionTypes = (),
     traces: object = None,
 ) -> Any:
     """A copy of ``settings`` (class or dict) with every function and cron job tracked.
@@ -127,7 +120,9 @@ def instrument_arq(
     to such callables; None means tenant ``system``. ``traces``: a ``TraceRecorder`` (every
     run gets an execution id and a trace; see docs/traces.md).
     """
-    jobs = JobTracker(tracker, key, limited=limited, skipped=skipped, retry=(Retry,), traces=traces)
+    jobs = tracking.JobTracker(
+        tracker, key, limited=limited, skipped=skipped, retry=(Retry,), traces=traces
+    )
     if traces is not None:
         _wrap_enqueue_job()
     source = settings if isinstance(settings, dict) else vars(settings)
@@ -156,10 +151,10 @@ def instrument_arq(
 
 
 def wrap_coroutine(
-    jobs: JobTracker,
+    jobs: tracking.JobTracker,
     coroutine: Coroutine,
     name: str,
-    tenant: HookTenant = None,
+    tenant: tracking.HookTenant = None,
     max_tries: int | None = None,
 ) -> Coroutine:
     """``coroutine(ctx, *args, **kwargs)`` measured as one run of job ``name``.
@@ -169,7 +164,7 @@ def wrap_coroutine(
     is a failure; without it an ``arq.Retry`` is always ``retry``.
     """
     job = jobs.name(name)
-    entry = tracked_entry(coroutine)
+    entry = tracking.tracked_entry(coroutine)
 
     @functools.wraps(coroutine)
     async def tracked(ctx: dict, *args: Any, **kwargs: Any) -> Any:
@@ -184,16 +179,16 @@ def wrap_coroutine(
             args=[list(args), dict(kwargs)] if traced else None,
         )
         run.entry = entry
-        token, enqueuer = ACTIVE_RUN.set(run), _ENQUEUER.set(jobs)
+        token, enqueuer = tracking.ACTIVE_RUN.set(run), _ENQUEUER.set(jobs)
         try:
             result = await coroutine(ctx, *args, **kwargs)
         except BaseException as exc:
             _ENQUEUER.reset(enqueuer)
-            ACTIVE_RUN.reset(token)
+            tracking.ACTIVE_RUN.reset(token)
             jobs.finish(run, exc, retrying=_retrying(exc, run.attempt, max_tries))
             raise
         _ENQUEUER.reset(enqueuer)
-        ACTIVE_RUN.reset(token)
+        tracking.ACTIVE_RUN.reset(token)
         jobs.finish(run)
         return result
 
@@ -225,7 +220,9 @@ def _tries(own: int | None, worker: int) -> int:
     return worker if own is None else int(own)
 
 
-def _wrap_function(jobs: JobTracker, function: Any, tenant: HookTenant, worker_tries: int) -> Any:
+def _wrap_function(
+    jobs: tracking.JobTracker, function: Any, tenant: tracking.HookTenant, worker_tries: int
+) -> Any:
     tries = _tries(function.max_tries, worker_tries)
     wrapped = wrap_coroutine(jobs, function.coroutine, function.name, tenant, tries)
     return dataclasses.replace(function, coroutine=wrapped)

@@ -29,15 +29,8 @@ from typing import Any
 from celery import signals
 from celery.exceptions import Ignore, Reject, Retry
 
+from tally.ingest.jobs import tracking
 from tally.ingest.jobs.run import FAILURE, SKIPPED, Run
-from tally.ingest.jobs.tracking import (
-    ACTIVE_RUN,
-    ExceptionTypes,
-    HookTenant,
-    JobTracker,
-    Trackable,
-    tracked_entry,
-)
 
 HEADER = "tally_enqueued_at"
 PARENT = "tally_parent"  # the execution id of the run that published the message (traces)
@@ -56,8 +49,8 @@ class CeleryHooks:
     """The signal receivers for one Celery app; ``disconnect()`` removes them."""
 
     app: Any
-    jobs: JobTracker
-    tenant: HookTenant = None
+    jobs: tracking.JobTracker
+    tenant: tracking.HookTenant = None
     _active: dict[str, _Active] = field(default_factory=dict, repr=False)
 
     def connect(self) -> CeleryHooks:
@@ -85,7 +78,7 @@ class CeleryHooks:
         if isinstance(headers, dict):
             headers[HEADER] = time.time()
             traces = self.jobs.traces
-            run = ACTIVE_RUN.get()
+            run = tracking.ACTIVE_RUN.get()
             if traces is not None and run is not None and run.execution_id:
                 try:  # the child's parent link, and "enqueued" in this run's job log
                     if headers.get("id") and headers.get("id") == getattr(run.trace, "ref", ""):
@@ -113,7 +106,7 @@ class CeleryHooks:
         jobs = self.jobs
         try:
             request = task.request
-            entry = tracked_entry(getattr(task, "run", None))
+            entry = tracking.tracked_entry(getattr(task, "run", None))
             tenant = None
             if self.tenant is not None:
                 args, kwargs = tuple(args or ()), dict(kwargs or {})
@@ -130,7 +123,7 @@ class CeleryHooks:
                 args=[list(args or ()), dict(kwargs or {})] if traced else None,
             )
             run.entry = entry
-            self._active[task_id] = _Active(run, ACTIVE_RUN.set(run))
+            self._active[task_id] = _Active(run, tracking.ACTIVE_RUN.set(run))
         except Exception as exc:
             jobs.failed("celery prerun", exc)
 
@@ -153,7 +146,7 @@ class CeleryHooks:
             return
         jobs, run = self.jobs, active.run
         with contextlib.suppress(ValueError):  # set in another context: leave it alone
-            ACTIVE_RUN.reset(active.token)
+            tracking.ACTIVE_RUN.reset(active.token)
         try:
             if state == "IGNORED":
                 run.state = SKIPPED
@@ -175,12 +168,12 @@ class CeleryHooks:
 
 def instrument_celery(
     app: Any,
-    tracker: Trackable,
+    tracker: tracking.Trackable,
     *,
     key: str = "event::job",
-    tenant: HookTenant = None,
-    limited: ExceptionTypes = (),
-    skipped: ExceptionTypes = (Ignore,),
+    tenant: tracking.HookTenant = None,
+    limited: tracking.ExceptionTypes = (),
+    skipped: tracking.ExceptionTypes = (Ignore,),
     traces: object = None,
 ) -> CeleryHooks:
     """Track every task of ``app`` under ``key`` (and ``key::<tenant>``); one line of setup.
@@ -191,7 +184,9 @@ def instrument_celery(
     was busy. ``traces`` (a ``tally.traces.TraceRecorder``) gives every run an execution id and
     a trace, links a task to the run that published it, and logs its lifecycle.
     """
-    jobs = JobTracker(tracker, key, limited=limited, skipped=skipped, retry=(Retry,), traces=traces)
+    jobs = tracking.JobTracker(
+        tracker, key, limited=limited, skipped=skipped, retry=(Retry,), traces=traces
+    )
     return CeleryHooks(app, jobs, tenant).connect()
 
 

@@ -12,12 +12,15 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tally.ingest.jobs.names import callable_name, job_name
 from tally.ingest.jobs.run import ACTIVE_RUN, Run, TenantOf
 
 if TYPE_CHECKING:  # the tracker builds decorators; they only call it
+    from contextvars import Token
+
     from tally.ingest.jobs.tracking import JobTracker
 
 
@@ -115,34 +118,27 @@ class JobDecorator:
         return wrapper
 
 
+@dataclass(slots=True, eq=False)
 class RunScope:
     """``with jobs.run("name", tenant) as run:`` (or ``async with``): the block is one run."""
 
-    __slots__ = ("_attempt", "_due_at", "_job", "_jobs", "_run", "_tenant", "_token")
-
-    def __init__(
-        self,
-        jobs: JobTracker,
-        job: str,
-        tenant: object,
-        due_at: float | None,
-        attempt: int | None,
-    ) -> None:
-        self._jobs = jobs
-        self._job = job
-        self._tenant = tenant
-        self._due_at = due_at
-        self._attempt = attempt
+    jobs: JobTracker
+    job: str
+    tenant: object
+    due_at: float | None
+    attempt: int | None
+    _run: Run = field(init=False)
+    _token: Token[Run | None] = field(init=False)
 
     def __enter__(self) -> Run:
-        run = self._jobs.start(self._job, self._tenant, due_at=self._due_at, attempt=self._attempt)
+        run = self.jobs.start(self.job, self.tenant, due_at=self.due_at, attempt=self.attempt)
         self._run = run
         self._token = ACTIVE_RUN.set(run)
         return run
 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> bool:
         ACTIVE_RUN.reset(self._token)
-        self._jobs.finish(self._run, exc)
+        self.jobs.finish(self._run, exc)
         return False
 
     async def __aenter__(self) -> Run:

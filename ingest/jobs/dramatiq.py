@@ -22,15 +22,8 @@ from dramatiq import Middleware
 from dramatiq.errors import RateLimitExceeded, Retry
 from dramatiq.middleware import Retries
 
+from tally.ingest.jobs import tracking
 from tally.ingest.jobs.run import SKIPPED, Run
-from tally.ingest.jobs.tracking import (
-    ACTIVE_RUN,
-    ExceptionTypes,
-    HookTenant,
-    JobTracker,
-    Trackable,
-    tracked_entry,
-)
 
 PARENT = "tally_parent"  # message option: the execution id of the enqueuing run (traces)
 
@@ -40,15 +33,15 @@ class TallyMiddleware(Middleware):
 
     def __init__(
         self,
-        tracker: Trackable,
+        tracker: tracking.Trackable,
         *,
         key: str = "event::job",
-        tenant: HookTenant = None,
-        limited: ExceptionTypes = (RateLimitExceeded,),
-        skipped: ExceptionTypes = (),
+        tenant: tracking.HookTenant = None,
+        limited: tracking.ExceptionTypes = (RateLimitExceeded,),
+        skipped: tracking.ExceptionTypes = (),
         traces: object = None,
     ) -> None:
-        self.jobs = JobTracker(
+        self.jobs = tracking.JobTracker(
             tracker, key, limited=limited, skipped=skipped, retry=(Retry,), traces=traces
         )
         self.tenant = tenant
@@ -56,7 +49,7 @@ class TallyMiddleware(Middleware):
 
     def before_enqueue(self, broker: Any, message: Any, delay: int) -> None:
         """With traces: stamp the enqueuing run's execution id and log ``enqueued``."""
-        traces, run = self.jobs.traces, ACTIVE_RUN.get()
+        traces, run = self.jobs.traces, tracking.ACTIVE_RUN.get()
         if traces is None or run is None or not run.execution_id:
             return
         try:
@@ -71,9 +64,9 @@ class TallyMiddleware(Middleware):
         try:
             entry = None
             with contextlib.suppress(Exception):  # an unknown actor: dramatiq fails it
-                entry = tracked_entry(broker.get_actor(message.actor_name).fn)
+                entry = tracking.tracked_entry(broker.get_actor(message.actor_name).fn)
             run = self._start(message, entry)
-            self._active[message.message_id] = (run, ACTIVE_RUN.set(run))
+            self._active[message.message_id] = (run, tracking.ACTIVE_RUN.set(run))
         except Exception as exc:
             self.jobs.failed("dramatiq before", exc)
 
@@ -143,7 +136,7 @@ class TallyMiddleware(Middleware):
             return None
         run, token = entry
         with contextlib.suppress(ValueError):  # set in another context: leave it alone
-            ACTIVE_RUN.reset(token)
+            tracking.ACTIVE_RUN.reset(token)
         return run
 
 

@@ -38,28 +38,21 @@ from rq.job import Job, Retry
 from rq.queue import Queue
 from rq.worker import BaseWorker, SimpleWorker, Worker
 
+from tally.ingest.jobs import tracking
 from tally.ingest.jobs.handoff import Handoff, HandoffWriter, replay
 from tally.ingest.jobs.run import FAILURE, RETRY, Run
-from tally.ingest.jobs.tracking import (
-    ACTIVE_RUN,
-    ExceptionTypes,
-    HookTenant,
-    JobTracker,
-    Trackable,
-    tracked_entry,
-)
 
 log = logging.getLogger("tally.ingest.jobs")
 FAILURES = "tally_failures"
 PARENT = "tally_parent"  # job.meta: the execution id of the run that enqueued the job (traces)
 
 # The tracker of the instrumented job running in this context (read by the enqueue wrapper).
-_ENQUEUER: ContextVar[JobTracker | None] = ContextVar("tally_rq_enqueuer", default=None)
+_ENQUEUER: ContextVar[tracking.JobTracker | None] = ContextVar("tally_rq_enqueuer", default=None)
 
 
-def _stamp_parent(jobs: JobTracker, job: Job) -> None:
+def _stamp_parent(jobs: tracking.JobTracker, job: Job) -> None:
     """Inside a traced run: the child's parent link, and "enqueued" in this run's job log."""
-    traces, run = jobs.traces, ACTIVE_RUN.get()
+    traces, run = jobs.traces, tracking.ACTIVE_RUN.get()
     if traces is None or run is None or not run.execution_id:
         return
     try:
@@ -88,7 +81,9 @@ def _wrap_create_job() -> None:
     Queue.create_job = create_job  # type: ignore[method-assign]
 
 
-def rq_job_class(jobs: JobTracker, tenant: HookTenant = None, base: type[Job] = Job) -> type[Job]:
+def rq_job_class(
+    jobs: tracking.JobTracker, tenant: tracking.HookTenant = None, base: type[Job] = Job
+) -> type[Job]:
     """A ``Job`` subclass of ``base`` whose ``perform()`` is one tracked run.
 
     With traces, jobs enqueued while it runs record it as their parent (see the module doc).
@@ -101,7 +96,7 @@ def rq_job_class(jobs: JobTracker, tenant: HookTenant = None, base: type[Job] = 
             args, kwargs = tuple(job.args), dict(job.kwargs)
             name, enqueued = job.func_name, job.enqueued_at
             retries = (job.number_of_retries or 0) + int(job.meta.get(FAILURES, 0))
-            entry = tracked_entry(job.func)
+            entry = tracking.tracked_entry(job.func)
         except Exception as exc:  # an undeserialisable job: RQ will fail it, we still count it
             jobs.failed("rq job", exc)
             args, kwargs, name, enqueued, retries, entry = (), {}, None, None, 0, None
@@ -150,17 +145,17 @@ def rq_job_class(jobs: JobTracker, tenant: HookTenant = None, base: type[Job] = 
     class TallyJob(base):  # type: ignore[valid-type, misc]
         def perform(self) -> Any:
             run = start(self)
-            token, enqueuer = ACTIVE_RUN.set(run), _ENQUEUER.set(jobs)
+            token, enqueuer = tracking.ACTIVE_RUN.set(run), _ENQUEUER.set(jobs)
             try:
                 result = super().perform()
             except BaseException as exc:
                 _ENQUEUER.reset(enqueuer)
-                ACTIVE_RUN.reset(token)
+                tracking.ACTIVE_RUN.reset(token)
                 count_failure(self)
                 jobs.finish(run, exc, retrying=will_retry(self))
                 raise
             _ENQUEUER.reset(enqueuer)
-            ACTIVE_RUN.reset(token)
+            tracking.ACTIVE_RUN.reset(token)
             if isinstance(result, Retry):  # RQ's "retry me" return value
                 if retries_exhausted(self, result):  # RQ fails the job instead
                     run.state, run.error = FAILURE, type(result).__name__
@@ -174,8 +169,8 @@ def rq_job_class(jobs: JobTracker, tenant: HookTenant = None, base: type[Job] = 
 
 
 def rq_worker_class(
-    jobs: JobTracker,
-    tenant: HookTenant = None,
+    jobs: tracking.JobTracker,
+    tenant: tracking.HookTenant = None,
     base: type[BaseWorker] = SimpleWorker,
     flush_timeout: float = 10.0,
 ) -> type[BaseWorker]:
@@ -227,7 +222,7 @@ def rq_worker_class(
     return TallyWorker
 
 
-def hand_off(jobs: JobTracker, writer: HandoffWriter) -> None:
+def hand_off(jobs: tracking.JobTracker, writer: HandoffWriter) -> None:
     """In a horse: ``jobs`` tracks and ships through ``writer`` (this process's copy only)."""
     jobs.tracker = writer
     if jobs.traces is not None:
@@ -237,12 +232,12 @@ def hand_off(jobs: JobTracker, writer: HandoffWriter) -> None:
 
 def instrumented_rq_worker(
     queues: str | Sequence[Any],
-    tracker: Trackable,
+    tracker: tracking.Trackable,
     *,
     key: str = "event::job",
-    tenant: HookTenant = None,
-    limited: ExceptionTypes = (),
-    skipped: ExceptionTypes = (),
+    tenant: tracking.HookTenant = None,
+    limited: tracking.ExceptionTypes = (),
+    skipped: tracking.ExceptionTypes = (),
     worker_class: type[BaseWorker] = SimpleWorker,
     traces: object = None,
     **worker_kwargs: Any,
@@ -256,7 +251,7 @@ def instrumented_rq_worker(
     keyword arguments go to the worker (``connection=...`` at least). ``traces``: a
     ``TraceRecorder`` (every run gets an execution id and a trace; see docs/traces.md).
     """
-    jobs = JobTracker(tracker, key, limited=limited, skipped=skipped, traces=traces)
+    jobs = tracking.JobTracker(tracker, key, limited=limited, skipped=skipped, traces=traces)
     log.info(
         "tally: RQ worker class %s (%s)",
         worker_class.__name__,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict, deque
+from dataclasses import dataclass, field
 from typing import Generic
 
 from tally.ingest.outbox.packer import Packer, PendingRecord
@@ -26,29 +27,21 @@ BATCH_RECORDS = 256  # records handed to the producer per round
 SPOOL_PEEK = 64
 
 
+@dataclass(eq=False)
 class Accumulator(Generic[R]):
     """Drains ``buffer`` (shared with the facade, append-only there) into pending records."""
 
-    def __init__(
-        self,
-        settings: ClientSettings,
-        buffer: deque[R],
-        counters: Counters,
-        packer: Packer[R],
-        spool: Spool | None,
-        drop_log: RateLimitedLog,
-    ) -> None:
-        self.settings = settings
-        self.buffer = buffer
-        self.counters = counters
-        self.packer = packer
-        self.spool = spool
-        self.router: Router | None = None  # set once the partition count is known
-        self.pending: deque[PendingRecord] = deque()
-        self.pending_bytes = 0
-        self.in_flight_bytes = 0
-        self._last_born = 0
-        self._drop_log = drop_log
+    settings: ClientSettings
+    buffer: deque[R]
+    counters: Counters
+    packer: Packer[R]
+    spool: Spool | None
+    drop_log: RateLimitedLog
+    router: Router | None = field(init=False, default=None)  # set once partitions are known
+    pending: deque[PendingRecord] = field(init=False, default_factory=deque)
+    pending_bytes: int = field(init=False, default=0)
+    in_flight_bytes: int = field(init=False, default=0)
+    _last_born: int = field(init=False, default=0)
 
     def born(self) -> int:
         """A strictly increasing time stamp (ns) ordering records by when they were made."""
@@ -105,7 +98,7 @@ class Accumulator(Generic[R]):
             return
         reason = "dropped_spool_full" if self.spool is not None else "dropped_overflow"
         self.counters.add(reason, record.counted)
-        self._drop_log(
+        self.drop_log(
             logging.ERROR, "tally: %s: events dropped (see TrackerStats.%s)", reason, reason
         )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic
 
 from tally.ingest.outbox.ratelog import RateLimitedLog
@@ -39,27 +39,23 @@ class PendingRecord:
 Fold = Callable[[Sequence[R]], tuple[Sequence[R], Callable[[Sequence[R]], int]]]
 
 
+@dataclass(eq=False)
 class Packer(Generic[R]):
     """Encodes records with the codec into chunks of at most ``record_events`` and ``cap`` bytes.
 
     ``cap`` starts at ``record_bytes`` and is lowered when the broker refuses sizes.
     """
 
-    def __init__(
-        self,
-        codec: RecordCodec[R],
-        record_events: int,
-        record_bytes: int,
-        counters: Counters,
-        drop_log: RateLimitedLog,
-        fold: Fold[R] | None = None,
-    ) -> None:
-        self.codec = codec
-        self.fold = fold
-        self.cap = record_bytes
-        self._step = record_events
-        self._counters = counters
-        self._drop_log = drop_log
+    codec: RecordCodec[R]
+    record_events: int
+    record_bytes: int
+    counters: Counters
+    drop_log: RateLimitedLog
+    fold: Fold[R] | None = None
+    cap: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.cap = self.record_bytes
 
     def pack(
         self, partition: int, records: Sequence[R], born: int, fold: bool = True
@@ -75,9 +71,9 @@ class Packer(Generic[R]):
         if fold and self.fold is not None and records:
             count = len(records)
             records, weigh = self.fold(records)
-            self._counters.add("fold_events_in", count)
-            self._counters.add("fold_records_out", len(records))
-        step = self._step
+            self.counters.add("fold_events_in", count)
+            self.counters.add("fold_records_out", len(records))
+        step = self.record_events
         todo = [records[i : i + step] for i in range(0, len(records), step)][::-1]
         out = []
         while todo:
@@ -109,8 +105,8 @@ class Packer(Generic[R]):
 
     def unencodable(self, error: Exception) -> None:
         """One event the sender cannot encode or route: dropped alone, counted, logged."""
-        self._counters.add("dropped_unencodable")
-        self._drop_log(
+        self.counters.add("dropped_unencodable")
+        self.drop_log(
             logging.ERROR,
             "tally: an event could not be encoded (%r); it was dropped, the rest of its "
             "record is sent (see TrackerStats.dropped_unencodable)",
