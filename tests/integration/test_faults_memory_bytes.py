@@ -95,9 +95,14 @@ def test_wide_events_and_hostile_tables_stay_within_the_byte_budget(make_stack):
     assert m["tally_flushes_total"] >= 4, m
     assert m["tally_fold_bytes"] <= BUDGET_MB * 2**20
     growth = (peak[0] - idle) / 2**20
-    # Budget for the fold, about as much again while a flush encodes it, plus fetch buffers.
+    # Budget for the fold, about as much again while a flush encodes it, fetch buffers, and
+    # for column records the arrays beside the objects rows() makes of them at the flush
+    # (both counted in the budget). "idle" is measured after a first flush, and the aggregator
+    # now returns freed buffers to the system (aggregator/allocator.py), so idle sits lower than
+    # it did (peak RSS under load: 285-296 MiB against 310-347 for 1f75232, growth 104-126
+    # against 19-102): the bound is on what the budget implies, 5x, not on where idle lands.
     print(f"RSS growth {growth:.1f} MiB over idle {idle / 2**20:.1f} MiB")
-    assert growth < 4 * BUDGET_MB, (growth, idle / 2**20, m["tally_flushes_total"])
+    assert growth < 5 * BUDGET_MB, (growth, idle / 2**20, m["tally_flushes_total"])
     assert stack.stop_aggregators() == [0]
     query = "SELECT key, sum(value) FROM tally.rollups WHERE path IN ('p0', 'count') GROUP BY key"
     totals = dict(client.query(query).result_rows)
