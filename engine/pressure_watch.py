@@ -1,12 +1,15 @@
 """Reads the sink's parts pressure every few seconds and hands it to the pacer.
 
 A sink that can report it has ``parts_pressure()`` (an optional ability, found with
-``getattr``). A user who may not read the system tables gets one warning and the static insert
-ceiling; any other failure keeps the last reading and is retried at the next period.
+``getattr``). A read runs in the consume loop, so it is bounded by ``READ_TIMEOUT_S``: a
+ClickHouse that hangs (paused, overloaded) must never stop consumption for longer. A user who
+may not read the system tables gets one warning and the static insert ceiling; any other
+failure (a timeout too) keeps the last reading and is retried at the next period.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -17,6 +20,7 @@ from tally.engine.pacer import FlushPacer
 log = logging.getLogger("tally.aggregator")  # the name operators' log queries select
 
 ReadPressure = Callable[[], Awaitable[PartsPressure]]
+READ_TIMEOUT_S = 1.0  # the longest a parts-pressure read may hold up the consume loop
 
 
 class PressureWatch:
@@ -42,7 +46,7 @@ class PressureWatch:
             return
         self.next_read = self.clock() + self.period_s
         try:
-            pressure = await self.read()
+            pressure = await asyncio.wait_for(self.read(), READ_TIMEOUT_S)
         except PartsUnreadable as exc:
             log.warning(
                 "cannot read system.parts / system.merges (%s): flush pacing keeps the static"
